@@ -1,0 +1,3 @@
+from agentz_app.cli import main
+
+main()

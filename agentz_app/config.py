@@ -1,0 +1,181 @@
+"""Settings read from the environment and ``.env``, validated once at start-up.
+
+Every name matches ``.env.example``. A bad value raises :class:`ConfigError` naming
+the variable, so a process fails at start instead of half-way through a run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agentz_app.errors import ConfigError
+
+Backend = Literal["claude", "codex", "opencode", "scripted"]
+CommaList = Annotated[list[str], NoDecode]
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+# Variables whose values must never reach an agent subprocess or a log line.
+SECRET_VARIABLES = (
+    "GITHUB_PRIVATE_KEY",
+    "GITHUB_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "DATABASE_URL",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITHUB_INSTALLATION_TOKEN",
+    "AGENTZ_GIT_TOKEN",
+)
+
+
+class Settings(BaseSettings):
+    """All of Agent-Z's configuration."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    github_app_id: int | None = Field(default=None, ge=1)
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr | None = None
+    github_app_slug: str = "agent-z"
+    database_url: str = "sqlite:///.agent-z/agentz.db"
+    github_api_url: str = "https://api.github.com"
+    git_url_template: str = "https://github.com/{full_name}.git"
+    project_dir: Path = Path(".")
+    state_dir: Path = Path(".agent-z")
+    github_repo: str | None = None
+
+    default_backend: Backend = "claude"
+    task_lead_backend: Backend | None = None
+    reviewer_backend: Backend | None = None
+    scheduler_backend: Backend | None = None
+    scripted_agent_file: Path | None = None
+    agent_timeout_seconds: float = Field(default=1800.0, gt=0)
+    max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+
+    max_parallel_tasks: int = Field(default=2, ge=1)
+    max_parallel_per_repo: int | None = Field(default=None, ge=1)
+    service_workers: int | None = Field(default=None, ge=1)
+    scheduler_batch_size: int = Field(default=10, ge=1)
+    scheduler_eligible_labels: CommaList = Field(default_factory=list)
+    scheduler_block_labels: CommaList = Field(default_factory=lambda: ["blocked"])
+    skip_labels: CommaList = Field(default_factory=lambda: ["ongoing"])
+    scheduler_debounce_seconds: float = Field(default=2.0, ge=0)
+    trigger_label: str = Field(default="agent-z", min_length=1)
+    foreign_pr_policy: Literal["adopt", "cancel"] = "adopt"
+
+    github_retry_attempts: int = Field(default=3, ge=1, le=20)
+    max_review_rounds: int = Field(default=5, ge=1, le=50)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=20.0, gt=0)
+    resync_interval_seconds: float = Field(default=300.0, gt=0)
+    max_infra_attempts: int = Field(default=3, ge=1)
+
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = Field(default=8000, ge=0, le=65535)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("github_repo")
+    @classmethod
+    def _check_repo(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not _REPO_RE.match(value):
+            raise ValueError("must look like owner/name")
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("git_url_template")
+    @classmethod
+    def _check_git_template(cls, value: str) -> str:
+        if "{full_name}" not in value:
+            raise ValueError("must contain {full_name}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> Settings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("HEARTBEAT_SECONDS must be shorter than LEASE_SECONDS")
+        return self
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Read settings, turning validation errors into a ConfigError naming the variable."""
+        try:
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+            raise ConfigError(variable, first["msg"]) from None
+
+    # Derived values -----------------------------------------------------
+
+    def backend_for(self, role: str) -> Backend:
+        """The agent backend configured for a role (task_lead, reviewer, scheduler)."""
+        specific = {
+            "task_lead": self.task_lead_backend,
+            "developer": self.task_lead_backend,
+            "reviewer": self.reviewer_backend,
+            "scheduler": self.scheduler_backend,
+        }.get(role)
+        return specific or self.default_backend
+
+    @property
+    def workers(self) -> int:
+        return self.service_workers or self.max_parallel_tasks
+
+    @property
+    def per_repo_limit(self) -> int:
+        return self.max_parallel_per_repo or self.max_parallel_tasks
+
+    def private_key_pem(self) -> str:
+        """The App's PEM private key, from the variable or the key file."""
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            try:
+                return self.github_private_key_path.read_text()
+            except OSError as exc:
+                raise ConfigError("GITHUB_PRIVATE_KEY_PATH", f"cannot read key file: {exc.strerror}") from None
+        raise ConfigError("GITHUB_PRIVATE_KEY", "set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH")
+
+    def require_app(self) -> None:
+        """Fail unless the App credentials needed to call GitHub are present."""
+        if self.github_app_id is None:
+            raise ConfigError("GITHUB_APP_ID", "required to call GitHub")
+        self.private_key_pem()
+
+    def webhook_secret(self) -> bytes:
+        """The webhook secret, required by the receiver."""
+        if self.github_webhook_secret is None or not self.github_webhook_secret.get_secret_value():
+            raise ConfigError("GITHUB_WEBHOOK_SECRET", "required to verify webhook signatures")
+        return self.github_webhook_secret.get_secret_value().encode()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"

@@ -1,0 +1,1 @@
+"""In-package fake GitHub for tests and the demo."""

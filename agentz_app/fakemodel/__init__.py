@@ -1,0 +1,1 @@
+"""Fake model server so real agent CLIs run offline."""

@@ -1,0 +1,1 @@
+"""GitHub App auth and API client."""

@@ -1,0 +1,1 @@
+"""Webhook inbox processing: one router module per feature."""

@@ -1,0 +1,1 @@
+"""Pure rendering of check runs and status comments."""

@@ -1,0 +1,1 @@
+"""Event-driven scheduling: gates, dependencies, fingerprint, Scheduler Agent."""

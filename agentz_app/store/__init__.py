@@ -1,0 +1,1 @@
+"""Durable state: models, migrations and repositories over SQLAlchemy."""

@@ -1,0 +1,254 @@
+"""SQLAlchemy models: the whole durable state of Agent-Z.
+
+Times we compute ourselves are epoch seconds (floats): they compare the same way on
+SQLite and PostgreSQL and make lease arithmetic trivial. GitHub's own ``updated_at``
+values are kept as the ISO strings GitHub sends; in that format they sort correctly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def now() -> float:
+    """Current time as epoch seconds; the single clock every table uses."""
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, list[str]: JSON, list[int]: JSON}
+
+
+class Delivery(Base):
+    """One webhook delivery in the inbox, stored once per ``X-GitHub-Delivery``."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_pending", "processed_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    repo: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float, default=now)
+    processed_at: Mapped[float | None] = mapped_column(Float)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Installation(Base):
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(String(200))
+    suspended: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    full_name: Mapped[str] = mapped_column(String(200), unique=True)
+    default_branch: Mapped[str] = mapped_column(String(200), default="main")
+    private: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IssueSnapshot(Base):
+    """Latest known state of an issue, plus the scheduler's latest verdict on it."""
+
+    __tablename__ = "issues"
+    __table_args__ = (UniqueConstraint("repo", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    state_reason: Mapped[str | None] = mapped_column(String(32))
+    labels: Mapped[list[str]] = mapped_column(default=list)
+    assignees: Mapped[list[str]] = mapped_column(default=list)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    is_pull_request: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[str] = mapped_column(String(40), default="")
+    verdict: Mapped[str | None] = mapped_column(String(200))
+    verdict_reason: Mapped[str | None] = mapped_column(Text)
+    verdict_at: Mapped[float | None] = mapped_column(Float)
+    synced_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class PullSnapshot(Base):
+    """Latest known state of a pull request."""
+
+    __tablename__ = "pulls"
+    __table_args__ = (UniqueConstraint("repo", "number"), Index("ix_pulls_head_sha", "repo", "head_sha"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    merged: Mapped[bool] = mapped_column(default=False)
+    draft: Mapped[bool] = mapped_column(default=False)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    head_ref: Mapped[str] = mapped_column(String(255), default="")
+    head_sha: Mapped[str] = mapped_column(String(64), default="")
+    base_ref: Mapped[str] = mapped_column(String(255), default="")
+    linked_issues: Mapped[list[int]] = mapped_column(default=list)
+    review_state: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(40), default="")
+    synced_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IssueComment(Base):
+    """A comment on an issue or pull request (dependencies and feedback live here too)."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_issue", "repo", "issue_number"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    repo: Mapped[str] = mapped_column(String(200))
+    issue_number: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    from_app: Mapped[bool] = mapped_column(default=False)
+    kind: Mapped[str] = mapped_column(String(16), default="issue")  # issue | review | review_comment
+    updated_at: Mapped[str] = mapped_column(String(40), default="")
+
+
+class CheckResult(Base):
+    """One CI signal (check run, check suite or commit status) for a head SHA."""
+
+    __tablename__ = "check_results"
+    __table_args__ = (UniqueConstraint("repo", "head_sha", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    head_sha: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))  # check_run | check_suite | status
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    conclusion: Mapped[str | None] = mapped_column(String(32))
+    app_slug: Mapped[str | None] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[str] = mapped_column(String(40), default="")
+
+
+class Run(Base):
+    """One attempt to deliver one issue as a reviewed pull request."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status", "status"), Index("ix_runs_issue", "repo", "issue_number"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    issue_number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    stage: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16), default="full")  # full | plan_only
+    force: Mapped[bool] = mapped_column(default=False)
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    infra_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    branch: Mapped[str | None] = mapped_column(String(255))
+    base_branch: Mapped[str | None] = mapped_column(String(255))
+    worktree_path: Mapped[str | None] = mapped_column(Text)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    plan_raw: Mapped[str | None] = mapped_column(Text)
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    reviewer_session_id: Mapped[str | None] = mapped_column(String(255))
+    review_round: Mapped[int] = mapped_column(Integer, default=0)
+    ci_round: Mapped[int] = mapped_column(Integer, default=0)
+    feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    head_sha: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_sha: Mapped[str | None] = mapped_column(String(64))
+    status_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Claim(Base):
+    """A resource held by an active run; the primary key makes overlaps impossible."""
+
+    __tablename__ = "claims"
+
+    resource: Mapped[str] = mapped_column(String(600), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # issue | file | module
+    claimed_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Event(Base):
+    """Append-only history: one row per run transition and other notable facts."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class SideEffect(Base):
+    """A GitHub object created for a run (PR, comment, check run), so retries edit it."""
+
+    __tablename__ = "side_effects"
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    github_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Process(Base):
+    """A live Agent-Z process as seen by the supervisor and the dashboard."""
+
+    __tablename__ = "processes"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(32), default="starting")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[float] = mapped_column(Float, default=now)
+    heartbeat_at: Mapped[float] = mapped_column(Float, default=now)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class KeyValue(Base):
+    """Small named values shared between processes (scheduler fingerprint, resync cursors)."""
+
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)

@@ -1,0 +1,1 @@
+"""Run execution: worker pool, pipeline, runners, worktrees and the coordinator."""

@@ -1,0 +1,1 @@
+"""Agent roles: prompts and validated output schemas."""
