@@ -1,0 +1,25 @@
+"""One place that wires settings, logging and the database for every entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentz_app.config import Settings
+from agentz_app.logs import configure_logging
+from agentz_app.store.db import Database
+from agentz_app.store.migrate import migrate
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Settings from env/.env with logging configured to match."""
+    settings = Settings.load(env_file)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def open_database(settings: Settings, *, run_migrations: bool = True) -> Database:
+    """Open the configured database and bring its schema up to date."""
+    db = Database.from_url(settings.database_url)
+    if run_migrations:
+        migrate(db)
+    return db

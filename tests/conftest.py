@@ -1,0 +1,74 @@
+"""Shared fixtures: real databases (SQLite file and ephemeral PostgreSQL), settings."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentz_app.config import Settings
+from agentz_app.store.db import Database
+from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
+from agentz_app.store.migrate import migrate
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EphemeralPostgres]:
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    server = EphemeralPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'agentz.db'}"
+
+
+@pytest.fixture
+def postgres_url(pg_server: EphemeralPostgres) -> str:
+    return pg_server.create_database(f"t{next(_db_counter)}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database URL: a SQLite file, then a PostgreSQL database."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated database on SQLite and on PostgreSQL."""
+    database = Database.from_url(db_url)
+    migrate(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+    database = Database.from_url(sqlite_url)
+    migrate(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    """Settings isolated from the developer's environment and .env."""
+    return Settings.load(
+        None,
+        database_url=sqlite_url,
+        state_dir=tmp_path / ".agent-z",
+        github_webhook_secret="test-secret",
+        github_app_id=1,
+        default_backend="scripted",
+        log_format="json",
+    )
