@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:25:45.498178
+Create Date: 2026-11-25 14:28:29.202139
 """
 from alembic import op
 import sqlalchemy as sa
