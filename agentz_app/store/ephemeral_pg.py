@@ -7,6 +7,7 @@ authentication and is removed with its data folder on :meth:`stop`.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -85,10 +86,8 @@ class EphemeralPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> EphemeralPostgres:
