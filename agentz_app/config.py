@@ -36,7 +36,7 @@ SECRET_VARIABLES = (
 class Settings(BaseSettings):
     """All of Agent-Z's configuration."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True)
 
     github_app_id: int | None = Field(default=None, ge=1)
     github_private_key: SecretStr | None = None
