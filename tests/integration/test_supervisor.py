@@ -1,0 +1,165 @@
+"""The supervisor against real child processes and a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from agentz_app.store.db import Database
+from agentz_app.store.models import KeyValue, Process
+from agentz_app.supervisor import (
+    RESTART_PREFIX,
+    ProcessSpec,
+    RestartPolicy,
+    Supervisor,
+    request_restart,
+)
+
+SLEEPER = "import time, sys\nprint('hello from', sys.argv[1], flush=True)\nwhile True: time.sleep(0.05)\n"
+CRASHER = "import sys\nprint('crashing', flush=True)\nsys.exit(3)\n"
+STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)'])\n"
+    "print(child.pid, flush=True)\n"
+    "while True: time.sleep(0.05)\n"
+)
+
+
+def _spec(tmp_path: Path, name: str, source: str) -> ProcessSpec:
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
+    return ProcessSpec(name, "worker", (sys.executable, str(script), name))
+
+
+def _rows(db: Database) -> dict[str, Process]:
+    with db.read() as session:
+        return {row.name: row for row in session.scalars(select(Process))}
+
+
+async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_children_run_are_recorded_and_stop_on_request(tmp_path: Path, sqlite_db: Database) -> None:
+    specs = [_spec(tmp_path, "alpha", SLEEPER), _spec(tmp_path, "beta", SLEEPER)]
+    sup = Supervisor(specs, sqlite_db, tmp_path / "logs", poll_interval=0.05, grace_seconds=2.0)
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: all(row.state == "running" for row in _rows(sqlite_db).values())
+                 and len(_rows(sqlite_db)) == 2)
+    await _until(lambda: (tmp_path / "logs" / "beta.log").exists()
+                 and "hello from beta" in (tmp_path / "logs" / "beta.log").read_text())
+    pids = [row.pid for row in _rows(sqlite_db).values()]
+    assert all(pid is not None and _alive(pid) for pid in pids)
+
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+    rows = _rows(sqlite_db)
+    assert {row.state for row in rows.values()} == {"stopped"}
+    assert all(row.pid is None for row in rows.values())
+    assert not any(_alive(pid) for pid in pids if pid is not None)
+
+
+async def test_a_crashing_child_backs_off_then_the_breaker_leaves_it_broken(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    policy = RestartPolicy(base_delay=0.01, max_delay=0.05, max_crashes=2, crash_window=60.0)
+    sup = Supervisor([_spec(tmp_path, "crashy", CRASHER)], sqlite_db, tmp_path / "logs",
+                     policy=policy, poll_interval=0.05)
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: sup.state_of("crashy") == "broken")
+    row = _rows(sqlite_db)["crashy"]
+    assert row.state == "broken"
+    assert row.restarts == 3
+    assert "code 3" in row.detail
+    assert (tmp_path / "logs" / "crashy.log").read_text().count("crashing") == 3
+    # Broken means it stays down.
+    await asyncio.sleep(0.2)
+    assert (tmp_path / "logs" / "crashy.log").read_text().count("crashing") == 3
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_restart_request_in_the_database_restarts_the_child(tmp_path: Path, sqlite_db: Database) -> None:
+    sup = Supervisor([_spec(tmp_path, "alpha", SLEEPER)], sqlite_db, tmp_path / "logs", poll_interval=0.05)
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: "alpha" in _rows(sqlite_db) and _rows(sqlite_db)["alpha"].state == "running")
+    first_pid = _rows(sqlite_db)["alpha"].pid
+
+    request_restart(sqlite_db, "alpha")
+    await _until(lambda: _rows(sqlite_db)["alpha"].pid not in (None, first_pid)
+                 and _rows(sqlite_db)["alpha"].state == "running")
+    row = _rows(sqlite_db)["alpha"]
+    assert row.restarts == 1
+    with sqlite_db.read() as session:
+        assert session.get(KeyValue, RESTART_PREFIX + "alpha") is None
+    assert first_pid is not None and not _alive(first_pid)
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_broken_child_comes_back_when_an_operator_restarts_it(tmp_path: Path, sqlite_db: Database) -> None:
+    flag = tmp_path / "healthy"
+    source = (
+        f"import os, sys, time\nif not os.path.exists({str(flag)!r}): sys.exit(1)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+    policy = RestartPolicy(base_delay=0.01, max_delay=0.01, max_crashes=1, crash_window=60.0)
+    sup = Supervisor([_spec(tmp_path, "flaky", source)], sqlite_db, tmp_path / "logs",
+                     policy=policy, poll_interval=0.05)
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: sup.state_of("flaky") == "broken")
+    flag.write_text("ok")
+    sup.restart("flaky")
+    await _until(lambda: sup.state_of("flaky") == "running")
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_child_ignoring_sigterm_is_killed_with_its_group_after_the_grace_period(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    sup = Supervisor([_spec(tmp_path, "stubborn", STUBBORN)], sqlite_db, tmp_path / "logs",
+                     poll_interval=0.05, grace_seconds=0.3)
+    task = asyncio.create_task(sup.run())
+    log = tmp_path / "logs" / "stubborn.log"
+    await _until(lambda: log.exists() and log.read_text().strip().isdigit())
+    grandchild = int(log.read_text().strip())
+    leader = _rows(sqlite_db)["stubborn"].pid
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+    assert leader is not None
+    await _until(lambda: not _alive(leader) and not _alive(grandchild), timeout=5)
+    assert _rows(sqlite_db)["stubborn"].state == "stopped"
+
+
+async def test_child_output_is_echoed_with_its_name(tmp_path: Path, sqlite_db: Database) -> None:
+    lines: list[tuple[str, str]] = []
+    sup = Supervisor([_spec(tmp_path, "alpha", SLEEPER)], sqlite_db, tmp_path / "logs",
+                     poll_interval=0.05, echo=lambda name, line: lines.append((name, line)))
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: ("alpha", "hello from alpha") in lines)
+    sup.stop()
+    await asyncio.wait_for(task, 10)
