@@ -1,0 +1,185 @@
+"""The Scheduler Agent: ranks gate-passing candidates through the runner contract.
+
+The agent answers with JSON::
+
+    {"ranking": [{"number": N, "score": 0-100, "reason": "..."}],
+     "rejected": [{"number": N, "reason": "tracking|vague|low_value|high_risk: ..."}]}
+
+validated with pydantic against the candidate set. Invalid output gets one repair
+prompt; a second failure raises :class:`InvalidAgentOutput` carrying the raw text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from agentz_app.errors import InvalidAgentOutput, RunnerError
+from agentz_app.scheduling.gates import IssueView
+from workers.runners.base import Runner, RunnerResult
+
+ROLE = "scheduler"
+REJECTION_KINDS = ("tracking", "vague", "low_value", "high_risk")
+BODY_LIMIT = 1500
+
+
+class RankedIssue(BaseModel):
+    number: int
+    score: int = Field(ge=0, le=100)
+    reason: str = ""
+
+
+class RejectedIssue(BaseModel):
+    number: int
+    reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        kind = value.split(":", 1)[0].strip().lower()
+        if kind not in REJECTION_KINDS:
+            raise ValueError(f"reason must start with one of {', '.join(REJECTION_KINDS)} followed by ':'")
+        return value.strip()
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(":", 1)[0].strip().lower()
+
+
+class Ranking(BaseModel):
+    ranking: list[RankedIssue]
+    rejected: list[RejectedIssue] = Field(default_factory=list)
+
+    def ordered(self) -> list[RankedIssue]:
+        """Ranked issues, best score first (ties keep the agent's order)."""
+        return sorted(self.ranking, key=lambda item: -item.score)
+
+
+def validate_ranking(data: Any, candidates: Sequence[int]) -> Ranking:
+    """Parse and check the agent's JSON; raise InvalidAgentOutput with a precise message."""
+    if isinstance(data, str):
+        data = extract_json(data)
+    try:
+        ranking = Ranking.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidAgentOutput(f"ranking does not match the schema: {problems}") from None
+    allowed = set(candidates)
+    seen: set[int] = set()
+    for number in [item.number for item in ranking.ranking] + [item.number for item in ranking.rejected]:
+        if number not in allowed:
+            raise InvalidAgentOutput(f"#{number} is not one of the candidates")
+        if number in seen:
+            raise InvalidAgentOutput(f"#{number} appears more than once")
+        seen.add(number)
+    return ranking
+
+
+_FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in an agent's text answer (bare, or in a fenced block)."""
+    text = text.strip()
+    candidates = [match.group(1) for match in _FENCED.finditer(text)]
+    if "{" in text:
+        candidates.append(text[text.index("{") : text.rindex("}") + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    raise InvalidAgentOutput("no JSON object in the answer", raw=text)
+
+
+def _truncate(text: str, limit: int) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " …[truncated]"
+
+
+def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int = BODY_LIMIT) -> str:
+    """The ranking prompt: candidate numbers, titles, labels and truncated bodies."""
+    lines = [
+        f"You are the scheduler for the GitHub repository {repo}.",
+        "Rank the candidate issues below by how valuable and ready they are for an autonomous",
+        "coding agent to implement now. Reject issues that are tracking/epic issues (tracking),",
+        "too vague to implement (vague), not worth doing (low_value), or risky to change",
+        "without a human (high_risk).",
+        "",
+        "Answer with one JSON object and nothing else:",
+        '{"ranking": [{"number": <issue number>, "score": <0-100>, "reason": "<short>"}],',
+        ' "rejected": [{"number": <issue number>, "reason": "<tracking|vague|low_value|high_risk>: <short>"}]}',
+        "Use only the candidate numbers; list each candidate at most once.",
+        "",
+        "Candidates:",
+    ]
+    for issue in candidates:
+        labels = ", ".join(issue.labels) if issue.labels else "none"
+        lines += [
+            "",
+            f"### #{issue.number}: {issue.title}",
+            f"Labels: {labels}",
+            _truncate(issue.body, body_limit) or "(no description)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def repair_prompt(error: str) -> str:
+    """The single follow-up asking the agent to fix its answer."""
+    return (
+        f"Your answer could not be used: {error}\n"
+        "Reply again with only the corrected JSON object in the required shape."
+    )
+
+
+@dataclass(frozen=True)
+class RankingOutcome:
+    """A validated ranking plus what it cost."""
+
+    ranking: Ranking
+    calls: int
+    cost_usd: float
+
+
+def _answer(result: RunnerResult) -> Any:
+    if not result.ok:
+        raise InvalidAgentOutput(f"agent failed: {result.error or f'exit code {result.exit_code}'}", raw=result.text)
+    return result.json if result.json is not None else result.text
+
+
+async def rank_candidates(
+    runner: Runner,
+    repo: str,
+    candidates: Sequence[IssueView],
+    *,
+    workdir: Path,
+    timeout: float,
+) -> RankingOutcome:
+    """Ask the agent for a ranking; one repair prompt on invalid output, then give up."""
+    numbers = [issue.number for issue in candidates]
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = await runner.run(ROLE, build_prompt(repo, candidates), workdir, timeout=timeout)
+    cost = result.cost_usd
+    try:
+        return RankingOutcome(validate_ranking(_answer(result), numbers), 1, cost)
+    except InvalidAgentOutput as first:
+        error = str(first)
+    try:
+        follow_up = repair_prompt(error)
+        if result.session_id is None:  # no conversation to resume: restate the task
+            follow_up = f"{build_prompt(repo, candidates)}\nYour previous answer was:\n{result.text}\n\n{follow_up}"
+        retry = await runner.run(ROLE, follow_up, workdir, session_id=result.session_id, timeout=timeout)
+    except RunnerError as exc:
+        raise InvalidAgentOutput(f"repair attempt failed: {exc}", raw=result.text) from None
+    cost += retry.cost_usd
+    try:
+        return RankingOutcome(validate_ranking(_answer(retry), numbers), 2, cost)
+    except InvalidAgentOutput as second:
+        raw = f"{result.text}\n--- repair answer ---\n{retry.text}"
+        raise InvalidAgentOutput(f"invalid ranking after one repair: {second}", raw=raw) from None

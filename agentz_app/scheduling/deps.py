@@ -1,0 +1,105 @@
+"""Parse issue references out of Markdown text: dependencies and pull-request links.
+
+Pure functions, no I/O. Understood dependency phrasings (case-insensitive, anywhere
+in a line): ``Blocked by``, ``Depends on``, ``Requires``, each followed by one or
+more references — ``#N``, ``owner/repo#N`` or ``https://github.com/owner/repo/issues/N``
+— separated by commas, ``and``, ``&`` or spaces. Fenced code blocks, inline code and
+quoted lines are ignored, so an example in a comment does not block anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class IssueRef:
+    """A reference to an issue: repository full name and number."""
+
+    repo: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.repo}#{self.number}"
+
+
+_REPO = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"
+_ONE_REF = rf"(?:https?://github\.com/{_REPO}/(?:issues|pull)/\d+|(?:{_REPO})?#\d+)"
+_SEPARATOR = r"(?:[ \t]*(?:,[ \t]*(?:and\b)?|&|\band\b)[ \t]*|[ \t]+)"
+_REF_LIST = rf"{_ONE_REF}(?:{_SEPARATOR}{_ONE_REF})*"
+
+_DEPENDENCY = re.compile(
+    rf"\b(?:blocked[ \t]+by|depends[ \t]+on|requires)[ \t]*:?[ \t]*(?P<refs>{_REF_LIST})",
+    re.IGNORECASE,
+)
+_CLOSING = re.compile(
+    rf"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)[ \t]*:?[ \t]*(?P<refs>{_REF_LIST})",
+    re.IGNORECASE,
+)
+_REF = re.compile(
+    rf"https?://github\.com/(?P<url_repo>{_REPO})/(?:issues|pull)/(?P<url_number>\d+)"
+    rf"|(?P<repo>{_REPO})?#(?P<number>\d+)",
+    re.IGNORECASE,
+)
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_INLINE_CODE = re.compile(r"`[^`]*`")
+
+
+def strip_code_and_quotes(text: str) -> str:
+    """Drop fenced code blocks, inline code spans and ``>`` quoted lines."""
+    kept: list[str] = []
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence or line.lstrip().startswith(">"):
+            continue
+        kept.append(_INLINE_CODE.sub("", line))
+    return "\n".join(kept)
+
+
+def _refs_in(fragment: str, current_repo: str) -> list[IssueRef]:
+    refs: list[IssueRef] = []
+    for match in _REF.finditer(fragment):
+        repo = match.group("url_repo") or match.group("repo") or current_repo
+        number = int(match.group("url_number") or match.group("number"))
+        refs.append(IssueRef(_canonical(repo, current_repo), number))
+    return refs
+
+
+def _canonical(repo: str, current_repo: str) -> str:
+    # GitHub names are case-insensitive: a same-repo reference resolves to our spelling.
+    return current_repo if repo.lower() == current_repo.lower() else repo
+
+
+def _unique(refs: Iterable[IssueRef]) -> list[IssueRef]:
+    seen: dict[IssueRef, None] = {}
+    for ref in refs:
+        seen.setdefault(ref, None)
+    return list(seen)
+
+
+def parse_dependencies(texts: str | Iterable[str], current_repo: str) -> list[IssueRef]:
+    """Issues that ``texts`` (an issue body and its comments) declare as prerequisites."""
+    chunks = [texts] if isinstance(texts, str) else list(texts)
+    refs: list[IssueRef] = []
+    for chunk in chunks:
+        for match in _DEPENDENCY.finditer(strip_code_and_quotes(chunk or "")):
+            refs.extend(_refs_in(match.group("refs"), current_repo))
+    return _unique(refs)
+
+
+def closing_references(text: str, current_repo: str) -> list[IssueRef]:
+    """Issues a pull-request body closes with a keyword (``Fixes #3``, ``closes o/r#4``)."""
+    refs: list[IssueRef] = []
+    for match in _CLOSING.finditer(strip_code_and_quotes(text or "")):
+        refs.extend(_refs_in(match.group("refs"), current_repo))
+    return _unique(refs)
+
+
+def mentions(text: str, current_repo: str) -> list[IssueRef]:
+    """Every issue reference in ``text`` (cross-references included)."""
+    return _unique(_refs_in(strip_code_and_quotes(text or ""), current_repo))

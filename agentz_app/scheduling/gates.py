@@ -1,0 +1,181 @@
+"""Deterministic gates: which issues may be scheduled at all, each with a recorded reason.
+
+Pure functions over snapshot dataclasses — no database, no GitHub. The service layer
+builds :class:`IssueView`, :class:`PullView` and :class:`GateContext` from the store
+and records every :class:`Verdict` on the issue row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentz_app.scheduling.deps import IssueRef, closing_references, mentions, parse_dependencies
+
+# Gate names, in the order they are checked; a verdict names the first that failed.
+PULL_REQUEST = "pull_request"
+CLOSED = "closed"
+ACTIVE_RUN = "active_run"
+DUPLICATE = "duplicate"
+ASSIGNED = "assigned"
+BLOCK_LABEL = "block_label"
+SKIP_LABEL = "skip_label"
+NOT_ELIGIBLE = "not_eligible"
+OPEN_PR = "open_pr"
+DEPENDENCY = "dependency"
+STALE = "stale"
+PASSED = "passed"
+
+
+@dataclass(frozen=True)
+class IssueView:
+    """What the gates need to know about one issue (from the ``issues`` snapshot)."""
+
+    repo: str
+    number: int
+    title: str = ""
+    body: str = ""
+    state: str = "open"
+    state_reason: str | None = None
+    labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    is_pull_request: bool = False
+    updated_at: str = ""
+    comments: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> IssueRef:
+        return IssueRef(self.repo, self.number)
+
+    def has_label(self, names: Iterable[str]) -> str | None:
+        """The first of ``names`` carried by the issue (labels compare case-insensitively)."""
+        own = {label.lower() for label in self.labels}
+        return next((name for name in names if name.lower() in own), None)
+
+
+@dataclass(frozen=True)
+class PullView:
+    """What the gates need to know about one pull request (from the ``pulls`` snapshot)."""
+
+    repo: str
+    number: int
+    state: str = "open"
+    title: str = ""
+    body: str = ""
+    head_ref: str = ""
+    linked_issues: tuple[int, ...] = ()
+
+    def references(self, issue: IssueRef) -> bool:
+        """True when the PR links, closes or mentions ``issue``."""
+        if issue.repo == self.repo and issue.number in self.linked_issues:
+            return True
+        text = f"{self.title}\n{self.body}"
+        return issue in closing_references(text, self.repo) or issue in mentions(text, self.repo)
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """Everything outside the issue that the gates consult."""
+
+    eligible_labels: tuple[str, ...] = ()
+    block_labels: tuple[str, ...] = ("blocked",)
+    skip_labels: tuple[str, ...] = ("ongoing",)
+    trigger_label: str = "agent-z"
+    live_runs: Mapping[IssueRef, str] = field(default_factory=dict)
+    dependency_states: Mapping[IssueRef, str] = field(default_factory=dict)
+    open_pulls: Sequence[PullView] = ()
+    snapshot_fresh: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Any, **values: Any) -> GateContext:
+        """A context using the label settings of a :class:`~agentz_app.config.Settings`."""
+        return cls(
+            eligible_labels=tuple(settings.scheduler_eligible_labels),
+            block_labels=tuple(settings.scheduler_block_labels),
+            skip_labels=tuple(settings.skip_labels),
+            trigger_label=settings.trigger_label,
+            **values,
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of the gates for one issue."""
+
+    passed: bool
+    gate: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """The value stored in ``issues.verdict`` for a failed gate."""
+        return "candidate" if self.passed else f"skipped:{self.gate}"
+
+
+def _fail(gate: str, reason: str) -> Verdict:
+    return Verdict(False, gate, reason)
+
+
+def check_dependencies(issue: IssueView, states: Mapping[IssueRef, str]) -> Verdict | None:
+    """A failing verdict while any declared prerequisite is open or of unknown state."""
+    waiting: list[str] = []
+    for ref in parse_dependencies([issue.body, *issue.comments], issue.repo):
+        if ref == issue.ref:
+            continue
+        state = states.get(ref)
+        if state is None:
+            waiting.append(f"{ref} (state unknown)")
+        elif state != "closed":
+            waiting.append(f"{ref} (open)")
+    if waiting:
+        return _fail(DEPENDENCY, "blocked by " + ", ".join(waiting))
+    return None
+
+
+def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> Verdict:
+    """Run every gate on one issue; ``explicit`` means a maintainer asked for it."""
+    if issue.is_pull_request:
+        return _fail(PULL_REQUEST, "pull requests are never candidates")
+    if issue.state != "open":
+        return _fail(CLOSED, f"issue is {issue.state}")
+    live = ctx.live_runs.get(issue.ref)
+    if live is not None:
+        return _fail(ACTIVE_RUN, f"a run is already {live}")
+    if issue.state_reason == "duplicate" or issue.has_label(["duplicate"]):
+        return _fail(DUPLICATE, "marked as a duplicate")
+    if issue.assignees:
+        return _fail(ASSIGNED, "assigned to " + ", ".join(issue.assignees))
+    label = issue.has_label(ctx.block_labels)
+    if label:
+        return _fail(BLOCK_LABEL, f"has label {label!r}")
+    label = issue.has_label(ctx.skip_labels)
+    if label:
+        return _fail(SKIP_LABEL, f"has label {label!r}")
+    explicit = explicit or issue.has_label([ctx.trigger_label]) is not None
+    if ctx.eligible_labels and not explicit and not issue.has_label(ctx.eligible_labels):
+        return _fail(NOT_ELIGIBLE, "lacks any of the labels " + ", ".join(ctx.eligible_labels))
+    for pull in ctx.open_pulls:
+        if pull.state == "open" and pull.references(issue.ref):
+            return _fail(OPEN_PR, f"open pull request #{pull.number} references it")
+    blocked = check_dependencies(issue, ctx.dependency_states)
+    if blocked is not None:
+        return blocked
+    if not ctx.snapshot_fresh:
+        return _fail(STALE, "GitHub state is unavailable; not enqueuing new work")
+    return Verdict(True, PASSED, "passed every gate")
+
+
+def evaluate_all(
+    issues: Iterable[IssueView], ctx: GateContext, *, explicit: bool = False
+) -> list[tuple[IssueView, Verdict]]:
+    """Evaluate many issues; a repeated issue in the input is a duplicate."""
+    seen: set[IssueRef] = set()
+    results: list[tuple[IssueView, Verdict]] = []
+    for issue in issues:
+        if issue.ref in seen:
+            results.append((issue, _fail(DUPLICATE, "listed twice")))
+            continue
+        seen.add(issue.ref)
+        results.append((issue, evaluate(issue, ctx, explicit=explicit)))
+    return results
