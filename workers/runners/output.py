@@ -1,0 +1,56 @@
+"""Pure parsing helpers shared by every runner: structured output in agent text."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """Return the last JSON object or array in ``text``, or None.
+
+    Fenced blocks (```json or plain ```) win over bare JSON: the last fenced block
+    that parses is returned. Without one, the last top-level ``{...}``/``[...]`` value
+    embedded in the prose is returned.
+    """
+    fenced: Any = None
+    for match in _FENCE_RE.finditer(text):
+        language, body = match.group(1).lower(), match.group(2).strip()
+        if language not in ("", "json", "jsonc"):
+            continue
+        try:
+            value = json.loads(body)
+        except ValueError:
+            continue
+        if isinstance(value, dict | list):
+            fenced = value
+    if fenced is not None:
+        return fenced
+    return _last_bare_json(text)
+
+
+def _last_bare_json(text: str) -> Any:
+    decoder = json.JSONDecoder()
+    found: Any = None
+    index = 0
+    while index < len(text):
+        if text[index] in "{[":
+            try:
+                value, end = decoder.raw_decode(text, index)
+            except ValueError:
+                index += 1
+                continue
+            if isinstance(value, dict | list):
+                found = value
+                index = end
+                continue
+        index += 1
+    return found
+
+
+def json_fence(value: Any) -> str:
+    """Render ``value`` as a fenced ```json block."""
+    return "```json\n" + json.dumps(value, indent=2, sort_keys=False) + "\n```"

@@ -1,0 +1,88 @@
+"""Pick a runner by backend name and build the environment agents run with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from agentz_app.config import Settings
+from agentz_app.errors import ConfigError
+from workers.procs import scrubbed_env
+from workers.runners.base import Runner
+
+BACKENDS = ("claude", "codex", "opencode", "scripted")
+
+# Model-provider settings an agent needs and may inherit from Agent-Z's environment.
+PROVIDER_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "AGENTZ_MODEL", "AGENTZ_SCRIPTED_")
+PROVIDER_VARIABLES = (
+    "CODEX_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+)
+
+
+def provider_env(source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The model-provider variables (API keys, base URLs) found in ``source``."""
+    source = os.environ if source is None else source
+    return {
+        key: value
+        for key, value in source.items()
+        if key.upper().startswith(PROVIDER_PREFIXES) or key.upper() in PROVIDER_VARIABLES
+    }
+
+
+def _secret_values(settings: Settings) -> set[str]:
+    values: set[str] = set()
+    if settings.github_webhook_secret is not None:
+        values.add(settings.github_webhook_secret.get_secret_value())
+    if settings.github_private_key is not None:
+        values.add(settings.github_private_key.get_secret_value())
+    values.add(settings.database_url)
+    return {value for value in values if len(value) >= 6}
+
+
+def agent_env(
+    settings: Settings,
+    extra: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The scrubbed environment an agent subprocess gets.
+
+    Basics (PATH, locale) and model-provider variables are inherited from ``base``
+    (default: this process), ``extra`` is laid on top, and every secret variable
+    (App key, webhook secret, DATABASE_URL, GitHub tokens) is removed, as is any
+    variable whose value equals one of Agent-Z's own secrets.
+    """
+    merged = provider_env(base)
+    merged.update(extra or {})
+    env = scrubbed_env(merged, base=base)
+    secrets = _secret_values(settings)
+    return {key: value for key, value in env.items() if value not in secrets}
+
+
+def get_runner(backend: str, settings: Settings) -> Runner:
+    """The runner for ``backend`` (claude, codex, opencode or scripted)."""
+    if backend == "claude":
+        from workers.runners.claude import ClaudeRunner
+
+        return ClaudeRunner(settings)
+    if backend == "codex":
+        from workers.runners.codex import CodexRunner
+
+        return CodexRunner(settings)
+    if backend == "opencode":
+        from workers.runners.opencode import OpenCodeRunner
+
+        return OpenCodeRunner(settings)
+    if backend == "scripted":
+        from workers.runners.scripted import ScriptedRunner
+
+        return ScriptedRunner(settings)
+    raise ConfigError("DEFAULT_BACKEND", f"unknown agent backend {backend!r}; choose one of {', '.join(BACKENDS)}")
