@@ -1,0 +1,105 @@
+"""The one status comment per run, found by a hidden marker and edited in place."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agentz_app.reporting.checks import truncate
+
+MAX_COMMENT = 65_000
+_MARKER_RE = re.compile(r"<!-- agent-z:status run=([A-Za-z0-9_-]+) -->")
+
+_HEADLINES = {
+    "queued": "⏳ Queued",
+    "planning": "🧭 Planning",
+    "awaiting_approval": "📝 Plan ready — waiting for approval (`/agent-z run` to proceed)",
+    "ready": "⏳ Planned, waiting for a worker",
+    "deferred": "⏸️ Deferred: another run is changing the same files",
+    "developing": "🛠️ Developing",
+    "reviewing": "🔍 Reviewing",
+    "fixing": "🛠️ Addressing review findings",
+    "submitting": "📤 Opening the pull request",
+    "waiting_checks": "⏳ Pull request open, waiting for checks",
+    "fixing_ci": "🛠️ Fixing CI / review feedback",
+    "done": "✅ Done: checks passed",
+    "merged": "🎉 Merged",
+    "cancelled": "🚫 Cancelled",
+    "failed": "❌ Failed",
+    "needs_human": "🙋 Needs a human",
+}
+
+
+def status_marker(run_id: str) -> str:
+    """The hidden marker that identifies a run's status comment."""
+    return f"<!-- agent-z:status run={run_id} -->"
+
+
+def marker_run_id(body: str) -> str | None:
+    """The run id in a status comment's marker, or None."""
+    match = _MARKER_RE.search(body or "")
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything the status comment shows."""
+
+    run_id: str
+    status: str
+    repo: str
+    issue_number: int
+    branch: str | None = None
+    pr_number: int | None = None
+    plan_markdown: str | None = None
+    review_summary: str | None = None
+    review_rounds: int = 0
+    ci_rounds: int = 0
+    error: str | None = None
+    cost_usd: float = 0.0
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+def render_status_comment(view: StatusView) -> str:
+    """The status comment's Markdown, deterministic for the same view."""
+    lines = [status_marker(view.run_id), f"**Agent-Z** · {_HEADLINES.get(view.status, view.status)}", ""]
+    facts = [f"run `{view.run_id}`"]
+    if view.pr_number:
+        facts.append(f"pull request #{view.pr_number}")
+    if view.branch:
+        facts.append(f"branch `{view.branch}`")
+    if view.review_rounds:
+        facts.append(f"review rounds: {view.review_rounds}")
+    if view.ci_rounds:
+        facts.append(f"fix rounds: {view.ci_rounds}")
+    if view.cost_usd:
+        facts.append(f"cost ${view.cost_usd:.2f}")
+    lines.append(" · ".join(facts))
+    if view.error:
+        lines += ["", f"> {truncate(view.error, 4000).replace(chr(10), chr(10) + '> ')}"]
+    for note in view.notes:
+        lines += ["", note]
+    if view.plan_markdown:
+        open_attr = " open" if view.status == "awaiting_approval" else ""
+        lines += ["", f"<details{open_attr}><summary>Plan</summary>", "", view.plan_markdown, "", "</details>"]
+    if view.review_summary:
+        lines += ["", "<details><summary>Review</summary>", "", view.review_summary, "", "</details>"]
+    lines += ["", "<sub>Commands: `/agent-z status` · `/agent-z retry` · `/agent-z cancel`</sub>"]
+    return truncate("\n".join(lines), MAX_COMMENT)
+
+
+def pr_body(issue_number: int, plan_summary: str, review_summary: str | None, run_id: str) -> str:
+    """The pull request description: closes the issue, plan and review summaries."""
+    lines = [f"Closes #{issue_number}", "", "## Plan", "", plan_summary.strip() or "(no summary)"]
+    if review_summary:
+        lines += ["", "## Review", "", review_summary.strip()]
+    lines += ["", f"<sub>Opened by Agent-Z, run `{run_id}`.</sub>"]
+    return truncate("\n".join(lines), MAX_COMMENT)
+
+
+def commit_message(issue_number: int, title: str, plan_summary: str) -> str:
+    """``Fix #N: <title>`` followed by the plan summary."""
+    subject = f"Fix #{issue_number}: {' '.join(title.split())}"[:120]
+    body = plan_summary.strip()
+    return f"{subject}\n\n{body}\n" if body else subject + "\n"
