@@ -1,6 +1,6 @@
 """The durable run queue: enqueue, atomic claims, leases with fencing, resource claims.
 
-Every write made by a lease holder is conditioned on ``(run id, attempt)``: the
+Every write made by a lease holder is conditioned on ``(run id, attempt, owner)``: the
 attempt number is a fencing token, so a zombie's late write changes nothing and
 raises :class:`LeaseLost`. Every status change is one transaction that also
 appends an :class:`Event` row. The same code serves SQLite (``BEGIN IMMEDIATE``)
@@ -9,12 +9,39 @@ and PostgreSQL (``FOR UPDATE SKIP LOCKED``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import re
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
 from agentz_app.store.db import Database
-from agentz_app.store.models import Event, Run
+from agentz_app.store.models import Claim, Event, Run, now
+from agentz_app.store.states import (
+    CLAIMABLE_BY_WORKER,
+    LEASED,
+    LIVE,
+    RETRYABLE,
+    TERMINAL,
+    Status,
+    can_transition,
+)
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+MODES = frozenset({"full", "plan_only"})
+# Columns only the queue itself may write.
+_PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at"})
+_WRITABLE = frozenset(Run.__table__.columns.keys()) - _PROTECTED
+# Statuses whose runs a CI or review webhook may wake by head SHA.
+WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
+_RETRIES = 3
+
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -27,23 +54,213 @@ class Lease:
 
 
 def issue_resource(repo: str, number: int) -> str:
+    """The claim name of an issue."""
     return f"issue:{repo}#{number}"
 
 
 def file_resource(repo: str, path: str) -> str:
+    """The claim name of a file path in a repository."""
     return f"file:{repo}:{path}"
 
 
 def module_resource(repo: str, name: str) -> str:
+    """The claim name of a module (a coarser unit than a file)."""
     return f"module:{repo}:{name}"
+
+
+def resource_kind(resource: str) -> str:
+    """The kind (issue, file, module) of a claim name; raises StoreError when unknown."""
+    kind, sep, rest = resource.partition(":")
+    if not sep or not rest or kind not in {"issue", "file", "module"}:
+        raise StoreError(f"malformed claim resource {resource!r}")
+    return kind
+
+
+def resume_status(run: Run) -> Status:
+    """Where a deferred or recovered run continues: ``ready`` with a plan, else ``queued``."""
+    return Status.READY if run.plan is not None else Status.QUEUED
+
+
+def new_run_id() -> str:
+    """A short random hex run id."""
+    return secrets.token_hex(6)
+
+
+def _check_fields(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - _WRITABLE
+    if unknown:
+        raise StoreError(f"cannot write run fields: {', '.join(sorted(unknown))}")
 
 
 class RunQueue:
     """Repository API over runs, claims and events."""
 
-    def __init__(self, db: Database, *, lease_seconds: float = 60.0) -> None:
+    def __init__(self, db: Database, *, lease_seconds: float = 60.0, clock: Clock = now) -> None:
+        if lease_seconds <= 0:
+            raise StoreError("lease_seconds must be positive")
         self.db = db
         self.lease_seconds = lease_seconds
+        self.clock = clock
+
+    # Internal helpers ---------------------------------------------------
+
+    def _event(
+        self,
+        session: Session,
+        run_id: str | None,
+        kind: str,
+        *,
+        from_status: str | None = None,
+        to_status: str | None = None,
+        **payload: Any,
+    ) -> None:
+        session.add(
+            Event(
+                run_id=run_id,
+                kind=kind,
+                from_status=from_status,
+                to_status=to_status,
+                payload={k: v for k, v in payload.items() if v is not None},
+                created_at=self.clock(),
+            )
+        )
+
+    @staticmethod
+    def _locked(session: Session, run_id: str) -> Run:
+        run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def _fenced(self, session: Session, lease: Lease) -> Run:
+        """Lock the run and check that ``lease`` is still the current one."""
+        run = session.get(Run, lease.run_id, with_for_update=True, populate_existing=True)
+        if run is None or run.attempt != lease.attempt or run.lease_owner != lease.owner:
+            raise LeaseLost(lease.run_id, lease.attempt)
+        return run
+
+    def _write(self, session: Session, lease: Lease, values: dict[str, Any]) -> Run:
+        """``UPDATE runs ... WHERE id AND attempt AND owner``; LeaseLost when no row matched."""
+        statement = (
+            update(Run)
+            .where(Run.id == lease.run_id, Run.attempt == lease.attempt, Run.lease_owner == lease.owner)
+            .values(**values)
+            .returning(Run)
+        )
+        run = session.scalars(statement, execution_options={"populate_existing": True}).first()
+        if run is None:
+            raise LeaseLost(lease.run_id, lease.attempt)
+        return run
+
+    def _drop_claims(self, session: Session, run: Run, *, keep_issue: bool) -> bool:
+        statement = delete(Claim).where(Claim.run_id == run.id)
+        if keep_issue:
+            statement = statement.where(Claim.kind != "issue")
+        return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def _take_issue_claim(self, session: Session, run: Run) -> None:
+        resource = issue_resource(run.repo, run.issue_number)
+        holder = session.get(Claim, resource)
+        if holder is not None and holder.run_id != run.id:
+            other = session.get(Run, holder.run_id)
+            if other is not None and other.status in LIVE:
+                raise StoreError(f"issue {run.repo}#{run.issue_number} already has live run {other.id}")
+            session.delete(holder)
+            session.flush()
+        if holder is None or holder.run_id != run.id:
+            session.add(Claim(resource=resource, run_id=run.id, kind="issue", claimed_at=self.clock()))
+            session.flush()
+
+    def _wake_deferred(self, session: Session, repo: str) -> list[str]:
+        """Move deferred runs of ``repo`` whose conflicting claims are free back to claimable."""
+        deferred = session.scalars(
+            select(Run)
+            .where(Run.repo == repo, Run.status == Status.DEFERRED)
+            .order_by(Run.created_at)
+            .with_for_update(skip_locked=True)
+        ).all()
+        woken: list[str] = []
+        for run in deferred:
+            conflicts = self._last_conflicts(session, run.id)
+            if conflicts:
+                held = session.scalars(
+                    select(Claim.resource).where(Claim.resource.in_(conflicts), Claim.run_id != run.id).limit(1)
+                ).first()
+                if held is not None:
+                    continue
+            target = resume_status(run)
+            session.execute(
+                update(Run)
+                .where(Run.id == run.id)
+                .values(status=target, attempt=Run.attempt + 1, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
+            self._event(
+                session, run.id, "transition", from_status=Status.DEFERRED, to_status=target,
+                actor="queue", reason="conflicting claims released",
+            )
+            woken.append(run.id)
+        return woken
+
+    @staticmethod
+    def _last_conflicts(session: Session, run_id: str) -> list[str]:
+        event = session.scalars(
+            select(Event)
+            .where(Event.run_id == run_id, Event.kind == "claims_conflict")
+            .order_by(Event.id.desc())
+            .limit(1)
+        ).first()
+        if event is None:
+            return []
+        return [str(r) for r in event.payload.get("resources", [])]
+
+    # Enqueue ------------------------------------------------------------
+
+    def _enqueue_in(
+        self,
+        session: Session,
+        repo: str,
+        issue_number: int,
+        *,
+        installation_id: int | None,
+        title: str,
+        mode: str,
+        force: bool,
+        requested_by: str | None,
+        reason: str,
+    ) -> tuple[Run, bool]:
+        live = session.scalars(
+            select(Run)
+            .where(Run.repo == repo, Run.issue_number == issue_number, Run.status.in_(LIVE))
+            .order_by(Run.created_at)
+            .limit(1)
+        ).first()
+        if live is not None:
+            return live, False
+        stamp = self.clock()
+        run = Run(
+            id=new_run_id(), repo=repo, installation_id=installation_id, issue_number=issue_number, title=title,
+            status=Status.QUEUED, mode=mode, force=force, requested_by=requested_by, attempt=0, infra_attempts=0,
+            created_at=stamp, updated_at=stamp, cost_usd=0.0, tokens=0, review_round=0, ci_round=0,
+        )
+        session.add(run)
+        session.flush()
+        self._take_issue_claim(session, run)
+        self._event(
+            session, run.id, "enqueued", to_status=Status.QUEUED,
+            requested_by=requested_by, reason=reason, mode=mode, force=force,
+        )
+        session.flush()
+        return run, True
+
+    @staticmethod
+    def _validate_enqueue(repo: str, issue_number: int, mode: str) -> None:
+        if not _REPO_RE.match(repo):
+            raise StoreError(f"repository {repo!r} must look like owner/name")
+        if issue_number < 1:
+            raise StoreError(f"issue number must be positive, got {issue_number}")
+        if mode not in MODES:
+            raise StoreError(f"mode must be one of {', '.join(sorted(MODES))}, got {mode!r}")
 
     def enqueue(
         self,
@@ -62,17 +279,125 @@ class RunQueue:
         Idempotent: if a live run already holds the issue, that run is returned with
         ``created=False`` and nothing changes.
         """
-        raise NotImplementedError
+        self._validate_enqueue(repo, issue_number, mode)
+        for _ in range(_RETRIES):
+            try:
+                with self.db.begin() as session:
+                    return self._enqueue_in(
+                        session, repo, issue_number, installation_id=installation_id, title=title, mode=mode,
+                        force=force, requested_by=requested_by, reason=reason,
+                    )
+            except IntegrityError:
+                continue  # a concurrent enqueue took the issue claim first; re-read
+        raise StoreError(f"could not enqueue {repo}#{issue_number}: concurrent updates")
+
+    def enqueue_many(
+        self, repo: str, issue_numbers: Iterable[int], *, reason: str = "", **options: Any
+    ) -> list[tuple[Run, bool]]:
+        """Enqueue several issues of one repository in a single transaction."""
+        numbers = list(issue_numbers)
+        mode = str(options.get("mode", "full"))
+        for number in numbers:
+            self._validate_enqueue(repo, number, mode)
+        with self.db.begin() as session:
+            return [
+                self._enqueue_in(
+                    session, repo, number, installation_id=options.get("installation_id"),
+                    title=str(options.get("title", "")), mode=mode, force=bool(options.get("force", False)),
+                    requested_by=options.get("requested_by"), reason=reason,
+                )
+                for number in numbers
+            ]
+
+    # Reads --------------------------------------------------------------
 
     def get(self, run_id: str) -> Run:
         """The run, or :class:`NotFound`."""
-        raise NotImplementedError
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def find(self, prefix: str) -> Run:
+        """The run whose id is or starts with ``prefix`` (unique), or :class:`NotFound`."""
+        if not re.fullmatch(r"[0-9a-f]{1,32}", prefix):
+            raise NotFound(f"run {prefix!r} not found (ids are hex)")
+        with self.db.read() as session:
+            found = session.scalars(select(Run).where(Run.id.startswith(prefix)).limit(2)).all()
+        if len(found) != 1:
+            raise NotFound(f"run {prefix} not found" if not found else f"run id prefix {prefix} is ambiguous")
+        return found[0]
 
     def live_run_for_issue(self, repo: str, issue_number: int) -> Run | None:
-        raise NotImplementedError
+        """The live run of an issue, if any."""
+        with self.db.read() as session:
+            return session.scalars(
+                select(Run)
+                .where(Run.repo == repo, Run.issue_number == issue_number, Run.status.in_(LIVE))
+                .order_by(Run.created_at)
+                .limit(1)
+            ).first()
 
-    def list_runs(self, *, statuses: Collection[str] | None = None, limit: int = 200) -> list[Run]:
-        raise NotImplementedError
+    def list_runs(
+        self, *, statuses: Collection[str] | None = None, limit: int = 200, repo: str | None = None
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered by status and repository."""
+        statement = select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit)
+        if statuses is not None:
+            statement = statement.where(Run.status.in_([Status(s) for s in statuses]))
+        if repo is not None:
+            statement = statement.where(Run.repo == repo)
+        with self.db.read() as session:
+            return list(session.scalars(statement).all())
+
+    def claims_of(self, run_id: str) -> list[str]:
+        """The resources a run holds, sorted."""
+        with self.db.read() as session:
+            return sorted(session.scalars(select(Claim.resource).where(Claim.run_id == run_id)).all())
+
+    def events(self, run_id: str) -> list[Event]:
+        """A run's event timeline, oldest first."""
+        with self.db.read() as session:
+            return list(session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)).all())
+
+    def runs_waiting_on_sha(
+        self, repo: str, head_sha: str, *, statuses: Collection[str] = WAITING_ON_SHA
+    ) -> list[Run]:
+        """Runs of ``repo`` whose pushed head is ``head_sha`` and that CI results can wake."""
+        with self.db.read() as session:
+            return list(
+                session.scalars(
+                    select(Run)
+                    .where(Run.repo == repo, Run.head_sha == head_sha, Run.status.in_(list(statuses)))
+                    .order_by(Run.created_at)
+                ).all()
+            )
+
+    def expired(self, now: float | None = None) -> list[Run]:
+        """Runs whose lease expired, plus runs in leased statuses that nobody holds or can claim."""
+        moment = self.clock() if now is None else now
+        stuck = LEASED - CLAIMABLE_BY_WORKER
+        with self.db.read() as session:
+            return list(
+                session.scalars(
+                    select(Run)
+                    .where(
+                        or_(
+                            and_(Run.lease_owner.is_not(None), Run.lease_expires_at < moment),
+                            and_(Run.lease_owner.is_(None), Run.status.in_(stuck)),
+                        )
+                    )
+                    .order_by(Run.created_at)
+                ).all()
+            )
+
+    def leased(self) -> list[Run]:
+        """Runs that currently have a lease owner (expired or not)."""
+        with self.db.read() as session:
+            return list(session.scalars(select(Run).where(Run.lease_owner.is_not(None))).all())
+
+    # Claims and leases --------------------------------------------------
 
     def claim(
         self,
@@ -85,13 +410,66 @@ class RunQueue:
         """Atomically take the oldest unleased run in ``statuses``.
 
         Sets the lease, increments ``attempt`` and moves it to ``target`` (or keeps its
-        status when None). Returns None when nothing is claimable.
+        status when None); statuses that cannot move to ``target`` are not considered.
+        Returns None when nothing is claimable. With
+        ``per_repo_limit``, runs of a repository that already has that many leased
+        runs are skipped.
         """
-        raise NotImplementedError
+        wanted = [Status(s) for s in statuses]
+        if not owner:
+            raise StoreError("a claim needs a non-empty owner")
+        if target is not None:
+            wanted = [s for s in wanted if s == target or can_transition(s, target)]
+            if not wanted:
+                raise IllegalTransition("*", ",".join(sorted(map(str, statuses))), target)
+        stamp = self.clock()
+        statement = (
+            select(Run)
+            .where(Run.status.in_(wanted), Run.lease_owner.is_(None))
+            .order_by(Run.created_at, Run.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if per_repo_limit is not None:
+            busy = (
+                select(Run.repo)
+                .where(or_(Run.status.in_(LEASED), Run.lease_owner.is_not(None)))
+                .group_by(Run.repo)
+                .having(func.count() >= per_repo_limit)
+            )
+            statement = statement.where(Run.repo.not_in(busy))
+        with self.db.begin() as session:
+            run = session.scalars(statement).first()
+            if run is None:
+                return None
+            previous = run.status
+            lease = Lease(run.id, run.attempt + 1, owner)
+            expires = stamp + self.lease_seconds
+            claimed = session.scalars(
+                update(Run)
+                .where(Run.id == run.id, Run.attempt == run.attempt, Run.lease_owner.is_(None))
+                .values(
+                    status=target or previous, attempt=lease.attempt, lease_owner=owner,
+                    lease_expires_at=expires, heartbeat_at=stamp, updated_at=stamp,
+                )
+                .returning(Run),
+                execution_options={"populate_existing": True},
+            ).first()
+            if claimed is None:
+                raise StoreError(f"run {run.id} changed while being claimed")
+            self._event(
+                session, run.id, "claimed", from_status=previous, to_status=target or previous,
+                owner=owner, attempt=lease.attempt, expires_at=expires,
+            )
+        return claimed, lease
 
     def heartbeat(self, lease: Lease) -> float:
         """Extend the lease; returns the new expiry or raises :class:`LeaseLost`."""
-        raise NotImplementedError
+        stamp = self.clock()
+        expires = stamp + self.lease_seconds
+        with self.db.begin() as session:
+            self._write(session, lease, {"lease_expires_at": expires, "heartbeat_at": stamp})
+        return expires
 
     def transition(
         self,
@@ -105,52 +483,245 @@ class RunQueue:
         **fields: Any,
     ) -> Run:
         """Fenced status change + event row; ``release`` drops the lease (and for
-        terminal statuses all claims). Raises LeaseLost or IllegalTransition."""
-        raise NotImplementedError
+        terminal statuses all claims). Raises LeaseLost or IllegalTransition.
+
+        Moving to a status that needs no lease (ready, queued, waiting_checks,
+        deferred, terminal ...) always drops the lease; deferring also gives back the
+        run's file and module claims so two deferred runs never wait on each other.
+        """
+        _check_fields(fields)
+        goal = Status(target)
+        with self.db.begin() as session:
+            run = self._fenced(session, lease)
+            current = run.status
+            if not can_transition(current, goal):
+                raise IllegalTransition(run.id, current, goal)
+            stamp = self.clock()
+            values: dict[str, Any] = {"status": goal, "updated_at": stamp, **fields}
+            if stage is not None:
+                values["stage"] = stage
+            if error is not None:
+                values["error"] = error
+            if release or goal not in LEASED:
+                values.update(lease_owner=None, lease_expires_at=None)
+            if goal in TERMINAL:
+                values["finished_at"] = stamp
+            updated = self._write(session, lease, values)
+            freed = False
+            if goal in TERMINAL:
+                freed = self._drop_claims(session, updated, keep_issue=False)
+            elif goal == Status.DEFERRED:
+                freed = self._drop_claims(session, updated, keep_issue=True)
+            self._event(
+                session, run.id, "transition", from_status=current, to_status=goal,
+                actor=lease.owner, attempt=lease.attempt, stage=stage, error=error, **(event or {}),
+            )
+            if freed:
+                self._wake_deferred(session, updated.repo)
+            session.flush()
+            return self._locked(session, run.id)
+
+    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict") -> Run:
+        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts."""
+        return self.transition(lease, Status.DEFERRED, release=True,
+                               event={"reason": reason, "conflicts": sorted(conflicts)})
 
     def update(self, lease: Lease, **fields: Any) -> Run:
         """Fenced update of run fields (plan, session ids, PR number, cost ...)."""
-        raise NotImplementedError
+        _check_fields(fields)
+        with self.db.begin() as session:
+            return self._write(session, lease, {**fields, "updated_at": self.clock()})
 
     def add_cost(self, lease: Lease, cost_usd: float, tokens: int) -> Run:
-        raise NotImplementedError
+        """Add an agent call's cost and tokens to the run (fenced)."""
+        if cost_usd < 0 or tokens < 0:
+            raise StoreError("cost and tokens must not be negative")
+        with self.db.begin() as session:
+            return self._write(
+                session, lease,
+                {"cost_usd": Run.cost_usd + cost_usd, "tokens": Run.tokens + tokens, "updated_at": self.clock()},
+            )
 
     def release(self, lease: Lease) -> None:
         """Drop the lease without a status change (fenced)."""
-        raise NotImplementedError
+        with self.db.begin() as session:
+            run = self._write(
+                session, lease, {"lease_owner": None, "lease_expires_at": None, "updated_at": self.clock()}
+            )
+            self._event(session, run.id, "released", from_status=run.status, to_status=run.status,
+                        owner=lease.owner, attempt=lease.attempt)
 
-    def set_status(self, run_id: str, target: str, *, reason: str, actor: str = "system",
-                   **fields: Any) -> Run:
+    # Unfenced changes -----------------------------------------------------
+
+    def _set_status_in(
+        self,
+        session: Session,
+        run: Run,
+        goal: Status,
+        *,
+        reason: str,
+        actor: str,
+        kind: str = "transition",
+        **fields: Any,
+    ) -> Run:
+        current = run.status
+        stamp = self.clock()
+        values: dict[str, Any] = {
+            "status": goal, "attempt": run.attempt + 1, "lease_owner": None, "lease_expires_at": None,
+            "updated_at": stamp, **fields,
+        }
+        if goal in TERMINAL:
+            values["finished_at"] = stamp
+        elif current in TERMINAL:
+            values["finished_at"] = None
+            self._take_issue_claim(session, run)
+        session.execute(
+            update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        freed = False
+        if goal in TERMINAL:
+            freed = self._drop_claims(session, run, keep_issue=False)
+        elif goal == Status.DEFERRED:
+            freed = self._drop_claims(session, run, keep_issue=True)
+        self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
+                    attempt=run.attempt + 1, previous_owner=run.lease_owner)
+        if freed:
+            self._wake_deferred(session, run.repo)
+        session.flush()
+        return self._locked(session, run.id)
+
+    def set_status(
+        self,
+        run_id: str,
+        target: str,
+        *,
+        reason: str,
+        actor: str = "system",
+        expected_attempt: int | None = None,
+        **fields: Any,
+    ) -> Run:
         """Unfenced status change for operators, webhooks and the reconciler.
 
         Bumps ``attempt`` so any current lease holder's next write raises LeaseLost,
-        clears the lease, and releases claims on terminal statuses.
+        clears the lease, and releases claims on terminal statuses. With
+        ``expected_attempt`` the change only happens if the run is still at that
+        attempt (LeaseLost otherwise), so a decision made on a stale read is dropped.
         """
-        raise NotImplementedError
+        _check_fields(fields)
+        goal = Status(target)
+        for _ in range(_RETRIES):
+            try:
+                with self.db.begin() as session:
+                    run = self._locked(session, run_id)
+                    if expected_attempt is not None and run.attempt != expected_attempt:
+                        raise LeaseLost(run_id, expected_attempt)
+                    if not can_transition(run.status, goal):
+                        raise IllegalTransition(run_id, run.status, goal)
+                    return self._set_status_in(session, run, goal, reason=reason, actor=actor, **fields)
+            except IntegrityError:
+                continue  # a concurrent enqueue took the issue claim; re-check
+        raise StoreError(f"run {run_id}: could not change status, concurrent updates")
 
     def cancel(self, run_id: str, *, reason: str, actor: str = "operator") -> Run:
-        raise NotImplementedError
+        """Cancel a run: its holder loses the lease at its next write and all claims are freed."""
+        return self.set_status(run_id, Status.CANCELLED, reason=reason, actor=actor)
+
+    def resume(self, run_id: str, *, reason: str = "resumed by operator", actor: str = "operator") -> Run:
+        """Make a failed, needs_human, cancelled, deferred or stuck run claimable again.
+
+        Retryable runs go back to ``queued`` with their infrastructure attempts reset;
+        a deferred run goes to its resume status; a run in a leased status whose lease
+        expired (or that nobody holds) goes where the reconciler would send it.
+        """
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            status = Status(run.status)
+            if status in RETRYABLE:
+                return self._set_status_in(session, run, Status.QUEUED, reason=reason, actor=actor,
+                                           infra_attempts=0, error=None)
+            if status == Status.DEFERRED:
+                return self._set_status_in(session, run, resume_status(run), reason=reason, actor=actor)
+            expired = run.lease_owner is None or (run.lease_expires_at or 0.0) < self.clock()
+            if status in LEASED and expired:
+                goal = Status.QUEUED if status == Status.PLANNING else Status.READY
+                return self._set_status_in(session, run, goal, reason=reason, actor=actor,
+                                           stage=run.stage or (None if goal == Status.QUEUED else status))
+            if status in LEASED:
+                raise StoreError(
+                    f"run {run_id} is {status} and leased by {run.lease_owner}; cancel it to stop it"
+                )
+            raise StoreError(f"run {run_id} is {status}; only failed, needs_human, cancelled, deferred "
+                             "or stuck runs can be resumed")
+
+    def adopt_pr(self, run_id: str, pr_number: int, *, head_sha: str | None, branch: str | None,
+                 reason: str, actor: str = "reconciler") -> Run:
+        """Attach someone else's open PR to a live run and wait for its checks.
+
+        The one deliberate jump outside the state machine: any live run without a PR
+        moves to ``waiting_checks``; its lease is revoked and file/module claims freed.
+        """
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            if run.status not in LIVE or run.pr_number is not None:
+                raise IllegalTransition(run_id, run.status, Status.WAITING_CHECKS)
+            self._drop_claims(session, run, keep_issue=True)
+            return self._set_status_in(session, run, Status.WAITING_CHECKS, reason=reason, actor=actor,
+                                       kind="adopted", pr_number=pr_number, head_sha=head_sha, branch=branch)
 
     def claim_resources(self, lease: Lease, resources: Iterable[str]) -> list[str]:
         """Take file/module claims all-or-nothing; returns the conflicting resources
-        (empty list on success). Re-claiming one's own resources is a no-op."""
-        raise NotImplementedError
+        (empty list on success). Re-claiming one's own resources is a no-op.
+
+        Conflicts are recorded in a ``claims_conflict`` event so the run can be woken
+        once they are released.
+        """
+        wanted = sorted(set(resources))
+        kinds = {resource: resource_kind(resource) for resource in wanted}
+        for _ in range(_RETRIES):
+            try:
+                with self.db.begin() as session:
+                    run = self._fenced(session, lease)
+                    rows = session.execute(select(Claim.resource, Claim.run_id).where(Claim.resource.in_(wanted)))
+                    held = {resource: holder for resource, holder in rows}
+                    conflicts = [r for r in wanted if held.get(r, run.id) != run.id]
+                    if conflicts:
+                        self._event(session, run.id, "claims_conflict", from_status=run.status,
+                                    to_status=run.status, resources=conflicts, attempt=lease.attempt)
+                        return conflicts
+                    stamp = self.clock()
+                    session.add_all(
+                        Claim(resource=r, run_id=run.id, kind=kinds[r], claimed_at=stamp)
+                        for r in wanted if r not in held
+                    )
+                    session.flush()
+                    return []
+            except IntegrityError:
+                continue  # a concurrent claimer won a resource; re-read to report it
+        raise StoreError(f"run {lease.run_id}: could not claim resources, concurrent updates")
 
     def release_resources(self, run_id: str, *, keep_issue: bool = True) -> None:
-        raise NotImplementedError
+        """Give back a run's file/module claims (and the issue claim unless ``keep_issue``),
+        then wake deferred runs of the same repository whose conflicts are now free."""
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            if self._drop_claims(session, run, keep_issue=keep_issue):
+                self._event(session, run.id, "resources_released", from_status=run.status,
+                            to_status=run.status, keep_issue=keep_issue)
+            self._wake_deferred(session, run.repo)
 
-    def claims_of(self, run_id: str) -> list[str]:
-        raise NotImplementedError
+    def wake_deferred(self, repo: str | None = None) -> list[str]:
+        """Make deferred runs claimable again where their conflicting claims are free."""
+        with self.db.begin() as session:
+            repos = [repo] if repo is not None else list(
+                session.scalars(select(Run.repo).where(Run.status == Status.DEFERRED).distinct()).all()
+            )
+            woken: list[str] = []
+            for name in repos:
+                woken += self._wake_deferred(session, name)
+            return woken
 
     def add_event(self, run_id: str | None, kind: str, **payload: Any) -> None:
-        raise NotImplementedError
-
-    def events(self, run_id: str) -> list[Event]:
-        raise NotImplementedError
-
-    def runs_waiting_on_sha(self, repo: str, head_sha: str) -> list[Run]:
-        raise NotImplementedError
-
-    def expired(self, now: float | None = None) -> list[Run]:
-        """Runs in leased statuses whose lease expired (for the reconciler)."""
-        raise NotImplementedError
+        """Append a free-form event (notable facts that are not status changes)."""
+        with self.db.begin() as session:
+            self._event(session, run_id, kind, **payload)

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import pytest
+
+from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
+from agentz_app.store.db import Database
+from agentz_app.store.runs import RunQueue, file_resource, issue_resource, module_resource
+from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(db: Database, clock: FakeClock) -> RunQueue:
+    return RunQueue(db, lease_seconds=60, clock=clock)
+
+
+def _ready(queue: RunQueue, number: int, owner: str = "planner") -> str:
+    """Enqueue and plan an issue; the clock moves on so claim order follows creation."""
+    assert isinstance(queue.clock, FakeClock)
+    queue.clock.now += 1
+    run, _ = queue.enqueue("o/r", number)
+    claimed = queue.claim(owner, statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None and claimed[0].id == run.id
+    queue.transition(claimed[1], Status.READY, plan={"steps": []})
+    return run.id
+
+
+def test_enqueue_takes_the_issue_claim_and_logs_an_event(queue: RunQueue) -> None:
+    run, created = queue.enqueue("o/r", 7, title="Fix it", requested_by="alice", reason="label")
+    assert created and run.status == Status.QUEUED and len(run.id) == 12
+    assert queue.claims_of(run.id) == [issue_resource("o/r", 7)]
+    [event] = queue.events(run.id)
+    assert (event.kind, event.to_status, event.payload["requested_by"]) == ("enqueued", "queued", "alice")
+
+
+def test_second_enqueue_of_a_live_issue_returns_the_live_run(queue: RunQueue) -> None:
+    first, _ = queue.enqueue("o/r", 7)
+    again, created = queue.enqueue("o/r", 7)
+    assert (again.id, created) == (first.id, False)
+    assert len(queue.list_runs()) == 1
+
+
+def test_enqueue_after_a_terminal_run_creates_a_new_run(queue: RunQueue) -> None:
+    first, _ = queue.enqueue("o/r", 7)
+    queue.cancel(first.id, reason="no")
+    second, created = queue.enqueue("o/r", 7)
+    assert created and second.id != first.id
+    assert queue.claims_of(second.id) == [issue_resource("o/r", 7)]
+
+
+@pytest.mark.parametrize("repo,number,mode", [("bad", 1, "full"), ("o/r", 0, "full"), ("o/r", 1, "fast")])
+def test_enqueue_rejects_invalid_input(queue: RunQueue, repo: str, number: int, mode: str) -> None:
+    with pytest.raises(StoreError):
+        queue.enqueue(repo, number, mode=mode)
+
+
+def test_claim_takes_the_oldest_run_and_bumps_the_attempt(queue: RunQueue, clock: FakeClock) -> None:
+    first, _ = queue.enqueue("o/r", 1)
+    clock.now += 1
+    queue.enqueue("o/r", 2)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    run, lease = claimed
+    assert (run.id, run.status, run.attempt, run.lease_owner) == (first.id, "planning", 1, "w1")
+    assert run.lease_expires_at == clock.now + 60
+    assert lease.attempt == 1
+
+
+def test_claim_returns_none_when_nothing_is_claimable(queue: RunQueue) -> None:
+    assert queue.claim("w1", statuses=CLAIMABLE_BY_WORKER) is None
+
+
+def test_claim_skips_repos_at_their_parallel_limit(queue: RunQueue) -> None:
+    queue.enqueue("o/busy", 1)
+    queue.enqueue("o/busy", 2)
+    other, _ = queue.enqueue("o/free", 1)
+    assert queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
+    claimed = queue.claim("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
+    assert claimed is not None and claimed[0].id == other.id
+    assert queue.claim("w3", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1) is None
+
+
+def test_heartbeat_extends_the_lease(queue: RunQueue, clock: FakeClock) -> None:
+    queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    clock.now += 30
+    assert queue.heartbeat(claimed[1]) == clock.now + 60
+
+
+def test_illegal_transition_changes_nothing(queue: RunQueue) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    before = len(queue.events(run.id))
+    with pytest.raises(IllegalTransition):
+        queue.transition(claimed[1], Status.DONE)
+    after = queue.get(run.id)
+    assert (after.status, after.lease_owner, len(queue.events(run.id))) == ("planning", "w1", before)
+
+
+def test_cancel_fences_out_the_lease_holder(queue: RunQueue) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    queue.cancel(run.id, reason="operator said so")
+    for write in (
+        lambda: queue.heartbeat(claimed[1]),
+        lambda: queue.update(claimed[1], title="late"),
+        lambda: queue.transition(claimed[1], Status.READY),
+        lambda: queue.claim_resources(claimed[1], [file_resource("o/r", "a.py")]),
+    ):
+        with pytest.raises(LeaseLost):
+            write()
+    after = queue.get(run.id)
+    assert (after.status, after.title, after.lease_owner) == ("cancelled", "", None)
+    assert queue.claims_of(run.id) == []
+
+
+def test_stale_attempt_cannot_write_after_a_new_claim(queue: RunQueue) -> None:
+    run_id = _ready(queue, 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    assert claimed is not None
+    queue.set_status(run_id, Status.READY, reason="lease expired")
+    again = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    assert again is not None and again[1].attempt > claimed[1].attempt
+    with pytest.raises(LeaseLost):
+        queue.update(claimed[1], session_id="zombie")
+    assert queue.update(again[1], session_id="fresh").session_id == "fresh"
+
+
+def test_resource_claims_are_all_or_nothing(queue: RunQueue) -> None:
+    a = _ready(queue, 1)
+    b = _ready(queue, 2)
+    lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
+    lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
+    assert lease_a is not None and lease_b is not None
+    shared, own = file_resource("o/r", "x.py"), module_resource("o/r", "core")
+    assert queue.claim_resources(lease_a[1], [shared]) == []
+    assert queue.claim_resources(lease_a[1], [shared]) == []  # re-claiming is a no-op
+    assert queue.claim_resources(lease_b[1], [own, shared]) == [shared]
+    assert queue.claims_of(b) == [issue_resource("o/r", 2)]
+    assert queue.claims_of(a) == [file_resource("o/r", "x.py"), issue_resource("o/r", 1)]
+
+
+def test_deferred_run_becomes_claimable_when_the_conflict_is_released(queue: RunQueue) -> None:
+    a = _ready(queue, 1)
+    b = _ready(queue, 2)
+    lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
+    lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
+    assert lease_a is not None and lease_b is not None
+    shared = file_resource("o/r", "x.py")
+    queue.claim_resources(lease_a[1], [shared])
+    conflicts = queue.claim_resources(lease_b[1], [shared])
+    assert queue.defer(lease_b[1], conflicts).status == Status.DEFERRED
+    assert queue.wake_deferred() == []
+    queue.release_resources(a)
+    assert queue.get(b).status == Status.READY
+    assert queue.claims_of(a) == [issue_resource("o/r", 1)]
+
+
+def test_terminal_transition_frees_claims_and_wakes_deferred_runs(queue: RunQueue) -> None:
+    a = _ready(queue, 1)
+    b = _ready(queue, 2)
+    lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
+    lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
+    assert lease_a is not None and lease_b is not None
+    queue.claim_resources(lease_a[1], [file_resource("o/r", "x.py")])
+    queue.defer(lease_b[1], queue.claim_resources(lease_b[1], [file_resource("o/r", "x.py")]))
+    queue.transition(lease_a[1], Status.FAILED, error="boom")
+    assert queue.claims_of(a) == []
+    assert queue.get(b).status == Status.READY
+
+
+def test_resume_requeues_a_failed_run_and_retakes_the_issue(queue: RunQueue) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    queue.set_status(run.id, Status.FAILED, reason="broken", error="x", infra_attempts=3)
+    resumed = queue.resume(run.id)
+    assert (resumed.status, resumed.infra_attempts, resumed.error) == ("queued", 0, None)
+    assert queue.claims_of(run.id) == [issue_resource("o/r", 1)]
+
+
+def test_resume_refuses_a_run_that_is_actively_leased(queue: RunQueue) -> None:
+    queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    with pytest.raises(StoreError, match="leased"):
+        queue.resume(claimed[0].id)
+
+
+def test_resume_of_an_expired_stage_makes_it_claimable(queue: RunQueue, clock: FakeClock) -> None:
+    run_id = _ready(queue, 1)
+    assert queue.claim("w1", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    clock.now += 120
+    assert [r.id for r in queue.expired()] == [run_id]
+    resumed = queue.resume(run_id)
+    assert (resumed.status, resumed.stage) == ("ready", "developing")
+
+
+def test_runs_waiting_on_sha_finds_runs_by_head(queue: RunQueue) -> None:
+    run_id = _ready(queue, 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER, target=Status.SUBMITTING)
+    assert claimed is not None
+    queue.transition(claimed[1], Status.WAITING_CHECKS, head_sha="abc", pr_number=5)
+    assert [r.id for r in queue.runs_waiting_on_sha("o/r", "abc")] == [run_id]
+    assert queue.runs_waiting_on_sha("o/r", "other") == []
+    assert queue.get(run_id).lease_owner is None
+
+
+def test_add_cost_accumulates(queue: RunQueue) -> None:
+    queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    queue.add_cost(claimed[1], 0.25, 100)
+    run = queue.add_cost(claimed[1], 0.5, 50)
+    assert (run.cost_usd, run.tokens) == (0.75, 150)
+
+
+def test_update_rejects_queue_owned_fields(queue: RunQueue) -> None:
+    queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    with pytest.raises(StoreError):
+        queue.update(claimed[1], attempt=99)
+
+
+def test_find_accepts_a_unique_id_prefix(queue: RunQueue) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    assert queue.find(run.id[:6]).id == run.id
+    with pytest.raises(NotFound):
+        queue.find("zz")
