@@ -1,0 +1,269 @@
+"""The Textual dashboard shown by ``agentz serve`` on a terminal and by ``agentz top``.
+
+Panes: Processes, Tasks and Selected task. Keys: Tab switches panes; j/k or the
+arrows select; Enter/Space expands the selected task's details; ``o`` opens its PR
+(or issue); ``c`` twice cancels the selected run, ``r`` twice restarts the selected
+process, ``q`` twice quits. A second press must come within 5 s.
+
+Selection is kept by run id and process name, so rows may move or appear while
+the data refreshes (every ``refresh_seconds``, read transactions only).
+"""
+
+from __future__ import annotations
+
+import time
+import webbrowser
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from agentz_app.errors import AgentZError
+from agentz_app.store.db import Database
+from agentz_app.store.models import now
+from agentz_app.store.runs import RunQueue
+from agentz_app.supervisor import request_restart
+from agentz_app.tui.data import (
+    CONFIRM_WINDOW_SECONDS,
+    DoublePress,
+    ProcessView,
+    TaskView,
+    confirm_hint,
+    load_detail,
+    load_processes,
+    load_tasks,
+    process_style,
+    render_detail,
+    status_style,
+    target_url,
+)
+
+PANES = ("processes", "tasks", "details")
+Opener = Callable[[str], Any]
+
+
+def _pick(keys: Sequence[str], current: str | None, previous_index: int) -> tuple[str | None, int]:
+    """Keep ``current`` when it is still listed, else the row now at its old index."""
+    if not keys:
+        return None, 0
+    if current in keys:
+        return current, keys.index(current)
+    index = min(max(previous_index, 0), len(keys) - 1)
+    return keys[index], index
+
+
+class Dashboard(App[None]):
+    """Agent-Z's operator dashboard over the database."""
+
+    TITLE = "Agent-Z"
+    CSS = """
+    Screen { layout: vertical; }
+    .pane { border: round $panel; height: 1fr; }
+    .pane.active { border: round $accent; }
+    #processes-pane { height: 10; }
+    #details-pane { height: 2fr; }
+    #hint { height: 1; background: $boost; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "next_pane", "Pane", priority=True),
+        Binding("j,down", "move(1)", "Down", priority=True),
+        Binding("k,up", "move(-1)", "Up", priority=True),
+        Binding("enter,space", "toggle_expand", "Expand", priority=True),
+        Binding("o", "open_target", "Open", priority=True),
+        Binding("c", "cancel_run", "Cancel run", priority=True),
+        Binding("r", "restart_process", "Restart process", priority=True),
+        Binding("q", "quit_twice", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        logs_dir: Path,
+        web_base: str = "https://github.com",
+        opener: Opener = webbrowser.open,
+        cancel_run: Callable[[str], Any] | None = None,
+        restart_process: Callable[[str], Any] | None = None,
+        on_quit: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = now,
+        refresh_seconds: float = 1.0,
+        quit_verb: str = "quit",
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self.logs_dir = logs_dir
+        self.web_base = web_base
+        self.opener = opener
+        self._cancel_run = cancel_run or (lambda run_id: RunQueue(db).cancel(
+            run_id, reason="cancelled from the dashboard", actor="operator"))
+        self._restart_process = restart_process or (lambda name: request_restart(db, name))
+        self._on_quit = on_quit
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.refresh_seconds = refresh_seconds
+        self.quit_verb = quit_verb
+        self.confirm = DoublePress(CONFIRM_WINDOW_SECONDS, clock)
+        self.active_pane = "tasks"
+        self.expanded = False
+        self.processes: list[ProcessView] = []
+        self.tasks: list[TaskView] = []
+        self.selected_process: str | None = None
+        self.selected_run: str | None = None
+        self._process_index = 0
+        self._task_index = 0
+        self._hint_at: float | None = None
+
+    # Layout -----------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="processes-pane", classes="pane"):
+            yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="tasks-pane", classes="pane active"):
+            yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="details-pane", classes="pane"):
+            yield Static("No task selected.", id="details")
+        yield Static("", id="hint")
+
+    def on_mount(self) -> None:
+        processes = self.query_one("#processes", DataTable)
+        processes.add_columns("name", "state", "pid", "restarts", "uptime")
+        tasks = self.query_one("#tasks", DataTable)
+        tasks.add_columns("run", "issue", "status", "stage", "lease", "age", "PR", "error")
+        for table in (processes, tasks):
+            table.can_focus = False
+        self.query_one("#processes-pane").border_title = "Processes"
+        self.query_one("#tasks-pane").border_title = "Tasks"
+        self.query_one("#details-pane").border_title = "Selected task"
+        self.refresh_data()
+        self.set_interval(self.refresh_seconds, self.refresh_data)
+
+    # Data -------------------------------------------------------------------
+
+    def refresh_data(self) -> None:
+        """Re-read processes, tasks and the selected task's details from the database."""
+        at = self.wall_clock()
+        try:
+            self.processes = load_processes(self.db, at)
+            self.tasks = load_tasks(self.db, at)
+        except Exception as exc:  # keep the dashboard up while the database is unreachable
+            self.show_hint(f"database unavailable: {exc.__class__.__name__}")
+            return
+        self.selected_process, self._process_index = _pick(
+            [p.name for p in self.processes], self.selected_process, self._process_index)
+        self.selected_run, self._task_index = _pick(
+            [t.run_id for t in self.tasks], self.selected_run, self._task_index)
+        self._fill_processes()
+        self._fill_tasks()
+        self._fill_details()
+        if self._hint_at is not None and self.clock() - self._hint_at > CONFIRM_WINDOW_SECONDS:
+            self.show_hint("")
+
+    def _fill_processes(self) -> None:
+        table = self.query_one("#processes", DataTable)
+        table.clear()
+        for view in self.processes:
+            cells: list[Any] = list(view.cells())
+            cells[1] = Text(view.state, style=process_style(view.state))
+            table.add_row(*cells, key=view.name)
+        if self.processes:
+            table.move_cursor(row=self._process_index, animate=False)
+
+    def _fill_tasks(self) -> None:
+        table = self.query_one("#tasks", DataTable)
+        table.clear()
+        for view in self.tasks:
+            style = status_style(view.status)
+            table.add_row(*(Text(cell, style=style) for cell in view.cells()), key=view.run_id)
+        if self.tasks:
+            table.move_cursor(row=self._task_index, animate=False)
+
+    def _fill_details(self) -> None:
+        detail = load_detail(self.db, self.selected_run, self.logs_dir) if self.selected_run else None
+        self.query_one("#details", Static).update(Text(render_detail(detail, expanded=self.expanded)))
+
+    def show_hint(self, text: str) -> None:
+        """Show ``text`` in the hint line (cleared on a later refresh)."""
+        self._hint_at = self.clock() if text else None
+        self.query_one("#hint", Static).update(text)
+
+    @property
+    def hint(self) -> str:
+        return str(self.query_one("#hint", Static).content)
+
+    def selected_task(self) -> TaskView | None:
+        return next((t for t in self.tasks if t.run_id == self.selected_run), None)
+
+    # Actions ----------------------------------------------------------------
+
+    def action_next_pane(self) -> None:
+        self.active_pane = PANES[(PANES.index(self.active_pane) + 1) % len(PANES)]
+        for pane in PANES:
+            self.query_one(f"#{pane}-pane").set_class(pane == self.active_pane, "active")
+
+    def action_move(self, step: int) -> None:
+        if self.active_pane == "processes" and self.processes:
+            self._process_index = min(max(self._process_index + step, 0), len(self.processes) - 1)
+            self.selected_process = self.processes[self._process_index].name
+            self.query_one("#processes", DataTable).move_cursor(row=self._process_index, animate=False)
+        elif self.active_pane == "tasks" and self.tasks:
+            self._task_index = min(max(self._task_index + step, 0), len(self.tasks) - 1)
+            self.selected_run = self.tasks[self._task_index].run_id
+            self.query_one("#tasks", DataTable).move_cursor(row=self._task_index, animate=False)
+            self._fill_details()
+        elif self.active_pane == "details":
+            pane = self.query_one("#details-pane", VerticalScroll)
+            pane.scroll_relative(y=step * 3, animate=False)
+
+    def action_toggle_expand(self) -> None:
+        self.expanded = not self.expanded
+        self._fill_details()
+
+    def action_open_target(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            self.show_hint("no task selected")
+            return
+        url = target_url(self.web_base, task.repo, task.issue_number, task.pr_number)
+        self.opener(url)
+        self.show_hint(f"opened {url}")
+
+    def action_cancel_run(self) -> None:
+        run_id = self.selected_run
+        if run_id is None:
+            self.show_hint("no task selected")
+            return
+        if not self.confirm.press("c", run_id):
+            self.show_hint(confirm_hint("c", "cancel run", run_id))
+            return
+        try:
+            self._cancel_run(run_id)
+        except AgentZError as exc:
+            self.show_hint(f"cannot cancel {run_id}: {exc}")
+            return
+        self.show_hint(f"cancelled run {run_id}")
+        self.refresh_data()
+
+    def action_restart_process(self) -> None:
+        name = self.selected_process
+        if name is None:
+            self.show_hint("no process selected")
+            return
+        if not self.confirm.press("r", name):
+            self.show_hint(confirm_hint("r", "restart", name))
+            return
+        self._restart_process(name)
+        self.show_hint(f"restart of {name} requested")
+
+    def action_quit_twice(self) -> None:
+        if not self.confirm.press("q", "dashboard"):
+            self.show_hint(confirm_hint("q", self.quit_verb, "").rstrip())
+            return
+        if self._on_quit is not None:
+            self._on_quit()
+        self.exit()

@@ -1,0 +1,186 @@
+"""The dashboard driven with Textual's pilot against a real SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from textual.widgets import DataTable, Static
+
+from agentz_app.store.db import Database
+from agentz_app.store.models import Event, KeyValue, Process, Run
+from agentz_app.supervisor import RESTART_PREFIX
+from agentz_app.tui.app import Dashboard
+
+REPO = "octo/widgets"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def _seed(db: Database) -> None:
+    with db.begin() as session:
+        session.add_all([
+            Process(name="receiver", role="receiver", pid=101, host="h", state="running", started_at=100.0),
+            Process(name="worker-1", role="worker", pid=None, host="h", state="broken", restarts=6),
+            Run(id="aaaa1111", repo=REPO, issue_number=7, title="Fix the parser", status="developing",
+                stage="develop", lease_owner="worker-1", lease_expires_at=9e9, created_at=300.0,
+                plan={"summary": "Rewrite the tokenizer", "steps": [{"title": "add tests"}, "fix it"]}),
+            Run(id="bbbb2222", repo=REPO, issue_number=8, title="Docs", status="waiting_checks",
+                pr_number=42, created_at=200.0),
+            Run(id="cccc3333", repo=REPO, issue_number=9, title="Old", status="done", pr_number=40,
+                created_at=100.0, finished_at=150.0),
+        ])
+        session.add_all([
+            Event(run_id="aaaa1111", kind="transition", from_status="queued", to_status="planning",
+                  created_at=310.0),
+            Event(run_id="aaaa1111", kind="transition", from_status="planning", to_status="ready",
+                  created_at=370.0),
+        ])
+
+
+def _status(db: Database, run_id: str) -> str:
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run.status
+
+
+@pytest.fixture
+def seeded(sqlite_db: Database) -> Database:
+    _seed(sqlite_db)
+    return sqlite_db
+
+
+def _app(db: Database, tmp_path: Path, clock: FakeClock, opened: list[str] | None = None,
+         **kwargs: object) -> Dashboard:
+    return Dashboard(db, logs_dir=tmp_path / "logs", web_base="https://git.example",
+                     opener=(opened.append if opened is not None else lambda url: None),
+                     clock=clock, wall_clock=lambda: 1000.0, refresh_seconds=3600, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_tables_show_processes_and_live_runs_first(seeded: Database, tmp_path: Path) -> None:
+    app = _app(seeded, tmp_path, FakeClock())
+    async with app.run_test(size=(160, 50)):
+        assert [p.name for p in app.processes] == ["receiver", "worker-1"]
+        assert [t.run_id for t in app.tasks] == ["aaaa1111", "bbbb2222", "cccc3333"]
+        assert app.selected_run == "aaaa1111"
+        details = str(app.query_one("#details", Static).content)
+        assert "Rewrite the tokenizer" in details
+        assert "planning → ready (1m00s)" in details
+
+
+async def test_o_opens_the_issue_then_the_pull_request(seeded: Database, tmp_path: Path) -> None:
+    opened: list[str] = []
+    app = _app(seeded, tmp_path, FakeClock(), opened)
+    async with app.run_test() as pilot:
+        await pilot.press("o")
+        await pilot.press("j", "o")
+        await pilot.press("down", "o")
+        await pilot.press("k", "up", "o")
+    assert opened == [
+        "https://git.example/octo/widgets/issues/7",
+        "https://git.example/octo/widgets/pull/42",
+        "https://git.example/octo/widgets/pull/40",
+        "https://git.example/octo/widgets/issues/7",
+    ]
+
+
+async def test_c_twice_within_five_seconds_cancels_the_selected_run(seeded: Database, tmp_path: Path) -> None:
+    clock = FakeClock()
+    app = _app(seeded, tmp_path, clock)
+    async with app.run_test() as pilot:
+        await pilot.press("c")
+        assert app.hint == "press c again within 5s to cancel run aaaa1111"
+        assert _status(seeded, "aaaa1111") == "developing"
+        clock.value += 4.0
+        await pilot.press("c")
+        assert _status(seeded, "aaaa1111") == "cancelled"
+        assert app.hint == "cancelled run aaaa1111"
+
+
+async def test_a_late_second_c_does_nothing_but_ask_again(seeded: Database, tmp_path: Path) -> None:
+    clock = FakeClock()
+    app = _app(seeded, tmp_path, clock)
+    async with app.run_test() as pilot:
+        await pilot.press("c")
+        clock.value += 5.5
+        await pilot.press("c")
+        assert _status(seeded, "aaaa1111") == "developing"
+        assert app.hint == "press c again within 5s to cancel run aaaa1111"
+
+
+async def test_c_then_c_on_another_run_cancels_nothing(seeded: Database, tmp_path: Path) -> None:
+    app = _app(seeded, tmp_path, FakeClock())
+    async with app.run_test() as pilot:
+        await pilot.press("c", "j", "c")
+        assert _status(seeded, "aaaa1111") == "developing"
+        assert _status(seeded, "bbbb2222") == "waiting_checks"
+        assert app.hint == "press c again within 5s to cancel run bbbb2222"
+
+
+async def test_selection_follows_the_run_when_rows_move(seeded: Database, tmp_path: Path) -> None:
+    app = _app(seeded, tmp_path, FakeClock())
+    async with app.run_test() as pilot:
+        await pilot.press("j")
+        assert app.selected_run == "bbbb2222"
+        with seeded.begin() as session:
+            session.add(Run(id="dddd4444", repo=REPO, issue_number=10, status="queued", created_at=900.0))
+        app.refresh_data()
+        await pilot.pause()
+        assert app.tasks[0].run_id == "dddd4444"
+        assert app.selected_run == "bbbb2222"
+        table = app.query_one("#tasks", DataTable)
+        assert table.cursor_row == 2
+        await pilot.press("j")
+        assert app.selected_run == "cccc3333"
+
+
+async def test_r_twice_on_the_processes_pane_requests_a_restart(seeded: Database, tmp_path: Path) -> None:
+    clock = FakeClock()
+    app = _app(seeded, tmp_path, clock)
+    async with app.run_test() as pilot:
+        await pilot.press("tab", "tab")
+        assert app.active_pane == "processes"
+        await pilot.press("j", "r")
+        assert app.hint == "press r again within 5s to restart worker-1"
+        await pilot.press("r")
+    with seeded.read() as session:
+        keys = list(session.scalars(select(KeyValue.key)))
+    assert keys == [RESTART_PREFIX + "worker-1"]
+
+
+async def test_q_twice_quits_and_once_does_not(seeded: Database, tmp_path: Path) -> None:
+    clock = FakeClock()
+    quits: list[bool] = []
+    app = _app(seeded, tmp_path, clock, on_quit=lambda: quits.append(True))
+    async with app.run_test() as pilot:
+        await pilot.press("q")
+        clock.value += 6
+        await pilot.press("q")
+        assert quits == []
+        assert app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+    assert quits == [True]
+
+
+async def test_enter_expands_the_details_with_the_run_log(seeded: Database, tmp_path: Path) -> None:
+    log_dir = tmp_path / "logs" / "runs" / "aaaa1111"
+    log_dir.mkdir(parents=True)
+    (log_dir / "develop.log").write_text("".join(f"line {n}\n" for n in range(30)))
+    app = _app(seeded, tmp_path, FakeClock())
+    async with app.run_test() as pilot:
+        collapsed = str(app.query_one("#details", Static).content)
+        assert "line 29" in collapsed and "line 15" not in collapsed
+        await pilot.press("enter")
+        expanded = str(app.query_one("#details", Static).content)
+        assert "line 15" in expanded and "develop.log" in expanded
+        await pilot.press("space")
+        assert str(app.query_one("#details", Static).content) == collapsed

@@ -1,0 +1,122 @@
+"""The dashboard's pure view model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentz_app.store.models import Event, Process, Run
+from agentz_app.tui.data import (
+    DoublePress,
+    TaskDetail,
+    confirm_hint,
+    event_views,
+    format_duration,
+    lease_text,
+    plan_lines,
+    process_view,
+    render_detail,
+    run_log_tail,
+    sort_runs,
+    tail_lines,
+    target_url,
+    task_view,
+    web_base_for,
+)
+
+
+def _run(**fields: object) -> Run:
+    base: dict[str, object] = {"id": "r1", "repo": "o/r", "issue_number": 3, "title": "t", "status": "queued",
+                               "created_at": 100.0}
+    base.update(fields)
+    return Run(**base)
+
+
+def test_durations_are_short_and_readable() -> None:
+    assert [format_duration(s) for s in (None, -3, 0, 59, 245, 7380, 3 * 86400 + 4 * 3600)] == [
+        "-", "0s", "0s", "59s", "4m05s", "2h03m", "3d04h",
+    ]
+
+
+def test_lease_shows_owner_and_time_left_or_expiry() -> None:
+    assert lease_text(_run(), 0) == "-"
+    assert lease_text(_run(lease_owner="w1", lease_expires_at=145.0), 100.0) == "w1 (45s)"
+    assert lease_text(_run(lease_owner="w1", lease_expires_at=90.0), 100.0) == "w1 (expired 10s ago)"
+
+
+def test_task_row_has_issue_pr_age_and_first_error_line() -> None:
+    view = task_view(_run(status="failed", stage="develop", pr_number=12, error="boom\ntrace", finished_at=160.0),
+                     1000.0)
+    assert view.cells() == ("r1", "#3", "failed", "develop", "-", "1m00s", "#12", "boom")
+
+
+def test_process_row_hides_pid_and_uptime_when_not_running() -> None:
+    running = process_view(Process(name="w", role="worker", pid=5, state="running", restarts=1, started_at=40.0,
+                                   host="h", detail=""), 100.0)
+    broken = process_view(Process(name="w", role="worker", pid=5, state="broken", restarts=6, started_at=40.0,
+                                  host="h", detail=""), 100.0)
+    assert running.cells() == ("w", "running", "5", "1", "1m00s")
+    assert broken.cells() == ("w", "broken", "-", "6", "-")
+
+
+def test_live_runs_come_before_finished_ones_newest_first() -> None:
+    runs = [_run(id="old-done", status="done", created_at=300.0), _run(id="a", created_at=100.0),
+            _run(id="b", status="developing", created_at=200.0)]
+    assert [run.id for run in sort_runs(runs)] == ["b", "a", "old-done"]
+
+
+def test_plan_steps_accept_strings_and_objects() -> None:
+    summary, steps = plan_lines({"summary": "Do it", "steps": ["one", {"title": "two", "files": ["a.py"]}]})
+    assert summary == "Do it"
+    assert steps == ("1. one", "2. two [a.py]")
+    assert plan_lines(None) == ("", ())
+
+
+def test_timeline_shows_offsets_and_time_spent_between_events() -> None:
+    events = [Event(kind="transition", from_status="queued", to_status="planning", created_at=110.0, payload={}),
+              Event(kind="lease_expired", created_at=200.0, payload={"reason": "worker died"})]
+    lines = [view.line() for view in event_views(events, started_at=100.0)]
+    assert lines == ["+    10s transition queued → planning", "+  1m40s lease_expired (1m30s) - worker died"]
+
+
+def test_urls_point_at_the_pull_request_when_there_is_one() -> None:
+    assert target_url("https://github.com/", "o/r", 3, None) == "https://github.com/o/r/issues/3"
+    assert target_url("https://github.com", "o/r", 3, 9) == "https://github.com/o/r/pull/9"
+    assert web_base_for("https://api.github.com") == "https://github.com"
+    assert web_base_for("https://ghe.corp/api/v3") == "https://ghe.corp"
+
+
+def test_second_press_confirms_only_within_the_window_and_on_the_same_target() -> None:
+    clock = [0.0]
+    gate = DoublePress(5.0, lambda: clock[0])
+    assert not gate.press("c", "r1")
+    clock[0] = 4.9
+    assert gate.press("c", "r1")
+    assert not gate.press("c", "r1")
+    clock[0] = 11.0
+    assert not gate.press("c", "r1")
+    assert not gate.press("c", "r2")
+    assert not gate.press("r", "r2")
+    assert gate.pending
+    assert confirm_hint("c", "cancel run", "r1") == "press c again within 5s to cancel run r1"
+
+
+def test_log_tail_reads_the_end_of_each_run_log(tmp_path: Path) -> None:
+    folder = tmp_path / "runs" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "plan.log").write_text("a\nb\nc\n")
+    assert run_log_tail(tmp_path, "r1", 2) == ("── plan.log", "b", "c")
+    assert run_log_tail(tmp_path, "missing", 2) == ()
+    big = tmp_path / "big.log"
+    big.write_text("x" * 100 + "\n" + "tail\n")
+    assert tail_lines(big, 5, max_bytes=20) == ["tail"]
+
+
+def test_collapsed_details_show_recent_items_and_expanded_show_all() -> None:
+    detail = TaskDetail(run_id="r1", heading="r1 o/r#3", error="", plan_summary="s",
+                        plan_steps=tuple(f"{n}. step" for n in range(1, 6)), events=(),
+                        log_lines=tuple(str(n) for n in range(20)))
+    collapsed = render_detail(detail, expanded=False)
+    assert "… 2 more steps" in collapsed and "  11" not in collapsed and "  19" in collapsed
+    expanded = render_detail(detail, expanded=True)
+    assert "5. step" in expanded and "  11" in expanded
+    assert render_detail(None, expanded=False) == "No task selected."
