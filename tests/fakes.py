@@ -1,0 +1,93 @@
+"""Test doubles for things outside the module under test.
+
+:class:`FakeGH` is a gidgethub-compatible client: canned answers keyed by URL (the
+exact URL first, then the URL without its query string), every call recorded.
+An answer that is an exception instance is raised. :class:`FakeGitHubApp` hands
+out one FakeGH per installation, like the real App client factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentz_app.errors import GitHubError
+
+
+@dataclass
+class Call:
+    method: str
+    url: str
+    data: Any = None
+
+
+@dataclass
+class FakeGH:
+    """Canned GitHub answers keyed by URL; records every request in ``calls``."""
+
+    getitem_answers: dict[str, Any] = field(default_factory=dict)
+    getiter_answers: dict[str, Any] = field(default_factory=dict)
+    post_answers: dict[str, Any] = field(default_factory=dict)
+    patch_answers: dict[str, Any] = field(default_factory=dict)
+    delete_answers: dict[str, Any] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+
+    @staticmethod
+    def _lookup(answers: dict[str, Any], url: str, default: Any) -> Any:
+        if url in answers:
+            answer = answers[url]
+        elif url.split("?", 1)[0] in answers:
+            answer = answers[url.split("?", 1)[0]]
+        elif default is _MISSING:
+            raise GitHubError(404, f"no canned answer for {url}")
+        else:
+            answer = default
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+        self.calls.append(Call("GET", url))
+        return self._lookup(self.getitem_answers, url, _MISSING)
+
+    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> AsyncIterator[Any]:
+        self.calls.append(Call("GET", url))
+        for item in self._lookup(self.getiter_answers, url, _MISSING):
+            yield item
+
+    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+        self.calls.append(Call("POST", url, data))
+        return self._lookup(self.post_answers, url, {})
+
+    async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+        self.calls.append(Call("PATCH", url, data))
+        return self._lookup(self.patch_answers, url, {})
+
+    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+        self.calls.append(Call("PUT", url, data))
+        return {}
+
+    async def delete(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+        self.calls.append(Call("DELETE", url))
+        return self._lookup(self.delete_answers, url, None)
+
+    def writes(self, method: str | None = None) -> list[Call]:
+        """Recorded non-GET requests, optionally of one method."""
+        return [c for c in self.calls if c.method != "GET" and (method is None or c.method == method)]
+
+    def requests_to(self, url_prefix: str) -> list[Call]:
+        return [c for c in self.calls if c.url.startswith(url_prefix)]
+
+
+_MISSING: Any = object()
+
+
+@dataclass
+class FakeGitHubApp:
+    """The App client factory: ``client(installation_id)`` returns that installation's FakeGH."""
+
+    clients: dict[int, FakeGH] = field(default_factory=dict)
+
+    def client(self, installation_id: int) -> FakeGH:
+        return self.clients.setdefault(installation_id, FakeGH())

@@ -1,0 +1,77 @@
+"""Deterministic scheduling gates, table-driven."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from agentz_app.scheduling import gates
+from agentz_app.scheduling.deps import IssueRef
+from agentz_app.scheduling.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
+
+REPO = "acme/app"
+BASE = IssueView(REPO, 5, title="Add a flag", body="Please add --verbose.", updated_at="2026-01-01T00:00:00Z")
+CTX = GateContext(eligible_labels=(), block_labels=("blocked",), skip_labels=("ongoing",), trigger_label="agent-z")
+
+
+def with_ctx(**values: Any) -> GateContext:
+    return replace(CTX, **values)
+
+
+@pytest.mark.parametrize(
+    ("issue", "ctx", "gate"),
+    [
+        (BASE, CTX, gates.PASSED),
+        (replace(BASE, is_pull_request=True), CTX, gates.PULL_REQUEST),
+        (replace(BASE, state="closed"), CTX, gates.CLOSED),
+        (replace(BASE, assignees=("alice",)), CTX, gates.ASSIGNED),
+        (replace(BASE, labels=("Blocked",)), CTX, gates.BLOCK_LABEL),
+        (replace(BASE, labels=("ongoing",)), CTX, gates.SKIP_LABEL),
+        (BASE, with_ctx(eligible_labels=("ready",)), gates.NOT_ELIGIBLE),
+        (replace(BASE, labels=("ready",)), with_ctx(eligible_labels=("ready",)), gates.PASSED),
+        (replace(BASE, labels=("agent-z",)), with_ctx(eligible_labels=("ready",)), gates.PASSED),
+        (BASE, with_ctx(open_pulls=(PullView(REPO, 9, linked_issues=(5,)),)), gates.OPEN_PR),
+        (BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Fixes #5"),)), gates.OPEN_PR),
+        (BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Part of acme/app#5"),)), gates.OPEN_PR),
+        (BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Fixes #5", state="closed"),)), gates.PASSED),
+        (BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Fixes #50"),)), gates.PASSED),
+        (BASE, with_ctx(open_pulls=(PullView("other/lib", 9, body="Fixes #5"),)), gates.PASSED),
+        (BASE, with_ctx(live_runs={IssueRef(REPO, 5): "queued"}), gates.ACTIVE_RUN),
+        (BASE, with_ctx(live_runs={IssueRef(REPO, 5): "developing"}), gates.ACTIVE_RUN),
+        (BASE, with_ctx(live_runs={IssueRef(REPO, 6): "developing"}), gates.PASSED),
+        (replace(BASE, state_reason="duplicate"), CTX, gates.DUPLICATE),
+        (replace(BASE, labels=("duplicate",)), CTX, gates.DUPLICATE),
+        (replace(BASE, body="Blocked by #2"), CTX, gates.DEPENDENCY),
+        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={IssueRef(REPO, 2): "open"}), gates.DEPENDENCY),
+        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={IssueRef(REPO, 2): "closed"}), gates.PASSED),
+        (replace(BASE, comments=("Depends on other/lib#1",)), CTX, gates.DEPENDENCY),
+        (BASE, with_ctx(snapshot_fresh=False), gates.STALE),
+    ],
+)
+def test_gate_verdicts(issue: IssueView, ctx: GateContext, gate: str) -> None:
+    verdict = evaluate(issue, ctx)
+    assert verdict.gate == gate
+    assert verdict.passed is (gate == gates.PASSED)
+    assert verdict.reason
+
+
+def test_explicit_trigger_overrides_eligibility_only() -> None:
+    ctx = with_ctx(eligible_labels=("ready",))
+    assert evaluate(BASE, ctx, explicit=True).passed
+    assert evaluate(replace(BASE, labels=("blocked",)), ctx, explicit=True).gate == gates.BLOCK_LABEL
+
+
+def test_the_same_issue_twice_in_the_input_is_a_duplicate() -> None:
+    results = evaluate_all([BASE, replace(BASE, title="again"), replace(BASE, number=6)], CTX)
+    assert [verdict.gate for _, verdict in results] == [gates.PASSED, gates.DUPLICATE, gates.PASSED]
+
+
+def test_failed_verdict_label_names_the_gate() -> None:
+    assert evaluate(replace(BASE, state="closed"), CTX).label == "skipped:closed"
+
+
+def test_reasons_explain_the_decision() -> None:
+    assert "alice" in evaluate(replace(BASE, assignees=("alice",)), CTX).reason
+    assert "#9" in evaluate(BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Fixes #5"),))).reason
