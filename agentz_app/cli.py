@@ -75,3 +75,17 @@ def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema."""
     open_database(_settings(ctx)).dispose()
     click.echo("database is up to date")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default RECEIVER_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default RECEIVER_PORT).")
+@click.pass_context
+def receiver(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Receive GitHub webhooks and process the deliveries inbox."""
+    from agentz_app.web import run_receiver
+
+    try:
+        run_receiver(_settings(ctx), host=host, port=port)
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,451 @@
+"""The deliveries inbox: store webhook deliveries once, then process them through the routers.
+
+Storing uses *group commit*: request handlers hand rows to one :class:`DeliveryWriter`,
+which inserts everything pending in a single transaction (duplicates ignored by the
+unique ``delivery_id``) and only then answers each request. Processing claims a batch
+of due deliveries atomically (a short ``next_attempt_at`` lease, ``SKIP LOCKED`` on
+PostgreSQL), dispatches each through the combined router, and records success or an
+error with exponential backoff. A delivery is never dropped: it stays in the inbox
+until a handler run succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from gidgethub import routing, sansio
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentz_app.config import Settings
+from agentz_app.logs import get_logger, redact_text
+from agentz_app.store.db import Database
+from agentz_app.store.models import Delivery, now
+
+MAX_BATCH = 500
+CLAIM_SECONDS = 120.0
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 600.0
+MAX_ERROR_CHARS = 4000
+
+_EVENT_LIMIT = 64
+_DELIVERY_LIMIT = 64
+_ACTION_LIMIT = 64
+_REPO_LIMIT = 200
+
+log = get_logger(__name__)
+
+
+class InvalidDelivery(ValueError):
+    """A webhook request that cannot be stored; the message says why."""
+
+
+# Pure helpers ---------------------------------------------------------------------
+
+
+def delivery_row(
+    *, delivery_id: str, event: str, payload_text: str, data: Mapping[str, Any], received_at: float
+) -> dict[str, Any]:
+    """Build the inbox row for one delivery; raises InvalidDelivery for unusable headers."""
+    if not delivery_id or len(delivery_id) > _DELIVERY_LIMIT:
+        raise InvalidDelivery(f"X-GitHub-Delivery must be 1-{_DELIVERY_LIMIT} characters")
+    if not event or len(event) > _EVENT_LIMIT:
+        raise InvalidDelivery(f"X-GitHub-Event must be 1-{_EVENT_LIMIT} characters")
+    action = data.get("action")
+    installation = data.get("installation")
+    repository = data.get("repository")
+    installation_id = installation.get("id") if isinstance(installation, Mapping) else None
+    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    return {
+        "delivery_id": delivery_id,
+        "event": event,
+        "action": action[:_ACTION_LIMIT] if isinstance(action, str) else None,
+        "installation_id": installation_id if _is_id(installation_id) else None,
+        "repo": full_name if isinstance(full_name, str) and len(full_name) <= _REPO_LIMIT else None,
+        "payload": payload_text,
+        "received_at": received_at,
+        "next_attempt_at": received_at,
+        "attempts": 0,
+    }
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait before attempt ``attempts + 1``: exponential, capped at ten minutes."""
+    if attempts <= 0:
+        return 0.0
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** min(attempts - 1, 20))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, redacted description of a handler failure for the ``error`` column."""
+    text = f"{type(exc).__name__}: {exc}"
+    return redact_text(text)[:MAX_ERROR_CHARS]
+
+
+# Storing --------------------------------------------------------------------------
+
+
+def insert_deliveries(db: Database, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert rows in one transaction, ignoring known delivery ids; returns the ids stored."""
+    if not rows:
+        return set()
+    dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+    statement = (
+        dialect_insert(Delivery)
+        .values([dict(row) for row in rows])
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .returning(Delivery.delivery_id)
+    )
+    with db.begin() as session:
+        return set(session.scalars(statement))
+
+
+_Pending = tuple[dict[str, Any], "asyncio.Future[bool]"]
+
+
+class DeliveryWriter:
+    """Group commit: many concurrent requests, one transaction per drained batch.
+
+    :meth:`submit` resolves to True when the delivery was stored, False when it was a
+    duplicate, and raises when the database write failed (the caller answers 500 and
+    GitHub redelivers).
+    """
+
+    def __init__(
+        self, db: Database, *, max_batch: int = MAX_BATCH, on_stored: Callable[[], None] | None = None
+    ) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self.on_stored = on_stored
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="delivery-writer")
+
+    async def stop(self) -> None:
+        """Commit everything already submitted, then stop."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await self._task
+        self._task = None
+
+    async def submit(self, row: dict[str, Any]) -> bool:
+        """Queue a row for the next commit; True if stored, False if already known."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("delivery writer is not running")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((row, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            batch: list[_Pending] = []
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if stopping or len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        unique: dict[str, dict[str, Any]] = {}
+        for row, _ in batch:
+            unique.setdefault(row["delivery_id"], row)
+        try:
+            stored = await asyncio.to_thread(insert_deliveries, self.db, list(unique.values()))
+        except Exception as exc:
+            log.warning("delivery batch failed; retrying rows one by one", size=len(unique), error=describe_error(exc))
+            await self._commit_one_by_one(batch, unique)
+            return
+        self._resolve(batch, stored)
+
+    async def _commit_one_by_one(self, batch: list[_Pending], unique: dict[str, dict[str, Any]]) -> None:
+        stored: set[str] = set()
+        failed: dict[str, Exception] = {}
+        for delivery_id, row in unique.items():
+            try:
+                stored |= await asyncio.to_thread(insert_deliveries, self.db, [row])
+            except Exception as exc:
+                failed[delivery_id] = exc
+                log.error("delivery not stored", delivery_id=delivery_id, error=describe_error(exc))
+        self._resolve(batch, stored, failed)
+
+    def _resolve(self, batch: list[_Pending], stored: set[str], failed: Mapping[str, Exception] | None = None) -> None:
+        answered: set[str] = set()
+        for row, future in batch:
+            delivery_id = row["delivery_id"]
+            if future.done():
+                continue
+            if failed and delivery_id in failed:
+                future.set_exception(failed[delivery_id])
+            else:
+                future.set_result(delivery_id in stored and delivery_id not in answered)
+                answered.add(delivery_id)
+        if stored and self.on_stored is not None:
+            self.on_stored()
+
+
+# Processing -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A claimed inbox row, detached from its session."""
+
+    id: int
+    delivery_id: str
+    event: str
+    installation_id: int | None
+    payload: str
+    attempts: int
+
+
+def _due(at: float) -> Any:
+    return (Delivery.processed_at.is_(None)) & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= at)
+
+
+def claim_pending(db: Database, *, limit: int = 100, claim_seconds: float = CLAIM_SECONDS) -> list[PendingDelivery]:
+    """Atomically take up to ``limit`` due deliveries, leasing them for ``claim_seconds``."""
+    stamp = now()
+    with db.begin() as session:
+        rows = session.scalars(
+            select(Delivery).where(_due(stamp)).order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids)).values(next_attempt_at=stamp + claim_seconds)
+        )
+        return [
+            PendingDelivery(row.id, row.delivery_id, row.event, row.installation_id, row.payload, row.attempts)
+            for row in rows
+        ]
+
+
+def finish_deliveries(
+    db: Database, *, done: Iterable[int], failed: Iterable[tuple[PendingDelivery, str]]
+) -> None:
+    """Mark successes processed and schedule failures for a retry, in one transaction."""
+    done_ids = list(done)
+    failures = list(failed)
+    if not done_ids and not failures:
+        return
+    stamp = now()
+    with db.begin() as session:
+        if done_ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(done_ids), Delivery.processed_at.is_(None))
+                .values(processed_at=stamp, error=None)
+            )
+        for pending, error in failures:
+            attempts = pending.attempts + 1
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == pending.id, Delivery.processed_at.is_(None))
+                .values(attempts=attempts, error=error, next_attempt_at=stamp + retry_delay(attempts))
+            )
+
+
+def next_due_at(db: Database) -> float | None:
+    """When the earliest unprocessed delivery becomes due (None when the inbox is empty)."""
+    with db.read() as session:
+        unscheduled = session.scalar(
+            select(Delivery.id).where(Delivery.processed_at.is_(None), Delivery.next_attempt_at.is_(None)).limit(1)
+        )
+        if unscheduled is not None:
+            return now()
+        value: float | None = session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(Delivery.processed_at.is_(None))
+        )
+        return value
+
+
+async def _client_for(github: Any, installation_id: int | None) -> Any:
+    if github is None or installation_id is None:
+        return None
+    client = github.client(installation_id)
+    if inspect.isawaitable(client):
+        client = await client
+    return client
+
+
+async def process_pending(
+    db: Database,
+    settings: Settings,
+    *,
+    github: Any | None,
+    limit: int = 100,
+    router: routing.Router | None = None,
+    claim_seconds: float = CLAIM_SECONDS,
+) -> int:
+    """Process up to ``limit`` due deliveries; returns how many were claimed."""
+    from agentz_app.store.runs import RunQueue
+
+    if router is None:
+        from agentz_app.ingress.routers import build_router
+
+        router = build_router()
+    batch = await asyncio.to_thread(claim_pending, db, limit=limit, claim_seconds=claim_seconds)
+    if not batch:
+        return 0
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds)
+    done: list[int] = []
+    failed: list[tuple[PendingDelivery, str]] = []
+    for pending in batch:
+        with structlog.contextvars.bound_contextvars(delivery_id=pending.delivery_id, github_event=pending.event):
+            try:
+                data = json.loads(pending.payload)
+                event = sansio.Event(data, event=pending.event, delivery_id=pending.delivery_id)
+                gh = await _client_for(github, pending.installation_id)
+                await router.dispatch(event, gh, db=db, settings=settings, queue=queue)
+            except Exception as exc:
+                error = describe_error(exc)
+                failed.append((pending, error))
+                log.warning(
+                    "delivery processing failed",
+                    attempts=pending.attempts + 1,
+                    retry_in=retry_delay(pending.attempts + 1),
+                    error=error,
+                    exc_info=True,
+                )
+            else:
+                done.append(pending.id)
+                log.debug("delivery processed", action=data.get("action") if isinstance(data, dict) else None)
+    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed)
+    return len(batch)
+
+
+def github_app_for(settings: Settings, http_session: Any) -> Any | None:
+    """The GitHub App client factory, or None when the App is not configured."""
+    if settings.github_app_id is None or (
+        settings.github_private_key is None and settings.github_private_key_path is None
+    ):
+        return None
+    try:
+        from agentz_app.github.app import GitHubApp
+    except ImportError:
+        log.warning("GitHub client unavailable; processing deliveries without GitHub access")
+        return None
+    return GitHubApp(settings, http_session)
+
+
+class InboxProcessor:
+    """Processes the inbox on its own thread and event loop, so handlers' database
+    work never stalls the receiver's request loop.
+
+    :meth:`wake` may be called from any thread; otherwise the processor polls every
+    ``poll_seconds`` and when the earliest retry falls due.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        batch_size: int = 100,
+        poll_seconds: float = 15.0,
+        router: routing.Router | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.router = router
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        """Start the processing thread and wait until its loop runs."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._main, name="agentz-inbox", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def wake(self) -> None:
+        """Ask for a processing pass now (thread-safe)."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wakeup.set)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current pass and stop the thread."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self.wake()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        import aiohttp
+
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._ready.set()
+        router = self.router
+        if router is None:
+            from agentz_app.ingress.routers import build_router
+
+            router = build_router()
+        async with aiohttp.ClientSession() as http:
+            github = github_app_for(self.settings, http)
+            while not self._stopping.is_set():
+                self._wakeup.clear()
+                claimed = 0
+                try:
+                    claimed = await process_pending(
+                        self.db, self.settings, github=github, limit=self.batch_size, router=router
+                    )
+                except Exception as exc:
+                    log.error("inbox pass failed", error=describe_error(exc))
+                if claimed >= self.batch_size or self._stopping.is_set():
+                    continue
+                await self._sleep()
+        self._loop = None
+
+    async def _sleep(self) -> None:
+        assert self._wakeup is not None
+        timeout = self.poll_seconds
+        with contextlib.suppress(Exception):
+            due = await asyncio.to_thread(next_due_at, self.db)
+            if due is not None:
+                timeout = min(timeout, max(0.05, due - now()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)

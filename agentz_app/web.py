@@ -1,0 +1,180 @@
+"""The webhook receiver: verify, store once, answer 202; process the inbox in the background.
+
+``POST /api/github/webhooks`` never calls GitHub: it checks the signature, validates the
+headers and JSON, stores the raw body in the deliveries inbox (group commit, duplicates
+ignored) and answers. ``/healthz`` says the process is alive, ``/readyz`` that the
+database answers, and ``/metrics`` appears when the metrics module is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from agentz_app.config import Settings
+from agentz_app.github.signatures import verify_signature
+from agentz_app.ingress.inbox import DeliveryWriter, InboxProcessor, InvalidDelivery, delivery_row
+from agentz_app.logs import get_logger
+from agentz_app.store.db import Database
+from agentz_app.store.models import now
+
+WEBHOOK_PATH = "/api/github/webhooks"
+MAX_BODY_BYTES = 25 * 1024 * 1024
+_PARSE_IN_THREAD_BYTES = 1024 * 1024
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+DB_KEY = web.AppKey("db", Database)
+SECRET_KEY = web.AppKey("webhook_secret", bytes)
+
+
+@dataclass
+class _Runtime:
+    """Objects that exist only while the app runs (created at start-up)."""
+
+    writer: DeliveryWriter | None = None
+    processor: InboxProcessor | None = None
+
+
+RUNTIME_KEY = web.AppKey("runtime", _Runtime)
+
+log = get_logger(__name__)
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _payload_text(body: bytes, content_type: str) -> str:
+    """The JSON text of a delivery, from a JSON or form-encoded body."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidDelivery("body is not UTF-8") from None
+    if content_type == "application/x-www-form-urlencoded":
+        values = parse_qs(text, keep_blank_values=True).get("payload")
+        if not values:
+            raise InvalidDelivery("form body has no payload field")
+        return values[0]
+    return text
+
+
+def _parse_object(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidDelivery("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidDelivery("body must be a JSON object")
+    return data
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    """Verify and store one delivery: 202 stored, 200 duplicate, 4xx invalid, 500 not stored."""
+    body = await request.read()  # raises 413 past client_max_size
+    if not verify_signature(request.app[SECRET_KEY], body, request.headers.get("X-Hub-Signature-256")):
+        return _problem(401, "missing or invalid X-Hub-Signature-256")
+    event = request.headers.get("X-GitHub-Event", "").strip()
+    delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
+    if not event or not delivery_id:
+        return _problem(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+    try:
+        text = _payload_text(body, request.content_type)
+        if len(text) > _PARSE_IN_THREAD_BYTES:
+            data = await asyncio.to_thread(_parse_object, text)
+        else:
+            data = _parse_object(text)
+        row = delivery_row(delivery_id=delivery_id, event=event, payload_text=text, data=data, received_at=now())
+    except InvalidDelivery as exc:
+        return _problem(400, str(exc))
+    writer = request.app[RUNTIME_KEY].writer
+    if writer is None:
+        return _problem(503, "receiver is starting")
+    try:
+        stored = await writer.submit(row)
+    except Exception:
+        log.error("delivery not stored", delivery_id=delivery_id, github_event=event)
+        return _problem(500, "delivery not stored; please redeliver")
+    if not stored:
+        return web.json_response({"status": "duplicate"}, status=200)
+    return web.json_response({"status": "accepted"}, status=202)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The database answers; 503 otherwise."""
+    if await asyncio.to_thread(request.app[DB_KEY].ping):
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "database unavailable"}, status=503)
+
+
+def _install_metrics(app: web.Application) -> None:
+    try:
+        metrics = importlib.import_module("agentz_app.metrics")
+    except ModuleNotFoundError as exc:
+        if exc.name != "agentz_app.metrics":
+            raise
+        return
+    handler = getattr(metrics, "metrics_handler", None)
+    if handler is not None:
+        app.router.add_get("/metrics", handler)
+    middleware = getattr(metrics, "metrics_middleware", None)
+    if middleware is not None:
+        app.middlewares.append(middleware)
+
+
+def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) -> web.Application:
+    """Build the receiver application; with ``process_inbox`` it also works the inbox."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS_KEY] = settings
+    app[DB_KEY] = db
+    app[SECRET_KEY] = settings.webhook_secret()
+    app[RUNTIME_KEY] = runtime = _Runtime()
+    _install_metrics(app)
+    app.router.add_post(WEBHOOK_PATH, receive_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        processor = InboxProcessor(db, settings) if process_inbox else None
+        writer = DeliveryWriter(db, on_stored=processor.wake if processor is not None else None)
+        writer.start()
+        runtime.writer, runtime.processor = writer, processor
+        if processor is not None:
+            await asyncio.to_thread(processor.start)
+        try:
+            yield
+        finally:
+            runtime.writer = None
+            await writer.stop()
+            if processor is not None:
+                await asyncio.to_thread(processor.stop)
+            runtime.processor = None
+
+    app.cleanup_ctx.append(background)
+    return app
+
+
+def run_receiver(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the receiver (with inbox processing) until interrupted."""
+    from agentz_app.bootstrap import open_database
+
+    db = open_database(settings)
+    try:
+        app = create_app(settings, db)
+        bind_host = host or settings.receiver_host
+        bind_port = settings.receiver_port if port is None else port
+        log.info("receiver listening", host=bind_host, port=bind_port, path=WEBHOOK_PATH)
+        web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None)
+    finally:
+        db.dispose()
