@@ -1,0 +1,127 @@
+"""``/metrics`` scraped from a real aiohttp server over a real database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentz_app.metrics import LEASE_EXPIRED, GitHubMetrics, install_metrics, read_github_counts
+from agentz_app.store.db import Database
+from agentz_app.store.models import Delivery, Event, Process, Run
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _seed(db: Database) -> None:
+    with db.begin() as session:
+        session.add_all([
+            Delivery(delivery_id="d1", event="issues", payload="{}", processed_at=1.0),
+            Delivery(delivery_id="d2", event="issues", payload="{}", processed_at=2.0),
+            Delivery(delivery_id="d3", event="issues", payload="{}", error="boom", attempts=1),
+            Delivery(delivery_id="d4", event="issue_comment", payload="{}"),
+            Run(id="r1", repo="o/r", issue_number=1, status="done", cost_usd=1.25, created_at=0.0),
+            Run(id="r2", repo="o/r", issue_number=2, status="developing", cost_usd=0.5, created_at=0.0),
+            Run(id="r3", repo="o/r", issue_number=3, status="developing", created_at=0.0),
+            Process(name="worker-1", role="worker", state="running"),
+            Process(name="worker-2", role="worker", state="broken"),
+        ])
+        session.add_all([
+            Event(run_id="r1", kind="transition", from_status="queued", to_status="planning", created_at=10.0),
+            Event(run_id="r1", kind="transition", from_status="planning", to_status="ready", created_at=40.0),
+            Event(run_id="r1", kind="transition", from_status="ready", to_status="developing", created_at=41.0),
+            Event(run_id="r1", kind="transition", from_status="developing", to_status="done", created_at=641.0),
+            Event(run_id="r2", kind="transition", from_status="queued", to_status="planning", created_at=5.0),
+            Event(run_id="r2", kind=LEASE_EXPIRED, from_status=None, to_status=None, created_at=70.0),
+            Event(run_id="r2", kind="transition", from_status="planning", to_status="queued", created_at=70.0),
+            Event(run_id="r3", kind=LEASE_EXPIRED, created_at=80.0),
+        ])
+
+
+async def _scrape(client: TestClient[Any, Any]) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(await response.text()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+async def _client(aiohttp_client: Any, db: Database, **kwargs: Any) -> TestClient[Any, Any]:
+    app = web.Application()
+
+    async def webhook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202)
+
+    app.router.add_post("/api/github/webhooks", webhook)
+    install_metrics(app, db, **kwargs)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    return client
+
+
+async def test_scrape_reports_deliveries_runs_cost_and_lease_expiries(aiohttp_client: Any, db: Database) -> None:
+    _seed(db)
+    samples = await _scrape(await _client(aiohttp_client, db))
+    assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "processed")))] == 2
+    assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "failed")))] == 1
+    assert samples[("agentz_deliveries", (("event", "issue_comment"), ("outcome", "pending")))] == 1
+    assert samples[("agentz_runs", (("status", "developing"),))] == 2
+    assert samples[("agentz_runs", (("status", "done"),))] == 1
+    assert samples[("agentz_agent_cost_usd_total", ())] == 1.75
+    assert samples[("agentz_lease_expiries_total", ())] == 2
+    assert samples[("agentz_processes", (("state", "broken"),))] == 1
+
+
+async def test_stage_durations_come_from_event_timings(aiohttp_client: Any, db: Database) -> None:
+    _seed(db)
+    samples = await _scrape(await _client(aiohttp_client, db))
+    planning = (("stage", "planning"),)
+    assert samples[("agentz_stage_duration_seconds_count", planning)] == 2  # r1: 30 s, r2: 65 s
+    assert samples[("agentz_stage_duration_seconds_sum", planning)] == 95
+    assert samples[("agentz_stage_duration_seconds_bucket", (("le", "30.0"), *planning))] == 1
+    assert samples[("agentz_stage_duration_seconds_bucket", (("le", "120.0"), *planning))] == 2
+    assert samples[("agentz_stage_duration_seconds_sum", (("stage", "developing"),))] == 600
+    assert ("agentz_stage_duration_seconds_count", (("stage", "done"),)) not in samples
+
+
+async def test_webhook_latency_is_measured_for_webhook_requests_only(aiohttp_client: Any, db: Database) -> None:
+    client = await _client(aiohttp_client, db)
+    for _ in range(3):
+        assert (await client.post("/api/github/webhooks", data=b"{}")).status == 202
+    await _scrape(client)  # scrapes themselves are not webhook requests
+    samples = await _scrape(client)
+    assert samples[("agentz_webhook_latency_seconds_count", ())] == 3
+    assert samples[("agentz_webhook_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+
+
+async def test_github_requests_and_rate_limit_add_up_across_processes(aiohttp_client: Any, db: Database) -> None:
+    worker = GitHubMetrics(db=db, flush_seconds=3600)
+    worker.on_response("get", "https://api/x", 200, {"X-RateLimit-Remaining": "4999", "X-RateLimit-Limit": "5000"})
+    worker.on_response("POST", "https://api/y", 201, {"x-ratelimit-remaining": "4998"})
+    worker.flush()
+    receiver = GitHubMetrics(db=db, flush_seconds=3600)
+    receiver.on_response("GET", "https://api/x", 200, {"x-ratelimit-remaining": "4990"})
+    receiver.on_response("GET", "https://api/x", 304, {})
+    samples = await _scrape(await _client(aiohttp_client, db, github=receiver))
+    assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "200")))] == 2
+    assert samples[("agentz_github_requests_total", (("method", "POST"), ("status", "201")))] == 1
+    assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "304")))] == 1
+    assert samples[("agentz_github_rate_limit_remaining", (("resource", "core"),))] == 4990
+    # Flushed counts are not added twice.
+    receiver.flush()
+    assert read_github_counts(db)["requests"] == {"GET 200": 2, "POST 201": 1, "GET 304": 1}
+
+
+async def test_github_counts_flush_by_themselves_after_the_interval(db: Database) -> None:
+    clock = [0.0]
+    metrics = GitHubMetrics(db=db, flush_seconds=10, clock=lambda: clock[0])
+    metrics.on_response("GET", "u", 200, {})
+    assert read_github_counts(db) == {}
+    clock[0] = 11
+    metrics.on_response("GET", "u", 200, {})
+    assert read_github_counts(db)["requests"] == {"GET 200": 2}
