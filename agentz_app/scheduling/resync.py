@@ -18,71 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agentz_app.logs import get_logger
-from agentz_app.scheduling.deps import closing_references
 from agentz_app.scheduling.service import RESYNC_PREFIX
 from agentz_app.scheduling.signals import mark_dirty
+from agentz_app.store import snapshots
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, IssueSnapshot, KeyValue, PullSnapshot, now
 
 log = get_logger(__name__)
-
-_ISSUE_FIELDS = ("title", "body", "state", "state_reason", "labels", "assignees", "author", "is_pull_request",
-                 "updated_at")
-_PULL_FIELDS = ("title", "body", "state", "merged", "draft", "author", "head_ref", "head_sha", "base_ref",
-                "linked_issues", "updated_at")
-
-
-def _login(user: Any) -> str:
-    return str(user.get("login", "")) if isinstance(user, dict) else ""
-
-
-def issue_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """Snapshot columns from a REST issue object (pure)."""
-    return {
-        "title": data.get("title") or "",
-        "body": data.get("body") or "",
-        "state": data.get("state") or "open",
-        "state_reason": data.get("state_reason"),
-        "labels": [label["name"] if isinstance(label, dict) else str(label) for label in data.get("labels") or []],
-        "assignees": [_login(user) for user in data.get("assignees") or []],
-        "author": _login(data.get("user")),
-        "is_pull_request": bool(data.get("pull_request")),
-        "updated_at": data.get("updated_at") or "",
-    }
-
-
-def pull_fields(data: dict[str, Any], repo: str) -> dict[str, Any]:
-    """Snapshot columns from a REST pull-request object (pure)."""
-    head = data.get("head") or {}
-    base = data.get("base") or {}
-    text = f"{data.get('title') or ''}\n{data.get('body') or ''}"
-    return {
-        "title": data.get("title") or "",
-        "body": data.get("body") or "",
-        "state": data.get("state") or "open",
-        "merged": bool(data.get("merged") or data.get("merged_at")),
-        "draft": bool(data.get("draft")),
-        "author": _login(data.get("user")),
-        "head_ref": head.get("ref") or "",
-        "head_sha": head.get("sha") or "",
-        "base_ref": base.get("ref") or "",
-        "linked_issues": sorted({ref.number for ref in closing_references(text, repo) if ref.repo == repo}),
-        "updated_at": data.get("updated_at") or "",
-    }
-
-
-def _apply(row: Any, fields: dict[str, Any], names: Iterable[str]) -> bool:
-    """Copy ``fields`` onto ``row``; True when a value changed. Older data never wins."""
-    if row.updated_at and fields["updated_at"] and fields["updated_at"] < row.updated_at:
-        return False
-    changed = False
-    for name in names:
-        if getattr(row, name) != fields[name]:
-            setattr(row, name, fields[name])
-            changed = True
-    row.synced_at = now()
-    return changed
-
 
 @dataclass(frozen=True)
 class ResyncResult:
@@ -98,50 +40,15 @@ class ResyncResult:
         return bool(self.issues_changed or self.pulls_changed or self.closed)
 
 
-def _sync_issues(session: Session, repo: str, listed: list[dict[str, Any]]) -> tuple[int, int]:
-    existing = {row.number: row for row in session.scalars(select(IssueSnapshot).where(IssueSnapshot.repo == repo))}
-    changed = 0
-    seen: set[int] = set()
-    for data in listed:
-        number = int(data["number"])
-        seen.add(number)
-        fields = issue_fields(data)
-        row = existing.get(number)
-        if row is None:
-            session.add(IssueSnapshot(repo=repo, number=number, **fields, synced_at=now()))
-            changed += 1
-        elif _apply(row, fields, _ISSUE_FIELDS):
-            changed += 1
+def _close_missing(session: Session, model: Any, repo: str, listed: set[int]) -> int:
+    """Close snapshots still open here but absent from GitHub's list of open ones."""
     closed = 0
-    for number, row in existing.items():
-        if row.state == "open" and number not in seen:
+    for row in session.scalars(select(model).where(model.repo == repo, model.state == "open")):
+        if row.number not in listed:
             row.state = "closed"
             row.synced_at = now()
             closed += 1
-    return changed, closed
-
-
-def _sync_pulls(session: Session, repo: str, listed: list[dict[str, Any]]) -> tuple[int, int]:
-    existing = {row.number: row for row in session.scalars(select(PullSnapshot).where(PullSnapshot.repo == repo))}
-    changed = 0
-    seen: set[int] = set()
-    for data in listed:
-        number = int(data["number"])
-        seen.add(number)
-        fields = pull_fields(data, repo)
-        row = existing.get(number)
-        if row is None:
-            session.add(PullSnapshot(repo=repo, number=number, **fields, synced_at=now()))
-            changed += 1
-        elif _apply(row, fields, _PULL_FIELDS):
-            changed += 1
-    closed = 0
-    for number, row in existing.items():
-        if row.state == "open" and number not in seen:
-            row.state = "closed"
-            row.synced_at = now()
-            closed += 1
-    return changed, closed
+    return closed
 
 
 def _record_resync(session: Session, repo: str, *, ok: bool, error: str = "") -> None:
@@ -167,9 +74,13 @@ async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
         with db.begin() as session:
             _record_resync(session, repo, ok=False, error=f"{type(exc).__name__}: {exc}")
         raise
+    issues = [item for item in issues if isinstance(item, dict) and "number" in item]
+    pulls = [item for item in pulls if isinstance(item, dict) and "number" in item]
     with db.begin() as session:
-        issues_changed, issues_closed = _sync_issues(session, repo, [i for i in issues if isinstance(i, dict)])
-        pulls_changed, pulls_closed = _sync_pulls(session, repo, [p for p in pulls if isinstance(p, dict)])
+        issues_changed = sum(snapshots.upsert_issue(session, repo, item) for item in issues)
+        pulls_changed = sum(snapshots.upsert_pull(session, repo, item) for item in pulls)
+        issues_closed = _close_missing(session, IssueSnapshot, repo, {int(item["number"]) for item in issues})
+        pulls_closed = _close_missing(session, PullSnapshot, repo, {int(item["number"]) for item in pulls})
         result = ResyncResult(repo, issues_changed, pulls_changed, issues_closed + pulls_closed)
         if result.changed:
             mark_dirty(session, repo, reason="resync")
