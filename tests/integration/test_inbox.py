@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import structlog
+from gidgethub import routing, sansio
+from sqlalchemy import select, update
+
+from agentz_app.config import Settings
+from agentz_app.ingress.inbox import (
+    BACKOFF_CAP_SECONDS,
+    DeliveryWriter,
+    InboxProcessor,
+    claim_pending,
+    delivery_row,
+    insert_deliveries,
+    process_pending,
+    retry_delay,
+)
+from agentz_app.store.db import Database
+from agentz_app.store.models import Delivery, now
+
+
+def row(delivery_id: str, event: str = "issues", data: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = data if data is not None else {"action": "opened", "installation": {"id": 42}}
+    return delivery_row(
+        delivery_id=delivery_id, event=event, payload_text=json.dumps(data), data=data, received_at=now()
+    )
+
+
+def deliveries(db: Database) -> dict[str, Delivery]:
+    with db.read() as session:
+        return {d.delivery_id: d for d in session.scalars(select(Delivery))}
+
+
+class Recorder:
+    """A feature router whose handler records calls and fails while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.router = routing.Router()
+        self.calls: list[tuple[str, Any, dict[str, Any]]] = []
+        self.failing = False
+        self.router.add(self.handle, "issues")
+
+    async def handle(self, event: sansio.Event, gh: Any, **deps: Any) -> None:
+        self.calls.append((event.delivery_id, gh, {**deps, "log": structlog.contextvars.get_contextvars()}))
+        if self.failing:
+            raise RuntimeError("handler broke")
+
+
+def test_insert_ignores_known_delivery_ids(db: Database) -> None:
+    assert insert_deliveries(db, [row("a"), row("b")]) == {"a", "b"}
+    assert insert_deliveries(db, [row("b"), row("c")]) == {"c"}
+    assert sorted(deliveries(db)) == ["a", "b", "c"]
+
+
+async def test_writer_commits_concurrent_submissions_and_flags_duplicates(db: Database) -> None:
+    wakes: list[int] = []
+    writer = DeliveryWriter(db, max_batch=16, on_stored=lambda: wakes.append(1))
+    writer.start()
+    try:
+        results = await asyncio.gather(*(writer.submit(row(f"d-{i % 50}")) for i in range(100)))
+    finally:
+        await writer.stop()
+    assert results.count(True) == 50 and results.count(False) == 50
+    assert len(deliveries(db)) == 50
+    assert wakes
+
+
+async def test_writer_fails_only_the_rows_that_cannot_be_stored(db: Database) -> None:
+    writer = DeliveryWriter(db)
+    writer.start()
+    bad = row("bad")
+    bad["event"] = None  # violates NOT NULL: this row alone must fail
+    try:
+        results = await asyncio.gather(writer.submit(row("good")), writer.submit(bad), return_exceptions=True)
+    finally:
+        await writer.stop()
+    assert results[0] is True
+    assert isinstance(results[1], Exception)
+    assert sorted(deliveries(db)) == ["good"]
+
+
+async def test_pending_delivery_is_dispatched_once_with_its_dependencies(db: Database, settings: Settings) -> None:
+    recorder = Recorder()
+    insert_deliveries(db, [row("a")])
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 0
+    [(delivery_id, gh, deps)] = recorder.calls
+    assert (delivery_id, gh) == ("a", None)
+    assert deps["db"] is db and deps["settings"] is settings
+    assert deps["queue"].lease_seconds == settings.lease_seconds
+    assert deps["log"]["delivery_id"] == "a"
+    stored = deliveries(db)["a"]
+    assert stored.processed_at is not None and stored.error is None
+
+
+async def test_handlers_get_a_client_for_the_deliverys_installation(db: Database, settings: Settings) -> None:
+    class FakeApp:
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+
+        def client(self, installation_id: int) -> str:
+            self.asked.append(installation_id)
+            return f"client-{installation_id}"
+
+    app = FakeApp()
+    recorder = Recorder()
+    insert_deliveries(db, [row("with"), row("without", data={"action": "opened"})])
+    await process_pending(db, settings, github=app, router=recorder.router)
+    assert {call[0]: call[1] for call in recorder.calls} == {"with": "client-42", "without": None}
+    assert app.asked == [42]
+
+
+async def test_failing_handler_leaves_the_delivery_unprocessed_and_it_is_retried_later(
+    db: Database, settings: Settings
+) -> None:
+    recorder = Recorder()
+    recorder.failing = True
+    insert_deliveries(db, [row("a")])
+    before = now()
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1
+    failed = deliveries(db)["a"]
+    assert failed.processed_at is None
+    assert failed.attempts == 1
+    assert failed.error == "RuntimeError: handler broke"
+    assert failed.next_attempt_at is not None and failed.next_attempt_at >= before + retry_delay(1)
+
+    # Not due yet: nothing is claimed.
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 0
+
+    recorder.failing = False
+    with db.begin() as session:
+        session.execute(update(Delivery).values(next_attempt_at=now() - 1))
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1
+    done = deliveries(db)["a"]
+    assert done.processed_at is not None and done.error is None and done.attempts == 1
+    assert [call[0] for call in recorder.calls] == ["a", "a"]
+
+
+def test_retry_delay_grows_exponentially_and_is_capped() -> None:
+    delays = [retry_delay(attempt) for attempt in range(1, 40)]
+    assert delays == sorted(delays)
+    assert delays[1] == 2 * delays[0]
+    assert max(delays) == BACKOFF_CAP_SECONDS
+
+
+def test_a_claimed_batch_is_not_claimed_again_until_its_lease_expires(db: Database) -> None:
+    insert_deliveries(db, [row(f"d-{i}") for i in range(5)])
+    first = claim_pending(db, limit=3, claim_seconds=60)
+    second = claim_pending(db, limit=10, claim_seconds=60)
+    assert len(first) == 3 and len(second) == 2
+    assert not {d.id for d in first} & {d.id for d in second}
+    assert claim_pending(db, limit=10) == []
+    with db.begin() as session:
+        session.execute(update(Delivery).values(next_attempt_at=now() - 1))
+    assert len(claim_pending(db, limit=10)) == 5
+
+
+def test_concurrent_claimers_never_share_a_delivery(db: Database) -> None:
+    insert_deliveries(db, [row(f"d-{i}") for i in range(60)])
+    claimed: list[list[int]] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while batch := claim_pending(db, limit=4):
+            with lock:
+                claimed.append([d.id for d in batch])
+
+    threads = [threading.Thread(target=claimer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [delivery for batch in claimed for delivery in batch]
+    assert len(ids) == 60 and len(set(ids)) == 60
+
+
+def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Settings) -> None:
+    recorder = Recorder()
+    processor = InboxProcessor(db, settings, poll_seconds=60, router=recorder.router)
+    processor.start()
+    try:
+        insert_deliveries(db, [row("woken")])
+        processor.wake()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and deliveries(db)["woken"].processed_at is None:
+            time.sleep(0.02)
+    finally:
+        processor.stop()
+    assert deliveries(db)["woken"].processed_at is not None
+    assert [call[0] for call in recorder.calls] == ["woken"]
