@@ -562,6 +562,7 @@ class RunQueue:
         reason: str,
         actor: str,
         kind: str = "transition",
+        event: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Run:
         current = run.status
@@ -585,7 +586,7 @@ class RunQueue:
         elif goal == Status.DEFERRED:
             freed = self._drop_claims(session, run, keep_issue=True)
         self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
-                    attempt=run.attempt + 1, previous_owner=run.lease_owner)
+                    attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
         if freed:
             self._wake_deferred(session, run.repo)
         session.flush()
@@ -599,14 +600,17 @@ class RunQueue:
         reason: str,
         actor: str = "system",
         expected_attempt: int | None = None,
+        guard: Callable[[Run], bool] | None = None,
+        event: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Run:
         """Unfenced status change for operators, webhooks and the reconciler.
 
         Bumps ``attempt`` so any current lease holder's next write raises LeaseLost,
         clears the lease, and releases claims on terminal statuses. With
-        ``expected_attempt`` the change only happens if the run is still at that
-        attempt (LeaseLost otherwise), so a decision made on a stale read is dropped.
+        ``expected_attempt`` (or a ``guard`` evaluated on the locked row) the change
+        only happens if the run is still as the caller saw it, LeaseLost otherwise,
+        so a decision made on a stale read is dropped. ``event`` adds to the payload.
         """
         _check_fields(fields)
         goal = Status(target)
@@ -616,12 +620,41 @@ class RunQueue:
                     run = self._locked(session, run_id)
                     if expected_attempt is not None and run.attempt != expected_attempt:
                         raise LeaseLost(run_id, expected_attempt)
+                    if guard is not None and not guard(run):
+                        raise LeaseLost(run_id, run.attempt)
                     if not can_transition(run.status, goal):
                         raise IllegalTransition(run_id, run.status, goal)
-                    return self._set_status_in(session, run, goal, reason=reason, actor=actor, **fields)
+                    return self._set_status_in(session, run, goal, reason=reason, actor=actor, event=event,
+                                               **fields)
             except IntegrityError:
                 continue  # a concurrent enqueue took the issue claim; re-check
         raise StoreError(f"run {run_id}: could not change status, concurrent updates")
+
+    def revoke_lease(
+        self,
+        run_id: str,
+        *,
+        reason: str,
+        actor: str = "reconciler",
+        guard: Callable[[Run], bool] | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Take the lease away without a status change; bumps ``attempt`` to fence the holder."""
+        _check_fields(fields)
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            if guard is not None and not guard(run):
+                raise LeaseLost(run_id, run.attempt)
+            session.execute(
+                update(Run).where(Run.id == run.id, Run.attempt == run.attempt)
+                .values(attempt=run.attempt + 1, lease_owner=None, lease_expires_at=None, updated_at=self.clock(),
+                        **fields)
+                .execution_options(synchronize_session=False)
+            )
+            self._event(session, run.id, "lease_revoked", from_status=run.status, to_status=run.status,
+                        actor=actor, reason=reason, attempt=run.attempt + 1, previous_owner=run.lease_owner)
+            session.flush()
+            return self._locked(session, run.id)
 
     def cancel(self, run_id: str, *, reason: str, actor: str = "operator") -> Run:
         """Cancel a run: its holder loses the lease at its next write and all claims are freed."""

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from agentz_app.config import Settings
+from agentz_app.reconciler import ReconcileReport, reconcile_once
+from agentz_app.store.db import Database
+from agentz_app.store.models import PullSnapshot
+from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
+from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(db: Database, clock: FakeClock) -> RunQueue:
+    return RunQueue(db, lease_seconds=60, clock=clock)
+
+
+def _reconcile(
+    queue: RunQueue, settings: Settings, clock: FakeClock, dead: frozenset[str] = frozenset()
+) -> ReconcileReport:
+    return reconcile_once(queue.db, settings, clock=clock, is_dead=lambda owner: owner in dead)
+
+
+def _developing(queue: RunQueue, clock: FakeClock, number: int = 1, owner: str = "w1") -> Lease:
+    clock.now += 1
+    queue.enqueue("o/r", number)
+    claimed = queue.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    queue.transition(claimed[1], Status.READY, plan={"steps": ["a"]})
+    claimed = queue.claim(owner, statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    assert claimed is not None
+    queue.update(claimed[1], branch=f"agent-z/issue-{number}-x", stage="developing")
+    return claimed[1]
+
+
+def _add_pull(db: Database, **values: object) -> None:
+    with db.begin() as session:
+        session.add(PullSnapshot(repo="o/r", **values))
+
+
+def test_expired_planning_lease_is_requeued(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    assert _reconcile(queue, settings, clock).total == 0
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(run.id)
+    assert report.requeued == [run.id]
+    assert (after.status, after.lease_owner, after.infra_attempts) == ("queued", None, 1)
+    assert queue.events(run.id)[-1].payload["actor"] == "reconciler"
+
+
+def test_expired_development_resumes_from_its_stage(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock)
+    queue.update(lease, checkpoint_sha="c0ffee")
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.resumed == [lease.run_id]
+    assert (after.status, after.stage, after.checkpoint_sha) == ("ready", "developing", "c0ffee")
+    assert queue.events(lease.run_id)[-1].payload["checkpoint_sha"] == "c0ffee"
+    again = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    assert again is not None and again[0].id == lease.run_id
+
+
+def test_dead_owner_is_released_before_expiry(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock, owner="host:1:2")
+    report = _reconcile(queue, settings, clock, dead=frozenset({"host:1:2"}))
+    assert report.resumed == [lease.run_id]
+    assert queue.get(lease.run_id).lease_owner is None
+
+
+def test_live_lease_is_left_alone(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock)
+    clock.now += 50
+    queue.heartbeat(lease)
+    clock.now += 50
+    assert _reconcile(queue, settings, clock).total == 0
+    assert queue.get(lease.run_id).lease_owner == "w1"
+
+
+def test_repeated_infrastructure_failures_fail_the_run(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    run, _ = queue.enqueue("o/r", 1)
+    for _ in range(settings.max_infra_attempts):
+        assert queue.claim("w", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+        clock.now += 61
+        _reconcile(queue, settings, clock)
+    after = queue.get(run.id)
+    assert after.status == "failed" and "infrastructure attempts" in (after.error or "")
+    assert queue.claims_of(run.id) == []
+
+
+def test_closed_pull_while_submitting_needs_a_human(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock)
+    queue.transition(lease, Status.SUBMITTING, pr_number=9)
+    _add_pull(queue.db, number=9, state="closed", merged=False, head_ref="agent-z/issue-1-x")
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.needs_human == [lease.run_id]
+    assert after.status == "needs_human" and "#9" in (after.error or "")
+
+
+def test_merged_pull_completes_the_run(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock)
+    queue.transition(lease, Status.SUBMITTING)
+    queue.transition(lease, Status.WAITING_CHECKS, head_sha="abc")
+    _add_pull(queue.db, number=12, state="closed", merged=True, head_ref="agent-z/issue-1-x")
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.merged == [lease.run_id]
+    assert (after.status, after.pr_number) == ("merged", 12)
+    assert queue.claims_of(lease.run_id) == []
+
+
+def test_foreign_pull_is_adopted(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    lease = _developing(queue, clock)
+    queue.claim_resources(lease, [file_resource("o/r", "a.py")])
+    _add_pull(queue.db, number=30, state="open", head_ref="alice/fix", head_sha="f00", author="alice",
+              linked_issues=[1])
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.adopted == [lease.run_id]
+    assert (after.status, after.pr_number, after.head_sha) == ("waiting_checks", 30, "f00")
+    assert queue.claims_of(lease.run_id) == [issue_resource("o/r", 1)]
+    assert queue.events(lease.run_id)[-1].kind == "adopted"
+
+
+def test_foreign_pull_cancels_the_run_under_cancel_policy(
+    queue: RunQueue, settings: Settings, clock: FakeClock
+) -> None:
+    run, _ = queue.enqueue("o/r", 4)
+    _add_pull(queue.db, number=31, state="open", head_ref="bob/fix", linked_issues=[4, 5])
+    report = _reconcile(queue, settings.model_copy(update={"foreign_pr_policy": "cancel"}), clock)
+    assert report.cancelled == [run.id]
+    assert queue.get(run.id).status == "cancelled"
+
+
+def test_deferred_run_wakes_once_its_conflict_is_gone(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
+    holder = _developing(queue, clock, 1)
+    queue.claim_resources(holder, [file_resource("o/r", "a.py")])
+    clock.now += 1
+    waiting, _ = queue.enqueue("o/r", 2)
+    claimed = queue.claim("p", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    assert claimed is not None
+    queue.transition(claimed[1], Status.READY, plan={})
+    claimed = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
+    assert claimed is not None
+    queue.defer(claimed[1], queue.claim_resources(claimed[1], [file_resource("o/r", "a.py")]))
+    assert _reconcile(queue, settings, clock).undeferred == []
+    with queue.db.begin() as session:  # the holder's claim vanishes behind the queue's back
+        session.execute(text("DELETE FROM claims WHERE resource LIKE 'file:%'"))
+    assert _reconcile(queue, settings, clock).undeferred == [waiting.id]
+    assert queue.get(waiting.id).status == "ready"
