@@ -1,0 +1,119 @@
+"""Claude Code runner: ``claude -p --output-format stream-json``.
+
+The prompt goes on stdin. A new conversation gets its id up front
+(``--session-id UUID``); a later call continues it with ``--resume ID``. Options
+(from the run's ``env`` or the process environment): ``AGENTZ_CLAUDE_PERMISSION_MODE``
+(default ``acceptEdits``), ``AGENTZ_CLAUDE_ALLOWED_TOOLS`` (comma/space list, default
+the file and shell tools; empty = none), ``AGENTZ_CLAUDE_MAX_TURNS`` (default 200).
+A tool call the permission mode refused (``permission_denials``) makes the run fail
+even though Claude exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from workers.procs import ProcessResult
+from workers.runners.base import RunnerResult
+from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, split_words, stderr_tail
+from workers.runners.output import extract_json
+
+DEFAULT_ALLOWED_TOOLS = "Bash Edit MultiEdit Write Read Glob Grep LS NotebookEdit TodoWrite"
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    events = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                events.append(value)
+    return events
+
+
+def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
+    """Parse Claude Code's stream-json output into a result."""
+    session_id: str | None = None
+    last_text = ""
+    result: dict[str, Any] | None = None
+    for event in _events(stdout):
+        session_id = event.get("session_id") or session_id
+        if event.get("type") == "assistant":
+            content = (event.get("message") or {}).get("content") or []
+            texts = [block.get("text", "") for block in content
+                     if isinstance(block, dict) and block.get("type") == "text"]
+            if any(texts):
+                last_text = "".join(texts)
+        elif event.get("type") == "result":
+            result = event
+    if result is None:
+        return RunnerResult(exit_code or 1, session_id, last_text, json=extract_json(last_text),
+                            error=f"claude exited with code {exit_code} without a result: {stderr_tail(stderr)}")
+    text = result.get("result") if isinstance(result.get("result"), str) else last_text
+    denials = [str(item.get("tool_name", "?")) if isinstance(item, dict) else str(item)
+               for item in result.get("permission_denials") or []]
+    usage = result.get("usage") or {}
+    tokens = sum(int(usage.get(key) or 0) for key in ("input_tokens", "output_tokens",
+                                                       "cache_creation_input_tokens", "cache_read_input_tokens"))
+    error: str | None = None
+    if result.get("is_error") or exit_code != 0:
+        error = f"claude failed ({result.get('subtype', 'error')}): {text or stderr_tail(stderr)}".strip()
+    elif result.get("subtype") not in (None, "success"):
+        error = f"claude stopped: {result.get('subtype')}"
+    elif denials:
+        error = f"claude was refused permission for: {', '.join(denials)}"
+    return RunnerResult(
+        exit_code=exit_code,
+        session_id=str(result.get("session_id") or session_id or "") or None,
+        text=text or "",
+        json=extract_json(text or ""),
+        cost_usd=float(result.get("total_cost_usd") or 0.0),
+        tokens=tokens,
+        error=error,
+        permission_denials=denials,
+    )
+
+
+class ClaudeRunner(CliRunner):
+    """Claude Code in print mode."""
+
+    name = "claude"
+    binary = "claude"
+
+    def command(self, binary: str, call: Invocation) -> Command:
+        """``claude -p`` with stream-json output, the prompt on stdin."""
+        args = [binary, "-p", "--output-format", "stream-json", "--verbose",
+                "--permission-mode", call.option("AGENTZ_CLAUDE_PERMISSION_MODE", "acceptEdits"),
+                "--max-turns", call.option("AGENTZ_CLAUDE_MAX_TURNS", "200")]
+        tools = split_words(call.options.get("AGENTZ_CLAUDE_ALLOWED_TOOLS", DEFAULT_ALLOWED_TOOLS))
+        if tools:
+            args += ["--allowedTools", ",".join(tools)]
+        if call.model:
+            args += ["--model", call.model]
+        args += ["--resume", call.session_id] if call.session_id else ["--session-id", str(uuid.uuid4())]
+        env = {
+            **common_home_env(call.home),
+            "CLAUDE_CONFIG_DIR": str(call.home / ".claude"),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+        }
+        if call.endpoint is not None:
+            env.update({
+                "ANTHROPIC_BASE_URL": call.endpoint.base_url,
+                "ANTHROPIC_API_KEY": call.endpoint.api_key,
+                "ANTHROPIC_CUSTOM_HEADERS": f"{ROLE_HEADER}: {call.role}",
+                "CLAUDE_CODE_MAX_RETRIES": call.option("CLAUDE_CODE_MAX_RETRIES", "0"),
+            })
+        return Command(args, call.prompt, env)
+
+    def parse(self, process: ProcessResult, call: Invocation) -> RunnerResult:
+        """Read the stream-json events."""
+        return parse_stream(process.stdout, process.stderr, process.exit_code)

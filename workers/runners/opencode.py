@@ -1,0 +1,123 @@
+"""OpenCode runner: ``opencode run --format json``, continued with ``--session``.
+
+The prompt goes on stdin (as an argument it reaches the model wrapped in quotes).
+A private config file (``OPENCODE_CONFIG``) allows edits and shell commands, turns
+sharing and auto-update off and, with ``AGENTZ_MODEL_BASE_URL``, declares that
+server as an OpenAI-compatible provider.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workers.procs import ProcessResult
+from workers.runners.base import RunnerResult
+from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
+from workers.runners.output import extract_json
+
+PROVIDER = "agentz"
+
+
+def config_document(call: Invocation) -> dict[str, Any]:
+    """The OpenCode configuration for this call."""
+    document: dict[str, Any] = {
+        "$schema": "https://opencode.ai/config.json",
+        "autoupdate": False,
+        "share": "disabled",
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "deny"},
+    }
+    if call.endpoint is not None:
+        model = call.model or "model"
+        document["provider"] = {
+            PROVIDER: {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Agent-Z model endpoint",
+                "options": {"baseURL": call.endpoint.v1, "apiKey": call.endpoint.api_key,
+                            "headers": {ROLE_HEADER: call.role}},
+                "models": {model: {"name": model, "tool_call": True}},
+            }
+        }
+        document["model"] = f"{PROVIDER}/{model}"
+        document["small_model"] = f"{PROVIDER}/{model}"
+    elif call.model:
+        document["model"] = call.model
+    return document
+
+
+def _error_message(event: dict[str, Any]) -> str:
+    error = event.get("error")
+    if isinstance(error, dict):
+        data = error.get("data")
+        if isinstance(data, dict) and data.get("message"):
+            return str(data["message"])
+        return str(error.get("message") or error.get("name") or json.dumps(error))
+    return str(error or event.get("message") or "unknown error")
+
+
+def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
+    """Parse ``opencode run --format json`` events into a result."""
+    session_id: str | None = None
+    texts: list[str] = []
+    tokens = 0
+    cost = 0.0
+    errors: list[str] = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event: Any = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        raw_part = event.get("part")
+        part: dict[str, Any] = raw_part if isinstance(raw_part, dict) else {}
+        session_id = event.get("sessionID") or part.get("sessionID") or session_id
+        kind = event.get("type")
+        if kind == "step_start":
+            texts = []  # keep only the last step's text as the final answer
+        elif kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "step_finish":
+            token_counts = part.get("tokens") or {}
+            tokens += int(token_counts.get("input") or 0) + int(token_counts.get("output") or 0)
+            cost += float(part.get("cost") or 0.0)
+        elif kind == "error":
+            errors.append(_error_message(event))
+    text = "".join(texts)
+    error: str | None = None
+    if errors or exit_code != 0:
+        detail = errors[-1] if errors else stderr_tail(stderr)
+        error = f"opencode failed (exit {exit_code}): {detail}".strip()
+    return RunnerResult(exit_code=exit_code or (1 if errors else 0), session_id=session_id, text=text,
+                        json=extract_json(text), cost_usd=cost, tokens=tokens, error=error)
+
+
+class OpenCodeRunner(CliRunner):
+    """OpenCode's non-interactive ``run`` command."""
+
+    name = "opencode"
+    binary = "opencode"
+
+    def command(self, binary: str, call: Invocation) -> Command:
+        """``opencode run --format json`` with the prompt on stdin."""
+        config_path = call.home / "opencode.json"
+        config_path.write_text(json.dumps(config_document(call), indent=2))
+        args = [binary, "run", "--format", "json"]
+        if call.session_id:
+            args += ["--session", call.session_id]
+        env = {
+            **common_home_env(call.home),
+            "OPENCODE_CONFIG": str(config_path),
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_SHARE": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+        }
+        return Command(args, call.prompt, env)
+
+    def parse(self, process: ProcessResult, call: Invocation) -> RunnerResult:
+        """Read the JSON events."""
+        return parse_stream(process.stdout, process.stderr, process.exit_code)
