@@ -40,6 +40,7 @@ class GitHubApp:
         self._jwt: AppJWT | None = None
         self._app_client: GitHubClient | None = None
         self._pacers: dict[int, RequestPacer] = {}
+        self._installations: dict[str, int] = {}
         self.tokens = InstallationTokens(self._fetch_token, clock=clock)
 
     def __repr__(self) -> str:
@@ -94,6 +95,15 @@ class GitHubApp:
         if not isinstance(installation_id, int) or isinstance(installation_id, bool) or installation_id < 1:
             raise GitHubError(200, f"installation response for {full_name} has no valid id", body=data)
         return installation_id
+
+    async def client_for_repo(self, full_name: str) -> GitHubClient:
+        """A client for the installation on ``owner/repo``, looking the installation up once."""
+        key = full_name.lower()
+        installation_id = self._installations.get(key)
+        if installation_id is None:
+            installation_id = await self.installation_for_repo(full_name)
+            self._installations[key] = installation_id
+        return self.client(installation_id)
 
     async def _fetch_token(self, installation_id: int) -> Any:
         return await self.app_client().post(

@@ -379,7 +379,9 @@ class GitHubClient(gh_abc.GitHubAPI):
                 reauthorized = True
                 self._log.info("github.token_rejected", method=method, url=url)
                 continue
-            hit = ratelimit.classify(status, response_headers, response_body, now=now, path=path)
+            hit = ratelimit.classify(
+                status, response_headers, response_body, now=now, path=path, previous_hits=rate_limit_waits
+            )
             if hit is not None:
                 self._pacer.blocks[hit.resource] = _Block(hit.until, hit.kind, status)
                 if hit.wait > self.policy.max_rate_limit_wait or rate_limit_waits >= self.policy.max_rate_limit_retries:

@@ -122,11 +122,21 @@ def exhausted_until(headers: Mapping[str, str], *, now: float) -> float | None:
     return float(reset) if reset > now else None
 
 
-def classify(status: int, headers: Mapping[str, str], body: Any, *, now: float, path: str = "/") -> RateLimitHit | None:
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: Any,
+    *,
+    now: float,
+    path: str = "/",
+    previous_hits: int = 0,
+) -> RateLimitHit | None:
     """Decide whether a response is a rate-limit answer and how long to wait.
 
-    ``body`` may be raw bytes or decoded JSON. Returns None for any response
-    that is not a rate-limit answer (including a 403 for missing permissions).
+    ``body`` may be raw bytes or decoded JSON. A secondary limit without
+    ``retry-after`` waits a minute, doubled for each of ``previous_hits`` (earlier
+    rate-limit answers to the same request). Returns None for any response that
+    is not a rate-limit answer (including a 403 for missing permissions).
     """
     if status not in _RATE_LIMIT_STATUSES:
         return None
@@ -142,5 +152,6 @@ def classify(status: int, headers: Mapping[str, str], body: Any, *, now: float, 
         wait = max(float(reset) - now, 0.0)
         return RateLimitHit("primary", wait, now + wait, resource)
     if status == 429 or _mentions_secondary_limit(body):
-        return RateLimitHit("secondary", SECONDARY_DEFAULT_WAIT, now + SECONDARY_DEFAULT_WAIT, "*")
+        wait = SECONDARY_DEFAULT_WAIT * 2 ** min(max(previous_hits, 0), 16)
+        return RateLimitHit("secondary", wait, now + wait, "*")
     return None

@@ -313,6 +313,17 @@ async def test_secondary_limit_message_waits_a_minute_or_raises_when_too_long(
     assert caught.value.retry_after == 60.0
 
 
+async def test_repeated_secondary_limits_back_off_exponentially(
+    fake: tuple[FakeGitHub, str], make_app: Callable[..., GitHubApp], fake_time: FakeTime
+) -> None:
+    hub, _ = fake
+    secondary: Reply = (403, {}, {"message": "You have exceeded a secondary rate limit."})
+    hub.script("PUT", "/repos/o/r/issues/1/labels", secondary, secondary, (200, {}, [{"name": "x"}]))
+    gh = make_app().client(7)
+    assert await gh.put("/repos/o/r/issues/1/labels", data={"labels": ["x"]}) == [{"name": "x"}]
+    assert fake_time.sleeps == [60.0, 120.0]
+
+
 async def test_forbidden_without_rate_limit_signal_raises_at_once(
     fake: tuple[FakeGitHub, str], make_app: Callable[..., GitHubApp], fake_time: FakeTime
 ) -> None:
@@ -430,11 +441,16 @@ async def test_installation_for_repo_asks_as_the_app(
 ) -> None:
     hub, _ = fake
     hub.script("GET", "/repos/o/r/installation", (200, {}, {"id": 77, "account": {"login": "o"}}))
+    hub.script("GET", "/repos/O/R/installation", (200, {}, {"id": 77, "account": {"login": "o"}}))
     app = make_app()
     assert await app.installation_for_repo("o/r") == 77
     scheme, _, token = hub.requests_to("GET", "/repos/o/r/installation")[0].headers["Authorization"].partition(" ")
     assert scheme == "Bearer"
     assert jwt.decode(token, rsa_key.public_key(), algorithms=["RS256"])["iss"] == str(APP_ID)
+    gh = await app.client_for_repo("O/R")
+    assert gh.installation_id == 77
+    assert (await app.client_for_repo("o/r")).installation_id == 77
+    assert len(hub.requests_to("GET", "/repos/O/R/installation")) == 1
     with pytest.raises(GitHubError) as caught:
         await app.installation_for_repo("o/missing")
     assert caught.value.status_code == 404

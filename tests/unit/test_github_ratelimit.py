@@ -120,3 +120,14 @@ def test_response_message_reads_json_bytes_text_and_objects() -> None:
     assert response_message({"message": 3}) == ""
     assert response_message(None) == ""
     assert response_message(b"\xff\xfe") != "x"
+
+
+def test_repeated_secondary_limits_without_retry_after_back_off_exponentially() -> None:
+    waits = [
+        hit.wait
+        for previous in range(4)
+        if (hit := classify(403, {}, sample("secondary_rate_limit", 403), now=NOW, previous_hits=previous))
+    ]
+    assert waits == [60.0, 120.0, 240.0, 480.0]
+    retry_after = classify(429, {"retry-after": "5"}, b"", now=NOW, previous_hits=3)
+    assert retry_after is not None and retry_after.wait == 5.0
