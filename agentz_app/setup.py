@@ -1,0 +1,307 @@
+"""``agentz setup``: register the GitHub App with GitHub's App manifest flow.
+
+1. A local page on 127.0.0.1 shows a form that POSTs the manifest (``app-manifest.yml``
+   as JSON, with the webhook URL and this page's redirect URL filled in) to
+   ``{github_url}/settings/apps/new`` (or ``/organizations/{org}/settings/apps/new``).
+2. GitHub creates the App and redirects the browser back with ``?code=…&state=…``.
+3. The code is exchanged at ``POST {api_url}/app-manifests/{code}/conversions`` for the
+   App's id, slug, webhook secret and private key.
+4. The key goes to ``<state_dir>/<slug>.private-key.pem`` and ``GITHUB_APP_ID``,
+   ``GITHUB_APP_SLUG``, ``GITHUB_WEBHOOK_SECRET`` and ``GITHUB_PRIVATE_KEY_PATH`` into
+   the ``.env`` file; both files get mode 0600 and other ``.env`` lines are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from agentz_app.errors import AgentZError
+
+DEFAULT_PORT = 8765
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_ENV_KEY_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_REQUIRED_MANIFEST_KEYS = ("name", "url", "default_events", "default_permissions")
+
+
+class SetupError(AgentZError):
+    """The App manifest flow could not be completed."""
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """Where GitHub is, where to write, and how the local page listens."""
+
+    webhook_url: str
+    github_url: str = "https://github.com"
+    api_url: str = "https://api.github.com"
+    org: str | None = None
+    port: int = DEFAULT_PORT
+    env_file: Path = Path(".env")
+    state_dir: Path = Path(".agent-z")
+    manifest_path: Path = Path("app-manifest.yml")
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """What GitHub returns for a newly created App."""
+
+    app_id: int
+    slug: str
+    webhook_secret: str
+    pem: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    credentials: AppCredentials
+    key_path: Path
+    env_file: Path
+
+
+# Pure parts -------------------------------------------------------------------
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """Read and check the App manifest YAML."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SetupError(f"cannot read the App manifest {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SetupError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SetupError(f"{path} must hold a mapping")
+    missing = [key for key in _REQUIRED_MANIFEST_KEYS if key not in data]
+    if missing:
+        raise SetupError(f"{path} lacks {', '.join(missing)}")
+    if not isinstance(data["default_events"], list) or not isinstance(data["default_permissions"], dict):
+        raise SetupError(f"{path}: default_events must be a list and default_permissions a mapping")
+    return data
+
+
+def build_manifest(template: Mapping[str, Any], *, webhook_url: str, redirect_url: str) -> dict[str, Any]:
+    """The manifest to post: the template with the webhook and redirect URLs filled in."""
+    for label, url in (("webhook URL", webhook_url), ("redirect URL", redirect_url)):
+        if not url.startswith(("http://", "https://")):
+            raise SetupError(f"the {label} must be an http(s) URL, got {url!r}")
+    manifest: dict[str, Any] = json.loads(json.dumps(dict(template)))
+    hook = dict(manifest.get("hook_attributes") or {})
+    hook["url"] = webhook_url
+    hook.setdefault("active", True)
+    manifest["hook_attributes"] = hook
+    manifest["redirect_url"] = redirect_url
+    return manifest
+
+
+def new_app_url(github_url: str, org: str | None, state: str) -> str:
+    """GitHub's page that accepts a posted manifest, for a user or an organisation."""
+    base = github_url.rstrip("/")
+    if org:
+        if not _ORG_RE.match(org):
+            raise SetupError(f"not a valid organisation name: {org!r}")
+        return f"{base}/organizations/{org}/settings/apps/new?state={quote(state)}"
+    return f"{base}/settings/apps/new?state={quote(state)}"
+
+
+def render_form(action: str, manifest: Mapping[str, Any]) -> str:
+    """The local page: a form posting the manifest to GitHub."""
+    value = html.escape(json.dumps(manifest), quote=True)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Agent-Z setup</title></head><body>"
+        "<h1>Create the Agent-Z GitHub App</h1>"
+        "<p>GitHub will ask you to confirm the App's name, then send you back here.</p>"
+        f"<form id='manifest-form' method='post' action='{html.escape(action, quote=True)}'>"
+        f"<input type='hidden' name='manifest' value='{value}'>"
+        "<button type='submit'>Create GitHub App</button></form>"
+        "</body></html>"
+    )
+
+
+def parse_conversion(payload: Any) -> AppCredentials:
+    """Check GitHub's conversion answer and pick the fields Agent-Z needs."""
+    if not isinstance(payload, dict):
+        raise SetupError("GitHub's answer is not a JSON object")
+    try:
+        app_id = int(payload["id"])
+        slug = str(payload["slug"])
+        pem = str(payload["pem"])
+        secret = payload.get("webhook_secret")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SetupError(f"GitHub's answer lacks a field: {exc}") from None
+    if app_id < 1:
+        raise SetupError("GitHub returned an invalid App id")
+    if not _SLUG_RE.match(slug):
+        raise SetupError(f"GitHub returned an unexpected App slug {slug!r}")
+    if "PRIVATE KEY-----" not in pem:
+        raise SetupError("GitHub's answer holds no PEM private key")
+    if not isinstance(secret, str) or not secret:
+        raise SetupError("GitHub's answer holds no webhook secret; is hook_attributes.url set?")
+    return AppCredentials(app_id, slug, secret, pem, str(payload.get("html_url") or ""))
+
+
+def _env_value(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_./:@+-]*", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def update_env_text(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each ``KEY=`` line of ``values`` replaced (or appended); other lines kept."""
+    lines = text.splitlines()
+    seen: set[str] = set()
+    out: list[str] = []
+    for line in lines:
+        match = _ENV_KEY_RE.match(line)
+        key = match.group(1) if match else None
+        if key is not None and key in values:
+            if key not in seen:
+                out.append(f"{key}={_env_value(values[key])}")
+                seen.add(key)
+            continue  # drop duplicates of a key we set
+        out.append(line)
+    missing = [key for key in values if key not in seen]
+    if missing and out and out[-1].strip():
+        out.append("")
+    out.extend(f"{key}={_env_value(values[key])}" for key in missing)
+    return "\n".join(out) + "\n"
+
+
+# File writes ------------------------------------------------------------------
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write ``content`` atomically to ``path`` with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    os.chmod(path, 0o600)
+
+
+def save_credentials(credentials: AppCredentials, *, env_file: Path, state_dir: Path) -> Path:
+    """Store the private key and update ``.env``; returns the key's path."""
+    key_path = state_dir / f"{credentials.slug}.private-key.pem"
+    write_private(key_path, credentials.pem)
+    existing = env_file.read_text() if env_file.exists() else ""
+    write_private(env_file, update_env_text(existing, {
+        "GITHUB_APP_ID": str(credentials.app_id),
+        "GITHUB_APP_SLUG": credentials.slug,
+        "GITHUB_WEBHOOK_SECRET": credentials.webhook_secret,
+        "GITHUB_PRIVATE_KEY_PATH": str(key_path),
+    }))
+    return key_path
+
+
+# HTTP -------------------------------------------------------------------------
+
+
+async def exchange_code(session: ClientSession, api_url: str, code: str) -> AppCredentials:
+    """Trade the redirect's code for the App's credentials."""
+    if not _CODE_RE.match(code):
+        raise SetupError("the code GitHub sent back is malformed")
+    url = f"{api_url.rstrip('/')}/app-manifests/{code}/conversions"
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    try:
+        async with session.post(url, headers=headers, timeout=ClientTimeout(total=30)) as response:
+            if response.status != 201:
+                text = (await response.text())[:300]
+                raise SetupError(f"GitHub refused the code ({response.status}): {text}")
+            payload = await response.json(content_type=None)
+    except (ClientError, TimeoutError) as exc:
+        raise SetupError(f"cannot reach {api_url}: {exc.__class__.__name__}") from None
+    return parse_conversion(payload)
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(body)}</p></body></html>")
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult]) -> web.Application:
+    """The local pages: ``GET /`` shows the form, ``GET /redirect`` finishes the flow."""
+    template = load_manifest(options.manifest_path)
+    state = secrets.token_urlsafe(24)
+    app = web.Application()
+
+    async def form(request: web.Request) -> web.Response:
+        redirect_url = f"{request.url.origin()}/redirect"
+        manifest = build_manifest(template, webhook_url=options.webhook_url, redirect_url=redirect_url)
+        action = new_app_url(options.github_url, options.org, state)
+        return web.Response(text=render_form(action, manifest), content_type="text/html")
+
+    async def redirect(request: web.Request) -> web.Response:
+        if not secrets.compare_digest(request.query.get("state", ""), state):
+            return _page("Setup failed", "This link does not belong to this setup; start again.", 400)
+        code = request.query.get("code", "")
+        if done.done():
+            return _page("Already done", "The App was already created.")
+        try:
+            async with ClientSession() as session:
+                credentials = await exchange_code(session, options.api_url, code)
+            key_path = save_credentials(credentials, env_file=options.env_file, state_dir=options.state_dir)
+        except SetupError as exc:
+            return _page("Setup failed", str(exc), 502)
+        done.set_result(SetupResult(credentials, key_path, options.env_file))
+        install = f"{credentials.html_url}/installations/new" if credentials.html_url else "the App's page"
+        return _page("Agent-Z is registered",
+                     f"App {credentials.slug} (id {credentials.app_id}) saved to {options.env_file}. "
+                     f"Now install it on your repositories: {install}")
+
+    app.router.add_get("/", form)
+    app.router.add_get("/redirect", redirect)
+    return app
+
+
+async def run_setup(
+    options: SetupOptions,
+    *,
+    on_ready: Callable[[str], Any] = print,
+    timeout: float | None = None,
+) -> SetupResult:
+    """Serve the local page until GitHub's redirect has been handled; ``on_ready`` gets its URL."""
+    done: asyncio.Future[SetupResult] = asyncio.get_running_loop().create_future()
+    app = create_setup_app(options, done)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SetupError(f"cannot listen on {options.host}:{options.port}: {exc.strerror}") from None
+        host, port = runner.addresses[0][:2]
+        on_ready(f"http://{host}:{port}/")
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            raise SetupError("timed out waiting for GitHub's redirect") from None
+    finally:
+        await asyncio.sleep(0.1)  # let the success page reach the browser
+        await runner.cleanup()
