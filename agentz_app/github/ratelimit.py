@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 SECONDARY_DEFAULT_WAIT = 60.0
 """Seconds to wait after a secondary limit that gives no ``retry-after``."""
+MIN_PRIMARY_WAIT = 1.0
+"""Least wait after an exhausted primary limit whose reset time has already passed (clock skew)."""
 
 _RATE_LIMIT_STATUSES = frozenset({403, 429})
 _SECONDARY_MARKERS = ("secondary rate limit", "abuse detection")
@@ -149,7 +151,7 @@ def classify(
         reset = parse_int_header(headers, "x-ratelimit-reset")
         if reset is None:
             return RateLimitHit("primary", SECONDARY_DEFAULT_WAIT, now + SECONDARY_DEFAULT_WAIT, resource)
-        wait = max(float(reset) - now, 0.0)
+        wait = max(float(reset) - now, MIN_PRIMARY_WAIT)
         return RateLimitHit("primary", wait, now + wait, resource)
     if status == 429 or _mentions_secondary_limit(body):
         wait = SECONDARY_DEFAULT_WAIT * 2 ** min(max(previous_hits, 0), 16)

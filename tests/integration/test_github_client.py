@@ -99,7 +99,7 @@ class FakeGitHub:
         assert claims["iss"] == str(APP_ID)
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
-        minted = f"ghs_{len(self.minted) + 1:02d}SecretTokenValueThatMustNotLeak"
+        minted = f"v1.{len(self.minted) + 1:02d}-opaque-installation-credential"  # not redaction-shaped
         self.minted.append(minted)
         expires = datetime.fromtimestamp(time.time() + self.token_lifetime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return web.json_response({"token": minted, "expires_at": expires}, status=201)
@@ -322,6 +322,35 @@ async def test_repeated_secondary_limits_back_off_exponentially(
     gh = make_app().client(7)
     assert await gh.put("/repos/o/r/issues/1/labels", data={"labels": ["x"]}) == [{"name": "x"}]
     assert fake_time.sleeps == [60.0, 120.0]
+
+
+async def test_endless_rate_limit_answers_give_up_after_the_retry_cap(
+    fake: tuple[FakeGitHub, str], make_app: Callable[..., GitHubApp], fake_time: FakeTime
+) -> None:
+    hub, _ = fake
+    hub.script("GET", "/repos/o/r", (429, {"Retry-After": "1"}, {}))
+    gh = make_app(max_rate_limit_retries=2).client(7)
+    with pytest.raises(SecondaryRateLimited):
+        await gh.getitem("/repos/o/r")
+    assert len(hub.requests_to("GET", "/repos/o/r")) == 3
+    assert fake_time.sleeps == [1.0, 1.0]
+
+
+async def test_spent_quota_on_a_success_delays_the_next_request_until_reset(
+    fake: tuple[FakeGitHub, str], make_app: Callable[..., GitHubApp], fake_time: FakeTime
+) -> None:
+    hub, _ = fake
+    reset = int(fake_time.now) + 20
+    hub.script("GET", "/repos/o/r", (200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}, {}))
+    hub.script("GET", "/search/issues", (200, {}, {"items": []}))
+    app = make_app()
+    await app.client(7).getitem("/repos/o/r")
+    assert fake_time.sleeps == []
+    await app.client(7).getitem("/search/issues")  # another bucket: no wait
+    assert fake_time.sleeps == []
+    await app.client(7).getitem("/repos/o/r")
+    assert fake_time.now == pytest.approx(reset)
+    assert len(hub.requests_to("GET", "/repos/o/r")) == 2
 
 
 async def test_forbidden_without_rate_limit_signal_raises_at_once(

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentz_app.github.ratelimit import (
+    MIN_PRIMARY_WAIT,
     SECONDARY_DEFAULT_WAIT,
     RateLimitHit,
     classify,
@@ -49,9 +50,9 @@ def test_exhausted_primary_limit_waits_until_reset() -> None:
     assert hit == RateLimitHit("primary", 42.0, NOW + 42, "core")
 
 
-def test_primary_reset_in_the_past_means_no_wait() -> None:
+def test_primary_reset_in_the_past_still_waits_a_moment() -> None:
     hit = classify(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) - 5)}, b"", now=NOW)
-    assert hit is not None and hit.kind == "primary" and hit.wait == 0.0
+    assert hit is not None and hit.kind == "primary" and hit.wait == MIN_PRIMARY_WAIT
 
 
 def test_primary_limit_without_reset_waits_the_default() -> None:
