@@ -82,9 +82,11 @@ def test_claim_returns_none_when_nothing_is_claimable(queue: RunQueue) -> None:
     assert queue.claim("w1", statuses=CLAIMABLE_BY_WORKER) is None
 
 
-def test_claim_skips_repos_at_their_parallel_limit(queue: RunQueue) -> None:
+def test_claim_skips_repos_at_their_parallel_limit(queue: RunQueue, clock: FakeClock) -> None:
     queue.enqueue("o/busy", 1)
+    clock.now += 1
     queue.enqueue("o/busy", 2)
+    clock.now += 1
     other, _ = queue.enqueue("o/free", 1)
     assert queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
     claimed = queue.claim("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
