@@ -8,6 +8,8 @@ out one FakeGH per installation, like the real App client factory.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,3 +93,42 @@ class FakeGitHubApp:
 
     def client(self, installation_id: int) -> FakeGH:
         return self.clients.setdefault(installation_id, FakeGH())
+
+
+class FakeRunner:
+    """A runner honouring the runner contract whose answers are given by the test.
+
+    ``answers`` are used in order (the last one repeats); each is a JSON-able value
+    (returned as ``json``), a string (returned as ``text``) or a callable taking the
+    prompt. By default it ranks every ``### #N:`` candidate in the prompt, best first.
+    """
+
+    name = "fake"
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+        self.session_ids: list[str | None] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.prompts)
+
+    @staticmethod
+    def rank_all(prompt: str) -> dict[str, Any]:
+        numbers = [int(n) for n in re.findall(r"^### #(\d+):", prompt, re.MULTILINE)]
+        return {"ranking": [{"number": n, "score": 90 - i, "reason": "useful"} for i, n in enumerate(numbers)]}
+
+    async def run(self, role: str, prompt: str, workdir: Any, *, session_id: str | None = None, timeout: float,
+                  env: Any = None, log: Any = None) -> Any:
+        from workers.runners.base import RunnerResult
+
+        self.prompts.append(prompt)
+        self.session_ids.append(session_id)
+        index = min(len(self.prompts), len(self.answers)) - 1
+        answer = self.answers[index] if self.answers else self.rank_all
+        if callable(answer):
+            answer = answer(prompt)
+        if isinstance(answer, str):
+            return RunnerResult(exit_code=0, session_id="s-1", text=answer)
+        return RunnerResult(exit_code=0, session_id="s-1", text=json.dumps(answer), json=answer)

@@ -17,6 +17,7 @@ from agentz_app.scheduling.deps import IssueRef, closing_references, mentions, p
 PULL_REQUEST = "pull_request"
 CLOSED = "closed"
 ACTIVE_RUN = "active_run"
+PREVIOUS_RUN = "previous_run"
 DUPLICATE = "duplicate"
 ASSIGNED = "assigned"
 BLOCK_LABEL = "block_label"
@@ -26,6 +27,9 @@ OPEN_PR = "open_pr"
 DEPENDENCY = "dependency"
 STALE = "stale"
 PASSED = "passed"
+
+# A run that ended like this is not rescheduled automatically: a person decides.
+STOPPED_STATUSES = frozenset({"cancelled", "failed", "needs_human", "done", "merged"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class GateContext:
     skip_labels: tuple[str, ...] = ("ongoing",)
     trigger_label: str = "agent-z"
     live_runs: Mapping[IssueRef, str] = field(default_factory=dict)
+    last_runs: Mapping[IssueRef, str] = field(default_factory=dict)
     dependency_states: Mapping[IssueRef, str] = field(default_factory=dict)
     open_pulls: Sequence[PullView] = ()
     snapshot_fresh: bool = True
@@ -142,6 +147,9 @@ def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> V
     live = ctx.live_runs.get(issue.ref)
     if live is not None:
         return _fail(ACTIVE_RUN, f"a run is already {live}")
+    last = ctx.last_runs.get(issue.ref)
+    if last in STOPPED_STATUSES:
+        return _fail(PREVIOUS_RUN, f"the last run ended {last}; comment /agent-z retry to run it again")
     if issue.state_reason == "duplicate" or issue.has_label(["duplicate"]):
         return _fail(DUPLICATE, "marked as a duplicate")
     if issue.assignees:

@@ -74,6 +74,7 @@ class RepoState:
     issues: list[IssueView]
     pulls: list[PullView]
     live: dict[IssueRef, str]
+    last_runs: dict[IssueRef, str]
     dependency_states: dict[IssueRef, str]
     fresh: bool
     stored: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +94,18 @@ def live_runs(session: Session) -> dict[IssueRef, str]:
     """Issues holding a live run, with the run's status."""
     rows = session.execute(select(Run.repo, Run.issue_number, Run.status).where(Run.status.in_([str(s) for s in LIVE])))
     return {IssueRef(repo, number): status for repo, number, status in rows}
+
+
+def last_finished_runs(session: Session, repo: str) -> dict[IssueRef, str]:
+    """The status of each issue's newest run, for issues whose newest run is terminal."""
+    newest: dict[IssueRef, tuple[float, str]] = {}
+    for number, status, created in session.execute(
+        select(Run.issue_number, Run.status, Run.created_at).where(Run.repo == repo)
+    ):
+        ref = IssueRef(repo, number)
+        if ref not in newest or created >= newest[ref][0]:
+            newest[ref] = (created, status)
+    return {ref: status for ref, (_, status) in newest.items() if status in TERMINAL}
 
 
 def terminal_marker(session: Session) -> tuple[int, float]:
@@ -178,6 +191,7 @@ def load_repo_state(session: Session, repo: str, settings: Settings, *, live: di
         issues=issues,
         pulls=pulls,
         live={ref: status for ref, status in live.items() if ref.repo == repo},
+        last_runs=last_finished_runs(session, repo),
         dependency_states=states,
         fresh=snapshot_fresh(session, repo, settings, at=now()),
         stored=dict(stored_row.value) if stored_row is not None else {},
@@ -191,6 +205,7 @@ def gate_context(settings: Settings, state: RepoState) -> GateContext:
     return GateContext.from_settings(
         settings,
         live_runs=state.live,
+        last_runs=state.last_runs,
         dependency_states=state.dependency_states,
         open_pulls=state.pulls,
         snapshot_fresh=state.fresh,

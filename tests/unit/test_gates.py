@@ -13,6 +13,7 @@ from agentz_app.scheduling.gates import GateContext, IssueView, PullView, evalua
 
 REPO = "acme/app"
 BASE = IssueView(REPO, 5, title="Add a flag", body="Please add --verbose.", updated_at="2026-01-01T00:00:00Z")
+DEP = IssueRef(REPO, 2)
 CTX = GateContext(eligible_labels=(), block_labels=("blocked",), skip_labels=("ongoing",), trigger_label="agent-z")
 
 
@@ -41,11 +42,15 @@ def with_ctx(**values: Any) -> GateContext:
         (BASE, with_ctx(live_runs={IssueRef(REPO, 5): "queued"}), gates.ACTIVE_RUN),
         (BASE, with_ctx(live_runs={IssueRef(REPO, 5): "developing"}), gates.ACTIVE_RUN),
         (BASE, with_ctx(live_runs={IssueRef(REPO, 6): "developing"}), gates.PASSED),
+        (BASE, with_ctx(last_runs={IssueRef(REPO, 5): "cancelled"}), gates.PREVIOUS_RUN),
+        (BASE, with_ctx(last_runs={IssueRef(REPO, 5): "needs_human"}), gates.PREVIOUS_RUN),
+        (BASE, with_ctx(last_runs={IssueRef(REPO, 5): "done"}), gates.PREVIOUS_RUN),
+        (BASE, with_ctx(last_runs={IssueRef(REPO, 6): "failed"}), gates.PASSED),
         (replace(BASE, state_reason="duplicate"), CTX, gates.DUPLICATE),
         (replace(BASE, labels=("duplicate",)), CTX, gates.DUPLICATE),
         (replace(BASE, body="Blocked by #2"), CTX, gates.DEPENDENCY),
-        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={IssueRef(REPO, 2): "open"}), gates.DEPENDENCY),
-        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={IssueRef(REPO, 2): "closed"}), gates.PASSED),
+        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={DEP: "open"}), gates.DEPENDENCY),
+        (replace(BASE, body="Blocked by #2"), with_ctx(dependency_states={DEP: "closed"}), gates.PASSED),
         (replace(BASE, comments=("Depends on other/lib#1",)), CTX, gates.DEPENDENCY),
         (BASE, with_ctx(snapshot_fresh=False), gates.STALE),
     ],
