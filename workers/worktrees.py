@@ -150,7 +150,7 @@ class Worktrees:
         return await self._add(run_id, repo, branch, f"refs/remotes/origin/{base}")
 
     async def resume(self, run_id: str, repo: str, branch: str, base: str) -> Path:
-        """The run's worktree: kept if present, else rebuilt from its checkpoint ref (or base)."""
+        """The run's worktree: kept if present, else rebuilt from its checkpoint, its pushed branch or base."""
         path = self.worktree_path(run_id)
         if (path / ".git").exists():
             return path
@@ -161,7 +161,9 @@ class Worktrees:
                 await git("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror, token=await self._token(repo))
                 start = ref
             except GitError:
-                start = f"refs/remotes/origin/{base}"
+                pushed = await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=mirror,
+                                   check=False)
+                start = f"refs/remotes/origin/{branch}" if pushed.exit_code == 0 else f"refs/remotes/origin/{base}"
             return await self._add_locked(mirror, run_id, branch, start)
 
     async def _add(self, run_id: str, repo: str, branch: str, start: str) -> Path:

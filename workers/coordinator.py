@@ -1,0 +1,278 @@
+"""Deterministic GitHub and git steps of a run: no agent, every step safe to repeat.
+
+Commit (squashing WIP into one commit per round), push to the run's own branch,
+find-or-create the pull request by head branch, report each stage as a Check Run
+keyed by ``external_id``, keep one status comment edited in place, and change
+labels in as few requests as possible. Objects created are recorded in
+``side_effects``; the last rendered text of each is hashed in ``kv`` so unchanged
+content is never PATCHed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+
+from agentz_app.config import Settings
+from agentz_app.errors import GitHubError
+from agentz_app.logs import get_logger
+from agentz_app.reporting.checks import check_run_payload, chunks
+from agentz_app.reporting.comments import StatusView, marker_run_id, render_status_comment
+from agentz_app.store.db import Database
+from agentz_app.store.models import KeyValue, Run, SideEffect, now
+from workers.gitops import git, git_out
+from workers.roles.prompts import plan_markdown
+from workers.roles.schemas import Plan
+from workers.worktrees import Worktrees
+
+LABEL_QUEUED = "agent-z:queued"
+LABEL_RUNNING = "agent-z:running"
+LABEL_NEEDS_HUMAN = "agent-z:needs-human"
+_RENDER_PREFIX = "agentz:render:"
+
+log = get_logger("agentz.coordinator")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """One stage's check run content."""
+
+    stage: str
+    status: str
+    conclusion: str | None
+    title: str
+    summary: str
+    text: str = ""
+    notes: Sequence[dict[str, Any]] = ()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+class Coordinator:
+    """The idempotent steps that turn a worktree into a reported pull request."""
+
+    def __init__(self, gh: Any, db: Database, settings: Settings, *, worktrees: Worktrees | None = None) -> None:
+        self.gh = gh
+        self.db = db
+        self.settings = settings
+        self.worktrees = worktrees or Worktrees(settings)
+
+    # Bookkeeping ---------------------------------------------------------
+
+    def effect(self, run_id: str, key: str) -> int | None:
+        """The GitHub id recorded for ``key`` of the run, if any."""
+        with self.db.read() as session:
+            row = session.scalars(
+                select(SideEffect).where(SideEffect.run_id == run_id, SideEffect.key == key)
+            ).first()
+            return row.github_id if row is not None else None
+
+    def record_effect(self, run_id: str, key: str, github_id: int) -> None:
+        """Remember a created GitHub object (replacing a stale id)."""
+        with self.db.begin() as session:
+            row = session.scalars(
+                select(SideEffect).where(SideEffect.run_id == run_id, SideEffect.key == key).with_for_update()
+            ).first()
+            if row is None:
+                session.add(SideEffect(run_id=run_id, key=key, github_id=github_id))
+            else:
+                row.github_id = github_id
+
+    def _rendered(self, run_id: str, key: str) -> str | None:
+        with self.db.read() as session:
+            row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}")
+            return str(row.value.get("sha256")) if row is not None else None
+
+    def _remember(self, run_id: str, key: str, digest: str) -> None:
+        with self.db.begin() as session:
+            row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}", with_for_update=True)
+            if row is None:
+                session.add(KeyValue(key=f"{_RENDER_PREFIX}{run_id}:{key}", value={"sha256": digest}))
+            else:
+                row.value = {"sha256": digest}
+                row.updated_at = now()
+
+    # Git -----------------------------------------------------------------
+
+    async def commit(self, run: Run, path: Path, message: str) -> str | None:
+        """Squash everything since the last pushed head (or merge-base) into one commit.
+
+        Returns the new HEAD, or None when there is nothing to commit. Repeating it
+        after a crash leaves the same single commit in place.
+        """
+        base_branch = run.base_branch or "main"
+        await git("add", "-A", cwd=path)
+        tree = await git_out("write-tree", cwd=path)
+        head = await git_out("rev-parse", "HEAD", cwd=path)
+        base = await self.worktrees.merge_base(path, base_branch)
+        if run.head_sha and run.head_sha != base:
+            ancestor = await git("merge-base", "--is-ancestor", run.head_sha, "HEAD", cwd=path, check=False)
+            if ancestor.exit_code == 0:
+                base = run.head_sha
+        if tree == await git_out("rev-parse", f"{base}^{{tree}}", cwd=path):
+            if head != base:
+                await git("reset", "--soft", base, cwd=path)
+            return None
+        if head != base:
+            parent = await git("rev-parse", "--verify", "--quiet", f"{head}^", cwd=path, check=False)
+            same_message = (await git_out("log", "-1", "--format=%B", head, cwd=path)).strip() == message.strip()
+            if parent.stdout.strip() == base and same_message and await git_out(
+                "rev-parse", f"{head}^{{tree}}", cwd=path
+            ) == tree:
+                return head
+        new = (await git("commit-tree", tree, "-p", base, "-F", "-", cwd=path, stdin=message)).stdout.strip()
+        await git("reset", "--soft", new, cwd=path)
+        return new
+
+    async def push(self, run: Run, path: Path) -> str:
+        """Push HEAD to the run's own branch; returns the pushed SHA."""
+        if not run.branch:
+            raise ValueError(f"run {run.id} has no branch")
+        return await self.worktrees.push_branch(run.repo, path, run.branch)
+
+    # Pull request --------------------------------------------------------
+
+    async def find_pull(self, run: Run) -> dict[str, Any] | None:
+        """The PR whose head is the run's branch (any state), or None."""
+        owner = run.repo.split("/")[0]
+        head = quote(f"{owner}:{run.branch}", safe=":/")
+        async for pull in self.gh.getiter(f"/repos/{run.repo}/pulls?head={head}&state=all&per_page=100"):
+            if isinstance(pull, dict) and (pull.get("head") or {}).get("ref") == run.branch:
+                return pull
+        return None
+
+    async def ensure_pull(self, run: Run, *, title: str, body: str) -> int:
+        """Find the run's PR by head branch, or open it; never a second one."""
+        known = run.pr_number or self.effect(run.id, "pr")
+        if known:
+            return int(known)
+        pull = await self.find_pull(run)
+        if pull is None:
+            pull = await self.gh.post(
+                f"/repos/{run.repo}/pulls",
+                data={"title": title, "head": run.branch, "base": run.base_branch or "main", "body": body,
+                      "maintainer_can_modify": True},
+            )
+        number = int(pull["number"])
+        self.record_effect(run.id, "pr", number)
+        return number
+
+    # Check runs ----------------------------------------------------------
+
+    async def _find_check(self, run: Run, stage_name: str, external: str, head_sha: str) -> int | None:
+        url = f"/repos/{run.repo}/commits/{head_sha}/check-runs?check_name={quote(stage_name)}&per_page=100"
+        try:
+            data = await self.gh.getitem(url)
+        except GitHubError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        for check in (data or {}).get("check_runs", []):
+            if check.get("external_id") == external:
+                return int(check["id"])
+        return None
+
+    async def report_check(self, run: Run, report: CheckReport, *, head_sha: str) -> int:
+        """Create the stage's check run on ``head_sha`` once, PATCH it only when its content changed."""
+        payload = check_run_payload(
+            run.id, report.stage, head_sha=head_sha, status=report.status, conclusion=report.conclusion,
+            title=report.title, summary=report.summary, text=report.text, notes=report.notes,
+        )
+        key = f"check:{report.stage}:{head_sha}"
+        digest = _digest((payload, list(report.notes)))
+        check_id = self.effect(run.id, key) or await self._find_check(
+            run, payload["name"], payload["external_id"], head_sha
+        )
+        if check_id is None:
+            created = await self.gh.post(f"/repos/{run.repo}/check-runs", data=payload)
+            check_id = int(created["id"])
+            self.record_effect(run.id, key, check_id)
+        elif self._rendered(run.id, key) == digest:
+            return check_id
+        else:
+            self.record_effect(run.id, key, check_id)
+            patch = {k: v for k, v in payload.items() if k not in ("name", "head_sha", "external_id")}
+            await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data=patch)
+        for batch in list(chunks(list(report.notes)))[1:]:
+            output = {"title": payload["output"]["title"], "summary": payload["output"]["summary"],
+                      "annotations": batch}
+            await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data={"output": output})
+        self._remember(run.id, key, digest)
+        return check_id
+
+    # Status comment ------------------------------------------------------
+
+    async def _find_comment(self, run: Run) -> int | None:
+        url = f"/repos/{run.repo}/issues/{run.issue_number}/comments?per_page=100"
+        async for comment in self.gh.getiter(url):
+            if isinstance(comment, dict) and marker_run_id(str(comment.get("body") or "")) == run.id:
+                return int(comment["id"])
+        return None
+
+    async def status_comment(self, run: Run, view: StatusView) -> int:
+        """Create the run's status comment once, then edit it in place when its text changes."""
+        body = render_status_comment(view)
+        digest = _digest(body)
+        comment_id = run.status_comment_id or self.effect(run.id, "status_comment") or await self._find_comment(run)
+        if comment_id is not None and self._rendered(run.id, "status_comment") == digest:
+            return int(comment_id)
+        if comment_id is not None:
+            try:
+                await self.gh.patch(f"/repos/{run.repo}/issues/comments/{comment_id}", data={"body": body})
+            except GitHubError as exc:
+                if exc.status_code != 404:
+                    raise
+                comment_id = None  # deleted by someone: post it again
+        if comment_id is None:
+            created = await self.gh.post(f"/repos/{run.repo}/issues/{run.issue_number}/comments", data={"body": body})
+            comment_id = int(created["id"])
+        self.record_effect(run.id, "status_comment", int(comment_id))
+        self._remember(run.id, "status_comment", digest)
+        return int(comment_id)
+
+    # Labels --------------------------------------------------------------
+
+    async def change_labels(
+        self, repo: str, number: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        """Add and remove labels in at most one write; returns the resulting labels."""
+        current = [
+            str(label.get("name")) async for label in self.gh.getiter(f"/repos/{repo}/issues/{number}/labels")
+            if isinstance(label, dict)
+        ]
+        additions = [name for name in dict.fromkeys(add) if name not in current]
+        removals = {name for name in remove if name in current and name not in additions}
+        wanted = [name for name in current if name not in removals] + additions
+        if not additions and not removals:
+            return current
+        if not removals:
+            await self.gh.post(f"/repos/{repo}/issues/{number}/labels", data={"labels": additions})
+        elif not additions and len(removals) == 1:
+            await self.gh.delete(f"/repos/{repo}/issues/{number}/labels/{quote(next(iter(removals)), safe='')}")
+        else:
+            await self.gh.put(f"/repos/{repo}/issues/{number}/labels", data={"labels": wanted})
+        return wanted
+
+
+def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[str] = ()) -> StatusView:
+    """The status comment view of a run as stored."""
+    plan_md = None
+    if run.plan:
+        try:
+            plan_md = plan_markdown(Plan.model_validate(run.plan))
+        except ValueError:
+            plan_md = None
+    return StatusView(
+        run_id=run.id, status=str(run.status), repo=run.repo, issue_number=run.issue_number, branch=run.branch,
+        pr_number=run.pr_number, plan_markdown=plan_md, review_summary=review_summary,
+        review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, cost_usd=run.cost_usd,
+        notes=tuple(notes),
+    )

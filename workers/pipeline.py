@@ -1,0 +1,619 @@
+"""The run stage machine: plan, develop, review ⇄ fix, submit, wait for CI, fix CI.
+
+A planner executes :func:`plan_run` on a run it claimed in ``queued`` (now
+``planning``); a worker executes :func:`work_run` on a run it claimed in ``ready``
+or ``fixing_ci``. While a stage runs, a heartbeat task renews the lease; when the
+lease is lost the agent is cancelled (its process group is killed) and nothing
+more is written. Every terminal path goes through :func:`finish_run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from agentz_app.config import Settings
+from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
+from agentz_app.logs import get_logger
+from agentz_app.reporting.checks import (
+    ci_fix_check,
+    develop_check,
+    finding_annotations,
+    is_own_check,
+    plan_check,
+    review_check,
+)
+from agentz_app.reporting.comments import commit_message, pr_body
+from agentz_app.store import states
+from agentz_app.store.db import Database
+from agentz_app.store.models import CheckResult, IssueComment, IssueSnapshot, Repository, Run
+from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
+from agentz_app.store.states import Status
+from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator, status_view
+from workers.gitops import GitError
+from workers.roles.parse import run_structured
+from workers.roles.prompts import (
+    IssueContext,
+    develop_prompt,
+    feedback_prompt,
+    fix_review_prompt,
+    plan_prompt,
+    review_prompt,
+)
+from workers.roles.schemas import Plan, Review
+from workers.runners.base import Runner, RunnerResult
+from workers.runners.logfile import run_log
+from workers.runners.registry import agent_env
+from workers.worktrees import Worktrees, branch_name
+
+T = TypeVar("T")
+GitHubFactory = Callable[[Run], Awaitable[Any]]
+Recheck = Callable[..., Awaitable[str | None]]
+Progress = Callable[[Run, str], None]
+
+log = get_logger("agentz.pipeline")
+
+_FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
+_RESUMABLE_STAGES = ("developing", "reviewing", "fixing", "submitting")
+
+
+class StopRun(AgentZError):
+    """End the run in ``status`` (failed, needs_human, cancelled) with ``reason``."""
+
+    def __init__(self, status: Status, reason: str, **event: Any) -> None:
+        self.status = status
+        self.reason = reason
+        self.event = event
+        super().__init__(f"{status}: {reason}")
+
+
+async def _default_recheck(gh: Any, settings: Settings, repo: str, issue_number: int, *, run_branch: str) -> str | None:
+    from agentz_app.scheduling.recheck import recheck_before_development
+
+    return await recheck_before_development(gh, settings, repo, issue_number, run_branch=run_branch)
+
+
+@dataclass
+class PipelineDeps:
+    """What the stages need; built once per process by the pool."""
+
+    settings: Settings
+    db: Database
+    queue: RunQueue
+    github: GitHubFactory
+    worktrees: Worktrees
+    runner_for: Callable[[str], Runner] | None = None
+    recheck: Recheck = _default_recheck
+    progress: Progress | None = None
+    extra_agent_env: Mapping[str, str] = field(default_factory=dict)
+
+    def runner(self, role: str) -> Runner:
+        """The runner for a role (task_lead/developer share the Task Lead backend)."""
+        if self.runner_for is not None:
+            return self.runner_for(role)
+        from workers.runners.registry import get_runner
+
+        return get_runner(self.settings.backend_for(role), self.settings)
+
+
+# Reading the issue ------------------------------------------------------------
+
+
+async def load_issue(deps: PipelineDeps, gh: Any, run: Run) -> IssueContext:
+    """The issue as the agents see it: snapshot first, GitHub when no snapshot is stored."""
+    with deps.db.read() as session:
+        snap = session.scalars(
+            select(IssueSnapshot).where(IssueSnapshot.repo == run.repo, IssueSnapshot.number == run.issue_number)
+        ).first()
+        repo_row = session.scalars(select(Repository).where(Repository.full_name == run.repo)).first()
+        comments = [
+            f"{c.author}: {c.body}"
+            for c in session.scalars(
+                select(IssueComment)
+                .where(IssueComment.repo == run.repo, IssueComment.issue_number == run.issue_number,
+                       IssueComment.from_app.is_(False))
+                .order_by(IssueComment.id)
+            )
+        ]
+        title, body = (snap.title, snap.body) if snap is not None else ("", "")
+        default_branch = repo_row.default_branch if repo_row is not None else None
+    if snap is None:
+        data = await gh.getitem(f"/repos/{run.repo}/issues/{run.issue_number}")
+        title, body = str(data.get("title") or ""), str(data.get("body") or "")
+    if default_branch is None:
+        data = await gh.getitem(f"/repos/{run.repo}")
+        default_branch = str(data.get("default_branch") or "")
+        if not default_branch:
+            raise StopRun(Status.FAILED, f"cannot tell the default branch of {run.repo}")
+    return IssueContext(repo=run.repo, number=run.issue_number, title=title or run.title, body=body,
+                        comments=tuple(comments), default_branch=default_branch)
+
+
+# Heartbeats -------------------------------------------------------------------
+
+
+async def with_heartbeat(queue: RunQueue, lease: Lease, interval: float, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` while renewing the lease; on LeaseLost cancel ``work`` and raise it."""
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(queue.heartbeat, lease)
+
+    beater = asyncio.ensure_future(beat())
+    try:
+        done, _ = await asyncio.wait({task, beater}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        beater.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    if beater in done:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        beater.result()  # raises LeaseLost (or the database error)
+        raise LeaseLost(lease.run_id, lease.attempt)
+    beater.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await beater
+    return task.result()
+
+
+# One attempt on one run --------------------------------------------------------
+
+
+class Attempt:
+    """A claimed run: fenced writes, cost guard and agent calls for one lease."""
+
+    def __init__(self, deps: PipelineDeps, run: Run, lease: Lease, gh: Any) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.queue = deps.queue
+        self.run = run
+        self.lease = lease
+        self.gh = gh
+        self.coordinator = Coordinator(gh, deps.db, deps.settings, worktrees=deps.worktrees)
+        self.max_single_cost = 0.0
+        self.review: Review | None = None
+
+    def move(self, target: Status, **kwargs: Any) -> Run:
+        self.run = self.queue.transition(self.lease, target, **kwargs)
+        if self.deps.progress is not None:
+            self.deps.progress(self.run, str(target))
+        log.info("run moved", run_id=self.run.id, status=str(target), stage=kwargs.get("stage"))
+        return self.run
+
+    def update(self, **fields: Any) -> Run:
+        self.run = self.queue.update(self.lease, **fields)
+        return self.run
+
+    # Cost guard ----------------------------------------------------------
+
+    def guard_cost(self) -> None:
+        """Stop before the next agent call could push the run over MAX_COST_PER_RUN_USD."""
+        limit = self.settings.max_cost_per_run_usd
+        if limit is None:
+            return
+        if self.run.cost_usd + self.max_single_cost > limit:
+            raise StopRun(
+                Status.NEEDS_HUMAN,
+                f"cost limit: ${self.run.cost_usd:.2f} spent, next call may cost ${self.max_single_cost:.2f} "
+                f"(limit ${limit:.2f})",
+            )
+
+    def account(self, result: RunnerResult) -> None:
+        self.max_single_cost = max(self.max_single_cost, result.cost_usd)
+        if result.cost_usd or result.tokens:
+            self.run = self.queue.add_cost(self.lease, result.cost_usd, result.tokens)
+
+    # Agent calls ---------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        return agent_env(self.settings, self.deps.extra_agent_env)
+
+    async def agent(self, role: str, prompt: str, workdir: Path, *, session_id: str | None) -> RunnerResult:
+        """One free-form agent call (developer, fixer) with cost accounting."""
+        self.guard_cost()
+        with run_log(self.settings, self.run.id, role) as sink:
+            result = await self.deps.runner(role).run(
+                role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
+                env=self._env(), log=sink,
+            )
+        self.account(result)
+        if not result.ok:
+            detail = result.error or f"exit {result.exit_code}"
+            if result.permission_denials:
+                detail += "; denied: " + ", ".join(result.permission_denials[:5])
+            raise StopRun(Status.FAILED, f"{role} agent failed: {detail}")
+        return result
+
+    async def structured(
+        self, model: type[Plan] | type[Review], role: str, prompt: str, workdir: Path, *, session_id: str | None
+    ) -> tuple[Any, str, str | None, str | None]:
+        """A structured call with one repair; returns (value, raw, error, session id)."""
+        self.guard_cost()
+        accounted: list[RunnerResult] = []
+
+        def before_repair(first: RunnerResult) -> None:
+            self.account(first)
+            accounted.append(first)
+            self.guard_cost()
+
+        with run_log(self.settings, self.run.id, role) as sink:
+            value, results, raw, error = await run_structured(
+                self.deps.runner(role), model, role=role, prompt=prompt, workdir=workdir,
+                timeout=self.settings.agent_timeout_seconds, session_id=session_id, env=self._env(), log=sink,
+                before_repair=before_repair,
+            )
+        for result in results:
+            if not any(result is seen for seen in accounted):
+                self.account(result)
+        session = next((r.session_id for r in reversed(results) if r.session_id), session_id)
+        return value, raw, error, session
+
+
+# Planner ----------------------------------------------------------------------
+
+
+async def plan_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
+    """Planning stage of a run claimed into ``planning``: plan → ready / awaiting_approval."""
+    gh = await deps.github(run)
+    attempt = Attempt(deps, run, lease, gh)
+    return await _guarded(attempt, _plan(attempt), on_cancel=Status.QUEUED)
+
+
+async def _plan(a: Attempt) -> Run:
+    issue = await load_issue(a.deps, a.gh, a.run)
+    branch = a.run.branch or branch_name(a.run.issue_number, issue.title)
+    a.update(branch=branch, base_branch=issue.default_branch, title=issue.title or a.run.title)
+    path = await a.deps.worktrees.resume(a.run.id, a.run.repo, branch, issue.default_branch)
+    a.update(worktree_path=str(path))
+    plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
+    if plan is None:
+        a.update(plan_raw=raw, session_id=session)
+        raise StopRun(Status.FAILED, f"the Task Lead gave no valid plan: {error}", raw=raw[-4000:])
+    assert isinstance(plan, Plan)
+    if a.run.mode == "plan_only":
+        a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+        await a.coordinator.status_comment(a.run, status_view(a.run))
+        return a.run
+    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+
+
+# Worker -----------------------------------------------------------------------
+
+
+async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
+    """Development stages of a run claimed in ``ready`` or ``fixing_ci``."""
+    gh = await deps.github(run)
+    attempt = Attempt(deps, run, lease, gh)
+    body = _fix_ci(attempt) if run.status == Status.FIXING_CI else _develop(attempt)
+    return await _guarded(attempt, body, on_cancel=Status.READY)
+
+
+async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Status) -> Run:
+    """Run a stage body under heartbeats; turn stops and failures into clean terminal states."""
+    try:
+        return await with_heartbeat(a.queue, a.lease, a.settings.heartbeat_seconds, body)
+    except LeaseLost:
+        log.warning("lease lost; stopping without further writes", run_id=a.run.id)
+        return a.queue.get(a.run.id)
+    except asyncio.CancelledError:
+        # Shutting down: hand the run back so it resumes from its recorded stage.
+        with contextlib.suppress(AgentZError):
+            status = Status(a.queue.get(a.run.id).status)
+            if status in states.LEASED and states.can_transition(status, on_cancel):
+                a.queue.transition(a.lease, on_cancel, release=True, event={"reason": "worker stopping"})
+            else:
+                a.queue.release(a.lease)
+        raise
+    except StopRun as stop:
+        return await _stop(a, stop.status, stop.reason, **stop.event)
+    except (GitError, GitHubError, RunnerError, OSError) as exc:
+        log.warning("infrastructure failure", run_id=a.run.id, error=str(exc))
+        return await _infra_failure(a, exc, on_cancel)
+
+
+async def _infra_failure(a: Attempt, exc: Exception, retry_status: Status) -> Run:
+    try:
+        run = a.queue.get(a.run.id)
+        attempts = run.infra_attempts + 1
+        if attempts < a.settings.max_infra_attempts and states.can_transition(run.status, retry_status):
+            return a.queue.transition(a.lease, retry_status, error=str(exc)[:2000], infra_attempts=attempts,
+                                      release=True, event={"reason": "infrastructure failure"})
+        if run.status == retry_status and attempts < a.settings.max_infra_attempts:
+            # Still in ready: no transition needed, just give the run back.
+            a.queue.update(a.lease, infra_attempts=attempts, error=str(exc)[:2000])
+            a.queue.release(a.lease)
+            return a.queue.get(a.run.id)
+        return await _stop(a, Status.FAILED, f"infrastructure failure: {exc}")
+    except LeaseLost:
+        return a.queue.get(a.run.id)
+
+
+async def _stop(a: Attempt, status: Status, reason: str, **event: Any) -> Run:
+    try:
+        a.move(status, error=reason[:4000], release=True, event={"reason": reason[:500], **event})
+    except LeaseLost:
+        return a.queue.get(a.run.id)
+    await finish_run(a.deps, a.gh, a.run, review=a.review)
+    return a.run
+
+
+def _plan_of(run: Run) -> Plan:
+    if not run.plan:
+        raise StopRun(Status.FAILED, "the run has no plan")
+    return Plan.model_validate(run.plan)
+
+
+async def _develop(a: Attempt) -> Run:
+    run = a.run
+    plan = _plan_of(run)
+    issue = await load_issue(a.deps, a.gh, run)
+    branch = run.branch or branch_name(run.issue_number, issue.title)
+    base = run.base_branch or issue.default_branch
+    if run.branch != branch or run.base_branch != base:
+        a.update(branch=branch, base_branch=base)
+    if run.pr_number is None:
+        reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch)
+        if reason:
+            raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
+    resources = [file_resource(run.repo, path) for path in plan.files]
+    resources += [module_resource(run.repo, name) for name in plan.modules]
+    conflicts = a.queue.claim_resources(a.lease, resources) if resources else []
+    if conflicts:
+        a.run = a.queue.defer(a.lease, conflicts)
+        if a.deps.progress is not None:
+            a.deps.progress(a.run, "deferred")
+        return a.run
+    skip = a.settings.skip_labels[:1]
+    await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
+    path = await a.deps.worktrees.resume(run.id, run.repo, branch, base)
+    a.update(worktree_path=str(path))
+    stage = run.stage if run.stage in _RESUMABLE_STAGES else "developing"
+    if stage == "fixing":
+        stage = "reviewing"  # the findings are re-derived by a fresh review
+    if stage in ("reviewing", "submitting"):
+        a.review = _last_review(a.queue, run.id)
+        if stage == "submitting" and a.review is None:
+            stage = "reviewing"
+
+    while True:
+        if stage == "developing":
+            a.move(Status.DEVELOPING, stage="developing")
+            result = await a.agent("developer", develop_prompt(issue, plan), path, session_id=a.run.session_id)
+            a.update(session_id=result.session_id or a.run.session_id,
+                     checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
+            changed = await a.deps.worktrees.changed_files(path, base)
+            if not changed:
+                raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
+            a.queue.claim_resources(a.lease, [file_resource(a.run.repo, name) for name in changed])
+            stage = "reviewing"
+        elif stage == "reviewing":
+            stage = await _review(a, issue, plan, path, base)
+        elif stage == "fixing":
+            assert a.review is not None
+            a.move(Status.FIXING, stage="fixing")
+            prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
+            result = await a.agent("developer", prompt, path, session_id=a.run.session_id)
+            a.update(session_id=result.session_id or a.run.session_id,
+                     checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
+            stage = "reviewing"
+        else:
+            return await _submit(a, issue, plan, path, base, first=True)
+
+
+def _last_review(queue: RunQueue, run_id: str) -> Review | None:
+    for event in reversed(queue.events(run_id)):
+        if event.kind == "review" and isinstance(event.payload.get("review"), dict):
+            try:
+                return Review.model_validate(event.payload["review"])
+            except ValueError:
+                return None
+    return None
+
+
+async def _review(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> str:
+    round_ = a.run.review_round + 1
+    a.move(Status.REVIEWING, stage="reviewing", review_round=round_)
+    changed = await a.deps.worktrees.changed_files(path, base)
+    diff = await a.deps.worktrees.diff(path, base)
+    prompt = review_prompt(issue, plan, changed_files=changed, diff=diff, round_=round_)
+    review, raw, error, session = await a.structured(Review, "reviewer", prompt, path,
+                                                     session_id=a.run.reviewer_session_id)
+    a.update(reviewer_session_id=session)
+    if review is None:
+        raise StopRun(Status.FAILED, f"the Reviewer gave no valid review: {error}", raw=raw[-4000:])
+    assert isinstance(review, Review)
+    a.review = review
+    a.queue.add_event(a.run.id, "review", round=round_, approved=review.approved, review=review.model_dump())
+    if review.approved:
+        return "submitting"
+    if round_ >= a.settings.max_review_rounds:
+        raise StopRun(Status.NEEDS_HUMAN, f"review still blocking after {round_} rounds")
+    return "fixing"
+
+
+async def _fix_ci(a: Attempt) -> Run:
+    run = a.run
+    plan = _plan_of(run)
+    issue = await load_issue(a.deps, a.gh, run)
+    base = run.base_branch or issue.default_branch
+    if not run.branch:
+        raise StopRun(Status.FAILED, "the run has no branch to fix")
+    path = await a.deps.worktrees.resume(run.id, run.repo, run.branch, base)
+    a.update(worktree_path=str(path))
+    if run.stage != "ci_submitting":
+        feedback = dict(run.feedback or {})
+        a.update(stage="ci_fixing")
+        result = await a.agent("developer", feedback_prompt(feedback), path, session_id=run.session_id)
+        a.update(session_id=result.session_id or a.run.session_id, stage="ci_submitting",
+                 checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
+    a.review = _last_review(a.queue, run.id)
+    return await _submit(a, issue, plan, path, base, first=False)
+
+
+async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str, *, first: bool) -> Run:
+    """Commit, push, PR, check runs and status comment; then wait for CI without a lease."""
+    a.move(Status.SUBMITTING, stage="submitting" if first else "ci_submitting")
+    run = a.run
+    if run.head_sha is None:
+        message = commit_message(run.issue_number, issue.title or run.title, plan.summary)
+    else:
+        kind = "review feedback" if (run.feedback or {}).get("kind") == "review" else "CI failure"
+        message = f"Address {kind} on #{run.issue_number} (round {run.ci_round})\n"
+    committed = await a.coordinator.commit(run, path, message)
+    if committed is None and run.head_sha is None:
+        raise StopRun(Status.NEEDS_HUMAN, "nothing to submit: the change is empty")
+    changed = await a.deps.worktrees.changed_files(path, base)
+    head = await a.coordinator.push(run, path)
+    review_md = a.review.summary if a.review is not None else None
+    pr = await a.coordinator.ensure_pull(
+        run, title=f"Fix #{run.issue_number}: {issue.title or run.title}"[:250],
+        body=pr_body(run.issue_number, plan.summary, review_md, run.id),
+    )
+    a.update(pr_number=pr, head_sha=head)
+    reports: list[CheckReport] = []
+    if first:
+        conclusion, title, summary = plan_check(plan)
+        reports.append(CheckReport("plan", "completed", conclusion, title, summary))
+        conclusion, title, summary = develop_check(changed, "")
+        reports.append(CheckReport("develop", "completed", conclusion, title, summary))
+        if a.review is not None:
+            conclusion, title, summary = review_check(a.review, rounds=a.run.review_round)
+            reports.append(CheckReport("review", "completed", conclusion, title, summary,
+                                       notes=finding_annotations(a.review.findings)))
+    else:
+        ci_conclusion, title, summary = ci_fix_check(a.run.ci_round, a.run.feedback, done=True)
+        reports.append(CheckReport("ci-fix", "completed", ci_conclusion, title, summary))
+    for report in reports:
+        await a.coordinator.report_check(a.run, report, head_sha=head)
+    view = status_view(a.run, review_summary=review_md)
+    view = type(view)(**{**view.__dict__, "status": "waiting_checks"})
+    comment_id = await a.coordinator.status_comment(a.run, view)
+    a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
+    await settle_ci(a.deps, a.gh, a.run)  # CI may have finished before we started waiting
+    return a.queue.get(a.run.id)
+
+
+# Terminal cleanup ---------------------------------------------------------------
+
+
+async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | None = None) -> None:
+    """Cleanup for every terminal path: labels, status comment, claims, worktree. Best effort, idempotent."""
+    coordinator = Coordinator(gh, deps.db, deps.settings, worktrees=deps.worktrees)
+    remove = [LABEL_RUNNING, LABEL_QUEUED, *deps.settings.skip_labels[:1]]
+    add = [LABEL_NEEDS_HUMAN] if run.status == Status.NEEDS_HUMAN else []
+    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("labels", lambda: coordinator.change_labels(run.repo, run.issue_number, add=add, remove=remove)),
+        ("status comment", lambda: coordinator.status_comment(
+            run, status_view(run, review_summary=review.summary if review else None))),
+        ("worktree", lambda: deps.worktrees.remove(run.id, run.repo)),
+    ]
+    if run.status in (Status.MERGED, Status.CANCELLED):
+        steps.append(("checkpoint", lambda: deps.worktrees.delete_checkpoint(run.id, run.repo)))
+    for name, step in steps:
+        try:
+            await step()
+        except (AgentZError, OSError) as exc:
+            log.warning("cleanup step failed", run_id=run.id, step=name, error=str(exc))
+    if run.status in states.TERMINAL:
+        with contextlib.suppress(AgentZError):
+            deps.queue.release_resources(run.id, keep_issue=False)
+
+
+# CI results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CISignal:
+    """One CI result for a head SHA (a check run, check suite or commit status)."""
+
+    name: str
+    status: str
+    conclusion: str | None
+    app_slug: str | None = None
+    summary: str = ""
+
+
+def ci_verdict(signals: Sequence[CISignal], *, own_slug: str) -> str:
+    """``pending``, ``success`` or ``failure`` over everything that is not Agent-Z's own."""
+    relevant = [s for s in signals if not is_own_check(s.name) and s.app_slug != own_slug]
+    if not relevant:
+        return "pending"
+    if any(s.status != "completed" for s in relevant):
+        return "pending"
+    if any((s.conclusion or "") in _FAILED_CONCLUSIONS for s in relevant):
+        return "failure"
+    return "success"
+
+
+def ci_feedback(signals: Sequence[CISignal], *, own_slug: str, logs: str = "") -> dict[str, Any]:
+    """The feedback handed to the fixer for a failed CI round."""
+    failed = [
+        {"name": s.name, "conclusion": s.conclusion, "summary": s.summary[:4000]}
+        for s in signals
+        if not is_own_check(s.name) and s.app_slug != own_slug and (s.conclusion or "") in _FAILED_CONCLUSIONS
+    ]
+    feedback: dict[str, Any] = {"kind": "ci", "checks": failed}
+    if logs:
+        feedback["logs"] = logs[-20_000:]
+    return feedback
+
+
+def stored_signals(db: Database, repo: str, head_sha: str) -> list[CISignal]:
+    """The CI results stored for a head SHA."""
+    with db.read() as session:
+        rows = session.scalars(select(CheckResult).where(CheckResult.repo == repo, CheckResult.head_sha == head_sha))
+        return [CISignal(r.name, r.status, r.conclusion, r.app_slug, r.summary) for r in rows]
+
+
+def merge_signals(stored: Sequence[CISignal], extra: Sequence[CISignal]) -> list[CISignal]:
+    """Stored results overlaid with the ones just received (same name wins)."""
+    by_name = {s.name: s for s in stored}
+    by_name.update({s.name: s for s in extra})
+    return list(by_name.values())
+
+
+async def settle_ci(
+    deps: PipelineDeps, gh: Any, run: Run, *, extra: Sequence[CISignal] = (), logs: str = ""
+) -> Run:
+    """Move a run waiting on CI to done or fixing_ci when all checks of its head are complete."""
+    if run.status not in (Status.WAITING_CHECKS,) or not run.head_sha:
+        return run
+    signals = merge_signals(stored_signals(deps.db, run.repo, run.head_sha), extra)
+    verdict = ci_verdict(signals, own_slug=deps.settings.github_app_slug)
+    if verdict == "pending":
+        return run
+    try:
+        if verdict == "success":
+            run = deps.queue.set_status(run.id, Status.DONE, reason="checks passed", actor="ci",
+                                        expected_attempt=run.attempt, stage=None)
+            await finish_run(deps, gh, run, review=_last_review(deps.queue, run.id))
+            return run
+        return await request_fix(deps, gh, run, ci_feedback(signals, own_slug=deps.settings.github_app_slug,
+                                                             logs=logs), reason="checks failed")
+    except LeaseLost:
+        return deps.queue.get(run.id)
+
+
+async def request_fix(deps: PipelineDeps, gh: Any, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:
+    """Send a submitted run back to a worker with feedback, or to a human after too many rounds."""
+    if run.ci_round >= deps.settings.max_review_rounds:
+        run = deps.queue.set_status(run.id, Status.NEEDS_HUMAN, reason=f"{reason} after {run.ci_round} fix rounds",
+                                    actor="ci", expected_attempt=run.attempt, feedback=feedback,
+                                    error=f"{reason} after {run.ci_round} fix rounds")
+        await finish_run(deps, gh, run)
+        return run
+    run = deps.queue.set_status(run.id, Status.FIXING_CI, reason=reason, actor="ci", expected_attempt=run.attempt,
+                                feedback=feedback, ci_round=run.ci_round + 1, stage="ci_fixing")
+    return run
