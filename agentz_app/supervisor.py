@@ -40,7 +40,8 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
-from agentz_app.logs import get_logger, redact_text
+from agentz_app.config import Settings
+from agentz_app.logs import configure_logging, get_logger, redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import KeyValue, Process, now
 
@@ -485,3 +486,43 @@ async def serve(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _print_line(name: str, line: str) -> None:
+    print(f"{name} | {line}", flush=True)
+
+
+def run_serve(
+    settings: Settings,
+    db: Database,
+    *,
+    workers: int | None = None,
+    tui: bool = False,
+    env_file: str | None = None,
+    web_base: str | None = None,
+) -> None:
+    """``agentz serve``: supervise every role; with ``tui`` show the dashboard in-process.
+
+    Without the dashboard, children's output is echoed as ``name | line`` on stdout.
+    With it, the supervisor's own log goes to ``<logs_dir>/supervisor.log`` so the
+    screen stays clean.
+    """
+    specs = build_specs(workers or settings.workers, env_file=env_file)
+    log_file = None
+    if tui:
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (settings.logs_dir / "supervisor.log").open("a")
+        configure_logging("json", settings.log_level, stream=log_file)
+    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line)
+    dashboard = None
+    if tui:
+        from agentz_app.tui.app import supervisor_dashboard
+
+        def dashboard(sup: Supervisor) -> Any:
+            return supervisor_dashboard(sup, db, settings, web_base=web_base)
+
+    try:
+        asyncio.run(serve(supervisor, dashboard=dashboard))
+    finally:
+        if log_file is not None:
+            log_file.close()

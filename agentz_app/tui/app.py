@@ -23,11 +23,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from agentz_app.config import Settings
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
 from agentz_app.store.runs import RunQueue
-from agentz_app.supervisor import request_restart
+from agentz_app.supervisor import Supervisor, request_restart
 from agentz_app.tui.data import (
     CONFIRM_WINDOW_SECONDS,
     DoublePress,
@@ -41,6 +42,7 @@ from agentz_app.tui.data import (
     render_detail,
     status_style,
     target_url,
+    web_base_for,
 )
 
 PANES = ("processes", "tasks", "details")
@@ -267,3 +269,21 @@ class Dashboard(App[None]):
         if self._on_quit is not None:
             self._on_quit()
         self.exit()
+
+
+def supervisor_dashboard(supervisor: Supervisor, db: Database, settings: Settings, *,
+                         web_base: str | None = None) -> Dashboard:
+    """The dashboard of ``agentz serve``: ``r r`` restarts in-process, ``q q`` stops everything."""
+    return Dashboard(
+        db,
+        logs_dir=settings.logs_dir,
+        web_base=web_base or web_base_for(settings.github_api_url),
+        restart_process=supervisor.restart,
+        on_quit=supervisor.stop,
+        quit_verb="stop everything",
+    )
+
+
+def run_top(db: Database, settings: Settings, *, web_base: str | None = None) -> None:
+    """``agentz top``: the dashboard over the configured database; ``q q`` only exits."""
+    Dashboard(db, logs_dir=settings.logs_dir, web_base=web_base or web_base_for(settings.github_api_url)).run()
