@@ -35,7 +35,7 @@ PERMISSION_TTL_SECONDS = 60.0
 PERMISSION_PREFIX = "permission:"
 OWN_BRANCH = re.compile(r"^agent-z/issue-(\d+)(?:-|$)")
 
-_COMMAND_LINE = re.compile(r"^\s*/agent-z(?:\s+(?P<name>\S+))?(?P<args>.*)$", re.IGNORECASE)
+_COMMAND_LINE = re.compile(r"^\s*/agent-z(?![\w-])(?:\s+(?P<name>\S+))?(?P<args>.*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

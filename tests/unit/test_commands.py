@@ -1,0 +1,85 @@
+"""Slash-command parsing and the pure permission and loop-prevention rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentz_app.commands import Command, can_write, is_own_or_bot, parse_command, refusal_text
+from agentz_app.config import Settings
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("/agent-z run", Command("run", "", "/agent-z run")),
+        ("/AGENT-Z Run", Command("run", "", "/AGENT-Z Run")),
+        ("  /agent-z cancel  ", Command("cancel", "", "/agent-z cancel")),
+        ("/agent-z retry please", Command("retry", "please", "/agent-z retry please")),
+        ("Looks good.\n/agent-z plan\nthanks", Command("plan", "", "/agent-z plan")),
+        ("/agent-z status\n/agent-z run", Command("status", "", "/agent-z status")),
+        ("/agent-z", Command("unknown", "", "/agent-z")),
+        ("/agent-z deploy", Command("unknown", "", "/agent-z deploy")),
+    ],
+)
+def test_commands_are_recognised(body: str, expected: Command) -> None:
+    assert parse_command(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "please run /agent-z run later",
+        "> /agent-z run",
+        "```\n/agent-z run\n```",
+        "Type `/agent-z run` to start",
+        "/agent-zed run",
+        "/agentz run",
+    ],
+)
+def test_text_that_is_not_a_command(body: str) -> None:
+    assert parse_command(body) is None
+
+
+@pytest.fixture
+def app_settings() -> Settings:
+    return Settings.load(None, github_app_id=42, github_app_slug="agent-z")
+
+
+@pytest.mark.parametrize(
+    ("comment", "ignored"),
+    [
+        ({"user": {"login": "alice", "type": "User"}}, False),
+        ({"user": {"login": "agent-z[bot]", "type": "Bot"}}, True),
+        ({"user": {"login": "Agent-Z[bot]", "type": "User"}}, True),
+        ({"user": {"login": "alice", "type": "User"}, "performed_via_github_app": {"id": 42}}, True),
+        ({"user": {"login": "alice", "type": "User"}, "performed_via_github_app": {"id": 7}}, False),
+        ({"user": {"login": "dependabot[bot]", "type": "Bot"}}, True),
+        ({"user": {"login": "renovate", "type": "Bot"}}, True),
+    ],
+)
+def test_own_and_bot_comments_are_ignored(app_settings: Settings, comment: dict[str, Any], ignored: bool) -> None:
+    assert is_own_or_bot(comment, app_settings) is ignored
+
+
+@pytest.mark.parametrize(
+    ("answer", "allowed"),
+    [
+        ({"permission": "admin", "role_name": "admin"}, True),
+        ({"permission": "write", "role_name": "maintain"}, True),
+        ({"permission": "write", "role_name": "write"}, True),
+        ({"permission": "read", "role_name": "triage"}, False),
+        ({"permission": "read", "role_name": "read"}, False),
+        ({"permission": "none", "role_name": None}, False),
+        ({}, False),
+    ],
+)
+def test_write_maintain_and_admin_may_command(answer: dict[str, Any], allowed: bool) -> None:
+    assert can_write(answer) is allowed
+
+
+def test_refusal_is_polite_and_explains_why() -> None:
+    text = refusal_text("mallory", "read")
+    assert "@mallory" in text and "write, maintain or admin" in text and "`read`" in text
