@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ import click
 from agentz_app.bootstrap import load_settings, open_database
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError
+from agentz_app.store.runs import RunQueue
 
 # The earlier CLI's flag spellings, still accepted.
 SEED_ALIASES = {
@@ -174,3 +176,143 @@ def setup(ctx: click.Context, webhook_url: str, port: int, github_url: str, api_
                f"key to {result.key_path}.")
     if creds.html_url:
         click.echo(f"Install it on your repositories: {creds.html_url}/installations/new")
+
+
+# Run queue: enqueue, runs list|inspect|resume|cancel, reconciler.
+
+
+@contextmanager
+def _run_queue(ctx: click.Context) -> Iterator[RunQueue]:
+    """Open the database for one command; store errors become clean CLI errors."""
+    settings = _settings(ctx)
+    db = open_database(settings)
+    try:
+        yield RunQueue(db, lease_seconds=settings.lease_seconds)
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+
+
+@cli.command()
+@click.argument("number", type=click.IntRange(min=1))
+@click.option("--repo", default=None, help="Repository owner/name (default GITHUB_REPO).")
+@click.option("--force", is_flag=True, help="Skip the scheduling gates for this issue.")
+@click.option("--plan-only", is_flag=True, help="Stop after planning.")
+@click.pass_context
+def enqueue(ctx: click.Context, number: int, repo: str | None, force: bool, plan_only: bool) -> None:
+    """Queue issue NUMBER for delivery (idempotent while a run is live)."""
+    target = repo or _settings(ctx).github_repo
+    if not target:
+        raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
+    with _run_queue(ctx) as queue:
+        run, created = queue.enqueue(
+            target, number, force=force, mode="plan_only" if plan_only else "full", requested_by="cli",
+            reason="enqueued from the command line",
+        )
+    if created:
+        click.echo(f"enqueued run {run.id} for {target}#{number}")
+    else:
+        click.echo(f"run {run.id} for {target}#{number} is already {run.status}")
+
+
+@cli.group()
+def runs() -> None:
+    """List, inspect, resume and cancel runs."""
+
+
+@runs.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only runs in this status (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Show runs, newest first."""
+    from agentz_app.run_views import run_record, runs_table
+    from agentz_app.store.models import now
+    from agentz_app.store.states import Status
+
+    unknown = sorted(set(statuses) - {s.value for s in Status})
+    if unknown:
+        raise click.BadParameter(f"unknown status {', '.join(unknown)}", param_hint="--status")
+    with _run_queue(ctx) as queue:
+        found = queue.list_runs(statuses=statuses or None, limit=limit)
+    if as_json:
+        _echo_json([run_record(run) for run in found])
+    else:
+        click.echo(runs_table(found, now()))
+
+
+@runs.command("inspect")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def runs_inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run's plan, state, claims and event timeline."""
+    from agentz_app.run_views import event_record, render_inspect, run_record
+    from agentz_app.store.models import now
+
+    with _run_queue(ctx) as queue:
+        run = queue.find(run_id)
+        events = queue.events(run.id)
+        claims = queue.claims_of(run.id)
+    if as_json:
+        _echo_json({"run": run_record(run), "claims": claims, "events": [event_record(e) for e in events]})
+    else:
+        click.echo(render_inspect(run, events, claims, now()))
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@click.pass_context
+def runs_resume(ctx: click.Context, run_id: str) -> None:
+    """Requeue a failed, needs_human or cancelled run, or make a deferred or stuck run claimable."""
+    with _run_queue(ctx) as queue:
+        run = queue.resume(queue.find(run_id).id, reason="resumed from the command line", actor="cli")
+    click.echo(f"run {run.id} is {run.status}")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default="cancelled from the command line", show_default=True)
+@click.pass_context
+def runs_cancel(ctx: click.Context, run_id: str, reason: str) -> None:
+    """Cancel a run: claims are released and its worker loses the lease."""
+    with _run_queue(ctx) as queue:
+        run = queue.cancel(queue.find(run_id).id, reason=reason, actor="cli")
+    click.echo(f"run {run.id} is {run.status}")
+
+
+@cli.command()
+@click.pass_context
+def reconciler(ctx: click.Context) -> None:
+    """Reconcile leases, merged PRs and deferred runs every RECONCILE_INTERVAL_SECONDS."""
+    from agentz_app.reconciler import run_reconciler
+
+    try:
+        run_reconciler(_settings(ctx))
+    except KeyboardInterrupt:
+        pass
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("reconcile-once")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def reconcile_once_command(ctx: click.Context, as_json: bool) -> None:
+    """Run one reconciler pass and report what changed."""
+    from agentz_app.reconciler import reconcile_once
+
+    settings = _settings(ctx)
+    db = open_database(settings)
+    try:
+        report = reconcile_once(db, settings)
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())

@@ -36,7 +36,7 @@ _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MODES = frozenset({"full", "plan_only"})
 # Columns only the queue itself may write.
 _PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at"})
-_WRITABLE = frozenset(Run.__table__.columns.keys()) - _PROTECTED
+_WRITABLE = frozenset(c.key for c in Run.__table__.columns) - _PROTECTED
 # Statuses whose runs a CI or review webhook may wake by head SHA.
 WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
 _RETRIES = 3
