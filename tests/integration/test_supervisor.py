@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -163,3 +164,32 @@ async def test_child_output_is_echoed_with_its_name(tmp_path: Path, sqlite_db: D
     await _until(lambda: ("alpha", "hello from alpha") in lines)
     sup.stop()
     await asyncio.wait_for(task, 10)
+
+
+async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'agentz.db'}"
+    env = {**os.environ, "DATABASE_URL": db_url, "STATE_DIR": str(tmp_path / "state"),
+           "GITHUB_WEBHOOK_SECRET": "s", "RECEIVER_PORT": "0", "LOG_FORMAT": "json"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentz_app", "serve", "--no-tui", "--workers", "2",
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    db = Database.from_url(db_url)
+    try:
+        names = {"receiver", "scheduler", "planner", "worker-1", "worker-2", "reconciler"}
+
+        def all_recorded() -> bool:
+            try:
+                return set(_rows(db)) == names
+            except Exception:
+                return False  # tables not created yet
+
+        await _until(all_recorded, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert {row.state for row in _rows(db).values()} == {"stopped"}
+        assert (tmp_path / "state" / "logs" / "receiver.log").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        db.dispose()
