@@ -29,6 +29,16 @@ def _slug(obj: Mapping[str, Any]) -> str | None:
     return slug if isinstance(slug, str) else None
 
 
+def _app_label(obj: Mapping[str, Any]) -> str:
+    app = obj.get("app")
+    if not isinstance(app, Mapping):
+        return "unknown"
+    for key in ("slug", "name", "id"):
+        if app.get(key) not in (None, ""):
+            return str(app[key])
+    return "unknown"
+
+
 def _sha(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
@@ -61,7 +71,7 @@ def check_suite_fields(check_suite: Mapping[str, Any]) -> dict[str, Any]:
     slug = _slug(check_suite)
     return {
         "head_sha": _sha(check_suite, "head_sha"),
-        "name": f"suite:{slug or 'unknown'}",
+        "name": f"suite:{_app_label(check_suite)}",
         "source": "check_suite",
         "status": _str(check_suite.get("status")) or "queued",
         "conclusion": check_suite.get("conclusion") if isinstance(check_suite.get("conclusion"), str) else None,

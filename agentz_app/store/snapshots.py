@@ -31,6 +31,7 @@ from agentz_app.store.models import (
 )
 
 MAX_SUMMARY_CHARS = 65_535
+_STATUS_RANK = {"queued": 0, "requested": 0, "waiting": 0, "pending": 0, "in_progress": 1, "completed": 2}
 
 _Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResult, Installation, Repository)
 
@@ -289,12 +290,19 @@ def record_check(
     summary: str = "",
     updated_at: str = "",
 ) -> bool:
-    """Store one CI signal for a head SHA unless a newer one of the same name is stored."""
+    """Store one CI signal for a head SHA unless a newer one of the same name is stored.
+
+    Within one timestamp a later status wins (queued < in_progress < completed), so a
+    late "created" delivery cannot undo a completion reported in the same second.
+    """
     row, created = _locked(
         session, CheckResult, {"repo": repo, "head_sha": head_sha, "name": name}, {"source": source}
     )
-    if not created and _is_older(updated_at, row.updated_at):
-        return False
+    if not created and updated_at and row.updated_at:
+        incoming = (updated_at, _STATUS_RANK.get(status, 0))
+        stored = (row.updated_at, _STATUS_RANK.get(row.status, 0))
+        if incoming < stored:
+            return False
     changed = _assign(
         row,
         {
