@@ -61,6 +61,7 @@ log = get_logger("agentz.pipeline")
 
 _FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
 _RESUMABLE_STAGES = ("developing", "reviewing", "fixing", "submitting")
+_CI_STAGES = ("ci_fixing", "ci_submitting")
 
 
 class StopRun(AgentZError):
@@ -296,7 +297,8 @@ async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
     """Development stages of a run claimed in ``ready`` or ``fixing_ci``."""
     gh = await deps.github(run)
     attempt = Attempt(deps, run, lease, gh)
-    body = _fix_ci(attempt) if run.status == Status.FIXING_CI else _develop(attempt)
+    fixing_ci = run.status == Status.FIXING_CI or run.stage in _CI_STAGES
+    body = _fix_ci(attempt) if fixing_ci else _develop(attempt)
     return await _guarded(attempt, body, on_cancel=Status.READY)
 
 
@@ -311,7 +313,7 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
         # Shutting down: hand the run back so it resumes from its recorded stage.
         with contextlib.suppress(AgentZError):
             status = Status(a.queue.get(a.run.id).status)
-            if status in states.LEASED and states.can_transition(status, on_cancel):
+            if status != Status.FIXING_CI and status in states.LEASED and states.can_transition(status, on_cancel):
                 a.queue.transition(a.lease, on_cancel, release=True, event={"reason": "worker stopping"})
             else:
                 a.queue.release(a.lease)
@@ -327,10 +329,11 @@ async def _infra_failure(a: Attempt, exc: Exception, retry_status: Status) -> Ru
     try:
         run = a.queue.get(a.run.id)
         attempts = run.infra_attempts + 1
-        if attempts < a.settings.max_infra_attempts and states.can_transition(run.status, retry_status):
+        movable = run.status != Status.FIXING_CI and states.can_transition(run.status, retry_status)
+        if attempts < a.settings.max_infra_attempts and movable:
             return a.queue.transition(a.lease, retry_status, error=str(exc)[:2000], infra_attempts=attempts,
                                       release=True, event={"reason": "infrastructure failure"})
-        if run.status == retry_status and attempts < a.settings.max_infra_attempts:
+        if run.status in (retry_status, Status.FIXING_CI) and attempts < a.settings.max_infra_attempts:
             # Still in ready: no transition needed, just give the run back.
             a.queue.update(a.lease, infra_attempts=attempts, error=str(exc)[:2000])
             a.queue.release(a.lease)
@@ -547,7 +550,13 @@ class CISignal:
 
 def ci_verdict(signals: Sequence[CISignal], *, own_slug: str) -> str:
     """``pending``, ``success`` or ``failure`` over everything that is not Agent-Z's own."""
-    relevant = [s for s in signals if not is_own_check(s.name) and s.app_slug != own_slug]
+    # A suite GitHub requested for an App that never reports stays queued forever: only
+    # completed suites count; check runs and statuses carry the pending state.
+    relevant = [
+        s for s in signals
+        if not is_own_check(s.name) and s.app_slug != own_slug
+        and not (s.name.startswith("suite:") and s.status != "completed")
+    ]
     if not relevant:
         return "pending"
     if any(s.status != "completed" for s in relevant):

@@ -1,0 +1,198 @@
+"""Webhooks that wake submitted runs: CI results, PR reviews, PR closes, check-run actions.
+
+A run in ``waiting_checks`` holds no lease. Results are matched by head SHA (fork
+PRs carry no ``pull_requests``); once every check that is not Agent-Z's own is
+complete, the run is done or goes back to a worker with the failures as feedback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import select
+
+from agentz_app.config import Settings
+from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
+from agentz_app.ingress.checks import check_run_fields, check_suite_fields, status_fields
+from agentz_app.logs import get_logger
+from agentz_app.reporting.checks import is_own_check
+from agentz_app.store import states
+from agentz_app.store.db import Database
+from agentz_app.store.models import Run
+from agentz_app.store.runs import RunQueue
+from agentz_app.store.states import Status
+from workers.pipeline import CISignal, PipelineDeps, finish_run, request_fix, settle_ci
+from workers.worktrees import Worktrees
+
+router = routing.Router()
+log = get_logger(__name__)
+
+_EXTERNAL_PREFIX = "agent-z:"
+
+
+def _repo(event: sansio.Event) -> str:
+    repository = event.data.get("repository")
+    name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    if not isinstance(name, str) or "/" not in name:
+        raise AgentZError("webhook payload has no repository.full_name")
+    return name
+
+
+def _deps(gh: Any, db: Database, settings: Settings, queue: RunQueue) -> PipelineDeps:
+    async def github(_: Run) -> Any:
+        return gh
+
+    return PipelineDeps(settings=settings, db=db, queue=queue, github=github, worktrees=Worktrees(settings))
+
+
+def _signal(fields: Mapping[str, Any]) -> CISignal:
+    return CISignal(
+        name=str(fields["name"]), status=str(fields["status"]), conclusion=fields.get("conclusion"),
+        app_slug=fields.get("app_slug"), summary=str(fields.get("summary") or ""),
+    )
+
+
+async def _wake(event: sansio.Event, gh: Any, fields: Mapping[str, Any], *, db: Database, settings: Settings,
+                queue: RunQueue, logs: str = "") -> None:
+    repo = _repo(event)
+    runs = queue.runs_waiting_on_sha(repo, str(fields["head_sha"]), statuses=[Status.WAITING_CHECKS])
+    deps = _deps(gh, db, settings, queue)
+    for run in runs:
+        await settle_ci(deps, gh, run, extra=[_signal(fields)], logs=logs)
+
+
+@router.register("check_run", action="completed")
+async def on_check_run_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                                 queue: RunQueue, **_: Any) -> None:
+    """A check run finished: settle runs waiting on its head SHA (our own checks are ignored)."""
+    check_run = event.data.get("check_run") or {}
+    fields = check_run_fields(check_run)
+    if is_own_check(fields["name"]) or fields.get("app_slug") == settings.github_app_slug:
+        return
+    output = check_run.get("output") if isinstance(check_run.get("output"), Mapping) else {}
+    logs = str((output or {}).get("text") or "")
+    await _wake(event, gh, fields, db=db, settings=settings, queue=queue, logs=logs)
+
+
+@router.register("check_suite", action="completed")
+async def on_check_suite_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                                   queue: RunQueue, **_: Any) -> None:
+    """A check suite finished: settle runs waiting on its head SHA."""
+    fields = check_suite_fields(event.data.get("check_suite") or {})
+    if fields.get("app_slug") == settings.github_app_slug:
+        return
+    await _wake(event, gh, fields, db=db, settings=settings, queue=queue)
+
+
+@router.register("status")
+async def on_status(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
+                    **_: Any) -> None:
+    """A commit status changed: settle runs waiting on that SHA."""
+    fields = status_fields(event.data)
+    if fields["status"] != "completed":
+        return
+    await _wake(event, gh, fields, db=db, settings=settings, queue=queue)
+
+
+def run_for_pull(db: Database, repo: str, number: int) -> Run | None:
+    """The newest run that opened pull request ``number`` of ``repo``."""
+    with db.read() as session:
+        return session.scalars(
+            select(Run).where(Run.repo == repo, Run.pr_number == number).order_by(Run.created_at.desc())
+        ).first()
+
+
+@router.register("pull_request_review", action="submitted")
+async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                              queue: RunQueue, **_: Any) -> None:
+    """Changes requested on a run's PR: back to a worker with the review and its inline comments."""
+    review = event.data.get("review") or {}
+    if str(review.get("state", "")).lower() != "changes_requested":
+        return
+    repo = _repo(event)
+    number = int((event.data.get("pull_request") or {}).get("number") or 0)
+    run = run_for_pull(db, repo, number)
+    if run is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
+        return
+    comments = []
+    if review.get("id"):
+        url = f"/repos/{repo}/pulls/{number}/reviews/{review['id']}/comments?per_page=100"
+        async for comment in gh.getiter(url):
+            comments.append({
+                "author": (comment.get("user") or {}).get("login", ""),
+                "path": comment.get("path"),
+                "line": comment.get("line") or comment.get("original_line"),
+                "body": comment.get("body", ""),
+            })
+    feedback = {
+        "kind": "review",
+        "review_body": str(review.get("body") or ""),
+        "reviewer": (review.get("user") or {}).get("login", ""),
+        "comments": comments,
+    }
+    try:
+        await request_fix(_deps(gh, db, settings, queue), gh, run, feedback, reason="changes requested")
+    except (LeaseLost, IllegalTransition) as exc:
+        log.info("review ignored", run_id=run.id, reason=str(exc))
+
+
+@router.register("pull_request", action="closed")
+async def on_pull_closed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                         queue: RunQueue, **_: Any) -> None:
+    """A run's PR was merged (→ merged) or closed unmerged (→ cancelled); clean up either way."""
+    pull = event.data.get("pull_request") or {}
+    run = run_for_pull(db, _repo(event), int(pull.get("number") or 0))
+    if run is None or run.status in (Status.MERGED, Status.CANCELLED):
+        return
+    merged = bool(pull.get("merged"))
+    target = Status.MERGED if merged else Status.CANCELLED
+    if not states.can_transition(run.status, target):
+        return
+    reason = "pull request merged" if merged else "pull request closed without merging"
+    try:
+        run = queue.set_status(run.id, target, reason=reason, actor="github", expected_attempt=run.attempt)
+    except (LeaseLost, IllegalTransition) as exc:
+        log.info("close ignored", run_id=run.id, reason=str(exc))
+        return
+    await finish_run(_deps(gh, db, settings, queue), gh, run)
+
+
+def run_id_of_external(external_id: str) -> str | None:
+    """The run id in an ``agent-z:<run_id>:<stage>`` external id."""
+    if not external_id.startswith(_EXTERNAL_PREFIX):
+        return None
+    parts = external_id.split(":")
+    return parts[1] if len(parts) == 3 and parts[1] else None
+
+
+@router.register("check_run", action="requested_action")
+async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                              queue: RunQueue, **_: Any) -> None:
+    """The Retry and Stop buttons on Agent-Z's check runs."""
+    check_run = event.data.get("check_run") or {}
+    identifier = str((event.data.get("requested_action") or {}).get("identifier") or "")
+    run_id = run_id_of_external(str(check_run.get("external_id") or ""))
+    if run_id is None or identifier not in ("retry", "stop"):
+        return
+    actor = str((event.data.get("sender") or {}).get("login") or "github")
+    try:
+        run = queue.get(run_id)
+    except NotFound:
+        return
+    deps = _deps(gh, db, settings, queue)
+    try:
+        if identifier == "stop":
+            if run.status in states.TERMINAL and run.status != Status.DONE:
+                return
+            run = queue.cancel(run_id, reason="stopped from a check run", actor=actor)
+            await finish_run(deps, gh, run)
+        elif run.status in states.RETRYABLE:
+            queue.resume(run_id, reason="retry requested from a check run", actor=actor)
+        elif run.status == Status.WAITING_CHECKS:
+            await settle_ci(deps, gh, run)
+        else:
+            queue.add_event(run_id, "retry_ignored", status=str(run.status), actor=actor)
+    except (LeaseLost, IllegalTransition, AgentZError) as exc:
+        log.info("check run action ignored", run_id=run_id, action=identifier, reason=str(exc))
