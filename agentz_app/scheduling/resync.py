@@ -131,3 +131,36 @@ async def redeliver_failed(app_gh: Any, since: float, *, db: Database) -> list[i
     if ids:
         log.info("asked GitHub to redeliver failed webhooks", count=len(ids))
     return ids
+
+
+async def resync_all(github: Any, db: Database, settings: Any, *, redeliver_since: float | None = None) -> int:
+    """Resync every active repository of every installation, then request redeliveries.
+
+    ``github`` is the App client factory (``client(installation_id)``, ``app_client()``).
+    One repository's failure is recorded and does not stop the others; returns how many
+    repositories changed.
+    """
+    from agentz_app.store.models import Repository
+
+    with db.read() as session:
+        repos = [
+            (name, installation)
+            for name, installation in session.execute(
+                select(Repository.full_name, Repository.installation_id).where(Repository.active.is_(True))
+            )
+            if installation is not None
+        ]
+    changed = 0
+    for name, installation in repos:
+        try:
+            result = await resync_repo(github.client(installation), db, name)
+        except Exception as exc:
+            log.warning("resync of a repository failed", repo=name, error=f"{type(exc).__name__}: {exc}")
+            continue
+        changed += int(result.changed)
+    since = redeliver_since if redeliver_since is not None else now() - 3 * settings.resync_interval_seconds
+    try:
+        await redeliver_failed(github.app_client(), since, db=db)
+    except Exception as exc:
+        log.warning("listing failed webhook deliveries failed", error=f"{type(exc).__name__}: {exc}")
+    return changed

@@ -465,3 +465,54 @@ async def run_scheduler(
             except Exception as exc:
                 log.warning("resync failed", error=str(exc))
         await _sleep_or_stop(stop, poll_seconds)
+
+
+# Entry points for the command line ------------------------------------------------
+
+
+def _runner_for(settings: Settings) -> Runner:
+    from workers.runners.registry import get_runner
+
+    return get_runner(settings.backend_for("scheduler"), settings)
+
+
+async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
+    """Open the database, run one scheduling pass with the configured backend, close."""
+    from agentz_app.bootstrap import open_database
+
+    db = open_database(settings)
+    try:
+        return await schedule_once(db, settings, _runner_for(settings), force=force)
+    finally:
+        db.dispose()
+
+
+async def scheduler_role(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """The long-running scheduler: event-driven passes plus periodic resync when GitHub is configured."""
+    import aiohttp
+
+    from agentz_app.bootstrap import open_database
+    from agentz_app.ingress.inbox import github_app_for
+    from agentz_app.scheduling.resync import resync_all
+
+    stop = stop or asyncio.Event()
+    db = open_database(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            github = github_app_for(settings, http)
+
+            async def resync() -> None:
+                await resync_all(github, db, settings)
+
+            log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
+            await run_scheduler(
+                db, settings, _runner_for(settings), stop=stop, resync=resync if github is not None else None
+            )
+    finally:
+        db.dispose()
+
+
+def describe(report: CandidateReport) -> str:
+    """One line per candidate for ``schedule-once`` (pure)."""
+    place = f" rank {report.rank} score {report.score}" if report.rank is not None else ""
+    return f"{report.repo}#{report.number} {report.verdict}{place}: {report.reason} — {report.title}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -346,3 +347,31 @@ async def test_skip_label_is_applied(settings: Settings) -> None:
     assert await apply_skip_label(gh, REPO, 7, settings) == "ongoing"
     [call] = gh.writes()
     assert (call.url, call.data) == (f"/repos/{REPO}/issues/7/labels", {"labels": ["ongoing"]})
+
+
+def test_schedule_once_command_prints_each_candidate(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from agentz_app.cli import cli
+    from agentz_app.store.migrate import migrate
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    database = Database.from_url(url)
+    migrate(database)
+    add_issue(database, 1)
+    add_issue(database, 2, labels=["blocked"])
+    database.dispose()
+    steps = tmp_path / "steps.json"
+    steps.write_text(json.dumps({"steps": [
+        {"role": "scheduler", "json": {"ranking": [{"number": 1, "score": 80, "reason": "clear and small"}]}},
+    ]}))
+    env = {"DATABASE_URL": url, "DEFAULT_BACKEND": "scripted", "SCRIPTED_AGENT_FILE": str(steps),
+           "STATE_DIR": str(tmp_path / "state"), "LOG_FORMAT": "json", "LOG_LEVEL": "error"}
+    result = CliRunner().invoke(cli, ["--env-file", str(tmp_path / "none.env"), "schedule-once", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    reports = {item["number"]: item for item in json.loads(result.output)}
+    assert (reports[1]["verdict"], reports[1]["rank"], reports[1]["score"]) == ("queued", 1, 80)
+    assert reports[2]["verdict"] == "skipped:block_label"
+    again = CliRunner().invoke(cli, ["--env-file", str(tmp_path / "none.env"), "schedule-once"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "acme/app#1 queued" in again.output and "acme/app#2 skipped:block_label" in again.output
