@@ -316,3 +316,42 @@ def reconcile_once_command(ctx: click.Context, as_json: bool) -> None:
         _echo_json(report.as_dict())
     else:
         click.echo(report.summary())
+
+
+@cli.command()
+@click.pass_context
+def scheduler(ctx: click.Context) -> None:
+    """Schedule issues when snapshots change (debounced), resyncing every RESYNC_INTERVAL_SECONDS."""
+    import asyncio
+
+    from agentz_app.scheduling.service import scheduler_role
+
+    try:
+        asyncio.run(scheduler_role(_settings(ctx)))
+    except KeyboardInterrupt:
+        pass
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("schedule-once")
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
+@click.option("--force", is_flag=True, help="Admit issues the Scheduler Agent rejected as high-risk.")
+@click.pass_context
+def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> None:
+    """Run one scheduling pass; print each candidate with its gate verdict or rank and reason."""
+    import asyncio
+
+    from agentz_app.scheduling.service import describe, run_schedule_once
+
+    try:
+        reports = asyncio.run(run_schedule_once(_settings(ctx), force=force))
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json([report.as_dict() for report in reports])
+    elif not reports:
+        click.echo("no open issues in the snapshots")
+    else:
+        for report in reports:
+            click.echo(describe(report))
