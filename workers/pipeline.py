@@ -183,7 +183,11 @@ class Attempt:
         self.lease = lease
         self.gh = gh
         self.coordinator = Coordinator(gh, deps.db, deps.settings, worktrees=deps.worktrees)
-        self.max_single_cost = 0.0
+        # The dearest single call so far (this run, any attempt) estimates the next one.
+        self.max_single_cost = max(
+            (float(e.payload.get("cost_usd", 0.0)) for e in deps.queue.events(run.id) if e.kind == "agent_call"),
+            default=0.0,
+        )
         self.review: Review | None = None
 
     def move(self, target: Status, **kwargs: Any) -> Run:
@@ -211,10 +215,12 @@ class Attempt:
                 f"(limit ${limit:.2f})",
             )
 
-    def account(self, result: RunnerResult) -> None:
+    def account(self, result: RunnerResult, role: str) -> None:
         self.max_single_cost = max(self.max_single_cost, result.cost_usd)
         if result.cost_usd or result.tokens:
             self.run = self.queue.add_cost(self.lease, result.cost_usd, result.tokens)
+        self.queue.add_event(self.run.id, "agent_call", role=role, cost_usd=result.cost_usd, tokens=result.tokens,
+                             duration=round(result.duration, 3), exit_code=result.exit_code)
 
     # Agent calls ---------------------------------------------------------
 
@@ -229,7 +235,7 @@ class Attempt:
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
                 env=self._env(), log=sink,
             )
-        self.account(result)
+        self.account(result, role)
         if not result.ok:
             detail = result.error or f"exit {result.exit_code}"
             if result.permission_denials:
@@ -245,7 +251,7 @@ class Attempt:
         accounted: list[RunnerResult] = []
 
         def before_repair(first: RunnerResult) -> None:
-            self.account(first)
+            self.account(first, role)
             accounted.append(first)
             self.guard_cost()
 
@@ -257,7 +263,7 @@ class Attempt:
             )
         for result in results:
             if not any(result is seen for seen in accounted):
-                self.account(result)
+                self.account(result, role)
         session = next((r.session_id for r in reversed(results) if r.session_id), session_id)
         return value, raw, error, session
 

@@ -1,0 +1,252 @@
+"""The whole stage machine with the scripted agent backend, a real bare repo and a stateful fake GitHub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentz_app.config import Settings
+from agentz_app.store import states
+from agentz_app.store.db import Database
+from agentz_app.store.migrate import migrate
+from agentz_app.store.models import CheckResult, Run
+from agentz_app.store.runs import RunQueue
+from tests.integration.test_coordinator import REPO, MemoryGH, make_origin, sh
+from workers.pipeline import PipelineDeps, plan_run, settle_ci, work_run
+from workers.worktrees import Worktrees
+
+PLAN = {"summary": "Make the app print fast", "steps": ["edit src/app.py"], "files": ["src/app.py"],
+        "modules": ["app"], "risk": "low"}
+BLOCKING = {"verdict": "request_changes", "summary": "not LGTM: no test",
+            "findings": [{"file": "src/app.py", "line": 1, "severity": "major", "message": "add a test",
+                          "blocking": True}]}
+APPROVE = {"verdict": "approve", "summary": "LGTM", "findings": [
+    {"file": "src/app.py", "line": 1, "severity": "info", "message": "nice", "blocking": False}]}
+
+
+def steps(*items: dict[str, Any]) -> dict[str, str]:
+    return {"AGENTZ_SCRIPTED_STEPS": json.dumps(list(items))}
+
+
+HAPPY = [
+    {"role": "task_lead", "json": PLAN, "cost_usd": 0.01},
+    {"role": "developer", "call": 1, "write": [{"path": "src/app.py", "content": "print('fast')\n"}]},
+    {"role": "developer", "call": 2, "write": [{"path": "tests/test_app.py", "content": "def test(): pass\n"}]},
+    {"role": "developer", "call": 3, "write": [{"path": "src/app.py", "content": "print('fixed')\n"}]},
+    {"role": "reviewer", "call": 1, "json": BLOCKING},
+    {"role": "reviewer", "call": 2, "json": APPROVE},
+]
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, agent_steps: list[dict[str, Any]], **overrides: Any) -> None:
+        make_origin(tmp_path / "remote")
+        self.settings = Settings.load(
+            None, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", state_dir=tmp_path / "state",
+            git_url_template=f"file://{tmp_path / 'remote'}/{{full_name}}.git", default_backend="scripted",
+            heartbeat_seconds=0.2, lease_seconds=5, **overrides,
+        )
+        self.db = Database.from_url(self.settings.database_url)
+        migrate(self.db)
+        self.queue = RunQueue(self.db, lease_seconds=self.settings.lease_seconds)
+        self.gh = MemoryGH()
+        self.gh.add_issue(7, "Make it faster", "The app is slow.", labels=["agent-z", "agent-z:queued"])
+        self.origin = tmp_path / "remote" / f"{REPO}.git"
+        self.progress: list[str] = []
+
+        async def github(_: Run) -> Any:
+            return self.gh
+
+        self.deps = PipelineDeps(
+            settings=self.settings, db=self.db, queue=self.queue, github=github,
+            worktrees=Worktrees(self.settings), extra_agent_env=steps(*agent_steps),
+            progress=lambda run, status: self.progress.append(status),
+        )
+
+    def enqueue(self, mode: str = "full") -> str:
+        run, _ = self.queue.enqueue(REPO, 7, installation_id=1, title="Make it faster", mode=mode)
+        return run.id
+
+    async def plan(self) -> Run:
+        claimed = self.queue.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
+        assert claimed is not None
+        return await plan_run(self.deps, *claimed)
+
+    async def work(self) -> Run:
+        claimed = self.queue.claim("worker", statuses=states.CLAIMABLE_BY_WORKER)
+        assert claimed is not None
+        return await work_run(self.deps, *claimed)
+
+    def ci(self, sha: str, conclusion: str, name: str = "tests") -> None:
+        with self.db.begin() as session:
+            session.add(CheckResult(repo=REPO, head_sha=sha, name=name, source="check_run", status="completed",
+                                    conclusion=conclusion, app_slug="ci", summary=f"{name}: {conclusion}"))
+
+    def check_names(self, sha: str) -> list[str]:
+        return sorted(c["name"] for c in self.gh.checks.values() if c["head_sha"] == sha)
+
+
+async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: Path) -> None:
+    h = Harness(tmp_path, HAPPY)
+    run_id = h.enqueue()
+
+    planned = await h.plan()
+    assert planned.status == "ready" and planned.plan is not None and planned.plan["files"] == ["src/app.py"]
+    assert planned.cost_usd == pytest.approx(0.01)
+
+    submitted = await h.work()
+    assert submitted.status == "waiting_checks" and submitted.lease_owner is None
+    assert submitted.review_round == 2 and submitted.pr_number is not None
+    first_head = submitted.head_sha
+    assert first_head is not None
+    assert sh("git", "rev-parse", f"refs/heads/{submitted.branch}", cwd=h.origin) == first_head
+    assert h.check_names(first_head) == ["Agent-Z / develop", "Agent-Z / plan", "Agent-Z / review"]
+    review = next(c for c in h.gh.checks.values() if c["name"] == "Agent-Z / review")
+    assert review["conclusion"] == "success" and len(review["annotations"]) == 1
+    assert h.gh.labels[7] == ["agent-z", "ongoing", "agent-z:running"]
+    assert [e.payload["approved"] for e in h.queue.events(run_id) if e.kind == "review"] == [False, True]
+    assert "fixing" in h.progress
+
+    h.ci(first_head, "failure")
+    failing = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+    assert failing.status == "fixing_ci" and failing.ci_round == 1
+    assert failing.feedback is not None and failing.feedback["checks"][0]["name"] == "tests"
+
+    resubmitted = await h.work()
+    assert resubmitted.status == "waiting_checks" and resubmitted.head_sha != first_head
+    assert resubmitted.head_sha is not None
+    assert h.check_names(resubmitted.head_sha) == ["Agent-Z / ci-fix"]
+    subjects = sh("git", "log", "--format=%s", f"refs/heads/{submitted.branch}", cwd=h.origin).splitlines()
+    assert subjects[:2] == ["Address CI failure on #7 (round 1)", "Fix #7: Make it faster"]
+
+    h.ci(resubmitted.head_sha, "success")
+    done = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+    assert done.status == "done"
+    assert len(h.gh.pulls) == 1 and len(h.gh.comments) == 1
+    assert h.gh.labels[7] == ["agent-z"]
+    assert "Done" in next(iter(h.gh.comments.values()))["body"]
+    assert not (h.settings.state_dir / "worktrees" / run_id).exists()
+    assert h.queue.claims_of(run_id) == []
+
+
+async def test_happy_path_stays_within_eight_content_creating_requests(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "write": [{"path": "src/app.py", "content": "print('fast')\n"}]},
+        {"role": "reviewer", "json": APPROVE},
+    ])
+    run_id = h.enqueue()
+    await h.plan()
+    run = await h.work()
+    assert run.head_sha is not None
+    h.ci(run.head_sha, "success")
+    assert (await settle_ci(h.deps, h.gh, h.queue.get(run_id))).status == "done"
+    assert len(h.gh.writes()) <= 8, h.gh.writes()
+
+
+async def test_plan_only_waits_for_approval_with_the_plan_in_the_status_comment(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [{"role": "task_lead", "json": PLAN}])
+    h.enqueue(mode="plan_only")
+    run = await h.plan()
+    assert run.status == "awaiting_approval"
+    body = next(iter(h.gh.comments.values()))["body"]
+    assert "Make the app print fast" in body and "waiting for approval" in body
+
+
+async def test_an_unparseable_plan_fails_the_run_and_keeps_the_raw_text(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [{"role": "task_lead", "text": "I would rather not plan."}])
+    run_id = h.enqueue()
+    run = await h.plan()
+    assert run.status == "failed" and run.plan is None
+    assert h.queue.get(run_id).plan_raw == "I would rather not plan."
+    assert "no valid plan" in (run.error or "")
+
+
+async def test_cost_guard_stops_before_the_next_call_would_exceed_the_limit(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN, "cost_usd": 0.04},
+        {"role": "developer", "write": [{"path": "src/app.py", "content": "x\n"}], "cost_usd": 0.01},
+    ], max_cost_per_run_usd=0.05)
+    run_id = h.enqueue()
+    await h.plan()
+    run = await h.work()
+    assert run.status == "needs_human" and "cost limit" in (run.error or "")
+    assert h.queue.get(run_id).cost_usd == pytest.approx(0.04)
+    assert "agent-z:needs-human" in h.gh.labels[7] and "agent-z:running" not in h.gh.labels[7]
+
+
+async def test_review_that_never_approves_ends_in_needs_human(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "write": [{"path": "src/app.py", "content": "x\n"}]},
+        {"role": "reviewer", "json": BLOCKING},
+    ], max_review_rounds=2)
+    h.enqueue()
+    await h.plan()
+    run = await h.work()
+    assert run.status == "needs_human" and run.review_round == 2 and not h.gh.pulls
+
+
+async def test_closed_issue_is_cancelled_before_development(tmp_path: Path) -> None:
+    h = Harness(tmp_path, HAPPY)
+    h.enqueue()
+    await h.plan()
+    h.gh.issues[7]["state"] = "closed"
+    run = await h.work()
+    assert run.status == "cancelled" and "closed" in (run.error or "")
+    assert not h.gh.pulls
+
+
+async def test_a_worker_stopped_mid_develop_resumes_without_a_second_pr(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "nth": 1, "sleep": 30, "write": [{"path": "src/app.py", "content": "slow\n"}]},
+        {"role": "developer", "write": [{"path": "src/app.py", "content": "print('fast')\n"}]},
+        {"role": "reviewer", "json": APPROVE},
+    ])
+    run_id = h.enqueue()
+    await h.plan()
+    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    assert claimed is not None
+    task = asyncio.create_task(work_run(h.deps, *claimed))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if h.queue.get(run_id).status == "developing":
+            break
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    interrupted = h.queue.get(run_id)
+    assert interrupted.status == "ready" and interrupted.stage == "developing" and interrupted.lease_owner is None
+
+    run = await h.work()
+    assert run.status == "waiting_checks" and len(h.gh.pulls) == 1
+    assert run.head_sha is not None
+    assert sh("git", "show", f"{run.head_sha}:src/app.py", cwd=h.origin) == "print('fast')"
+
+
+async def test_losing_the_lease_stops_the_agent_without_further_writes(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "sleep": 30, "write": [{"path": "src/app.py", "content": "late\n"}]},
+    ])
+    run_id = h.enqueue()
+    await h.plan()
+    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    assert claimed is not None
+    task = asyncio.create_task(work_run(h.deps, *claimed))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if h.queue.get(run_id).status == "developing":
+            break
+    h.queue.cancel(run_id, reason="operator stop")
+    run = await asyncio.wait_for(task, 10)
+    assert run.status == "cancelled"
+    events_after = [e.kind for e in h.queue.events(run_id)][-1]
+    assert events_after == "transition"  # the operator's cancel is the last word
+    assert not h.gh.pulls
