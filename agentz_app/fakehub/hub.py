@@ -751,12 +751,17 @@ class FakeHub:
         return [render.review(self.ctx, r) for r in sorted(self.state.data["reviews"].values(), key=lambda r: r["id"])
                 if r["repo"] == rec["repo"] and r["pull_number"] == number]
 
-    def list_review_comments(self, full_name: str, number: int) -> list[Record]:
-        """Inline review comments of a pull request, oldest first."""
+    def list_review_comments(self, full_name: str, number: int, *, review_id: int | None = None) -> list[Record]:
+        """Inline review comments of a pull request (or of one of its reviews), oldest first."""
         rec = self.state.pull(full_name, number)
+        if review_id is not None:
+            review = self.state.by_id("reviews", review_id)
+            if review["repo"] != rec["repo"] or review["pull_number"] != number:
+                raise NotFoundError(f"review {review_id}")
         return [render.review_comment(self.ctx, c)
                 for c in sorted(self.state.data["review_comments"].values(), key=lambda c: c["id"])
-                if c["repo"] == rec["repo"] and c["pull_number"] == number]
+                if c["repo"] == rec["repo"] and c["pull_number"] == number
+                and (review_id is None or c.get("review_id") == review_id)]
 
     # ---- checks ------------------------------------------------------------------
     def _pulls_for_sha(self, full_name: str, sha: str) -> list[Record]:

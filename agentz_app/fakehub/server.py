@@ -214,8 +214,7 @@ def verify_jwt(hub: FakeHub, token: str) -> None:
     try:
         header = jwt.get_unverified_header(token)
         if header.get("alg") != "RS256":
-            raise ApiError(401, "'Expiration time' claim ('exp') must be a numeric value representing the future "
-                                "time at which the assertion expires")
+            raise ApiError(401, "A JSON web token could not be decoded (algorithm must be RS256)")
         if hub.public_key_pem is None:
             claims = jwt.decode(token, options={"verify_signature": False})
         else:
@@ -441,6 +440,10 @@ class Routes:
     async def review_comments(self, request: web.Request) -> web.Response:
         return paginate(request, self.hub.list_review_comments(repo_name(request), number(request)))
 
+    async def review_comments_of_review(self, request: web.Request) -> web.Response:
+        return paginate(request, self.hub.list_review_comments(repo_name(request), number(request),
+                                                               review_id=number(request, "review_id")))
+
     async def pull_files(self, request: web.Request) -> web.Response:
         return paginate(request, await self.hub.pull_files(repo_name(request), number(request)))
 
@@ -625,6 +628,7 @@ def create_app(hub: FakeHub) -> web.Application:
     add("PUT", repo + "/pulls/{number}/merge", r.merge_pull)
     add("GET", repo + "/pulls/{number}/reviews", r.list_reviews)
     add("POST", repo + "/pulls/{number}/reviews", r.create_review)
+    add("GET", repo + "/pulls/{number}/reviews/{review_id}/comments", r.review_comments_of_review)
     add("GET", repo + "/pulls/{number}/comments", r.review_comments)
     add("GET", repo + "/pulls/{number}/files", r.pull_files)
     add("POST", repo + "/check-runs", r.create_check_run)

@@ -191,6 +191,8 @@ async def test_reviews_and_inline_comments(api: Api, tmp_path: Path, webhook_sin
     assert [(c["path"], c["body"]) for c in inline] == [("a.py", "rename A")]
     _, _, reviews = await api.call("GET", f"/repos/{REPO}/pulls/{n}/reviews")
     assert [r["user"]["login"] for r in reviews] == ["alice"]
+    _, _, of_review = await api.call("GET", f"/repos/{REPO}/pulls/{n}/reviews/{made['id']}/comments")
+    assert [c["pull_request_review_id"] for c in of_review] == [made["id"]]
     submitted = await webhook_sink.wait_for("pull_request_review", "submitted")
     assert submitted.payload["review"]["state"] == "CHANGES_REQUESTED"
 
@@ -385,5 +387,7 @@ async def test_state_survives_restart(tmp_path: Path, webhook_sink: WebhookSink)
         assert [lbl["name"] for lbl in issue["labels"]] == ["agent-z"]
         assert again.create_issue(REPO, "Next")["number"] == 2
         assert again.state.data["deliveries"]
+        sha = await push_branch(again, tmp_path, "after-restart", {"x.txt": "x\n"})
+        await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
     finally:
         await again.stop()
