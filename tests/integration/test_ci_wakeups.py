@@ -1,0 +1,189 @@
+"""CI, review, close and check-run-action webhooks wake runs that wait without a lease."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gidgethub import sansio
+
+from agentz_app.config import Settings
+from agentz_app.ingress.runs import router, run_id_of_external
+from agentz_app.store.db import Database
+from agentz_app.store.models import CheckResult, Claim, Run
+from agentz_app.store.runs import RunQueue
+from tests.integration.test_coordinator import REPO, MemoryGH
+from workers.pipeline import CISignal, ci_verdict
+
+SHA = "c" * 40
+
+
+@pytest.fixture
+def queue(db: Database) -> RunQueue:
+    return RunQueue(db)
+
+
+@pytest.fixture
+def ci_settings(tmp_path: Path) -> Settings:
+    return Settings.load(None, state_dir=tmp_path / "state", github_app_slug="agent-z", max_review_rounds=2,
+                         database_url=f"sqlite:///{tmp_path / 'unused.db'}")
+
+
+def waiting_run(db: Database, *, status: str = "waiting_checks", ci_round: int = 0) -> Run:
+    with db.begin() as session:
+        session.add(Run(id="run1", repo=REPO, issue_number=7, title="x", status=status, attempt=3, pr_number=12,
+                        head_sha=SHA, branch="agent-z/issue-7-x", base_branch="trunk", ci_round=ci_round,
+                        plan={"summary": "s", "steps": ["a"], "risk": "low"}))
+        session.add(Claim(resource=f"issue:{REPO}#7", run_id="run1", kind="issue"))
+    with db.read() as session:
+        run = session.get(Run, "run1")
+        assert run is not None
+        return run
+
+
+def stored(db: Database, name: str, status: str, conclusion: str | None, slug: str = "ci") -> None:
+    with db.begin() as session:
+        session.add(CheckResult(repo=REPO, head_sha=SHA, name=name, source="check_run", status=status,
+                                conclusion=conclusion, app_slug=slug, summary=f"{name} says {conclusion}"))
+
+
+def event(name: str, data: dict[str, Any]) -> sansio.Event:
+    return sansio.Event({"repository": {"full_name": REPO}, "sender": {"login": "bob"}, **data},
+                        event=name, delivery_id="d1")
+
+
+def check_run_event(name: str, conclusion: str, *, slug: str = "ci", action: str = "completed") -> sansio.Event:
+    return event("check_run", {"action": action, "check_run": {
+        "id": 1, "name": name, "head_sha": SHA, "status": "completed", "conclusion": conclusion,
+        "app": {"slug": slug}, "pull_requests": [], "output": {"summary": "1 failed", "text": "assert 1 == 2"}}})
+
+
+@pytest.fixture
+def gh() -> MemoryGH:
+    hub = MemoryGH()
+    hub.add_issue(7, "x", labels=["agent-z", "ongoing", "agent-z:running"])
+    return hub
+
+
+async def dispatch(ev: sansio.Event, gh: MemoryGH, db: Database, settings: Settings, queue: RunQueue) -> None:
+    await router.dispatch(ev, gh, db=db, settings=settings, queue=queue)
+
+
+async def test_fork_pr_success_without_pull_requests_is_matched_by_head_sha(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "lint", "completed", "success")
+    await dispatch(check_run_event("tests", "success"), gh, db, ci_settings, queue)
+    run = queue.get("run1")
+    assert run.status == "done"
+    assert gh.labels[7] == ["agent-z"]
+    assert len(gh.comments) == 1 and queue.claims_of("run1") == []
+
+
+async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "lint", "in_progress", None)
+    await dispatch(check_run_event("tests", "failure"), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "waiting_checks"
+
+    stored_update(db, "lint", "completed", "success")
+    stored(db, "tests", "completed", "failure")
+    await dispatch(check_run_event("lint", "success"), gh, db, ci_settings, queue)
+    run = queue.get("run1")
+    assert run.status == "fixing_ci" and run.ci_round == 1 and run.lease_owner is None
+    assert run.feedback is not None and [c["name"] for c in run.feedback["checks"]] == ["tests"]
+
+
+def stored_update(db: Database, name: str, status: str, conclusion: str | None) -> None:
+    with db.begin() as session:
+        row = session.query(CheckResult).filter_by(head_sha=SHA, name=name).one()
+        row.status, row.conclusion = status, conclusion
+
+
+async def test_our_own_check_runs_never_settle_a_run(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    await dispatch(check_run_event("Agent-Z / review", "success", slug="agent-z"), gh, db, ci_settings, queue)
+    await dispatch(event("check_suite", {"action": "completed", "check_suite": {
+        "head_sha": SHA, "status": "completed", "conclusion": "success", "app": {"slug": "agent-z"}}}),
+        gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "waiting_checks"
+    assert not gh.writes()
+
+
+async def test_commit_status_failure_after_too_many_rounds_needs_a_human(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, ci_round=2)
+    await dispatch(event("status", {"sha": SHA, "context": "ci/jenkins", "state": "error", "description": "boom"}),
+                   gh, db, ci_settings, queue)
+    run = queue.get("run1")
+    assert run.status == "needs_human"
+    assert "agent-z:needs-human" in gh.labels[7] and "agent-z:running" not in gh.labels[7]
+
+
+async def test_changes_requested_review_brings_inline_comments_as_feedback(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="done")
+    gh.review_comments[55] = [{"user": {"login": "carol"}, "path": "src/app.py", "line": 3, "body": "rename this"}]
+    await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
+                                                 "review": {"id": 55, "state": "CHANGES_REQUESTED",
+                                                            "body": "Please rename", "user": {"login": "carol"}}}),
+                   gh, db, ci_settings, queue)
+    run = queue.get("run1")
+    assert run.status == "fixing_ci"
+    assert run.feedback == {"kind": "review", "review_body": "Please rename", "reviewer": "carol",
+                            "comments": [{"author": "carol", "path": "src/app.py", "line": 3, "body": "rename this"}]}
+
+
+async def test_approving_review_changes_nothing(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
+                                                 "review": {"id": 56, "state": "approved", "body": "not LGTM"}}),
+                   gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "waiting_checks"
+
+
+@pytest.mark.parametrize(("merged", "expected"), [(True, "merged"), (False, "cancelled")])
+async def test_closing_the_pr_ends_the_run(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings, merged: bool, expected: str
+) -> None:
+    waiting_run(db)
+    await dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": merged}}),
+                   gh, db, ci_settings, queue)
+    assert queue.get("run1").status == expected
+    assert gh.labels[7] == ["agent-z"]
+
+
+async def test_stop_and_retry_buttons(db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings) -> None:
+    waiting_run(db)
+
+    def action(identifier: str) -> sansio.Event:
+        return event("check_run", {"action": "requested_action", "requested_action": {"identifier": identifier},
+                                   "check_run": {"name": "Agent-Z / review", "head_sha": SHA,
+                                                 "external_id": "agent-z:run1:review", "app": {"slug": "agent-z"}}})
+
+    await dispatch(action("stop"), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "cancelled"
+    await dispatch(action("retry"), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "queued"
+
+
+def test_external_ids_name_the_run() -> None:
+    assert run_id_of_external("agent-z:abc:review") == "abc"
+    assert run_id_of_external("someone-else:abc") is None
+
+
+def test_queued_suites_of_silent_apps_do_not_block_a_verdict() -> None:
+    signals = [CISignal("suite:dependabot", "queued", None, "dependabot"), CISignal("tests", "completed", "success")]
+    assert ci_verdict(signals, own_slug="agent-z") == "success"
+    assert ci_verdict([CISignal("Agent-Z / plan", "completed", "success", "agent-z")], own_slug="agent-z") == "pending"
+    assert ci_verdict([CISignal("t", "completed", "timed_out")], own_slug="agent-z") == "failure"
