@@ -391,3 +391,17 @@ async def test_state_survives_restart(tmp_path: Path, webhook_sink: WebhookSink)
         await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
     finally:
         await again.stop()
+
+
+async def test_gidgethub_client_paginates_and_writes(api: Api) -> None:
+    from gidgethub.aiohttp import GitHubAPI
+
+    for i in range(3):
+        api.hub.create_issue(REPO, f"Issue {i}")
+    gh = GitHubAPI(api.session, "agent-z-test", oauth_token=api.token, base_url=api.hub.api_url)
+    titles = [issue["title"] async for issue in gh.getiter(f"/repos/{REPO}/issues?state=open&per_page=2")]
+    assert titles == ["Issue 2", "Issue 1", "Issue 0"]
+    comment = await gh.post(f"/repos/{REPO}/issues/1/comments", data={"body": "queued"})
+    assert comment["user"]["login"] == "agent-z-test[bot]"
+    perm = await gh.getitem(f"/repos/{REPO}/collaborators/acme/permission")
+    assert perm["permission"] == "admin"
