@@ -1,0 +1,61 @@
+"""``python -m bench [scenario ...] [--quick] [--json]``: run benchmark scenarios and print figures.
+
+Adding a scenario is one entry in :data:`SCENARIOS`: a name and the ``module:function``
+that takes :class:`bench.common.BenchOptions` and returns a dict of figures (or a
+list of them, one printed line each). Modules are imported only when their scenario runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bench.common import BenchOptions, Figures, Scenario, format_json, format_line
+
+SCENARIOS: dict[str, str] = {
+    "claims": "bench.claims:scenario",
+}
+
+
+def load_scenario(name: str) -> Scenario:
+    """Import the function registered for ``name``."""
+    module_name, _, attribute = SCENARIOS[name].partition(":")
+    function: Scenario = getattr(importlib.import_module(module_name), attribute)
+    return function
+
+
+def run(names: Sequence[str], options: BenchOptions) -> list[tuple[str, Figures]]:
+    """Run scenarios in order and collect ``(name, figures)`` pairs."""
+    results: list[tuple[str, Figures]] = []
+    for name in names:
+        outcome = load_scenario(name)(options)
+        for figures in outcome if isinstance(outcome, list) else [outcome]:
+            results.append((name, figures))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the chosen (or all) scenarios and print one line per result."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Agent-Z benchmarks.")
+    parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    args, extra = parser.parse_known_args(argv)
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    options = BenchOptions(quick=args.quick, extra=tuple(extra))
+    names = args.scenarios or list(SCENARIOS)
+    if args.json:
+        print(format_json(run(names, options)))
+    else:
+        for name in names:
+            for _, figures in run([name], options):
+                print(format_line(name, figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

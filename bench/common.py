@@ -1,0 +1,146 @@
+"""Shared benchmark plumbing: scenario type, output formatting, throw-away databases, audits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What every scenario receives: the quick flag and the arguments it may parse itself."""
+
+    quick: bool = False
+    extra: Sequence[str] = field(default_factory=tuple)
+
+
+# A scenario returns one dict of figures, or several (one printed line each).
+Scenario = Callable[[BenchOptions], "Figures | list[Figures]"]
+
+
+def format_value(value: Any) -> str:
+    """Render one figure: floats with at most one decimal, the rest as text."""
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def format_line(name: str, figures: Figures) -> str:
+    """``name: key=value key=value`` in insertion order."""
+    return f"{name}: " + " ".join(f"{key}={format_value(value)}" for key, value in figures.items())
+
+
+def format_json(results: Iterable[tuple[str, Figures]]) -> str:
+    """A JSON list of ``{"scenario": name, ...figures}`` objects."""
+    return json.dumps([{"scenario": name, **figures} for name, figures in results], indent=2, default=str)
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    """A migrated SQLite file in a temporary folder; yields its URL."""
+    from agentz_app.store.db import Database
+    from agentz_app.store.migrate import migrate
+
+    folder = Path(tempfile.mkdtemp(prefix="agentz-bench-"))
+    url = f"sqlite:///{folder / 'bench.db'}"
+    try:
+        db = Database.from_url(url)
+        migrate(db)
+        db.dispose()
+        yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[Callable[[str], str]]:
+    """An ephemeral PostgreSQL server; yields a function creating a migrated database by name."""
+    from agentz_app.store.db import Database
+    from agentz_app.store.ephemeral_pg import EphemeralPostgres
+    from agentz_app.store.migrate import migrate
+
+    with EphemeralPostgres() as server:
+
+        def create(name: str) -> str:
+            url = server.create_database(name)
+            db = Database.from_url(url)
+            migrate(db)
+            db.dispose()
+            return url
+
+        yield create
+
+
+def postgres_available() -> bool:
+    """True when PostgreSQL server binaries are installed."""
+    from agentz_app.store.ephemeral_pg import find_pg_bin
+
+    return find_pg_bin() is not None
+
+
+_RELEASING_KINDS = frozenset({"released", "lease_revoked", "adopted"})
+_LEASED = frozenset({"planning", "developing", "reviewing", "fixing", "submitting", "fixing_ci"})
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """The event fields the lease audit needs."""
+
+    run_id: str
+    kind: str
+    to_status: str | None
+    payload: dict[str, Any]
+
+
+def count_double_claims(events: Iterable[EventRow]) -> int:
+    """Count claims that broke exclusivity, from the event log in commit order.
+
+    A claim is double when the same (run, attempt) was claimed before, or when the
+    run's previous lease was still held (claimed and not yet released by a status
+    change, a release, a revocation or an operator's change).
+    """
+    seen: set[tuple[str, int]] = set()
+    holder: dict[str, str | None] = {}
+    doubles = 0
+    for event in events:
+        if event.kind == "claimed":
+            key = (event.run_id, int(event.payload.get("attempt", -1)))
+            if key in seen or holder.get(event.run_id) is not None:
+                doubles += 1
+            seen.add(key)
+            holder[event.run_id] = str(event.payload.get("owner"))
+        elif event.kind in _RELEASING_KINDS:
+            holder[event.run_id] = None
+        elif event.kind == "transition":
+            by_holder = event.payload.get("actor") == holder.get(event.run_id)
+            if event.to_status not in _LEASED or not by_holder:
+                holder[event.run_id] = None
+    return doubles
+
+
+def load_events(url: str) -> list[EventRow]:
+    """Every run event of a database in commit (id) order."""
+    from sqlalchemy import select
+
+    from agentz_app.store.db import Database
+    from agentz_app.store.models import Event
+
+    db = Database.from_url(url)
+    try:
+        with db.read() as session:
+            rows = session.execute(
+                select(Event.run_id, Event.kind, Event.to_status, Event.payload)
+                .where(Event.run_id.is_not(None))
+                .order_by(Event.id)
+            ).all()
+    finally:
+        db.dispose()
+    return [EventRow(str(r[0]), r[1], r[2], dict(r[3] or {})) for r in rows]
