@@ -355,3 +355,86 @@ def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> Non
     else:
         for report in reports:
             click.echo(describe(report))
+
+
+# Planner and worker roles, one-shot stage runs, one issue in the foreground.
+
+
+def _run_role(ctx: click.Context, role: str, once: bool) -> list[Any]:
+    import asyncio
+
+    from workers.pool import run_role
+
+    try:
+        return asyncio.run(run_role(_settings(ctx), role, once=once))
+    except KeyboardInterrupt:
+        return []
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo_outcomes(outcomes: list[Any], role: str) -> None:
+    if not outcomes:
+        click.echo(f"{role}: nothing to claim")
+    for outcome in outcomes:
+        click.echo(outcome.summary())
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Claim at most one run, then exit.")
+@click.pass_context
+def worker(ctx: click.Context, once: bool) -> None:
+    """Develop, review, submit and CI-fix runs, one at a time."""
+    outcomes = _run_role(ctx, "worker", once)
+    if once:
+        _echo_outcomes(outcomes, "worker")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Claim at most one run, then exit.")
+@click.pass_context
+def planner(ctx: click.Context, once: bool) -> None:
+    """Turn queued runs into plans, one at a time."""
+    outcomes = _run_role(ctx, "planner", once)
+    if once:
+        _echo_outcomes(outcomes, "planner")
+
+
+@cli.command("plan-next")
+@click.pass_context
+def plan_next(ctx: click.Context) -> None:
+    """Claim the next queued run, plan it and exit."""
+    _echo_outcomes(_run_role(ctx, "planner", True), "planner")
+
+
+@cli.command("run-next")
+@click.pass_context
+def run_next(ctx: click.Context) -> None:
+    """Claim the next ready (or CI-fix) run, run its stages and exit."""
+    _echo_outcomes(_run_role(ctx, "worker", True), "worker")
+
+
+@cli.command("issue")
+@click.argument("number", type=click.IntRange(min=1))
+@click.option("--repo", default=None, help="Repository owner/name (default GITHUB_REPO).")
+@click.pass_context
+def issue_command(ctx: click.Context, number: int, repo: str | None) -> None:
+    """Deliver issue NUMBER unattended in the foreground: plan, develop, review, PR, CI, done."""
+    import asyncio
+
+    from workers.pool import deliver_issue
+
+    settings = _settings(ctx)
+    target = repo or settings.github_repo
+    if not target:
+        raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
+    try:
+        run = asyncio.run(deliver_issue(settings, target, number, echo=click.echo))
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; the run resumes with `agentz run-next` or a worker") from None
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    pr = f", pull request #{run.pr_number}" if run.pr_number else ""
+    click.echo(f"run {run.id} finished as {run.status}{pr}")
+    if run.status not in ("done", "merged", "awaiting_approval"):
+        ctx.exit(1)

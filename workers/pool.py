@@ -1,0 +1,295 @@
+"""Planner and worker loops: claim a run, execute its stages, repeat.
+
+One run at a time per process (parallelism is the number of worker processes).
+While idle a loop polls the database about twice a second with a cheap read and
+makes no GitHub request. SIGTERM/SIGINT hand the current run back (its agent's
+process group is killed and the run resumes from its recorded stage elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select, update
+
+from agentz_app.config import Settings
+from agentz_app.errors import AgentZError, GitHubError
+from agentz_app.logs import get_logger
+from agentz_app.store import snapshots, states
+from agentz_app.store.db import Database
+from agentz_app.store.models import Event, Repository, Run, now
+from agentz_app.store.owners import current_owner
+from agentz_app.store.runs import Lease, RunQueue
+from agentz_app.store.states import Status
+from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, work_run
+from workers.worktrees import Worktrees
+
+IDLE_POLL_SECONDS = 0.5
+CI_POLL_SECONDS = 5.0
+
+log = get_logger("agentz.pool")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one claim-and-execute step did."""
+
+    run_id: str
+    before: str
+    after: str
+
+    def summary(self) -> str:
+        return f"run {self.run_id}: {self.before} -> {self.after}"
+
+
+# Wiring -------------------------------------------------------------------------
+
+
+def _installation_of(db: Database, run_repo: str) -> int | None:
+    with db.read() as session:
+        row = session.scalars(select(Repository).where(Repository.full_name == run_repo)).first()
+        return row.installation_id if row is not None else None
+
+
+def build_deps(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
+               progress: Progress | None = None) -> PipelineDeps:
+    """Pipeline dependencies backed by the real GitHub App and the configured runners."""
+    from agentz_app.github.app import GitHubApp
+
+    app = GitHubApp(settings, http)
+
+    async def installation(repo: str, known: int | None = None) -> int:
+        found = known or _installation_of(db, repo)
+        return found if found else await app.installation_for_repo(repo)
+
+    async def github(run: Run) -> Any:
+        return app.client(await installation(run.repo, run.installation_id))
+
+    async def token(repo: str) -> str | None:
+        return await app.installation_token(await installation(repo))
+
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds)
+    return PipelineDeps(settings=settings, db=db, queue=queue, github=github,
+                        worktrees=Worktrees(settings, token_provider=token), progress=progress)
+
+
+# Claims -------------------------------------------------------------------------
+
+
+def _claimable(db: Database, statuses: Collection[str]) -> bool:
+    """A cheap read: is anything unleased in ``statuses``?"""
+    with db.read() as session:
+        found = session.scalars(
+            select(Run.id).where(Run.status.in_(list(statuses)), Run.lease_owner.is_(None)).limit(1)
+        ).first()
+        return found is not None
+
+
+def claim_run(queue: RunQueue, run_id: str, owner: str, *, statuses: Collection[str],
+              target: str | None = None) -> tuple[Run, Lease] | None:
+    """Claim one specific run (for ``agentz issue N``), with the same fencing as :meth:`RunQueue.claim`."""
+    wanted = [Status(s) for s in statuses]
+    stamp = now()
+    with queue.db.begin() as session:
+        run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+        if run is None or run.lease_owner is not None or run.status not in wanted:
+            return None
+        if target is not None and not states.can_transition(run.status, target):
+            return None
+        previous = run.status
+        lease = Lease(run.id, run.attempt + 1, owner)
+        session.execute(
+            update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(
+                status=target or previous, attempt=lease.attempt, lease_owner=owner,
+                lease_expires_at=stamp + queue.lease_seconds, heartbeat_at=stamp, updated_at=stamp,
+            ).execution_options(synchronize_session=False)
+        )
+        session.add(Event(run_id=run.id, kind="claimed", from_status=previous, to_status=target or previous,
+                          payload={"owner": owner, "attempt": lease.attempt}, created_at=stamp))
+    return queue.get(run_id), lease
+
+
+async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None = None) -> Outcome | None:
+    """Claim one run for ``role`` (planner or worker) and execute its stages; None when idle."""
+    if role == "planner":
+        statuses, target, execute = states.CLAIMABLE_BY_PLANNER, Status.PLANNING, plan_run
+    elif role == "worker":
+        statuses, target, execute = states.CLAIMABLE_BY_WORKER, None, work_run
+    else:
+        raise ValueError(f"unknown role {role!r}")
+    if run_id is not None:
+        claimed = claim_run(deps.queue, run_id, owner, statuses=statuses, target=target)
+    else:
+        limit = deps.settings.per_repo_limit if role == "worker" else None
+        claimed = deps.queue.claim(owner, statuses=statuses, target=target, per_repo_limit=limit)
+    if claimed is None:
+        return None
+    run, lease = claimed
+    before = str(run.status)
+    log.info("claimed run", role=role, run_id=run.id, status=before, repo=run.repo, issue=run.issue_number)
+    after = await execute(deps, run, lease)
+    return Outcome(run.id, before, str(after.status))
+
+
+# Loops --------------------------------------------------------------------------
+
+
+def _install_stop(stop: asyncio.Event) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def run_role(settings: Settings, role: str, *, once: bool = False, db: Database | None = None,
+                   stop: asyncio.Event | None = None, deps: PipelineDeps | None = None) -> list[Outcome]:
+    """Loop claim → execute for ``role`` until stopped; with ``once``, at most one claim."""
+    from agentz_app.bootstrap import open_database
+
+    own_db = db is None
+    database = db or open_database(settings)
+    stop = stop or asyncio.Event()
+    remove = _install_stop(stop)
+    owner = current_owner(role)
+    statuses = states.CLAIMABLE_BY_PLANNER if role == "planner" else states.CLAIMABLE_BY_WORKER
+    outcomes: list[Outcome] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            active = deps or build_deps(settings, database, http)
+            while not stop.is_set():
+                if not _claimable(database, statuses):
+                    if once:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+                    continue
+                work = asyncio.ensure_future(step(active, role, owner))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not work.done():
+                    work.cancel()  # hand the run back; the pipeline releases it for resumption
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+                    break
+                try:
+                    outcome = work.result()
+                except AgentZError as exc:
+                    log.error("stage failed", role=role, error=str(exc))
+                    if once:
+                        raise
+                    await asyncio.sleep(IDLE_POLL_SECONDS)
+                    continue
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+                if once:
+                    break
+    finally:
+        remove()
+        if own_db:
+            database.dispose()
+    return outcomes
+
+
+async def run_worker(settings: Settings, *, once: bool = False, **kwargs: Any) -> list[Outcome]:
+    """The worker role: develop, review, submit and CI-fix runs."""
+    return await run_role(settings, "worker", once=once, **kwargs)
+
+
+async def run_planner(settings: Settings, *, once: bool = False, **kwargs: Any) -> list[Outcome]:
+    """The planner role: turn queued runs into plans."""
+    return await run_role(settings, "planner", once=once, **kwargs)
+
+
+# One issue in the foreground --------------------------------------------------------
+
+
+async def poll_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
+    """Read the head SHA's check runs and statuses from GitHub once, store them, settle the run."""
+    if not run.head_sha:
+        return run
+    data = await gh.getitem(f"/repos/{run.repo}/commits/{run.head_sha}/check-runs?per_page=100")
+    combined = await gh.getitem(f"/repos/{run.repo}/commits/{run.head_sha}/status")
+    with deps.db.begin() as session:
+        for check in (data or {}).get("check_runs", []):
+            snapshots.record_check(
+                session, run.repo, head_sha=run.head_sha, name=str(check.get("name")), source="check_run",
+                status=str(check.get("status")), conclusion=check.get("conclusion"),
+                app_slug=(check.get("app") or {}).get("slug"),
+                summary=str((check.get("output") or {}).get("summary") or ""),
+                updated_at=str(check.get("completed_at") or check.get("started_at") or ""),
+            )
+        for status in (combined or {}).get("statuses", []):
+            state = str(status.get("state"))
+            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
+            snapshots.record_check(
+                session, run.repo, head_sha=run.head_sha, name=str(status.get("context") or "default"),
+                source="status", status="completed" if conclusion else "in_progress", conclusion=conclusion,
+                summary=str(status.get("description") or ""), updated_at=str(status.get("updated_at") or ""),
+            )
+    if run.pr_number:
+        pull = await gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
+        if pull.get("state") == "closed":
+            target = Status.MERGED if pull.get("merged") else Status.CANCELLED
+            run = deps.queue.set_status(run.id, target, reason="pull request closed", actor="cli")
+            await finish_run(deps, gh, run)
+            return run
+    return await settle_ci(deps, gh, run)
+
+
+async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Callable[[str], None],
+                        db: Database | None = None, deps: PipelineDeps | None = None,
+                        ci_poll_seconds: float = CI_POLL_SECONDS) -> Run:
+    """Enqueue one issue and drive it through plan → … → done in the foreground."""
+    from agentz_app.bootstrap import open_database
+
+    own_db = db is None
+    database = db or open_database(settings)
+    owner = current_owner("issue")
+    try:
+        async with aiohttp.ClientSession() as http:
+            active = deps or build_deps(settings, database, http, progress=lambda r, s: echo(f"  {s}"))
+            run, created = active.queue.enqueue(
+                repo, number, installation_id=_installation_of(database, repo), force=True, requested_by="cli",
+                reason="delivered from the command line",
+            )
+            echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
+            last = ""
+            while True:
+                run = active.queue.get(run.id)
+                if str(run.status) != last:
+                    last = str(run.status)
+                    echo(f"{run.id}: {last}" + (f" ({run.error})" if run.error else ""))
+                if run.status in states.TERMINAL or run.status == Status.AWAITING_APPROVAL:
+                    return run
+                if run.status in states.CLAIMABLE_BY_PLANNER:
+                    await step(active, "planner", owner, run_id=run.id)
+                elif run.status in states.CLAIMABLE_BY_WORKER and run.lease_owner is None:
+                    await step(active, "worker", owner, run_id=run.id)
+                elif run.status == Status.WAITING_CHECKS:
+                    try:
+                        await poll_ci(active, await active.github(run), run)
+                    except GitHubError as exc:
+                        echo(f"  could not read checks: {exc}")
+                    if active.queue.get(run.id).status == Status.WAITING_CHECKS:
+                        await asyncio.sleep(ci_poll_seconds)
+                else:
+                    await asyncio.sleep(IDLE_POLL_SECONDS)  # deferred, or leased by another process
+    finally:
+        if own_db:
+            database.dispose()
