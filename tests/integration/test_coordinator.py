@@ -103,6 +103,10 @@ class MemoryGH:
             if query.get("state", "open") != "all":
                 pulls = [p for p in pulls if p["state"] == query.get("state", "open")]
             return pulls
+        if m := re.fullmatch(r"/pulls/(\d+)", rest):
+            return self.pulls[int(m[1])]
+        if m := re.fullmatch(r"/commits/([0-9a-f]+)/status", rest):
+            return {"state": "pending", "statuses": []}
         if m := re.fullmatch(r"/pulls/(\d+)/reviews/(\d+)/comments", rest):
             return self.review_comments.get(int(m[2]), [])
         if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-runs", rest):

@@ -250,3 +250,60 @@ async def test_losing_the_lease_stops_the_agent_without_further_writes(tmp_path:
     events_after = [e.kind for e in h.queue.events(run_id)][-1]
     assert events_after == "transition"  # the operator's cancel is the last word
     assert not h.gh.pulls
+
+
+async def test_worker_loop_once_processes_one_run_and_then_idles(tmp_path: Path) -> None:
+    from workers.pool import run_planner, run_worker
+
+    h = Harness(tmp_path, [*HAPPY[:2], {"role": "reviewer", "json": APPROVE}])
+    run_id = h.enqueue()
+    planned = await run_planner(h.settings, once=True, db=h.db, deps=h.deps)
+    assert [o.after for o in planned] == ["ready"]
+    worked = await run_worker(h.settings, once=True, db=h.db, deps=h.deps)
+    assert [(o.run_id, o.before, o.after) for o in worked] == [(run_id, "ready", "waiting_checks")]
+    assert await run_worker(h.settings, once=True, db=h.db, deps=h.deps) == []
+
+
+async def test_stopping_the_worker_hands_the_run_back(tmp_path: Path) -> None:
+    from workers.pool import run_worker
+
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "sleep": 30, "write": [{"path": "src/app.py", "content": "x\n"}]},
+    ])
+    run_id = h.enqueue()
+    await h.plan()
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(run_worker(h.settings, db=h.db, deps=h.deps, stop=stop))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if h.queue.get(run_id).status == "developing":
+            break
+    stop.set()
+    assert await asyncio.wait_for(loop_task, 10) == []
+    run = h.queue.get(run_id)
+    assert run.status == "ready" and run.lease_owner is None and run.stage == "developing"
+
+
+async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path: Path) -> None:
+    from workers.pool import deliver_issue
+
+    h = Harness(tmp_path, [*HAPPY[:2], {"role": "reviewer", "json": APPROVE}])
+    lines: list[str] = []
+
+    async def ci_passes_once_pushed() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            runs = h.queue.list_runs()
+            if runs and runs[0].head_sha and runs[0].status == "waiting_checks":
+                h.gh.checks[1] = {"id": 1, "name": "tests", "head_sha": runs[0].head_sha, "status": "completed",
+                                  "conclusion": "success", "app": {"slug": "ci"}, "output": {"summary": "ok"}}
+                return
+
+    ci = asyncio.create_task(ci_passes_once_pushed())
+    run = await asyncio.wait_for(
+        deliver_issue(h.settings, REPO, 7, echo=lines.append, db=h.db, deps=h.deps, ci_poll_seconds=0.05), 60)
+    await ci
+    assert run.status == "done" and run.pr_number is not None
+    statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
+    assert statuses == ["queued", "ready", "waiting_checks", "done"]
