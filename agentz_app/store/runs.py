@@ -40,6 +40,8 @@ _WRITABLE = frozenset(c.key for c in Run.__table__.columns) - _PROTECTED
 # Statuses whose runs a CI or review webhook may wake by head SHA.
 WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
 _RETRIES = 3
+# Runs that start over or wait hold only their issue claim (so two waiting runs never block each other).
+_ISSUE_ONLY = frozenset({Status.QUEUED, Status.DEFERRED})
 
 Clock = Callable[[], float]
 
@@ -486,8 +488,9 @@ class RunQueue:
         terminal statuses all claims). Raises LeaseLost or IllegalTransition.
 
         Moving to a status that needs no lease (ready, queued, waiting_checks,
-        deferred, terminal ...) always drops the lease; deferring also gives back the
-        run's file and module claims so two deferred runs never wait on each other.
+        deferred, terminal ...) always drops the lease; moving to queued or deferred
+        also gives back the run's file and module claims, so two waiting runs never
+        block each other.
         """
         _check_fields(fields)
         goal = Status(target)
@@ -510,7 +513,7 @@ class RunQueue:
             freed = False
             if goal in TERMINAL:
                 freed = self._drop_claims(session, updated, keep_issue=False)
-            elif goal == Status.DEFERRED:
+            elif goal in _ISSUE_ONLY:
                 freed = self._drop_claims(session, updated, keep_issue=True)
             self._event(
                 session, run.id, "transition", from_status=current, to_status=goal,
@@ -583,7 +586,7 @@ class RunQueue:
         freed = False
         if goal in TERMINAL:
             freed = self._drop_claims(session, run, keep_issue=False)
-        elif goal == Status.DEFERRED:
+        elif goal in _ISSUE_ONLY:
             freed = self._drop_claims(session, run, keep_issue=True)
         self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
                     attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
