@@ -118,19 +118,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "database unavailable"}, status=503)
 
 
-def _install_metrics(app: web.Application) -> None:
+def _install_metrics(app: web.Application, db: Database) -> None:
+    """Add ``/metrics`` and the webhook latency middleware when the metrics module exists."""
     try:
         metrics = importlib.import_module("agentz_app.metrics")
     except ModuleNotFoundError as exc:
         if exc.name != "agentz_app.metrics":
             raise
         return
-    handler = getattr(metrics, "metrics_handler", None)
-    if handler is not None:
-        app.router.add_get("/metrics", handler)
-    middleware = getattr(metrics, "metrics_middleware", None)
-    if middleware is not None:
-        app.middlewares.append(middleware)
+    metrics.install_metrics(app, db, webhook_path=WEBHOOK_PATH)
 
 
 def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) -> web.Application:
@@ -140,14 +136,17 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
     app[DB_KEY] = db
     app[SECRET_KEY] = settings.webhook_secret()
     app[RUNTIME_KEY] = runtime = _Runtime()
-    _install_metrics(app)
+    _install_metrics(app, db)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        processor = InboxProcessor(db, settings) if process_inbox else None
-        writer = DeliveryWriter(db, on_stored=processor.wake if processor is not None else None)
+        writer = DeliveryWriter(db)
+        processor = None
+        if process_inbox:
+            processor = InboxProcessor(db, settings, ingest_busy=lambda: writer.busy)
+            writer.on_stored = processor.wake
         writer.start()
         runtime.writer, runtime.processor = writer, processor
         if processor is not None:

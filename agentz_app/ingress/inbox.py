@@ -16,7 +16,8 @@ import contextlib
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,12 @@ class DeliveryWriter:
         self.on_stored = on_stored
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._committing = False
+
+    @property
+    def busy(self) -> bool:
+        """True while rows wait for or are in a commit (readable from any thread)."""
+        return self._committing or not self._queue.empty()
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -170,7 +177,11 @@ class DeliveryWriter:
                 except asyncio.QueueEmpty:
                     break
             if batch:
-                await self._commit(batch)
+                self._committing = True
+                try:
+                    await self._commit(batch)
+                finally:
+                    self._committing = False
 
     async def _commit(self, batch: list[_Pending]) -> None:
         unique: dict[str, dict[str, Any]] = {}
@@ -249,15 +260,27 @@ def claim_pending(db: Database, *, limit: int = 100, claim_seconds: float = CLAI
 
 
 def finish_deliveries(
-    db: Database, *, done: Iterable[int], failed: Iterable[tuple[PendingDelivery, str]]
+    db: Database,
+    *,
+    done: Iterable[int],
+    failed: Iterable[tuple[PendingDelivery, str]],
+    released: Iterable[int] = (),
 ) -> None:
-    """Mark successes processed and schedule failures for a retry, in one transaction."""
+    """Mark successes processed, schedule failures for a retry and make released
+    (claimed but untouched) deliveries due again, in one transaction."""
     done_ids = list(done)
     failures = list(failed)
-    if not done_ids and not failures:
+    released_ids = list(released)
+    if not done_ids and not failures and not released_ids:
         return
     stamp = now()
     with db.begin() as session:
+        if released_ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(released_ids), Delivery.processed_at.is_(None))
+                .values(next_attempt_at=stamp)
+            )
         if done_ids:
             session.execute(
                 update(Delivery)
@@ -304,8 +327,14 @@ async def process_pending(
     limit: int = 100,
     router: routing.Router | None = None,
     claim_seconds: float = CLAIM_SECONDS,
+    before_each: Callable[[], Awaitable[bool]] | None = None,
 ) -> int:
-    """Process up to ``limit`` due deliveries; returns how many were claimed."""
+    """Process up to ``limit`` due deliveries; returns how many were claimed.
+
+    ``before_each`` is awaited before every delivery (the receiver uses it to let
+    webhook ingestion go first); when it returns False the rest of the batch is
+    released for immediate pickup and processing stops.
+    """
     from agentz_app.store.runs import RunQueue
 
     if router is None:
@@ -318,7 +347,11 @@ async def process_pending(
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
     done: list[int] = []
     failed: list[tuple[PendingDelivery, str]] = []
-    for pending in batch:
+    released: list[int] = []
+    for index, pending in enumerate(batch):
+        if before_each is not None and not await before_each():
+            released = [rest.id for rest in batch[index:]]
+            break
         with structlog.contextvars.bound_contextvars(delivery_id=pending.delivery_id, github_event=pending.event):
             try:
                 data = json.loads(pending.payload)
@@ -338,7 +371,7 @@ async def process_pending(
             else:
                 done.append(pending.id)
                 log.debug("delivery processed", action=data.get("action") if isinstance(data, dict) else None)
-    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed)
+    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed, released=released)
     return len(batch)
 
 
@@ -361,7 +394,9 @@ class InboxProcessor:
     work never stalls the receiver's request loop.
 
     :meth:`wake` may be called from any thread; otherwise the processor polls every
-    ``poll_seconds`` and when the earliest retry falls due.
+    ``poll_seconds`` and when the earliest retry falls due. While ``ingest_busy()``
+    says deliveries are being stored, each delivery waits (at most
+    ``max_defer_seconds``), so a burst is acknowledged first and processed right after.
     """
 
     def __init__(
@@ -372,8 +407,12 @@ class InboxProcessor:
         batch_size: int = 100,
         poll_seconds: float = 15.0,
         router: routing.Router | None = None,
+        ingest_busy: Callable[[], bool] | None = None,
+        max_defer_seconds: float = 0.5,
     ) -> None:
         self.db = db
+        self.ingest_busy = ingest_busy
+        self.max_defer_seconds = max_defer_seconds
         self.settings = settings
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -431,7 +470,12 @@ class InboxProcessor:
                 claimed = 0
                 try:
                     claimed = await process_pending(
-                        self.db, self.settings, github=github, limit=self.batch_size, router=router
+                        self.db,
+                        self.settings,
+                        github=github,
+                        limit=self.batch_size,
+                        router=router,
+                        before_each=self._defer_to_ingest,
                     )
                 except Exception as exc:
                     log.error("inbox pass failed", error=describe_error(exc))
@@ -439,6 +483,13 @@ class InboxProcessor:
                     continue
                 await self._sleep()
         self._loop = None
+
+    async def _defer_to_ingest(self) -> bool:
+        if self.ingest_busy is not None:
+            deadline = time.monotonic() + self.max_defer_seconds
+            while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():
+                await asyncio.sleep(0.005)
+        return not self._stopping.is_set()
 
     async def _sleep(self) -> None:
         assert self._wakeup is not None

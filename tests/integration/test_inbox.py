@@ -194,3 +194,43 @@ def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Se
         processor.stop()
     assert deliveries(db)["woken"].processed_at is not None
     assert [call[0] for call in recorder.calls] == ["woken"]
+
+
+async def test_stopping_mid_batch_makes_the_untouched_deliveries_due_again(db: Database, settings: Settings) -> None:
+    recorder = Recorder()
+    insert_deliveries(db, [row("first"), row("second"), row("third")])
+    allowed = iter([True, False])
+
+    async def before_each() -> bool:
+        return next(allowed)
+
+    assert await process_pending(db, settings, github=None, router=recorder.router, before_each=before_each) == 3
+    stored = deliveries(db)
+    assert stored["first"].processed_at is not None
+    for name in ("second", "third"):
+        assert stored[name].processed_at is None and stored[name].attempts == 0
+        assert stored[name].next_attempt_at is not None and stored[name].next_attempt_at <= now()
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 2
+    assert [call[0] for call in recorder.calls] == ["first", "second", "third"]
+
+
+def test_background_processor_lets_busy_ingestion_go_first(db: Database, settings: Settings) -> None:
+    recorder = Recorder()
+    busy = threading.Event()
+    busy.set()
+    processor = InboxProcessor(
+        db, settings, poll_seconds=60, router=recorder.router, ingest_busy=busy.is_set, max_defer_seconds=30
+    )
+    processor.start()
+    try:
+        insert_deliveries(db, [row("burst")])
+        processor.wake()
+        time.sleep(0.3)
+        assert recorder.calls == []  # still deferring to the burst
+        busy.clear()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and deliveries(db)["burst"].processed_at is None:
+            time.sleep(0.02)
+    finally:
+        processor.stop()
+    assert [call[0] for call in recorder.calls] == ["burst"]

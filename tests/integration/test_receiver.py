@@ -224,3 +224,10 @@ async def test_receiver_processes_stored_deliveries_in_the_background(
     assert stored(sqlite_db)[0].processed_at is not None
     with sqlite_db.read() as session:
         assert session.scalars(select(IssueSnapshot.title)).one() == "from the background"
+
+
+async def test_metrics_report_webhook_latency(client: TestClient[Any, Any]) -> None:
+    assert (await post(client, b'{"action": "opened"}')).status == 202
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert "agentz_webhook_latency_seconds_count 1.0" in await response.text()
