@@ -208,8 +208,9 @@ async def test_stopping_mid_batch_makes_the_untouched_deliveries_due_again(db: D
     stored = deliveries(db)
     assert stored["first"].processed_at is not None
     for name in ("second", "third"):
-        assert stored[name].processed_at is None and stored[name].attempts == 0
-        assert stored[name].next_attempt_at is not None and stored[name].next_attempt_at <= now()
+        untouched = stored[name]
+        assert untouched.processed_at is None and untouched.attempts == 0
+        assert untouched.next_attempt_at is not None and untouched.next_attempt_at <= now()
     assert await process_pending(db, settings, github=None, router=recorder.router) == 2
     assert [call[0] for call in recorder.calls] == ["first", "second", "third"]
 
