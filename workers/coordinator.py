@@ -244,9 +244,10 @@ class Coordinator:
         self, repo: str, number: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()
     ) -> list[str]:
         """Add and remove labels in at most one write; returns the resulting labels."""
+        issue = await self.gh.getitem(f"/repos/{repo}/issues/{number}")
         current = [
-            str(label.get("name")) async for label in self.gh.getiter(f"/repos/{repo}/issues/{number}/labels")
-            if isinstance(label, dict)
+            str(label.get("name")) if isinstance(label, dict) else str(label)
+            for label in (issue.get("labels") or [] if isinstance(issue, dict) else [])
         ]
         additions = [name for name in dict.fromkeys(add) if name not in current]
         removals = {name for name in remove if name in current and name not in additions}
@@ -258,7 +259,16 @@ class Coordinator:
         elif not additions and len(removals) == 1:
             await self.gh.delete(f"/repos/{repo}/issues/{number}/labels/{quote(next(iter(removals)), safe='')}")
         else:
-            await self.gh.put(f"/repos/{repo}/issues/{number}/labels", data={"labels": wanted})
+            try:
+                await self.gh.put(f"/repos/{repo}/issues/{number}/labels", data={"labels": wanted})
+            except GitHubError as exc:
+                if exc.status_code not in (404, 405, 501):
+                    raise
+                # A server without "set labels": add, then remove one by one.
+                if additions:
+                    await self.gh.post(f"/repos/{repo}/issues/{number}/labels", data={"labels": additions})
+                for name in sorted(removals):
+                    await self.gh.delete(f"/repos/{repo}/issues/{number}/labels/{quote(name, safe='')}")
         return wanted
 
 

@@ -64,7 +64,7 @@ class MemoryGH:
         if rest == "" and method == "GET":
             return {"full_name": self.repo, "default_branch": self.default_branch}
         if m := re.fullmatch(r"/issues/(\d+)", rest):
-            return self.issues[int(m[1])]
+            return {**self.issues[int(m[1])], "labels": [{"name": n} for n in self.labels[int(m[1])]]}
         if m := re.fullmatch(r"/issues/(\d+)/labels", rest):
             number = int(m[1])
             if method == "POST":

@@ -307,3 +307,63 @@ async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path
     assert run.status == "done" and run.pr_number is not None
     statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
     assert statuses == ["queued", "ready", "waiting_checks", "done"]
+
+
+# Against the fake GitHub over real HTTP, with its simulated CI running pytest on each push.
+
+from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, fakehub, webhook_sink  # noqa: E402, F401
+
+APP_FILES = {
+    "app.py": "def speed():\n    return 1\n",
+    "test_app.py": "from app import speed\n\n\ndef test_speed():\n    assert speed() >= 1\n",
+}
+SLOW = "def speed():\n    return 0\n"  # breaks the repository's test: CI fails
+FAST = "def speed():\n    return 2\n"
+
+
+async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
+    tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
+) -> None:
+    import aiohttp
+
+    from workers.pool import build_deps, deliver_issue
+
+    await fakehub.create_repo("acme/widgets", APP_FILES)
+    issue = fakehub.create_issue("acme/widgets", "Make speed faster", "speed() should return more",
+                                 labels=["agent-z"])
+    number = int(issue["number"])
+    settings = Settings.load(
+        None, database_url=f"sqlite:///{tmp_path / 'e2e.db'}", state_dir=tmp_path / "state",
+        github_app_id=APP_ID, github_private_key=app_private_key, github_app_slug=APP_SLUG,
+        github_api_url=fakehub.api_url, git_url_template=fakehub.git_url_template, default_backend="scripted",
+        heartbeat_seconds=1, lease_seconds=30,
+    )
+    db = Database.from_url(settings.database_url)
+    migrate(db)
+    plan = {**PLAN, "files": ["app.py"]}
+    lines: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            deps = build_deps(settings, db, http)
+            deps.extra_agent_env = steps(
+                {"role": "task_lead", "json": plan},
+                {"role": "developer", "call": 1, "write": [{"path": "app.py", "content": SLOW}]},
+                {"role": "developer", "call": 2, "write": [{"path": "app.py", "content": FAST}]},
+                {"role": "reviewer", "json": APPROVE},
+            )
+            run = await asyncio.wait_for(
+                deliver_issue(settings, "acme/widgets", number, echo=lines.append, db=db, deps=deps,
+                              ci_poll_seconds=0.2), 120)
+    finally:
+        db.dispose()
+    assert run.status == "done", lines
+    assert run.ci_round == 1 and run.pr_number is not None
+    assert len(fakehub.list_pulls("acme/widgets", state="all")) == 1
+    comments = fakehub.list_comments("acme/widgets", number)
+    assert len(comments) == 1 and "Done" in comments[0]["body"]
+    checks = {c["name"] for c in fakehub.state.data["check_runs"].values()}
+    assert {"Agent-Z / plan", "Agent-Z / develop", "Agent-Z / review", "Agent-Z / ci-fix"} <= checks
+    labels = fakehub.state.issue("acme/widgets", number)["labels"]
+    assert "agent-z:running" not in labels and "ongoing" not in labels
+    statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
+    assert statuses[-3:] == ["fixing_ci", "waiting_checks", "done"]
