@@ -61,7 +61,7 @@ log = get_logger("agentz.pipeline")
 
 _FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
 _RESUMABLE_STAGES = ("developing", "reviewing", "fixing", "submitting")
-_CI_STAGES = ("ci_fixing", "ci_submitting")
+_CI_STAGES = ("ci_fixing", "ci_submitting", "fixing_ci")
 
 
 class StopRun(AgentZError):

@@ -367,3 +367,81 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
     assert "agent-z:running" not in labels and "ongoing" not in labels
     statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
     assert statuses[-3:] == ["fixing_ci", "waiting_checks", "done"]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+async def test_killed_worker_process_is_resumed_without_a_second_pr(
+    tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
+) -> None:
+    import os
+    import signal
+    import sys
+
+    import aiohttp
+
+    from agentz_app.reconciler import reconcile_once
+    from workers.pool import build_deps
+
+    await fakehub.create_repo("acme/widgets", APP_FILES, ci_command=None)
+    number = int(fakehub.create_issue("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
+    agent_steps = json.dumps([
+        {"role": "task_lead", "json": {**PLAN, "files": ["app.py"]}},
+        {"role": "developer", "nth": 1, "sleep": 120, "write": [{"path": "app.py", "content": SLOW}]},
+        {"role": "developer", "write": [{"path": "app.py", "content": FAST}]},
+        {"role": "reviewer", "json": APPROVE},
+    ])
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'kill.db'}", "STATE_DIR": str(tmp_path / "state"),
+        "GITHUB_APP_ID": str(APP_ID), "GITHUB_PRIVATE_KEY": app_private_key, "GITHUB_APP_SLUG": APP_SLUG,
+        "GITHUB_API_URL": fakehub.api_url, "GIT_URL_TEMPLATE": fakehub.git_url_template,
+        "DEFAULT_BACKEND": "scripted", "LEASE_SECONDS": "2", "HEARTBEAT_SECONDS": "0.5", "LOG_FORMAT": "json",
+    }
+    settings = Settings.load(None, **{k.lower(): v for k, v in env.items()})
+    db = Database.from_url(settings.database_url)
+    migrate(db)
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds)
+    try:
+        async with aiohttp.ClientSession() as http:
+            deps = build_deps(settings, db, http)
+            deps.extra_agent_env = {"AGENTZ_SCRIPTED_STEPS": agent_steps}
+            run, _ = queue.enqueue("acme/widgets", number, title="Make speed faster")
+            claimed = queue.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
+            assert claimed is not None
+            assert (await plan_run(deps, *claimed)).status == "ready"
+
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agentz_app", "run-next", cwd=tmp_path,
+                env={**os.environ, **env, "AGENTZ_SCRIPTED_STEPS": agent_steps},
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            agent: list[int] = []
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                agent = _children(proc.pid)
+                if queue.get(run.id).status == "developing" and agent:
+                    break
+            assert queue.get(run.id).status == "developing"
+            for child in agent:  # the agent runs in its own process group; end it with its worker
+                os.killpg(child, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+            await asyncio.sleep(settings.lease_seconds + 0.5)
+            report = reconcile_once(db, settings)
+            assert run.id in report.as_dict()["resumed"], report.as_dict()
+            resumed = queue.get(run.id)
+            assert resumed.status == "ready" and resumed.stage == "developing"
+
+            claimed = queue.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
+            assert claimed is not None
+            finished = await work_run(deps, *claimed)
+    finally:
+        db.dispose()
+    assert finished.status == "waiting_checks"
+    assert len(fakehub.list_pulls("acme/widgets", state="all")) == 1
+    assert len(fakehub.list_comments("acme/widgets", number)) == 1
