@@ -8,6 +8,7 @@
 # reused (marker file), so repeated CI runs on the same machine skip the ~1 GB
 # download. When npm or the registry is unavailable the script warns on stderr and
 # exits 0 without printing a path, so the real-CLI tests skip with a visible reason.
+# With --check it only prints the folder if it is complete (exit 1 otherwise).
 set -uo pipefail
 
 CLAUDE_VERSION="${AGENTZ_CLAUDE_VERSION:-2.1.197}"
@@ -23,6 +24,9 @@ warn() { echo "install-agent-clis: $*" >&2; }
 if [[ -f "$marker" ]]; then
     echo "$target"
     exit 0
+fi
+if [[ "${1:-}" == "--check" ]]; then
+    exit 1
 fi
 
 if ! command -v npm >/dev/null 2>&1; then

@@ -64,7 +64,10 @@ class ScenarioStep(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
     def fits(self, role: str | None, prompt: str) -> bool:

@@ -96,10 +96,11 @@ async def _sse(request: web.Request, events: list[Event]) -> web.StreamResponse:
 
 
 def _error(api: str, status: int, message: str) -> web.Response:
+    kind = "api_error" if status >= 500 else "invalid_request_error"
     if api == "anthropic":
-        body: dict[str, Any] = {"type": "error", "error": {"type": "api_error", "message": message}}
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
     else:
-        body = {"error": {"message": message, "type": "server_error", "code": None}}
+        body = {"error": {"message": message, "type": kind, "code": None}}
     return web.json_response(body, status=status)
 
 
@@ -125,7 +126,7 @@ def _handler(api: str) -> Callable[[web.Request], Any]:
             await asyncio.sleep(stall)
         if status is not None:
             record.status = status
-            return _error(api, status, "scripted failure")
+            return _error(api, status, f"scripted {status} answer")
         record.reply = reply
         if api == "anthropic":
             message_id = state.next_id("msg")
@@ -189,9 +190,9 @@ class FakeModelServer:
 
     async def start(self) -> str:
         """Start listening; return the base URL."""
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

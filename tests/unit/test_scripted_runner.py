@@ -165,3 +165,8 @@ async def test_sleep_delays_the_answer(settings: Settings, workdir: Path) -> Non
 def test_unknown_backend_is_a_config_error(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="unknown agent backend"):
         get_runner("gpt-cli", settings)
+
+
+def test_invalid_regex_in_steps_is_a_config_error(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="invalid regular expression"):
+        load_steps(settings, _inline([{"role": "developer", "regex": "("}]))

@@ -63,7 +63,9 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
                                                        "cache_creation_input_tokens", "cache_read_input_tokens"))
     error: str | None = None
     if result.get("is_error") or exit_code != 0:
-        error = f"claude failed ({result.get('subtype', 'error')}): {text or stderr_tail(stderr)}".strip()
+        subtype = result.get("subtype")
+        reason = f" ({subtype})" if subtype not in (None, "success") else ""
+        error = f"claude failed{reason}: {text or stderr_tail(stderr) or f'exit {exit_code}'}"
     elif result.get("subtype") not in (None, "success"):
         error = f"claude stopped: {result.get('subtype')}"
     elif denials:

@@ -117,7 +117,10 @@ class Step(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
     def matches(self, role: str, prompt: str, *, call: int, nth: int) -> bool:
