@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,7 +491,8 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
         run, title=f"Fix #{run.issue_number}: {issue.title or run.title}"[:250],
         body=pr_body(run.issue_number, plan.summary, review_md, run.id),
     )
-    a.update(pr_number=pr, head_sha=head)
+    # Point the checkpoint at what was pushed, so a resume elsewhere continues from this head.
+    a.update(pr_number=pr, head_sha=head, checkpoint_sha=await a.deps.worktrees.checkpoint(run.id, run.repo, path))
     reports: list[CheckReport] = []
     if first:
         conclusion, title, summary = plan_check(plan)
@@ -506,8 +508,7 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
         reports.append(CheckReport("ci-fix", "completed", ci_conclusion, title, summary))
     for report in reports:
         await a.coordinator.report_check(a.run, report, head_sha=head)
-    view = status_view(a.run, review_summary=review_md)
-    view = type(view)(**{**view.__dict__, "status": "waiting_checks"})
+    view = dataclasses.replace(status_view(a.run, review_summary=review_md), status="waiting_checks")
     comment_id = await a.coordinator.status_comment(a.run, view)
     a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
     await settle_ci(a.deps, a.gh, a.run)  # CI may have finished before we started waiting

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,9 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert failing.status == "fixing_ci" and failing.ci_round == 1
     assert failing.feedback is not None and failing.feedback["checks"][0]["name"] == "tests"
 
+    # The fix happens on "another host": no local worktree or mirror survives.
+    await h.deps.worktrees.remove(run_id, REPO)
+    shutil.rmtree(h.deps.worktrees.mirror_path(REPO))
     resubmitted = await h.work()
     assert resubmitted.status == "waiting_checks" and resubmitted.head_sha != first_head
     assert resubmitted.head_sha is not None
