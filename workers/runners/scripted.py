@@ -287,7 +287,7 @@ class ScriptedRunner:
         }
         child_env = agent_env(self.settings, env)
         proc = await run_process(
-            [sys.executable, "-m", "workers.runners.scripted_agent"],
+            [sys.executable, "-I", str(Path(__file__).with_name("scripted_agent.py"))],
             cwd=workdir,
             env=child_env,
             timeout=timeout,
