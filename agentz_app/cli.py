@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -438,3 +439,45 @@ def issue_command(ctx: click.Context, number: int, repo: str | None) -> None:
     click.echo(f"run {run.id} finished as {run.status}{pr}")
     if run.status not in ("done", "merged", "awaiting_approval"):
         ctx.exit(1)
+
+
+@cli.command()
+@click.option("--backend", type=click.Choice(["scripted", "claude", "codex", "opencode"]), default="scripted",
+              show_default=True, help="Agent backend; real CLIs talk to the in-package fake model.")
+@click.option("--workers", type=click.IntRange(1, 8), default=2, show_default=True, help="Worker processes.")
+@click.option("--timeout", type=click.FloatRange(min=10), default=110.0, show_default=True,
+              help="Give up after this many seconds.")
+@click.option("--keep", is_flag=True, help="Keep the temporary workspace for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) -> None:
+    """Run the whole loop offline: fake GitHub, every role, sample issues, green PRs."""
+    import asyncio
+
+    from agentz_app.demo.model import installed_cli_dir
+    from agentz_app.demo.report import render_table
+    from agentz_app.demo.runner import DemoOptions, run_demo
+    from agentz_app.logs import configure_logging
+
+    configure_logging("console", "warning")
+    if backend != "scripted" and not os.environ.get("AGENTZ_CLI_DIR"):
+        found = installed_cli_dir()
+        if found is None:
+            raise click.ClickException(
+                f"the {backend} CLI is not installed: run `bash scripts/install-agent-clis.sh` "
+                "and export the folder it prints as AGENTZ_CLI_DIR")
+        os.environ["AGENTZ_CLI_DIR"] = found
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    options = DemoOptions(backend=backend, workers=workers, timeout=timeout, keep=keep)
+    try:
+        report = asyncio.run(run_demo(options, echo))
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo("")
+        click.echo(render_table(report))
+        if keep:
+            click.echo(f"workspace kept at {report.workspace}")
+    if not report.ok:
+        raise SystemExit(1)

@@ -1,0 +1,1 @@
+"""``agentz demo``: the whole loop offline against the in-package fake GitHub."""
