@@ -1,8 +1,10 @@
-"""``python -m bench [scenario ...] [--quick] [--json]``: run benchmark scenarios and print figures.
+"""``python -m bench [scenario ...] [--quick] [--json] [--check]``: run benchmark scenarios and print figures.
 
 Adding a scenario is one entry in :data:`SCENARIOS`: a name and the ``module:function``
 that takes :class:`bench.common.BenchOptions` and returns a dict of figures (or a
 list of them, one printed line each). Modules are imported only when their scenario runs.
+With ``--check`` the exit status is 1 when a correctness figure
+(:data:`bench.common.CORRECTNESS_KEYS`) is not zero.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bench.common import BenchOptions, Figures, Scenario, format_json, format_line
+from bench.common import BenchOptions, Figures, Scenario, failed_checks, format_json, format_line
 
 SCENARIOS: dict[str, str] = {
     "claims": "bench.claims:scenario",
+    "ingest": "bench.ingest:scenario",
+    "rss": "bench.ingest:rss_scenario",
 }
+
+# Run only when named: their figures already appear in another scenario's lines.
+EXPLICIT_ONLY: frozenset[str] = frozenset({"rss"})
 
 
 def load_scenario(name: str) -> Scenario:
@@ -42,19 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of: {', '.join(SCENARIOS)}")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a correctness figure is not zero")
     args, extra = parser.parse_known_args(argv)
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     options = BenchOptions(quick=args.quick, extra=tuple(extra))
-    names = args.scenarios or list(SCENARIOS)
+    names = args.scenarios or [name for name in SCENARIOS if name not in EXPLICIT_ONLY]
+    results: list[tuple[str, Figures]] = []
     if args.json:
-        print(format_json(run(names, options)))
+        results = run(names, options)
+        print(format_json(results))
     else:
         for name in names:
             for _, figures in run([name], options):
+                results.append((name, figures))
                 print(format_line(name, figures), flush=True)
-    return 0
+    failures = failed_checks(results) if args.check else []
+    for failure in failures:
+        print(f"check failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

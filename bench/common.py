@@ -26,11 +26,35 @@ class BenchOptions:
 Scenario = Callable[[BenchOptions], "Figures | list[Figures]"]
 
 
+# Figures that must be zero: ``python -m bench --check`` fails when any result has one above 0.
+CORRECTNESS_KEYS: tuple[str, ...] = (
+    "lost",
+    "duplicated",
+    "double_claims",
+    "duplicate_prs",
+    "duplicate_comments",
+    "lost_runs",
+)
+
+
 def format_value(value: Any) -> str:
-    """Render one figure: floats with at most one decimal, the rest as text."""
+    """Render one figure: floats with two decimals below 10, one below 1000, none above."""
     if isinstance(value, float):
+        if abs(value) < 10:
+            return f"{value:.2f}"
         return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
+
+
+def failed_checks(results: Iterable[tuple[str, Figures]]) -> list[str]:
+    """``scenario: key=value`` for every correctness figure that is not zero."""
+    failures = []
+    for name, figures in results:
+        for key in CORRECTNESS_KEYS:
+            value = figures.get(key)
+            if value is not None and value != 0:
+                failures.append(f"{name}: {key}={format_value(value)}")
+    return failures
 
 
 def format_line(name: str, figures: Figures) -> str:

@@ -1,0 +1,345 @@
+"""Webhook ingest: signed deliveries against a real receiver process, compared with a no-op server.
+
+``python -m bench ingest [--db sqlite|postgres] [--deliveries N] [--concurrency C]`` starts
+``agentz receiver`` (no GitHub App configured) on a SQLite file and on an ephemeral
+PostgreSQL, and a separate load process POSTs N signed ~10 KB ``issues`` deliveries
+(unique ``X-GitHub-Delivery``, plus 5 % deliberate repeats, shuffled) with C requests
+in flight. The same load process first measures a no-op aiohttp server. Printed::
+
+    ingest: db=sqlite deliveries=<n> concurrency=<c> deliveries_per_s=<n> p50_ms=<n> p99_ms=<n>
+            noop_per_s=<n> vs_noop=<ratio> rss_idle_mb=<n> rss_mb=<peak receiver VmRSS under load>
+            rejected=<non-2xx answers>
+            lost=<acknowledged but not stored> duplicated=<stored or accepted twice>
+
+``python -m bench rss`` runs only the SQLite measurement. The module is also the
+entry point of the helper processes: ``python -m bench.ingest noop --port P`` and
+``python -m bench.ingest load SPEC.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchOptions, Figures
+
+SECRET = "bench-webhook-secret"
+REPO = "bench/ingest"
+EVENT = "issues"
+PAYLOAD_BYTES = 10_000
+REPEAT_FRACTION = 0.05
+WEBHOOK_PATH = "/api/github/webhooks"
+_LOAD_TIMEOUT = 600.0
+
+
+# Payloads and delivery lists (pure apart from the seeded generator) -----------------
+
+
+async def _fakehub_payload(folder: Path) -> dict[str, Any]:
+    from agentz_app.fakehub import FakeHub
+
+    hub = FakeHub(folder / "fakehub", webhook_secret=SECRET)
+    await hub.create_repo(REPO, {"README.md": "# ingest\n"})
+    hub.create_issue(REPO, "Ingest benchmark issue", "", user="octocat", labels=["bug"])
+    payload: dict[str, Any] = hub.emitted(EVENT, "opened")[-1]["payload"]
+    return payload
+
+
+def issue_payload_template(size: int = PAYLOAD_BYTES) -> dict[str, Any]:
+    """A realistic ``issues.opened`` payload (rendered by fakehub) padded to about ``size`` bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="agentz-bench-payload-"))
+    try:
+        payload = asyncio.run(_fakehub_payload(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    base = len(json.dumps(payload, separators=(",", ":")))
+    sentence = "Steps to reproduce: open the app, click the button, observe the error in the log. "
+    padding = max(0, size - base)
+    payload["issue"]["body"] = (sentence * (padding // len(sentence) + 1))[:padding]
+    return payload
+
+
+def delivery_plan(count: int, *, repeat_fraction: float, seed: int) -> list[tuple[str, int]]:
+    """``(delivery_id, issue_number)`` in sending order: ``count`` unique ids plus shuffled repeats."""
+    rng = random.Random(seed)
+    unique = [(str(uuid.UUID(int=rng.getrandbits(128), version=4)), index + 1) for index in range(count)]
+    repeats = rng.sample(unique, round(count * repeat_fraction))
+    order = unique + repeats
+    rng.shuffle(order)
+    return order
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (0.0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the load process measured: per request (delivery id, HTTP status, latency ms)."""
+
+    elapsed: float
+    requests: list[tuple[str, int, float]]
+
+    @property
+    def rate(self) -> float:
+        return len(self.requests) / self.elapsed if self.elapsed > 0 else 0.0
+
+    def latency_ms(self, fraction: float) -> float:
+        return percentile([latency for _, _, latency in self.requests], fraction)
+
+
+def audit(requests: Iterable[tuple[str, int, float]], stored: Sequence[str]) -> tuple[int, int]:
+    """``(lost, duplicated)``: acknowledged ids not stored; ids stored or accepted (202) more than once."""
+    requests = list(requests)
+    acknowledged = {delivery_id for delivery_id, status, _ in requests if 200 <= status < 300}
+    stored_counts = Counter(stored)
+    accepted = Counter(delivery_id for delivery_id, status, _ in requests if status == 202)
+    lost = len(acknowledged - set(stored_counts))
+    duplicated = sum(n - 1 for n in stored_counts.values() if n > 1) + sum(n - 1 for n in accepted.values() if n > 1)
+    return lost, duplicated
+
+
+# The helper processes ----------------------------------------------------------------
+
+
+def serve_noop(port: int) -> None:
+    """A no-op webhook server: answer 202 to every POST without looking at it."""
+    from aiohttp import web
+
+    async def accept(_: web.Request) -> web.Response:
+        return web.Response(status=202)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=25 * 1024 * 1024)
+    app.router.add_post(WEBHOOK_PATH, accept)
+    app.router.add_get("/readyz", health)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+async def _send_all(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    template = json.loads(Path(spec["template"]).read_text())
+    secret = str(spec["secret"]).encode()
+    issue = template["issue"]
+    prepared: list[tuple[str, bytes, dict[str, str]]] = []
+    bodies: dict[str, tuple[bytes, dict[str, str]]] = {}
+    for delivery_id, number in delivery_plan(int(spec["count"]), repeat_fraction=float(spec["repeats"]),
+                                             seed=int(spec["seed"])):
+        if delivery_id not in bodies:
+            issue["number"], issue["id"] = number, 10_000_000 + number
+            issue["title"] = f"Ingest benchmark issue {number}"
+            body = json.dumps(template, separators=(",", ":")).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/bench",
+                "X-GitHub-Event": str(spec["event"]),
+                "X-GitHub-Delivery": delivery_id,
+                "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+            }
+            bodies[delivery_id] = (body, headers)
+        body, headers = bodies[delivery_id]
+        prepared.append((delivery_id, body, headers))
+    results: list[tuple[str, int, float] | None] = [None] * len(prepared)
+    cursor = iter(range(len(prepared)))
+    url = str(spec["url"])
+    concurrency = int(spec["concurrency"])
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            for index in cursor:
+                delivery_id, body, headers = prepared[index]
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    status = 0
+                results[index] = (delivery_id, status, (time.perf_counter() - started) * 1000)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return {"elapsed": elapsed, "requests": [r for r in results if r is not None]}
+
+
+def run_load(url: str, *, template: Path, count: int, concurrency: int, seed: int, env: dict[str, str],
+             workdir: Path) -> LoadResult:
+    """POST the delivery plan from a separate load process and return its measurements."""
+    from bench.services import run_json
+
+    spec = {"url": url, "secret": SECRET, "event": EVENT, "template": str(template), "count": count,
+            "repeats": REPEAT_FRACTION, "concurrency": concurrency, "seed": seed}
+    spec_path = workdir / f"load-{seed}.json"
+    spec_path.write_text(json.dumps(spec))
+    data = run_json(["-m", "bench.ingest", "load", str(spec_path)], env=env, workdir=workdir, timeout=_LOAD_TIMEOUT)
+    return LoadResult(float(data["elapsed"]), [(str(d), int(s), float(ms)) for d, s, ms in data["requests"]])
+
+
+# Measurements ------------------------------------------------------------------------
+
+
+def stored_delivery_ids(url: str) -> list[str]:
+    """Every ``delivery_id`` row in the inbox (duplicates included)."""
+    from sqlalchemy import select
+
+    from agentz_app.store.db import Database
+    from agentz_app.store.models import Delivery
+
+    db = Database.from_url(url)
+    try:
+        with db.read() as session:
+            return [str(value) for value in session.scalars(select(Delivery.delivery_id))]
+    finally:
+        db.dispose()
+
+
+def measure_noop(args: argparse.Namespace, template: Path, workdir: Path) -> LoadResult:
+    """The same load against the no-op server."""
+    from bench.services import free_port, hermetic_env, start, wait_http
+
+    env = hermetic_env({})
+    port = free_port()
+    server = start("noop", ["-m", "bench.ingest", "noop", "--port", str(port)], env=env, workdir=workdir)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", server)
+        return run_load(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", template=template, count=args.deliveries,
+                        concurrency=args.concurrency, seed=1, env=env, workdir=workdir)
+    finally:
+        server.stop()
+
+
+def measure_receiver(db_name: str, db_url: str, args: argparse.Namespace, template: Path, workdir: Path,
+                     noop: LoadResult) -> Figures:
+    """The load against ``agentz receiver`` on ``db_url``, audited against the database."""
+    from bench.services import RssSampler, hermetic_env, read_rss_kb, start_receiver
+
+    env = hermetic_env({
+        "DATABASE_URL": db_url,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "STATE_DIR": str(workdir / f"state-{db_name}"),
+        "LOG_LEVEL": "warning",
+        "LOG_FORMAT": "json",
+    })
+    receiver, base = start_receiver(env, workdir, name=f"receiver-{db_name}")
+    try:
+        idle_kb = read_rss_kb(receiver.pid) or 0
+        with RssSampler(receiver.pid) as rss:
+            result = run_load(f"{base}{WEBHOOK_PATH}", template=template, count=args.deliveries,
+                              concurrency=args.concurrency, seed=2, env=env, workdir=workdir)
+        if not receiver.alive():
+            raise RuntimeError(f"receiver died during the load:\n{receiver.log_tail()}")
+    finally:
+        receiver.stop()
+    lost, duplicated = audit(result.requests, stored_delivery_ids(db_url))
+    return {
+        "db": db_name,
+        "deliveries": len(result.requests),
+        "concurrency": args.concurrency,
+        "deliveries_per_s": round(result.rate, 1),
+        "p50_ms": round(result.latency_ms(0.50), 1),
+        "p99_ms": round(result.latency_ms(0.99), 1),
+        "noop_per_s": round(noop.rate, 1),
+        "vs_noop": round(result.rate / noop.rate, 2) if noop.rate > 0 else 0.0,
+        "rss_idle_mb": round(idle_kb / 1024, 1),
+        "rss_mb": rss.peak_mb,
+        "rejected": sum(1 for _, status, _ in result.requests if not 200 <= status < 300),
+        "lost": lost,
+        "duplicated": duplicated,
+    }
+
+
+def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest", add_help=False)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--deliveries", type=int, default=None)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args, _ = parser.parse_known_args(list(extra))
+    if args.deliveries is None:
+        args.deliveries = 1000 if quick else 5000
+    if args.deliveries < 1:
+        parser.error("--deliveries must be at least 1")
+    if not 1 <= args.concurrency <= 512:
+        parser.error("--concurrency must be between 1 and 512")
+    return args
+
+
+def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
+    from bench.common import postgres_available, postgres_server, sqlite_database
+
+    workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-ingest-"))
+    lines: list[Figures] = []
+    try:
+        template = workdir / "payload.json"
+        template.write_text(json.dumps(issue_payload_template()))
+        noop = measure_noop(args, template, workdir)
+        with ExitStack() as stack:
+            for db_name in dbs:
+                if db_name == "sqlite":
+                    url = stack.enter_context(sqlite_database())
+                elif not postgres_available():
+                    lines.append({"db": "postgres", "skipped": "PostgreSQL server binaries not installed"})
+                    continue
+                else:
+                    url = stack.enter_context(postgres_server())("ingest")
+                lines.append(measure_receiver(db_name, url, args, template, workdir, noop))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return lines
+
+
+def scenario(options: BenchOptions) -> list[Figures]:
+    """Ingest rate, latency, RSS and correctness on SQLite and PostgreSQL, against a no-op server."""
+    args = _parse(options.extra, options.quick)
+    return _run(args, args.db or ["sqlite", "postgres"])
+
+
+def rss_scenario(options: BenchOptions) -> list[Figures]:
+    """The SQLite ingest measurement alone (its ``rss_mb`` is the receiver's peak RSS under load)."""
+    return _run(_parse(options.extra, options.quick), ["sqlite"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Helper process entry point: ``noop --port P`` or ``load SPEC.json``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest")
+    commands = parser.add_subparsers(dest="command", required=True)
+    noop = commands.add_parser("noop", help="serve the no-op webhook handler")
+    noop.add_argument("--port", type=int, required=True)
+    load = commands.add_parser("load", help="send the deliveries described by a JSON spec")
+    load.add_argument("spec", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "noop":
+        serve_noop(args.port)
+        return 0
+    result = asyncio.run(_send_all(json.loads(args.spec.read_text())))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
