@@ -287,6 +287,22 @@ def apply_patch_command(path: str, content: str) -> str:
     return f"apply_patch <<'AGENTZ_PATCH'\n{patch}\nAGENTZ_PATCH\n"
 
 
+# The read tool Claude Code and OpenCode insist on before they overwrite an existing file.
+_READ_TOOLS = {"anthropic": ("Read", "file_path"), "chat": ("read", "filePath")}
+
+
+def can_read(api: str, turn: Turn) -> bool:
+    """True when the CLI behind ``api`` offers the read tool its writes depend on."""
+    tool = _READ_TOOLS.get(api)
+    return tool is not None and tool[0] in turn.tool_names
+
+
+def read_call(api: str, turn: Turn, path: str, call_id: str) -> ToolCall:
+    """The tool call that makes the CLI behind ``api`` read ``path`` before overwriting it."""
+    name, argument = _READ_TOOLS[api]
+    return ToolCall(name, {argument: _absolute(path, find_workdir(turn.context))}, call_id)
+
+
 def write_call(api: str, turn: Turn, path: str, content: str, call_id: str) -> ToolCall:
     """The tool call that makes the CLI behind ``api`` write ``content`` to ``path``."""
     workdir = find_workdir(turn.context)

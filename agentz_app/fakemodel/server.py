@@ -22,9 +22,11 @@ from agentz_app.fakemodel.protocols import (
     Turn,
     anthropic_events,
     anthropic_message,
+    can_read,
     chat_completion,
     chat_events,
     read_anthropic,
+    read_call,
     read_chat,
     read_responses,
     responses_events,
@@ -76,9 +78,15 @@ def _answer(state: ModelState, api: str, turn: Turn, role: str | None) -> tuple[
     step = state.scenario.pick(role, turn.prompt, state.turns)
     if step is None:
         return Reply(text=state.scenario.fallback_text), 0.0, None
-    if turn.tool_results < len(step.writes):
-        write = step.writes[turn.tool_results]
-        call = write_call(api, turn, write.path, write.content, state.next_id("call"))
+    # Claude Code and OpenCode refuse to overwrite a file the agent has not read: read, then write.
+    calls_per_write = 2 if can_read(api, turn) else 1
+    index, phase = divmod(turn.tool_results, calls_per_write)
+    if index < len(step.writes):
+        write = step.writes[index]
+        if calls_per_write == 2 and phase == 0:
+            call = read_call(api, turn, write.path, state.next_id("call"))
+        else:
+            call = write_call(api, turn, write.path, write.content, state.next_id("call"))
         return Reply(tool_call=call), step.stall, step.status
     return Reply(text=step.final_text()), step.stall, step.status
 

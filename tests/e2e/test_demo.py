@@ -47,3 +47,28 @@ def test_demo_delivers_the_deliverable_issues_and_explains_the_rest(tmp_path: Pa
     assert report["github_writes"] <= 8 * len(scenario.DELIVERABLE)
     # Nothing is left behind: the temporary workspace is gone.
     assert not list(tmp_path.glob("agentz-demo-*"))
+
+
+def _cli_dir() -> str | None:
+    from agentz_app.demo.model import installed_cli_dir
+
+    return installed_cli_dir()
+
+
+@pytest.mark.parametrize("backend", ["claude", "codex", "opencode"])
+def test_demo_with_a_real_agent_cli_and_the_fake_model(tmp_path: Path, backend: str) -> None:
+    cli_dir = _cli_dir()
+    if cli_dir is None or not (Path(cli_dir) / "node_modules" / ".bin" / backend).exists():
+        pytest.skip(f"{backend} CLI not installed (bash scripts/install-agent-clis.sh)")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("GITHUB_", "DATABASE_", "ANTHROPIC_", "OPENAI_", "CODEX_"))}
+    env.update(TMPDIR=str(tmp_path), AGENTZ_CLI_DIR=cli_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentz_app", "demo", "--json", "--backend", backend, "--timeout", "200"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    delivered = [issue for issue in report["issues"] if issue["verdict"] == "ran"]
+    assert sorted(issue["number"] for issue in delivered) == list(scenario.DELIVERABLE)
+    assert all(issue["run_status"] == "done" and issue["check_runs"]["ci"] == "success" for issue in delivered)

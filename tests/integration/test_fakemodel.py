@@ -172,3 +172,26 @@ async def test_standalone_server_serves_a_scenario_file(tmp_path: Path) -> None:
 def test_scenario_with_a_bad_regex_is_rejected() -> None:
     with pytest.raises(ValueError, match="invalid regular expression"):
         Scenario.from_json('{"steps": [{"regex": "("}]}')
+
+
+async def test_a_write_is_preceded_by_a_read_when_the_cli_offers_one() -> None:
+    scenario = Scenario(steps=[ScenarioStep(role="developer", writes=[{"path": "a.py", "content": "x = 1\n"}],
+                                            text="done")])
+    tools = [{"name": "Read"}, {"name": "Write"}]
+    prompt = {"role": "user", "content": "<env>Working directory: /w</env> implement"}
+    async with FakeModelServer(scenario) as server:
+        url = f"{server.base_url}/v1/messages"
+        headers = {"X-Agentz-Role": "developer"}
+        history: list[dict[str, Any]] = [prompt]
+        names = []
+        for _ in range(3):
+            _, reply = await _post(url, {"model": "m", "stream": False, "tools": tools, "messages": history}, headers)
+            block = reply["content"][0]
+            if block["type"] != "tool_use":
+                break
+            names.append((block["name"], block["input"]))
+            history += [{"role": "assistant", "content": [block]},
+                        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block["id"],
+                                                      "content": "ok"}]}]
+    assert names == [("Read", {"file_path": "/w/a.py"}), ("Write", {"file_path": "/w/a.py", "content": "x = 1\n"})]
+    assert block["text"] == "done"
