@@ -481,3 +481,28 @@ def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) 
             click.echo(f"workspace kept at {report.workspace}")
     if not report.ok:
         raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("count", type=click.IntRange(min=1))
+@click.option("--force", is_flag=True, help="Admit issues the Scheduler Agent rates high-risk.")
+@click.pass_context
+def loop(ctx: click.Context, count: int, force: bool) -> None:
+    """Schedule and deliver up to COUNT issues of GITHUB_REPO, one after another, in the foreground."""
+    import asyncio
+
+    from workers.foreground import run_loop
+
+    settings = _settings(ctx)
+    db = open_database(settings)
+    try:
+        runs = asyncio.run(run_loop(settings, db, count, force=force, echo=click.echo))
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+    for run in runs:
+        pr = f" PR #{run.pr_number}" if run.pr_number else ""
+        click.echo(f"#{run.issue_number}: {run.status}{pr}")
+    if any(run.status not in ("done", "merged") for run in runs):
+        ctx.exit(1)
