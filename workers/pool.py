@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import structlog
 from sqlalchemy import select, update
 
 from agentz_app.config import Settings
@@ -132,8 +133,10 @@ async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None 
         return None
     run, lease = claimed
     before = str(run.status)
-    log.info("claimed run", role=role, run_id=run.id, status=before, repo=run.repo, issue=run.issue_number)
-    after = await execute(deps, run, lease)
+    # Every log line of this stage, from any module, carries the run id.
+    with structlog.contextvars.bound_contextvars(run_id=run.id):
+        log.info("claimed run", role=role, status=before, repo=run.repo, issue=run.issue_number)
+        after = await execute(deps, run, lease)
     return Outcome(run.id, before, str(after.status))
 
 
