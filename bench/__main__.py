@@ -20,6 +20,8 @@ SCENARIOS: dict[str, str] = {
     "claims": "bench.claims:scenario",
     "ingest": "bench.ingest:scenario",
     "rss": "bench.ingest:rss_scenario",
+    "trigger-latency": "bench.trigger_latency:scenario",
+    "scheduler-burst": "bench.scheduler_burst:scenario",
 }
 
 # Run only when named: their figures already appear in another scenario's lines.

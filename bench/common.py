@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,6 +61,14 @@ def failed_checks(results: Iterable[tuple[str, Figures]]) -> list[str]:
 def format_line(name: str, figures: Figures) -> str:
     """``name: key=value key=value`` in insertion order."""
     return f"{name}: " + " ".join(f"{key}={format_value(value)}" for key, value in figures.items())
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (0.0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def format_json(results: Iterable[tuple[str, Figures]]) -> str:

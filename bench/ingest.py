@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import math
 import random
 import shutil
 import sys
@@ -31,13 +30,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchOptions, Figures
+from bench.common import BenchOptions, Figures, percentile
 
 SECRET = "bench-webhook-secret"
 REPO = "bench/ingest"
@@ -83,14 +83,6 @@ def delivery_plan(count: int, *, repeat_fraction: float, seed: int) -> list[tupl
     order = unique + repeats
     rng.shuffle(order)
     return order
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (0.0 for none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @dataclass(frozen=True)
@@ -219,17 +211,21 @@ def stored_delivery_ids(url: str) -> list[str]:
         db.dispose()
 
 
-def measure_noop(args: argparse.Namespace, template: Path, workdir: Path) -> LoadResult:
-    """The same load against the no-op server."""
+def measure_noop(args: argparse.Namespace, workdir: Path, prepare: Callable[[], None]) -> tuple[Path, LoadResult]:
+    """Write the payload template and call ``prepare`` while the no-op server starts, then load it."""
     from bench.services import free_port, hermetic_env, start, wait_http
 
     env = hermetic_env({})
     port = free_port()
     server = start("noop", ["-m", "bench.ingest", "noop", "--port", str(port)], env=env, workdir=workdir)
     try:
+        template = workdir / "payload.json"
+        template.write_text(json.dumps(issue_payload_template()))
+        prepare()
         wait_http(f"http://127.0.0.1:{port}/readyz", server)
-        return run_load(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", template=template, count=args.deliveries,
-                        concurrency=args.concurrency, seed=1, env=env, workdir=workdir)
+        return template, run_load(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", template=template,
+                                  count=args.deliveries, concurrency=args.concurrency, seed=1, env=env,
+                                  workdir=workdir)
     finally:
         server.stop()
 
@@ -289,25 +285,46 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     return args
 
 
+def _postgres_in_background(stack: ExitStack) -> Future[Callable[[str], str]]:
+    """Start the ephemeral PostgreSQL server on a thread; the stack stops it."""
+    from bench.common import postgres_server
+
+    manager = postgres_server()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-postgres")
+    future = pool.submit(manager.__enter__)
+    pool.shutdown(wait=False)
+
+    def close() -> None:
+        if future.exception() is None:
+            manager.__exit__(None, None, None)
+
+    stack.callback(close)
+    return future
+
+
 def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
-    from bench.common import postgres_available, postgres_server, sqlite_database
+    from bench.common import postgres_available, sqlite_database
 
     workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-ingest-"))
     lines: list[Figures] = []
     try:
-        template = workdir / "payload.json"
-        template.write_text(json.dumps(issue_payload_template()))
-        noop = measure_noop(args, template, workdir)
         with ExitStack() as stack:
+            # Start-ups overlap; every measurement runs with nothing else starting.
+            postgres = _postgres_in_background(stack) if "postgres" in dbs and postgres_available() else None
+            urls: dict[str, str] = {}
+
+            def prepare() -> None:
+                if "sqlite" in dbs:
+                    urls["sqlite"] = stack.enter_context(sqlite_database())
+                if postgres is not None:
+                    urls["postgres"] = postgres.result(timeout=120)("ingest")
+
+            template, noop = measure_noop(args, workdir, prepare)
             for db_name in dbs:
-                if db_name == "sqlite":
-                    url = stack.enter_context(sqlite_database())
-                elif not postgres_available():
-                    lines.append({"db": "postgres", "skipped": "PostgreSQL server binaries not installed"})
-                    continue
+                if db_name in urls:
+                    lines.append(measure_receiver(db_name, urls[db_name], args, template, workdir, noop))
                 else:
-                    url = stack.enter_context(postgres_server())("ingest")
-                lines.append(measure_receiver(db_name, url, args, template, workdir, noop))
+                    lines.append({"db": db_name, "skipped": "PostgreSQL server binaries not installed"})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return lines
