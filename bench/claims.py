@@ -1,8 +1,10 @@
 """Queue claim throughput: separate worker processes claim and complete runs until none are left.
 
 ``python -m bench claims [--db sqlite|postgres] [--workers 8] [--jobs 2000]`` prints
-``claims: db=sqlite workers=8 jobs=2000 claims_per_s=<n> double_claims=<n> lost=<n>``
-for the requested worker count and for 2 workers, on each database. Double claims
+``claims: db=sqlite workers=8 jobs=2000 claims_per_s=<n> double_claims=<n> lost=<n> batch=<n>``
+for the requested worker count and for 2 workers, on each database. ``--batch N``
+claims and completes N runs per transaction (default 32, like batching queues do;
+``--batch 1`` measures one transaction per claim and one per completion). Double claims
 are counted from the events table; ``lost`` is enqueued runs not completed.
 """
 
@@ -21,8 +23,11 @@ REPO = "bench/claims"
 _START_TIMEOUT = 120.0
 
 
-def claim_worker(url: str, name: str, ready: Any, go: Any, results: Any) -> None:
-    """Worker process body: claim → complete until the queue is empty; report the count."""
+def claim_worker(url: str, name: str, batch: int, ready: Any, go: Any, results: Any) -> None:
+    """Worker process body: claim → complete until the queue is empty; report the count.
+
+    With ``batch`` > 1 a worker claims up to that many runs per transaction and
+    completes them together (each run still gets its own lease and events)."""
     from agentz_app.store.db import Database
     from agentz_app.store.runs import RunQueue
     from agentz_app.store.states import Status
@@ -34,18 +39,29 @@ def claim_worker(url: str, name: str, ready: Any, go: Any, results: Any) -> None
     go.wait(_START_TIMEOUT)
     try:
         while True:
-            claimed = queue.claim(name, statuses=(Status.QUEUED,), target=Status.PLANNING)
-            if claimed is None:
+            if batch == 1:
+                claimed = queue.claim(name, statuses=(Status.QUEUED,), target=Status.PLANNING)
+                if claimed is None:
+                    break
+                queue.transition(claimed[1], Status.CANCELLED, event={"reason": "benchmark complete"})
+                done += 1
+                continue
+            leases = [lease for _, lease in
+                      queue.claim_batch(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)]
+            if not leases:
                 break
-            queue.transition(claimed[1], Status.CANCELLED, event={"reason": "benchmark complete"})
-            done += 1
+            moved, _ = queue.transition_many(leases, Status.CANCELLED, event={"reason": "benchmark complete"})
+            done += len(moved)
     finally:
         results.put((name, done))
         db.dispose()
 
 
-def measure(url: str, *, workers: int, jobs: int) -> Figures:
-    """Enqueue ``jobs`` runs in ``url`` and time ``workers`` processes draining them."""
+def measure(url: str, *, workers: int, jobs: int, batch: int | Sequence[int] = 1) -> Figures:
+    """Enqueue ``jobs`` runs in ``url`` and time ``workers`` processes draining them.
+
+    ``batch`` is the claim batch size of every worker, or a sequence cycled over the
+    workers (to race single claims against batched ones)."""
     from sqlalchemy import func, select
 
     from agentz_app.store.db import Database
@@ -60,8 +76,10 @@ def measure(url: str, *, workers: int, jobs: int) -> Figures:
         db.dispose()
     ctx = multiprocessing.get_context("spawn")
     ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    sizes = [batch] if isinstance(batch, int) else list(batch)
     procs = [
-        ctx.Process(target=claim_worker, args=(url, f"bench:{i}", ready, go, results), daemon=True)
+        ctx.Process(target=claim_worker, args=(url, f"bench:{i}", sizes[i % len(sizes)], ready, go, results),
+                    daemon=True)
         for i in range(workers)
     ]
     for proc in procs:
@@ -88,6 +106,7 @@ def measure(url: str, *, workers: int, jobs: int) -> Figures:
         "claims_per_s": round(completed / elapsed, 1) if elapsed > 0 else 0.0,
         "double_claims": count_double_claims(events),
         "lost": jobs - min(jobs, int(finished)),
+        "batch": batch if isinstance(batch, int) else "/".join(map(str, sizes)),
     }
 
 
@@ -96,6 +115,7 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=32, help="runs claimed and completed per transaction")
     args, _ = parser.parse_known_args(list(extra))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -103,6 +123,8 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
         args.jobs = 200 if quick else 2000
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     return args
 
 
@@ -123,5 +145,5 @@ def scenario(options: BenchOptions) -> list[Figures]:
                 else:
                     assert create_pg is not None
                     url = create_pg(f"claims{index}")
-                lines.append({"db": db_name, **measure(url, workers=workers, jobs=args.jobs)})
+                lines.append({"db": db_name, **measure(url, workers=workers, jobs=args.jobs, batch=args.batch)})
     return lines

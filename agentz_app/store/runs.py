@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -413,57 +413,87 @@ class RunQueue:
 
         Sets the lease, increments ``attempt`` and moves it to ``target`` (or keeps its
         status when None); statuses that cannot move to ``target`` are not considered.
-        Returns None when nothing is claimable. With
-        ``per_repo_limit``, runs of a repository that already has that many leased
-        runs are skipped.
+        Returns None when nothing is claimable. With ``per_repo_limit``, runs of a
+        repository that already has that many leased runs are skipped.
         """
-        wanted = [Status(s) for s in statuses]
+        claimed = self.claim_batch(owner, statuses=statuses, target=target, limit=1, per_repo_limit=per_repo_limit)
+        return claimed[0] if claimed else None
+
+    def claim_batch(
+        self,
+        owner: str,
+        *,
+        statuses: Collection[str],
+        target: str | None = None,
+        limit: int = 10,
+        per_repo_limit: int | None = None,
+    ) -> list[tuple[Run, Lease]]:
+        """Claim up to ``limit`` runs in one transaction, oldest first; each gets its own lease.
+
+        Same rules as :meth:`claim`; ``per_repo_limit`` also counts the runs this
+        batch takes.
+        """
         if not owner:
             raise StoreError("a claim needs a non-empty owner")
+        if limit < 1:
+            raise StoreError("a claim batch needs a positive limit")
+        wanted = [Status(s) for s in statuses]
         if target is not None:
             wanted = [s for s in wanted if s == target or can_transition(s, target)]
             if not wanted:
                 raise IllegalTransition("*", ",".join(sorted(map(str, statuses))), target)
-        stamp = self.clock()
+        leased = or_(Run.status.in_(LEASED), Run.lease_owner.is_not(None))
         statement = (
-            select(Run)
+            select(Run.id, Run.repo, Run.status, Run.attempt)
             .where(Run.status.in_(wanted), Run.lease_owner.is_(None))
             .order_by(Run.created_at, Run.id)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         if per_repo_limit is not None:
-            busy = (
-                select(Run.repo)
-                .where(or_(Run.status.in_(LEASED), Run.lease_owner.is_not(None)))
-                .group_by(Run.repo)
-                .having(func.count() >= per_repo_limit)
-            )
-            statement = statement.where(Run.repo.not_in(busy))
+            busy_repos = select(Run.repo).where(leased).group_by(Run.repo).having(func.count() >= per_repo_limit)
+            statement = statement.where(Run.repo.not_in(busy_repos))
         with self.db.begin() as session:
-            run = session.scalars(statement).first()
-            if run is None:
-                return None
-            previous = run.status
-            lease = Lease(run.id, run.attempt + 1, owner)
+            candidates = session.execute(statement).all()
+            if not candidates:
+                return []
+            if per_repo_limit is not None and len(candidates) > 1:
+                counts = dict(session.execute(select(Run.repo, func.count()).where(leased).group_by(Run.repo)).all())
+                chosen = []
+                for row in candidates:
+                    if counts.get(row.repo, 0) < per_repo_limit:
+                        counts[row.repo] = counts.get(row.repo, 0) + 1
+                        chosen.append(row)
+                candidates = chosen
+                if not candidates:
+                    return []
+            stamp = self.clock()
             expires = stamp + self.lease_seconds
             claimed = session.scalars(
                 update(Run)
-                .where(Run.id == run.id, Run.attempt == run.attempt, Run.lease_owner.is_(None))
+                .where(Run.id.in_([row.id for row in candidates]), Run.lease_owner.is_(None))
                 .values(
-                    status=target or previous, attempt=lease.attempt, lease_owner=owner,
-                    lease_expires_at=expires, heartbeat_at=stamp, updated_at=stamp,
+                    status=target if target is not None else Run.status, attempt=Run.attempt + 1,
+                    lease_owner=owner, lease_expires_at=expires, heartbeat_at=stamp, updated_at=stamp,
                 )
                 .returning(Run),
                 execution_options={"populate_existing": True},
-            ).first()
-            if claimed is None:
-                raise StoreError(f"run {run.id} changed while being claimed")
-            self._event(
-                session, run.id, "claimed", from_status=previous, to_status=target or previous,
-                owner=owner, attempt=lease.attempt, expires_at=expires,
+            ).all()
+            if len(claimed) != len(candidates):
+                raise StoreError("runs changed while being claimed")
+            by_id = {run.id: run for run in claimed}
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "run_id": row.id, "kind": "claimed", "from_status": row.status,
+                        "to_status": by_id[row.id].status, "created_at": stamp,
+                        "payload": {"owner": owner, "attempt": row.attempt + 1, "expires_at": expires},
+                    }
+                    for row in candidates
+                ],
             )
-        return claimed, lease
+            return [(by_id[row.id], Lease(row.id, row.attempt + 1, owner)) for row in candidates]
 
     def heartbeat(self, lease: Lease) -> float:
         """Extend the lease; returns the new expiry or raises :class:`LeaseLost`."""
@@ -523,6 +553,78 @@ class RunQueue:
                 self._wake_deferred(session, updated.repo)
             session.flush()
             return self._locked(session, run.id)
+
+    def transition_many(
+        self,
+        leases: Sequence[Lease],
+        target: str,
+        *,
+        error: str | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> tuple[list[Run], list[Lease]]:
+        """Move several held runs to ``target`` in one transaction; returns (moved runs, lost leases).
+
+        Leases that are no longer held are skipped and returned, not raised; an
+        illegal transition for any held run raises IllegalTransition and changes nothing.
+        """
+        goal = Status(target)
+        if not leases:
+            return [], []
+        with self.db.begin() as session:
+            rows = session.scalars(
+                select(Run).where(Run.id.in_([lease.run_id for lease in leases])).order_by(Run.id)
+                .with_for_update(),
+                execution_options={"populate_existing": True},
+            ).all()
+            current = {run.id: run for run in rows}
+            held: list[tuple[Lease, str]] = []
+            lost: list[Lease] = []
+            for lease in leases:
+                run = current.get(lease.run_id)
+                if run is None or run.attempt != lease.attempt or run.lease_owner != lease.owner:
+                    lost.append(lease)
+                elif not can_transition(run.status, goal):
+                    raise IllegalTransition(run.id, run.status, goal)
+                else:
+                    held.append((lease, run.status))
+            if not held:
+                return [], lost
+            stamp = self.clock()
+            values: dict[str, Any] = {"status": goal, "updated_at": stamp}
+            if error is not None:
+                values["error"] = error
+            if goal not in LEASED:
+                values.update(lease_owner=None, lease_expires_at=None)
+            if goal in TERMINAL:
+                values["finished_at"] = stamp
+            ids = [lease.run_id for lease, _ in held]
+            moved = session.scalars(
+                update(Run).where(Run.id.in_(ids)).values(**values).returning(Run),
+                execution_options={"populate_existing": True},
+            ).all()
+            freed = 0
+            if goal in TERMINAL or goal in _ISSUE_ONLY:
+                dropping = delete(Claim).where(Claim.run_id.in_(ids))
+                if goal not in TERMINAL:
+                    dropping = dropping.where(Claim.kind != "issue")
+                freed = session.execute(dropping).rowcount  # type: ignore[attr-defined]
+            extra = {k: v for k, v in (event or {}).items() if v is not None}
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "run_id": lease.run_id, "kind": "transition", "from_status": previous, "to_status": goal,
+                        "created_at": stamp,
+                        "payload": {"actor": lease.owner, "attempt": lease.attempt,
+                                    **({"error": error} if error is not None else {}), **extra},
+                    }
+                    for lease, previous in held
+                ],
+            )
+            if freed:
+                for repo in sorted({run.repo for run in moved}):
+                    self._wake_deferred(session, repo)
+            return list(moved), lost
 
     def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict") -> Run:
         """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts."""

@@ -243,3 +243,40 @@ def test_find_accepts_a_unique_id_prefix(queue: RunQueue) -> None:
     assert queue.find(run.id[:6]).id == run.id
     with pytest.raises(NotFound):
         queue.find("zz")
+
+
+def test_claim_batch_gives_each_run_its_own_lease(queue: RunQueue, clock: FakeClock) -> None:
+    for number in (1, 2, 3):
+        clock.now += 1
+        queue.enqueue("o/r", number)
+    batch = queue.claim_batch("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, limit=2)
+    assert [run.issue_number for run, _ in batch] == [1, 2]
+    assert all(run.status == "planning" and run.lease_owner == "w1" and lease.attempt == 1 for run, lease in batch)
+    assert [e.kind for e in queue.events(batch[0][0].id)] == ["enqueued", "claimed"]
+
+
+def test_claim_batch_respects_the_per_repo_limit(queue: RunQueue, clock: FakeClock) -> None:
+    for repo, number in (("o/a", 1), ("o/a", 2), ("o/a", 3), ("o/b", 1)):
+        clock.now += 1
+        queue.enqueue(repo, number)
+    batch = queue.claim_batch("w1", statuses=CLAIMABLE_BY_PLANNER, limit=10, per_repo_limit=2)
+    assert sorted((run.repo, run.issue_number) for run, _ in batch) == [("o/a", 1), ("o/a", 2), ("o/b", 1)]
+
+
+def test_transition_many_moves_held_runs_and_reports_lost_leases(queue: RunQueue, clock: FakeClock) -> None:
+    for number in (1, 2, 3):
+        clock.now += 1
+        queue.enqueue("o/r", number)
+    batch = queue.claim_batch("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, limit=3)
+    leases = [lease for _, lease in batch]
+    queue.cancel(leases[1].run_id, reason="operator")
+    moved, lost = queue.transition_many(leases, Status.FAILED, error="boom")
+    assert sorted(run.id for run in moved) == sorted([leases[0].run_id, leases[2].run_id])
+    assert lost == [leases[1]]
+    assert all(run.status == "failed" and run.lease_owner is None for run in moved)
+    assert queue.claims_of(leases[0].run_id) == []
+    queue.enqueue("o/r", 4)
+    fresh = queue.claim_batch("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    with pytest.raises(IllegalTransition):
+        queue.transition_many([fresh[0][1]], Status.DONE)
+    assert queue.get(fresh[0][0].id).status == "planning"
