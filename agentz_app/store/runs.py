@@ -296,20 +296,56 @@ class RunQueue:
     def enqueue_many(
         self, repo: str, issue_numbers: Iterable[int], *, reason: str = "", **options: Any
     ) -> list[tuple[Run, bool]]:
-        """Enqueue several issues of one repository in a single transaction."""
-        numbers = list(issue_numbers)
+        """Enqueue several issues of one repository in a single transaction with bulk inserts.
+
+        Same result as calling :meth:`enqueue` for each number (duplicates in the
+        input and issues with a live run come back with ``created=False``).
+        """
+        numbers = list(dict.fromkeys(issue_numbers))
         mode = str(options.get("mode", "full"))
         for number in numbers:
             self._validate_enqueue(repo, number, mode)
+        if not numbers:
+            return []
+        stamp = self.clock()
         with self.db.begin() as session:
-            return [
-                self._enqueue_in(
-                    session, repo, number, installation_id=options.get("installation_id"),
-                    title=str(options.get("title", "")), mode=mode, force=bool(options.get("force", False)),
-                    requested_by=options.get("requested_by"), reason=reason,
-                )
-                for number in numbers
-            ]
+            live = {
+                run.issue_number: run
+                for run in session.scalars(
+                    select(Run).where(Run.repo == repo, Run.issue_number.in_(numbers), Run.status.in_(LIVE))
+                ).all()
+            }
+            fresh = [n for n in numbers if n not in live]
+            # Issue claims left behind by runs that are no longer live are stale.
+            session.execute(
+                delete(Claim).where(Claim.resource.in_([issue_resource(repo, n) for n in fresh]))
+            )
+            ids = {n: new_run_id() for n in fresh}
+            common = {
+                "repo": repo, "installation_id": options.get("installation_id"), "title": str(options.get("title", "")),
+                "status": Status.QUEUED, "mode": mode, "force": bool(options.get("force", False)),
+                "requested_by": options.get("requested_by"), "attempt": 0, "infra_attempts": 0,
+                "created_at": stamp, "updated_at": stamp, "cost_usd": 0.0, "tokens": 0, "review_round": 0,
+                "ci_round": 0,
+            }
+            if fresh:
+                session.execute(insert(Run), [{**common, "id": ids[n], "issue_number": n} for n in fresh])
+                session.execute(insert(Claim), [
+                    {"resource": issue_resource(repo, n), "run_id": ids[n], "kind": "issue", "claimed_at": stamp}
+                    for n in fresh
+                ])
+                payload = {k: v for k, v in {"requested_by": options.get("requested_by"), "reason": reason,
+                                             "mode": mode, "force": common["force"]}.items() if v is not None}
+                session.execute(insert(Event), [
+                    {"run_id": ids[n], "kind": "enqueued", "from_status": None, "to_status": Status.QUEUED,
+                     "payload": payload, "created_at": stamp}
+                    for n in fresh
+                ])
+            created = {
+                run.issue_number: run
+                for run in session.scalars(select(Run).where(Run.id.in_(list(ids.values())))).all()
+            }
+        return [(live[n], False) if n in live else (created[n], True) for n in numbers]
 
     # Reads --------------------------------------------------------------
 
@@ -408,15 +444,18 @@ class RunQueue:
         statuses: Collection[str],
         target: str | None = None,
         per_repo_limit: int | None = None,
+        run_id: str | None = None,
     ) -> tuple[Run, Lease] | None:
         """Atomically take the oldest unleased run in ``statuses``.
 
         Sets the lease, increments ``attempt`` and moves it to ``target`` (or keeps its
         status when None); statuses that cannot move to ``target`` are not considered.
         Returns None when nothing is claimable. With ``per_repo_limit``, runs of a
-        repository that already has that many leased runs are skipped.
+        repository that already has that many leased runs are skipped; with
+        ``run_id`` only that run is considered.
         """
-        claimed = self.claim_batch(owner, statuses=statuses, target=target, limit=1, per_repo_limit=per_repo_limit)
+        claimed = self.claim_batch(owner, statuses=statuses, target=target, limit=1, per_repo_limit=per_repo_limit,
+                                   run_id=run_id)
         return claimed[0] if claimed else None
 
     def claim_batch(
@@ -427,6 +466,7 @@ class RunQueue:
         target: str | None = None,
         limit: int = 10,
         per_repo_limit: int | None = None,
+        run_id: str | None = None,
     ) -> list[tuple[Run, Lease]]:
         """Claim up to ``limit`` runs in one transaction, oldest first; each gets its own lease.
 
@@ -450,6 +490,8 @@ class RunQueue:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        if run_id is not None:
+            statement = statement.where(Run.id == run_id)
         if per_repo_limit is not None:
             busy_repos = select(Run.repo).where(leased).group_by(Run.repo).having(func.count() >= per_repo_limit)
             statement = statement.where(Run.repo.not_in(busy_repos))

@@ -280,3 +280,24 @@ def test_transition_many_moves_held_runs_and_reports_lost_leases(queue: RunQueue
     with pytest.raises(IllegalTransition):
         queue.transition_many([fresh[0][1]], Status.DONE)
     assert queue.get(fresh[0][0].id).status == "planning"
+
+
+def test_claim_can_target_one_run(queue: RunQueue, clock: FakeClock) -> None:
+    queue.enqueue("o/r", 1)
+    clock.now += 1
+    second, _ = queue.enqueue("o/r", 2)
+    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id)
+    assert claimed is not None and claimed[0].id == second.id
+    assert queue.claim("w2", statuses=CLAIMABLE_BY_PLANNER, run_id=second.id) is None
+
+
+def test_enqueue_many_skips_live_issues(queue: RunQueue) -> None:
+    live, _ = queue.enqueue("o/r", 2)
+    results = queue.enqueue_many("o/r", [1, 2, 3], reason="batch", requested_by="scheduler")
+    assert [(run.issue_number, created) for run, created in results] == [(1, True), (2, False), (3, True)]
+    assert results[1][0].id == live.id
+    for run, _ in results:
+        assert queue.claims_of(run.id) == [issue_resource("o/r", run.issue_number)]
+    assert queue.events(results[0][0].id)[0].payload == {
+        "requested_by": "scheduler", "reason": "batch", "mode": "full", "force": False,
+    }
