@@ -149,7 +149,7 @@ async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str) 
 
     from agentz_app.fakehub import FakeHub
     from agentz_app.store.db import Database
-    from bench.services import hermetic_env, start, start_receiver
+    from bench.services import hermetic_env, start, start_receiver, stop_all
 
     hub = FakeHub(workdir / "fakehub", webhook_secret=SECRET)
     await hub.create_repo(REPO, {"README.md": "# scheduler\n"}, ci_command=None)
@@ -175,8 +175,8 @@ async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str) 
         scheduler = start("scheduler", ["-m", "agentz_app", "scheduler"], env=env, workdir=workdir)
         stack.callback(scheduler.stop)
         receiver, base = await asyncio.to_thread(start_receiver, env, workdir)
-        stack.callback(receiver.stop)
         services = (receiver, scheduler)
+        stack.callback(stop_all, services)
         url = f"{base}/api/github/webhooks"
 
         def settled(expected: int, after: float) -> Callable[[], bool]:
@@ -217,7 +217,7 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=None, help="idle seconds after the burst")
     args, _ = parser.parse_known_args(list(extra))
     if args.idle is None:
-        args.idle = 3.0 if quick else 15.0
+        args.idle = 2.5 if quick else 15.0
     if not 1 <= args.events <= 10_000:
         parser.error("--events must be between 1 and 10000")
     if not 0 <= args.idle <= 3600:

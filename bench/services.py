@@ -87,11 +87,16 @@ class Service:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, wait, then SIGKILL the process group this service started."""
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM) without waiting."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL the process group this service started."""
+        if self.alive():
+            self.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
         # The process leads its own session: its leftover children go with the group.
@@ -102,6 +107,14 @@ class Service:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def stop_all(services: Sequence[Service]) -> None:
+    """Stop several services at once: SIGTERM to all, then wait for (or kill) each."""
+    for service in services:
+        service.terminate()
+    for service in services:
+        service.stop()
 
 
 def start(name: str, args: Sequence[str], *, env: Mapping[str, str], workdir: Path) -> Service:

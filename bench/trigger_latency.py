@@ -13,7 +13,8 @@ untimed warm-up trial runs first. Printed::
 
 ``enqueued_p50_s`` is the receiver's share (store, permission check, enqueue); the rest
 is the planner noticing the run. Trials start at random moments, so the planner's
-idle poll is met at a random phase, as with real comments.
+idle poll (``workers.pool.IDLE_POLL_SECONDS``) is met at a random phase, as with real
+comments.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ async def measure(trials: int, workdir: Path, db_url: str) -> Figures:
 
     from agentz_app.fakehub import FakeHub
     from agentz_app.store.db import Database
-    from bench.services import hermetic_env, start, start_receiver
+    from bench.services import hermetic_env, start, start_receiver, stop_all
+    from workers.pool import IDLE_POLL_SECONDS
 
     pem = private_key_pem()
     key_path = workdir / "app.pem"
@@ -183,12 +185,12 @@ async def measure(trials: int, workdir: Path, db_url: str) -> Figures:
             planner = start("planner", ["-m", "agentz_app", "planner"], env=env, workdir=workdir)
             stack.callback(planner.stop)
             receiver, base = await asyncio.to_thread(start_receiver, env, workdir)
-            stack.callback(receiver.stop)
             services = (receiver, planner)
+            stack.callback(stop_all, services)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
                 trigger = Trigger(hub, http, f"{base}/api/github/webhooks")
                 for index, (number, user) in enumerate(zip(numbers, users, strict=True)):
-                    await asyncio.sleep(rng.uniform(0.0, 1.0))
+                    await asyncio.sleep(rng.uniform(0.0, IDLE_POLL_SECONDS))
                     started = await trigger.comment(number, user)
                     timeout = WARMUP_TIMEOUT if index == 0 else CLAIM_TIMEOUT
                     claimed = await wait_for(db, number, lambda s: s.claimed_at is not None, timeout=timeout,
