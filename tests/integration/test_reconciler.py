@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import text
 
 from agentz_app.config import Settings
-from agentz_app.reconciler import ReconcileReport, reconcile_once
+from agentz_app.reconciler import ReconcileReport, reconcile_once, run_reconciler
 from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
@@ -167,3 +169,19 @@ def test_deferred_run_wakes_once_its_conflict_is_gone(queue: RunQueue, settings:
         session.execute(text("DELETE FROM claims WHERE resource LIKE 'file:%'"))
     assert _reconcile(queue, settings, clock).undeferred == [waiting.id]
     assert queue.get(waiting.id).status == "ready"
+
+
+def test_reconciler_loop_runs_passes_until_stopped(db: Database, settings: Settings) -> None:
+    queue = RunQueue(db)
+    run, _ = queue.enqueue("o/r", 1)
+    with db.begin() as session:  # a planner whose lease ran out long ago
+        session.execute(text("UPDATE runs SET status='planning', lease_owner='gone', lease_expires_at=1"))
+    stop = threading.Event()
+    reports: list[ReconcileReport] = []
+
+    def record(report: ReconcileReport) -> None:
+        reports.append(report)
+        stop.set()
+
+    run_reconciler(settings, db=db, stop=stop, on_report=record)
+    assert [r.requeued for r in reports] == [[run.id]]
