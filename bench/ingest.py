@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchOptions, Figures, percentile
+from bench.services import Service
 
 SECRET = "bench-webhook-secret"
 REPO = "bench/ingest"
@@ -211,29 +212,34 @@ def stored_delivery_ids(url: str) -> list[str]:
         db.dispose()
 
 
-def measure_noop(args: argparse.Namespace, workdir: Path, prepare: Callable[[], None]) -> tuple[Path, LoadResult]:
-    """Write the payload template and call ``prepare`` while the no-op server starts, then load it."""
-    from bench.services import free_port, hermetic_env, start, wait_http
+@dataclass
+class Target:
+    """A server under load: its process, webhook URL and (for receivers) database."""
+
+    name: str
+    service: Service
+    base: str
+    env: dict[str, str]
+    db_url: str | None = None
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base}{WEBHOOK_PATH}"
+
+
+def launch_noop(workdir: Path) -> Target:
+    """Start the no-op server process (not yet ready)."""
+    from bench.services import free_port, hermetic_env, start
 
     env = hermetic_env({})
     port = free_port()
-    server = start("noop", ["-m", "bench.ingest", "noop", "--port", str(port)], env=env, workdir=workdir)
-    try:
-        template = workdir / "payload.json"
-        template.write_text(json.dumps(issue_payload_template()))
-        prepare()
-        wait_http(f"http://127.0.0.1:{port}/readyz", server)
-        return template, run_load(f"http://127.0.0.1:{port}{WEBHOOK_PATH}", template=template,
-                                  count=args.deliveries, concurrency=args.concurrency, seed=1, env=env,
-                                  workdir=workdir)
-    finally:
-        server.stop()
+    service = start("noop", ["-m", "bench.ingest", "noop", "--port", str(port)], env=env, workdir=workdir)
+    return Target("noop", service, f"http://127.0.0.1:{port}", env)
 
 
-def measure_receiver(db_name: str, db_url: str, args: argparse.Namespace, template: Path, workdir: Path,
-                     noop: LoadResult) -> Figures:
-    """The load against ``agentz receiver`` on ``db_url``, audited against the database."""
-    from bench.services import RssSampler, hermetic_env, read_rss_kb, start_receiver
+def launch_receiver_on(db_name: str, db_url: str, workdir: Path) -> Target:
+    """Start ``agentz receiver`` on ``db_url`` (not yet ready), without a GitHub App."""
+    from bench.services import hermetic_env, launch_receiver
 
     env = hermetic_env({
         "DATABASE_URL": db_url,
@@ -242,19 +248,29 @@ def measure_receiver(db_name: str, db_url: str, args: argparse.Namespace, templa
         "LOG_LEVEL": "warning",
         "LOG_FORMAT": "json",
     })
-    receiver, base = start_receiver(env, workdir, name=f"receiver-{db_name}")
+    service, base = launch_receiver(env, workdir, name=f"receiver-{db_name}")
+    return Target(db_name, service, base, env, db_url)
+
+
+def measure_receiver(target: Target, args: argparse.Namespace, template: Path, workdir: Path,
+                     noop: LoadResult) -> Figures:
+    """The load against a ready receiver, which is stopped afterwards; audited against its database."""
+    from bench.services import RssSampler, read_rss_kb
+
+    assert target.db_url is not None
+    receiver = target.service
     try:
         idle_kb = read_rss_kb(receiver.pid) or 0
         with RssSampler(receiver.pid) as rss:
-            result = run_load(f"{base}{WEBHOOK_PATH}", template=template, count=args.deliveries,
-                              concurrency=args.concurrency, seed=2, env=env, workdir=workdir)
+            result = run_load(target.webhook_url, template=template, count=args.deliveries,
+                              concurrency=args.concurrency, seed=2, env=target.env, workdir=workdir)
         if not receiver.alive():
             raise RuntimeError(f"receiver died during the load:\n{receiver.log_tail()}")
     finally:
         receiver.stop()
-    lost, duplicated = audit(result.requests, stored_delivery_ids(db_url))
+    lost, duplicated = audit(result.requests, stored_delivery_ids(target.db_url))
     return {
-        "db": db_name,
+        "db": target.name,
         "deliveries": len(result.requests),
         "concurrency": args.concurrency,
         "deliveries_per_s": round(result.rate, 1),
@@ -304,25 +320,36 @@ def _postgres_in_background(stack: ExitStack) -> Future[Callable[[str], str]]:
 
 def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
     from bench.common import postgres_available, sqlite_database
+    from bench.services import stop_all, wait_http
 
     workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-ingest-"))
     lines: list[Figures] = []
     try:
         with ExitStack() as stack:
-            # Start-ups overlap; every measurement runs with nothing else starting.
+            # Every server and database starts up front; each load then runs with the
+            # others idle, and each server is stopped right after its load.
             postgres = _postgres_in_background(stack) if "postgres" in dbs and postgres_available() else None
-            urls: dict[str, str] = {}
-
-            def prepare() -> None:
-                if "sqlite" in dbs:
-                    urls["sqlite"] = stack.enter_context(sqlite_database())
-                if postgres is not None:
-                    urls["postgres"] = postgres.result(timeout=120)("ingest")
-
-            template, noop = measure_noop(args, workdir, prepare)
+            sqlite_url = stack.enter_context(sqlite_database()) if "sqlite" in dbs else None
+            targets: list[Target] = []
+            stack.callback(lambda: stop_all([target.service for target in targets]))
+            targets.append(launch_noop(workdir))
+            template = workdir / "payload.json"
+            template.write_text(json.dumps(issue_payload_template()))
+            if sqlite_url is not None:
+                targets.append(launch_receiver_on("sqlite", sqlite_url, workdir))
+            if postgres is not None:
+                targets.append(launch_receiver_on("postgres", postgres.result(timeout=120)("ingest"), workdir))
+            for target in targets:
+                wait_http(f"{target.base}/readyz", target.service)
+            noop_target, receivers = targets[0], {target.name: target for target in targets[1:]}
+            try:
+                noop = run_load(noop_target.webhook_url, template=template, count=args.deliveries,
+                                concurrency=args.concurrency, seed=1, env=noop_target.env, workdir=workdir)
+            finally:
+                noop_target.service.stop()
             for db_name in dbs:
-                if db_name in urls:
-                    lines.append(measure_receiver(db_name, urls[db_name], args, template, workdir, noop))
+                if db_name in receivers:
+                    lines.append(measure_receiver(receivers[db_name], args, template, workdir, noop))
                 else:
                     lines.append({"db": db_name, "skipped": "PostgreSQL server binaries not installed"})
     finally:

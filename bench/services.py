@@ -154,12 +154,17 @@ def wait_http(url: str, service: Service, *, timeout: float = _START_TIMEOUT) ->
     raise RuntimeError(f"{service.name} did not answer {url} within {timeout:.0f}s:\n{service.log_tail()}")
 
 
-def start_receiver(env: Mapping[str, str], workdir: Path, *, name: str = "receiver") -> tuple[Service, str]:
-    """Start ``agentz receiver`` on a free loopback port; return it and its base URL once ready."""
+def launch_receiver(env: Mapping[str, str], workdir: Path, *, name: str = "receiver") -> tuple[Service, str]:
+    """Start ``agentz receiver`` on a free loopback port without waiting; return it and its base URL."""
     port = free_port()
     service = start(name, ["-m", "agentz_app", "receiver", "--host", "127.0.0.1", "--port", str(port)],
                     env=env, workdir=workdir)
-    base = f"http://127.0.0.1:{port}"
+    return service, f"http://127.0.0.1:{port}"
+
+
+def start_receiver(env: Mapping[str, str], workdir: Path, *, name: str = "receiver") -> tuple[Service, str]:
+    """Start ``agentz receiver`` on a free loopback port; return it and its base URL once ready."""
+    service, base = launch_receiver(env, workdir, name=name)
     try:
         wait_http(f"{base}/readyz", service)
     except BaseException:
