@@ -441,6 +441,13 @@ class FakeHub:
         self._apply(rec, self._set_labels(rec, list(dict.fromkeys(wanted)), full_name), actor)
         return [render.label(self.ctx, full_name, n) for n in rec["labels"]]
 
+    def set_labels(self, full_name: str, number: int, names: list[str], *, actor: str) -> list[Record]:
+        """Replace an issue's labels (``PUT .../labels``); return them."""
+        rec = self.state.issue(full_name, number)
+        wanted = [self.state.label(full_name, n)["name"] for n in names]
+        self._apply(rec, self._set_labels(rec, list(dict.fromkeys(wanted)), full_name), actor)
+        return [render.label(self.ctx, full_name, n) for n in rec["labels"]]
+
     def remove_label(self, full_name: str, number: int, name: str, *, actor: str) -> list[Record]:
         """Remove one label from an issue (404 if absent); return the remaining labels."""
         rec = self.state.issue(full_name, number)

@@ -371,6 +371,12 @@ class Routes:
                                      actor=writer(request))
         return json_response(labels)
 
+    async def set_labels(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        labels = self.hub.set_labels(repo_name(request), number(request), names_list(body, "labels"),
+                                     actor=writer(request))
+        return json_response(labels)
+
     async def remove_label(self, request: web.Request) -> web.Response:
         labels = self.hub.remove_label(repo_name(request), number(request), request.match_info["name"],
                                        actor=writer(request))
@@ -616,6 +622,7 @@ def create_app(hub: FakeHub) -> web.Application:
     add("GET", repo + "/issues/{number}/comments", r.list_comments)
     add("POST", repo + "/issues/{number}/comments", r.create_comment)
     add("POST", repo + "/issues/{number}/labels", r.add_labels)
+    add("PUT", repo + "/issues/{number}/labels", r.set_labels)
     add("DELETE", repo + "/issues/{number}/labels/{name}", r.remove_label)
     add("POST", repo + "/issues/{number}/assignees", r.add_assignees)
     add("DELETE", repo + "/issues/{number}/assignees", r.remove_assignees)
