@@ -19,6 +19,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     if not secret or header is None:
         return False
     header = header.strip()
-    if not header.startswith(PREFIX) or len(header) != len(PREFIX) + _HEX_LENGTH:
+    if not header.isascii() or not header.startswith(PREFIX) or len(header) != len(PREFIX) + _HEX_LENGTH:
         return False
     return hmac.compare_digest(sign(secret, body).encode(), header.lower().encode())
