@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from gidgethub import routing, sansio
@@ -56,10 +56,10 @@ def delivery_row(
     *, delivery_id: str, event: str, payload_text: str, data: Mapping[str, Any], received_at: float
 ) -> dict[str, Any]:
     """Build the inbox row for one delivery; raises InvalidDelivery for unusable headers."""
-    if not delivery_id or len(delivery_id) > _DELIVERY_LIMIT:
-        raise InvalidDelivery(f"X-GitHub-Delivery must be 1-{_DELIVERY_LIMIT} characters")
-    if not event or len(event) > _EVENT_LIMIT:
-        raise InvalidDelivery(f"X-GitHub-Event must be 1-{_EVENT_LIMIT} characters")
+    if not _header_value(delivery_id, _DELIVERY_LIMIT):
+        raise InvalidDelivery(f"X-GitHub-Delivery must be 1-{_DELIVERY_LIMIT} printable ASCII characters")
+    if not _header_value(event, _EVENT_LIMIT):
+        raise InvalidDelivery(f"X-GitHub-Event must be 1-{_EVENT_LIMIT} printable ASCII characters")
     action = data.get("action")
     installation = data.get("installation")
     repository = data.get("repository")
@@ -68,14 +68,29 @@ def delivery_row(
     return {
         "delivery_id": delivery_id,
         "event": event,
-        "action": action[:_ACTION_LIMIT] if isinstance(action, str) else None,
+        "action": action[:_ACTION_LIMIT] if _storable(action) else None,
         "installation_id": installation_id if _is_id(installation_id) else None,
-        "repo": full_name if isinstance(full_name, str) and len(full_name) <= _REPO_LIMIT else None,
+        "repo": full_name if _storable(full_name) and len(full_name) <= _REPO_LIMIT else None,
         "payload": payload_text,
         "received_at": received_at,
         "next_attempt_at": received_at,
         "attempts": 0,
     }
+
+
+def _header_value(value: str, limit: int) -> bool:
+    return 0 < len(value) <= limit and value.isascii() and value.isprintable()
+
+
+def _storable(value: Any) -> TypeGuard[str]:
+    """True for a string the database can store (JSON may carry lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_id(value: Any) -> bool:
