@@ -13,14 +13,17 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -30,10 +33,11 @@ from sqlalchemy import select
 
 from agentz_app.demo import scenario
 from agentz_app.demo.report import DemoReport, IssueOutcome, verdict_for
+from agentz_app.fakehub.faults import FaultConfig
 from agentz_app.fakehub.hub import FakeHub
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
-from agentz_app.store.models import IssueSnapshot, Run
+from agentz_app.store.models import IssueSnapshot, Process, Run
 from agentz_app.supervisor import RestartPolicy, Supervisor, build_specs
 
 Echo = Callable[[str], None]
@@ -46,13 +50,45 @@ REAL_MODEL_KEYS = {"claude": ("ANTHROPIC_API_KEY",), "codex": ("OPENAI_API_KEY",
                    "opencode": ("OPENAI_API_KEY",)}
 
 
+FINISHED = frozenset({"done", "merged"})
+STOPPED = frozenset({"failed", "needs_human", "cancelled"})
+
+
 @dataclass(frozen=True)
 class DemoOptions:
+    """How to run the demo; the fields after ``workspace`` make it a test and benchmark harness.
+
+    ``faults`` is applied to the fake GitHub before any role starts; ``issues`` seeds
+    only those scenario issues (GitHub numbers issues in creation order, so it must be
+    ``1..k``); ``env`` overrides settings of every role (``LEASE_SECONDS`` ...);
+    ``ci_command`` replaces the repository's CI (the default runs its pytest suite);
+    ``agent_sleep`` delays every scripted agent step by that many seconds.
+    """
+
     backend: str = "scripted"
     workers: int = 2
     timeout: float = 110.0
     keep: bool = False
     workspace: Path | None = None
+    faults: FaultConfig | None = None
+    issues: tuple[int, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    ci_command: str | None = None
+    agent_sleep: float = 0.0
+
+    def seeded(self) -> tuple[scenario.DemoIssue, ...]:
+        """The scenario issues this demo creates, validated."""
+        if self.issues is None:
+            return scenario.ISSUES
+        wanted = sorted(set(self.issues))
+        known = [issue.number for issue in scenario.ISSUES]
+        if not wanted or wanted != known[: len(wanted)]:
+            raise ValueError(f"issues must be the first k scenario issues (1..k), got {list(self.issues)}")
+        return tuple(issue for issue in scenario.ISSUES if issue.number in wanted)
+
+    def deliverable(self) -> tuple[int, ...]:
+        """The seeded issues expected to end with a green pull request."""
+        return tuple(issue.number for issue in self.seeded() if issue.expected == "ran")
 
 
 def _free_port() -> int:
@@ -102,42 +138,112 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
     }
 
 
-class Demo:
-    """One demo: workspace, fake GitHub, supervised roles, and the watcher that reports."""
+def demo_script(options: DemoOptions) -> list[dict[str, Any]]:
+    """The scripted agent's steps: the scenario's, rankings for issue subsets, an optional delay."""
+    steps = scenario.ScriptBuilder().build()
+    catch_all = next(i for i, step in enumerate(steps) if step["role"] == "scheduler" and "regex" not in step)
+    if options.issues is not None:
+        steps[catch_all:catch_all] = _rankings_without_tracking_issue(steps[catch_all])
+    if options.agent_sleep > 0:
+        steps = [{**step, "sleep": options.agent_sleep} for step in steps]
+    return steps
 
-    def __init__(self, options: DemoOptions, echo: Echo) -> None:
+
+def _rankings_without_tracking_issue(catch_all: dict[str, Any]) -> list[dict[str, Any]]:
+    # The scenario's rankings expect the tracking issue #6 among the candidates; a subset lacks it.
+    ranked = {int(entry["number"]): entry for entry in catch_all["json"]["ranking"]}
+    steps = []
+    for numbers in ((1, 2), (1,), (2,)):
+        present = "".join(f"(?=[\\s\\S]*^### #{n}:)" for n in numbers)
+        absent = "".join(f"(?![\\s\\S]*^### #{n}:)" for n in (*ranked, 6) if n not in numbers)
+        steps.append({"role": "scheduler", "regex": f"(?m)\\A{present}{absent}",
+                      "json": {"ranking": [ranked[n] for n in numbers]}})
+    return steps
+
+
+_BRANCH_ISSUE = re.compile(r"^agent-z/issue-(\d+)(?:-|$)")
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What Agent-Z left on the fake GitHub, for duplicate checks."""
+
+    pulls: dict[int, list[int]]  # issue number -> numbers of PRs from Agent-Z branches for it
+    status_comments: dict[int, int]  # issue number -> status comments on it
+    duplicate_checks: list[tuple[str, str]]  # (check name, head SHA) reported more than once
+
+    def duplicate_pulls(self) -> int:
+        """PRs beyond the first per issue."""
+        return sum(max(len(numbers) - 1, 0) for numbers in self.pulls.values())
+
+    def duplicate_comments(self) -> int:
+        """Status comments beyond the first per issue."""
+        return sum(max(count - 1, 0) for count in self.status_comments.values())
+
+
+def _nothing(_: str) -> None:
+    return None
+
+
+class Demo:
+    """One demo: workspace, fake GitHub, supervised roles, and the watcher that reports.
+
+    :meth:`run` does everything once. As a harness, use it as an async context manager
+    (start on enter, stop on exit) and call :meth:`seed`, :meth:`wait_delivered`,
+    :meth:`wait_for`, :meth:`settle`, :meth:`kill`, :meth:`audit` and :meth:`report`.
+    """
+
+    def __init__(self, options: DemoOptions, echo: Echo | None = None) -> None:
+        options.seeded()  # validate the issue subset before starting anything
         self.options = options
-        self.echo = echo
+        self.echo = echo or _nothing
         self.workspace = options.workspace or Path(tempfile.mkdtemp(prefix="agentz-demo-"))
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         self.hub: FakeHub | None = None
         self.db: Database | None = None
         self.supervisor: Supervisor | None = None
+        self.env: dict[str, str] = {}
         self._extra_env: dict[str, str] = {}
         self._model: Any = None
+        self._supervisor_task: asyncio.Task[None] | None = None
 
     def say(self, message: str) -> None:
         self.echo(f"[{time.monotonic() - self.started:5.1f}s] {message}")
 
     async def run(self) -> DemoReport:
         """Run the whole scenario; always stops what it started."""
-        supervisor_task: asyncio.Task[None] | None = None
         try:
-            await self._start_model()
-            env = await self._start_hub()
-            self.db = Database.from_url(env["DATABASE_URL"])
-            migrate(self.db)
-            supervisor_task = self._start_roles(env)
-            await self._wait_receiver(int(env["RECEIVER_PORT"]))
-            await self._seed()
-            ok = await self._watch()
-            report = self._report(ok)
+            await self.start()
+            await self.seed()
+            ok = await self.wait_delivered()
+            report = self.report(ok)
         finally:
-            await self._stop(supervisor_task)
+            await self.stop()
         return report
 
+    async def __aenter__(self) -> Demo:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        await self.stop()
+
     # -- start ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the fake GitHub (and model), migrate the database, start every role."""
+        await self._start_model()
+        self.env = await self._start_hub()
+        self.db = Database.from_url(self.env["DATABASE_URL"])
+        migrate(self.db)
+        self._supervisor_task = self._start_roles(self.env)
+        await self._wait_receiver(int(self.env["RECEIVER_PORT"]))
 
     async def _start_model(self) -> None:
         backend = self.options.backend
@@ -162,17 +268,19 @@ class Demo:
         key_pem = _private_key_pem()
         key_path = self.workspace / "app.private-key.pem"
         _write_secret(key_path, key_pem)
+        faults = replace(self.options.faults) if self.options.faults is not None else None
         self.hub = FakeHub(self.workspace / "github",
                            webhook_url=f"http://127.0.0.1:{receiver_port}/api/github/webhooks",
                            webhook_secret=WEBHOOK_SECRET, app_id=APP_ID, app_slug=APP_SLUG,
-                           private_key_pem=key_pem, ci_concurrency=2)
+                           private_key_pem=key_pem, ci_concurrency=2, faults=faults)
         api_url = await self.hub.start()
         script_path = self.workspace / "scripted-agent.json"
-        script_path.write_text(json.dumps({"steps": scenario.ScriptBuilder().build()}, indent=1))
+        script_path.write_text(json.dumps({"steps": demo_script(self.options)}, indent=1))
         env = demo_env(self.workspace, api_url=api_url, git_url_template=self.hub.git_url_template,
                        receiver_port=receiver_port, backend=self.options.backend, key_path=key_path,
                        script_path=script_path)
         env.update(self._extra_env)
+        env.update(self.options.env)
         self.say(f"fake GitHub at {api_url}; workspace {self.workspace}")
         return env
 
@@ -200,55 +308,143 @@ class Demo:
                     raise RuntimeError("the receiver did not become ready within 30 s; see its log")
                 await asyncio.sleep(0.1)
 
-    async def _seed(self) -> None:
+    async def seed(self) -> None:
+        """Create the repository and the chosen issues, as a maintainer would."""
         assert self.hub is not None
-        ci = f"{sys.executable} -m pytest -q -p no:cacheprovider"
+        ci = self.options.ci_command or f"{sys.executable} -m pytest -q -p no:cacheprovider"
         await self.hub.create_repo(scenario.REPO, scenario.FILES, ci_command=ci)
         self.hub.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
-        for issue in scenario.ISSUES:
+        issues = self.options.seeded()
+        for issue in issues:
             self.hub.create_issue(scenario.REPO, issue.title, issue.body, user=scenario.MAINTAINER,
                                   labels=list(issue.labels), assignees=list(issue.assignees))
-        self.say(f"created {scenario.REPO} (its test suite fails) and {len(scenario.ISSUES)} issues")
+        self.say(f"created {scenario.REPO} (its test suite fails) and {len(issues)} issues")
 
     # -- watch ---------------------------------------------------------------
 
-    def _runs(self) -> dict[int, Run]:
+    def runs(self) -> dict[int, Run]:
+        """The latest run per issue of the demo repository."""
         assert self.db is not None
         with self.db.read() as session:
             rows = session.scalars(select(Run).where(Run.repo == scenario.REPO).order_by(Run.created_at))
             return {run.issue_number: run for run in rows}
 
-    async def _watch(self) -> bool:
+    async def wait_delivered(self, timeout: float | None = None) -> bool:
+        """Wait until every deliverable issue has a green PR; False when one stops or time runs out."""
         seen: dict[int, str] = {}
-        deadline = self.started + self.options.timeout
+        deadline = (time.monotonic() + timeout) if timeout is not None else self.started + self.options.timeout
+        deliverable = self.options.deliverable()
         while time.monotonic() < deadline:
-            runs = self._runs()
+            runs = self.runs()
             for number, run in sorted(runs.items()):
                 label = str(run.status) + (f" (PR #{run.pr_number})" if run.pr_number else "")
                 if seen.get(number) != label:
                     seen[number] = label
                     self.say(f"issue #{number}: {label}" + (f" — {run.error}" if run.error else ""))
-            finished = [runs.get(n) for n in scenario.DELIVERABLE]
-            if all(run is not None and str(run.status) in {"done", "merged"} for run in finished):
+            finished = [runs.get(n) for n in deliverable]
+            if all(run is not None and str(run.status) in FINISHED for run in finished):
                 self.say("every deliverable issue has a green pull request")
                 return True
-            if any(run is not None and str(run.status) in {"failed", "needs_human", "cancelled"}
-                   for run in finished):
+            if any(run is not None and str(run.status) in STOPPED for run in finished):
                 self.say("a deliverable issue stopped without a pull request")
                 return False
             await asyncio.sleep(0.25)
-        self.say(f"timed out after {self.options.timeout:.0f}s")
+        self.say(f"timed out after {time.monotonic() - self.started:.0f}s")
         return False
 
-    def _report(self, ok: bool) -> DemoReport:
+    async def wait_for(self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
+        """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(interval)
+
+    async def settle(self, *, quiet: float = 3.0, timeout: float = 60.0) -> bool:
+        """Wait until for ``quiet`` seconds no CI ran, no webhook was pending, no run changed and
+        GitHub answered nothing but 304s (cleanup after ``done`` still writes labels and comments)."""
+        assert self.hub is not None
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            busy = self.hub.ci.pending or self.hub.emitter.pending
+            counters = self.hub.counters()
+            runs = [(n, str(r.status), r.attempt, r.updated_at) for n, r in sorted(self.runs().items())]
+            state = (runs, counters["total"] - counters["not_modified"])
+            if busy or state != last:
+                last, since = state, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    # -- processes -----------------------------------------------------------
+
+    def pid_of(self, name: str) -> int | None:
+        """The pid of supervised child ``name`` while it runs, else None."""
+        assert self.db is not None
+        with self.db.read() as session:
+            row = session.get(Process, name)
+            if row is None or row.state != "running" or row.pid is None:
+                return None
+            return int(row.pid)
+
+    def name_of(self, pid: int) -> str | None:
+        """The supervised child running as ``pid``, if any."""
+        assert self.db is not None
+        with self.db.read() as session:
+            row = session.scalars(select(Process).where(Process.pid == pid, Process.state == "running")).first()
+            return row.name if row is not None else None
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to child ``name`` alone (like ``kill -9 <pid>``); returns the pid, or None if not running."""
+        pid = self.pid_of(name)
+        if pid is None:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if b"agentz_app" not in cmdline:
+            return None  # the row is stale and the pid belongs to someone else now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        self.say(f"sent signal {sig} to {name} (pid {pid})")
+        return pid
+
+    # -- results -------------------------------------------------------------
+
+    def audit(self) -> Audit:
+        """PRs and status comments per issue and check runs reported twice on one head."""
+        assert self.hub is not None
+        pulls: dict[int, list[int]] = {}
+        for pull in self.hub.list_pulls(scenario.REPO, state="all", direction="asc"):
+            match = _BRANCH_ISSUE.match(str((pull.get("head") or {}).get("ref") or ""))
+            if match:
+                pulls.setdefault(int(match.group(1)), []).append(int(pull["number"]))
+        comments = {}
+        for issue in self.options.seeded():
+            bodies = [str(c.get("body") or "") for c in self.hub.list_comments(scenario.REPO, issue.number)]
+            comments[issue.number] = sum("<!-- agent-z:status" in body for body in bodies)
+        seen: dict[tuple[str, str], int] = {}
+        for check in self.hub.state.data["check_runs"].values():
+            key = (str(check["name"]), str(check["head_sha"]))
+            seen[key] = seen.get(key, 0) + 1
+        return Audit(pulls, comments, sorted(key for key, count in seen.items() if count > 1))
+
+    def report(self, ok: bool) -> DemoReport:
+        """The demo's summary from the database and the fake GitHub."""
         assert self.hub is not None and self.db is not None
-        runs = self._runs()
+        runs = self.runs()
         with self.db.read() as session:
             verdicts = {row.number: row.verdict for row in
                         session.scalars(select(IssueSnapshot).where(IssueSnapshot.repo == scenario.REPO))}
         check_runs = list(self.hub.state.data["check_runs"].values())
         outcomes = []
-        for issue in scenario.ISSUES:
+        for issue in self.options.seeded():
             run = runs.get(issue.number)
             checks: dict[str, str] = {}
             if run is not None:
@@ -270,18 +466,23 @@ class Demo:
 
     # -- stop ----------------------------------------------------------------
 
-    async def _stop(self, supervisor_task: asyncio.Task[None] | None) -> None:
+    async def stop(self) -> None:
+        """Stop every role, the fake GitHub and model; remove the workspace unless kept. Idempotent."""
         if self.supervisor is not None:
             self.supervisor.stop()
-        if supervisor_task is not None:
+        if self._supervisor_task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(supervisor_task, 30)
+                await asyncio.wait_for(self._supervisor_task, 30)
+            self._supervisor_task = None
         if self.hub is not None:
             await self.hub.stop()
+            self.hub = None
         if self._model is not None:
             await self._model.stop()
+            self._model = None
         if self.db is not None:
             self.db.dispose()
+            self.db = None
         if not self.options.keep:
             shutil.rmtree(self.workspace, ignore_errors=True)
 
