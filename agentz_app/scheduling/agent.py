@@ -88,12 +88,13 @@ def extract_json(text: str) -> Any:
     """The JSON object in an agent's text answer (bare, or in a fenced block)."""
     text = text.strip()
     candidates = [match.group(1) for match in _FENCED.finditer(text)]
-    if "{" in text:
-        candidates.append(text[text.index("{") : text.rindex("}") + 1])
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
             return json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     raise InvalidAgentOutput("no JSON object in the answer", raw=text)
 

@@ -28,7 +28,7 @@ def extract_json(text: str) -> Any:
     for candidate in candidates:
         try:
             value = json.loads(candidate)
-        except (json.JSONDecodeError, ValueError):
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             return value

@@ -14,7 +14,7 @@ def extract_json(text: str) -> Any:
 
     Fenced blocks (```json or plain ```) win over bare JSON: the last fenced block
     that parses is returned. Without one, the last top-level ``{...}``/``[...]`` value
-    embedded in the prose is returned.
+    embedded in the prose is returned; bare values after one nested too deeply to decode are not searched.
     """
     fenced: Any = None
     for match in _FENCE_RE.finditer(text):
@@ -23,7 +23,7 @@ def extract_json(text: str) -> Any:
             continue
         try:
             value = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict | list):
             fenced = value
@@ -43,6 +43,8 @@ def _last_bare_json(text: str) -> Any:
             except ValueError:
                 index += 1
                 continue
+            except RecursionError:
+                break  # nested deeper than any usable answer; retrying inside it is quadratic
             if isinstance(value, dict | list):
                 found = value
                 index = end
