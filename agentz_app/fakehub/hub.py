@@ -111,6 +111,7 @@ class FakeHub:
                            timeout=ci_timeout)
         self.requests: Counter[str] = Counter()
         self.writes = 0
+        self.write_log: list[str] = []  # "METHOD /path" of every content-creating request
         self.not_modified = 0
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -186,6 +187,7 @@ class FakeHub:
         """Zero the request counters."""
         self.requests.clear()
         self.writes = 0
+        self.write_log.clear()
         self.not_modified = 0
 
     def emitted(self, event: str | None = None, action: str | None = None) -> list[Record]:

@@ -127,6 +127,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         hub.requests[request.method] += 1
         if request.method in WRITE_METHODS and not request.path.endswith("/access_tokens"):
             hub.writes += 1
+            hub.write_log.append(f"{request.method} {request.path}")
         if hub.faults.config.latency_seconds:
             await asyncio.sleep(hub.faults.config.latency_seconds)
         fault = hub.faults.api_fault(request.path)

@@ -44,7 +44,8 @@ def test_demo_delivers_the_deliverable_issues_and_explains_the_rest(tmp_path: Pa
     # The review round trip on #1 and the CI-fix loop on #2 both happened.
     assert by_number[1]["check_runs"]["Agent-Z / review"] == "success"
     assert by_number[2]["check_runs"]["Agent-Z / ci-fix"] == "success"
-    assert report["github_writes"] <= 8 * len(scenario.DELIVERABLE)
+    # A loose bound that catches write loops; `python -m bench writes-per-pr` measures the real figure.
+    assert report["github_writes"] <= 12 * len(scenario.DELIVERABLE)
     # Nothing is left behind: the temporary workspace is gone.
     assert not list(tmp_path.glob("agentz-demo-*"))
 
