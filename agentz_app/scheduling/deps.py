@@ -13,6 +13,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+MAX_ISSUE_NUMBER = 2**31 - 1
+"""Issue numbers above this are not references (GitHub numbers fit a 32-bit integer)."""
+
 
 @dataclass(frozen=True, order=True)
 class IssueRef:
@@ -26,7 +29,10 @@ class IssueRef:
 
 
 _REPO = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"
-_ONE_REF = rf"(?:https?://github\.com/{_REPO}/(?:issues|pull)/\d+|(?:{_REPO})?#\d+)"
+# A repository prefix starts where a name starts: without this, every position inside
+# a long run of name characters would be tried, which is quadratic in the run's length.
+_NAME_START = r"(?<![A-Za-z0-9_.-])"
+_ONE_REF = rf"(?:https?://github\.com/{_REPO}/(?:issues|pull)/\d+|(?:{_NAME_START}{_REPO})?#\d+)"
 _SEPARATOR = r"(?:[ \t]*(?:,[ \t]*(?:and\b)?|&|\band\b)[ \t]*|[ \t]+)"
 _REF_LIST = rf"{_ONE_REF}(?:{_SEPARATOR}{_ONE_REF})*"
 
@@ -40,7 +46,7 @@ _CLOSING = re.compile(
 )
 _REF = re.compile(
     rf"https?://github\.com/(?P<url_repo>{_REPO})/(?:issues|pull)/(?P<url_number>\d+)"
-    rf"|(?P<repo>{_REPO})?#(?P<number>\d+)",
+    rf"|(?:{_NAME_START}(?P<repo>{_REPO}))?#(?P<number>\d+)",
     re.IGNORECASE,
 )
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -65,8 +71,10 @@ def _refs_in(fragment: str, current_repo: str) -> list[IssueRef]:
     refs: list[IssueRef] = []
     for match in _REF.finditer(fragment):
         repo = match.group("url_repo") or match.group("repo") or current_repo
-        number = int(match.group("url_number") or match.group("number"))
-        refs.append(IssueRef(_canonical(repo, current_repo), number))
+        digits = match.group("url_number") or match.group("number")
+        if len(digits) > len(str(MAX_ISSUE_NUMBER)) or not 0 < int(digits) <= MAX_ISSUE_NUMBER:
+            continue  # no such issue (and int() refuses very long digit strings)
+        refs.append(IssueRef(_canonical(repo, current_repo), int(digits)))
     return refs
 
 
