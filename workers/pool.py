@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settl
 from workers.worktrees import Worktrees
 
 IDLE_POLL_SECONDS = 0.5
+GC_INTERVAL_SECONDS = 600.0  # how often an idle worker removes worktrees of finished runs
 CI_POLL_SECONDS = 5.0
 
 log = get_logger("agentz.pool")
@@ -173,10 +175,14 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     try:
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http)
+            next_gc = 0.0 if role == "worker" and not once else float("inf")
             while not stop.is_set():
                 if not _claimable(database, statuses):
                     if once:
                         break
+                    if time.monotonic() >= next_gc:
+                        next_gc = time.monotonic() + GC_INTERVAL_SECONDS
+                        await _collect_worktrees(active)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
                     continue
@@ -207,6 +213,14 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
         if own_db:
             database.dispose()
     return outcomes
+
+
+async def _collect_worktrees(deps: PipelineDeps) -> None:
+    """Remove this host's worktrees and branches of finished runs (a crash can leave them)."""
+    try:
+        await deps.worktrees.gc(deps.db)
+    except (AgentZError, OSError) as exc:
+        log.warning("worktree collection failed", error=str(exc))
 
 
 async def run_worker(settings: Settings, *, once: bool = False, **kwargs: Any) -> list[Outcome]:

@@ -1,0 +1,24 @@
+"""An idle worker collects worktrees left behind by runs that are gone or finished."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentz_app.config import Settings
+from agentz_app.store.db import Database
+from workers.pool import run_worker
+
+
+async def test_an_idle_worker_removes_orphaned_worktrees(settings: Settings, sqlite_db: Database) -> None:
+    orphan = settings.state_dir / "worktrees" / "deadbeef0001"
+    orphan.mkdir(parents=True)
+    (orphan / "file.txt").write_text("left by a crashed run")
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, db=sqlite_db, stop=stop))
+    for _ in range(100):
+        if not orphan.exists():
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    assert not orphan.exists()
