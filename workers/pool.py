@@ -18,16 +18,16 @@ from typing import Any
 
 import aiohttp
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.store import snapshots, states
 from agentz_app.store.db import Database
-from agentz_app.store.models import Event, Repository, Run, now
+from agentz_app.store.models import Repository, Run
 from agentz_app.store.owners import current_owner
-from agentz_app.store.runs import Lease, RunQueue
+from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, work_run
 from workers.worktrees import Worktrees
@@ -94,30 +94,6 @@ def _claimable(db: Database, statuses: Collection[str]) -> bool:
         return found is not None
 
 
-def claim_run(queue: RunQueue, run_id: str, owner: str, *, statuses: Collection[str],
-              target: str | None = None) -> tuple[Run, Lease] | None:
-    """Claim one specific run (for ``agentz issue N``), with the same fencing as :meth:`RunQueue.claim`."""
-    wanted = [Status(s) for s in statuses]
-    stamp = now()
-    with queue.db.begin() as session:
-        run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
-        if run is None or run.lease_owner is not None or run.status not in wanted:
-            return None
-        if target is not None and not states.can_transition(run.status, target):
-            return None
-        previous = run.status
-        lease = Lease(run.id, run.attempt + 1, owner)
-        session.execute(
-            update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(
-                status=target or previous, attempt=lease.attempt, lease_owner=owner,
-                lease_expires_at=stamp + queue.lease_seconds, heartbeat_at=stamp, updated_at=stamp,
-            ).execution_options(synchronize_session=False)
-        )
-        session.add(Event(run_id=run.id, kind="claimed", from_status=previous, to_status=target or previous,
-                          payload={"owner": owner, "attempt": lease.attempt}, created_at=stamp))
-    return queue.get(run_id), lease
-
-
 async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None = None) -> Outcome | None:
     """Claim one run for ``role`` (planner or worker) and execute its stages; None when idle."""
     if role == "planner":
@@ -126,11 +102,8 @@ async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None 
         statuses, target, execute = states.CLAIMABLE_BY_WORKER, None, work_run
     else:
         raise ValueError(f"unknown role {role!r}")
-    if run_id is not None:
-        claimed = claim_run(deps.queue, run_id, owner, statuses=statuses, target=target)
-    else:
-        limit = deps.settings.per_repo_limit if role == "worker" else None
-        claimed = deps.queue.claim(owner, statuses=statuses, target=target, per_repo_limit=limit)
+    limit = deps.settings.per_repo_limit if role == "worker" and run_id is None else None
+    claimed = deps.queue.claim(owner, statuses=statuses, target=target, per_repo_limit=limit, run_id=run_id)
     if claimed is None:
         return None
     run, lease = claimed
