@@ -4,7 +4,9 @@
 ``agentz receiver`` (no GitHub App configured) on a SQLite file and on an ephemeral
 PostgreSQL, and a separate load process POSTs N signed ~10 KB ``issues`` deliveries
 (unique ``X-GitHub-Delivery``, plus 5 % deliberate repeats, shuffled) with C requests
-in flight. The same load process first measures a no-op aiohttp server. Printed::
+in flight, after opening its connections. The same client first loads a no-op aiohttp
+server (three rounds, the median counts). All servers start before any load, and
+each one is stopped right after its own. Printed::
 
     ingest: db=sqlite deliveries=<n> concurrency=<c> deliveries_per_s=<n> p50_ms=<n> p99_ms=<n>
             noop_per_s=<n> vs_noop=<ratio> rss_idle_mb=<n> rss_mb=<peak receiver VmRSS under load>
