@@ -306,7 +306,15 @@ async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
     attempt = Attempt(deps, run, lease, gh)
     fixing_ci = run.status == Status.FIXING_CI or run.stage in _CI_STAGES
     body = _fix_ci(attempt) if fixing_ci else _develop(attempt)
-    return await _guarded(attempt, body, on_cancel=Status.READY)
+    run = await _guarded(attempt, body, on_cancel=Status.READY)
+    if run.status == Status.WAITING_CHECKS:
+        # CI may have finished before we started waiting. The lease is released by now, so this
+        # runs outside the heartbeat, which would otherwise cancel the cleanup after ``done``.
+        try:
+            run = await settle_ci(deps, gh, run)
+        except AgentZError as exc:
+            log.warning("settling CI after submit failed; a CI webhook will retry", run_id=run.id, error=str(exc))
+    return run
 
 
 async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Status) -> Run:
@@ -510,9 +518,8 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
         await a.coordinator.report_check(a.run, report, head_sha=head)
     view = dataclasses.replace(status_view(a.run, review_summary=review_md), status="waiting_checks")
     comment_id = await a.coordinator.status_comment(a.run, view)
-    a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
-    await settle_ci(a.deps, a.gh, a.run)  # CI may have finished before we started waiting
-    return a.queue.get(a.run.id)
+    # Releases the lease: :func:`work_run` settles CI afterwards, outside the heartbeat.
+    return a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
 
 
 # Terminal cleanup ---------------------------------------------------------------
