@@ -62,7 +62,8 @@ class DemoOptions:
     only those scenario issues (GitHub numbers issues in creation order, so it must be
     ``1..k``); ``env`` overrides settings of every role (``LEASE_SECONDS`` ...);
     ``ci_command`` replaces the repository's CI (the default runs its pytest suite);
-    ``agent_sleep`` delays every scripted agent step by that many seconds.
+    ``agent_sleep`` delays every scripted agent step by that many seconds; ``script``
+    replaces the scripted agent's steps; ``restart_policy`` is the supervisor's.
     """
 
     backend: str = "scripted"
@@ -75,6 +76,8 @@ class DemoOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     ci_command: str | None = None
     agent_sleep: float = 0.0
+    script: tuple[dict[str, Any], ...] | None = None
+    restart_policy: RestartPolicy | None = None
 
     def seeded(self) -> tuple[scenario.DemoIssue, ...]:
         """The scenario issues this demo creates, validated."""
@@ -82,8 +85,8 @@ class DemoOptions:
             return scenario.ISSUES
         wanted = sorted(set(self.issues))
         known = [issue.number for issue in scenario.ISSUES]
-        if not wanted or wanted != known[: len(wanted)]:
-            raise ValueError(f"issues must be the first k scenario issues (1..k), got {list(self.issues)}")
+        if wanted != known[: len(wanted)]:
+            raise ValueError(f"issues must be the first k scenario issues (1..k or none), got {list(self.issues)}")
         return tuple(issue for issue in scenario.ISSUES if issue.number in wanted)
 
     def deliverable(self) -> tuple[int, ...]:
@@ -139,11 +142,14 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
 
 
 def demo_script(options: DemoOptions) -> list[dict[str, Any]]:
-    """The scripted agent's steps: the scenario's, rankings for issue subsets, an optional delay."""
-    steps = scenario.ScriptBuilder().build()
-    catch_all = next(i for i, step in enumerate(steps) if step["role"] == "scheduler" and "regex" not in step)
-    if options.issues is not None:
-        steps[catch_all:catch_all] = _rankings_without_tracking_issue(steps[catch_all])
+    """The scripted agent's steps: given ones, or the scenario's with rankings for issue subsets; plus a delay."""
+    if options.script is not None:
+        steps = [dict(step) for step in options.script]
+    else:
+        steps = scenario.ScriptBuilder().build()
+        catch_all = next(i for i, step in enumerate(steps) if step["role"] == "scheduler" and "regex" not in step)
+        if options.issues is not None:
+            steps[catch_all:catch_all] = _rankings_without_tracking_issue(steps[catch_all])
     if options.agent_sleep > 0:
         steps = [{**step, "sleep": options.agent_sleep} for step in steps]
     return steps
@@ -291,7 +297,8 @@ class Demo:
         specs = [replace(spec, env=dict(env)) for spec in
                  build_specs(self.options.workers, env_file=str(env_file))]
         logs = self.workspace / ".agent-z" / "logs"
-        self.supervisor = Supervisor(specs, self.db, logs, policy=RestartPolicy(base_delay=0.5),
+        policy = self.options.restart_policy or RestartPolicy(base_delay=0.5)
+        self.supervisor = Supervisor(specs, self.db, logs, policy=policy,
                                      grace_seconds=5.0, poll_interval=0.5)
         self.say("started " + ", ".join(spec.name for spec in specs))
         return asyncio.create_task(self.supervisor.run())
@@ -426,9 +433,11 @@ class Demo:
             if match:
                 pulls.setdefault(int(match.group(1)), []).append(int(pull["number"]))
         comments = {}
-        for issue in self.options.seeded():
-            bodies = [str(c.get("body") or "") for c in self.hub.list_comments(scenario.REPO, issue.number)]
-            comments[issue.number] = sum("<!-- agent-z:status" in body for body in bodies)
+        for issue in self.hub.list_issues(scenario.REPO, state="all"):
+            if issue.get("pull_request"):
+                continue
+            bodies = [str(c.get("body") or "") for c in self.hub.list_comments(scenario.REPO, int(issue["number"]))]
+            comments[int(issue["number"])] = sum("<!-- agent-z:status" in body for body in bodies)
         seen: dict[tuple[str, str], int] = {}
         for check in self.hub.state.data["check_runs"].values():
             key = (str(check["name"]), str(check["head_sha"]))

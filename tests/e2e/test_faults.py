@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from agentz_app.demo import scenario
 from agentz_app.demo.report import DemoReport
 from agentz_app.demo.runner import Demo, DemoOptions
 from agentz_app.fakehub.faults import FaultConfig
@@ -44,6 +45,13 @@ def assert_clean_end_state(demo: Demo, report: DemoReport) -> None:
             assert outcome.check_runs.get("Agent-Z / plan") == "success", outcome
         else:
             assert outcome.run_status is None and outcome.pr is None, outcome
+    assert demo.hub is not None
+    for number in delivered:
+        labels = {label["name"] for label in demo.hub.get_issue(scenario.REPO, number)["labels"]}
+        assert not labels & {"ongoing", "agent-z:running", "agent-z:queued"}, (number, labels)
+        comments = demo.hub.list_comments(scenario.REPO, number)
+        [status] = [c["body"] for c in comments if "<!-- agent-z:status" in c["body"]]
+        assert "Done" in status, status
     audit = demo.audit()
     by_issue = {outcome.number: outcome for outcome in report.issues}
     assert {number: prs for number, prs in audit.pulls.items()} == {
