@@ -107,6 +107,8 @@ def retry_delay(attempts: int) -> float:
 def describe_error(exc: BaseException) -> str:
     """A short, redacted description of a handler failure for the ``error`` column."""
     text = f"{type(exc).__name__}: {exc}"
+    # Messages may quote payload strings; lone surrogates there could not be stored.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return redact_text(text)[:MAX_ERROR_CHARS]
 
 
