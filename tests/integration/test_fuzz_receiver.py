@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient
+from gidgethub import routing, sansio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
@@ -248,3 +249,39 @@ async def test_signed_delivery_with_undecodable_headers_is_a_bad_request(
                (b"X-GitHub-Delivery", delivery), (b"X-Hub-Signature-256", sign(SECRET, body).encode())]
     assert await raw_post(client, headers, body) == 400
     assert _row_count(sqlite_db) == 0
+
+
+def echoing_router(seen: list[str]) -> routing.Router:
+    """A handler that fails with a message quoting the payload, as careless error messages do."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def fail(event: sansio.Event, gh: Any, **_: Any) -> None:
+        seen.append(event.delivery_id)
+        raise ValueError(f"cannot handle {event.data.get('title')} ({event.data})")
+
+    return router
+
+
+@FUZZ
+@given(titles=st.lists(json_strings, min_size=1, max_size=4))
+async def test_handler_errors_quoting_hostile_payloads_are_recorded_not_raised(
+    client: TestClient[Any, Any], sqlite_db: Database, settings: Settings, titles: list[str]
+) -> None:
+    with sqlite_db.begin() as session:
+        session.execute(delete(Delivery))
+    sent = []
+    for title in titles:
+        body = json.dumps({"action": "opened", "title": title}).encode()
+        delivery_id = f"echo-{next(_ids)}"
+        response = await client.post(WEBHOOK_PATH, data=body, headers={
+            "Content-Type": "application/json", "X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery_id,
+            "X-Hub-Signature-256": sign(SECRET, body)})
+        assert response.status == 202
+        sent.append(delivery_id)
+    seen: list[str] = []
+    assert await process_pending(sqlite_db, settings, github=None, router=echoing_router(seen)) == len(sent)
+    assert seen == sent
+    with sqlite_db.read() as session:
+        rows = list(session.scalars(select(Delivery)))
+    assert all(row.processed_at is None and row.attempts == 1 and "ValueError" in (row.error or "") for row in rows)
