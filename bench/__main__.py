@@ -22,6 +22,10 @@ SCENARIOS: dict[str, str] = {
     "rss": "bench.ingest:rss_scenario",
     "trigger-latency": "bench.trigger_latency:scenario",
     "scheduler-burst": "bench.scheduler_burst:scenario",
+    "writes-per-pr": "bench.writes_per_pr:scenario",
+    "overhead": "bench.overhead:scenario",
+    "idle": "bench.idle:scenario",
+    "crash": "bench.crash:scenario",
 }
 
 # Run only when named: their figures already appear in another scenario's lines.
