@@ -120,14 +120,14 @@ def insert_deliveries(db: Database, rows: Sequence[Mapping[str, Any]]) -> set[st
     if not rows:
         return set()
     dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+    # Rows go as parameters of one cached statement (not a multi-row VALUES compiled per batch size).
     statement = (
         dialect_insert(Delivery)
-        .values([dict(row) for row in rows])
         .on_conflict_do_nothing(index_elements=["delivery_id"])
         .returning(Delivery.delivery_id)
     )
     with db.begin() as session:
-        return set(session.scalars(statement))
+        return set(session.scalars(statement, [dict(row) for row in rows]))
 
 
 _Pending = tuple[dict[str, Any], "asyncio.Future[bool]"]
