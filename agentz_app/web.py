@@ -9,9 +9,12 @@ database answers, and ``/metrics`` appears when the metrics module is installed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import importlib
 import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -164,16 +167,30 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
     return app
 
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas, which otherwise grow RSS by tens of MB under load."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, count)
+
+
 def run_receiver(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
     """Serve the receiver (with inbox processing) until interrupted."""
     from agentz_app.bootstrap import open_database
 
+    limit_malloc_arenas()
     db = open_database(settings)
+    # Two threads are enough for the group-commit writer and the rare large body; every
+    # extra thread costs memory (its stack and a malloc arena) for nothing.
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentz-receiver"))
     try:
         app = create_app(settings, db)
         bind_host = host or settings.receiver_host
         bind_port = settings.receiver_port if port is None else port
         log.info("receiver listening", host=bind_host, port=bind_port, path=WEBHOOK_PATH)
-        web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None)
+        web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None, loop=loop)
     finally:
         db.dispose()
