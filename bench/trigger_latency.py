@@ -116,12 +116,7 @@ class Trigger:
 
         self.hub.add_comment(REPO, number, "/agent-z run", user=user)
         emitted = self.hub.emitted("issue_comment", "created")[-1]
-        payload = dict(emitted["payload"])
-        # GitHub's issue objects always carry comments_url; fakehub's rendering leaves it out.
-        issue = dict(payload["issue"])
-        issue.setdefault("comments_url", f"{issue['url']}/comments")
-        payload["issue"] = issue
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = json.dumps(emitted["payload"], separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "X-GitHub-Event": "issue_comment",

@@ -129,6 +129,8 @@ def issue(ctx: Ctx, rec: Record) -> Record:
         "node_id": node_id("I", rec["id"]),
         "url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}",
         "repository_url": f"{ctx.base_url}/repos/{full}",
+        "comments_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/comments",
+        "labels_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/labels{{/name}}",
         "html_url": f"{ctx.base_url}/{full}/{kind}/{rec['number']}",
         "number": rec["number"],
         "title": rec["title"],

@@ -405,3 +405,12 @@ async def test_gidgethub_client_paginates_and_writes(api: Api) -> None:
     assert comment["user"]["login"] == "agent-z-test[bot]"
     perm = await gh.getitem(f"/repos/{REPO}/collaborators/acme/permission")
     assert perm["permission"] == "admin"
+
+
+async def test_issue_urls_point_at_working_endpoints(api: Api) -> None:
+    api.hub.create_issue(REPO, "Task", user="alice")
+    _, _, issue = await api.call("GET", f"/repos/{REPO}/issues/1")
+    path = issue["comments_url"].removeprefix(api.hub.api_url)
+    status, _, comment = await api.call("POST", path, body={"body": "hello"})
+    assert status == 201 and comment["body"] == "hello"
+    assert (await api.call("GET", issue["url"].removeprefix(api.hub.api_url)))[0] == 200
