@@ -49,6 +49,20 @@ def run(names: Sequence[str], options: BenchOptions) -> list[tuple[str, Figures]
     return results
 
 
+def join_option_values(argv: Sequence[str]) -> list[str]:
+    """Turn a scenario option written ``--db sqlite`` into ``--db=sqlite`` so it is not read as a scenario."""
+    own = {"--quick", "--json", "--check"}
+    joined: list[str] = []
+    for arg in argv:
+        previous = joined[-1] if joined else ""
+        if (previous.startswith("--") and "=" not in previous and previous not in own
+                and not arg.startswith("-") and arg not in SCENARIOS):
+            joined[-1] = f"{previous}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the chosen (or all) scenarios and print one line per result."""
     parser = argparse.ArgumentParser(prog="python -m bench", description="Agent-Z benchmarks.")
@@ -56,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     parser.add_argument("--check", action="store_true", help="exit 1 when a correctness figure is not zero")
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(join_option_values(sys.argv[1:] if argv is None else argv))
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")

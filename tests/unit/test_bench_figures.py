@@ -80,3 +80,11 @@ def test_scripted_ranking_names_only_the_first_candidate_in_the_prompt() -> None
     chosen = next(step for step in steps if "regex" not in step or re.search(step["regex"], prompt))
     assert chosen["json"]["ranking"][0]["number"] == 3
     assert next(step for step in steps if "regex" not in step)["json"] == {"ranking": []}
+
+
+def test_scenario_options_may_be_written_with_a_space() -> None:
+    from bench.__main__ import join_option_values
+
+    assert join_option_values(["claims", "--db", "postgres", "--workers", "8", "--quick"]) == [
+        "claims", "--db=postgres", "--workers=8", "--quick"]
+    assert join_option_values(["--jobs=20", "--check", "ingest"]) == ["--jobs=20", "--check", "ingest"]
