@@ -42,24 +42,33 @@ SETTINGS = {
 _WAVE_TIMEOUT = 120.0
 
 
-def note_path(number: int) -> str:
-    return f"notes/issue_{number}.md"
+def note_title(trial: int) -> str:
+    return f"Note {trial:04d}"
 
 
-def crash_script(issues: int) -> tuple[dict[str, Any], ...]:
-    """Instant scripted answers for issues ``1..issues``: a one-file plan, the file, an approval."""
+def note_path(trial: int) -> str:
+    return f"notes/note_{trial:04d}.md"
+
+
+def crash_script(trials: int) -> tuple[dict[str, Any], ...]:
+    """Instant scripted answers for trials ``1..trials``: a one-file plan, the file, an approval.
+
+    Steps match the issue's unique title; pull requests share the numbering with issues,
+    so the Scheduler Agent gets a ranking step for every number the trials can reach.
+    """
     steps: list[dict[str, Any]] = []
-    for number in range(1, issues + 1):
-        marker = f"Issue #{number}:"
+    for trial in range(1, trials + 1):
+        marker = f": {note_title(trial)}"
         steps += [
-            {"role": "scheduler", "regex": f"(?m)^### #{number}:",
-             "json": {"ranking": [{"number": number, "score": 50, "reason": "labelled by a maintainer"}]}},
             {"role": "task_lead", "match": marker,
-             "json": {"summary": f"Write note {number}.", "steps": ["Write the note"], "files": [note_path(number)],
-                      "modules": [], "risk": "low", "test_command": "true"}},
+             "json": {"summary": f"Write {note_path(trial)}.", "steps": ["Write the note"],
+                      "files": [note_path(trial)], "modules": [], "risk": "low", "test_command": "true"}},
             {"role": "developer", "match": marker,
-             "write": [{"path": note_path(number), "content": f"Note {number}.\n"}], "text": "Wrote the note."},
+             "write": [{"path": note_path(trial), "content": f"Note {trial}.\n"}], "text": "Wrote the note."},
         ]
+    for number in range(1, 3 * trials + 20):
+        steps.append({"role": "scheduler", "regex": f"(?m)^### #{number}:",
+                      "json": {"ranking": [{"number": number, "score": 50, "reason": "labelled by a maintainer"}]}})
     steps += [
         {"role": "reviewer", "json": {"verdict": "approve", "findings": [], "summary": "Fine."}},
         {"role": "scheduler", "json": {"ranking": []}},
@@ -109,7 +118,7 @@ async def measure(trials: int, *, seed: int, wave: int, window: float) -> Figure
         while opened < trials:
             numbers = []
             for _ in range(min(wave, trials - opened)):
-                title, body = f"Write note {opened + 1}", f"Add {note_path(opened + 1)}."
+                title, body = note_title(opened + 1), f"Add {note_path(opened + 1)}."
                 issue = hub.create_issue(demo_scenario.REPO, title, body, user=demo_scenario.MAINTAINER)
                 hub.add_labels(demo_scenario.REPO, int(issue["number"]), [TRIGGER_LABEL],
                                actor=demo_scenario.MAINTAINER)
