@@ -81,7 +81,8 @@ def parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=3 if quick else 100)
     parser.add_argument("--seed", type=int, default=20240611)
     parser.add_argument("--wave", type=int, default=3 if quick else 2, help="issues (and kills) per wave")
-    parser.add_argument("--window", type=float, default=8.0, help="kills fall within this many seconds of a wave")
+    parser.add_argument("--window", type=float, default=5.0 if quick else 8.0,
+                        help="kills fall within this many seconds of a wave's start")
     args, _ = parser.parse_known_args(list(extra))
     if args.trials < 1 or args.wave < 1 or args.window <= 0:
         parser.error("--trials and --wave must be positive, --window above 0")
@@ -134,7 +135,7 @@ async def measure(trials: int, *, seed: int, wave: int, window: float) -> Figure
             if not await demo.wait_for(finished, timeout=_WAVE_TIMEOUT, interval=0.2):
                 runs = demo.runs()
                 lost += sum(1 for n in numbers if n not in runs or str(runs[n].status) not in FINAL)
-        await demo.settle(quiet=3.0, timeout=60.0)
+        await demo.settle(quiet=2.0, timeout=60.0)
         runs = demo.runs()
         audit = demo.audit()
         failed = sum(1 for run in runs.values() if str(run.status) in {"failed", "needs_human"})

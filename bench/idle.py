@@ -31,7 +31,7 @@ async def measure(window: float, *, quick: bool) -> Figures:
         await demo.seed()
         if not await demo.wait_delivered():
             raise RuntimeError("the demo did not deliver its issues; see the role logs")
-        if not await demo.settle(quiet=3.0):
+        if not await demo.settle(quiet=2.0):
             raise RuntimeError("the demo did not settle after delivering")
         demo.hub.reset_counters()
         await asyncio.sleep(window)

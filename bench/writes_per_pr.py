@@ -35,7 +35,7 @@ async def measure() -> Figures:
         await demo.seed()
         if not await demo.wait_delivered():
             raise RuntimeError("the demo did not deliver its issues; see the role logs")
-        if not await demo.settle(quiet=3.0):
+        if not await demo.settle(quiet=2.0):
             raise RuntimeError("the demo did not settle after delivering")
         audit = demo.audit()
         counters = demo.hub.counters()
