@@ -8,7 +8,10 @@ Callers use the ordinary gidgethub methods (``getitem``, ``getiter``, ``post``,
 * is retried on 5xx and network errors with capped exponential backoff;
 * waits out primary and secondary rate limits, or raises :class:`RateLimited`
   / :class:`SecondaryRateLimited` when the wait would be too long;
-* keeps content-creating requests at least ``min_write_interval`` apart;
+* paces content-creating requests to one per ``min_write_interval`` on average,
+  allowing a burst of ``write_burst`` (one pull request's worth of writes) so a
+  single run is not slowed by spacing meant for sustained volume (GitHub's
+  secondary limit is 80 content-creating requests a minute);
 * sends ``If-None-Match`` for cached GETs and answers a 304 from the cache.
 
 Every error is an :class:`agentz_app.errors.GitHubError`; gidgethub's own
@@ -69,7 +72,9 @@ class ClientPolicy:
     """Longest rate-limit wait to sit out; longer ones raise instead."""
     max_rate_limit_retries: int = 10
     min_write_interval: float = 1.0
-    """Seconds between content-creating requests (POST, PATCH, PUT, DELETE)."""
+    """Seconds per content-creating request (POST, PATCH, PUT, DELETE), sustained."""
+    write_burst: int = 8
+    """Content-creating requests allowed back to back before the spacing applies."""
     request_timeout: float = 60.0
 
     def __post_init__(self) -> None:
@@ -80,6 +85,8 @@ class ClientPolicy:
                 raise ValueError(f"{name} must not be negative")
         if self.max_rate_limit_retries < 0:
             raise ValueError("max_rate_limit_retries must not be negative")
+        if self.write_burst < 1:
+            raise ValueError("write_burst must be at least 1")
         if self.request_timeout <= 0:
             raise ValueError("request_timeout must be positive")
 
@@ -158,7 +165,9 @@ class RequestPacer:
     """
 
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last_write: float | None = None
+    write_tokens: float | None = None
+    """Writes available now (a token bucket); None means full."""
+    tokens_at: float = 0.0
     blocks: dict[str, _Block] = field(default_factory=dict)
 
 
@@ -327,11 +336,16 @@ class GitHubClient(gh_abc.GitHubAPI):
 
     async def _space_write(self) -> None:
         interval = self.policy.min_write_interval
+        burst = float(self.policy.write_burst)
         now = self._monotonic()
-        last = self._pacer.last_write
-        if last is not None and last + interval > now:
-            await self.sleep(last + interval - now)
-        self._pacer.last_write = max(self._monotonic(), last + interval if last is not None else 0.0)
+        pacer = self._pacer
+        tokens = burst
+        if pacer.write_tokens is not None:
+            tokens = min(burst, pacer.write_tokens + (now - pacer.tokens_at) / interval)
+        if tokens < 1.0:
+            await self.sleep((1.0 - tokens) * interval)
+            now, tokens = self._monotonic(), 1.0
+        pacer.write_tokens, pacer.tokens_at = tokens - 1.0, now
 
     async def _authorize(self, headers: dict[str, str], explicit_auth: bool, uses_jwt: bool) -> str | None:
         """Set the authorization header; return the installation token used, if any."""

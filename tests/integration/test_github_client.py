@@ -438,11 +438,19 @@ async def test_not_found_and_validation_failures_raise_github_error(
     assert "Validation Failed (Label name invalid)" in str(rejected.value)
 
 
-async def test_writes_are_spaced_by_the_minimum_interval(
+@pytest.mark.parametrize(
+    ("burst", "writes", "expected_sleeps"),
+    [(1, 3, [1.0, 1.0]), (8, 8, []), (3, 5, [1.0, 1.0])],
+    ids=["spaced", "one-burst", "burst-then-spaced"],
+)
+async def test_writes_are_paced_to_the_interval_after_a_burst(
     fake: tuple[FakeGitHub, str],
     session: aiohttp.ClientSession,
     fake_time: FakeTime,
     make_app: Callable[..., GitHubApp],
+    burst: int,
+    writes: int,
+    expected_sleeps: list[float],
 ) -> None:
     hub, url = fake
     hub.script("POST", "/repos/o/r/issues/1/comments", (201, {}, {"id": 1}))
@@ -454,15 +462,15 @@ async def test_writes_are_spaced_by_the_minimum_interval(
         installation_id=7,
         tokens=app.tokens,
         app_jwt=app.app_jwt,
-        policy=ClientPolicy(min_write_interval=1.0),
+        policy=ClientPolicy(min_write_interval=1.0, write_burst=burst),
         sleep=fake_time.sleep,
         clock=fake_time.clock,
         monotonic=fake_time.clock,
     )
-    for _ in range(3):
+    for _ in range(writes):
         await gh.post("/repos/o/r/issues/1/comments", data={"body": "x"})
         await gh.getitem("/repos/o/r")
-    assert fake_time.sleeps == [1.0, 1.0]
+    assert fake_time.sleeps == expected_sleeps
 
 
 async def test_installation_for_repo_asks_as_the_app(
