@@ -1,10 +1,10 @@
 """GitHub requests while the whole service is idle: only conditional GETs answered 304 are allowed.
 
 ``python -m bench idle`` starts every role against fakehub with a short resync interval
-(``RESYNC_INTERVAL_SECONDS=5``, so the window holds several resyncs), lets the demo
+(``RESYNC_INTERVAL_SECONDS=5``, 2 when quick, so the window holds several resyncs), lets the demo
 issues settle (delivered, cleaned up, the rest judged), lets one resync catch up with
 the changes made while settling, zeroes fakehub's counters and waits. Quick: one issue
-with trivial CI and a 15 s window; full: the whole demo scenario and a 5 minute window.
+with trivial CI and a 7 s window; full: the whole demo scenario and a 5 minute window.
 Prints
 ``idle: seconds=<n> requests=<n> not_modified=<n> get=<n> post=<n> patch=<n> put=<n> delete=<n>``
 where ``requests`` counts every request not answered 304 (the target is 0) and the
@@ -19,13 +19,15 @@ from bench.common import BenchOptions, Figures
 from bench.writes_per_pr import quiet_logs
 
 RESYNC_SECONDS = 5
+QUICK_RESYNC_SECONDS = 2
 
 
 async def measure(window: float, *, quick: bool) -> Figures:
     """Settle the demo, then count requests during ``window`` seconds of idling."""
     from agentz_app.demo.runner import Demo, DemoOptions
 
-    demo_options = DemoOptions(timeout=150.0, env={"RESYNC_INTERVAL_SECONDS": str(RESYNC_SECONDS)},
+    resync = QUICK_RESYNC_SECONDS if quick else RESYNC_SECONDS
+    demo_options = DemoOptions(timeout=150.0, env={"RESYNC_INTERVAL_SECONDS": str(resync)},
                                issues=(1,) if quick else None, ci_command="true" if quick else None)
     async with Demo(demo_options) as demo:
         assert demo.hub is not None
@@ -35,7 +37,7 @@ async def measure(window: float, *, quick: bool) -> Figures:
         if not await demo.settle(quiet=2.0):
             raise RuntimeError("the demo did not settle after delivering")
         # One resync still sees what changed while settling (the last deliveries, cleaned-up labels).
-        await asyncio.sleep(RESYNC_SECONDS + 1)
+        await asyncio.sleep(resync + 1)
         demo.hub.reset_counters()
         await asyncio.sleep(window)
         counters = demo.hub.counters()
@@ -50,4 +52,4 @@ async def measure(window: float, *, quick: bool) -> Figures:
 def scenario(options: BenchOptions) -> Figures:
     """The benchmark entry point."""
     quiet_logs()
-    return asyncio.run(measure(15.0 if options.quick else 300.0, quick=options.quick))
+    return asyncio.run(measure(7.0 if options.quick else 300.0, quick=options.quick))
