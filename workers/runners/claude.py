@@ -11,30 +11,15 @@ even though Claude exits 0.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, split_words, stderr_tail
-from workers.runners.output import extract_json
+from workers.runners.output import extract_json, json_lines
 
 DEFAULT_ALLOWED_TOOLS = "Bash Edit MultiEdit Write Read Glob Grep LS NotebookEdit TodoWrite"
-
-
-def _events(stdout: str) -> list[dict[str, Any]]:
-    events = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                events.append(value)
-    return events
 
 
 def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
@@ -42,7 +27,7 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     session_id: str | None = None
     last_text = ""
     result: dict[str, Any] | None = None
-    for event in _events(stdout):
+    for event in json_lines(stdout):
         session_id = event.get("session_id") or session_id
         if event.get("type") == "assistant":
             content = (event.get("message") or {}).get("content") or []

@@ -10,12 +10,11 @@ where Codex would otherwise fall back to read-only.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
-from workers.runners.output import extract_json
+from workers.runners.output import extract_json, json_lines
 
 PROVIDER = "agentz"
 KEY_VARIABLE = "AGENTZ_MODEL_API_KEY"
@@ -66,16 +65,7 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     tokens = 0
     errors: list[str] = []
     failed = False
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event: Any = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in json_lines(stdout):
         kind = event.get("type")
         if kind == "thread.started":
             thread_id = event.get("thread_id") or thread_id

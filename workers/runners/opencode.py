@@ -14,7 +14,7 @@ from typing import Any
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
-from workers.runners.output import extract_json
+from workers.runners.output import extract_json, json_lines
 
 PROVIDER = "agentz"
 
@@ -62,16 +62,7 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     tokens = 0
     cost = 0.0
     errors: list[str] = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event: Any = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in json_lines(stdout):
         raw_part = event.get("part")
         part: dict[str, Any] = raw_part if isinstance(raw_part, dict) else {}
         session_id = event.get("sessionID") or part.get("sessionID") or session_id

@@ -56,3 +56,18 @@ def _last_bare_json(text: str) -> Any:
 def json_fence(value: Any) -> str:
     """Render ``value`` as a fenced ```json block."""
     return "```json\n" + json.dumps(value, indent=2, sort_keys=False) + "\n```"
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines event stream; other lines are skipped."""
+    events = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                events.append(value)
+    return events
