@@ -132,3 +132,13 @@ class FakeRunner:
         if isinstance(answer, str):
             return RunnerResult(exit_code=0, session_id="s-1", text=answer)
         return RunnerResult(exit_code=0, session_id="s-1", text=json.dumps(answer), json=answer)
+
+
+class FakeClock:
+    """A settable clock (epoch seconds) for code that takes a ``clock`` callable."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

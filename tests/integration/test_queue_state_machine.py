@@ -26,16 +26,9 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Claim, Event, Run
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
 from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, LEASED, LIVE, TERMINAL, Status
+from tests.fakes import FakeClock
 
 FILES = [file_resource("o/r", name) for name in ("a.py", "b.py", "c.py")]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def queue_machine(db: Database, app_settings: Settings) -> type[RuleBasedStateMachine]:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from sqlalchemy import text
 
 from agentz_app.config import Settings
@@ -11,24 +10,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
 from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def queue(db: Database, clock: FakeClock) -> RunQueue:
-    return RunQueue(db, lease_seconds=60, clock=clock)
+from tests.fakes import FakeClock
 
 
 def _reconcile(

@@ -3,27 +3,9 @@ from __future__ import annotations
 import pytest
 
 from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
-from agentz_app.store.db import Database
 from agentz_app.store.runs import RunQueue, file_resource, issue_resource, module_resource
 from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def queue(db: Database, clock: FakeClock) -> RunQueue:
-    return RunQueue(db, lease_seconds=60, clock=clock)
+from tests.fakes import FakeClock
 
 
 def _ready(queue: RunQueue, number: int, owner: str = "planner") -> str:

@@ -12,16 +12,9 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Event, KeyValue, Process, Run
 from agentz_app.supervisor import RESTART_PREFIX
 from agentz_app.tui.app import Dashboard
+from tests.fakes import FakeClock
 
 REPO = "octo/widgets"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 def _seed(db: Database) -> None:
@@ -66,7 +59,7 @@ def _app(db: Database, tmp_path: Path, clock: FakeClock, opened: list[str] | Non
 
 
 async def test_tables_show_processes_and_live_runs_first(seeded: Database, tmp_path: Path) -> None:
-    app = _app(seeded, tmp_path, FakeClock())
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
     async with app.run_test(size=(160, 50)):
         assert [p.name for p in app.processes] == ["receiver", "worker-1"]
         assert [t.run_id for t in app.tasks] == ["aaaa1111", "bbbb2222", "cccc3333"]
@@ -78,7 +71,7 @@ async def test_tables_show_processes_and_live_runs_first(seeded: Database, tmp_p
 
 async def test_o_opens_the_issue_then_the_pull_request(seeded: Database, tmp_path: Path) -> None:
     opened: list[str] = []
-    app = _app(seeded, tmp_path, FakeClock(), opened)
+    app = _app(seeded, tmp_path, FakeClock(1000.0), opened)
     async with app.run_test() as pilot:
         await pilot.press("o")
         await pilot.press("j", "o")
@@ -93,31 +86,31 @@ async def test_o_opens_the_issue_then_the_pull_request(seeded: Database, tmp_pat
 
 
 async def test_c_twice_within_five_seconds_cancels_the_selected_run(seeded: Database, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     app = _app(seeded, tmp_path, clock)
     async with app.run_test() as pilot:
         await pilot.press("c")
         assert app.hint == "press c again within 5s to cancel run aaaa1111"
         assert _status(seeded, "aaaa1111") == "developing"
-        clock.value += 4.0
+        clock.now += 4.0
         await pilot.press("c")
         assert _status(seeded, "aaaa1111") == "cancelled"
         assert app.hint == "cancelled run aaaa1111"
 
 
 async def test_a_late_second_c_does_nothing_but_ask_again(seeded: Database, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     app = _app(seeded, tmp_path, clock)
     async with app.run_test() as pilot:
         await pilot.press("c")
-        clock.value += 5.5
+        clock.now += 5.5
         await pilot.press("c")
         assert _status(seeded, "aaaa1111") == "developing"
         assert app.hint == "press c again within 5s to cancel run aaaa1111"
 
 
 async def test_c_then_c_on_another_run_cancels_nothing(seeded: Database, tmp_path: Path) -> None:
-    app = _app(seeded, tmp_path, FakeClock())
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
     async with app.run_test() as pilot:
         await pilot.press("c", "j", "c")
         assert _status(seeded, "aaaa1111") == "developing"
@@ -126,7 +119,7 @@ async def test_c_then_c_on_another_run_cancels_nothing(seeded: Database, tmp_pat
 
 
 async def test_selection_follows_the_run_when_rows_move(seeded: Database, tmp_path: Path) -> None:
-    app = _app(seeded, tmp_path, FakeClock())
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
     async with app.run_test() as pilot:
         await pilot.press("j")
         assert app.selected_run == "bbbb2222"
@@ -143,7 +136,7 @@ async def test_selection_follows_the_run_when_rows_move(seeded: Database, tmp_pa
 
 
 async def test_r_twice_on_the_processes_pane_requests_a_restart(seeded: Database, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     app = _app(seeded, tmp_path, clock)
     async with app.run_test() as pilot:
         await pilot.press("tab", "tab")
@@ -157,12 +150,12 @@ async def test_r_twice_on_the_processes_pane_requests_a_restart(seeded: Database
 
 
 async def test_q_twice_quits_and_once_does_not(seeded: Database, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     quits: list[bool] = []
     app = _app(seeded, tmp_path, clock, on_quit=lambda: quits.append(True))
     async with app.run_test() as pilot:
         await pilot.press("q")
-        clock.value += 6
+        clock.now += 6
         await pilot.press("q")
         assert quits == []
         assert app.is_running
@@ -175,7 +168,7 @@ async def test_enter_expands_the_details_with_the_run_log(seeded: Database, tmp_
     log_dir = tmp_path / "logs" / "runs" / "aaaa1111"
     log_dir.mkdir(parents=True)
     (log_dir / "develop.log").write_text("".join(f"line {n}\n" for n in range(30)))
-    app = _app(seeded, tmp_path, FakeClock())
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
     async with app.run_test() as pilot:
         collapsed = str(app.query_one("#details", Static).content)
         assert "line 29" in collapsed and "line 15" not in collapsed
