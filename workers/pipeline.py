@@ -395,7 +395,7 @@ async def _develop(a: Attempt) -> Run:
         return a.run
     skip = a.settings.skip_labels[:1]
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
-    path = await a.deps.worktrees.resume(run.id, run.repo, branch, base)
+    path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)
     a.update(worktree_path=str(path))
     stage = run.stage if run.stage in _RESUMABLE_STAGES else "developing"
     if stage == "fixing":
@@ -468,7 +468,7 @@ async def _fix_ci(a: Attempt) -> Run:
     base = run.base_branch or issue.default_branch
     if not run.branch:
         raise StopRun(Status.FAILED, "the run has no branch to fix")
-    path = await a.deps.worktrees.resume(run.id, run.repo, run.branch, base)
+    path = await a.deps.worktrees.resume(run.id, run.repo, run.branch, base, checkpoint=run.checkpoint_sha)
     a.update(worktree_path=str(path))
     if run.stage != "ci_submitting":
         feedback = dict(run.feedback or {})

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import re
 import shutil
+import signal
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -149,10 +152,20 @@ class Worktrees:
         """A fresh worktree for the run on ``branch``, started from ``origin/<base>``."""
         return await self._add(run_id, repo, branch, f"refs/remotes/origin/{base}")
 
-    async def resume(self, run_id: str, repo: str, branch: str, base: str) -> Path:
-        """The run's worktree: kept if present, else rebuilt from its checkpoint, its pushed branch or base."""
+    async def resume(self, run_id: str, repo: str, branch: str, base: str, *, checkpoint: str | None = None) -> Path:
+        """The run's worktree, ready for a stage to start.
+
+        A worktree left on this host is reset to ``checkpoint`` (or its last commit) and
+        cleaned: edits an interrupted attempt left uncommitted are not known to be good, and
+        another host resuming from the checkpoint would not see them either. Otherwise the
+        worktree is rebuilt from the checkpoint ref, the pushed branch or ``base``.
+        """
         path = self.worktree_path(run_id)
         if (path / ".git").exists():
+            await stop_processes_in(path)
+            target = checkpoint if checkpoint and await _has_commit(path, checkpoint) else "HEAD"
+            await git("reset", "--quiet", "--hard", target, cwd=path)
+            await git("clean", "--quiet", "-fd", cwd=path)
             return path
         ref = checkpoint_ref(run_id)
         async with self.locked(repo):
@@ -291,6 +304,52 @@ class Worktrees:
         if removed:
             log.info("worktrees collected", removed=removed)
         return removed
+
+
+def processes_in(path: Path) -> list[int]:
+    """Pids of this host's processes whose working directory is inside ``path`` (Linux /proc)."""
+    root = str(path.resolve())
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + os.sep)) and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+async def stop_processes_in(path: Path, *, timeout: float = 5.0) -> list[int]:
+    """Kill what a dead attempt left running in its worktree (an orphaned agent still editing files).
+
+    The caller holds the run's lease, so anything working there belongs to an attempt
+    that lost it.
+    """
+    pids = processes_in(path)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        await asyncio.sleep(0.05)
+    if pids:
+        log.warning("stopped processes left in a worktree", path=str(path), pids=pids)
+    return pids
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+async def _has_commit(path: Path, sha: str) -> bool:
+    found = await git("cat-file", "-e", f"{sha}^{{commit}}", cwd=path, check=False)
+    return found.exit_code == 0
 
 
 async def _checked_out_branches(mirror: Path) -> set[str]:

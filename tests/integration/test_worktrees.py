@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 from pathlib import Path
 
@@ -84,6 +85,27 @@ async def test_checkpoint_is_pushed_and_resume_rebuilds_the_worktree(wt_settings
     resumed = await trees.resume("runc", REPO, branch_name(3, "Resume me"), "trunk")
     assert (resumed / "feature.py").read_text() == "x = 1\n"
     assert sh("git", "rev-parse", "HEAD", cwd=resumed) == sha
+
+
+async def test_resume_on_the_same_host_drops_what_an_interrupted_attempt_left(wt_settings: Settings) -> None:
+    trees = Worktrees(wt_settings)
+    branch = branch_name(5, "Interrupted")
+    path = await trees.create("rune", REPO, branch, "trunk")
+    (path / "feature.py").write_text("x = 1\n")
+    sha = await trees.checkpoint("rune", REPO, path)
+    # The next attempt dies half-way: an edit, a new file, no checkpoint.
+    (path / "feature.py").write_text("x = 2  # half done\n")
+    (path / "scratch.txt").write_text("partial\n")
+
+    # ... and its orphaned agent is still running in the worktree.
+    orphan = subprocess.Popen(["sleep", "60"], cwd=path, start_new_session=True)
+
+    resumed = await trees.resume("rune", REPO, branch, "trunk", checkpoint=sha)
+    assert orphan.wait(timeout=10) == -signal.SIGKILL
+    assert resumed == path
+    assert (path / "feature.py").read_text() == "x = 1\n"
+    assert not (path / "scratch.txt").exists()
+    assert sh("git", "rev-parse", "HEAD", cwd=path) == sha
 
 
 async def test_push_branch_only_touches_agent_z_branches(wt_settings: Settings, origin: Path) -> None:
