@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
         """Read settings, turning validation errors into a ConfigError naming the variable."""
         try:
-            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg, unused-ignore]
         except ValidationError as exc:
             first = exc.errors()[0]
             variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"

@@ -24,7 +24,6 @@ from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import (
     ci_fix_check,
-    develop_check,
     finding_annotations,
     is_own_check,
     plan_check,
@@ -505,10 +504,8 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
     if first:
         conclusion, title, summary = plan_check(plan)
         reports.append(CheckReport("plan", "completed", conclusion, title, summary))
-        conclusion, title, summary = develop_check(changed, "")
-        reports.append(CheckReport("develop", "completed", conclusion, title, summary))
         if a.review is not None:
-            conclusion, title, summary = review_check(a.review, rounds=a.run.review_round)
+            conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed)
             reports.append(CheckReport("review", "completed", conclusion, title, summary,
                                        notes=finding_annotations(a.review.findings)))
     else:

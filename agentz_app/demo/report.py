@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-CHECK_NAMES = ("Agent-Z / plan", "Agent-Z / develop", "Agent-Z / review", "Agent-Z / ci-fix", "ci")
+CHECK_NAMES = ("Agent-Z / plan", "Agent-Z / review", "Agent-Z / ci-fix", "ci")
 
 
 @dataclass

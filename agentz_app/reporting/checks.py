@@ -8,7 +8,7 @@ from typing import Any
 from workers.roles.prompts import plan_markdown
 from workers.roles.schemas import Finding, Plan, Review
 
-STAGES = ("plan", "develop", "review", "ci-fix")
+STAGES = ("plan", "review", "ci-fix")
 CHECK_NAME_PREFIX = "Agent-Z / "
 MAX_SUMMARY = 65_535
 MAX_TEXT = 65_535
@@ -123,27 +123,25 @@ def plan_check(plan: Plan | None, *, error: str | None = None) -> tuple[str, str
     return "success", f"Plan ({plan.risk} risk)", plan_markdown(plan)
 
 
-def develop_check(changed_files: Sequence[str], summary: str) -> tuple[str, str, str]:
-    """(conclusion, title, summary) for the develop stage."""
+def review_check(
+    review: Review | None, *, rounds: int, changed_files: Sequence[str] = (), error: str | None = None
+) -> tuple[str, str, str]:
+    """(conclusion, title, summary) for the build-and-review stage: the change and the Reviewer's verdict."""
     files = "\n".join(f"- `{path}`" for path in changed_files) or "(no files changed)"
-    body = (summary.strip() + "\n\n" if summary.strip() else "") + f"**Changed files**\n{files}"
-    title = f"{len(changed_files)} file{'s' if len(changed_files) != 1 else ''} changed"
-    return ("success" if changed_files else "neutral"), title, body
-
-
-def review_check(review: Review | None, *, rounds: int, error: str | None = None) -> tuple[str, str, str]:
-    """(conclusion, title, summary) for the review stage."""
+    changed = f"**Changed files** ({len(changed_files)})\n{files}"
     if review is None:
-        return "failure", "Review failed", truncate(error or "The Reviewer did not produce a valid review.")
+        reason = error or "The Reviewer did not produce a valid review."
+        return "failure", "Review failed", truncate(f"{reason}\n\n{changed}")
     blocking = len(review.blocking_findings)
     lines = [review.summary.strip(), "", f"Rounds: {rounds}", f"Findings: {len(review.findings)} ({blocking} blocking)"]
     for finding in review.findings:
         where = finding.file + (f":{finding.line}" if finding.line else "")
         flag = " (blocking)" if finding.blocking else ""
         lines.append(f"- **{finding.severity}**{flag} `{where}`: {finding.message}")
+    lines += ["", changed]
     if review.approved:
-        return "success", "Approved by the Reviewer", "\n".join(lines)
-    return "action_required", f"{blocking} blocking finding{'s' if blocking != 1 else ''}", "\n".join(lines)
+        return "success", "Approved by the Reviewer", truncate("\n".join(lines))
+    return "action_required", f"{blocking} blocking finding{'s' if blocking != 1 else ''}", truncate("\n".join(lines))
 
 
 def ci_fix_check(round_: int, feedback: dict[str, Any] | None, *, done: bool) -> tuple[str | None, str, str]:

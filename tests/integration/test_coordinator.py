@@ -215,7 +215,7 @@ async def _submit(coordinator: Coordinator, run: Run, path: Path) -> tuple[int, 
     head = await coordinator.push(run, path)
     pr = await coordinator.ensure_pull(run, title="Fix #7: Make it faster", body="Closes #7")
     await coordinator.report_check(run, CheckReport("plan", "completed", "success", "Plan", "do it"), head_sha=head)
-    await coordinator.report_check(run, CheckReport("develop", "completed", "success", "2 files", "x"),
+    await coordinator.report_check(run, CheckReport("review", "completed", "success", "Approved", "x"),
                                    head_sha=head)
     view = StatusView(run_id=run.id, status="waiting_checks", repo=REPO, issue_number=7, pr_number=pr)
     comment = await coordinator.status_comment(run, view)

@@ -105,7 +105,7 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     first_head = submitted.head_sha
     assert first_head is not None
     assert sh("git", "rev-parse", f"refs/heads/{submitted.branch}", cwd=h.origin) == first_head
-    assert h.check_names(first_head) == ["Agent-Z / develop", "Agent-Z / plan", "Agent-Z / review"]
+    assert h.check_names(first_head) == ["Agent-Z / plan", "Agent-Z / review"]
     review = next(c for c in h.gh.checks.values() if c["name"] == "Agent-Z / review")
     assert review["conclusion"] == "success" and len(review["annotations"]) == 1
     assert h.gh.labels[7] == ["agent-z", "ongoing", "agent-z:running"]
@@ -366,7 +366,7 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
     comments = fakehub.list_comments("acme/widgets", number)
     assert len(comments) == 1 and "Done" in comments[0]["body"]
     checks = {c["name"] for c in fakehub.state.data["check_runs"].values()}
-    assert {"Agent-Z / plan", "Agent-Z / develop", "Agent-Z / review", "Agent-Z / ci-fix"} <= checks
+    assert {"Agent-Z / plan", "Agent-Z / review", "Agent-Z / ci-fix"} <= checks
     labels = fakehub.state.issue("acme/widgets", number)["labels"]
     assert "agent-z:running" not in labels and "ongoing" not in labels
     statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]

@@ -29,7 +29,7 @@ from workers.roles.schemas import Finding, Review
 
 
 def test_long_summaries_are_truncated_with_a_marker() -> None:
-    payload = check_run_payload("r1", "develop", head_sha="a" * 40, status="completed", conclusion="success",
+    payload = check_run_payload("r1", "plan", head_sha="a" * 40, status="completed", conclusion="success",
                                 title="t", summary="x" * 100_000)
     summary = payload["output"]["summary"]
     assert len(summary) == MAX_SUMMARY and summary.endswith(TRUNCATION_MARKER)
@@ -73,6 +73,15 @@ def test_review_with_blocking_findings_asks_for_action() -> None:
         Finding(file="a.py", line=2, severity="critical", message="crash", blocking=True)])
     conclusion, title, summary = review_check(review, rounds=1)
     assert conclusion == "action_required" and title == "1 blocking finding" and "crash" in summary
+
+
+def test_review_check_also_lists_the_changed_files() -> None:
+    review = Review(verdict="approve", summary="LGTM", findings=[])
+    conclusion, title, summary = review_check(review, rounds=2, changed_files=["src/a.py", "README.md"])
+    assert conclusion == "success" and title == "Approved by the Reviewer"
+    assert "Rounds: 2" in summary and "**Changed files** (2)" in summary and "- `src/a.py`" in summary
+    failed = review_check(None, rounds=1, changed_files=[], error="no JSON")
+    assert failed[0] == "failure" and "no JSON" in failed[2] and "(no files changed)" in failed[2]
 
 
 def test_status_comment_has_a_findable_marker_and_is_deterministic() -> None:
