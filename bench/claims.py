@@ -2,7 +2,8 @@
 
 ``python -m bench claims [--db sqlite|postgres] [--workers 8] [--jobs 2000]`` prints
 ``claims: db=sqlite workers=8 jobs=2000 claims_per_s=<n> double_claims=<n> lost=<n> batch=<n>``
-for the requested worker count and for 2 workers, on each database. ``--batch N``
+for the requested worker count and for 2 workers (``--quick``: only the requested count,
+200 jobs), on each database. ``--batch N``
 claims and completes N runs per transaction (default 32, like batching queues do;
 ``--batch 1`` measures one transaction per claim and one per completion). Double claims
 are counted from the events table; ``lost`` is enqueued runs not completed.
@@ -129,12 +130,12 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
 
 
 def scenario(options: BenchOptions) -> list[Figures]:
-    """Claim throughput on SQLite and PostgreSQL, at the requested worker count and at 2."""
+    """Claim throughput on SQLite and PostgreSQL, at the requested worker count and (unless quick) at 2."""
     from bench.common import postgres_available, postgres_server, sqlite_database
 
     args = _parse(options.extra, options.quick)
     dbs = args.db or (["sqlite", "postgres"] if postgres_available() else ["sqlite"])
-    counts = list(dict.fromkeys([args.workers, 2]))
+    counts = [args.workers] if options.quick else list(dict.fromkeys([args.workers, 2]))
     lines: list[Figures] = []
     with ExitStack() as stack:
         create_pg = stack.enter_context(postgres_server()) if "postgres" in dbs else None

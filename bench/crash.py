@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.common import BenchOptions, Figures, count_double_claims, load_events
-from bench.writes_per_pr import quiet_logs
+from bench.loop import quiet_logs
 
 FINAL = frozenset({"done", "merged", "failed", "needs_human", "cancelled"})
 TRIGGER_LABEL = "agent-z"

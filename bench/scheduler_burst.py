@@ -1,7 +1,7 @@
 """Scheduler burst: 100 issue events in a burst should cost one Scheduler Agent call, idleness none.
 
 ``python -m bench scheduler-burst [--events N] [--idle S]`` starts ``agentz receiver`` and
-``agentz scheduler`` (scripted backend, default debounce) as separate processes on a
+``agentz scheduler`` (scripted backend, 2 s debounce, 1 s with ``--quick``) as separate processes on a
 SQLite file. Fakehub renders the webhooks: five issues are opened and delivered, and
 once the scheduler has ranked them, N ``issues`` events (edits, labels added and
 removed, round-robin over the issues) are POSTed concurrently. Agent calls are read
@@ -33,6 +33,7 @@ SECRET = "bench-scheduler-secret"
 REPO = "bench/scheduler"
 ISSUES = 5
 DEBOUNCE_SECONDS = 2.0
+QUICK_DEBOUNCE_SECONDS = 1.0
 WAIT_TIMEOUT = 60.0
 _POLL = 0.05
 
@@ -143,7 +144,8 @@ async def wait_until(check: Callable[[], bool], what: str, services: Sequence[An
     raise RuntimeError(f"timed out waiting for {what}\n{logs}")
 
 
-async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str) -> Figures:
+async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str, *,
+                  debounce: float = DEBOUNCE_SECONDS) -> Figures:
     """Deliver the opening events, then the burst, and count Scheduler Agent calls."""
     import aiohttp
 
@@ -165,7 +167,7 @@ async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str) 
         "STATE_DIR": str(state_dir),
         "DEFAULT_BACKEND": "scripted",
         "SCRIPTED_AGENT_FILE": str(steps_path),
-        "SCHEDULER_DEBOUNCE_SECONDS": str(DEBOUNCE_SECONDS),
+        "SCHEDULER_DEBOUNCE_SECONDS": str(debounce),
         "LOG_LEVEL": "warning",
         "LOG_FORMAT": "json",
     })
@@ -205,7 +207,7 @@ async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str) 
             after_idle = agent_calls(state_dir)
     return {
         "events": events,
-        "debounce_s": DEBOUNCE_SECONDS,
+        "debounce_s": debounce,
         "agent_calls_burst": after_burst - baseline,
         "agent_calls_idle": after_idle - after_burst,
     }
@@ -217,7 +219,7 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=None, help="idle seconds after the burst")
     args, _ = parser.parse_known_args(list(extra))
     if args.idle is None:
-        args.idle = 2.5 if quick else 15.0
+        args.idle = 2.0 if quick else 15.0
     if not 1 <= args.events <= 10_000:
         parser.error("--events must be between 1 and 10000")
     if not 0 <= args.idle <= 3600:
@@ -233,6 +235,7 @@ def scenario(options: BenchOptions) -> Figures:
     workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-scheduler-"))
     try:
         with sqlite_database() as url:
-            return asyncio.run(measure(args.events, args.idle, workdir, url))
+            debounce = QUICK_DEBOUNCE_SECONDS if options.quick else DEBOUNCE_SECONDS
+            return asyncio.run(measure(args.events, args.idle, workdir, url, debounce=debounce))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -88,3 +88,14 @@ def test_scenario_options_may_be_written_with_a_space() -> None:
     assert join_option_values(["claims", "--db", "postgres", "--workers", "8", "--quick"]) == [
         "claims", "--db=postgres", "--workers=8", "--quick"]
     assert join_option_values(["--jobs=20", "--check", "ingest"]) == ["--jobs=20", "--check", "ingest"]
+
+
+def test_overhead_leaves_out_runs_that_went_through_a_ci_fix_round() -> None:
+    from bench.loop import RunTimes, overhead_figures
+
+    times = [RunTimes(wall=5.0, agent=2.0, ci=1.5, submit=0.5, fix_rounds=0),
+             RunTimes(wall=20.0, agent=4.0, ci=3.0, submit=1.0, fix_rounds=1)]
+    figures = overhead_figures(times)
+    assert figures["runs"] == 1 and figures["overhead_s_per_run"] == pytest.approx(1.5)
+    with pytest.raises(RuntimeError, match="exactly once"):
+        overhead_figures(times[1:])
