@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from aiohttp import web
 
 from agentz_app.config import Settings
@@ -31,6 +32,8 @@ from agentz_app.store.models import now
 WEBHOOK_PATH = "/api/github/webhooks"
 MAX_BODY_BYTES = 25 * 1024 * 1024
 _PARSE_IN_THREAD_BYTES = 1024 * 1024
+_ACCEPTED = b'{"status": "accepted"}'
+_DUPLICATE = b'{"status": "duplicate"}'
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", Database)
@@ -70,9 +73,13 @@ def _payload_text(body: bytes, content_type: str) -> str:
 
 def _parse_object(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidDelivery("body is not valid JSON") from None
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson refuses some JSON that Python (and so the inbox) reads: NaN, lone surrogates, deep nesting.
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise InvalidDelivery("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidDelivery("body must be a JSON object")
     return data
@@ -105,8 +112,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.error("delivery not stored", delivery_id=delivery_id, github_event=event)
         return _problem(500, "delivery not stored; please redeliver")
     if not stored:
-        return web.json_response({"status": "duplicate"}, status=200)
-    return web.json_response({"status": "accepted"}, status=202)
+        return web.Response(body=_DUPLICATE, status=200, content_type="application/json")
+    return web.Response(body=_ACCEPTED, status=202, content_type="application/json")
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -32,6 +32,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
 
 MAX_BATCH = 500
+ARRIVAL_QUIET_SECONDS = 0.05  # the inbox processor waits for a pause this long in arriving deliveries
 CLAIM_SECONDS = 120.0
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 600.0
@@ -126,8 +127,8 @@ def insert_deliveries(db: Database, rows: Sequence[Mapping[str, Any]]) -> set[st
         .on_conflict_do_nothing(index_elements=["delivery_id"])
         .returning(Delivery.delivery_id)
     )
-    with db.begin() as session:
-        return set(session.scalars(statement, [dict(row) for row in rows]))
+    with db.engine.begin() as connection:  # Core, not the ORM: this is the receiver's hot path
+        return set(connection.execute(statement, [dict(row) for row in rows]).scalars())
 
 
 _Pending = tuple[dict[str, Any], "asyncio.Future[bool]"]
@@ -150,11 +151,13 @@ class DeliveryWriter:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._committing = False
+        self._last_arrival = float("-inf")
 
     @property
     def busy(self) -> bool:
-        """True while rows wait for or are in a commit (readable from any thread)."""
-        return self._committing or not self._queue.empty()
+        """True while deliveries arrive or wait for a commit (readable from any thread)."""
+        return (self._committing or not self._queue.empty()
+                or time.monotonic() - self._last_arrival < ARRIVAL_QUIET_SECONDS)
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -173,6 +176,7 @@ class DeliveryWriter:
         """Queue a row for the next commit; True if stored, False if already known."""
         if self._task is None or self._task.done():
             raise RuntimeError("delivery writer is not running")
+        self._last_arrival = time.monotonic()
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((row, future))
         return await future
@@ -181,6 +185,7 @@ class DeliveryWriter:
         stopping = False
         while not stopping:
             item = await self._queue.get()
+            await asyncio.sleep(0)  # let requests already read in this loop pass join the batch
             batch: list[_Pending] = []
             while True:
                 if item is None:
@@ -412,7 +417,7 @@ class InboxProcessor:
 
     :meth:`wake` may be called from any thread; otherwise the processor polls every
     ``poll_seconds`` and when the earliest retry falls due. While ``ingest_busy()``
-    says deliveries are being stored, each delivery waits (at most
+    says deliveries are arriving, claiming a batch and each delivery wait (at most
     ``max_defer_seconds``), so a burst is acknowledged first and processed right after.
     """
 
@@ -485,6 +490,8 @@ class InboxProcessor:
             while not self._stopping.is_set():
                 self._wakeup.clear()
                 claimed = 0
+                if not await self._defer_to_ingest():  # claim nothing while a burst is being stored
+                    break
                 try:
                     claimed = await process_pending(
                         self.db,
@@ -505,7 +512,7 @@ class InboxProcessor:
         if self.ingest_busy is not None:
             deadline = time.monotonic() + self.max_defer_seconds
             while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(ARRIVAL_QUIET_SECONDS / 2)
         return not self._stopping.is_set()
 
     async def _sleep(self) -> None:

@@ -126,6 +126,19 @@ async def test_malformed_or_non_object_json_is_a_bad_request(
     assert stored(sqlite_db) == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": 123456789012345678901234567890}', b'{"score": NaN}', b'{"text": "\\ud800"}'],
+    ids=["big-int", "nan", "lone-surrogate"],
+)
+async def test_valid_json_outside_the_fast_parser_is_still_accepted(
+    client: TestClient[Any, Any], sqlite_db: Database, body: bytes
+) -> None:
+    response = await post(client, body)
+    assert response.status == 202
+    assert [row.payload for row in stored(sqlite_db)] == [body.decode()]
+
+
 async def test_overlong_delivery_id_is_a_bad_request(client: TestClient[Any, Any], sqlite_db: Database) -> None:
     response = await post(client, b"{}", delivery="x" * 65)
     assert response.status == 400
