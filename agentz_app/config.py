@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     reconcile_interval_seconds: float = Field(default=20.0, gt=0)
     resync_interval_seconds: float = Field(default=300.0, gt=0)
+    ci_grace_seconds: float = Field(default=600.0, ge=0)
     max_infra_attempts: int = Field(default=3, ge=1)
 
     receiver_host: str = "127.0.0.1"

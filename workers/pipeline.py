@@ -32,7 +32,7 @@ from agentz_app.reporting.checks import (
 from agentz_app.reporting.comments import commit_message, pr_body
 from agentz_app.store import states
 from agentz_app.store.db import Database
-from agentz_app.store.models import CheckResult, IssueComment, IssueSnapshot, Repository, Run
+from agentz_app.store.models import CheckResult, IssueComment, IssueSnapshot, Repository, Run, now
 from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
 from agentz_app.store.states import Status
 from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator, status_view
@@ -560,7 +560,7 @@ class CISignal:
 
 
 def ci_verdict(signals: Sequence[CISignal], *, own_slug: str) -> str:
-    """``pending``, ``success`` or ``failure`` over everything that is not Agent-Z's own."""
+    """``none``, ``pending``, ``success`` or ``failure`` over everything that is not Agent-Z's own."""
     # A suite GitHub requested for an App that never reports stays queued forever: only
     # completed suites count; check runs and statuses carry the pending state.
     relevant = [
@@ -569,7 +569,7 @@ def ci_verdict(signals: Sequence[CISignal], *, own_slug: str) -> str:
         and not (s.name.startswith("suite:") and s.status != "completed")
     ]
     if not relevant:
-        return "pending"
+        return "none"
     if any(s.status != "completed" for s in relevant):
         return "pending"
     if any((s.conclusion or "") in _FAILED_CONCLUSIONS for s in relevant):
@@ -607,16 +607,23 @@ def merge_signals(stored: Sequence[CISignal], extra: Sequence[CISignal]) -> list
 async def settle_ci(
     deps: PipelineDeps, gh: Any, run: Run, *, extra: Sequence[CISignal] = (), logs: str = ""
 ) -> Run:
-    """Move a run waiting on CI to done or fixing_ci when all checks of its head are complete."""
+    """Move a run waiting on CI to done or fixing_ci when all checks of its head are complete.
+
+    A head with no CI result at all after ``CI_GRACE_SECONDS`` belongs to a repository
+    without CI: the run is done.
+    """
     if run.status not in (Status.WAITING_CHECKS,) or not run.head_sha:
         return run
     signals = merge_signals(stored_signals(deps.db, run.repo, run.head_sha), extra)
     verdict = ci_verdict(signals, own_slug=deps.settings.github_app_slug)
-    if verdict == "pending":
+    reason = "checks passed"
+    if verdict == "none" and ci_overdue(run, deps.settings.ci_grace_seconds):
+        verdict, reason = "success", f"no CI result within {deps.settings.ci_grace_seconds:g} s"
+    if verdict in ("none", "pending"):
         return run
     try:
         if verdict == "success":
-            run = deps.queue.set_status(run.id, Status.DONE, reason="checks passed", actor="ci",
+            run = deps.queue.set_status(run.id, Status.DONE, reason=reason, actor="ci",
                                         expected_attempt=run.attempt, stage=None)
             await finish_run(deps, gh, run, review=_last_review(deps.queue, run.id))
             return run
@@ -624,6 +631,28 @@ async def settle_ci(
                                                              logs=logs), reason="checks failed")
     except LeaseLost:
         return deps.queue.get(run.id)
+
+
+def ci_overdue(run: Run, grace_seconds: float) -> bool:
+    """True when ``run`` has waited for CI longer than ``grace_seconds`` (0: never)."""
+    return grace_seconds > 0 and now() - run.updated_at >= grace_seconds
+
+
+async def settle_overdue(deps: PipelineDeps) -> list[Run]:
+    """Settle runs that waited ``CI_GRACE_SECONDS`` without any CI result; GitHub is only called for those."""
+    grace = deps.settings.ci_grace_seconds
+    settled = []
+    for run in deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000):
+        if not run.head_sha or not ci_overdue(run, grace):
+            continue
+        signals = stored_signals(deps.db, run.repo, run.head_sha)
+        if ci_verdict(signals, own_slug=deps.settings.github_app_slug) != "none":
+            continue
+        try:
+            settled.append(await settle_ci(deps, await deps.github(run), run))
+        except AgentZError as exc:
+            log.warning("could not settle a run without CI", run_id=run.id, error=str(exc))
+    return settled
 
 
 async def request_fix(deps: PipelineDeps, gh: Any, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:

@@ -2,7 +2,8 @@
 
 One run at a time per process (parallelism is the number of worker processes).
 While idle a loop polls the database about twice a second with a cheap read and
-makes no GitHub request. SIGTERM/SIGINT hand the current run back (its agent's
+makes no GitHub request, except to finish a run whose pull request got no CI result
+at all within ``CI_GRACE_SECONDS`` (a repository without CI). SIGTERM/SIGINT hand the current run back (its agent's
 process group is killed and the run resumes from its recorded stage elsewhere).
 """
 
@@ -29,11 +30,12 @@ from agentz_app.store.models import Repository, Run
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
-from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, work_run
+from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_overdue, work_run
 from workers.worktrees import Worktrees
 
 IDLE_POLL_SECONDS = 0.5
 GC_INTERVAL_SECONDS = 600.0  # how often an idle worker removes worktrees of finished runs
+OVERDUE_INTERVAL_SECONDS = 30.0  # how often an idle worker looks for runs waiting on CI that never came
 CI_POLL_SECONDS = 5.0
 
 log = get_logger("agentz.pool")
@@ -148,7 +150,8 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     try:
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http)
-            next_gc = 0.0 if role == "worker" and not once else float("inf")
+            housekeeping = role == "worker" and not once
+            next_gc = next_overdue = 0.0 if housekeeping else float("inf")
             while not stop.is_set():
                 if not _claimable(database, statuses):
                     if once:
@@ -156,6 +159,9 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                     if time.monotonic() >= next_gc:
                         next_gc = time.monotonic() + GC_INTERVAL_SECONDS
                         await _collect_worktrees(active)
+                    if time.monotonic() >= next_overdue:
+                        next_overdue = time.monotonic() + OVERDUE_INTERVAL_SECONDS
+                        await settle_overdue(active)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
                     continue

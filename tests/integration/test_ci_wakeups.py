@@ -14,7 +14,8 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import CheckResult, Claim, Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH
-from workers.pipeline import CISignal, ci_verdict
+from workers.pipeline import CISignal, PipelineDeps, ci_verdict, settle_overdue
+from workers.worktrees import Worktrees
 
 SHA = "c" * 40
 
@@ -116,6 +117,56 @@ async def test_our_own_check_runs_never_settle_a_run(
     assert not gh.writes()
 
 
+def backdate(db: Database, seconds: float) -> None:
+    with db.begin() as session:
+        run = session.get(Run, "run1")
+        assert run is not None
+        run.updated_at -= seconds
+
+
+def sweep_deps(gh: MemoryGH, db: Database, settings: Settings, queue: RunQueue) -> PipelineDeps:
+    async def github(_: Run) -> Any:
+        return gh
+
+    return PipelineDeps(settings=settings, db=db, queue=queue, github=github, worktrees=Worktrees(settings))
+
+
+async def test_a_pr_without_any_ci_is_done_after_the_grace_period(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "Agent-Z / review", "completed", "success", slug="agent-z")
+    deps = sweep_deps(gh, db, ci_settings, queue)
+    assert await settle_overdue(deps) == [] and not gh.writes()  # still within CI_GRACE_SECONDS
+
+    backdate(db, ci_settings.ci_grace_seconds + 1)
+    [run] = await settle_overdue(deps)
+    assert run.status == "done" and queue.get("run1").status == "done"
+    done = next(e for e in queue.events("run1") if e.to_status == "done")
+    assert done.payload["reason"] == "no CI result within 600 s"
+    assert gh.labels[7] == ["agent-z"] and len(gh.comments) == 1  # cleaned up like any finished run
+
+
+async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "tests", "in_progress", None)
+    backdate(db, ci_settings.ci_grace_seconds + 1)
+    assert await settle_overdue(sweep_deps(gh, db, ci_settings, queue)) == []
+    assert queue.get("run1").status == "waiting_checks" and not gh.writes()
+
+
+async def test_a_zero_grace_waits_for_ci_forever(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    backdate(db, 10 * 365 * 86400)
+    forever = ci_settings.model_copy(update={"ci_grace_seconds": 0.0})
+    assert await settle_overdue(sweep_deps(gh, db, forever, queue)) == []
+    assert queue.get("run1").status == "waiting_checks"
+
+
 async def test_commit_status_failure_after_too_many_rounds_needs_a_human(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
@@ -185,5 +236,5 @@ def test_external_ids_name_the_run() -> None:
 def test_queued_suites_of_silent_apps_do_not_block_a_verdict() -> None:
     signals = [CISignal("suite:dependabot", "queued", None, "dependabot"), CISignal("tests", "completed", "success")]
     assert ci_verdict(signals, own_slug="agent-z") == "success"
-    assert ci_verdict([CISignal("Agent-Z / plan", "completed", "success", "agent-z")], own_slug="agent-z") == "pending"
+    assert ci_verdict([CISignal("Agent-Z / plan", "completed", "success", "agent-z")], own_slug="agent-z") == "none"
     assert ci_verdict([CISignal("t", "completed", "timed_out")], own_slug="agent-z") == "failure"
