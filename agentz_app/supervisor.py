@@ -11,12 +11,12 @@ A child that exits is restarted after an exponential backoff. Behind it sits a c
 breaker: more than ``max_crashes`` exits within ``crash_window`` seconds put the child
 in state ``broken``, where it stays down until an operator asks for a restart.
 
-Every child has a row in the ``processes`` table (state ``starting``, ``running``,
-``backoff``, ``broken`` or ``stopped``, pid, host, restarts, heartbeat), which is what
-``agentz top`` shows from another terminal.
+Every child has a row in the ``processes`` table, keyed by host and name (state
+``starting``, ``running``, ``backoff``, ``broken`` or ``stopped``, pid, restarts,
+heartbeat), which is what ``agentz top`` shows from another terminal or host.
 
 Restart requests: any process may ask for a child to be restarted by writing the
-``kv`` row ``supervisor:restart:<name>`` (:func:`request_restart`; the dashboard's
+``kv`` row ``supervisor:restart:<host>/<name>`` (:func:`request_restart`; the dashboard's
 ``r r`` does this). The supervisor polls these rows every ``poll_interval`` seconds,
 deletes the row and restarts the child, clearing a ``broken`` state.
 
@@ -172,9 +172,14 @@ class RotatingFile:
         self._file.close()
 
 
-def request_restart(db: Database, name: str, *, actor: str = "operator") -> None:
-    """Ask the supervisor running ``name`` to restart it (works from any process)."""
-    key = RESTART_PREFIX + name
+def restart_key(host: str, name: str) -> str:
+    """The ``kv`` key of a restart request for child ``name`` on ``host``."""
+    return f"{RESTART_PREFIX}{host}/{name}"
+
+
+def request_restart(db: Database, name: str, *, host: str, actor: str = "operator") -> None:
+    """Ask the supervisor running ``name`` on ``host`` to restart it (works from any process and host)."""
+    key = restart_key(host, name)
     stamp = now()
     with db.begin() as session:
         row = session.get(KeyValue, key)
@@ -186,14 +191,14 @@ def request_restart(db: Database, name: str, *, actor: str = "operator") -> None
             row.updated_at = stamp
 
 
-def take_restart_requests(db: Database, names: Iterable[str]) -> list[str]:
-    """Remove and return the pending restart requests for ``names``."""
-    keys = [RESTART_PREFIX + name for name in names]
+def take_restart_requests(db: Database, host: str, names: Iterable[str]) -> list[str]:
+    """Remove and return the pending restart requests for ``names`` on ``host``."""
+    keys = {restart_key(host, name): name for name in names}
     with db.begin() as session:
         rows = list(session.scalars(select(KeyValue).where(KeyValue.key.in_(keys))))
         for row in rows:
             session.delete(row)
-        return [row.key[len(RESTART_PREFIX) :] for row in rows]
+        return [keys[row.key] for row in rows]
 
 
 @dataclass
@@ -418,19 +423,19 @@ class Supervisor:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                for name in await asyncio.to_thread(take_restart_requests, self.db, self.names):
+                for name in await asyncio.to_thread(take_restart_requests, self.db, self.host, self.names):
                     self._log.info("restart requested", process=name)
                     self.restart(name)
                 if self.clock() - last_beat >= self.heartbeat_interval:
                     last_beat = self.clock()
-                    await asyncio.to_thread(_beat, self.db, self.names, last_beat)
+                    await asyncio.to_thread(_beat, self.db, self.host, self.names, last_beat)
             except Exception as exc:
                 self._log.warning("supervisor housekeeping failed", error=str(exc))
 
 
 def _upsert_process(db: Database, values: dict[str, Any]) -> None:
     with db.begin() as session:
-        row = session.get(Process, values["name"])
+        row = session.get(Process, (values["host"], values["name"]))
         if row is None:
             session.add(Process(**values))
         else:
@@ -438,9 +443,9 @@ def _upsert_process(db: Database, values: dict[str, Any]) -> None:
                 setattr(row, key, value)
 
 
-def _beat(db: Database, names: Sequence[str], at: float) -> None:
+def _beat(db: Database, host: str, names: Sequence[str], at: float) -> None:
     with db.begin() as session:
-        for row in session.scalars(select(Process).where(Process.name.in_(names))):
+        for row in session.scalars(select(Process).where(Process.host == host, Process.name.in_(names))):
             row.heartbeat_at = at
 
 

@@ -394,7 +394,7 @@ class Demo:
         """The pid of supervised child ``name`` while it runs, else None."""
         assert self.db is not None
         with self.db.read() as session:
-            row = session.get(Process, name)
+            row = session.get(Process, (socket.gethostname(), name))
             if row is None or row.state != "running" or row.pid is None:
                 return None
             return int(row.pid)
@@ -403,7 +403,8 @@ class Demo:
         """The supervised child running as ``pid``, if any."""
         assert self.db is not None
         with self.db.read() as session:
-            row = session.scalars(select(Process).where(Process.pid == pid, Process.state == "running")).first()
+            row = session.scalars(select(Process).where(
+                Process.host == socket.gethostname(), Process.pid == pid, Process.state == "running")).first()
             return row.name if row is not None else None
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:

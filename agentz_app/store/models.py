@@ -229,14 +229,14 @@ class SideEffect(Base):
 
 
 class Process(Base):
-    """A live Agent-Z process as seen by the supervisor and the dashboard."""
+    """A live Agent-Z process as seen by the supervisor and the dashboard (one row per host and name)."""
 
     __tablename__ = "processes"
 
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     role: Mapped[str] = mapped_column(String(32))
     pid: Mapped[int | None] = mapped_column(Integer)
-    host: Mapped[str] = mapped_column(String(255), default="")
     state: Mapped[str] = mapped_column(String(32), default="starting")
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[float] = mapped_column(Float, default=now)

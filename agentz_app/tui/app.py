@@ -5,7 +5,7 @@ arrows select; Enter/Space expands the selected task's details; ``o`` opens its 
 (or issue); ``c`` twice cancels the selected run, ``r`` twice restarts the selected
 process, ``q`` twice quits. A second press must come within 5 s.
 
-Selection is kept by run id and process name, so rows may move or appear while
+Selection is kept by run id and process (host and name), so rows may move or appear while
 the data refreshes (every ``refresh_seconds``, read transactions only).
 """
 
@@ -90,7 +90,7 @@ class Dashboard(App[None]):
         web_base: str = "https://github.com",
         opener: Opener = webbrowser.open,
         cancel_run: Callable[[str], Any] | None = None,
-        restart_process: Callable[[str], Any] | None = None,
+        restart_process: Callable[[ProcessView], Any] | None = None,
         on_quit: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = now,
@@ -104,7 +104,7 @@ class Dashboard(App[None]):
         self.opener = opener
         self._cancel_run = cancel_run or (lambda run_id: RunQueue(db).cancel(
             run_id, reason="cancelled from the dashboard", actor="operator"))
-        self._restart_process = restart_process or (lambda name: request_restart(db, name))
+        self._restart_process = restart_process or (lambda view: request_restart(db, view.name, host=view.host))
         self._on_quit = on_quit
         self.clock = clock
         self.wall_clock = wall_clock
@@ -134,7 +134,7 @@ class Dashboard(App[None]):
 
     def on_mount(self) -> None:
         processes = self.query_one("#processes", DataTable)
-        processes.add_columns("name", "state", "pid", "restarts", "uptime")
+        processes.add_columns("name", "host", "state", "pid", "restarts", "uptime")
         tasks = self.query_one("#tasks", DataTable)
         tasks.add_columns("run", "issue", "status", "stage", "lease", "age", "PR", "error")
         for table in (processes, tasks):
@@ -157,7 +157,7 @@ class Dashboard(App[None]):
             self.show_hint(f"database unavailable: {exc.__class__.__name__}")
             return
         self.selected_process, self._process_index = _pick(
-            [p.name for p in self.processes], self.selected_process, self._process_index)
+            [p.key for p in self.processes], self.selected_process, self._process_index)
         self.selected_run, self._task_index = _pick(
             [t.run_id for t in self.tasks], self.selected_run, self._task_index)
         self._fill_processes()
@@ -171,8 +171,8 @@ class Dashboard(App[None]):
         table.clear()
         for view in self.processes:
             cells: list[Any] = list(view.cells())
-            cells[1] = Text(view.state, style=process_style(view.state))
-            table.add_row(*cells, key=view.name)
+            cells[2] = Text(view.state, style=process_style(view.state))
+            table.add_row(*cells, key=view.key)
         if self.processes:
             table.move_cursor(row=self._process_index, animate=False)
 
@@ -211,7 +211,7 @@ class Dashboard(App[None]):
     def action_move(self, step: int) -> None:
         if self.active_pane == "processes" and self.processes:
             self._process_index = min(max(self._process_index + step, 0), len(self.processes) - 1)
-            self.selected_process = self.processes[self._process_index].name
+            self.selected_process = self.processes[self._process_index].key
             self.query_one("#processes", DataTable).move_cursor(row=self._process_index, animate=False)
         elif self.active_pane == "tasks" and self.tasks:
             self._task_index = min(max(self._task_index + step, 0), len(self.tasks) - 1)
@@ -252,15 +252,16 @@ class Dashboard(App[None]):
         self.refresh_data()
 
     def action_restart_process(self) -> None:
-        name = self.selected_process
-        if name is None:
+        view = next((p for p in self.processes if p.key == self.selected_process), None)
+        if view is None:
             self.show_hint("no process selected")
             return
-        if not self.confirm.press("r", name):
-            self.show_hint(confirm_hint("r", "restart", name))
+        what = f"{view.name} on {view.host}"
+        if not self.confirm.press("r", view.key):
+            self.show_hint(confirm_hint("r", "restart", what))
             return
-        self._restart_process(name)
-        self.show_hint(f"restart of {name} requested")
+        self._restart_process(view)
+        self.show_hint(f"restart of {what} requested")
 
     def action_quit_twice(self) -> None:
         if not self.confirm.press("q", "dashboard"):
@@ -273,12 +274,20 @@ class Dashboard(App[None]):
 
 def supervisor_dashboard(supervisor: Supervisor, db: Database, settings: Settings, *,
                          web_base: str | None = None) -> Dashboard:
-    """The dashboard of ``agentz serve``: ``r r`` restarts in-process, ``q q`` stops everything."""
+    """The dashboard of ``agentz serve``: ``r r`` restarts this host's children in-process
+    (others through their own supervisor), ``q q`` stops everything."""
+
+    def restart(view: ProcessView) -> None:
+        if view.host == supervisor.host and view.name in supervisor.names:
+            supervisor.restart(view.name)
+        else:
+            request_restart(db, view.name, host=view.host)
+
     return Dashboard(
         db,
         logs_dir=settings.logs_dir,
         web_base=web_base or web_base_for(settings.github_api_url),
-        restart_process=supervisor.restart,
+        restart_process=restart,
         on_quit=supervisor.stop,
         quit_verb="stop everything",
     )

@@ -55,8 +55,13 @@ class ProcessView:
     host: str
     detail: str
 
+    @property
+    def key(self) -> str:
+        """``host/name``: unique across the hosts sharing the database."""
+        return f"{self.host}/{self.name}"
+
     def cells(self) -> tuple[str, ...]:
-        return (self.name, self.state, self.pid, self.restarts, self.uptime)
+        return (self.name, self.host, self.state, self.pid, self.restarts, self.uptime)
 
 
 @dataclass(frozen=True)
@@ -315,9 +320,9 @@ def confirm_hint(key: str, verb: str, what: str, window: float = CONFIRM_WINDOW_
 
 
 def load_processes(db: Database, at: float) -> list[ProcessView]:
-    """Every supervised process, by name."""
+    """Every supervised process, by name, then host."""
     with db.read() as session:
-        rows = list(session.scalars(select(Process).order_by(Process.name)))
+        rows = list(session.scalars(select(Process).order_by(Process.name, Process.host)))
     return [process_view(row, at) for row in rows]
 
 

@@ -25,8 +25,8 @@ def _seed(db: Database) -> None:
             Run(id="r1", repo="o/r", issue_number=1, status="done", cost_usd=1.25, created_at=0.0),
             Run(id="r2", repo="o/r", issue_number=2, status="developing", cost_usd=0.5, created_at=0.0),
             Run(id="r3", repo="o/r", issue_number=3, status="developing", created_at=0.0),
-            Process(name="worker-1", role="worker", state="running"),
-            Process(name="worker-2", role="worker", state="broken"),
+            Process(host="h", name="worker-1", role="worker", state="running"),
+            Process(host="h", name="worker-2", role="worker", state="broken"),
         ])
         session.add_all([
             Event(run_id="r1", kind="transition", from_status="queued", to_status="planning", created_at=10.0),

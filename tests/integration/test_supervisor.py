@@ -109,13 +109,15 @@ async def test_a_restart_request_in_the_database_restarts_the_child(tmp_path: Pa
     await _until(lambda: "alpha" in _rows(sqlite_db) and _rows(sqlite_db)["alpha"].state == "running")
     first_pid = _rows(sqlite_db)["alpha"].pid
 
-    request_restart(sqlite_db, "alpha")
+    request_restart(sqlite_db, "alpha", host="elsewhere")  # another host's child of the same name
+    request_restart(sqlite_db, "alpha", host=sup.host)
     await _until(lambda: _rows(sqlite_db)["alpha"].pid not in (None, first_pid)
                  and _rows(sqlite_db)["alpha"].state == "running")
     row = _rows(sqlite_db)["alpha"]
     assert row.restarts == 1
     with sqlite_db.read() as session:
-        assert session.get(KeyValue, RESTART_PREFIX + "alpha") is None
+        assert session.get(KeyValue, RESTART_PREFIX + sup.host + "/alpha") is None
+        assert session.get(KeyValue, RESTART_PREFIX + "elsewhere/alpha") is not None
     assert first_pid is not None and not _alive(first_pid)
     sup.stop()
     await asyncio.wait_for(task, 10)

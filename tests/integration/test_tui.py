@@ -142,11 +142,11 @@ async def test_r_twice_on_the_processes_pane_requests_a_restart(seeded: Database
         await pilot.press("tab", "tab")
         assert app.active_pane == "processes"
         await pilot.press("j", "r")
-        assert app.hint == "press r again within 5s to restart worker-1"
+        assert app.hint == "press r again within 5s to restart worker-1 on h"
         await pilot.press("r")
     with seeded.read() as session:
         keys = list(session.scalars(select(KeyValue.key)))
-    assert keys == [RESTART_PREFIX + "worker-1"]
+    assert keys == [RESTART_PREFIX + "h/worker-1"]
 
 
 async def test_q_twice_quits_and_once_does_not(seeded: Database, tmp_path: Path) -> None:
@@ -177,3 +177,26 @@ async def test_enter_expands_the_details_with_the_run_log(seeded: Database, tmp_
         assert "line 15" in expanded and "develop.log" in expanded
         await pilot.press("space")
         assert str(app.query_one("#details", Static).content) == collapsed
+
+
+def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_hosts(
+    seeded: Database, tmp_path: Path
+) -> None:
+    from agentz_app.config import Settings
+    from agentz_app.supervisor import ProcessSpec, Supervisor
+    from agentz_app.tui.app import supervisor_dashboard
+    from agentz_app.tui.data import load_processes
+
+    supervisor = Supervisor([ProcessSpec("worker-1", "worker", ("true",))], seeded, tmp_path / "logs", host="h")
+    settings = Settings.load(None, state_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'x.db'}")
+    dashboard = supervisor_dashboard(supervisor, seeded, settings)
+    with seeded.begin() as session:
+        session.add(Process(name="worker-1", role="worker", host="other", state="running"))
+    views = {view.key: view for view in load_processes(seeded, 1000.0)}
+
+    dashboard._restart_process(views["h/worker-1"])
+    dashboard._restart_process(views["other/worker-1"])
+
+    assert supervisor._children["worker-1"].restart.is_set()
+    with seeded.read() as session:
+        assert list(session.scalars(select(KeyValue.key))) == [RESTART_PREFIX + "other/worker-1"]

@@ -54,8 +54,9 @@ def test_process_row_hides_pid_and_uptime_when_not_running() -> None:
                                    host="h", detail=""), 100.0)
     broken = process_view(Process(name="w", role="worker", pid=5, state="broken", restarts=6, started_at=40.0,
                                   host="h", detail=""), 100.0)
-    assert running.cells() == ("w", "running", "5", "1", "1m00s")
-    assert broken.cells() == ("w", "broken", "-", "6", "-")
+    assert running.cells() == ("w", "h", "running", "5", "1", "1m00s")
+    assert broken.cells() == ("w", "h", "broken", "-", "6", "-")
+    assert running.key == "h/w"
 
 
 def test_live_runs_come_before_finished_ones_newest_first() -> None:
