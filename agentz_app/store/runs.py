@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
 _RETRIES = 3
 # Runs that start over or wait hold only their issue claim (so two waiting runs never block each other).
 _ISSUE_ONLY = frozenset({Status.QUEUED, Status.DEFERRED})
+_PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
 
 Clock = Callable[[], float]
 
@@ -496,6 +497,11 @@ class RunQueue:
             busy_repos = select(Run.repo).where(leased).group_by(Run.repo).having(func.count() >= per_repo_limit)
             statement = statement.where(Run.repo.not_in(busy_repos))
         with self.db.begin() as session:
+            if per_repo_limit is not None and not self.db.is_sqlite:
+                # Count and claim under one lock: with SKIP LOCKED alone, two workers could each
+                # see a repository below its limit and both take a run of it. (SQLite's
+                # BEGIN IMMEDIATE already serialises claims.)
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PER_REPO_CLAIM_LOCK})
             candidates = session.execute(statement).all()
             if not candidates:
                 return []

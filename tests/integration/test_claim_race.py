@@ -17,3 +17,38 @@ def test_eight_processes_never_claim_the_same_run_twice(db: Database, db_url: st
         statuses = set(session.scalars(select(Run.status)).all())
     assert claims == jobs  # exactly one claim per run
     assert (owners, statuses) == ({None}, {"cancelled"})
+
+
+def _claim_at_once(db: Database, claimers: int) -> list[str]:
+    """``claimers`` threads each claim once, released together; the repositories they got."""
+    import threading
+
+    from agentz_app.store.runs import RunQueue
+    from agentz_app.store.states import CLAIMABLE_BY_PLANNER
+
+    start = threading.Barrier(claimers)
+    claimed: list[str] = []
+
+    def claim(owner: str) -> None:
+        start.wait()
+        taken = RunQueue(db).claim(owner, statuses=CLAIMABLE_BY_PLANNER, per_repo_limit=1)
+        if taken is not None:
+            claimed.append(taken[0].repo)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(claimers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return claimed
+
+
+def test_simultaneous_claimers_never_exceed_the_per_repo_limit(db: Database) -> None:
+    from agentz_app.store.runs import RunQueue
+
+    queue = RunQueue(db)
+    for round_ in range(3):
+        repo = f"o/busy{round_}"
+        for number in range(1, 9):
+            queue.enqueue(repo, number)
+        assert _claim_at_once(db, 8) == [repo]
