@@ -35,7 +35,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentz_app.patterns import Pattern
 
 ROLE_HEADER = "X-Agentz-Role"
 
@@ -52,23 +54,13 @@ class ScenarioStep(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     role: str | None = None
     match: str | None = None
-    regex: str | None = None
+    regex: Pattern | None = None
     call: int | None = Field(default=None, ge=1)
     writes: list[FileWrite] = Field(default_factory=list)
     text: str = ""
     json_value: Any = Field(default=None, alias="json")
     stall: float = Field(default=0.0, ge=0)
     status: int | None = Field(default=None, ge=400, le=599)
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
     def fits(self, role: str | None, prompt: str) -> bool:
         """Whether role and prompt satisfy this step (ignoring ``call``)."""

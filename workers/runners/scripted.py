@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentz_app.config import Settings
 from agentz_app.errors import ConfigError
+from agentz_app.patterns import Pattern
 from workers.procs import run_process
 from workers.runners.base import LogSink, RunnerResult
 from workers.runners.output import extract_json, json_fence
@@ -99,7 +100,7 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     role: Literal["task_lead", "developer", "reviewer", "scheduler"] | None = None
     match: str | None = None
-    regex: str | None = None
+    regex: Pattern | None = None
     call: int | None = Field(default=None, ge=1)
     nth: int | None = Field(default=None, ge=1)
     write: list[FileWrite] = Field(default_factory=list)
@@ -112,16 +113,6 @@ class Step(BaseModel):
     sleep: float = Field(default=0.0, ge=0)
     fail: Failure | None = None
     hang: bool = False
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
 
     def matches(self, role: str, prompt: str, *, call: int, nth: int) -> bool:
         """Whether this step answers call number ``call`` (``nth`` in the workdir) of ``role``."""
