@@ -125,6 +125,18 @@ def latest_run(db: Database, repo: str, issue_number: int) -> Run | None:
         ).first()
 
 
+def served_since(db: Database, repo: str, issue_number: int, received_at: float | None) -> Run | None:
+    """The run created for the issue after a request was received, if any.
+
+    A delivery processed again after a crash (or late) must not start a second run
+    when the first one already came from it or from the scheduler acting on it.
+    """
+    if received_at is None:
+        return None
+    latest = latest_run(db, repo, issue_number)
+    return latest if latest is not None and latest.created_at >= received_at else None
+
+
 def issue_for_pull(db: Database, repo: str, pr_number: int, head_ref: str | None = None) -> int | None:
     """The issue an Agent-Z pull request works on, from our runs or our branch name."""
     with db.read() as session:

@@ -4,9 +4,10 @@
 ``agentz receiver`` (no GitHub App configured) on a SQLite file and on an ephemeral
 PostgreSQL, and a separate load process POSTs N signed ~10 KB ``issues`` deliveries
 (unique ``X-GitHub-Delivery``, plus 5 % deliberate repeats, shuffled) with C requests
-in flight, after opening its connections. The same client first loads a no-op aiohttp
-server (three rounds, the median counts). All servers start before any load, and
-each one is stopped right after its own. Printed::
+in flight, after opening its connections, three times with fresh ids. The same client
+first loads a no-op aiohttp server the same way; for both, the median round's rate
+counts. All servers start before any load, and each one is stopped right after its
+own. Latencies, lost and duplicated cover every round. Printed::
 
     ingest: db=sqlite deliveries=<n> concurrency=<c> deliveries_per_s=<n> p50_ms=<n> p99_ms=<n>
             noop_per_s=<n> vs_noop=<ratio> rss_idle_mb=<n> rss_mb=<peak receiver VmRSS under load>
@@ -47,7 +48,7 @@ REPO = "bench/ingest"
 EVENT = "issues"
 PAYLOAD_BYTES = 10_000
 REPEAT_FRACTION = 0.05
-NOOP_ROUNDS = 3
+ROUNDS = 3
 WEBHOOK_PATH = "/api/github/webhooks"
 _LOAD_TIMEOUT = 600.0
 
@@ -99,9 +100,6 @@ class LoadResult:
     @property
     def rate(self) -> float:
         return len(self.requests) / self.elapsed if self.elapsed > 0 else 0.0
-
-    def latency_ms(self, fraction: float) -> float:
-        return percentile([latency for _, _, latency in self.requests], fraction)
 
 
 def audit(requests: Iterable[tuple[str, int, float]], stored: Sequence[str]) -> tuple[int, int]:
@@ -270,8 +268,14 @@ def launch_receiver_on(db_name: str, db_url: str, workdir: Path) -> Target:
     return Target(db_name, service, base, env, db_url)
 
 
+def median_rate(rounds: Sequence[LoadResult]) -> float:
+    """The rate of the median round (rounds differ by machine noise, not by work)."""
+    rates = sorted(r.rate for r in rounds)
+    return rates[len(rates) // 2]
+
+
 def measure_receiver(target: Target, args: argparse.Namespace, template: Path, workdir: Path,
-                     noop: LoadResult) -> Figures:
+                     noop: float) -> Figures:
     """The load against a ready receiver, which is stopped afterwards; audited against its database."""
     from bench.services import RssSampler, read_rss_kb
 
@@ -280,25 +284,28 @@ def measure_receiver(target: Target, args: argparse.Namespace, template: Path, w
     try:
         idle_kb = read_rss_kb(receiver.pid) or 0
         with RssSampler(receiver.pid) as rss:
-            [result] = run_load(target.base, template=template, count=args.deliveries,
-                                concurrency=args.concurrency, seed=2, env=target.env, workdir=workdir)
+            rounds = run_load(target.base, template=template, count=args.deliveries, concurrency=args.concurrency,
+                              seed=2, env=target.env, workdir=workdir, rounds=ROUNDS)
         if not receiver.alive():
             raise RuntimeError(f"receiver died during the load:\n{receiver.log_tail()}")
     finally:
         receiver.stop()
-    lost, duplicated = audit(result.requests, stored_delivery_ids(target.db_url))
+    requests = [request for r in rounds for request in r.requests]
+    latencies = [latency for _, _, latency in requests]
+    rate = median_rate(rounds)
+    lost, duplicated = audit(requests, stored_delivery_ids(target.db_url))
     return {
         "db": target.name,
-        "deliveries": len(result.requests),
+        "deliveries": len(requests),
         "concurrency": args.concurrency,
-        "deliveries_per_s": round(result.rate, 1),
-        "p50_ms": round(result.latency_ms(0.50), 1),
-        "p99_ms": round(result.latency_ms(0.99), 1),
-        "noop_per_s": round(noop.rate, 1),
-        "vs_noop": round(result.rate / noop.rate, 2) if noop.rate > 0 else 0.0,
+        "deliveries_per_s": round(rate, 1),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "noop_per_s": round(noop, 1),
+        "vs_noop": round(rate / noop, 2) if noop > 0 else 0.0,
         "rss_idle_mb": round(idle_kb / 1024, 1),
         "rss_mb": rss.peak_mb,
-        "rejected": sum(1 for _, status, _ in result.requests if not 200 <= status < 300),
+        "rejected": sum(1 for _, status, _ in requests if not 200 <= status < 300),
         "lost": lost,
         "duplicated": duplicated,
     }
@@ -361,11 +368,9 @@ def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
                 wait_http(f"{target.base}/readyz", target.service)
             noop_target, receivers = targets[0], {target.name: target for target in targets[1:]}
             try:
-                # The no-op server is fast, so its short load is repeated; the median round counts.
-                noop_rounds = run_load(noop_target.base, template=template, count=args.deliveries,
-                                       concurrency=args.concurrency, seed=1, env=noop_target.env, workdir=workdir,
-                                       rounds=NOOP_ROUNDS)
-                noop = sorted(noop_rounds, key=lambda r: r.rate)[len(noop_rounds) // 2]
+                noop = median_rate(run_load(noop_target.base, template=template, count=args.deliveries,
+                                            concurrency=args.concurrency, seed=1, env=noop_target.env,
+                                            workdir=workdir, rounds=ROUNDS))
             finally:
                 noop_target.service.stop()
             for db_name in dbs:

@@ -3,8 +3,9 @@
 One run at a time per process (parallelism is the number of worker processes).
 While idle a loop polls the database about twice a second with a cheap read and
 makes no GitHub request, except to finish a run whose pull request got no CI result
-at all within ``CI_GRACE_SECONDS`` (a repository without CI). SIGTERM/SIGINT hand the current run back (its agent's
-process group is killed and the run resumes from its recorded stage elsewhere).
+at all within ``CI_GRACE_SECONDS`` (a repository without CI). SIGTERM/SIGINT hand the
+current run back (its agent's process group is killed and the run resumes from its
+recorded stage elsewhere).
 """
 
 from __future__ import annotations

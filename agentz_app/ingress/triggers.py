@@ -17,6 +17,7 @@ from agentz_app.commands import (
     issue_for_pull,
     known_issue,
     parse_command,
+    served_since,
 )
 from agentz_app.config import Settings
 from agentz_app.logs import get_logger
@@ -40,9 +41,10 @@ def _sender_is_us(data: dict[str, Any], settings: Settings) -> bool:
 
 @router.register("issues", action="labeled")
 async def issue_labeled(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
+    received_at: float | None = None, **_: Any
 ) -> None:
-    """Enqueue an issue when a person adds the trigger label."""
+    """Enqueue an issue when a person adds the trigger label (unless a run started since)."""
     data = event.data
     label = str((data.get("label") or {}).get("name", ""))
     if label.lower() != settings.trigger_label.lower() or _sender_is_us(data, settings):
@@ -53,6 +55,11 @@ async def issue_labeled(
     if issue.get("state") != "open" or issue.get("pull_request"):
         queue.add_event(None, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
                         reason="issue is not open" if issue.get("state") != "open" else "pull request")
+        return
+    served = served_since(db, repo, int(issue["number"]), received_at)
+    if served is not None:
+        queue.add_event(served.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
+                        reason="a run started after the label was added")
         return
     run, created = queue.enqueue(
         repo,
@@ -78,9 +85,11 @@ async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
 
 @router.register("issue_comment", action="created")
 async def comment_created(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
+    received_at: float | None = None, **_: Any
 ) -> None:
-    """Carry out an ``/agent-z`` command from a person with write access."""
+    """Carry out an ``/agent-z`` command from a person with write access (a run or plan request
+    that a run created since the comment arrived already answers is dropped silently)."""
     data = event.data
     comment = data.get("comment") or {}
     if is_own_or_bot(comment, settings):
@@ -108,6 +117,11 @@ async def comment_created(
             return
         number = mapped
         title, state = known_issue(db, repo, number)
+    served = served_since(db, repo, number, received_at) if command.name in ("run", "plan") else None
+    if served is not None:
+        queue.add_event(served.id, "command", command=command.name, user=user, repo=repo, issue=number,
+                        accepted=False, reason="a run started after the command was posted")
+        return
     target = CommandTarget(
         repo=repo,
         issue_number=number,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -194,3 +195,43 @@ async def test_label_events_that_do_not_trigger(db: Database, settings: Settings
                                                 label: str, sender: str, state: str) -> None:
     await dispatch(label_event(label, sender, state=state), None, db, settings, queue)
     assert queue.list_runs(statuses=LIVE) == []
+
+
+def _finish(queue: RunQueue) -> str:
+    """Cancel the issue's live run (a finished run); returns its id."""
+    run = queue.live_run_for_issue(REPO, 7)
+    assert run is not None
+    queue.cancel(run.id, reason="finished", actor="test")
+    return run.id
+
+
+async def test_a_label_event_processed_again_after_its_run_finished_starts_nothing(
+    db: Database, settings: Settings, queue: RunQueue
+) -> None:
+    received = time.time() - 5  # the delivery arrived before the run it caused
+    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue, received_at=received)
+    first = _finish(queue)
+
+    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue, received_at=received)
+    assert queue.live_run_for_issue(REPO, 7) is None
+    assert [e.payload["reason"] for e in queue.events(first) if e.kind == "trigger_label"] == [
+        "a run started after the label was added"]
+
+    # Adding the label again later is a new request.
+    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue,
+                          received_at=time.time() + 1)
+    assert queue.live_run_for_issue(REPO, 7) is not None
+
+
+async def test_a_run_command_processed_again_after_its_run_finished_is_dropped_silently(
+    db: Database, settings: Settings, queue: RunQueue
+) -> None:
+    gh = make_gh(alice="write")
+    event = comment_event("/agent-z run")
+    received = time.time() - 5
+    await router.dispatch(event, gh, db=db, settings=settings, queue=queue, received_at=received)
+    _finish(queue)
+
+    await router.dispatch(event, gh, db=db, settings=settings, queue=queue, received_at=received)
+    assert queue.live_run_for_issue(REPO, 7) is None and gh.writes() == []
+    assert command_events(db)[-1]["reason"] == "a run started after the command was posted"
