@@ -105,6 +105,7 @@ class CommandTarget:
     installation_id: int | None
     comments_url: str
     state: str = "open"
+    requested_at: str = ""  # GitHub's time of the comment, kept with a run it enqueues
 
 
 @dataclass(frozen=True)
@@ -123,18 +124,6 @@ def latest_run(db: Database, repo: str, issue_number: int) -> Run | None:
             .order_by(Run.created_at.desc())
             .limit(1)
         ).first()
-
-
-def served_since(db: Database, repo: str, issue_number: int, received_at: float | None) -> Run | None:
-    """The run created for the issue after a request was received, if any.
-
-    A delivery processed again after a crash (or late) must not start a second run
-    when the first one already came from it or from the scheduler acting on it.
-    """
-    if received_at is None:
-        return None
-    latest = latest_run(db, repo, issue_number)
-    return latest if latest is not None and latest.created_at >= received_at else None
 
 
 def issue_for_pull(db: Database, repo: str, pr_number: int, head_ref: str | None = None) -> int | None:
@@ -176,6 +165,7 @@ def _enqueue(queue: RunQueue, target: CommandTarget, user: str, *, mode: str) ->
         mode=mode,
         requested_by=user,
         reason=f"/agent-z {'plan' if mode == 'plan_only' else 'run'} by @{user}",
+        issue_updated_at=target.requested_at,
     )
     if created:
         return CommandOutcome(True, f"queued run {run.id}", run.id)

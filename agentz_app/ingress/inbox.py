@@ -256,7 +256,6 @@ class PendingDelivery:
     installation_id: int | None
     payload: str
     attempts: int
-    received_at: float
 
 
 def _due(at: float) -> Any:
@@ -277,8 +276,7 @@ def claim_pending(db: Database, *, limit: int = 100, claim_seconds: float = CLAI
             update(Delivery).where(Delivery.id.in_(ids)).values(next_attempt_at=stamp + claim_seconds)
         )
         return [
-            PendingDelivery(row.id, row.delivery_id, row.event, row.installation_id, row.payload, row.attempts,
-                            row.received_at)
+            PendingDelivery(row.id, row.delivery_id, row.event, row.installation_id, row.payload, row.attempts)
             for row in rows
         ]
 
@@ -381,8 +379,7 @@ async def process_pending(
                 data = json.loads(pending.payload)
                 event = sansio.Event(data, event=pending.event, delivery_id=pending.delivery_id)
                 gh = await _client_for(github, pending.installation_id)
-                await router.dispatch(event, gh, db=db, settings=settings, queue=queue,
-                                      received_at=pending.received_at)
+                await router.dispatch(event, gh, db=db, settings=settings, queue=queue)
             except Exception as exc:
                 error = describe_error(exc)
                 failed.append((pending, error))

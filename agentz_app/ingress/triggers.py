@@ -17,7 +17,6 @@ from agentz_app.commands import (
     issue_for_pull,
     known_issue,
     parse_command,
-    served_since,
 )
 from agentz_app.config import Settings
 from agentz_app.logs import get_logger
@@ -41,10 +40,9 @@ def _sender_is_us(data: dict[str, Any], settings: Settings) -> bool:
 
 @router.register("issues", action="labeled")
 async def issue_labeled(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
-    received_at: float | None = None, **_: Any
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
 ) -> None:
-    """Enqueue an issue when a person adds the trigger label (unless a run started since)."""
+    """Enqueue an issue when a person adds the trigger label (unless a run already answered it)."""
     data = event.data
     label = str((data.get("label") or {}).get("name", ""))
     if label.lower() != settings.trigger_label.lower() or _sender_is_us(data, settings):
@@ -56,10 +54,11 @@ async def issue_labeled(
         queue.add_event(None, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
                         reason="issue is not open" if issue.get("state") != "open" else "pull request")
         return
-    served = served_since(db, repo, int(issue["number"]), received_at)
-    if served is not None:
-        queue.add_event(served.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
-                        reason="a run started after the label was added")
+    updated_at = str(issue.get("updated_at") or "")
+    answered = queue.requested_since(repo, int(issue["number"]), updated_at)
+    if answered is not None:
+        queue.add_event(answered.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
+                        reason="already answered by this run")
         return
     run, created = queue.enqueue(
         repo,
@@ -68,6 +67,7 @@ async def issue_labeled(
         title=issue.get("title") or "",
         requested_by=sender or None,
         reason=f"label {label!r} added by @{sender}",
+        issue_updated_at=updated_at,
     )
     if not created:
         queue.add_event(run.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
@@ -85,11 +85,13 @@ async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
 
 @router.register("issue_comment", action="created")
 async def comment_created(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
-    received_at: float | None = None, **_: Any
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
 ) -> None:
-    """Carry out an ``/agent-z`` command from a person with write access (a run or plan request
-    that a run created since the comment arrived already answers is dropped silently)."""
+    """Carry out an ``/agent-z`` command from a person with write access.
+
+    A ``run`` or ``plan`` that a run already answered (its webhook came late or was
+    processed twice) is dropped without a reply.
+    """
     data = event.data
     comment = data.get("comment") or {}
     if is_own_or_bot(comment, settings):
@@ -117,10 +119,11 @@ async def comment_created(
             return
         number = mapped
         title, state = known_issue(db, repo, number)
-    served = served_since(db, repo, number, received_at) if command.name in ("run", "plan") else None
-    if served is not None:
-        queue.add_event(served.id, "command", command=command.name, user=user, repo=repo, issue=number,
-                        accepted=False, reason="a run started after the command was posted")
+    created_at = str(comment.get("created_at") or "")
+    answered = queue.requested_since(repo, number, created_at) if command.name in ("run", "plan") else None
+    if answered is not None:
+        queue.add_event(answered.id, "command", command=command.name, user=user, repo=repo, issue=number,
+                        accepted=False, reason="already answered by this run")
         return
     target = CommandTarget(
         repo=repo,
@@ -129,5 +132,6 @@ async def comment_created(
         installation_id=_installation_id(data),
         comments_url=issue["comments_url"],
         state=state,
+        requested_at=max(created_at, str(issue.get("updated_at") or "")),
     )
     await handle_comment_command(gh, db, settings, queue, target=target, command=command, user=user)

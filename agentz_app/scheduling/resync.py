@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,8 +22,10 @@ from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, IssueSnapshot, KeyValue, PullSnapshot, now
+from agentz_app.timestamps import github_time
 
 log = get_logger(__name__)
+
 
 @dataclass(frozen=True)
 class ResyncResult:
@@ -91,15 +92,6 @@ async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
     return result
 
 
-def _parse_time(value: Any) -> float:
-    if not isinstance(value, str) or not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def failed_deliveries(deliveries: Iterable[Any], *, since: float, known: set[str]) -> list[int]:
     """Ids of failed deliveries since ``since`` never stored by us nor since delivered (pure)."""
     succeeded: set[str] = set()
@@ -108,7 +100,7 @@ def failed_deliveries(deliveries: Iterable[Any], *, since: float, known: set[str
         if not isinstance(item, dict):
             continue
         guid = str(item.get("guid") or "")
-        if not guid or _parse_time(item.get("delivered_at")) < since:
+        if not guid or github_time(item.get("delivered_at")) < since:
             continue
         code = item.get("status_code")
         ok = item.get("status") == "OK" or (isinstance(code, int) and 200 <= code < 300)

@@ -361,6 +361,7 @@ async def _schedule_repo(
                 force=force,
                 requested_by="scheduler",
                 reason=f"ranked #{rank} (score {item.score}): {item.reason}",
+                issue_updated_at=issue.updated_at,
             )
             if created:
                 slots.take(repo)

@@ -31,6 +31,7 @@ from agentz_app.store.states import (
     Status,
     can_transition,
 )
+from agentz_app.timestamps import github_time
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MODES = frozenset({"full", "plan_only"})
@@ -231,6 +232,7 @@ class RunQueue:
         force: bool,
         requested_by: str | None,
         reason: str,
+        issue_updated_at: str = "",
     ) -> tuple[Run, bool]:
         live = session.scalars(
             select(Run)
@@ -249,9 +251,10 @@ class RunQueue:
         session.add(run)
         session.flush()
         self._take_issue_claim(session, run)
+        seen = {"issue_updated_at": issue_updated_at} if issue_updated_at else {}
         self._event(
             session, run.id, "enqueued", to_status=Status.QUEUED,
-            requested_by=requested_by, reason=reason, mode=mode, force=force,
+            requested_by=requested_by, reason=reason, mode=mode, force=force, **seen,
         )
         session.flush()
         return run, True
@@ -276,11 +279,14 @@ class RunQueue:
         force: bool = False,
         requested_by: str | None = None,
         reason: str = "",
+        issue_updated_at: str = "",
     ) -> tuple[Run, bool]:
         """Create a queued run holding the issue claim; returns (run, created).
 
         Idempotent: if a live run already holds the issue, that run is returned with
-        ``created=False`` and nothing changes.
+        ``created=False`` and nothing changes. ``issue_updated_at`` (GitHub's time of
+        the issue state that asked for the run) is kept in the ``enqueued`` event, so a
+        request delivered late can be told from a new one (:meth:`requested_since`).
         """
         self._validate_enqueue(repo, issue_number, mode)
         for _ in range(_RETRIES):
@@ -288,7 +294,7 @@ class RunQueue:
                 with self.db.begin() as session:
                     return self._enqueue_in(
                         session, repo, issue_number, installation_id=installation_id, title=title, mode=mode,
-                        force=force, requested_by=requested_by, reason=reason,
+                        force=force, requested_by=requested_by, reason=reason, issue_updated_at=issue_updated_at,
                     )
             except IntegrityError:
                 continue  # a concurrent enqueue took the issue claim first; re-read
@@ -377,6 +383,29 @@ class RunQueue:
                 .order_by(Run.created_at)
                 .limit(1)
             ).first()
+
+    def requested_since(self, repo: str, issue_number: int, requested_at: str) -> Run | None:
+        """The issue's newest run if it was enqueued from an issue state no older than ``requested_at``.
+
+        Both times are GitHub's. A label or command whose webhook arrives late, or is
+        processed again after a crash, may already have been answered by that run (the
+        resync or the scheduler saw the same state first): such a request starts nothing.
+        """
+        asked = github_time(requested_at)
+        if not asked:
+            return None
+        with self.db.read() as session:
+            latest = session.scalars(
+                select(Run).where(Run.repo == repo, Run.issue_number == issue_number)
+                .order_by(Run.created_at.desc()).limit(1)
+            ).first()
+            if latest is None:
+                return None
+            enqueued = session.scalars(
+                select(Event).where(Event.run_id == latest.id, Event.kind == "enqueued").limit(1)
+            ).first()
+        seen = github_time((enqueued.payload if enqueued is not None else {}).get("issue_updated_at"))
+        return latest if seen >= asked else None
 
     def list_runs(
         self, *, statuses: Collection[str] | None = None, limit: int = 200, repo: str | None = None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
+from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue, file_resource, issue_resource, module_resource
 from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from tests.fakes import FakeClock
@@ -283,3 +284,20 @@ def test_enqueue_many_skips_live_issues(queue: RunQueue) -> None:
     assert queue.events(results[0][0].id)[0].payload == {
         "requested_by": "scheduler", "reason": "batch", "mode": "full", "force": False,
     }
+
+
+def _id(run: Run | None) -> str | None:
+    return run.id if run is not None else None
+
+
+def test_requested_since_compares_github_times_of_the_request_and_the_run(queue: RunQueue, clock: FakeClock) -> None:
+    assert queue.requested_since("o/r", 1, "2026-11-25T10:00:00Z") is None  # no run yet
+    run, _ = queue.enqueue("o/r", 1, issue_updated_at="2026-11-25T10:00:05Z")
+    assert _id(queue.requested_since("o/r", 1, "2026-11-25T10:00:05Z")) == run.id
+    assert _id(queue.requested_since("o/r", 1, "2026-11-25T09:59:00+00:00")) == run.id
+    assert queue.requested_since("o/r", 1, "2026-11-25T10:00:06Z") is None
+    assert queue.requested_since("o/r", 1, "") is None and queue.requested_since("o/r", 1, "garbage") is None
+    queue.cancel(run.id, reason="done", actor="test")
+    clock.now += 1
+    unknown, _ = queue.enqueue("o/r", 1)  # enqueued without an issue time: never counts as an answer
+    assert queue.requested_since("o/r", 1, "2000-01-01T00:00:00Z") is None and unknown.id != run.id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import pytest
@@ -36,21 +35,23 @@ def make_gh(**roles: str) -> FakeGH:
 
 
 def comment_event(body: str, user: str = "alice", *, number: int = 7, pull: bool = False,
-                  user_type: str = "User", via_app: int | None = None, state: str = "open") -> sansio.Event:
+                  user_type: str = "User", via_app: int | None = None, state: str = "open",
+                  at: str = "") -> sansio.Event:
     issue: dict[str, Any] = {"number": number, "title": "Add a flag", "state": state,
-                             "comments_url": COMMENTS_URL, "user": {"login": "carol"}}
+                             "comments_url": COMMENTS_URL, "user": {"login": "carol"}, "updated_at": at}
     if pull:
         issue["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/{number}"}
     comment: dict[str, Any] = {"id": next(_ids), "body": body, "user": {"login": user, "type": user_type},
-                               "performed_via_github_app": {"id": via_app} if via_app else None}
+                               "performed_via_github_app": {"id": via_app} if via_app else None, "created_at": at}
     data = {"action": "created", "issue": issue, "comment": comment, "repository": {"full_name": REPO},
             "installation": {"id": 5}, "sender": {"login": user, "type": user_type}}
     return sansio.Event(data, event="issue_comment", delivery_id=f"d-{next(_ids)}")
 
 
-def label_event(label: str, sender: str = "alice", *, state: str = "open") -> sansio.Event:
+def label_event(label: str, sender: str = "alice", *, state: str = "open", at: str = "") -> sansio.Event:
     data = {"action": "labeled", "label": {"name": label},
-            "issue": {"number": 7, "title": "Add a flag", "state": state, "comments_url": COMMENTS_URL},
+            "issue": {"number": 7, "title": "Add a flag", "state": state, "comments_url": COMMENTS_URL,
+                      "updated_at": at},
             "repository": {"full_name": REPO}, "installation": {"id": 5}, "sender": {"login": sender}}
     return sansio.Event(data, event="issues", delivery_id=f"d-{next(_ids)}")
 
@@ -198,40 +199,42 @@ async def test_label_events_that_do_not_trigger(db: Database, settings: Settings
 
 
 def _finish(queue: RunQueue) -> str:
-    """Cancel the issue's live run (a finished run); returns its id."""
+    """End the issue's live run; returns its id."""
     run = queue.live_run_for_issue(REPO, 7)
     assert run is not None
     queue.cancel(run.id, reason="finished", actor="test")
     return run.id
 
 
-async def test_a_label_event_processed_again_after_its_run_finished_starts_nothing(
+async def test_a_label_already_answered_by_a_run_starts_nothing_when_its_webhook_comes_late(
     db: Database, settings: Settings, queue: RunQueue
 ) -> None:
-    received = time.time() - 5  # the delivery arrived before the run it caused
-    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue, received_at=received)
+    # The resync saw the labelled issue (updated 10:00:05) and the scheduler ran it to the end...
+    queue.enqueue(REPO, 7, requested_by="scheduler", issue_updated_at="2026-11-25T10:00:05Z")
     first = _finish(queue)
-
-    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue, received_at=received)
+    # ...before the labeled webhook itself (10:00:03) was delivered.
+    await dispatch(label_event("agent-z", at="2026-11-25T10:00:03Z"), None, db, settings, queue)
     assert queue.live_run_for_issue(REPO, 7) is None
     assert [e.payload["reason"] for e in queue.events(first) if e.kind == "trigger_label"] == [
-        "a run started after the label was added"]
+        "already answered by this run"]
 
-    # Adding the label again later is a new request.
-    await router.dispatch(label_event("agent-z"), None, db=db, settings=settings, queue=queue,
-                          received_at=time.time() + 1)
-    assert queue.live_run_for_issue(REPO, 7) is not None
+    # Labelling it again afterwards is a new request.
+    await dispatch(label_event("agent-z", at="2026-11-25T10:05:00Z"), None, db, settings, queue)
+    run = queue.live_run_for_issue(REPO, 7)
+    assert run is not None
+    assert queue.events(run.id)[0].payload["issue_updated_at"] == "2026-11-25T10:05:00Z"
 
 
-async def test_a_run_command_processed_again_after_its_run_finished_is_dropped_silently(
+async def test_a_run_command_processed_twice_starts_one_run_and_the_repeat_is_silent(
     db: Database, settings: Settings, queue: RunQueue
 ) -> None:
     gh = make_gh(alice="write")
-    event = comment_event("/agent-z run")
-    received = time.time() - 5
-    await router.dispatch(event, gh, db=db, settings=settings, queue=queue, received_at=received)
+    event = comment_event("/agent-z run", at="2026-11-25T10:00:00Z")
+    await dispatch(event, gh, db, settings, queue)
     _finish(queue)
 
-    await router.dispatch(event, gh, db=db, settings=settings, queue=queue, received_at=received)
+    await dispatch(event, gh, db, settings, queue)  # after a crash, or a late redelivery
     assert queue.live_run_for_issue(REPO, 7) is None and gh.writes() == []
-    assert command_events(db)[-1]["reason"] == "a run started after the command was posted"
+    assert command_events(db)[-1]["reason"] == "already answered by this run"
+    await dispatch(comment_event("/agent-z run", at="2026-11-25T11:00:00Z"), gh, db, settings, queue)
+    assert queue.live_run_for_issue(REPO, 7) is not None
