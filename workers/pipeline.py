@@ -638,20 +638,23 @@ def ci_overdue(run: Run, grace_seconds: float) -> bool:
     return grace_seconds > 0 and now() - run.updated_at >= grace_seconds
 
 
-async def settle_overdue(deps: PipelineDeps) -> list[Run]:
-    """Settle runs that waited ``CI_GRACE_SECONDS`` without any CI result; GitHub is only called for those."""
-    grace = deps.settings.ci_grace_seconds
+async def settle_waiting(deps: PipelineDeps) -> list[Run]:
+    """Settle waiting runs that no webhook will wake: CI already finished (a PR adopted after
+    its checks ran, a wake-up lost in a crash), or no CI result within ``CI_GRACE_SECONDS``.
+
+    Deciding is a database read; GitHub is only called for the runs that settle.
+    """
     settled = []
     for run in deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000):
-        if not run.head_sha or not ci_overdue(run, grace):
+        if not run.head_sha:
             continue
-        signals = stored_signals(deps.db, run.repo, run.head_sha)
-        if ci_verdict(signals, own_slug=deps.settings.github_app_slug) != "none":
+        verdict = ci_verdict(stored_signals(deps.db, run.repo, run.head_sha), own_slug=deps.settings.github_app_slug)
+        if verdict == "pending" or (verdict == "none" and not ci_overdue(run, deps.settings.ci_grace_seconds)):
             continue
         try:
             settled.append(await settle_ci(deps, await deps.github(run), run))
         except AgentZError as exc:
-            log.warning("could not settle a run without CI", run_id=run.id, error=str(exc))
+            log.warning("could not settle a waiting run", run_id=run.id, error=str(exc))
     return settled
 
 

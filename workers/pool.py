@@ -2,10 +2,10 @@
 
 One run at a time per process (parallelism is the number of worker processes).
 While idle a loop polls the database about twice a second with a cheap read and
-makes no GitHub request, except to finish a run whose pull request got no CI result
-at all within ``CI_GRACE_SECONDS`` (a repository without CI). SIGTERM/SIGINT hand the
-current run back (its agent's process group is killed and the run resumes from its
-recorded stage elsewhere).
+makes no GitHub request, except to finish a waiting run that no webhook will wake
+(its CI finished before anyone waited, or it got no CI result within
+``CI_GRACE_SECONDS``). SIGTERM/SIGINT hand the current run back (its agent's process
+group is killed and the run resumes from its recorded stage elsewhere).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from agentz_app.store.models import Repository, Run
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
-from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_overdue, work_run
+from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
 from workers.worktrees import Worktrees
 
 IDLE_POLL_SECONDS = 0.5
 GC_INTERVAL_SECONDS = 600.0  # how often an idle worker removes worktrees of finished runs
-OVERDUE_INTERVAL_SECONDS = 30.0  # how often an idle worker looks for runs waiting on CI that never came
+SETTLE_INTERVAL_SECONDS = 30.0  # how often an idle worker settles waiting runs that no webhook will wake
 CI_POLL_SECONDS = 5.0
 
 log = get_logger("agentz.pool")
@@ -152,7 +152,7 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http)
             housekeeping = role == "worker" and not once
-            next_gc = next_overdue = 0.0 if housekeeping else float("inf")
+            next_gc = next_settle = 0.0 if housekeeping else float("inf")
             while not stop.is_set():
                 if not _claimable(database, statuses):
                     if once:
@@ -160,9 +160,9 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                     if time.monotonic() >= next_gc:
                         next_gc = time.monotonic() + GC_INTERVAL_SECONDS
                         await _collect_worktrees(active)
-                    if time.monotonic() >= next_overdue:
-                        next_overdue = time.monotonic() + OVERDUE_INTERVAL_SECONDS
-                        await settle_overdue(active)
+                    if time.monotonic() >= next_settle:
+                        next_settle = time.monotonic() + SETTLE_INTERVAL_SECONDS
+                        await settle_waiting(active)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
                     continue

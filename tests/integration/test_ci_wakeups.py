@@ -14,7 +14,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import CheckResult, Claim, Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH
-from workers.pipeline import CISignal, PipelineDeps, ci_verdict, settle_overdue
+from workers.pipeline import CISignal, PipelineDeps, ci_verdict, settle_waiting
 from workers.worktrees import Worktrees
 
 SHA = "c" * 40
@@ -137,10 +137,10 @@ async def test_a_pr_without_any_ci_is_done_after_the_grace_period(
     waiting_run(db)
     stored(db, "Agent-Z / review", "completed", "success", slug="agent-z")
     deps = sweep_deps(gh, db, ci_settings, queue)
-    assert await settle_overdue(deps) == [] and not gh.writes()  # still within CI_GRACE_SECONDS
+    assert await settle_waiting(deps) == [] and not gh.writes()  # still within CI_GRACE_SECONDS
 
     backdate(db, ci_settings.ci_grace_seconds + 1)
-    [run] = await settle_overdue(deps)
+    [run] = await settle_waiting(deps)
     assert run.status == "done" and queue.get("run1").status == "done"
     done = next(e for e in queue.events("run1") if e.to_status == "done")
     assert done.payload["reason"] == "no CI result within 600 s"
@@ -153,7 +153,7 @@ async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
     waiting_run(db)
     stored(db, "tests", "in_progress", None)
     backdate(db, ci_settings.ci_grace_seconds + 1)
-    assert await settle_overdue(sweep_deps(gh, db, ci_settings, queue)) == []
+    assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
     assert queue.get("run1").status == "waiting_checks" and not gh.writes()
 
 
@@ -163,7 +163,7 @@ async def test_a_zero_grace_waits_for_ci_forever(
     waiting_run(db)
     backdate(db, 10 * 365 * 86400)
     forever = ci_settings.model_copy(update={"ci_grace_seconds": 0.0})
-    assert await settle_overdue(sweep_deps(gh, db, forever, queue)) == []
+    assert await settle_waiting(sweep_deps(gh, db, forever, queue)) == []
     assert queue.get("run1").status == "waiting_checks"
 
 
@@ -238,3 +238,12 @@ def test_queued_suites_of_silent_apps_do_not_block_a_verdict() -> None:
     assert ci_verdict(signals, own_slug="agent-z") == "success"
     assert ci_verdict([CISignal("Agent-Z / plan", "completed", "success", "agent-z")], own_slug="agent-z") == "none"
     assert ci_verdict([CISignal("t", "completed", "timed_out")], own_slug="agent-z") == "failure"
+
+
+async def test_a_waiting_run_whose_ci_already_finished_is_settled_without_a_webhook(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)  # e.g. a pull request adopted after its checks had run
+    stored(db, "tests", "completed", "success")
+    [run] = await settle_waiting(sweep_deps(gh, db, ci_settings, queue))
+    assert run.status == "done" and gh.labels[7] == ["agent-z"]
