@@ -318,7 +318,7 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     args, _ = parser.parse_known_args(list(extra))
     if args.deliveries is None:
-        args.deliveries = 1000 if quick else 5000
+        args.deliveries = 600 if quick else 5000
     if args.deliveries < 1:
         parser.error("--deliveries must be at least 1")
     if not 1 <= args.concurrency <= 512:
