@@ -22,6 +22,7 @@ from agentz_app.config import Settings
 from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.states import Status
 
 router = routing.Router()
 log = get_logger(__name__)
@@ -121,7 +122,8 @@ async def comment_created(
         title, state = known_issue(db, repo, number)
     created_at = str(comment.get("created_at") or "")
     answered = queue.requested_since(repo, number, created_at) if command.name in ("run", "plan") else None
-    if answered is not None:
+    approving = command.name == "run" and answered is not None and answered.status == Status.AWAITING_APPROVAL
+    if answered is not None and not approving:
         queue.add_event(answered.id, "command", command=command.name, user=user, repo=repo, issue=number,
                         accepted=False, reason="already answered by this run")
         return

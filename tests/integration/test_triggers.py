@@ -238,3 +238,16 @@ async def test_a_run_command_processed_twice_starts_one_run_and_the_repeat_is_si
     assert command_events(db)[-1]["reason"] == "already answered by this run"
     await dispatch(comment_event("/agent-z run", at="2026-11-25T11:00:00Z"), gh, db, settings, queue)
     assert queue.live_run_for_issue(REPO, 7) is not None
+
+
+async def test_run_in_the_same_second_as_plan_still_approves_the_plan(
+    db: Database, settings: Settings, queue: RunQueue
+) -> None:
+    gh = make_gh(alice="write")
+    await dispatch(comment_event("/agent-z plan", at="2026-11-25T10:00:00Z"), gh, db, settings, queue)
+    run = queue.live_run_for_issue(REPO, 7)
+    assert run is not None
+    queue.set_status(run.id, Status.PLANNING, reason="planner")
+    queue.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
+    await dispatch(comment_event("/agent-z run", at="2026-11-25T10:00:00Z"), gh, db, settings, queue)
+    assert queue.get(run.id).status == Status.READY
