@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -82,15 +81,12 @@ def sqlite_database() -> Iterator[str]:
     from agentz_app.store.db import Database
     from agentz_app.store.migrate import migrate
 
-    folder = Path(tempfile.mkdtemp(prefix="agentz-bench-"))
-    url = f"sqlite:///{folder / 'bench.db'}"
-    try:
+    with tempfile.TemporaryDirectory(prefix="agentz-bench-", ignore_cleanup_errors=True) as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
         db = Database.from_url(url)
         migrate(db)
         db.dispose()
         yield url
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -68,11 +67,8 @@ async def _fakehub_payload(folder: Path) -> dict[str, Any]:
 
 def issue_payload_template(size: int = PAYLOAD_BYTES) -> dict[str, Any]:
     """A realistic ``issues.opened`` payload (rendered by fakehub) padded to about ``size`` bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="agentz-bench-payload-"))
-    try:
-        payload = asyncio.run(_fakehub_payload(folder))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="agentz-bench-payload-", ignore_cleanup_errors=True) as folder:
+        payload = asyncio.run(_fakehub_payload(Path(folder)))
     base = len(json.dumps(payload, separators=(",", ":")))
     sentence = "Steps to reproduce: open the app, click the button, observe the error in the log. "
     padding = max(0, size - base)
@@ -347,39 +343,38 @@ def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
     from bench.common import postgres_available, sqlite_database
     from bench.services import stop_all, wait_http
 
-    workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-ingest-"))
     lines: list[Figures] = []
-    try:
-        with ExitStack() as stack:
-            # Every server and database starts up front; each load then runs with the
-            # others idle, and each server is stopped right after its load.
-            postgres = _postgres_in_background(stack) if "postgres" in dbs and postgres_available() else None
-            sqlite_url = stack.enter_context(sqlite_database()) if "sqlite" in dbs else None
-            targets: list[Target] = []
-            stack.callback(lambda: stop_all([target.service for target in targets]))
-            targets.append(launch_noop(workdir))
-            template = workdir / "payload.json"
-            template.write_text(json.dumps(issue_payload_template()))
-            if sqlite_url is not None:
-                targets.append(launch_receiver_on("sqlite", sqlite_url, workdir))
-            if postgres is not None:
-                targets.append(launch_receiver_on("postgres", postgres.result(timeout=120)("ingest"), workdir))
-            for target in targets:
-                wait_http(f"{target.base}/readyz", target.service)
-            noop_target, receivers = targets[0], {target.name: target for target in targets[1:]}
-            try:
-                noop = median_rate(run_load(noop_target.base, template=template, count=args.deliveries,
-                                            concurrency=args.concurrency, seed=1, env=noop_target.env,
-                                            workdir=workdir, rounds=ROUNDS))
-            finally:
-                noop_target.service.stop()
-            for db_name in dbs:
-                if db_name in receivers:
-                    lines.append(measure_receiver(receivers[db_name], args, template, workdir, noop))
-                else:
-                    lines.append({"db": db_name, "skipped": "PostgreSQL server binaries not installed"})
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with ExitStack() as stack:
+        # Unwound last: the folder goes after every server using it has stopped.
+        workdir = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="agentz-bench-ingest-", ignore_cleanup_errors=True)))
+        # Every server and database starts up front; each load then runs with the
+        # others idle, and each server is stopped right after its load.
+        postgres = _postgres_in_background(stack) if "postgres" in dbs and postgres_available() else None
+        sqlite_url = stack.enter_context(sqlite_database()) if "sqlite" in dbs else None
+        targets: list[Target] = []
+        stack.callback(lambda: stop_all([target.service for target in targets]))
+        targets.append(launch_noop(workdir))
+        template = workdir / "payload.json"
+        template.write_text(json.dumps(issue_payload_template()))
+        if sqlite_url is not None:
+            targets.append(launch_receiver_on("sqlite", sqlite_url, workdir))
+        if postgres is not None:
+            targets.append(launch_receiver_on("postgres", postgres.result(timeout=120)("ingest"), workdir))
+        for target in targets:
+            wait_http(f"{target.base}/readyz", target.service)
+        noop_target, receivers = targets[0], {target.name: target for target in targets[1:]}
+        try:
+            noop = median_rate(run_load(noop_target.base, template=template, count=args.deliveries,
+                                        concurrency=args.concurrency, seed=1, env=noop_target.env,
+                                        workdir=workdir, rounds=ROUNDS))
+        finally:
+            noop_target.service.stop()
+        for db_name in dbs:
+            if db_name in receivers:
+                lines.append(measure_receiver(receivers[db_name], args, template, workdir, noop))
+            else:
+                lines.append({"db": db_name, "skipped": "PostgreSQL server binaries not installed"})
     return lines
 
 

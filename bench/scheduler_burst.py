@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -232,10 +231,7 @@ def scenario(options: BenchOptions) -> Figures:
     from bench.common import sqlite_database
 
     args = _parse(options.extra, options.quick)
-    workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-scheduler-"))
-    try:
-        with sqlite_database() as url:
-            debounce = QUICK_DEBOUNCE_SECONDS if options.quick else DEBOUNCE_SECONDS
-            return asyncio.run(measure(args.events, args.idle, workdir, url, debounce=debounce))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    debounce = QUICK_DEBOUNCE_SECONDS if options.quick else DEBOUNCE_SECONDS
+    with (tempfile.TemporaryDirectory(prefix="agentz-bench-scheduler-", ignore_cleanup_errors=True) as workdir,
+          sqlite_database() as url):
+        return asyncio.run(measure(args.events, args.idle, Path(workdir), url, debounce=debounce))

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -229,9 +228,6 @@ def scenario(options: BenchOptions) -> Figures:
     from bench.common import sqlite_database
 
     args = _parse(options.extra, options.quick)
-    workdir = Path(tempfile.mkdtemp(prefix="agentz-bench-trigger-"))
-    try:
-        with sqlite_database() as url:
-            return asyncio.run(measure(args.trials, workdir, url))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with (tempfile.TemporaryDirectory(prefix="agentz-bench-trigger-", ignore_cleanup_errors=True) as workdir,
+          sqlite_database() as url):
+        return asyncio.run(measure(args.trials, Path(workdir), url))
