@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     scheduler_backend: Backend | None = None
     scripted_agent_file: Path | None = None
     agent_timeout_seconds: float = Field(default=1800.0, gt=0)
+    agent_sandbox: Literal["bwrap", "none"] = "bwrap"
+    agent_network: Literal["allowlist", "open"] = "allowlist"
+    agent_network_allow: CommaList = Field(default_factory=list)
+    agent_sandbox_paths: CommaList = Field(default_factory=list)
     max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+    max_file_bytes: int = Field(default=5_000_000, gt=0)
 
     max_parallel_tasks: int = Field(default=2, ge=1)
     max_parallel_per_repo: int | None = Field(default=None, ge=1)
@@ -83,11 +88,29 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", mode="before")
+    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "agent_network_allow",
+                     "agent_sandbox_paths", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("agent_network_allow")
+    @classmethod
+    def _check_network_allow(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, _, port = item.rpartition(":") if ":" in item else (item, "", "443")
+            if not host or "/" in item or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host or host:port")
+        return value
+
+    @field_validator("agent_sandbox_paths")
+    @classmethod
+    def _check_sandbox_paths(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.startswith("/"):
+                raise ValueError(f"{item!r} must be an absolute path")
         return value
 
     @field_validator("github_repo")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +25,7 @@ from agentz_app.reporting.checks import check_run_payload, chunks
 from agentz_app.reporting.comments import StatusView, marker_run_id, render_status_comment
 from agentz_app.store.db import Database
 from agentz_app.store.models import KeyValue, Run, SideEffect, now
-from workers.gitops import git, git_out
+from workers.gitops import git_out
 from workers.roles.prompts import plan_markdown
 from workers.roles.schemas import Plan
 from workers.worktrees import Worktrees
@@ -102,41 +101,29 @@ class Coordinator:
 
     # Git -----------------------------------------------------------------
 
-    async def commit(self, run: Run, path: Path, message: str) -> str | None:
-        """Squash everything since the last pushed head (or merge-base) into one commit.
+    async def commit(self, run: Run, message: str) -> str | None:
+        """The commit to push for the run's checkpoint: its tree on the pushed head (or where it left the base).
 
-        Returns the new HEAD, or None when there is nothing to commit. Repeating it
-        after a crash leaves the same single commit in place.
+        Made in the trusted mirror from the checkpoint's tree, never from the agent's
+        repository. Returns None when that tree changes nothing. The same checkpoint and
+        message give the same SHA, so repeating it after a crash creates nothing new.
         """
-        base_branch = run.base_branch or "main"
-        await git("add", "-A", cwd=path)
-        tree = await git_out("write-tree", cwd=path)
-        head = await git_out("rev-parse", "HEAD", cwd=path)
-        base = await self.worktrees.merge_base(path, base_branch)
-        if run.head_sha and run.head_sha != base:
-            ancestor = await git("merge-base", "--is-ancestor", run.head_sha, "HEAD", cwd=path, check=False)
-            if ancestor.exit_code == 0:
-                base = run.head_sha
-        if tree == await git_out("rev-parse", f"{base}^{{tree}}", cwd=path):
-            if head != base:
-                await git("reset", "--soft", base, cwd=path)
+        if not run.checkpoint_sha:
             return None
-        if head != base:
-            parent = await git("rev-parse", "--verify", "--quiet", f"{head}^", cwd=path, check=False)
-            same_message = (await git_out("log", "-1", "--format=%B", head, cwd=path)).strip() == message.strip()
-            if parent.stdout.strip() == base and same_message and await git_out(
-                "rev-parse", f"{head}^{{tree}}", cwd=path
-            ) == tree:
-                return head
-        new = (await git("commit-tree", tree, "-p", base, "-F", "-", cwd=path, stdin=message)).stdout.strip()
-        await git("reset", "--soft", new, cwd=path)
-        return new
+        tree = await self.worktrees.tree_of(run.repo, run.checkpoint_sha)
+        parent = run.head_sha or await self.worktrees.merge_base(
+            run.repo, run.base_branch or "main", run.checkpoint_sha
+        )
+        if tree == await self.worktrees.tree_of(run.repo, parent):
+            return None
+        date = await git_out("log", "-1", "--format=%cI", run.checkpoint_sha, cwd=self.worktrees.mirror_path(run.repo))
+        return await self.worktrees.commit_tree(run.repo, tree, parent, message, date=date)
 
-    async def push(self, run: Run, path: Path) -> str:
-        """Push HEAD to the run's own branch; returns the pushed SHA."""
+    async def push(self, run: Run, sha: str) -> str:
+        """Push ``sha`` from the mirror to the run's own branch; returns the pushed SHA."""
         if not run.branch:
             raise ValueError(f"run {run.id} has no branch")
-        return await self.worktrees.push_branch(run.repo, path, run.branch)
+        return await self.worktrees.push_branch(run.repo, sha, run.branch)
 
     # Pull request --------------------------------------------------------
 

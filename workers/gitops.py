@@ -1,8 +1,12 @@
-"""A thin git layer: every call goes through :func:`workers.procs.run_process`.
+"""A thin git layer for trusted code: every call goes through :func:`workers.procs.run_process`.
 
 Credentials never appear in a URL, an argument or a log line: for remote
 operations the installation token is handed to git through a one-line credential
 helper that reads it from an environment variable set only for that process.
+
+Every call ignores the host's system and global git configuration and runs no
+hook and no fsmonitor (:data:`HARDENING`), whatever a repository's own config says:
+trusted git must never execute something an agent could have planted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ _CREDENTIAL_HELPER = (
 )
 
 
+# Options on every trusted git call: no hooks, no fsmonitor, only the transports we use.
+HARDENING = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.untrackedCache=false",
+    "-c", "protocol.allow=never",
+    "-c", "protocol.https.allow=always",
+    "-c", "protocol.http.allow=always",
+    "-c", "protocol.ssh.allow=always",
+    "-c", "protocol.file.allow=always",
+    "-c", "gc.auto=0",
+)
+
+
 class GitError(AgentZError):
     """A git command failed; ``stderr`` is already redacted."""
 
@@ -41,6 +59,8 @@ def git_env(token: str | None = None, extra: Mapping[str, str] | None = None) ->
     env.update(
         {
             "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_AUTHOR_NAME": AUTHOR_NAME,
             "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
             "GIT_COMMITTER_NAME": AUTHOR_NAME,
@@ -67,15 +87,21 @@ async def git(
     timeout: float = 300.0,
     check: bool = True,
     stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ProcessResult:
-    """Run ``git args`` in ``cwd``; raise :class:`GitError` on a non-zero exit when ``check``."""
-    argv = ["git", *credential_args(token), *args]
-    result = await run_process(argv, cwd=cwd, env=git_env(token), timeout=timeout, stdin=stdin)
+    """Run ``git args`` in ``cwd``; raise :class:`GitError` on a non-zero exit when ``check``.
+
+    ``env`` adds variables (``GIT_DIR``, ``GIT_WORK_TREE``, ``GIT_INDEX_FILE``, dates).
+    """
+    argv = ["git", *HARDENING, *credential_args(token), *args]
+    result = await run_process(argv, cwd=cwd, env=git_env(token, env), timeout=timeout, stdin=stdin)
     if check and result.exit_code != 0:
         raise GitError(list(args), result.exit_code, result.stderr)
     return result
 
 
-async def git_out(*args: str, cwd: Path | str, token: str | None = None, timeout: float = 300.0) -> str:
+async def git_out(
+    *args: str, cwd: Path | str, token: str | None = None, timeout: float = 300.0, env: Mapping[str, str] | None = None
+) -> str:
     """Run git and return its stripped standard output."""
-    return (await git(*args, cwd=cwd, token=token, timeout=timeout)).stdout.strip()
+    return (await git(*args, cwd=cwd, token=token, timeout=timeout, env=env)).stdout.strip()

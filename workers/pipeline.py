@@ -35,6 +35,14 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import CheckResult, IssueComment, IssueSnapshot, Repository, Run, now
 from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
 from agentz_app.store.states import Status
+from workers.content_policy import (
+    Change,
+    ContentPolicy,
+    Violation,
+    check_changes,
+    violation_annotations,
+    violations_markdown,
+)
 from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator, status_view
 from workers.gitops import GitError
 from workers.roles.parse import run_structured
@@ -44,13 +52,15 @@ from workers.roles.prompts import (
     feedback_prompt,
     fix_review_prompt,
     plan_prompt,
+    policy_fix_prompt,
     review_prompt,
 )
 from workers.roles.schemas import Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.registry import agent_env
-from workers.worktrees import Worktrees, branch_name
+from workers.sandbox import SANDBOX_WARNING
+from workers.worktrees import RefusedPush, Snapshot, Worktrees, branch_name
 
 T = TypeVar("T")
 GitHubFactory = Callable[[Run], Awaitable[Any]]
@@ -220,12 +230,17 @@ class Attempt:
         if result.cost_usd or result.tokens:
             self.run = self.queue.add_cost(self.lease, result.cost_usd, result.tokens)
         self.queue.add_event(self.run.id, "agent_call", role=role, cost_usd=result.cost_usd, tokens=result.tokens,
-                             duration=round(result.duration, 3), exit_code=result.exit_code)
+                             duration=round(result.duration, 3), exit_code=result.exit_code,
+                             blocked=dict(result.network_blocked))
 
     # Agent calls ---------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
         return agent_env(self.settings, self.deps.extra_agent_env)
+
+    def _read_only(self) -> tuple[Path, ...]:
+        """What an agent may read besides its working copy: the object store the copy borrows from."""
+        return (self.deps.worktrees.objects_path(self.run.repo),)
 
     async def agent(self, role: str, prompt: str, workdir: Path, *, session_id: str | None) -> RunnerResult:
         """One free-form agent call (developer, fixer) with cost accounting."""
@@ -233,7 +248,7 @@ class Attempt:
         with run_log(self.settings, self.run.id, role) as sink:
             result = await self.deps.runner(role).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
-                env=self._env(), log=sink,
+                env=self._env(), log=sink, read_only=self._read_only(),
             )
         self.account(result, role)
         if not result.ok:
@@ -259,13 +274,87 @@ class Attempt:
             value, results, raw, error = await run_structured(
                 self.deps.runner(role), model, role=role, prompt=prompt, workdir=workdir,
                 timeout=self.settings.agent_timeout_seconds, session_id=session_id, env=self._env(), log=sink,
-                before_repair=before_repair,
+                before_repair=before_repair, read_only=self._read_only(),
             )
         for result in results:
             if not any(result is seen for seen in accounted):
                 self.account(result, role)
         session = next((r.session_id for r in reversed(results) if r.session_id), session_id)
         return value, raw, error, session
+
+
+    # The developer's result ------------------------------------------------
+
+    def violations(self, snapshot: Snapshot) -> list[Violation]:
+        """What in the snapshot the content policy refuses, plus files trusted git could not read."""
+        policy = ContentPolicy.from_settings(self.settings)
+        found = check_changes(snapshot.changes, policy)
+        found += [Violation(change.path, "unreadable", "the file could not be read back for checking")
+                  for change in snapshot.changes if _unread(change, policy.max_file_bytes)]
+        return found
+
+    async def capture(self, path: Path) -> Snapshot:
+        """Read the developer's result as a tree, hold it to the content policy, checkpoint it.
+
+        A violation goes back to the developer once; if it is still there, the run stops as
+        needs_human. Nothing refused is committed, checkpointed or pushed.
+        """
+        snapshot = await self.deps.worktrees.snapshot(self.run, path)
+        violations = self.violations(snapshot)
+        if violations:
+            self.queue.add_event(self.run.id, "content_policy", fixed=False, violations=_as_dicts(violations))
+            result = await self.agent("developer", policy_fix_prompt(violations), path, session_id=self.run.session_id)
+            self.update(session_id=result.session_id or self.run.session_id)
+            snapshot = await self.deps.worktrees.snapshot(self.run, path)
+            violations = self.violations(snapshot)
+            if violations:
+                self.queue.add_event(self.run.id, "content_policy", fixed=False, violations=_as_dicts(violations))
+                await self.report_violations(violations)
+                listed = ", ".join(f"{v.path} ({v.rule})" for v in violations[:10])
+                raise StopRun(Status.NEEDS_HUMAN, f"the change breaks the content policy: {listed}")
+            self.queue.add_event(self.run.id, "content_policy", fixed=True, violations=[])
+        self.update(checkpoint_sha=await self.deps.worktrees.checkpoint(self.run.id, self.run.repo, snapshot))
+        return snapshot
+
+    async def report_violations(self, violations: Sequence[Violation]) -> None:
+        """Show refused files on the review check of the pushed head (the status comment lists them too)."""
+        if not self.run.head_sha:
+            return
+        summary = "Agent-Z refused to commit these files; nothing of this change was pushed.\n\n"
+        report = CheckReport("review", "completed", "failure", "Content policy violation",
+                             summary + violations_markdown(violations), notes=violation_annotations(violations))
+        await self.coordinator.report_check(self.run, report, head_sha=self.run.head_sha)
+
+
+def _unread(change: Change, limit: int) -> bool:
+    return change.content is None and change.mode not in ("000000", "160000") and change.size <= limit
+
+
+def _as_dicts(violations: Sequence[Violation]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(v) for v in violations]
+
+
+def run_notes(deps: PipelineDeps, run: Run) -> list[str]:
+    """Notes for the status comment: an unsandboxed host, refused network destinations, refused files."""
+    notes = []
+    if deps.settings.agent_sandbox == "none":
+        notes.append(f"⚠️ {SANDBOX_WARNING}.")
+    blocked: dict[str, int] = {}
+    refused: list[dict[str, Any]] = []
+    for event in deps.queue.events(run.id):
+        if event.kind == "agent_call":
+            for destination, count in (event.payload.get("blocked") or {}).items():
+                blocked[str(destination)] = blocked.get(str(destination), 0) + int(count)
+        elif event.kind == "content_policy":
+            refused = list(event.payload.get("violations") or [])
+    if blocked:
+        listed = ", ".join(f"`{d}` ({n})" for d, n in sorted(blocked.items()))
+        notes.append(f"The agent sandbox refused {sum(blocked.values())} network request(s): {listed}. "
+                     "Add a destination the setup needs to `AGENT_NETWORK_ALLOW`.")
+    if refused:
+        rows = "; ".join(f"`{v.get('path')}` ({v.get('rule')})" for v in refused[:20])
+        notes.append(f"Content policy refused: {rows}.")
+    return notes
 
 
 # Planner ----------------------------------------------------------------------
@@ -291,7 +380,7 @@ async def _plan(a: Attempt) -> Run:
     assert isinstance(plan, Plan)
     if a.run.mode == "plan_only":
         a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
-        await a.coordinator.status_comment(a.run, status_view(a.run))
+        await a.coordinator.status_comment(a.run, status_view(a.run, notes=run_notes(a.deps, a.run)))
         return a.run
     return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
 
@@ -334,6 +423,8 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
         raise
     except StopRun as stop:
         return await _stop(a, stop.status, stop.reason, **stop.event)
+    except RefusedPush as exc:
+        return await _stop(a, Status.NEEDS_HUMAN, str(exc))
     except (GitError, GitHubError, RunnerError, OSError) as exc:
         log.warning("infrastructure failure", run_id=a.run.id, error=str(exc))
         return await _infra_failure(a, exc, on_cancel)
@@ -408,9 +499,8 @@ async def _develop(a: Attempt) -> Run:
         if stage == "developing":
             a.move(Status.DEVELOPING, stage="developing")
             result = await a.agent("developer", develop_prompt(issue, plan), path, session_id=a.run.session_id)
-            a.update(session_id=result.session_id or a.run.session_id,
-                     checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
-            changed = await a.deps.worktrees.changed_files(path, base)
+            a.update(session_id=result.session_id or a.run.session_id)
+            changed = (await a.capture(path)).changed_paths
             if not changed:
                 raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
             a.queue.claim_resources(a.lease, [file_resource(a.run.repo, name) for name in changed])
@@ -422,11 +512,11 @@ async def _develop(a: Attempt) -> Run:
             a.move(Status.FIXING, stage="fixing")
             prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
             result = await a.agent("developer", prompt, path, session_id=a.run.session_id)
-            a.update(session_id=result.session_id or a.run.session_id,
-                     checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
+            a.update(session_id=result.session_id or a.run.session_id)
+            await a.capture(path)
             stage = "reviewing"
         else:
-            return await _submit(a, issue, plan, path, base, first=True)
+            return await _submit(a, issue, plan, base, first=True)
 
 
 def _last_review(queue: RunQueue, run_id: str) -> Review | None:
@@ -442,8 +532,10 @@ def _last_review(queue: RunQueue, run_id: str) -> Review | None:
 async def _review(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> str:
     round_ = a.run.review_round + 1
     a.move(Status.REVIEWING, stage="reviewing", review_round=round_)
-    changed = await a.deps.worktrees.changed_files(path, base)
-    diff = await a.deps.worktrees.diff(path, base)
+    if not a.run.checkpoint_sha:
+        raise StopRun(Status.FAILED, "nothing to review: the run has no checkpoint")
+    changed = await a.deps.worktrees.changed_files(a.run.repo, base, a.run.checkpoint_sha)
+    diff = await a.deps.worktrees.diff(a.run.repo, base, a.run.checkpoint_sha)
     prompt = review_prompt(issue, plan, changed_files=changed, diff=diff, round_=round_)
     review, raw, error, session = await a.structured(Review, "reviewer", prompt, path,
                                                      session_id=a.run.reviewer_session_id)
@@ -473,13 +565,14 @@ async def _fix_ci(a: Attempt) -> Run:
         feedback = dict(run.feedback or {})
         a.update(stage="ci_fixing")
         result = await a.agent("developer", feedback_prompt(feedback), path, session_id=run.session_id)
-        a.update(session_id=result.session_id or a.run.session_id, stage="ci_submitting",
-                 checkpoint_sha=await a.deps.worktrees.checkpoint(a.run.id, a.run.repo, path))
+        a.update(session_id=result.session_id or a.run.session_id)
+        await a.capture(path)
+        a.update(stage="ci_submitting")
     a.review = _last_review(a.queue, run.id)
-    return await _submit(a, issue, plan, path, base, first=False)
+    return await _submit(a, issue, plan, base, first=False)
 
 
-async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str, *, first: bool) -> Run:
+async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, first: bool) -> Run:
     """Commit, push, PR, check runs and status comment; then wait for CI without a lease."""
     a.move(Status.SUBMITTING, stage="submitting" if first else "ci_submitting")
     run = a.run
@@ -488,18 +581,20 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
     else:
         kind = "review feedback" if (run.feedback or {}).get("kind") == "review" else "CI failure"
         message = f"Address {kind} on #{run.issue_number} (round {run.ci_round})\n"
-    committed = await a.coordinator.commit(run, path, message)
-    if committed is None and run.head_sha is None:
+    committed = await a.coordinator.commit(run, message)
+    sha = committed or run.head_sha
+    if sha is None:
         raise StopRun(Status.NEEDS_HUMAN, "nothing to submit: the change is empty")
-    changed = await a.deps.worktrees.changed_files(path, base)
-    head = await a.coordinator.push(run, path)
+    changed = await a.deps.worktrees.changed_files(run.repo, base, sha)
+    head = await a.coordinator.push(run, sha)
     review_md = a.review.summary if a.review is not None else None
     pr = await a.coordinator.ensure_pull(
         run, title=f"Fix #{run.issue_number}: {issue.title or run.title}"[:250],
         body=pr_body(run.issue_number, plan.summary, review_md, run.id),
     )
     # Point the checkpoint at what was pushed, so a resume elsewhere continues from this head.
-    a.update(pr_number=pr, head_sha=head, checkpoint_sha=await a.deps.worktrees.checkpoint(run.id, run.repo, path))
+    await a.deps.worktrees.point_checkpoint(run.id, run.repo, head)
+    a.update(pr_number=pr, head_sha=head, checkpoint_sha=head)
     reports: list[CheckReport] = []
     if first:
         conclusion, title, summary = plan_check(plan)
@@ -513,7 +608,8 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
         reports.append(CheckReport("ci-fix", "completed", ci_conclusion, title, summary))
     for report in reports:
         await a.coordinator.report_check(a.run, report, head_sha=head)
-    view = dataclasses.replace(status_view(a.run, review_summary=review_md), status="waiting_checks")
+    view = dataclasses.replace(status_view(a.run, review_summary=review_md, notes=run_notes(a.deps, a.run)),
+                               status="waiting_checks")
     comment_id = await a.coordinator.status_comment(a.run, view)
     # Releases the lease: :func:`work_run` settles CI afterwards, outside the heartbeat.
     return a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
@@ -530,7 +626,7 @@ async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | 
     steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("labels", lambda: coordinator.change_labels(run.repo, run.issue_number, add=add, remove=remove)),
         ("status comment", lambda: coordinator.status_comment(
-            run, status_view(run, review_summary=review.summary if review else None))),
+            run, status_view(run, review_summary=review.summary if review else None, notes=run_notes(deps, run)))),
         ("worktree", lambda: deps.worktrees.remove(run.id, run.repo)),
     ]
     if run.status in (Status.MERGED, Status.CANCELLED):

@@ -1,13 +1,20 @@
-"""Bare mirrors per repository and one worktree + branch per run.
+"""Trusted mirrors per repository and one untrusted working copy per run.
 
 Layout under ``state_dir``::
 
-    mirrors/<owner>/<name>.git      bare mirror, remote-tracking refs under refs/remotes/origin
-    mirrors/<owner>/<name>.lock     flock held around fetches and worktree changes
-    worktrees/<run_id>              the run's working tree on branch agent-z/issue-<n>-<slug>
+    mirrors/<owner>/<name>.git      bare mirror, remote-tracking refs under refs/remotes/origin;
+                                    only trusted code uses it (fetch, commit, push)
+    mirrors/<owner>/<name>.lock     flock held around fetches
+    worktrees/<run_id>              the run's working copy: its own small repository whose
+                                    objects are borrowed read-only from the mirror (alternates)
 
-Checkpoints push WIP to ``refs/agent-z/runs/<run_id>`` on the remote so another
-host can resume the run from there.
+The agent may do anything in its working copy, including its ``.git``. Trusted
+code therefore never runs git *in* it: :meth:`Worktrees.snapshot` reads the files
+into the mirror with the mirror as ``GIT_DIR`` and the working copy as
+``GIT_WORK_TREE`` (so the agent's ``.git``, hooks and config are never consulted),
+commits are made with ``commit-tree`` in the mirror, and pushes go from the mirror
+with the token only in that git process. Checkpoints are commits on
+``refs/agent-z/runs/<run_id>``, pushed so that another host can resume the run.
 """
 
 from __future__ import annotations
@@ -19,19 +26,23 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.errors import AgentZError
 from agentz_app.logs import get_logger
 from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
-from workers.gitops import GitError, git, git_out
+from workers.content_policy import Change
+from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, git, git_out
 
 BRANCH_PREFIX = "agent-z/"
 CHECKPOINT_PREFIX = "refs/agent-z/runs/"
@@ -82,8 +93,31 @@ async def _no_token(_: str) -> str | None:
     return None
 
 
+class RefusedPush(AgentZError):
+    """Trusted code refused a git operation (a branch that is not the run's own)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The agent's working copy as trusted git read it.
+
+    ``tree`` is the files; ``base`` the commit the run's change is measured from (where
+    it left the default branch); ``parent`` the commit the next commit builds on (the
+    pushed head, else ``base``); ``changes`` every path that differs from ``base``.
+    """
+
+    tree: str
+    base: str
+    parent: str
+    changes: tuple[Change, ...]
+
+    @property
+    def changed_paths(self) -> list[str]:
+        return sorted(change.path for change in self.changes)
+
+
 class Worktrees:
-    """Mirrors and per-run worktrees under ``settings.state_dir``."""
+    """Mirrors and per-run working copies under ``settings.state_dir``."""
 
     def __init__(self, settings: Settings, *, token_provider: TokenProvider | None = None) -> None:
         self.settings = settings
@@ -95,6 +129,10 @@ class Worktrees:
     def mirror_path(self, repo: str) -> Path:
         owner, name = _checked_repo(repo).split("/")
         return self.root / "mirrors" / owner / f"{name}.git"
+
+    def objects_path(self, repo: str) -> Path:
+        """The mirror's object store, which working copies borrow from (read-only to agents)."""
+        return self.mirror_path(repo) / "objects"
 
     def worktree_path(self, run_id: str) -> Path:
         return self.root / "worktrees" / _checked_run_id(run_id)
@@ -126,7 +164,7 @@ class Worktrees:
 
     # Mirror --------------------------------------------------------------
 
-    async def _ensure_mirror_locked(self, repo: str, *, refs: tuple[str, ...] = ()) -> Path:
+    async def _ensure_mirror_locked(self, repo: str) -> Path:
         mirror = self.mirror_path(repo)
         if not (mirror / "HEAD").exists():
             if mirror.exists():
@@ -135,10 +173,7 @@ class Worktrees:
             await git("init", "--bare", "--quiet", str(mirror), cwd=mirror.parent)
             await git("config", "remote.origin.url", self.remote_url(repo), cwd=mirror)
             await git("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*", cwd=mirror)
-        token = await self._token(repo)
-        await git("fetch", "--quiet", "--prune", "origin", cwd=mirror, token=token)
-        for ref in refs:
-            await git("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror, token=token)
+        await git("fetch", "--quiet", "--prune", "origin", cwd=mirror, token=await self._token(repo))
         return mirror
 
     async def ensure_mirror(self, repo: str) -> Path:
@@ -146,161 +181,221 @@ class Worktrees:
         async with self.locked(repo):
             return await self._ensure_mirror_locked(repo)
 
-    # Worktrees -----------------------------------------------------------
+    async def _fetch_checkpoint(self, repo: str, mirror: Path, run_id: str) -> str | None:
+        """The run's checkpoint commit, fetched from the remote (another host may have pushed it)."""
+        ref = checkpoint_ref(run_id)
+        fetched = await git("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror,
+                            token=await self._token(repo), check=False)
+        if fetched.exit_code != 0:
+            return None
+        return await _resolve(mirror, ref)
+
+    # Working copies ------------------------------------------------------
 
     async def create(self, run_id: str, repo: str, branch: str, base: str) -> Path:
-        """A fresh worktree for the run on ``branch``, started from ``origin/<base>``."""
-        return await self._add(run_id, repo, branch, f"refs/remotes/origin/{base}")
+        """A fresh working copy for the run on ``branch``, started from ``origin/<base>``."""
+        async with self.locked(repo):
+            mirror = await self._ensure_mirror_locked(repo)
+        return await self._build(mirror, run_id, branch, base, f"refs/remotes/origin/{base}")
 
     async def resume(self, run_id: str, repo: str, branch: str, base: str, *, checkpoint: str | None = None) -> Path:
-        """The run's worktree, ready for a stage to start.
+        """The run's working copy, rebuilt for a stage to start.
 
-        A worktree left on this host is reset to ``checkpoint`` (or its last commit) and
-        cleaned: edits an interrupted attempt left uncommitted are not known to be good, and
-        another host resuming from the checkpoint would not see them either. Otherwise the
-        worktree is rebuilt from the checkpoint ref, the pushed branch or ``base``.
+        Whatever an interrupted attempt left is dropped (not known to be good, and another
+        host would not see it): the copy is rebuilt from the checkpoint (fetched from the
+        remote when this host's mirror lacks it), else the pushed branch, else ``base``.
         """
-        path = self.worktree_path(run_id)
-        if (path / ".git").exists():
-            await stop_processes_in(path)
-            target = checkpoint if checkpoint and await _has_commit(path, checkpoint) else "HEAD"
-            await git("reset", "--quiet", "--hard", target, cwd=path)
-            await git("clean", "--quiet", "-fd", cwd=path)
-            return path
-        ref = checkpoint_ref(run_id)
         async with self.locked(repo):
             mirror = await self._ensure_mirror_locked(repo)
-            try:
-                await git("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror, token=await self._token(repo))
-                start = ref
-            except GitError:
-                pushed = await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=mirror,
-                                   check=False)
-                start = f"refs/remotes/origin/{branch}" if pushed.exit_code == 0 else f"refs/remotes/origin/{base}"
-            return await self._add_locked(mirror, run_id, branch, start)
+            start = None
+            if checkpoint and await _has_commit(mirror, checkpoint):
+                start = checkpoint
+            if start is None:
+                start = await self._fetch_checkpoint(repo, mirror, run_id)
+                if checkpoint and start != checkpoint and start is not None and not await _has_commit(mirror,
+                                                                                                        checkpoint):
+                    log.warning("recorded checkpoint not found; using the remote checkpoint ref",
+                                run_id=run_id, recorded=checkpoint, remote=start)
+            if start is None:
+                pushed = await _resolve(mirror, f"refs/remotes/origin/{branch}")
+                start = pushed or f"refs/remotes/origin/{base}"
+        return await self._build(mirror, run_id, branch, base, start)
 
-    async def _add(self, run_id: str, repo: str, branch: str, start: str) -> Path:
-        async with self.locked(repo):
-            mirror = await self._ensure_mirror_locked(repo)
-            return await self._add_locked(mirror, run_id, branch, start)
-
-    async def _add_locked(self, mirror: Path, run_id: str, branch: str, start: str) -> Path:
+    async def _build(self, mirror: Path, run_id: str, branch: str, base: str, start: str) -> Path:
         if not branch.startswith(BRANCH_PREFIX):
             raise ValueError(f"refusing to manage branch {branch!r}")
         path = self.worktree_path(run_id)
-        if path.exists():
-            await git("worktree", "remove", "--force", str(path), cwd=mirror, check=False)
-            shutil.rmtree(path, ignore_errors=True)
-        await git("worktree", "prune", cwd=mirror)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await git("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start, cwd=mirror)
+        await self._discard(path)
+        path.mkdir(parents=True)
+        start_sha = await git_out("rev-parse", "--verify", f"{start}^{{commit}}", cwd=mirror)
+        base_sha = await git_out("rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}", cwd=mirror)
+        # A fresh repository no agent has touched yet: safe for trusted git until the agent starts.
+        await git("init", "--quiet", str(path), cwd=path.parent)
+        (path / ".git" / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
+        await git("config", "user.name", AUTHOR_NAME, cwd=path)
+        await git("config", "user.email", AUTHOR_EMAIL, cwd=path)
+        await git("update-ref", f"refs/remotes/origin/{base}", base_sha, cwd=path)
+        await git("checkout", "--quiet", "-B", branch, start_sha, cwd=path)
         return path
 
+    async def _discard(self, path: Path) -> None:
+        if path.exists():
+            await stop_processes_in(path)
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
     async def remove(self, run_id: str, repo: str | None = None) -> None:
-        """Remove the run's worktree (and its local branch); missing is fine."""
-        path = self.worktree_path(run_id)
-        mirror = self.mirror_path(repo) if repo else _mirror_of(path)
-        if mirror is None or not mirror.exists():
-            shutil.rmtree(path, ignore_errors=True)
-            return
-        lock_repo = repo or _repo_of_mirror(self.root, mirror)
-        async with self.locked(lock_repo):
-            branch = None
-            if (path / ".git").exists():
-                result = await git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=path, check=False)
-                branch = result.stdout.strip() or None
-            await git("worktree", "remove", "--force", str(path), cwd=mirror, check=False)
-            shutil.rmtree(path, ignore_errors=True)
-            await git("worktree", "prune", cwd=mirror)
-            if branch and branch.startswith(BRANCH_PREFIX):
-                await git("branch", "-D", branch, cwd=mirror, check=False)
+        """Remove the run's working copy; missing is fine."""
+        await self._discard(self.worktree_path(run_id))
 
-    # Work in a worktree --------------------------------------------------
+    # Reading the agent's result ------------------------------------------
 
-    async def checkpoint(self, run_id: str, repo: str, path: Path) -> str:
-        """Commit WIP (if any) and push it to the run's checkpoint ref; returns the SHA."""
-        await git("add", "-A", cwd=path)
-        if (await git("diff", "--cached", "--quiet", cwd=path, check=False)).exit_code != 0:
-            await git("commit", "--quiet", "--no-verify", "-m", f"WIP checkpoint for run {run_id}", cwd=path)
-        sha = await git_out("rev-parse", "HEAD", cwd=path)
-        await git(
-            "push", "--quiet", "--force", "origin", f"HEAD:{checkpoint_ref(run_id)}",
-            cwd=path, token=await self._token(repo),
-        )
+    async def snapshot(self, run: Run, path: Path) -> Snapshot:
+        """Read the working copy's files into the mirror as a tree, without using the agent's ``.git``.
+
+        ``.gitignore`` rules of the working copy apply (as for ``git add -A``); nothing under
+        any ``.git`` is read; symbolic links are stored as links, never followed.
+        """
+        mirror = self.mirror_path(run.repo)
+        base_branch = run.base_branch or "main"
+        seed = run.checkpoint_sha or run.head_sha or f"refs/remotes/origin/{base_branch}"
+        base = await self.merge_base(run.repo, base_branch, seed)
+        parent = run.head_sha or base
+        handle, index = tempfile.mkstemp(prefix="agentz-index-", dir=mirror)
+        os.close(handle)
+        os.unlink(index)
+        env = {"GIT_DIR": str(mirror), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": index}
+        try:
+            await git("read-tree", seed, cwd=mirror, env=env)
+            await git("add", "--all", "--", ".", cwd=mirror, env=env)
+            tree = await git_out("write-tree", cwd=mirror, env=env)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(index)
+        return Snapshot(tree, base, parent, tuple(await self._changes(mirror, base, tree)))
+
+    async def _changes(self, mirror: Path, base: str, tree: str) -> list[Change]:
+        listing = (await git("diff-tree", "-r", "-z", "--no-renames", base, tree, cwd=mirror)).stdout
+        fields = listing.split("\0")
+        entries: list[tuple[str, str, str]] = []
+        for meta, name in zip(fields[0::2], fields[1::2], strict=False):
+            if meta.startswith(":"):
+                _, new_mode, _, new_sha, _ = meta[1:].split(" ")
+                entries.append((name, new_mode, new_sha))
+        blobs = [(name, mode, sha) for name, mode, sha in entries if mode not in ("000000", "160000")]
+        sizes: dict[str, int] = {}
+        if blobs:
+            answer = (await git("cat-file", "--batch-check=%(objectname) %(objectsize)", cwd=mirror,
+                                stdin="".join(f"{sha}\n" for _, _, sha in blobs))).stdout
+            sizes = {sha: int(size) for sha, size in (line.split() for line in answer.splitlines())}
+        small = [name for name, _, sha in blobs if sizes[sha] <= self.settings.max_file_bytes]
+        contents = await self._read_blobs(mirror, tree, small)
+        return [Change(name, mode, sizes.get(sha, 0), contents.get(name)) for name, mode, sha in entries]
+
+    async def _read_blobs(self, mirror: Path, tree: str, names: list[str]) -> dict[str, bytes]:
+        """The bytes of ``names`` in ``tree`` (a symlink's target for links), checked out into a scratch folder."""
+        if not names:
+            return {}
+        with tempfile.TemporaryDirectory(prefix="agentz-blobs-") as scratch:
+            root = Path(scratch)
+            env = {"GIT_DIR": str(mirror), "GIT_WORK_TREE": str(root / "files"), "GIT_INDEX_FILE": str(root / "index")}
+            (root / "files").mkdir()
+            await git("read-tree", tree, cwd=root, env=env)
+            # A name git cannot check out here stays unread; the caller treats it as a violation.
+            await git("checkout-index", "--force", "-z", "--stdin", cwd=root / "files", env=env,
+                      stdin="".join(f"{name}\0" for name in names), check=False)
+            found: dict[str, bytes] = {}
+            for name in names:
+                path = root / "files" / name
+                if path.is_symlink():
+                    found[name] = os.fsencode(os.readlink(path))
+                elif path.is_file():
+                    found[name] = path.read_bytes()
+            return found
+
+    async def checkpoint(self, run_id: str, repo: str, snapshot: Snapshot) -> str:
+        """Commit ``snapshot`` on its parent in the mirror and push it to the run's checkpoint ref."""
+        sha = await self.commit_tree(repo, snapshot.tree, snapshot.parent, f"WIP checkpoint for run {run_id}\n")
+        await self.point_checkpoint(run_id, repo, sha)
         return sha
 
+    async def point_checkpoint(self, run_id: str, repo: str, sha: str) -> None:
+        """Set the run's checkpoint ref to ``sha`` here and on the remote."""
+        mirror = self.mirror_path(repo)
+        ref = checkpoint_ref(run_id)
+        await git("update-ref", ref, sha, cwd=mirror)
+        await git("push", "--quiet", "--force", "origin", f"{sha}:{ref}", cwd=mirror, token=await self._token(repo))
+
+    async def commit_tree(self, repo: str, tree: str, parent: str, message: str, *, date: str | None = None) -> str:
+        """A commit of ``tree`` on ``parent`` made in the mirror; the same inputs give the same SHA."""
+        mirror = self.mirror_path(repo)
+        when = date or await git_out("log", "-1", "--format=%cI", parent, cwd=mirror)
+        env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+        return (await git("commit-tree", tree, "-p", parent, "-F", "-", cwd=mirror, stdin=message,
+                          env=env)).stdout.strip()
+
     async def delete_checkpoint(self, run_id: str, repo: str) -> None:
-        """Delete the run's checkpoint ref on the remote (after a terminal state)."""
+        """Delete the run's checkpoint ref here and on the remote (after a terminal state)."""
         mirror = self.mirror_path(repo)
         if mirror.exists():
+            await git("update-ref", "-d", checkpoint_ref(run_id), cwd=mirror, check=False)
             await git("push", "--quiet", "origin", f":{checkpoint_ref(run_id)}", cwd=mirror,
                       token=await self._token(repo), check=False)
 
-    async def merge_base(self, path: Path, base: str) -> str:
-        return await git_out("merge-base", f"refs/remotes/origin/{base}", "HEAD", cwd=path)
+    async def merge_base(self, repo: str, base_branch: str, commit: str) -> str:
+        """Where ``commit`` left ``origin/<base_branch>``."""
+        return await git_out("merge-base", f"refs/remotes/origin/{base_branch}", commit,
+                             cwd=self.mirror_path(repo))
 
-    async def changed_files(self, path: Path, base: str) -> list[str]:
-        """Files changed by the run: committed since the merge-base, modified, and untracked."""
-        committed = await git_out("diff", "--name-only", f"refs/remotes/origin/{base}...HEAD", cwd=path)
-        modified = await git_out("diff", "--name-only", "HEAD", cwd=path)
-        untracked = await git_out("ls-files", "--others", "--exclude-standard", cwd=path)
-        names = {line for chunk in (committed, modified, untracked) for line in chunk.splitlines() if line}
-        return sorted(names)
+    async def tree_of(self, repo: str, commit: str) -> str:
+        return await git_out("rev-parse", f"{commit}^{{tree}}", cwd=self.mirror_path(repo))
 
-    async def diff(self, path: Path, base: str, *, limit: int = 60_000) -> str:
-        """The run's full diff against the merge-base (including untracked files), truncated."""
-        await git("add", "-A", "--intent-to-add", cwd=path, check=False)
-        mb = await self.merge_base(path, base)
-        text = (await git("diff", mb, cwd=path)).stdout
+    async def changed_files(self, repo: str, base_branch: str, commit: str) -> list[str]:
+        """Files ``commit`` changes since it left the default branch."""
+        base = await self.merge_base(repo, base_branch, commit)
+        names = await git_out("diff", "--name-only", "--no-renames", base, commit, cwd=self.mirror_path(repo))
+        return sorted(line for line in names.splitlines() if line)
+
+    async def diff(self, repo: str, base_branch: str, commit: str, *, limit: int = 60_000) -> str:
+        """The run's diff since it left the default branch, truncated."""
+        base = await self.merge_base(repo, base_branch, commit)
+        text = (await git("diff", "--no-renames", "--no-ext-diff", "--no-textconv", base, commit,
+                          cwd=self.mirror_path(repo))).stdout
         return text if len(text) <= limit else text[:limit] + "\n… diff truncated …\n"
 
-    async def push_branch(self, repo: str, path: Path, branch: str) -> str:
-        """Push HEAD to the run's own ``agent-z/`` branch with ``--force-with-lease``; returns the SHA."""
+    async def push_branch(self, repo: str, sha: str, branch: str) -> str:
+        """Push ``sha`` from the mirror to the run's own ``agent-z/`` branch with a lease; returns it."""
         if not branch.startswith(BRANCH_PREFIX):
-            raise ValueError(f"refusing to push to {branch!r}")
+            raise RefusedPush(f"refusing to push to {branch!r}: not an Agent-Z branch")
+        mirror = self.mirror_path(repo)
         token = await self._token(repo)
-        head = await git_out("rev-parse", "HEAD", cwd=path)
-        remote = await git_out("ls-remote", "origin", f"refs/heads/{branch}", cwd=path, token=token)
+        remote = await git_out("ls-remote", "origin", f"refs/heads/{branch}", cwd=mirror, token=token)
         remote_sha = remote.split()[0] if remote else ""
-        if remote_sha == head:
-            return head
+        if remote_sha == sha:
+            return sha
         await git(
             "push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_sha}", "origin",
-            f"HEAD:refs/heads/{branch}", cwd=path, token=token,
+            f"{sha}:refs/heads/{branch}", cwd=mirror, token=token,
         )
-        return head
+        return sha
 
     # Garbage collection --------------------------------------------------
 
     async def gc(self, db: Database) -> list[str]:
-        """Remove worktrees whose run is terminal or missing; prune stale ``agent-z/*`` branches."""
+        """Remove working copies whose run is terminal or missing."""
         removed: list[str] = []
         worktrees_dir = self.root / "worktrees"
         names = sorted(p.name for p in worktrees_dir.iterdir()) if worktrees_dir.exists() else []
         with db.read() as session:
-            rows = session.execute(select(Run.id, Run.status, Run.repo, Run.branch)).all()
+            rows = session.execute(select(Run.id, Run.status)).all()
         live_runs = {row.id for row in rows if row.status not in states.TERMINAL}
-        live_branches = {row.branch for row in rows if row.status not in states.TERMINAL and row.branch}
-        repo_of = {row.id: row.repo for row in rows}
         for name in names:
             if name in live_runs:
                 continue
-            if not _RUN_ID_RE.match(name):
+            if _RUN_ID_RE.match(name):
+                await self.remove(name)
+            else:
                 shutil.rmtree(worktrees_dir / name, ignore_errors=True)
-                removed.append(name)
-                continue
-            await self.remove(name, repo_of.get(name))
             removed.append(name)
-        mirrors_dir = self.root / "mirrors"
-        for mirror in sorted(mirrors_dir.glob("*/*.git")) if mirrors_dir.exists() else []:
-            repo = _repo_of_mirror(self.root, mirror)
-            async with self.locked(repo):
-                await git("worktree", "prune", cwd=mirror)
-                listed = await git_out("for-each-ref", "--format=%(refname:short)", "refs/heads/agent-z/", cwd=mirror)
-                checked_out = await _checked_out_branches(mirror)
-                for branch in listed.splitlines():
-                    if branch and branch not in live_branches and branch not in checked_out:
-                        await git("branch", "-D", branch, cwd=mirror, check=False)
         if removed:
             log.info("worktrees collected", removed=removed)
         return removed
@@ -352,25 +447,6 @@ async def _has_commit(path: Path, sha: str) -> bool:
     return found.exit_code == 0
 
 
-async def _checked_out_branches(mirror: Path) -> set[str]:
-    listing = await git_out("worktree", "list", "--porcelain", cwd=mirror)
-    return {
-        line.removeprefix("branch refs/heads/") for line in listing.splitlines() if line.startswith("branch ")
-    }
-
-
-def _mirror_of(path: Path) -> Path | None:
-    """The mirror a worktree belongs to, read from its ``.git`` file."""
-    try:
-        content = (path / ".git").read_text().strip()
-    except OSError:
-        return None
-    if not content.startswith("gitdir:"):
-        return None
-    gitdir = Path(content.removeprefix("gitdir:").strip())
-    return gitdir.parent.parent if gitdir.parent.name == "worktrees" else None
-
-
-def _repo_of_mirror(root: Path, mirror: Path) -> str:
-    relative = mirror.resolve().relative_to(root / "mirrors")
-    return f"{relative.parts[0]}/{relative.parts[1].removesuffix('.git')}"
+async def _resolve(repo: Path, ref: str) -> str | None:
+    found = await git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo, check=False)
+    return found.stdout.strip() or None if found.exit_code == 0 else None

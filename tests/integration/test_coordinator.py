@@ -200,19 +200,22 @@ def _run(db: Database, **fields: Any) -> Run:
         return run
 
 
-async def _prepared_worktree(settings: Settings, run: Run) -> Path:
+async def _checkpointed(settings: Settings, db: Database, run: Run) -> Run:
+    """The run after two developer rounds, each read back and checkpointed by trusted code."""
     assert run.branch is not None
     trees = Worktrees(settings)
     path = await trees.create(run.id, REPO, run.branch, "trunk")
     (path / "src" / "app.py").write_text("print('fast')\n")
-    await trees.checkpoint(run.id, REPO, path)  # a WIP commit to be squashed
+    run.checkpoint_sha = await trees.checkpoint(run.id, REPO, await trees.snapshot(run, path))
     (path / "NOTES.md").write_text("notes\n")
-    return path
+    run.checkpoint_sha = await trees.checkpoint(run.id, REPO, await trees.snapshot(run, path))
+    return run
 
 
-async def _submit(coordinator: Coordinator, run: Run, path: Path) -> tuple[int, str, int]:
-    await coordinator.commit(run, path, "Fix #7: Make it faster\n\nSpeed up.\n")
-    head = await coordinator.push(run, path)
+async def _submit(coordinator: Coordinator, run: Run) -> tuple[int, str, int]:
+    sha = await coordinator.commit(run, "Fix #7: Make it faster\n\nSpeed up.\n")
+    assert sha is not None
+    head = await coordinator.push(run, sha)
     pr = await coordinator.ensure_pull(run, title="Fix #7: Make it faster", body="Closes #7")
     await coordinator.report_check(run, CheckReport("plan", "completed", "success", "Plan", "do it"), head_sha=head)
     await coordinator.report_check(run, CheckReport("review", "completed", "success", "Approved", "x"),
@@ -227,21 +230,20 @@ async def test_repeated_submit_opens_one_pr_one_comment_and_no_duplicate_checks(
 ) -> None:
     gh = MemoryGH()
     gh.add_issue(7, "Make it faster")
-    run = _run(co_db)
-    path = await _prepared_worktree(co_settings, run)
+    run = await _checkpointed(co_settings, co_db, _run(co_db))
     coordinator = Coordinator(gh, co_db, co_settings)
 
-    first = await _submit(coordinator, run, path)
+    first = await _submit(coordinator, run)
     writes_after_first = len(gh.writes())
     # A crash before anything was recorded on the run: a fresh coordinator repeats every step.
-    second = await _submit(Coordinator(gh, co_db, co_settings), run, path)
+    second = await _submit(Coordinator(gh, co_db, co_settings), run)
 
     assert first == second
     assert len(gh.pulls) == 1 and len(gh.comments) == 1 and len(gh.checks) == 2
     assert len(gh.writes()) == writes_after_first  # nothing unchanged was written again
     log = sh("git", "log", "--format=%s|%an <%ae>", f"refs/heads/{run.branch}", cwd=origin).splitlines()
     assert log[0] == "Fix #7: Make it faster|Agent-Z <agent-z@users.noreply.github.com>"
-    assert len(log) == 2  # WIP squashed into one commit on top of the base
+    assert len(log) == 2  # checkpoints squashed into one commit on top of the base
     files = sh("git", "show", "--name-only", "--format=", f"refs/heads/{run.branch}", cwd=origin).splitlines()
     assert sorted(files) == ["NOTES.md", "src/app.py"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,6 +102,7 @@ async def run_structured(
     env: Mapping[str, str] | None = None,
     log: LogSink | None = None,
     before_repair: Callable[[RunnerResult], None] | None = None,
+    read_only: Sequence[Path] = (),
 ) -> tuple[M | None, list[RunnerResult], str, str | None]:
     """Ask for ``model``; on invalid output send one repair prompt in the same session.
 
@@ -110,7 +111,8 @@ async def run_structured(
     ``before_repair`` lets the caller account cost (and stop) before the second call.
     """
     results: list[RunnerResult] = []
-    first = await runner.run(role, prompt, workdir, session_id=session_id, timeout=timeout, env=env, log=log)
+    first = await runner.run(role, prompt, workdir, session_id=session_id, timeout=timeout, env=env, log=log,
+                             read_only=read_only)
     results.append(first)
     if not first.ok:
         return None, results, first.text, first.error or f"agent exited {first.exit_code}"
@@ -122,7 +124,7 @@ async def run_structured(
         before_repair(first)
     repair = await runner.run(
         role, repair_prompt(model.__name__, problem, model.model_json_schema()), workdir,
-        session_id=first.session_id or session_id, timeout=timeout, env=env, log=log,
+        session_id=first.session_id or session_id, timeout=timeout, env=env, log=log, read_only=read_only,
     )
     results.append(repair)
     if not repair.ok:

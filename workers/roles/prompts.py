@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.content_policy import Violation
 from workers.roles.schemas import Finding, Plan, Review
 
 MAX_BODY_CHARS = 20_000
@@ -185,3 +186,15 @@ def repair_prompt(model_name: str, problem: str, schema: Mapping[str, Any]) -> s
             _schema(schema),
         ]
     )
+
+
+def policy_fix_prompt(violations: Sequence[Violation]) -> str:
+    """Ask the developer to take out what the content policy refuses before anything is committed."""
+    lines = [
+        "Agent-Z will not commit your change: these files break its content policy. Remove or fix each one "
+        "(no secrets or credentials, no links pointing outside the repository, no workflow changes, no huge or "
+        "protected files, no nested repositories), keep the rest of your work, then summarise what you changed.",
+        "",
+    ]
+    lines += [f"- {v.path}: {v.rule}: {v.detail}" for v in violations]
+    return "\n".join(lines)

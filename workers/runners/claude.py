@@ -72,6 +72,7 @@ class ClaudeRunner(CliRunner):
 
     name = "claude"
     binary = "claude"
+    default_endpoints = ("https://api.anthropic.com",)
 
     def command(self, binary: str, call: Invocation) -> Command:
         """``claude -p`` with stream-json output, the prompt on stdin."""

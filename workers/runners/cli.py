@@ -30,9 +30,11 @@ from pathlib import Path
 
 from agentz_app.config import Settings
 from agentz_app.errors import RunnerError
+from workers.netproxy import Destination
 from workers.procs import ProcessResult, run_process
 from workers.runners.base import LogSink, RunnerResult
 from workers.runners.registry import agent_env, provider_env
+from workers.sandbox import Confinement, Sandbox
 
 ROLE_HEADER = "X-Agentz-Role"
 DEFAULT_LOCAL_MODEL = "agentz-local-model"
@@ -115,14 +117,39 @@ def stderr_tail(stderr: str, limit: int = 500) -> str:
     return " | ".join(lines[-3:])[-limit:] if lines else ""
 
 
+def install_dirs(binary: str, options: Mapping[str, str]) -> list[Path]:
+    """Folders the CLI needs to read inside the sandbox: its install folder and, when outside /usr, node's."""
+    dirs = []
+    if options.get("AGENTZ_CLI_DIR"):
+        dirs.append(Path(options["AGENTZ_CLI_DIR"]).resolve())
+    else:
+        real = Path(os.path.realpath(binary))
+        parts = real.parts
+        root = Path(*parts[: parts.index("node_modules")]) if "node_modules" in parts else real.parent
+        dirs.append(root)
+    node = shutil.which("node", path=options.get("PATH"))
+    if node is not None:
+        dirs.append(Path(os.path.realpath(node)).parent.parent)
+    return dirs
+
+
+def endpoint_destinations(options: Mapping[str, str], defaults: Sequence[str]) -> frozenset[Destination]:
+    """Where the CLI's model traffic may go: the configured base URLs, else the vendor's defaults."""
+    urls = [options[key] for key in ("AGENTZ_MODEL_BASE_URL", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL")
+            if options.get(key, "").startswith(("http://", "https://"))]
+    return frozenset(Destination.parse(url) for url in (urls or defaults))
+
+
 class CliRunner(abc.ABC):
-    """A runner driving one coding-agent CLI as a subprocess."""
+    """A runner driving one coding-agent CLI as a subprocess, inside the agent sandbox."""
 
     name: str
     binary: str
+    default_endpoints: Sequence[str] = ()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.sandbox = Sandbox(settings)
 
     @abc.abstractmethod
     def command(self, binary: str, call: Invocation) -> Command:
@@ -142,6 +169,7 @@ class CliRunner(abc.ABC):
         timeout: float,
         env: Mapping[str, str] | None = None,
         log: LogSink | None = None,
+        read_only: Sequence[Path] = (),
     ) -> RunnerResult:
         """Run the CLI non-interactively in ``workdir``; raise AgentTimeout after killing it on timeout."""
         started = time.monotonic()
@@ -153,14 +181,13 @@ class CliRunner(abc.ABC):
                           agent_home(self.settings.state_dir, self.name, workdir), options, endpoint_from(options))
         command = self.command(binary, call)
         child_env = agent_env(self.settings, {**(env or {}), **command.env})
-        process = await run_process(command.args, cwd=call.workdir, env=child_env, timeout=timeout,
-                                    stdin=command.stdin, on_line=log)
+        spec = Confinement(call.workdir, call.home, (*install_dirs(binary, options), *read_only),
+                           endpoint_destinations(options, self.default_endpoints), child_env)
+        async with self.sandbox.confine(command.args, spec) as confined:
+            process = await run_process(confined.args, cwd=call.workdir, env=confined.env, timeout=timeout,
+                                        stdin=command.stdin, on_line=log)
         result = self.parse(process, call)
-        return _with_duration(result, time.monotonic() - started)
-
-
-def _with_duration(result: RunnerResult, duration: float) -> RunnerResult:
-    return replace(result, duration=duration)
+        return replace(result, duration=time.monotonic() - started, network_blocked=confined.blocked)
 
 
 def common_home_env(home: Path) -> dict[str, str]:

@@ -3,8 +3,9 @@
 The prompt goes on stdin (``-``). Configuration lives in a private ``CODEX_HOME``
 whose ``config.toml`` turns analytics, telemetry and plugins off and, with
 ``AGENTZ_MODEL_BASE_URL``, points Codex at that server with retries off. Option
-``AGENTZ_CODEX_SANDBOX`` (default ``workspace-write``) is passed again on resume,
-where Codex would otherwise fall back to read-only.
+``AGENTZ_CODEX_SANDBOX`` is passed again on resume, where Codex would otherwise fall
+back to read-only. Its default is ``danger-full-access`` inside Agent-Z's sandbox
+(Codex's own bubblewrap cannot nest in ours) and ``workspace-write`` without it.
 """
 
 from __future__ import annotations
@@ -98,13 +99,16 @@ class CodexRunner(CliRunner):
 
     name = "codex"
     binary = "codex"
+    default_endpoints = ("https://api.openai.com",)
 
     def command(self, binary: str, call: Invocation) -> Command:
         """``codex exec`` (or ``exec resume``) with JSONL output, the prompt on stdin."""
         codex_home = call.home / ".codex"
         codex_home.mkdir(parents=True, exist_ok=True)
         (codex_home / "config.toml").write_text(config_toml(call))
-        sandbox = call.option("AGENTZ_CODEX_SANDBOX", "workspace-write")
+        # Inside Agent-Z's sandbox Codex's own (nested bubblewrap) cannot work; ours is the boundary.
+        sandbox = call.option("AGENTZ_CODEX_SANDBOX",
+                              "danger-full-access" if self.sandbox.enabled else "workspace-write")
         common = ["--json", "--skip-git-repo-check", "--disable", "unbounded_connection_retries"]
         if call.session_id:
             args = [binary, "exec", "resume", *common, "-c", f"sandbox_mode={_toml(sandbox)}", call.session_id, "-"]

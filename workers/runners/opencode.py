@@ -91,6 +91,7 @@ class OpenCodeRunner(CliRunner):
 
     name = "opencode"
     binary = "opencode"
+    default_endpoints = ("https://api.anthropic.com", "https://api.openai.com", "https://openrouter.ai")
 
     def command(self, binary: str, call: Invocation) -> Command:
         """``opencode run --format json`` with the prompt on stdin."""

@@ -43,7 +43,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 import uuid
@@ -59,10 +58,13 @@ from agentz_app.errors import ConfigError
 from agentz_app.patterns import Pattern
 from workers.procs import run_process
 from workers.runners.base import LogSink, RunnerResult
+from workers.runners.cli import agent_home
 from workers.runners.output import extract_json, json_fence
 from workers.runners.registry import agent_env
+from workers.sandbox import Confinement, Sandbox, python_for_sandbox
 
 STEPS_VARIABLE = "AGENTZ_SCRIPTED_STEPS"
+_AGENT_SOURCE = Path(__file__).with_name("scripted_agent.py")
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
@@ -240,6 +242,7 @@ class ScriptedRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.counters = CallCounters(settings.state_dir / "scripted")
+        self.sandbox = Sandbox(settings)
 
     async def run(
         self,
@@ -251,8 +254,9 @@ class ScriptedRunner:
         timeout: float,
         env: Mapping[str, str] | None = None,
         log: LogSink | None = None,
+        read_only: Sequence[Path] = (),
     ) -> RunnerResult:
-        """Play the step that matches this call in a child process and report its result."""
+        """Play the step that matches this call in a sandboxed child process and report its result."""
         started = time.monotonic()
         steps = load_steps(self.settings, env)
         if session_id is not None and not _SESSION_RE.match(session_id):
@@ -276,15 +280,14 @@ class ScriptedRunner:
             "tokens": step.tokens,
             "fail": step.fail.model_dump() if step.fail else None,
         }
-        child_env = agent_env(self.settings, env)
-        proc = await run_process(
-            [sys.executable, "-I", str(Path(__file__).with_name("scripted_agent.py"))],
-            cwd=workdir,
-            env=child_env,
-            timeout=timeout,
-            stdin=json.dumps(payload),
-            on_line=log,
-        )
+        home = agent_home(self.settings.state_dir, self.name, workdir)
+        child_env = agent_env(self.settings, {**(env or {}), "HOME": str(home)})
+        python, _ = python_for_sandbox()
+        command = [python, "-I", "-c", _AGENT_SOURCE.read_text()]
+        spec = Confinement(workdir.resolve(), home, tuple(read_only), env=child_env)
+        async with self.sandbox.confine(command, spec) as confined:
+            proc = await run_process(confined.args, cwd=workdir, env=confined.env, timeout=timeout,
+                                     stdin=json.dumps(payload), on_line=log)
         event = _result_event(proc.stdout)
         duration = time.monotonic() - started
         if event is None:
@@ -302,4 +305,5 @@ class ScriptedRunner:
             tokens=int(event.get("tokens", 0)),
             duration=duration,
             error=str(error) if error else None,
+            network_blocked=confined.blocked,
         )
