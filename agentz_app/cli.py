@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from agentz_app.bootstrap import load_settings, open_database
-from agentz_app.config import Settings
+from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError
 from agentz_app.store.runs import RunQueue
 
@@ -111,12 +112,48 @@ def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
     from agentz_app.supervisor import run_serve
 
     settings = _settings(ctx)
+    if settings.agent_sandbox == "none":
+        click.echo(f"warning: {SANDBOX_WARNING}", err=True)
+    else:
+        failed = [check for check in _doctor_checks(settings) if not check.passed]
+        if failed:
+            details = "; ".join(f"{check.name}: {check.detail}" for check in failed)
+            raise click.ClickException(f"the agent sandbox does not work on this host ({details}). "
+                                       "Run `agentz doctor` for every check.")
     db = open_database(settings)
     try:
         run_serve(settings, db, workers=workers, tui=sys.stdout.isatty() and not no_tui,
                   env_file=_root_env_file(ctx))
     finally:
         db.dispose()
+
+
+def _doctor_checks(settings: Settings) -> list[Any]:
+    from workers.sandbox_check import self_test
+
+    return asyncio.run(self_test(settings))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check this host: a sandboxed probe tries to read secrets, write outside its copy, reach the network
+    and leave a daemon behind; each attempt must fail. Exits 1 when a check fails."""
+    from workers.sandbox_check import checks_json
+
+    settings = _settings(ctx)
+    checks = _doctor_checks(settings)
+    if as_json:
+        click.echo(checks_json(checks))
+    else:
+        for check in checks:
+            click.echo(f"{'pass' if check.passed else 'FAIL'}  {check.name:<22} {check.detail}")
+    if not all(check.passed for check in checks):
+        if not as_json:
+            click.echo("\nSome checks failed: agents on this host are not confined as the security model needs. "
+                       "See README, \"Security model\".", err=True)
+        ctx.exit(1)
 
 
 @cli.command()

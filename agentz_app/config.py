@@ -33,6 +33,9 @@ SECRET_VARIABLES = (
 )
 
 
+SANDBOX_WARNING = "AGENT_SANDBOX=none: agents run unsandboxed on this host and can read its files and credentials"
+
+
 class Settings(BaseSettings):
     """All of Agent-Z's configuration."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,22 @@ from agentz_app.config import Settings
 from agentz_app.store.db import Database
 from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
 from agentz_app.store.migrate import migrate
+from workers.sandbox import bwrap_works
+
+# Agents run in the bubblewrap sandbox (the default) wherever the host allows it. Elsewhere the
+# suite runs them unsandboxed and says so in its header; the sandbox's own tests skip there.
+SANDBOX_USABLE = bwrap_works()
+if not SANDBOX_USABLE:
+    os.environ["AGENT_SANDBOX"] = "none"
+
+
+def pytest_report_header() -> str:
+    if SANDBOX_USABLE:
+        return "agent sandbox: bubblewrap"
+    return "agent sandbox: UNAVAILABLE (apt-get install bubblewrap); agents run unsandboxed, sandbox tests skip"
+
+
+needs_sandbox = pytest.mark.skipif(not SANDBOX_USABLE, reason="bubblewrap not usable here (apt-get install bubblewrap)")
 
 _db_counter = itertools.count()
 

@@ -1,9 +1,12 @@
 """PROVISIONAL local stand-in; replaced by the real module."""
 from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
 from agentz_app.config import Settings
+
 
 @dataclass(frozen=True)
 class Change:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from agentz_app.config import Settings
+from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import (
@@ -59,7 +59,6 @@ from workers.roles.schemas import Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.registry import agent_env
-from workers.sandbox import SANDBOX_WARNING
 from workers.worktrees import RefusedPush, Snapshot, Worktrees, branch_name
 
 T = TypeVar("T")

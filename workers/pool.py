@@ -22,7 +22,7 @@ import aiohttp
 import structlog
 from sqlalchemy import select
 
-from agentz_app.config import Settings
+from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.store import snapshots, states
@@ -32,6 +32,7 @@ from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
+from workers.sandbox import Sandbox
 from workers.worktrees import Worktrees
 
 IDLE_POLL_SECONDS = 0.5
@@ -146,6 +147,9 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     stop = stop or asyncio.Event()
     remove = _install_stop(stop)
     owner = current_owner(role)
+    if settings.agent_sandbox == "none":
+        log.warning(SANDBOX_WARNING, role=role)
+    Sandbox(settings).check()  # no bubblewrap: stop now with the fix, not at the first agent call
     statuses = states.CLAIMABLE_BY_PLANNER if role == "planner" else states.CLAIMABLE_BY_WORKER
     outcomes: list[Outcome] = []
     try:

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -39,7 +40,6 @@ from workers.netproxy import AllowlistProxy, Destination
 PROXY_PORT = 3128
 SOCKET_INSIDE = "/run/agentz/proxy.sock"
 HOSTNAME = "agentz-sandbox"
-SANDBOX_WARNING = "AGENT_SANDBOX=none: agents run unsandboxed on this host and can read its files and credentials"
 _ETC_ENTRIES = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates",
                 "resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "localtime", "mime.types")
 _TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -64,6 +64,17 @@ def find_bwrap(path: str | None = None) -> str:
     if found is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
     return found
+
+
+def bwrap_works() -> bool:
+    """True when bubblewrap is installed and can create its namespaces on this host."""
+    try:
+        bwrap = find_bwrap()
+    except SandboxUnavailable:
+        return False
+    probe = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--ro-bind", "/", "/",
+                            "true"], capture_output=True, check=False, timeout=30)
+    return probe.returncode == 0
 
 
 def python_for_sandbox() -> tuple[str, Path]:

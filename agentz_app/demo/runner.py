@@ -286,9 +286,20 @@ class Demo:
                        receiver_port=receiver_port, backend=self.options.backend, key_path=key_path,
                        script_path=script_path)
         env.update(self._extra_env)
+        env.update(self._sandbox_env())
         env.update(self.options.env)
         self.say(f"fake GitHub at {api_url}; workspace {self.workspace}")
         return env
+
+    def _sandbox_env(self) -> dict[str, str]:
+        """Agents run in the bubblewrap sandbox where this host can; the demo says so when it cannot."""
+        from workers.sandbox import bwrap_works
+
+        if "AGENT_SANDBOX" in self.options.env or bwrap_works():
+            return {}
+        self.say("warning: bubblewrap is not usable here, so the demo's agents run unsandboxed "
+                 "(apt-get install bubblewrap)")
+        return {"AGENT_SANDBOX": "none"}
 
     def _start_roles(self, env: Mapping[str, str]) -> asyncio.Task[None]:
         assert self.db is not None

@@ -23,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from agentz_app.config import Settings
+from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
@@ -70,6 +70,7 @@ class Dashboard(App[None]):
     #processes-pane { height: 10; }
     #details-pane { height: 2fr; }
     #hint { height: 1; background: $boost; padding: 0 1; }
+    #warning { height: auto; background: $error; color: $text; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "next_pane", "Pane", priority=True),
@@ -96,8 +97,10 @@ class Dashboard(App[None]):
         wall_clock: Callable[[], float] = now,
         refresh_seconds: float = 1.0,
         quit_verb: str = "quit",
+        warning: str | None = None,
     ) -> None:
         super().__init__()
+        self.warning = warning
         self.db = db
         self.logs_dir = logs_dir
         self.web_base = web_base
@@ -124,6 +127,8 @@ class Dashboard(App[None]):
     # Layout -----------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        if self.warning:
+            yield Static(f"⚠ {self.warning}", id="warning")
         with Vertical(id="processes-pane", classes="pane"):
             yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
         with Vertical(id="tasks-pane", classes="pane active"):
@@ -290,9 +295,11 @@ def supervisor_dashboard(supervisor: Supervisor, db: Database, settings: Setting
         restart_process=restart,
         on_quit=supervisor.stop,
         quit_verb="stop everything",
+        warning=SANDBOX_WARNING if settings.agent_sandbox == "none" else None,
     )
 
 
 def run_top(db: Database, settings: Settings, *, web_base: str | None = None) -> None:
     """``agentz top``: the dashboard over the configured database; ``q q`` only exits."""
-    Dashboard(db, logs_dir=settings.logs_dir, web_base=web_base or web_base_for(settings.github_api_url)).run()
+    Dashboard(db, logs_dir=settings.logs_dir, web_base=web_base or web_base_for(settings.github_api_url),
+              warning=SANDBOX_WARNING if settings.agent_sandbox == "none" else None).run()

@@ -58,7 +58,7 @@ from agentz_app.errors import ConfigError
 from agentz_app.patterns import Pattern
 from workers.procs import run_process
 from workers.runners.base import LogSink, RunnerResult
-from workers.runners.cli import agent_home
+from workers.runners.cli import agent_home, endpoint_destinations
 from workers.runners.output import extract_json, json_fence
 from workers.runners.registry import agent_env
 from workers.sandbox import Confinement, Sandbox, python_for_sandbox
@@ -284,7 +284,9 @@ class ScriptedRunner:
         child_env = agent_env(self.settings, {**(env or {}), "HOME": str(home)})
         python, _ = python_for_sandbox()
         command = [python, "-I", "-c", _AGENT_SOURCE.read_text()]
-        spec = Confinement(workdir.resolve(), home, tuple(read_only), env=child_env)
+        # No model behind a scripted agent, but it gets the same network rules as a real one.
+        allow = endpoint_destinations({**os.environ, **(env or {})}, ())
+        spec = Confinement(workdir.resolve(), home, tuple(read_only), allow, child_env)
         async with self.sandbox.confine(command, spec) as confined:
             proc = await run_process(confined.args, cwd=workdir, env=confined.env, timeout=timeout,
                                      stdin=json.dumps(payload), on_line=log)
