@@ -60,11 +60,12 @@ def parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
 
 def payload_text(size: int, index: int) -> str:
     """A JSON webhook-like payload of about ``size`` bytes."""
-    body = {"action": "created", "installation": {"id": 1}, "repository": {"full_name": "bench/retention"},
-            "comment": {"id": index, "body": ""}}
-    filler = max(0, size - len(json.dumps(body)))
-    body["comment"]["body"] = ("lorem ipsum " * (filler // 12 + 1))[:filler]
-    return json.dumps(body)
+    def body(text: str) -> str:
+        return json.dumps({"action": "created", "installation": {"id": 1},
+                           "repository": {"full_name": "bench/retention"}, "comment": {"id": index, "body": text}})
+
+    filler = max(0, size - len(body("")))
+    return body(("lorem ipsum " * (filler // 12 + 1))[:filler])
 
 
 def day_rows(day: int, per_day: int, payload: str) -> list[dict[str, Any]]:
