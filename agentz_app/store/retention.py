@@ -5,6 +5,8 @@ What is kept:
 - deliveries: pending ones always; processed or dead ones for RETAIN_DELIVERIES_DAYS after
   they were processed or died;
 - events: a run's history until it has been finished (terminal) for RETAIN_EVENTS_DAYS;
+  events of no run (commands and trigger labels anyone can cause, scheduler rankings)
+  for RETAIN_EVENTS_DAYS;
 - files under STATE_DIR (:mod:`agentz_app.store.retention_files`): run logs for
   RETAIN_RUN_LOGS_DAYS after the run finished, agent homes until unused for
   RETAIN_AGENT_HOMES_DAYS (never a live run's), mirrors while their repository is installed
@@ -144,9 +146,9 @@ def deliveries_due(cutoff: float) -> ColumnElement[bool]:
 
 
 def events_due(cutoff: float) -> ColumnElement[bool]:
-    """Events older than ``cutoff`` of runs that finished (terminal status) before ``cutoff``."""
+    """Events older than ``cutoff`` of runs that finished (terminal status) before ``cutoff``, or of no run."""
     finished_runs = select(Run.id).where(Run.status.in_(sorted(TERMINAL)), Run.finished_at < cutoff)
-    return and_(Event.created_at < cutoff, Event.run_id.in_(finished_runs))
+    return and_(Event.created_at < cutoff, or_(Event.run_id.is_(None), Event.run_id.in_(finished_runs)))
 
 
 # Database ------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def prune_deliveries(db: Database, cutoff: float, *, dry_run: bool = False,
 
 
 def prune_events(db: Database, cutoff: float, *, dry_run: bool = False, batch_size: int = BATCH_SIZE) -> Removed:
-    """Delete the events of runs finished before ``cutoff``."""
+    """Delete the events of runs finished before ``cutoff`` and run-less events older than it."""
     due = events_due(cutoff)
     if dry_run:
         return _measure(db, Event, Event.payload, due)

@@ -91,6 +91,10 @@ def _seed(db: Database, settings: Settings) -> None:
             session.add_all([Event(run_id=run_id, kind="transition", to_status="queued", created_at=NOW - 150 * DAY,
                                    payload={"reason": "x" * 50}) for _ in range(3)])
         session.add(_run("busy-run", "ready", None, repo="o/busy"))
+        session.add_all([  # outsiders' commands and trigger labels
+            Event(run_id=None, kind="command", created_at=NOW - 91 * DAY, payload={"accepted": False}),
+            Event(run_id=None, kind="command", created_at=NOW - 89 * DAY, payload={"accepted": False}),
+        ])
     logs = settings.logs_dir / "runs"
     for run_id in ("old-done", "old-failed", "recent-done", "live", "requeued"):
         _folder(logs / run_id, NOW - 100 * DAY)
@@ -134,13 +138,13 @@ def test_prune_deletes_exactly_what_is_due(db: Database, state: Settings) -> Non
     report = prune(db, state, clock=FakeClock(NOW))
 
     assert _deliveries(db) == {"old-pending", "old-unscheduled", "recent-processed", "recent-dead"}
-    assert _event_runs(db) == {"recent-done": 3, "live": 3, "requeued": 3}
+    assert _event_runs(db) == {"recent-done": 3, "live": 3, "requeued": 3, "None": 1}
     assert _names(state.logs_dir / "runs") == {"recent-done", "live", "requeued", "unknown-recent"}
     assert _names(state.state_dir / "agent-homes" / "claude") == {live_home, "fresh"}
     assert _mirrors(state) == {"o/kept.git", "o/busy.git", "o/unknown.git"}
     assert not (state.state_dir / "mirrors" / "o" / "gone.lock").exists()
     assert [(name, part.count) for name, part in report.parts().items()] == [
-        ("deliveries", 2), ("events", 6), ("run_logs", 3), ("agent_homes", 1), ("mirrors", 2)]
+        ("deliveries", 2), ("events", 7), ("run_logs", 3), ("agent_homes", 1), ("mirrors", 2)]
     assert report.deliveries.bytes == 2 * 100
     assert report.run_logs.bytes > 3 * 100  # the files and the folders themselves
 
@@ -159,7 +163,7 @@ def test_a_dry_run_deletes_nothing_and_reports_what_a_prune_would(db: Database, 
     real = prune(db, state, clock=FakeClock(NOW))
     assert dry.dry_run and not real.dry_run
     assert dry.parts() == real.parts()
-    assert dry.summary().startswith("would remove deliveries=2 (200 B) events=6")
+    assert dry.summary().startswith("would remove deliveries=2 (200 B) events=7")
 
 
 def test_deliveries_go_in_batches_and_all_due_ones_go(db: Database) -> None:
