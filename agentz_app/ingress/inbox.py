@@ -299,7 +299,7 @@ def finish_deliveries(
     done: Iterable[int],
     failed: Iterable[tuple[PendingDelivery, str]],
     released: Iterable[int] = (),
-    max_attempts: int = 8,
+    max_attempts: int,
 ) -> None:
     """Mark successes processed, schedule failures for a retry (or mark them dead after
     ``max_attempts`` failures) and make released (claimed but untouched) deliveries due

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -314,7 +314,8 @@ def claim_prune(db: Database, key: str, at: float, *, interval: float = DAY_SECO
         session.execute(dialect_insert(KeyValue).values(key=key, value={}, updated_at=at)
                         .on_conflict_do_nothing(index_elements=["key"]))
         row = session.get(KeyValue, key, with_for_update=True, populate_existing=True)
-        assert row is not None
+        if row is None:  # deleted between the two statements; try again next pass
+            return False
         started = row.value.get("started_at")
         if not prune_is_due(float(started) if isinstance(started, int | float) else None, at, interval=interval):
             return False
@@ -330,14 +331,6 @@ def record_prune(db: Database, key: str, at: float, report: PruneReport) -> None
         if row is not None:
             row.value = {**row.value, "finished_at": at, "removed": report.as_dict()}
             row.updated_at = at
-
-
-def last_prunes(db: Database) -> dict[str, Mapping[str, Any]]:
-    """Every remembered prune (database and each host's files) by ``kv`` key."""
-    with db.read() as session:
-        rows = session.scalars(select(KeyValue).where(
-            or_(KeyValue.key == DATABASE_KEY, KeyValue.key.startswith(FILES_KEY_PREFIX)))).all()
-        return {row.key: dict(row.value) for row in rows}
 
 
 def prune_if_due(db: Database, settings: Settings, *, clock: Clock = now,
