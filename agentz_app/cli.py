@@ -15,6 +15,7 @@ import click
 from agentz_app.bootstrap import load_settings, open_database
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError
+from agentz_app.store.db import Database
 from agentz_app.store.runs import RunQueue
 
 # The earlier CLI's flag spellings, still accepted.
@@ -350,6 +351,73 @@ def reconcile_once_command(ctx: click.Context, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from None
     finally:
         db.dispose()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(report.summary())
+
+
+# Inbox and retention: deliveries list|retry, prune.
+
+
+@contextmanager
+def _database(ctx: click.Context) -> Iterator[Database]:
+    """Open the database for one command; store errors become clean CLI errors."""
+    db = open_database(_settings(ctx))
+    try:
+        yield db
+    except AgentZError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+
+
+@cli.group()
+def deliveries() -> None:
+    """List webhook deliveries and retry dead ones."""
+
+
+@deliveries.command("list")
+@click.option("--dead", "dead_only", is_flag=True, help="Only deliveries that stopped being retried.")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def deliveries_list(ctx: click.Context, dead_only: bool, limit: int, as_json: bool) -> None:
+    """Show deliveries, newest first, with their attempts and last error."""
+    from agentz_app.delivery_views import deliveries_table, delivery_record
+    from agentz_app.ingress.inbox import list_deliveries
+
+    with _database(ctx) as db:
+        found = list_deliveries(db, dead_only=dead_only, limit=limit)
+    if as_json:
+        _echo_json([delivery_record(record) for record in found])
+    else:
+        click.echo(deliveries_table(found, dead_only=dead_only))
+
+
+@deliveries.command("retry")
+@click.argument("delivery")
+@click.pass_context
+def deliveries_retry(ctx: click.Context, delivery: str) -> None:
+    """Make dead delivery DELIVERY (row id or X-GitHub-Delivery) pending again with zero attempts."""
+    from agentz_app.ingress.inbox import retry_delivery
+
+    with _database(ctx) as db:
+        record = retry_delivery(db, delivery)
+    click.echo(f"delivery {record.id} is pending again; the receiver processes it on its next pass")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def prune(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Remove deliveries, events, run logs, agent homes and mirrors past their RETAIN_* age."""
+    from agentz_app.store.retention import prune as prune_now
+
+    settings = _settings(ctx)
+    with _database(ctx) as db:
+        report = prune_now(db, settings, dry_run=dry_run)
     if as_json:
         _echo_json(report.as_dict())
     else:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     resync_interval_seconds: float = Field(default=300.0, gt=0)
     ci_grace_seconds: float = Field(default=600.0, ge=0)
     max_infra_attempts: int = Field(default=3, ge=1)
+    max_delivery_attempts: int = Field(default=8, ge=1, le=100)
+    retain_deliveries_days: int = Field(default=14, ge=1)
+    retain_events_days: int = Field(default=90, ge=1)
+    retain_run_logs_days: int = Field(default=30, ge=1)
+    retain_agent_homes_days: int = Field(default=14, ge=1)
 
     receiver_host: str = "127.0.0.1"
     receiver_port: int = Field(default=8000, ge=0, le=65535)

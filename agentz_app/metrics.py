@@ -12,7 +12,8 @@ client). It adds its counts into the ``kv`` row ``metrics:github`` every
 ``flush_seconds``, so counters survive restarts and add up across processes.
 
 Lease expiries are the ``events`` rows of kind ``lease_expired`` written by the
-reconciler.
+reconciler (pruning the events of long-finished runs lowers that counter; Prometheus
+reads the drop as a counter reset).
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def _bound_label(bound: float) -> str:
     return str(float(bound))
 
 
-def delivery_outcome(processed: bool, has_error: bool) -> str:
-    """``processed``, ``failed`` (not processed, with an error) or ``pending``."""
+def delivery_outcome(processed: bool, has_error: bool, dead: bool = False) -> str:
+    """``processed``, ``dead`` (no longer retried), ``failed`` (not processed, with an error) or ``pending``."""
     if processed:
         return "processed"
+    if dead:
+        return "dead"
     return "failed" if has_error else "pending"
 
 
@@ -214,18 +217,19 @@ class DatabaseCollector(Collector):
     def _deliveries(self) -> Iterator[Any]:
         family = GaugeMetricFamily("agentz_deliveries", "Webhook deliveries in the inbox by event and outcome.",
                                    labels=["event", "outcome"])
+        facts = (Delivery.event, Delivery.processed_at.is_not(None), Delivery.error.is_not(None),
+                 Delivery.dead_at.is_not(None))
         with self.db.read() as session:
-            rows = session.execute(
-                select(Delivery.event, Delivery.processed_at.is_not(None), Delivery.error.is_not(None),
-                       func.count())
-                .group_by(Delivery.event, Delivery.processed_at.is_not(None), Delivery.error.is_not(None))
-            ).all()
+            rows = session.execute(select(*facts, func.count()).group_by(*facts)).all()
         counts: Counter[tuple[str, str]] = Counter()
-        for event, processed, failed, count in rows:
-            counts[(event, delivery_outcome(bool(processed), bool(failed)))] += count
+        for event, processed, failed, dead, count in rows:
+            counts[(event, delivery_outcome(bool(processed), bool(failed), bool(dead)))] += count
         for (event, outcome), count in sorted(counts.items()):
             family.add_metric([event, outcome], count)
         yield family
+        yield GaugeMetricFamily("agentz_deliveries_dead",
+                                "Deliveries that failed MAX_DELIVERY_ATTEMPTS times and wait for an operator.",
+                                value=sum(count for (_, outcome), count in counts.items() if outcome == "dead"))
 
     def _runs(self) -> Iterator[Any]:
         with self.db.read() as session:

@@ -21,6 +21,7 @@ from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot, Run, now
 from agentz_app.store.owners import owner_is_dead
+from agentz_app.store.retention import PruneReport, prune_if_due
 from agentz_app.store.runs import Clock, RunQueue
 from agentz_app.store.states import LEASED, LIVE, Status, can_transition
 
@@ -276,8 +277,14 @@ def run_reconciler(
     db: Database | None = None,
     stop: threading.Event | None = None,
     on_report: Callable[[ReconcileReport], None] | None = None,
+    on_prune: Callable[[PruneReport], None] | None = None,
+    clock: Clock = now,
 ) -> None:
-    """Reconcile every RECONCILE_INTERVAL_SECONDS until ``stop`` is set; errors are logged, not fatal."""
+    """Reconcile every RECONCILE_INTERVAL_SECONDS until ``stop`` is set; errors are logged, not fatal.
+
+    After each pass, prune old records once a day (the day's prune is claimed in the
+    database, so several reconcilers and restarts still prune once).
+    """
     from agentz_app.bootstrap import open_database
 
     own_db = db is None
@@ -287,7 +294,7 @@ def run_reconciler(
     try:
         while not stopping.is_set():
             try:
-                report = reconcile_once(database, settings)
+                report = reconcile_once(database, settings, clock=clock)
             except Exception as exc:  # keep the loop alive through database hiccups
                 log.error("reconcile pass failed", error=str(exc))
             else:
@@ -295,6 +302,13 @@ def run_reconciler(
                     log.info("reconciled", summary=report.summary())
                 if on_report is not None:
                     on_report(report)
+            try:
+                pruned = prune_if_due(database, settings, clock=clock)
+            except Exception as exc:
+                log.error("prune failed", error=str(exc))
+            else:
+                if pruned is not None and on_prune is not None:
+                    on_prune(pruned)
             stopping.wait(settings.reconcile_interval_seconds)
     finally:
         if own_db:

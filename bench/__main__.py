@@ -26,6 +26,7 @@ SCENARIOS: dict[str, str] = {
     "overhead": "bench.overhead:scenario",
     "idle": "bench.idle:scenario",
     "crash": "bench.crash:scenario",
+    "retention": "bench.retention:scenario",
 }
 
 # Run only when named: their figures already appear in another scenario's lines.

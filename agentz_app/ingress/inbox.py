@@ -5,8 +5,10 @@ which inserts everything pending in a single transaction (duplicates ignored by 
 unique ``delivery_id``) and only then answers each request. Processing claims a batch
 of due deliveries atomically (a short ``next_attempt_at`` lease, ``SKIP LOCKED`` on
 PostgreSQL), dispatches each through the combined router, and records success or an
-error with exponential backoff. A delivery is never dropped: it stays in the inbox
-until a handler run succeeds.
+error with exponential backoff. A delivery whose handler fails MAX_DELIVERY_ATTEMPTS
+times becomes *dead*: it is no longer claimed, stays in the inbox for inspection
+(:func:`list_deliveries`) and goes back to pending only when an operator retries it
+(:func:`retry_delivery`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
 import structlog
@@ -27,6 +29,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentz_app.config import Settings
+from agentz_app.errors import NotFound, StoreError
 from agentz_app.logs import get_logger, redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
@@ -96,6 +99,11 @@ def _storable(value: Any) -> TypeGuard[str]:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def is_dead_after(attempts: int, max_attempts: int) -> bool:
+    """True when a delivery that has now failed ``attempts`` times must not be retried again."""
+    return attempts >= max_attempts
 
 
 def retry_delay(attempts: int) -> float:
@@ -258,8 +266,12 @@ class PendingDelivery:
     attempts: int
 
 
+def _unfinished() -> Any:
+    return Delivery.processed_at.is_(None) & Delivery.dead_at.is_(None)
+
+
 def _due(at: float) -> Any:
-    return (Delivery.processed_at.is_(None)) & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= at)
+    return _unfinished() & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= at)
 
 
 def claim_pending(db: Database, *, limit: int = 100, claim_seconds: float = CLAIM_SECONDS) -> list[PendingDelivery]:
@@ -287,9 +299,11 @@ def finish_deliveries(
     done: Iterable[int],
     failed: Iterable[tuple[PendingDelivery, str]],
     released: Iterable[int] = (),
+    max_attempts: int,
 ) -> None:
-    """Mark successes processed, schedule failures for a retry and make released
-    (claimed but untouched) deliveries due again, in one transaction."""
+    """Mark successes processed, schedule failures for a retry (or mark them dead after
+    ``max_attempts`` failures) and make released (claimed but untouched) deliveries due
+    again, in one transaction."""
     done_ids = list(done)
     failures = list(failed)
     released_ids = list(released)
@@ -300,21 +314,25 @@ def finish_deliveries(
         if released_ids:
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(released_ids), Delivery.processed_at.is_(None))
+                .where(Delivery.id.in_(released_ids), _unfinished())
                 .values(next_attempt_at=stamp)
             )
         if done_ids:
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(done_ids), Delivery.processed_at.is_(None))
+                .where(Delivery.id.in_(done_ids), _unfinished())
                 .values(processed_at=stamp, error=None)
             )
         for pending, error in failures:
             attempts = pending.attempts + 1
+            if is_dead_after(attempts, max_attempts):
+                schedule: dict[str, Any] = {"dead_at": stamp, "next_attempt_at": None}
+            else:
+                schedule = {"next_attempt_at": stamp + retry_delay(attempts)}
             session.execute(
                 update(Delivery)
-                .where(Delivery.id == pending.id, Delivery.processed_at.is_(None))
-                .values(attempts=attempts, error=error, next_attempt_at=stamp + retry_delay(attempts))
+                .where(Delivery.id == pending.id, _unfinished())
+                .values(attempts=attempts, error=error, **schedule)
             )
 
 
@@ -322,14 +340,95 @@ def next_due_at(db: Database) -> float | None:
     """When the earliest unprocessed delivery becomes due (None when the inbox is empty)."""
     with db.read() as session:
         unscheduled = session.scalar(
-            select(Delivery.id).where(Delivery.processed_at.is_(None), Delivery.next_attempt_at.is_(None)).limit(1)
+            select(Delivery.id).where(_unfinished(), Delivery.next_attempt_at.is_(None)).limit(1)
         )
         if unscheduled is not None:
             return now()
-        value: float | None = session.scalar(
-            select(func.min(Delivery.next_attempt_at)).where(Delivery.processed_at.is_(None))
-        )
+        value: float | None = session.scalar(select(func.min(Delivery.next_attempt_at)).where(_unfinished()))
         return value
+
+
+# Dead letters ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """An inbox row without its payload, for operators."""
+
+    id: int
+    delivery_id: str
+    event: str
+    action: str | None
+    repo: str | None
+    attempts: int
+    error: str | None
+    received_at: float
+    processed_at: float | None
+    dead_at: float | None
+    next_attempt_at: float | None
+
+    @property
+    def state(self) -> str:
+        """``processed``, ``dead`` or ``pending``."""
+        if self.processed_at is not None:
+            return "processed"
+        return "dead" if self.dead_at is not None else "pending"
+
+    @classmethod
+    def from_row(cls, row: Delivery) -> DeliveryRecord:
+        return cls(row.id, row.delivery_id, row.event, row.action, row.repo, row.attempts, row.error,
+                   row.received_at, row.processed_at, row.dead_at, row.next_attempt_at)
+
+
+_RECORD_COLUMNS = (
+    Delivery.id, Delivery.delivery_id, Delivery.event, Delivery.action, Delivery.repo, Delivery.attempts,
+    Delivery.error, Delivery.received_at, Delivery.processed_at, Delivery.dead_at, Delivery.next_attempt_at,
+)
+
+
+def list_deliveries(db: Database, *, dead_only: bool = False, limit: int = 200) -> list[DeliveryRecord]:
+    """Deliveries newest first (only dead ones with ``dead_only``), without payloads."""
+    query = select(*_RECORD_COLUMNS).order_by(Delivery.id.desc()).limit(limit)
+    if dead_only:
+        query = query.where(Delivery.dead_at.is_not(None), Delivery.processed_at.is_(None))
+    with db.read() as session:
+        return [DeliveryRecord(*row) for row in session.execute(query)]
+
+
+def count_dead(db: Database) -> int:
+    """How many deliveries are dead."""
+    with db.read() as session:
+        count = session.scalar(
+            select(func.count()).select_from(Delivery)
+            .where(Delivery.dead_at.is_not(None), Delivery.processed_at.is_(None))
+        )
+    return int(count or 0)
+
+
+def retry_delivery(db: Database, reference: str) -> DeliveryRecord:
+    """Make a dead delivery pending again with zero attempts; ``reference`` is its row id or delivery id.
+
+    Raises NotFound for an unknown delivery and StoreError for one that is not dead.
+    """
+    stamp = now()
+    with db.begin() as session:
+        matches = [Delivery.delivery_id == reference]
+        if reference.isdigit() and int(reference) < 2**63:
+            matches.append(Delivery.id == int(reference))
+        rows = session.scalars(select(Delivery).where(or_(*matches)).with_for_update()).all()
+        if not rows:
+            raise NotFound(f"delivery {reference} not found")
+        if len(rows) > 1:
+            raise StoreError(f"{reference} names two deliveries; use the row id from `agentz deliveries list`")
+        [row] = rows
+        record = DeliveryRecord.from_row(row)
+        if record.state != "dead":
+            raise StoreError(f"delivery {row.id} is {record.state}, not dead; only dead deliveries can be retried")
+        session.execute(  # the row is locked: it is still dead
+            update(Delivery).where(Delivery.id == row.id)
+            .values(dead_at=None, attempts=0, error=None, next_attempt_at=stamp)
+        )
+    return replace(record, attempts=0, error=None, dead_at=None, next_attempt_at=stamp)
 
 
 async def _client_for(github: Any, installation_id: int | None) -> Any:
@@ -383,17 +482,18 @@ async def process_pending(
             except Exception as exc:
                 error = describe_error(exc)
                 failed.append((pending, error))
-                log.warning(
-                    "delivery processing failed",
-                    attempts=pending.attempts + 1,
-                    retry_in=retry_delay(pending.attempts + 1),
-                    error=error,
-                    exc_info=True,
-                )
+                attempts = pending.attempts + 1
+                if is_dead_after(attempts, settings.max_delivery_attempts):
+                    log.error("delivery is dead; retry it with `agentz deliveries retry`", attempts=attempts,
+                              error=error, exc_info=True)
+                else:
+                    log.warning("delivery processing failed", attempts=attempts, retry_in=retry_delay(attempts),
+                                error=error, exc_info=True)
             else:
                 done.append(pending.id)
                 log.debug("delivery processed", action=data.get("action") if isinstance(data, dict) else None)
-    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed, released=released)
+    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed, released=released,
+                            max_attempts=settings.max_delivery_attempts)
     return len(batch)
 
 

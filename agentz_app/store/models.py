@@ -24,10 +24,14 @@ class Base(DeclarativeBase):
 
 
 class Delivery(Base):
-    """One webhook delivery in the inbox, stored once per ``X-GitHub-Delivery``."""
+    """One webhook delivery in the inbox, stored once per ``X-GitHub-Delivery``.
+
+    A delivery is pending until ``processed_at`` (a handler run succeeded) or
+    ``dead_at`` (it failed MAX_DELIVERY_ATTEMPTS times; retried only by an operator).
+    """
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_pending", "processed_at", "next_attempt_at"),)
+    __table_args__ = (Index("ix_deliveries_pending", "processed_at", "dead_at", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -41,6 +45,7 @@ class Delivery(Base):
     next_attempt_at: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    dead_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Installation(Base):

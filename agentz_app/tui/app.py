@@ -35,10 +35,12 @@ from agentz_app.tui.data import (
     ProcessView,
     TaskView,
     confirm_hint,
+    load_dead_deliveries,
     load_detail,
     load_processes,
     load_tasks,
     process_style,
+    processes_title,
     render_detail,
     status_style,
     target_url,
@@ -158,6 +160,7 @@ class Dashboard(App[None]):
         try:
             self.processes = load_processes(self.db, at)
             self.tasks = load_tasks(self.db, at)
+            self.query_one("#processes-pane").border_title = processes_title(load_dead_deliveries(self.db))
         except Exception as exc:  # keep the dashboard up while the database is unreachable
             self.show_hint(f"database unavailable: {exc.__class__.__name__}")
             return

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agentz_app.store.db import Database
-from agentz_app.store.models import Event, Process, Run
+from agentz_app.store.models import Delivery, Event, Process, Run
 from agentz_app.store.states import LIVE, TERMINAL
 
 CONFIRM_WINDOW_SECONDS = 5.0
@@ -324,6 +324,22 @@ def load_processes(db: Database, at: float) -> list[ProcessView]:
     with db.read() as session:
         rows = list(session.scalars(select(Process).order_by(Process.name, Process.host)))
     return [process_view(row, at) for row in rows]
+
+
+def load_dead_deliveries(db: Database) -> int:
+    """How many webhook deliveries are dead (waiting for ``agentz deliveries retry``)."""
+    with db.read() as session:
+        count = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.dead_at.is_not(None), Delivery.processed_at.is_(None)))
+    return int(count or 0)
+
+
+def processes_title(dead_deliveries: int) -> str:
+    """The Processes pane's title; it names dead deliveries when there are any."""
+    if dead_deliveries <= 0:
+        return "Processes"
+    noun = "delivery" if dead_deliveries == 1 else "deliveries"
+    return f"Processes · {dead_deliveries} dead {noun} (agentz deliveries list --dead)"
 
 
 def load_tasks(db: Database, at: float, *, limit: int = 200) -> list[TaskView]:

@@ -6,20 +6,26 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import structlog
 from gidgethub import routing, sansio
 from sqlalchemy import select, update
 
 from agentz_app.config import Settings
+from agentz_app.errors import NotFound, StoreError
 from agentz_app.ingress.inbox import (
     BACKOFF_CAP_SECONDS,
     DeliveryWriter,
     InboxProcessor,
     claim_pending,
+    count_dead,
     delivery_row,
     insert_deliveries,
+    list_deliveries,
+    next_due_at,
     process_pending,
     retry_delay,
+    retry_delivery,
 )
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
@@ -235,3 +241,92 @@ def test_background_processor_lets_busy_ingestion_go_first(db: Database, setting
     finally:
         processor.stop()
     assert [call[0] for call in recorder.calls] == ["burst"]
+
+
+def make_due(db: Database) -> None:
+    """Let the retry time of every waiting delivery pass."""
+    with db.begin() as session:
+        session.execute(update(Delivery).where(Delivery.next_attempt_at.is_not(None)).values(next_attempt_at=now() - 1))
+
+
+async def fail_until_dead(db: Database, settings: Settings, recorder: Recorder, attempts: int) -> None:
+    recorder.failing = True
+    for _ in range(attempts):
+        make_due(db)
+        assert await process_pending(db, settings, github=None, router=recorder.router) == 1
+
+
+async def test_a_delivery_failing_max_attempts_times_is_dead_and_never_processed_again(
+    db: Database, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"max_delivery_attempts": 3})
+    recorder = Recorder()
+    insert_deliveries(db, [row("doomed")])
+    await fail_until_dead(db, settings, recorder, 2)
+    waiting = deliveries(db)["doomed"]
+    assert waiting.dead_at is None and waiting.next_attempt_at is not None  # two failures: backing off
+    await fail_until_dead(db, settings, recorder, 1)
+    dead = deliveries(db)["doomed"]
+    assert dead.dead_at is not None and dead.processed_at is None
+    assert (dead.attempts, dead.error, dead.next_attempt_at) == (3, "RuntimeError: handler broke", None)
+
+    insert_deliveries(db, [row("fine")])
+    make_due(db)
+    with db.begin() as session:  # even a stale retry time must not bring it back
+        session.execute(update(Delivery).where(Delivery.delivery_id == "doomed").values(next_attempt_at=1.0))
+    recorder.failing = False
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1  # only "fine"
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 0
+    assert [call[0] for call in recorder.calls] == ["doomed"] * 3 + ["fine"]
+    assert next_due_at(db) is None  # the processor does not keep waking for it
+    assert count_dead(db) == 1
+    assert [(d.delivery_id, d.state) for d in list_deliveries(db, dead_only=True)] == [("doomed", "dead")]
+    assert {d.delivery_id: d.state for d in list_deliveries(db)} == {"doomed": "dead", "fine": "processed"}
+
+
+async def test_retrying_a_dead_delivery_processes_it_exactly_once_more(db: Database, settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_delivery_attempts": 2})
+    recorder = Recorder()
+    insert_deliveries(db, [row("doomed")])
+    await fail_until_dead(db, settings, recorder, 2)
+    dead_id = deliveries(db)["doomed"].id
+
+    retried = retry_delivery(db, str(dead_id))
+    assert (retried.state, retried.attempts, retried.error) == ("pending", 0, None)
+    assert count_dead(db) == 0
+    recorder.failing = False
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 0
+    assert [call[0] for call in recorder.calls] == ["doomed"] * 3
+    done = deliveries(db)["doomed"]
+    assert done.processed_at is not None and done.dead_at is None and done.attempts == 0
+
+
+async def test_a_retried_delivery_that_fails_again_gets_all_its_attempts_back(
+    db: Database, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"max_delivery_attempts": 2})
+    recorder = Recorder()
+    insert_deliveries(db, [row("doomed")])
+    await fail_until_dead(db, settings, recorder, 2)
+    retry_delivery(db, "doomed")  # by GitHub's delivery id
+    await fail_until_dead(db, settings, recorder, 1)
+    assert deliveries(db)["doomed"].dead_at is None
+    await fail_until_dead(db, settings, recorder, 1)
+    assert deliveries(db)["doomed"].dead_at is not None
+
+
+async def test_only_a_dead_delivery_can_be_retried(db: Database, settings: Settings) -> None:
+    recorder = Recorder()
+    insert_deliveries(db, [row("pending"), row("done")])
+    with db.begin() as session:
+        session.execute(update(Delivery).where(Delivery.delivery_id == "done").values(processed_at=now()))
+    with pytest.raises(NotFound):
+        retry_delivery(db, "nope")
+    with pytest.raises(NotFound):
+        retry_delivery(db, "99999")
+    with pytest.raises(StoreError, match="pending, not dead"):
+        retry_delivery(db, "pending")
+    with pytest.raises(StoreError, match="processed, not dead"):
+        retry_delivery(db, str(deliveries(db)["done"].id))
+    assert await process_pending(db, settings, github=None, router=recorder.router) == 1

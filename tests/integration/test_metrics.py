@@ -77,6 +77,25 @@ async def test_scrape_reports_deliveries_runs_cost_and_lease_expiries(aiohttp_cl
     assert samples[("agentz_processes", (("state", "broken"),))] == 1
 
 
+async def test_scrape_counts_dead_deliveries(aiohttp_client: Any, db: Database) -> None:
+    _seed(db)
+    with db.begin() as session:
+        session.add_all([
+            Delivery(delivery_id="dead-1", event="issues", payload="{}", error="boom", attempts=8, dead_at=3.0),
+            Delivery(delivery_id="dead-2", event="pull_request", payload="{}", error="boom", attempts=8, dead_at=4.0),
+        ])
+    samples = await _scrape(await _client(aiohttp_client, db))
+    assert samples[("agentz_deliveries_dead", ())] == 2
+    assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "dead")))] == 1
+    assert samples[("agentz_deliveries", (("event", "pull_request"), ("outcome", "dead")))] == 1
+    assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "failed")))] == 1  # still retried
+
+
+async def test_no_dead_deliveries_is_a_zero_not_a_missing_figure(aiohttp_client: Any, db: Database) -> None:
+    samples = await _scrape(await _client(aiohttp_client, db))
+    assert samples[("agentz_deliveries_dead", ())] == 0
+
+
 async def test_stage_durations_come_from_event_timings(aiohttp_client: Any, db: Database) -> None:
     _seed(db)
     samples = await _scrape(await _client(aiohttp_client, db))

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from textual.widgets import DataTable, Static
 
 from agentz_app.store.db import Database
-from agentz_app.store.models import Event, KeyValue, Process, Run
+from agentz_app.store.models import Delivery, Event, KeyValue, Process, Run
 from agentz_app.supervisor import RESTART_PREFIX
 from agentz_app.tui.app import Dashboard
 from tests.fakes import FakeClock
@@ -67,6 +67,18 @@ async def test_tables_show_processes_and_live_runs_first(seeded: Database, tmp_p
         details = str(app.query_one("#details", Static).content)
         assert "Rewrite the tokenizer" in details
         assert "planning → ready (1m00s)" in details
+
+
+async def test_the_processes_pane_title_counts_dead_deliveries(seeded: Database, tmp_path: Path) -> None:
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
+    async with app.run_test(size=(160, 50)):
+        assert app.query_one("#processes-pane").border_title == "Processes"
+        with seeded.begin() as session:
+            session.add_all([Delivery(delivery_id=f"d{i}", event="issues", payload="{}", attempts=8, error="boom",
+                                      dead_at=900.0) for i in range(3)])
+        app.refresh_data()
+        assert app.query_one("#processes-pane").border_title == (
+            "Processes · 3 dead deliveries (agentz deliveries list --dead)")
 
 
 async def test_o_opens_the_issue_then_the_pull_request(seeded: Database, tmp_path: Path) -> None:

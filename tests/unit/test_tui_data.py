@@ -14,6 +14,7 @@ from agentz_app.tui.data import (
     lease_text,
     plan_lines,
     process_view,
+    processes_title,
     render_detail,
     run_log_tail,
     sort_runs,
@@ -121,3 +122,9 @@ def test_collapsed_details_show_recent_items_and_expanded_show_all() -> None:
     expanded = render_detail(detail, expanded=True)
     assert "5. step" in expanded and "  11" in expanded
     assert render_detail(None, expanded=False) == "No task selected."
+
+
+def test_processes_title_mentions_dead_deliveries_only_when_there_are_some() -> None:
+    assert processes_title(0) == "Processes"
+    assert processes_title(1) == "Processes · 1 dead delivery (agentz deliveries list --dead)"
+    assert "2 dead deliveries" in processes_title(2)
