@@ -1,0 +1,127 @@
+"""Receive a webhook body with bounded memory and time, signing it as it arrives.
+
+:func:`receive_body` reads the request stream chunk by chunk under one deadline for
+the whole body, feeds every chunk to the HMAC, keeps up to ``memory_body_bytes`` in
+memory and moves the rest to an anonymous temporary file, and stops at the size cap.
+Nothing is parsed here: the caller checks :attr:`ReceivedBody.signature` first and
+only then asks for the bytes. :class:`InFlight` counts the requests being received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from agentz_app.github.signatures import PREFIX, new_signer
+
+
+class BodyTooLarge(Exception):
+    """The body went past the size cap; the rest was not read."""
+
+
+class BodyTimeout(Exception):
+    """The whole body did not arrive within the read timeout."""
+
+
+class ChunkStream(Protocol):
+    """The part of :class:`aiohttp.StreamReader` used here."""
+
+    async def readany(self) -> bytes: ...
+
+
+@dataclass
+class ReceivedBody:
+    """A body read in full: its signature header value, size, and bytes in memory or on disk."""
+
+    spool_dir: Path
+    memory_bytes: int
+    signature: str = ""
+    size: int = 0
+    _chunks: list[bytes] = field(default_factory=list, repr=False)
+    _spool: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def spooled(self) -> bool:
+        return self._spool is not None
+
+    def append(self, chunk: bytes) -> None:
+        """Keep a chunk in memory, or in the spool file once the body outgrows ``memory_bytes``."""
+        self.size += len(chunk)
+        if self._spool is None and self.size <= self.memory_bytes:
+            self._chunks.append(chunk)
+            return
+        if self._spool is None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            self._spool = tempfile.TemporaryFile(dir=self.spool_dir, prefix="webhook-")  # noqa: SIM115 - see close()
+            self._spool.writelines(self._chunks)
+            self._chunks.clear()
+        self._spool.write(chunk)
+
+    async def read(self) -> bytes:
+        """The whole body (from the temporary file on a thread when it was spooled)."""
+        if self._spool is None:
+            return b"".join(self._chunks)
+        spool = self._spool
+        spool.seek(0)
+        return await asyncio.to_thread(spool.read)
+
+    def close(self) -> None:
+        """Free the memory and delete the temporary file."""
+        self._chunks.clear()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+async def receive_body(
+    stream: ChunkStream,
+    secret: bytes,
+    *,
+    timeout: float,
+    max_bytes: int,
+    memory_bytes: int,
+    spool_dir: Path,
+    declared_length: int | None = None,
+) -> ReceivedBody:
+    """Read a body in full; raise :class:`BodyTimeout` or :class:`BodyTooLarge` instead of waiting or growing."""
+    signer = new_signer(secret)
+    # A body declared larger than the memory share goes to disk from its first byte.
+    large = declared_length is not None and declared_length > memory_bytes
+    body = ReceivedBody(spool_dir, 0 if large else memory_bytes)
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await stream.readany():
+                if body.size + len(chunk) > max_bytes:
+                    raise BodyTooLarge(f"body is larger than {max_bytes} bytes")
+                signer.update(chunk)
+                body.append(chunk)
+    except TimeoutError:
+        body.close()
+        raise BodyTimeout(f"body not received within {timeout:g} s") from None
+    except BaseException:
+        body.close()
+        raise
+    body.signature = PREFIX + signer.hexdigest()
+    return body
+
+
+@dataclass
+class InFlight:
+    """How many webhook requests are being received, up to a limit (one event loop, no lock)."""
+
+    limit: int
+    count: int = 0
+
+    def try_enter(self) -> bool:
+        """Take a place; False when all ``limit`` places are taken."""
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
+
+    def leave(self) -> None:
+        """Give a place back."""
+        self.count -= 1
