@@ -127,12 +127,14 @@ async def receive_webhook(request: web.Request) -> web.Response:
     # The cap covers receiving and verifying, the part an outsider controls; a
     # verified delivery then waits for the group commit without holding a place.
     in_flight = request.app[IN_FLIGHT_KEY]
-    if not in_flight.try_enter():
+    length = request.content_length
+    large = length is None or length > request.app[LIMITS_KEY].memory_body_bytes
+    if not in_flight.try_enter(large=large):
         return _refuse(busy())
     try:
         verified = await _verified_body(request)
     finally:
-        in_flight.leave()
+        in_flight.leave(large=large)
     if isinstance(verified, web.Response):
         return verified
     return await _store(request, verified)

@@ -110,18 +110,31 @@ async def receive_body(
 
 @dataclass
 class InFlight:
-    """How many webhook requests are being received, up to a limit (one event loop, no lock)."""
+    """How many webhook bodies are being received, up to a limit (one event loop, no lock).
+
+    A large body (declared past the memory share, or of unknown length) costs disk,
+    CPU and time in proportion to its size, and GitHub rarely sends one, so large
+    bodies may take only a quarter of the places: a flood of them leaves room for the
+    small deliveries that make up nearly all of GitHub's traffic.
+    """
 
     limit: int
     count: int = 0
+    large: int = 0
 
-    def try_enter(self) -> bool:
-        """Take a place; False when all ``limit`` places are taken."""
-        if self.count >= self.limit:
+    @property
+    def large_limit(self) -> int:
+        return max(1, self.limit // 4)
+
+    def try_enter(self, *, large: bool) -> bool:
+        """Take a place; False when all places (or all places for large bodies) are taken."""
+        if self.count >= self.limit or (large and self.large >= self.large_limit):
             return False
         self.count += 1
+        self.large += large
         return True
 
-    def leave(self) -> None:
-        """Give a place back."""
+    def leave(self, *, large: bool) -> None:
+        """Give back a place taken with the same ``large``."""
         self.count -= 1
+        self.large -= large
