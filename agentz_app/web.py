@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from agentz_app.config import Settings
 from agentz_app.github.signatures import signature_matches
@@ -89,6 +89,18 @@ def _refusal_before_body(request: web.Request, limits: ReceiverLimits) -> Refusa
         if refusal is not None:
             return refusal
     return refuse_headers(request.headers, max_body_bytes=limits.max_body_bytes)
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """Answer ``Expect: 100-continue`` with the refusal instead when the body would be refused."""
+    refusal = _refusal_before_body(request, request.app[LIMITS_KEY])
+    if refusal is not None:
+        return _refuse(refusal)
+    if request.version != HttpVersion11 or request.headers.get("Expect", "").lower() != "100-continue":
+        return _refuse(Refusal(417, "only Expect: 100-continue is understood"))
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the interim answer is not part of the response
+    return None
 
 
 def _payload_text(body: bytes, content_type: str) -> str:
@@ -229,7 +241,7 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
     app[IN_FLIGHT_KEY] = InFlight(limits.max_concurrency)
     app[RUNTIME_KEY] = runtime = _Runtime()
     _install_metrics(app, db)
-    app.router.add_post(WEBHOOK_PATH, receive_webhook)
+    app.router.add_post(WEBHOOK_PATH, receive_webhook, expect_handler=expect_continue)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

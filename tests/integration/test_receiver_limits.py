@@ -138,6 +138,24 @@ async def test_identity_encoding_is_accepted(make_client: Any, sqlite_db: Databa
     assert len(stored(sqlite_db)) == 1
 
 
+async def test_compressed_body_is_refused_instead_of_invited_by_100_continue(
+    make_client: Any, sqlite_db: Database
+) -> None:
+    client = await make_client()
+    expect = {"Content-Encoding": "gzip", "Content-Length": "100000", "Expect": "100-continue"}
+    headers = delivery_headers(BODY, **expect)
+    async with raw_request(client, headers) as request:
+        assert await request.status() == 415
+    assert stored(sqlite_db) == []
+
+
+async def test_valid_delivery_expecting_100_continue_is_stored(make_client: Any, sqlite_db: Database) -> None:
+    client = await make_client()
+    response = await client.post(WEBHOOK_PATH, data=BODY, headers=delivery_headers(BODY), expect100=True)
+    assert response.status == 202
+    assert len(stored(sqlite_db)) == 1
+
+
 async def test_gzip_bomb_with_a_valid_signature_is_refused_not_inflated(
     make_client: Any, sqlite_db: Database
 ) -> None:
