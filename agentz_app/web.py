@@ -63,6 +63,7 @@ class _Runtime:
 
     writer: DeliveryWriter | None = None
     processor: InboxProcessor | None = None
+    spool_executor: ThreadPoolExecutor | None = None
 
 
 RUNTIME_KEY = web.AppKey("runtime", _Runtime)
@@ -164,6 +165,7 @@ async def _verified_body(request: web.Request) -> bytes | web.Response:
             memory_bytes=limits.memory_body_bytes,
             spool_dir=request.app[SETTINGS_KEY].state_dir / SPOOL_DIR,
             declared_length=request.content_length,
+            executor=request.app[RUNTIME_KEY].spool_executor,
         )
     except BodyTimeout as exc:
         return _refuse(Refusal(408, str(exc)))
@@ -252,7 +254,10 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
             processor = InboxProcessor(db, settings, ingest_busy=lambda: writer.busy)
             writer.on_stored = processor.wake
         writer.start()
-        runtime.writer, runtime.processor = writer, processor
+        # One thread signs and writes spooled bodies, so large bodies never stall the loop
+        # and never queue in front of the group commit on the default executor.
+        spool_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentz-spool")
+        runtime.writer, runtime.processor, runtime.spool_executor = writer, processor, spool_executor
         if processor is not None:
             await asyncio.to_thread(processor.start)
         try:
@@ -263,6 +268,8 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
             if processor is not None:
                 await asyncio.to_thread(processor.stop)
             runtime.processor = None
+            runtime.spool_executor = None
+            await asyncio.to_thread(spool_executor.shutdown)
 
     app.cleanup_ctx.append(background)
     return app

@@ -10,7 +10,9 @@ only then asks for the bytes. :class:`InFlight` counts the requests being receiv
 from __future__ import annotations
 
 import asyncio
+import hmac
 import tempfile
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -34,10 +36,15 @@ class ChunkStream(Protocol):
 
 @dataclass
 class ReceivedBody:
-    """A body read in full: its signature header value, size, and bytes in memory or on disk."""
+    """A body read in full: its signature header value, size, and bytes in memory or on disk.
+
+    With an ``executor`` (one thread) the spool file is written, read and closed there,
+    in submission order, so the event loop never waits for the disk.
+    """
 
     spool_dir: Path
     memory_bytes: int
+    executor: Executor | None = None
     signature: str = ""
     size: int = 0
     _chunks: list[bytes] = field(default_factory=list, repr=False)
@@ -47,11 +54,15 @@ class ReceivedBody:
     def spooled(self) -> bool:
         return self._spool is not None
 
+    def fits_in_memory(self, more: int) -> bool:
+        """True while ``more`` bytes can still be kept in memory."""
+        return self._spool is None and self.size + more <= self.memory_bytes
+
     def append(self, chunk: bytes) -> None:
         """Keep a chunk in memory, or in the spool file once the body outgrows ``memory_bytes``."""
-        self.size += len(chunk)
-        if self._spool is None and self.size <= self.memory_bytes:
+        if self.fits_in_memory(len(chunk)):
             self._chunks.append(chunk)
+            self.size += len(chunk)
             return
         if self._spool is None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -59,21 +70,38 @@ class ReceivedBody:
             self._spool.writelines(self._chunks)
             self._chunks.clear()
         self._spool.write(chunk)
+        self.size += len(chunk)
 
     async def read(self) -> bytes:
-        """The whole body (from the temporary file on a thread when it was spooled)."""
+        """The whole body (read back from the spool file off the event loop)."""
         if self._spool is None:
             return b"".join(self._chunks)
-        spool = self._spool
-        spool.seek(0)
-        return await asyncio.to_thread(spool.read)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._read_spool)
+
+    def _read_spool(self) -> bytes:
+        assert self._spool is not None
+        self._spool.seek(0)
+        return self._spool.read()
 
     def close(self) -> None:
-        """Free the memory and delete the temporary file."""
+        """Free the memory and delete the temporary file (after any write still under way)."""
         self._chunks.clear()
+        if self._spool is None:
+            return
+        if self.executor is not None:
+            self.executor.submit(self._close_spool)
+        else:
+            self._close_spool()
+
+    def _close_spool(self) -> None:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+
+
+def _sign_and_append(signer: hmac.HMAC, body: ReceivedBody, chunk: bytes) -> None:
+    signer.update(chunk)
+    body.append(chunk)
 
 
 async def receive_body(
@@ -85,19 +113,27 @@ async def receive_body(
     memory_bytes: int,
     spool_dir: Path,
     declared_length: int | None = None,
+    executor: Executor | None = None,
 ) -> ReceivedBody:
-    """Read a body in full; raise :class:`BodyTimeout` or :class:`BodyTooLarge` instead of waiting or growing."""
+    """Read a body in full; raise :class:`BodyTimeout` or :class:`BodyTooLarge` instead of waiting or growing.
+
+    Chunks kept in memory are signed on the event loop; chunks bound for the spool file
+    are signed and written on ``executor`` when one is given (hashing releases the GIL).
+    """
+    loop = asyncio.get_running_loop()
     signer = new_signer(secret)
     # A body declared larger than the memory share goes to disk from its first byte.
     large = declared_length is not None and declared_length > memory_bytes
-    body = ReceivedBody(spool_dir, 0 if large else memory_bytes)
+    body = ReceivedBody(spool_dir, 0 if large else memory_bytes, executor)
     try:
         async with asyncio.timeout(timeout):
             while chunk := await stream.readany():
                 if body.size + len(chunk) > max_bytes:
                     raise BodyTooLarge(f"body is larger than {max_bytes} bytes")
-                signer.update(chunk)
-                body.append(chunk)
+                if executor is None or body.fits_in_memory(len(chunk)):
+                    _sign_and_append(signer, body, chunk)
+                else:
+                    await loop.run_in_executor(executor, _sign_and_append, signer, body, chunk)
     except TimeoutError:
         body.close()
         raise BodyTimeout(f"body not received within {timeout:g} s") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -137,17 +138,22 @@ async def test_small_body_stays_in_memory_and_is_signed_as_a_whole(tmp_path: Pat
 
 
 @pytest.mark.parametrize("declared", [None, 400], ids=["unknown-length", "declared-length"])
-async def test_body_past_the_memory_share_is_spooled_and_read_back_whole(tmp_path: Path, declared: int | None) -> None:
+@pytest.mark.parametrize("on_thread", [False, True], ids=["on-loop", "on-spool-thread"])
+async def test_body_past_the_memory_share_is_spooled_and_read_back_whole(
+    tmp_path: Path, declared: int | None, on_thread: bool
+) -> None:
     chunks = [bytes([value]) * 80 for value in range(5)]
-    body = await receive_body(FakeStream(chunks), SECRET, timeout=5, max_bytes=1000, memory_bytes=100,
-                              spool_dir=tmp_path / "spool", declared_length=declared)
-    try:
-        assert body.spooled
-        assert body.size == 400
-        assert await body.read() == b"".join(chunks)
-        assert body.signature == sign(SECRET, b"".join(chunks))
-    finally:
-        body.close()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        body = await receive_body(FakeStream(chunks), SECRET, timeout=5, max_bytes=1000, memory_bytes=100,
+                                  spool_dir=tmp_path / "spool", declared_length=declared,
+                                  executor=executor if on_thread else None)
+        try:
+            assert body.spooled
+            assert body.size == 400
+            assert await body.read() == b"".join(chunks)
+            assert body.signature == sign(SECRET, b"".join(chunks))
+        finally:
+            body.close()
     assert not body.spooled
 
 
