@@ -8,7 +8,7 @@ SQLite file and, once it is ready, two load processes at the same moment:
   bombs (2 MiB declaring ``Content-Encoding: gzip`` that inflate to 2 GiB each) and
   ``--slow`` (20) bodies trickling one byte every 2 s;
 - the sender POSTs a validly signed ~10 KB ``issues`` delivery every 50 ms for as long as
-  the slow bodies may stay open (the read timeout, 10 s, plus 2 s).
+  the slow bodies may stay open (the read timeout, 10 s, plus 1 s).
 
 The receiver's VmRSS is sampled every 20 ms from ``/proc``. Printed::
 
@@ -19,8 +19,8 @@ The receiver's VmRSS is sampled every 20 ms from ``/proc``. Printed::
 
 ``missed_targets`` counts the targets missed: peak RSS under 150 MB and valid p99 under
 1 s (``lost`` must be 0 as well); ``--check`` fails on either. An answer of ``0`` means the
-connection closed without one. ``--quick`` sends 12 big bodies, 5 bombs and 5 slow
-bodies against a 3 s read timeout. The module is also the entry point of the load
+connection closed without one. ``--quick`` sends 8 big bodies, 5 bombs and 5 slow
+bodies (a byte a second) against a 2 s read timeout. The module is also the entry point of the load
 processes: ``python -m bench.flood attack SPEC.json`` and ``python -m bench.flood send SPEC.json``.
 """
 
@@ -56,7 +56,7 @@ VALID_INTERVAL_SECONDS = 0.05
 RSS_TARGET_MB = 150.0
 P99_TARGET_MS = 1000.0
 _CHUNK = 64 * 1024
-_START_DELAY = 2.0
+_START_DELAY = 1.0
 _PROCESS_TIMEOUT = 300.0
 
 
@@ -70,9 +70,14 @@ class FloodSize:
     read_timeout: float
 
     @property
+    def slow_interval(self) -> float:
+        """Seconds between two bytes of a slow body: at least two bytes arrive before it is cut."""
+        return min(SLOW_INTERVAL_SECONDS, self.read_timeout / 2)
+
+    @property
     def duration(self) -> float:
         """How long valid deliveries keep coming: past the moment the last slow body is cut."""
-        return self.read_timeout + 2.0
+        return self.read_timeout + 1.0
 
 
 # Requests on raw connections (the attacker does not behave like a polite client) ---
@@ -183,6 +188,19 @@ async def attack(spec: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def issue_payload(size: int = 10_000) -> dict[str, Any]:
+    """A small ``issues.opened`` payload padded to about ``size`` bytes."""
+    return {
+        "action": "opened",
+        "issue": {"number": 1, "id": 20_000_001, "title": "Flood benchmark issue", "body": "x" * size,
+                  "state": "open", "labels": [], "assignees": [], "user": {"login": "octocat"},
+                  "updated_at": "2024-05-01T10:00:00Z"},
+        "repository": {"id": 1, "full_name": "bench/flood", "default_branch": "main"},
+        "installation": {"id": 1},
+        "sender": {"login": "octocat"},
+    }
+
+
 def signed_delivery(template: dict[str, Any], number: int, secret: bytes) -> tuple[str, bytes, dict[str, str]]:
     """One valid ``issues`` delivery: ``(delivery id, body, headers)``."""
     delivery_id = str(uuid.uuid4())
@@ -276,14 +294,14 @@ def _run_helper(command: str, spec: dict[str, Any], env: dict[str, str], workdir
 def measure(size: FloodSize) -> Figures:
     """Start a receiver, flood it while sending valid deliveries, audit its inbox."""
     from bench.common import sqlite_database
-    from bench.ingest import issue_payload_template, stored_delivery_ids
+    from bench.ingest import stored_delivery_ids
     from bench.services import RssSampler, hermetic_env, read_rss_kb, start_receiver
 
     with tempfile.TemporaryDirectory(prefix="agentz-bench-flood-", ignore_cleanup_errors=True) as folder, \
             sqlite_database() as db_url:
         workdir = Path(folder)
         template = workdir / "payload.json"
-        template.write_text(json.dumps(issue_payload_template()))
+        template.write_text(json.dumps(issue_payload()))
         env = hermetic_env({
             "DATABASE_URL": db_url,
             "GITHUB_WEBHOOK_SECRET": SECRET,
@@ -299,7 +317,7 @@ def measure(size: FloodSize) -> Figures:
             start_at = time.time() + _START_DELAY
             attack_spec = {"url": url, "start_at": start_at, "big": size.big, "bombs": size.bombs,
                            "slow": size.slow, "bomb_inflated": BOMB_INFLATED_BYTES,
-                           "slow_interval": SLOW_INTERVAL_SECONDS, "timeout": size.duration + 30}
+                           "slow_interval": size.slow_interval, "timeout": size.duration + 30}
             send_spec = {"url": url, "start_at": start_at, "template": str(template), "secret": SECRET,
                          "interval": VALID_INTERVAL_SECONDS, "duration": size.duration}
             with RssSampler(receiver.pid) as rss, ThreadPoolExecutor(max_workers=2) as pool:
@@ -318,13 +336,13 @@ def measure(size: FloodSize) -> Figures:
 
 def _parse(extra: Sequence[str], quick: bool) -> FloodSize:
     parser = argparse.ArgumentParser(prog="python -m bench flood", add_help=False)
-    parser.add_argument("--big", type=int, default=12 if quick else 60)
+    parser.add_argument("--big", type=int, default=8 if quick else 60)
     parser.add_argument("--bombs", type=int, default=5 if quick else 20)
     parser.add_argument("--slow", type=int, default=5 if quick else 20)
     args, _ = parser.parse_known_args(list(extra))
     if min(args.big, args.bombs, args.slow) < 0:
         parser.error("--big, --bombs and --slow must not be negative")
-    return FloodSize(big=args.big, bombs=args.bombs, slow=args.slow, read_timeout=3.0 if quick else 10.0)
+    return FloodSize(big=args.big, bombs=args.bombs, slow=args.slow, read_timeout=2.0 if quick else 10.0)
 
 
 def scenario(options: BenchOptions) -> Figures:
