@@ -6,7 +6,9 @@ the variable, so a process fails at start instead of half-way through a run.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +19,8 @@ from agentz_app.errors import ConfigError
 
 Backend = Literal["claude", "codex", "opencode", "scripted"]
 CommaList = Annotated[list[str], NoDecode]
+Network = IPv4Network | IPv6Network
+NetworkList = Annotated[list[Network], NoDecode]
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
 
     receiver_host: str = "127.0.0.1"
     receiver_port: int = Field(default=8000, ge=0, le=65535)
+    webhook_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    webhook_max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    webhook_allowed_cidrs: NetworkList = Field(default_factory=list)
+    webhook_trusted_proxies: NetworkList = Field(default_factory=list)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -120,6 +128,21 @@ class Settings(BaseSettings):
             if not item.startswith("/"):
                 raise ValueError(f"{item!r} must be an absolute path")
         return value
+
+    @field_validator("webhook_allowed_cidrs", "webhook_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        networks: list[Network] = []
+        for part in (part.strip() for part in value.split(",")):
+            if not part:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(part))
+            except ValueError as exc:
+                raise ValueError(f"{part!r} is not a CIDR network such as 192.30.252.0/22 ({exc})") from None
+        return networks
 
     @field_validator("github_repo")
     @classmethod

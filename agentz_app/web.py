@@ -1,9 +1,14 @@
 """The webhook receiver: verify, store once, answer 202; process the inbox in the background.
 
-``POST /api/github/webhooks`` never calls GitHub: it checks the signature, validates the
+``POST /api/github/webhooks`` never calls GitHub. Before reading a body it refuses
+what it would not store (:mod:`agentz_app.ingress.limits`: address, encoding, size,
+signature header) and requests past ``WEBHOOK_MAX_CONCURRENCY``; then it reads the body
+within ``WEBHOOK_READ_TIMEOUT_SECONDS``, signing it as it arrives and spooling past
+1 MB (:mod:`agentz_app.ingress.body`). Only a verified body is parsed: it validates the
 headers and JSON, stores the raw body in the deliveries inbox (group commit, duplicates
-ignored) and answers. ``/healthz`` says the process is alive, ``/readyz`` that the
-database answers, and ``/metrics`` appears when the metrics module is installed.
+ignored) and answers. A refusal closes the connection without reading the rest.
+``/healthz`` says the process is alive, ``/readyz`` that the database answers, and
+``/metrics`` appears when the metrics module is installed.
 """
 
 from __future__ import annotations
@@ -20,17 +25,26 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from agentz_app.config import Settings
-from agentz_app.github.signatures import verify_signature
+from agentz_app.github.signatures import signature_matches
+from agentz_app.ingress.body import BodyTimeout, BodyTooLarge, InFlight, receive_body
 from agentz_app.ingress.inbox import DeliveryWriter, InboxProcessor, InvalidDelivery, delivery_row
+from agentz_app.ingress.limits import (
+    MAX_BODY_BYTES,
+    ReceiverLimits,
+    Refusal,
+    busy,
+    client_address,
+    refuse_address,
+    refuse_headers,
+)
 from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
 
 WEBHOOK_PATH = "/api/github/webhooks"
-MAX_BODY_BYTES = 25 * 1024 * 1024
 _PARSE_IN_THREAD_BYTES = 1024 * 1024
 _ACCEPTED = b'{"status": "accepted"}'
 _DUPLICATE = b'{"status": "duplicate"}'
@@ -38,6 +52,9 @@ _DUPLICATE = b'{"status": "duplicate"}'
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", Database)
 SECRET_KEY = web.AppKey("webhook_secret", bytes)
+LIMITS_KEY = web.AppKey("receiver_limits", ReceiverLimits)
+IN_FLIGHT_KEY = web.AppKey("webhooks_in_flight", InFlight)
+SPOOL_DIR = "spool"
 
 
 @dataclass
@@ -46,6 +63,7 @@ class _Runtime:
 
     writer: DeliveryWriter | None = None
     processor: InboxProcessor | None = None
+    spool_executor: ThreadPoolExecutor | None = None
 
 
 RUNTIME_KEY = web.AppKey("runtime", _Runtime)
@@ -55,6 +73,35 @@ log = get_logger(__name__)
 
 def _problem(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _refuse(refusal: Refusal) -> web.Response:
+    """Answer without reading the body, and close the connection instead of draining it."""
+    response = web.json_response({"error": refusal.message}, status=refusal.status, headers=refusal.headers)
+    response.force_close()
+    return response
+
+
+def _refusal_before_body(request: web.Request, limits: ReceiverLimits) -> Refusal | None:
+    if limits.allowed_networks:
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        address = client_address(request.remote, forwarded, limits.trusted_proxies)
+        refusal = refuse_address(address, limits.allowed_networks)
+        if refusal is not None:
+            return refusal
+    return refuse_headers(request.headers, max_body_bytes=limits.max_body_bytes)
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """Answer ``Expect: 100-continue`` with the refusal instead when the body would be refused."""
+    refusal = _refusal_before_body(request, request.app[LIMITS_KEY])
+    if refusal is not None:
+        return _refuse(refusal)
+    if request.version != HttpVersion11 or request.headers.get("Expect", "").lower() != "100-continue":
+        return _refuse(Refusal(417, "only Expect: 100-continue is understood"))
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the interim answer is not part of the response
+    return None
 
 
 def _payload_text(body: bytes, content_type: str) -> str:
@@ -86,10 +133,54 @@ def _parse_object(text: str) -> dict[str, Any]:
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
-    """Verify and store one delivery: 202 stored, 200 duplicate, 4xx invalid, 500 not stored."""
-    body = await request.read()  # raises 413 past client_max_size
-    if not verify_signature(request.app[SECRET_KEY], body, request.headers.get("X-Hub-Signature-256")):
-        return _problem(401, "missing or invalid X-Hub-Signature-256")
+    """Verify and store one delivery: 202 stored, 200 duplicate, 4xx invalid or refused, 5xx not stored."""
+    refusal = _refusal_before_body(request, request.app[LIMITS_KEY])
+    if refusal is not None:
+        return _refuse(refusal)
+    # The cap covers receiving and verifying, the part an outsider controls; a
+    # verified delivery then waits for the group commit without holding a place.
+    in_flight = request.app[IN_FLIGHT_KEY]
+    length = request.content_length
+    large = length is None or length > request.app[LIMITS_KEY].memory_body_bytes
+    if not in_flight.try_enter(large=large):
+        return _refuse(busy())
+    try:
+        verified = await _verified_body(request)
+    finally:
+        in_flight.leave(large=large)
+    if isinstance(verified, web.Response):
+        return verified
+    return await _store(request, verified)
+
+
+async def _verified_body(request: web.Request) -> bytes | web.Response:
+    """The body once its signature checks out, or the answer to give instead."""
+    limits = request.app[LIMITS_KEY]
+    try:
+        received = await receive_body(
+            request.content,
+            request.app[SECRET_KEY],
+            timeout=limits.read_timeout,
+            max_bytes=limits.max_body_bytes,
+            memory_bytes=limits.memory_body_bytes,
+            spool_dir=request.app[SETTINGS_KEY].state_dir / SPOOL_DIR,
+            declared_length=request.content_length,
+            executor=request.app[RUNTIME_KEY].spool_executor,
+        )
+    except BodyTimeout as exc:
+        return _refuse(Refusal(408, str(exc)))
+    except BodyTooLarge as exc:
+        return _refuse(Refusal(413, str(exc)))
+    try:
+        if not signature_matches(received.signature, request.headers.get("X-Hub-Signature-256")):
+            return _problem(401, "missing or invalid X-Hub-Signature-256")
+        return await received.read()
+    finally:
+        received.close()
+
+
+async def _store(request: web.Request, body: bytes) -> web.Response:
+    """Validate a verified delivery's headers and JSON and store it once."""
     event = request.headers.get("X-GitHub-Event", "").strip()
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
     if not event or not delivery_id:
@@ -141,13 +232,18 @@ def _install_metrics(app: web.Application, db: Database) -> None:
 
 def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) -> web.Application:
     """Build the receiver application; with ``process_inbox`` it also works the inbox."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    # Bodies are never inflated (a compressed one is refused), and a refused body is
+    # not drained: the connection closes right after the answer.
+    app = web.Application(client_max_size=MAX_BODY_BYTES,
+                          handler_args={"auto_decompress": False, "lingering_time": 0})
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db
     app[SECRET_KEY] = settings.webhook_secret()
+    app[LIMITS_KEY] = limits = ReceiverLimits.from_settings(settings)
+    app[IN_FLIGHT_KEY] = InFlight(limits.max_concurrency)
     app[RUNTIME_KEY] = runtime = _Runtime()
     _install_metrics(app, db)
-    app.router.add_post(WEBHOOK_PATH, receive_webhook)
+    app.router.add_post(WEBHOOK_PATH, receive_webhook, expect_handler=expect_continue)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -158,7 +254,10 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
             processor = InboxProcessor(db, settings, ingest_busy=lambda: writer.busy)
             writer.on_stored = processor.wake
         writer.start()
-        runtime.writer, runtime.processor = writer, processor
+        # One thread signs and writes spooled bodies, so large bodies never stall the loop
+        # and never queue in front of the group commit on the default executor.
+        spool_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentz-spool")
+        runtime.writer, runtime.processor, runtime.spool_executor = writer, processor, spool_executor
         if processor is not None:
             await asyncio.to_thread(processor.start)
         try:
@@ -169,6 +268,8 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
             if processor is not None:
                 await asyncio.to_thread(processor.stop)
             runtime.processor = None
+            runtime.spool_executor = None
+            await asyncio.to_thread(spool_executor.shutdown)
 
     app.cleanup_ctx.append(background)
     return app

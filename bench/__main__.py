@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "idle": "bench.idle:scenario",
     "crash": "bench.crash:scenario",
     "retention": "bench.retention:scenario",
+    "flood": "bench.flood:scenario",
 }
 
 # Run only when named: their figures already appear in another scenario's lines.
