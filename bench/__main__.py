@@ -28,6 +28,7 @@ SCENARIOS: dict[str, str] = {
     "crash": "bench.crash:scenario",
     "retention": "bench.retention:scenario",
     "flood": "bench.flood:scenario",
+    "sandbox": "bench.sandbox:scenario",
 }
 
 # Run only when named: their figures already appear in another scenario's lines.

@@ -600,6 +600,9 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
         reports.append(CheckReport("plan", "completed", conclusion, title, summary))
         if a.review is not None:
             conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed)
+            notes = run_notes(a.deps, a.run)
+            if notes:
+                summary += "\n\n**Sandbox**\n" + "\n".join(f"- {note}" for note in notes)
             reports.append(CheckReport("review", "completed", conclusion, title, summary,
                                        notes=finding_annotations(a.review.findings)))
     else:

@@ -86,7 +86,9 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
         pushed = blobs(demo.workspace / "github")
         texts = [str(c.get("body") or "") for issue in demo.hub.list_issues(scenario.REPO, state="all")
                  for c in demo.hub.list_comments(scenario.REPO, int(issue["number"]))]
-        texts += [str(check.get("output") or "") for check in demo.hub.state.data["check_runs"].values()]
+        checks = list(demo.hub.state.data["check_runs"].values())
+        texts += [str(check.get("output") or "") for check in checks]
+        review = next(str(check.get("output")) for check in checks if check["name"] == "Agent-Z / review")
         with demo.db.read() as session:
             restarts = {p.name: p.restarts for p in session.scalars(select(Process))}
 
@@ -102,4 +104,4 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
     assert listing.strip() == ""
     assert all(count == 0 for name, count in restarts.items()), restarts
     status = next(text for text in texts if "<!-- agent-z:status" in text)
-    assert "api.github.com:443" in status
+    assert "api.github.com:443" in status and "api.github.com:443" in review
