@@ -59,7 +59,7 @@ from workers.roles.schemas import Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.registry import agent_env
-from workers.worktrees import RefusedPush, Snapshot, Worktrees, branch_name
+from workers.worktrees import ForeignBranch, Snapshot, Worktrees, branch_name
 
 T = TypeVar("T")
 GitHubFactory = Callable[[Run], Awaitable[Any]]
@@ -422,9 +422,9 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
         raise
     except StopRun as stop:
         return await _stop(a, stop.status, stop.reason, **stop.event)
-    except RefusedPush as exc:
+    except ForeignBranch as exc:
         return await _stop(a, Status.NEEDS_HUMAN, str(exc))
-    except (GitError, GitHubError, RunnerError, OSError) as exc:
+    except (GitError, GitHubError, RunnerError, OSError, AgentZError) as exc:
         log.warning("infrastructure failure", run_id=a.run.id, error=str(exc))
         return await _infra_failure(a, exc, on_cancel)
 

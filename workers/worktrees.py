@@ -93,8 +93,8 @@ async def _no_token(_: str) -> str | None:
     return None
 
 
-class RefusedPush(AgentZError):
-    """Trusted code refused a git operation (a branch that is not the run's own)."""
+class ForeignBranch(AgentZError):
+    """A branch that is not an ``agent-z/`` branch: trusted code neither builds on nor pushes to it."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class Worktrees:
 
     async def _build(self, mirror: Path, run_id: str, branch: str, base: str, start: str) -> Path:
         if not branch.startswith(BRANCH_PREFIX):
-            raise ValueError(f"refusing to manage branch {branch!r}")
+            raise ForeignBranch(f"refusing to work on {branch!r}: not an Agent-Z branch")
         path = self.worktree_path(run_id)
         await self._discard(path)
         path.mkdir(parents=True)
@@ -365,7 +365,7 @@ class Worktrees:
     async def push_branch(self, repo: str, sha: str, branch: str) -> str:
         """Push ``sha`` from the mirror to the run's own ``agent-z/`` branch with a lease; returns it."""
         if not branch.startswith(BRANCH_PREFIX):
-            raise RefusedPush(f"refusing to push to {branch!r}: not an Agent-Z branch")
+            raise ForeignBranch(f"refusing to push to {branch!r}: not an Agent-Z branch")
         mirror = self.mirror_path(repo)
         token = await self._token(repo)
         remote = await git_out("ls-remote", "origin", f"refs/heads/{branch}", cwd=mirror, token=token)

@@ -449,3 +449,63 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
     assert finished.status == "waiting_checks"
     assert len(fakehub.list_pulls("acme/widgets", state="all")) == 1
     assert len(fakehub.list_comments("acme/widgets", number)) == 1
+
+
+async def test_a_policy_violation_the_developer_keeps_ends_needs_human_and_nothing_is_pushed(tmp_path: Path) -> None:
+    workflow = {"path": ".github/workflows/x.yml", "content": "on: push\n"}
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "write": [{"path": "src/app.py", "content": "print('fast')\n"}, workflow]},
+    ])
+    run_id = h.enqueue()
+    await h.plan()
+    run = await h.work()
+
+    assert run.status == "needs_human"
+    assert ".github/workflows/x.yml (workflow)" in (run.error or "")
+    prompts = [e for e in h.queue.events(run_id) if e.kind == "content_policy"]
+    assert [e.payload["fixed"] for e in prompts] == [False, False]  # refused, asked once, still refused
+    refs = sh("git", "for-each-ref", "--format=%(refname)", cwd=h.origin).splitlines()
+    assert not any("agent-z" in ref for ref in refs)  # no branch, no checkpoint left the host
+    assert not h.gh.pulls
+    assert "x.yml" in next(iter(h.gh.comments.values()))["body"]
+
+
+async def test_a_violation_the_developer_removes_is_delivered_without_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [
+        {"role": "task_lead", "json": PLAN},
+        {"role": "developer", "match": "content policy", "run": ["rm -f key.pem"]},
+        {"role": "developer", "write": [
+            {"path": "src/app.py", "content": "print('fast')\n"},
+            {"path": "key.pem", "content": "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"},
+        ]},
+        {"role": "reviewer", "json": APPROVE},
+    ])
+    h.enqueue()
+    await h.plan()
+    run = await h.work()
+
+    assert run.status == "waiting_checks", run.error
+    files = sh("git", "show", "--name-only", "--format=", f"refs/heads/{run.branch}", cwd=h.origin).splitlines()
+    assert files == ["src/app.py"]
+
+
+async def test_a_branch_that_is_not_ours_ends_the_run_and_the_worker_carries_on(tmp_path: Path) -> None:
+    h = Harness(tmp_path, HAPPY)
+    run_id = h.enqueue()
+    await h.plan()
+    submitted = await h.work()
+    assert submitted.head_sha is not None
+    # The reconciler adopted someone else's pull request: its head branch is theirs.
+    with h.db.begin() as session:
+        row = session.get(Run, run_id)
+        assert row is not None
+        row.branch = "evil"
+    h.ci(submitted.head_sha, "failure")
+    await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+
+    stopped = await h.work()
+
+    assert stopped.status == "needs_human"
+    assert "'evil': not an Agent-Z branch" in (stopped.error or "")
+    assert sh("git", "rev-parse", f"refs/heads/{submitted.branch}", cwd=h.origin) == submitted.head_sha

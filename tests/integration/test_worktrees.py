@@ -13,7 +13,7 @@ from agentz_app.config import Settings
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from workers.gitops import credential_args, git_env
-from workers.worktrees import RefusedPush, Worktrees, branch_name, checkpoint_ref
+from workers.worktrees import ForeignBranch, Worktrees, branch_name, checkpoint_ref
 
 REPO = "octo/widgets"
 
@@ -141,7 +141,7 @@ async def test_push_branch_only_touches_agent_z_branches(wt_settings: Settings, 
     head = await trees.push_branch(REPO, sha, str(run.branch))
     assert sh("git", "rev-parse", f"refs/heads/{run.branch}", cwd=origin) == head == sha
     assert await trees.push_branch(REPO, sha, str(run.branch)) == head  # repeat is a no-op
-    with pytest.raises(RefusedPush):
+    with pytest.raises(ForeignBranch):
         await trees.push_branch(REPO, sha, "trunk")
 
 
