@@ -23,6 +23,7 @@ Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 
 # Variables whose values must never reach an agent subprocess or a log line.
 SECRET_VARIABLES = (
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     scheduler_debounce_seconds: float = Field(default=2.0, ge=0)
     trigger_label: str = Field(default="agent-z", min_length=1)
     foreign_pr_policy: Literal["adopt", "cancel"] = "adopt"
+    trusted_bots: CommaList = Field(default_factory=list)
+    scheduler_trust: Literal["maintainers", "anyone"] = "maintainers"
 
     github_retry_attempts: int = Field(default=3, ge=1, le=20)
     max_review_rounds: int = Field(default=5, ge=1, le=50)
@@ -96,7 +99,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", mode="before")
+    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "trusted_bots",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -117,6 +121,14 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{part!r} is not a CIDR network such as 192.30.252.0/22 ({exc})") from None
         return networks
+
+    @field_validator("trusted_bots")
+    @classmethod
+    def _check_bot_logins(cls, value: list[str]) -> list[str]:
+        for login in value:
+            if not _LOGIN_RE.match(login):
+                raise ValueError(f"{login!r} is not a GitHub login such as dependabot[bot]")
+        return [login.lower() for login in value]
 
     @field_validator("github_repo")
     @classmethod

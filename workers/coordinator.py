@@ -273,7 +273,7 @@ class Coordinator:
 
 
 def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[str] = ()) -> StatusView:
-    """The status comment view of a run as stored."""
+    """The status comment view of a run as stored (its recorded notes first)."""
     plan_md = None
     if run.plan:
         try:
@@ -284,5 +284,5 @@ def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[
         run_id=run.id, status=str(run.status), repo=run.repo, issue_number=run.issue_number, branch=run.branch,
         pr_number=run.pr_number, plan_markdown=plan_md, review_summary=review_summary,
         review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, cost_usd=run.cost_usd,
-        notes=tuple(notes),
+        notes=(*(run.notes or ()), *notes),
     )
