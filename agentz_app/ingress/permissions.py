@@ -166,6 +166,8 @@ async def fetch_permission(gh: Any, db: Database, repo: str, login: str, *, ttl:
         row = trust.stored_permission(session, repo, login)
         if row is not None and clock() - row.checked_at < ttl:
             return _from_row(row)
+    if gh is None:
+        raise LookupError("no GitHub client to ask")
     answer = await gh.getitem(permission_url(repo, login))
     if not isinstance(answer, Mapping):
         raise TypeError(f"unreadable permission answer for {login} on {repo}")
@@ -181,8 +183,6 @@ async def check_actor(gh: Any, db: Database, settings: Settings, repo: str, acto
     policy = TrustPolicy.from_settings(settings)
     if not policy.needs_lookup(actor):
         return decide(actor, None, policy)
-    if gh is None:
-        return Decision(False, LOOKUP_FAILED)
     try:
         permission = await fetch_permission(gh, db, repo, actor.login, ttl=ttl, clock=clock)
     except Exception as exc:  # fail closed: any error refuses, and nothing is remembered
