@@ -18,7 +18,7 @@ from sqlalchemy import select
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.ingress.checks import check_run_fields, check_suite_fields, status_fields
-from agentz_app.ingress.permissions import LOOKUP_FAILED, NO_WRITE_ACCESS, Actor, Decision, check_actor
+from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Decision, check_actor
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
 from agentz_app.store import states
@@ -134,19 +134,19 @@ async def note_ignored_feedback(gh: Any, db: Database, settings: Settings, queue
 
 
 async def _inline_comments(gh: Any, db: Database, settings: Settings, repo: str, number: int, review_id: Any,
-                           reviewer: Actor) -> tuple[list[dict[str, Any]], set[str]]:
-    """The review's inline comments by people who may steer, and the logins whose comments were dropped."""
+                           reviewer: Actor) -> tuple[list[dict[str, Any]], dict[Actor, Decision]]:
+    """The review's inline comments by people who may steer, and who was dropped (with why)."""
     kept: list[dict[str, Any]] = []
-    dropped: set[str] = set()
-    decisions: dict[str, bool] = {reviewer.login.lower(): True}
+    decisions: dict[str, Decision] = {reviewer.login.lower(): Decision(True, "the reviewer")}
+    dropped: dict[Actor, Decision] = {}
     url = f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100"
     async for comment in gh.getiter(url):
         author = Actor.from_user(comment.get("user"))
         key = author.login.lower()
         if key not in decisions:
-            decisions[key] = (await check_actor(gh, db, settings, repo, author)).allowed
-        if not decisions[key]:
-            dropped.add(author.login)
+            decisions[key] = await check_actor(gh, db, settings, repo, author)
+        if not decisions[key].allowed:
+            dropped.setdefault(author, decisions[key])
             continue
         kept.append({
             "author": author.login,
@@ -180,9 +180,9 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
     comments: list[dict[str, Any]] = []
     if review.get("id"):
         comments, dropped = await _inline_comments(gh, db, settings, repo, number, review["id"], reviewer)
-        for login in sorted(dropped):
-            await note_ignored_feedback(gh, db, settings, queue, run, actor=Actor.from_login(login),
-                                        decision=Decision(False, NO_WRITE_ACCESS), kind="review_comment")
+        for author, refusal in dropped.items():
+            await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=refusal,
+                                        kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": str(review.get("body") or ""),

@@ -17,8 +17,8 @@ from agentz_app.scheduling.signals import dirty_repos, mark_dirty
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, KeyValue, PullSnapshot, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.trust import save_permission
 from agentz_app.store.states import LIVE
+from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
 
 REPO = "acme/app"
