@@ -254,18 +254,21 @@ async def handle_comment_command(
                         issue=target.issue_number, accepted=False, reason=outcome.message)
         return outcome
     try:
-        return await _decide_and_execute(gh, db, settings, queue, target=target, command=command, actor=actor,
-                                         decision=decision, clock=clock)
+        outcome, decision = await _decide_and_execute(gh, db, settings, queue, target=target, command=command,
+                                                      actor=actor, decision=decision, clock=clock)
     except BaseException:
         if comment_id is not None:  # let a redelivery of this delivery try again
             trust.release_command(db, comment_id=comment_id, command_hash=key)
         raise
+    if decision.lookup_failed and comment_id is not None:  # refused for now; a redelivery may ask again
+        trust.release_command(db, comment_id=comment_id, command_hash=key)
+    return outcome
 
 
 async def _decide_and_execute(
     gh: Any, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget, command: Command,
     actor: Actor, decision: Decision | None, clock: Clock,
-) -> CommandOutcome:
+) -> tuple[CommandOutcome, Decision]:
     user = actor.login
     if decision is None:
         decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
@@ -291,4 +294,4 @@ async def _decide_and_execute(
         await gh.post(target.comments_url, data={"body": outcome.message})
     log.info("command handled", command=command.name, user=user, repo=target.repo, issue=target.issue_number,
              accepted=outcome.accepted, permission=decision.reason)
-    return outcome
+    return outcome, decision
