@@ -63,13 +63,14 @@ def claim_command(db: Database, *, comment_id: int, command_hash: str, repo: str
                   at: float) -> bool:
     """Record that a comment's command is being handled; False when it already was."""
     with db.begin() as session:
-        result = session.execute(
+        inserted = session.connection().execute(
             _insert(session, CommandExecution)
             .values(comment_id=comment_id, command_hash=command_hash, repo=repo, issue_number=issue_number,
                     login=login, created_at=at)
             .on_conflict_do_nothing()
+            .returning(CommandExecution.comment_id)
         )
-        return bool(getattr(result, "rowcount", 0))
+        return inserted.first() is not None
 
 
 def release_command(db: Database, *, comment_id: int, command_hash: str) -> None:
@@ -87,18 +88,21 @@ def claim_refusal_reply(db: Database, *, repo: str, issue_number: int, login: st
     """True (and recorded) when ``login`` was not refused on this issue within ``window`` seconds."""
     key = {"repo": repo, "issue_number": issue_number, "login": login.lower()}
     with db.begin() as session:
-        created = session.execute(
+        connection = session.connection()
+        created = connection.execute(
             _insert(session, RefusalReply).values(**key, replied_at=at).on_conflict_do_nothing()
+            .returning(RefusalReply.login)
         )
-        if getattr(created, "rowcount", 0):
+        if created.first() is not None:
             return True
-        changed = session.execute(
+        changed = connection.execute(
             update(RefusalReply)
             .where(RefusalReply.repo == repo, RefusalReply.issue_number == issue_number,
                    RefusalReply.login == key["login"], RefusalReply.replied_at <= at - window)
             .values(replied_at=at)
+            .returning(RefusalReply.login)
         )
-        return bool(getattr(changed, "rowcount", 0))
+        return changed.first() is not None
 
 
 # Scheduling labels -------------------------------------------------------------------
