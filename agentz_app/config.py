@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     scripted_agent_file: Path | None = None
     agent_timeout_seconds: float = Field(default=1800.0, gt=0)
     max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+    allow_workflow_changes: bool = False
+    max_file_bytes: int = Field(default=5_000_000, gt=0)
+    protected_paths: CommaList = Field(default_factory=list)
 
     max_parallel_tasks: int = Field(default=2, ge=1)
     max_parallel_per_repo: int | None = Field(default=None, ge=1)
@@ -88,11 +91,20 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", mode="before")
+    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "protected_paths",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("protected_paths")
+    @classmethod
+    def _check_protected_paths(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if ".." in pattern.split("/") or "\\" in pattern:
+                raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
         return value
 
     @field_validator("github_repo")
