@@ -210,6 +210,25 @@ def redact_text(text: str, *, values: Sequence[str] = ()) -> str:
     return "".join(pieces)
 
 
+def redact_key_lines(line: str, inside: bool) -> tuple[str, bool]:
+    """Blank the lines of a private key printed over several lines; return the line and the new ``inside``.
+
+    ``inside`` says whether an earlier line opened a key block that is not closed yet. Feed
+    the lines of one stream in order; the BEGIN line itself is left to :func:`redact_text`.
+    """
+    if inside:
+        end = _PEM_END.search(line)
+        if end is None:
+            return REDACTED, True
+        line, inside = REDACTED + line[end.end():], False
+    last_begin = None
+    for last_begin in _PEM_BEGIN.finditer(line):  # noqa: B007 - the last one is wanted
+        pass
+    if last_begin is not None and _PEM_END.search(line, last_begin.end()) is None:
+        inside = True
+    return line, inside
+
+
 @dataclass(frozen=True)
 class Redactor:
     """A callable redacting one fixed set of configured values (and every pattern)."""

@@ -6,6 +6,9 @@ import json
 import re
 from typing import Any
 
+from agentz_app.logs import get_logger
+
+MAX_JSON_LINE = 1_000_000  # characters; agents' JSON events are far smaller, a huge line is skipped
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
 
 
@@ -58,16 +61,28 @@ def json_fence(value: Any) -> str:
     return "```json\n" + json.dumps(value, indent=2, sort_keys=False) + "\n```"
 
 
-def json_lines(stdout: str) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines event stream; other lines are skipped."""
+def json_lines(stdout: str, *, max_line: int = MAX_JSON_LINE) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines event stream; other lines are skipped.
+
+    A line longer than ``max_line`` characters is skipped with a warning in the log, as is
+    one nested too deeply to decode.
+    """
     events = []
-    for line in stdout.splitlines():
+    for line in stdout.split("\n"):
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                events.append(value)
+        if not line.startswith("{"):
+            continue
+        if len(line) > max_line:
+            get_logger(__name__).warning("agent output line too long to parse; skipped", chars=len(line),
+                                         limit=max_line, start=line[:80])
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        except RecursionError:
+            get_logger(__name__).warning("agent output line nested too deeply to parse; skipped", chars=len(line))
+            continue
+        if isinstance(value, dict):
+            events.append(value)
     return events
