@@ -86,3 +86,32 @@ def json_lines(stdout: str, *, max_line: int = MAX_JSON_LINE) -> list[dict[str, 
         if isinstance(value, dict):
             events.append(value)
     return events
+
+
+# What a tool result says when the sandbox or a permission rule refused it (as opposed to a
+# command that ran and failed, such as a failing test). Bounded repetitions: linear time.
+_REFUSAL_RE = re.compile(
+    r"permission denied|operation not permitted|read-only file system|\bEACCES\b|\bEPERM\b|\bEROFS\b"
+    r"|\bbwrap:|\bseccomp\b|\bsandbox(?:ed|ing)?\b[^\n]{0,60}?\b(?:denied|refused|blocked|not allowed|violation|"
+    r"prevented|restrict)|\b(?:denied|refused|blocked|not allowed|prevented)\b[^\n]{0,60}?\bsandbox"
+    r"|rejected permission|prevents you from using this specific tool",
+    re.I,
+)
+MAX_ERROR_DETAIL = 2000
+
+
+def refusal_reason(text: str) -> str | None:
+    """The line of ``text`` showing a sandbox or permission refusal, shortened, or None."""
+    match = _REFUSAL_RE.search(text)
+    if match is None:
+        return None
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    line = text[start : end if end >= 0 else len(text)].strip()
+    return line[:MAX_ERROR_DETAIL]
+
+
+def shorten(text: str, limit: int = MAX_ERROR_DETAIL) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
