@@ -25,8 +25,14 @@ _SECRET_KEYS = re.compile(r"(token|secret|password|private_key|authorization|jwt
 _MAX_DEPTH = 8
 
 
-def redact_value(value: Any, redact: Callable[[str], str] = redact_text, *, depth: int = 0) -> Any:
-    """``value`` with secrets redacted from every string in it (dicts and lists included)."""
+def redact_value(
+    value: Any, redact: Callable[[str], str] = redact_text, *, by_key: bool = False, depth: int = 0
+) -> Any:
+    """``value`` with secrets redacted from every string in it (dicts and lists included).
+
+    With ``by_key``, a value under a key that looks secret (``token``, ``password``, ...) is
+    replaced whole. Numbers, booleans and None are kept; other objects become redacted text.
+    """
     if isinstance(value, str):
         return redact(value)
     if value is None or isinstance(value, bool | int | float):
@@ -34,10 +40,10 @@ def redact_value(value: Any, redact: Callable[[str], str] = redact_text, *, dept
     if depth >= _MAX_DEPTH:
         return redact(str(value))
     if isinstance(value, dict):
-        return {key: (REDACTED if isinstance(key, str) and _SECRET_KEYS.search(key) and item is not None
-                      else redact_value(item, redact, depth=depth + 1)) for key, item in value.items()}
+        return {key: (REDACTED if by_key and isinstance(key, str) and _SECRET_KEYS.search(key) and item is not None
+                      else redact_value(item, redact, by_key=by_key, depth=depth + 1)) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [redact_value(item, redact, depth=depth + 1) for item in value]
+        return [redact_value(item, redact, by_key=by_key, depth=depth + 1) for item in value]
     return redact(str(value))
 
 
@@ -49,7 +55,7 @@ def _redactor(values: Sequence[str]) -> Callable[[Any, str, MutableMapping[str, 
             if _SECRET_KEYS.search(key) and value is not None:
                 event_dict[key] = REDACTED
             else:
-                event_dict[key] = redact_value(value, redact)
+                event_dict[key] = redact_value(value, redact, by_key=True)
         return event_dict
 
     return processor
