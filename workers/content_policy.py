@@ -131,8 +131,11 @@ def _secret_violations(path: str, content: bytes, values: Sequence[str]) -> list
         return []
     found: list[Violation] = []
     seen: set[tuple[str, int]] = set()
-    line, counted = 1, 0
+    line, counted, covered = 1, 0, 0
     for match in matches:  # in text order: count the newlines between matches once, linear overall
+        if match.end <= covered:
+            continue  # inside a secret already reported (a configured value that is also a token)
+        covered = match.end
         line += text.count("\n", counted, match.start)
         counted = match.start
         if (match.description, line) in seen:
