@@ -89,8 +89,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
                   re.compile(rf"(?<![{_KEY_CHARS}])sk-ant-[{_KEY_CHARS}]{{20,}}")),
     SecretPattern("openai_key", "an OpenAI project key (sk-proj-…)",
                   re.compile(rf"(?<![{_KEY_CHARS}])sk-proj-[{_KEY_CHARS}]{{20,}}")),
-    SecretPattern("api_key", "an API key (sk-…)", re.compile(rf"(?<![{_KEY_CHARS}])sk-(?!ant-|proj-)[{_KEY_CHARS}]{{32,}}"),
-                  accept=_looks_random),
+    SecretPattern("api_key", "an API key (sk-…)",
+                  re.compile(rf"(?<![{_KEY_CHARS}])sk-(?!ant-|proj-)[{_KEY_CHARS}]{{32,}}"), accept=_looks_random),
     SecretPattern("aws_access_key_id", "an AWS access key id",
                   re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")),
     SecretPattern("aws_secret_key", "an AWS secret access key", re.compile(

@@ -62,7 +62,7 @@ def test_a_private_key_without_its_end_line_is_redacted_to_the_end_of_its_body()
 def test_private_key_lines_printed_one_by_one_are_blanked() -> None:
     inside = False
     logged = []
-    for line in samples.rsa_pem().splitlines() + ["done"]:
+    for line in [*samples.rsa_pem().splitlines(), "done"]:
         line, inside = redact_key_lines(line, inside)
         logged.append(redact_text(line))
     assert logged[-1] == "done"
