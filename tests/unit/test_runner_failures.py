@@ -38,6 +38,8 @@ def test_codex_failed_file_change_is_an_error_even_with_exit_zero() -> None:
     assert not result.ok and result.exit_code == 1
     assert result.error == ("codex tool call failed: a file change could not be applied (failed): "
                             "/work/.git/hooks/pre-commit")
+    stderr = "ERROR codex_core::tools::router: error=Exit code: 1\nOutput:\nFailed to write file /work/.git/hooks/x\n"
+    assert (parse_codex(stdout, stderr, 0).error or "").endswith("Failed to write file /work/.git/hooks/x]")
 
 
 def test_codex_command_refused_by_the_sandbox_carries_its_output() -> None:

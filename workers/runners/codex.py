@@ -143,7 +143,8 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
         failed = True
         reasons = [why for why, _ in tool_failures]
         more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
-        error = f"codex tool call failed: {'; '.join(reasons[:3])}{more}"
+        logged = stderr_tail(stderr)  # Codex logs the tool's own error ("Failed to write file ...") there
+        error = f"codex tool call failed: {'; '.join(reasons[:3])}{more}" + (f" [stderr: {logged}]" if logged else "")
     return RunnerResult(exit_code=exit_code if not failed or exit_code else 1, session_id=thread_id, text=text,
                         json=extract_json(text), tokens=tokens, error=error)
 
