@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     scripted_agent_file: Path | None = None
     agent_timeout_seconds: float = Field(default=1800.0, gt=0)
     max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+    allow_workflow_changes: bool = False
+    max_file_bytes: int = Field(default=5_000_000, gt=0)
+    protected_paths: CommaList = Field(default_factory=list)
 
     max_parallel_tasks: int = Field(default=2, ge=1)
     max_parallel_per_repo: int | None = Field(default=None, ge=1)
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "trusted_bots",
-                     mode="before")
+                     "protected_paths", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -129,6 +132,14 @@ class Settings(BaseSettings):
             if not _LOGIN_RE.match(login):
                 raise ValueError(f"{login!r} is not a GitHub login such as dependabot[bot]")
         return [login.lower() for login in value]
+
+    @field_validator("protected_paths")
+    @classmethod
+    def _check_protected_paths(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if ".." in pattern.split("/") or "\\" in pattern:
+                raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
+        return value
 
     @field_validator("github_repo")
     @classmethod
