@@ -6,14 +6,15 @@ from pathlib import Path
 
 from agentz_app.config import Settings
 from agentz_app.logs import configure_logging
+from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Settings from env/.env with logging configured to match."""
+    """Settings from env/.env with logging configured to match (and to redact the configured secrets)."""
     settings = Settings.load(env_file)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, secret_values=configured_secret_values(settings))
     return settings
 
 

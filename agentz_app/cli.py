@@ -268,6 +268,7 @@ def runs() -> None:
 def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Show runs, newest first."""
     from agentz_app.run_views import run_record, runs_table
+    from agentz_app.secrets import configured_secret_values
     from agentz_app.store.models import now
     from agentz_app.store.states import Status
 
@@ -276,10 +277,11 @@ def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json
         raise click.BadParameter(f"unknown status {', '.join(unknown)}", param_hint="--status")
     with _run_queue(ctx) as queue:
         found = queue.list_runs(statuses=statuses or None, limit=limit)
+    secrets = configured_secret_values(_settings(ctx))
     if as_json:
-        _echo_json([run_record(run) for run in found])
+        _echo_json([run_record(run, secret_values=secrets) for run in found])
     else:
-        click.echo(runs_table(found, now()))
+        click.echo(runs_table(found, now(), secret_values=secrets))
 
 
 @runs.command("inspect")
@@ -289,16 +291,19 @@ def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json
 def runs_inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run's plan, state, claims and event timeline."""
     from agentz_app.run_views import event_record, render_inspect, run_record
+    from agentz_app.secrets import configured_secret_values
     from agentz_app.store.models import now
 
     with _run_queue(ctx) as queue:
         run = queue.find(run_id)
         events = queue.events(run.id)
         claims = queue.claims_of(run.id)
+    secrets = configured_secret_values(_settings(ctx))
     if as_json:
-        _echo_json({"run": run_record(run), "claims": claims, "events": [event_record(e) for e in events]})
+        _echo_json({"run": run_record(run, secret_values=secrets), "claims": claims,
+                    "events": [event_record(e, secret_values=secrets) for e in events]})
     else:
-        click.echo(render_inspect(run, events, claims, now()))
+        click.echo(render_inspect(run, events, claims, now(), secret_values=secrets))
 
 
 @runs.command("resume")

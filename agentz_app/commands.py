@@ -1,17 +1,20 @@
-"""Slash commands in issue and pull-request comments, with permission checks.
+"""Slash commands in issue and pull-request comments, with the permission rule.
 
 ``/agent-z run|cancel|retry|status|plan`` is recognised on the first line or on any
 line that starts with it (case-insensitive); fenced code, inline code and quoted
-lines are ignored. Only users whose repository permission is write, maintain or
-admin may command; anyone else gets one polite reply and nothing runs.
+lines are ignored. Only people who pass the permission rule
+(:mod:`agentz_app.ingress.permissions`: write, maintain or admin, or a bot listed in
+``TRUSTED_BOTS``) may command. Anyone else gets at most one polite reply per issue per
+hour (:data:`REFUSAL_REPLY_SECONDS`, remembered in ``refusal_replies``) and nothing runs.
 
-Permission answers are cached for :data:`PERMISSION_TTL_SECONDS` in the ``kv`` table
-(key ``permission:<repo>:<login>``), so a burst of commands costs one request and
-every process sees a revoked permission within a minute.
+A command is handled once per comment and command line (``command_executions``): a
+redelivery, or an edit that keeps the command, repeats nothing; an edit that adds a
+new command runs it once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,19 +23,26 @@ from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError
+from agentz_app.ingress.permissions import (
+    Actor,
+    Clock,
+    Decision,
+    Permission,
+    TrustPolicy,
+    check_actor,
+)
 from agentz_app.logs import get_logger
 from agentz_app.scheduling.deps import strip_code_and_quotes
+from agentz_app.store import trust
 from agentz_app.store.db import Database
-from agentz_app.store.models import IssueSnapshot, KeyValue, PullSnapshot, Run, now
+from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import LIVE, RETRYABLE, Status
 
 log = get_logger(__name__)
 
 COMMANDS = ("run", "cancel", "retry", "status", "plan")
-WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-PERMISSION_TTL_SECONDS = 60.0
-PERMISSION_PREFIX = "permission:"
+REFUSAL_REPLY_SECONDS = 3600.0
 OWN_BRANCH = re.compile(r"^agent-z/issue-(\d+)(?:-|$)")
 
 _COMMAND_LINE = re.compile(r"^\s*/agent-z(?![\w-])(?:\s+(?P<name>\S+))?(?P<args>.*)$", re.IGNORECASE)
@@ -58,41 +68,31 @@ def parse_command(body: str) -> Command | None:
     return None
 
 
-def is_own_or_bot(comment: dict[str, Any], settings: Settings) -> bool:
-    """True for comments by our App or by any bot: they never command (no loops)."""
+def command_key(command: Command) -> str:
+    """A stable hash of what a command asks for (name and arguments, whitespace-normalised)."""
+    line = " ".join([command.name, *command.args.lower().split()])
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+def same_command(first: Command | None, second: Command | None) -> bool:
+    """True when both are commands asking for the same thing."""
+    return first is not None and second is not None and command_key(first) == command_key(second)
+
+
+def ignores_commenter(comment: dict[str, Any], settings: Settings) -> bool:
+    """True for comments that never command and get no reply: our App's own (no loops), and
+    any bot not listed in ``TRUSTED_BOTS``."""
     app = comment.get("performed_via_github_app") or {}
     if settings.github_app_id is not None and isinstance(app, dict) and app.get("id") == settings.github_app_id:
         return True
-    user = comment.get("user") or {}
-    login = str(user.get("login", "")).lower()
-    return login == f"{settings.github_app_slug}[bot]".lower() or user.get("type") == "Bot" or login.endswith("[bot]")
+    actor = Actor.from_user(comment.get("user"))
+    policy = TrustPolicy.from_settings(settings)
+    return policy.is_own(actor) or (actor.bot and actor.login.lower() not in policy.trusted_bots)
 
 
 def can_write(answer: dict[str, Any]) -> bool:
     """True when a collaborator-permission answer grants write, maintain or admin."""
-    return answer.get("role_name") in WRITE_PERMISSIONS or answer.get("permission") in WRITE_PERMISSIONS
-
-
-async def fetch_permission(gh: Any, db: Database, repo: str, user: str, *, ttl: float = PERMISSION_TTL_SECONDS
-                           ) -> dict[str, Any]:
-    """The user's permission on ``repo`` (``permission``, ``role_name``), cached in ``kv``."""
-    key = f"{PERMISSION_PREFIX}{repo}:{user.lower()}"
-    with db.read() as session:
-        row = session.get(KeyValue, key)
-        if row is not None and now() - float(row.value.get("at", 0.0)) < ttl:
-            return dict(row.value)
-    answer = await gh.getitem(f"/repos/{repo}/collaborators/{user}/permission")
-    if not isinstance(answer, dict):
-        raise AgentZError(f"unreadable permission answer for {user} on {repo}")
-    value = {"permission": answer.get("permission"), "role_name": answer.get("role_name"), "at": now()}
-    with db.begin() as session:
-        row = session.get(KeyValue, key)
-        if row is None:
-            session.add(KeyValue(key=key, value=value, updated_at=now()))
-        else:
-            row.value = value
-            row.updated_at = now()
-    return value
+    return Permission.from_answer(answer).grants_write
 
 
 @dataclass(frozen=True)
@@ -237,26 +237,61 @@ async def handle_comment_command(
     *,
     target: CommandTarget,
     command: Command,
-    user: str,
+    actor: Actor,
+    comment_id: int | None = None,
+    decision: Decision | None = None,
+    clock: Clock = now,
 ) -> CommandOutcome:
-    """Check the commenter's permission, execute, reply when useful, record an event."""
-    if gh is None:
-        outcome = CommandOutcome(False, "GitHub is not configured; cannot verify the commenter's permission")
+    """Apply the permission rule, execute once per comment and command, reply when useful, record an event."""
+    user = actor.login
+    key = command_key(command)
+    if comment_id is not None and not trust.claim_command(
+        db, comment_id=comment_id, command_hash=key, repo=target.repo, issue_number=target.issue_number,
+        login=user, at=clock(),
+    ):
+        outcome = CommandOutcome(False, "already handled")
         queue.add_event(None, "command", command=command.name, user=user, repo=target.repo,
                         issue=target.issue_number, accepted=False, reason=outcome.message)
         return outcome
-    answer = await fetch_permission(gh, db, target.repo, user)
-    if not can_write(answer):
-        outcome = CommandOutcome(False, refusal_text(user, answer.get("role_name") or answer.get("permission")))
+    try:
+        outcome, decision = await _decide_and_execute(gh, db, settings, queue, target=target, command=command,
+                                                      actor=actor, decision=decision, clock=clock)
+    except BaseException:
+        if comment_id is not None:  # let a redelivery of this delivery try again
+            trust.release_command(db, comment_id=comment_id, command_hash=key)
+        raise
+    if decision.lookup_failed and comment_id is not None:  # refused for now; a redelivery may ask again
+        trust.release_command(db, comment_id=comment_id, command_hash=key)
+    return outcome
+
+
+async def _decide_and_execute(
+    gh: Any, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget, command: Command,
+    actor: Actor, decision: Decision | None, clock: Clock,
+) -> tuple[CommandOutcome, Decision]:
+    user = actor.login
+    if decision is None:
+        decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
+    reply = False
+    if decision.lookup_failed:
+        # Nothing is known: refuse without telling anyone they lack access.
+        outcome = CommandOutcome(False, f"cannot verify @{user}'s permission: {decision.reason}")
+    elif not decision.allowed:
+        held = decision.permission.name if decision.permission is not None else None
+        outcome = CommandOutcome(False, refusal_text(user, held))
+        reply = trust.claim_refusal_reply(db, repo=target.repo, issue_number=target.issue_number, login=user,
+                                          at=clock(), window=REFUSAL_REPLY_SECONDS)
     else:
         try:
             outcome = execute(queue, db, target, command, user)
         except AgentZError as exc:
             outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
+        reply = needs_reply(command, outcome)
     queue.add_event(outcome.run_id, "command", command=command.name, user=user, repo=target.repo,
-                    issue=target.issue_number, accepted=outcome.accepted, reason=outcome.message)
-    if needs_reply(command, outcome):
+                    issue=target.issue_number, accepted=outcome.accepted, reason=outcome.message,
+                    permission=decision.reason, replied=reply)
+    if reply and gh is not None:
         await gh.post(target.comments_url, data={"body": outcome.message})
     log.info("command handled", command=command.name, user=user, repo=target.repo, issue=target.issue_number,
-             accepted=outcome.accepted)
-    return outcome
+             accepted=outcome.accepted, permission=decision.reason)
+    return outcome, decision

@@ -23,6 +23,7 @@ Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 
 # Variables whose values must never reach an agent subprocess or a log line.
 SECRET_VARIABLES = (
@@ -68,7 +69,9 @@ class Settings(BaseSettings):
     agent_network_allow: CommaList = Field(default_factory=list)
     agent_sandbox_paths: CommaList = Field(default_factory=list)
     max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+    allow_workflow_changes: bool = False
     max_file_bytes: int = Field(default=5_000_000, gt=0)
+    protected_paths: CommaList = Field(default_factory=list)
 
     max_parallel_tasks: int = Field(default=2, ge=1)
     max_parallel_per_repo: int | None = Field(default=None, ge=1)
@@ -80,6 +83,8 @@ class Settings(BaseSettings):
     scheduler_debounce_seconds: float = Field(default=2.0, ge=0)
     trigger_label: str = Field(default="agent-z", min_length=1)
     foreign_pr_policy: Literal["adopt", "cancel"] = "adopt"
+    trusted_bots: CommaList = Field(default_factory=list)
+    scheduler_trust: Literal["maintainers", "anyone"] = "maintainers"
 
     github_retry_attempts: int = Field(default=3, ge=1, le=20)
     max_review_rounds: int = Field(default=5, ge=1, le=50)
@@ -104,8 +109,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "agent_network_allow",
-                     "agent_sandbox_paths", mode="before")
+    @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "trusted_bots",
+                     "protected_paths", "agent_network_allow", "agent_sandbox_paths", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -143,6 +148,22 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{part!r} is not a CIDR network such as 192.30.252.0/22 ({exc})") from None
         return networks
+
+    @field_validator("trusted_bots")
+    @classmethod
+    def _check_bot_logins(cls, value: list[str]) -> list[str]:
+        for login in value:
+            if not _LOGIN_RE.match(login):
+                raise ValueError(f"{login!r} is not a GitHub login such as dependabot[bot]")
+        return [login.lower() for login in value]
+
+    @field_validator("protected_paths")
+    @classmethod
+    def _check_protected_paths(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if ".." in pattern.split("/") or "\\" in pattern:
+                raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
+        return value
 
     @field_validator("github_repo")
     @classmethod

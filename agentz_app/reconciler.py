@@ -1,7 +1,8 @@
 """The reconciler: recover lost leases, complete merged runs, adopt foreign PRs, wake deferred runs.
 
 :func:`reconcile_once` is pure database work (it never calls GitHub; PR facts come
-from the ``pulls`` snapshot table kept fresh by webhooks and resync). Every action
+from the ``pulls`` snapshot table kept fresh by webhooks and resync, PR authors'
+permissions from ``actor_permissions``, resolved when the PR's webhook was processed). Every action
 is one guarded status change that appends an event, so two reconcilers racing each
 other, or a worker heartbeating at the same moment, never undo each other's work.
 """
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
 from agentz_app.errors import IllegalTransition, LeaseLost
+from agentz_app.ingress.permissions import Actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot, Run, now
@@ -172,17 +175,22 @@ class _Pass:
             self.report.merged.append(run.id)
 
     def handle_foreign_pulls(self) -> None:
-        """Adopt, or cancel for, open PRs by someone else that link a live run's issue."""
+        """Adopt, or cancel for, open PRs by someone else that link a live run's issue.
+
+        Only pull requests whose author may steer count; anyone else's are left alone.
+        """
         runs = [r for r in self.queue.list_runs(statuses=LIVE, limit=100_000) if r.pr_number is None]
         if not runs:
             return
         with self.db.read() as session:
-            pulls = session.scalars(
+            candidates = session.scalars(
                 select(PullSnapshot).where(
                     PullSnapshot.repo.in_({r.repo for r in runs}), PullSnapshot.state == "open",
                     PullSnapshot.merged.is_(False),
                 ).order_by(PullSnapshot.number)
             ).all()
+            linking = [p for p in candidates if any(links_issue(p, r) for r in runs)]
+            pulls = [p for p in linking if self._author_may_steer(session, p)]
         for run in runs:
             pull = next((p for p in pulls if links_issue(p, run)), None)
             if pull is None:
@@ -199,6 +207,14 @@ class _Pass:
                     self.report.cancelled.append(run.id)
             except (LeaseLost, IllegalTransition):
                 continue
+
+    def _author_may_steer(self, session: Session, pull: PullSnapshot) -> bool:
+        # The author's permission was stored when the pull request's webhook was processed.
+        decision = stored_decision(session, self.settings, pull.repo, Actor.from_login(pull.author or ""))
+        if not decision.allowed:
+            self.log.debug("pull request not adopted", repo=pull.repo, number=pull.number, author=pull.author,
+                           reason=decision.reason)
+        return decision.allowed
 
     def recover_leases(self) -> None:
         """Recover runs whose lease expired or whose owner died on this host."""

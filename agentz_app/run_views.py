@@ -1,4 +1,8 @@
-"""Pure rendering of runs for the command line: table rows, detail records, timelines."""
+"""Pure rendering of runs for the command line: table rows, detail records, timelines.
+
+Stored text (errors, plans, event payloads) came partly from agents: every view is redacted
+(secrets recognised by shape, plus the ``secret_values`` passed in).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from agentz_app.logs import redact_value
+from agentz_app.secrets import Redactor
 from agentz_app.store.models import Event, Run
 
 COLUMNS = ("id", "issue", "status", "stage", "lease", "age", "pr", "error")
@@ -42,9 +48,9 @@ def _one_line(text: str | None, width: int = _ERROR_WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def run_row(run: Run, now: float) -> dict[str, str]:
-    """One table row for ``runs list``."""
-    return {
+def run_row(run: Run, now: float, *, secret_values: Sequence[str] = ()) -> dict[str, str]:
+    """One table row for ``runs list``, redacted."""
+    row = {
         "id": run.id,
         "issue": f"{run.repo}#{run.issue_number}",
         "status": run.status,
@@ -54,6 +60,8 @@ def run_row(run: Run, now: float) -> dict[str, str]:
         "pr": f"#{run.pr_number}" if run.pr_number is not None else "",
         "error": _one_line(run.error),
     }
+    redact = Redactor(tuple(secret_values))
+    return {key: redact(value) for key, value in row.items()}
 
 
 def render_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMNS) -> str:
@@ -64,24 +72,28 @@ def render_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMN
     return "\n".join(lines)
 
 
-def runs_table(runs: Sequence[Run], now: float) -> str:
-    """The ``runs list`` table, or a short note when there are no runs."""
+def runs_table(runs: Sequence[Run], now: float, *, secret_values: Sequence[str] = ()) -> str:
+    """The ``runs list`` table, redacted, or a short note when there are no runs."""
     if not runs:
         return "no runs"
-    return render_table([run_row(run, now) for run in runs])
+    return render_table([run_row(run, now, secret_values=secret_values) for run in runs])
 
 
-def run_record(run: Run) -> dict[str, Any]:
-    """Every column of a run as JSON-ready data."""
-    return {column: getattr(run, column) for column in (c.key for c in Run.__table__.columns)}
+def run_record(run: Run, *, secret_values: Sequence[str] = ()) -> dict[str, Any]:
+    """Every column of a run as JSON-ready, redacted data."""
+    record = {column: getattr(run, column) for column in (c.key for c in Run.__table__.columns)}
+    redacted: dict[str, Any] = redact_value(record, Redactor(tuple(secret_values)))
+    return redacted
 
 
-def event_record(event: Event) -> dict[str, Any]:
-    """An event as JSON-ready data."""
-    return {
+def event_record(event: Event, *, secret_values: Sequence[str] = ()) -> dict[str, Any]:
+    """An event as JSON-ready, redacted data."""
+    record = {
         "id": event.id, "at": event.created_at, "kind": event.kind, "from": event.from_status,
         "to": event.to_status, "payload": event.payload,
     }
+    redacted: dict[str, Any] = redact_value(record, Redactor(tuple(secret_values)))
+    return redacted
 
 
 def format_timestamp(epoch: float) -> str:
@@ -99,8 +111,10 @@ def format_timeline(events: Sequence[Event]) -> str:
     return "\n".join(lines)
 
 
-def render_inspect(run: Run, events: Sequence[Event], claims: Sequence[str], now: float) -> str:
-    """The ``runs inspect`` text: state, plan, claims and the event timeline."""
+def render_inspect(
+    run: Run, events: Sequence[Event], claims: Sequence[str], now: float, *, secret_values: Sequence[str] = ()
+) -> str:
+    """The ``runs inspect`` text, redacted: state, plan, claims and the event timeline."""
     plan = run.plan or {}
     lines = [
         f"run {run.id}  {run.repo}#{run.issue_number}  {run.title}".rstrip(),
@@ -125,4 +139,4 @@ def render_inspect(run: Run, events: Sequence[Event], claims: Sequence[str], now
     lines.append("events:")
     timeline = format_timeline(events)
     lines += ["  " + line for line in timeline.splitlines()] if timeline else ["  (none)"]
-    return "\n".join(lines)
+    return Redactor(tuple(secret_values))("\n".join(lines))

@@ -42,6 +42,7 @@ from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.logs import configure_logging, get_logger, redact_text
+from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
 from agentz_app.store.models import KeyValue, Process, now
 
@@ -517,7 +518,8 @@ def run_serve(
     if tui:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_file = (settings.logs_dir / "supervisor.log").open("a")
-        configure_logging("json", settings.log_level, stream=log_file)
+        configure_logging("json", settings.log_level, stream=log_file,
+                          secret_values=configured_secret_values(settings))
     supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line)
     dashboard = None
     if tui:

@@ -23,6 +23,7 @@ from agentz_app.errors import GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import check_run_payload, chunks
 from agentz_app.reporting.comments import StatusView, marker_run_id, render_status_comment
+from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
 from agentz_app.store.models import KeyValue, Run, SideEffect, now
 from workers.gitops import git_out
@@ -63,6 +64,8 @@ class Coordinator:
         self.db = db
         self.settings = settings
         self.worktrees = worktrees or Worktrees(settings)
+        # Everything this coordinator writes to GitHub is redacted of these exact values too.
+        self.secret_values = configured_secret_values(settings)
 
     # Bookkeeping ---------------------------------------------------------
 
@@ -172,6 +175,7 @@ class Coordinator:
         payload = check_run_payload(
             run.id, report.stage, head_sha=head_sha, status=report.status, conclusion=report.conclusion,
             title=report.title, summary=report.summary, text=report.text, notes=report.notes,
+            secret_values=self.secret_values,
         )
         key = f"check:{report.stage}:{head_sha}"
         digest = _digest((payload, list(report.notes)))
@@ -206,7 +210,7 @@ class Coordinator:
 
     async def status_comment(self, run: Run, view: StatusView) -> int:
         """Create the run's status comment once, then edit it in place when its text changes."""
-        body = render_status_comment(view)
+        body = render_status_comment(view, secret_values=self.secret_values)
         digest = _digest(body)
         comment_id = run.status_comment_id or self.effect(run.id, "status_comment") or await self._find_comment(run)
         if comment_id is not None and self._rendered(run.id, "status_comment") == digest:
@@ -260,7 +264,7 @@ class Coordinator:
 
 
 def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[str] = ()) -> StatusView:
-    """The status comment view of a run as stored."""
+    """The status comment view of a run as stored (its recorded notes first)."""
     plan_md = None
     if run.plan:
         try:
@@ -271,5 +275,5 @@ def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[
         run_id=run.id, status=str(run.status), repo=run.repo, issue_number=run.issue_number, branch=run.branch,
         pr_number=run.pr_number, plan_markdown=plan_md, review_summary=review_summary,
         review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, cost_usd=run.cost_usd,
-        notes=tuple(notes),
+        notes=(*(run.notes or ()), *notes),
     )

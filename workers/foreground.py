@@ -57,7 +57,7 @@ async def run_loop(settings: Settings, db: Database, count: int, *, force: bool,
         github = GitHubApp(settings, http)
         while len(finished) < count:
             await refresh_repository(github, db, repo)
-            for report in await schedule_once(db, settings, runner, force=force, repos=[repo]):
+            for report in await schedule_once(db, settings, runner, force=force, repos=[repo], github=github):
                 echo(describe(report))
             run = _next_queued(db, repo, {done.id for done in finished})
             if run is None:

@@ -576,7 +576,8 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
     a.move(Status.SUBMITTING, stage="submitting" if first else "ci_submitting")
     run = a.run
     if run.head_sha is None:
-        message = commit_message(run.issue_number, issue.title or run.title, plan.summary)
+        message = commit_message(run.issue_number, issue.title or run.title, plan.summary,
+                                 secret_values=a.coordinator.secret_values)
     else:
         kind = "review feedback" if (run.feedback or {}).get("kind") == "review" else "CI failure"
         message = f"Address {kind} on #{run.issue_number} (round {run.ci_round})\n"
@@ -589,7 +590,7 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
     review_md = a.review.summary if a.review is not None else None
     pr = await a.coordinator.ensure_pull(
         run, title=f"Fix #{run.issue_number}: {issue.title or run.title}"[:250],
-        body=pr_body(run.issue_number, plan.summary, review_md, run.id),
+        body=pr_body(run.issue_number, plan.summary, review_md, run.id, secret_values=a.coordinator.secret_values),
     )
     # Point the checkpoint at what was pushed, so a resume elsewhere continues from this head.
     await a.deps.worktrees.point_checkpoint(run.id, run.repo, head)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.logs import get_logger
+from agentz_app.secrets import configured_secret_values
 from agentz_app.store import snapshots, states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Repository, Run
@@ -81,7 +82,7 @@ def build_deps(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     async def token(repo: str) -> str | None:
         return await app.installation_token(await installation(repo))
 
-    queue = RunQueue(db, lease_seconds=settings.lease_seconds)
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds, secret_values=configured_secret_values(settings))
     return PipelineDeps(settings=settings, db=db, queue=queue, github=github,
                         worktrees=Worktrees(settings, token_provider=token), progress=progress)
 

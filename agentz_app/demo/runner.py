@@ -334,7 +334,7 @@ class Demo:
         self.hub.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
         issues = self.options.seeded()
         for issue in issues:
-            self.hub.create_issue(scenario.REPO, issue.title, issue.body, user=scenario.MAINTAINER,
+            self.hub.create_issue(scenario.REPO, issue.title, issue.body, user=issue.author,
                                   labels=list(issue.labels), assignees=list(issue.assignees))
         self.say(f"created {scenario.REPO} (its test suite fails) and {len(issues)} issues")
 

@@ -292,6 +292,11 @@ class FakeHub:
         """The bare repository path of ``full_name``."""
         return gitrepos.repo_path(self.root, self.state.repo(full_name)["full_name"])
 
+    def add_user(self, login: str) -> None:
+        """Make ``login`` a GitHub user (one who has not acted yet)."""
+        self.state.user(login)
+        self.changed()
+
     def set_permission(self, full_name: str, login: str, role: str) -> None:
         """Give ``login`` a role on a repository (admin, maintain, write, triage, read, none)."""
         try:
@@ -301,7 +306,15 @@ class FakeHub:
         self.changed()
 
     def permission_json(self, full_name: str, login: str) -> Record:
-        """The collaborator permission answer for ``login``."""
+        """The collaborator permission answer for ``login``, as GitHub gives it.
+
+        Anyone GitHub knows gets an answer (``read`` on a public repository when not a
+        collaborator, ``none`` on a private one); a login that is no user, such as an App's
+        ``name[bot]``, is a 404.
+        """
+        known = {name.lower() for name in self.state.data["users"]}
+        if login.lower().endswith("[bot]") or login.lower() not in known:
+            raise ApiError(404, "Not Found")
         role = self.state.permission(full_name, login)
         legacy = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}
         order = ["read", "triage", "write", "maintain", "admin"]

@@ -3,6 +3,8 @@
 A run in ``waiting_checks`` holds no lease. Results are matched by head SHA (fork
 PRs carry no ``pull_requests``); once every check that is not Agent-Z's own is
 complete, the run is done or goes back to a worker with the failures as feedback.
+Reviews, their inline comments and check-run buttons steer a run only when their
+author passes the permission rule (:mod:`agentz_app.ingress.permissions`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import select
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.ingress.checks import check_run_fields, check_suite_fields, status_fields
+from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Decision, check_actor
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
 from agentz_app.store import states
@@ -23,6 +26,8 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
+from agentz_app.store.trust import add_run_note
+from workers.coordinator import Coordinator, status_view
 from workers.pipeline import CISignal, PipelineDeps, finish_run, request_fix, settle_ci
 from workers.worktrees import Worktrees
 
@@ -104,10 +109,61 @@ def run_for_pull(db: Database, repo: str, number: int) -> Run | None:
         ).first()
 
 
+def _last_review_summary(queue: RunQueue, run_id: str) -> str | None:
+    for event in reversed(queue.events(run_id)):
+        review = event.payload.get("review") if event.kind == "review" else None
+        if isinstance(review, Mapping) and isinstance(review.get("summary"), str):
+            return str(review["summary"])
+    return None
+
+
+async def note_ignored_feedback(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
+                                actor: Actor, decision: Decision, kind: str) -> None:
+    """Record feedback that was not used, and show it once per person on the run's status comment."""
+    why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
+    queue.add_event(run.id, "feedback_ignored", source=kind, user=actor.login, reason=decision.reason)
+    log.info("feedback ignored", run_id=run.id, kind=kind, user=actor.login, reason=decision.reason)
+    noted = add_run_note(db, run.id, f"Ignored feedback from @{actor.login} ({why}).")
+    if noted is None or gh is None or noted.status not in (Status.WAITING_CHECKS, Status.DONE):
+        return  # a working run shows the note at its next status update
+    view = status_view(noted, review_summary=_last_review_summary(queue, run.id))
+    try:
+        await Coordinator(gh, db, settings).status_comment(noted, view)
+    except AgentZError as exc:
+        log.warning("status comment not updated", run_id=run.id, error=str(exc))
+
+
+async def _inline_comments(gh: Any, db: Database, settings: Settings, repo: str, number: int, review_id: Any,
+                           reviewer: Actor) -> tuple[list[dict[str, Any]], dict[Actor, Decision]]:
+    """The review's inline comments by people who may steer, and who was dropped (with why)."""
+    kept: list[dict[str, Any]] = []
+    decisions: dict[str, Decision] = {reviewer.login.lower(): Decision(True, "the reviewer")}
+    dropped: dict[Actor, Decision] = {}
+    url = f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100"
+    async for comment in gh.getiter(url):
+        author = Actor.from_user(comment.get("user"))
+        key = author.login.lower()
+        if key not in decisions:
+            decisions[key] = await check_actor(gh, db, settings, repo, author)
+        if not decisions[key].allowed:
+            dropped.setdefault(author, decisions[key])
+            continue
+        kept.append({
+            "author": author.login,
+            "path": comment.get("path"),
+            "line": comment.get("line") or comment.get("original_line"),
+            "body": comment.get("body", ""),
+        })
+    return kept, dropped
+
+
 @router.register("pull_request_review", action="submitted")
 async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
-    """Changes requested on a run's PR: back to a worker with the review and its inline comments."""
+    """Changes requested on a run's PR by someone who may steer: back to a worker with the review.
+
+    Reviews and inline comments by anyone else are not used: the run notes them instead.
+    """
     review = event.data.get("review") or {}
     if str(review.get("state", "")).lower() != "changes_requested":
         return
@@ -116,20 +172,21 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
     run = run_for_pull(db, repo, number)
     if run is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
         return
-    comments = []
+    reviewer = Actor.from_user(review.get("user"))
+    decision = await check_actor(gh, db, settings, repo, reviewer)
+    if not decision.allowed:
+        await note_ignored_feedback(gh, db, settings, queue, run, actor=reviewer, decision=decision, kind="review")
+        return
+    comments: list[dict[str, Any]] = []
     if review.get("id"):
-        url = f"/repos/{repo}/pulls/{number}/reviews/{review['id']}/comments?per_page=100"
-        async for comment in gh.getiter(url):
-            comments.append({
-                "author": (comment.get("user") or {}).get("login", ""),
-                "path": comment.get("path"),
-                "line": comment.get("line") or comment.get("original_line"),
-                "body": comment.get("body", ""),
-            })
+        comments, dropped = await _inline_comments(gh, db, settings, repo, number, review["id"], reviewer)
+        for author, refusal in dropped.items():
+            await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=refusal,
+                                        kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": str(review.get("body") or ""),
-        "reviewer": (review.get("user") or {}).get("login", ""),
+        "reviewer": reviewer.login,
         "comments": comments,
     }
     try:
@@ -170,16 +227,22 @@ def run_id_of_external(external_id: str) -> str | None:
 @router.register("check_run", action="requested_action")
 async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
-    """The Retry and Stop buttons on Agent-Z's check runs."""
+    """The Retry and Stop buttons on Agent-Z's check runs, obeyed only from someone who may steer."""
     check_run = event.data.get("check_run") or {}
     identifier = str((event.data.get("requested_action") or {}).get("identifier") or "")
     run_id = run_id_of_external(str(check_run.get("external_id") or ""))
     if run_id is None or identifier not in ("retry", "stop"):
         return
-    actor = str((event.data.get("sender") or {}).get("login") or "github")
+    sender = Actor.from_user(event.data.get("sender"))
+    actor = sender.login or "github"
     try:
         run = queue.get(run_id)
     except NotFound:
+        return
+    decision = await check_actor(gh, db, settings, run.repo, sender)
+    if not decision.allowed:
+        queue.add_event(run_id, "check_run_action_refused", action=identifier, actor=actor, reason=decision.reason)
+        log.info("check run action refused", run_id=run_id, action=identifier, user=actor, reason=decision.reason)
         return
     deps = _deps(gh, db, settings, queue)
     try:

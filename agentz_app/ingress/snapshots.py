@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError
+from agentz_app.ingress.permissions import Actor, check_actor
 from agentz_app.scheduling.deps import parse_dependencies
 from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots as store
@@ -38,6 +39,7 @@ ISSUE_ACTIONS_THAT_MATTER = frozenset(
     }
 )
 PULL_ACTIONS_THAT_MATTER = frozenset({"opened", "closed", "edited", "reopened"})
+PULL_ACTIONS_THAT_LINK = frozenset({"opened", "edited", "reopened"})
 
 
 class PayloadError(AgentZError):
@@ -173,7 +175,10 @@ async def on_issue_comment(event: sansio.Event, gh: Any, *, db: Database, settin
 
 @router.register("pull_request")
 async def on_pull_request(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
-    """Upsert the pull request; opening, closing and editing mark the repository dirty."""
+    """Upsert the pull request; opening, closing and editing mark the repository dirty.
+
+    When it links an issue, its author's permission is looked up for the reconciler.
+    """
     data = event.data
     action = data.get("action")
     pull = section(data, "pull_request")
@@ -183,6 +188,12 @@ async def on_pull_request(event: sansio.Event, gh: Any, *, db: Database, setting
         changed = store.upsert_pull(session, repo, pull)
         if changed and action in PULL_ACTIONS_THAT_MATTER and not acted_by_app(data, settings):
             mark_dirty(session, repo, reason=f"pull_request.{action} #{number}")
+    if action in PULL_ACTIONS_THAT_LINK and gh is not None and store.linked_issues(
+        _text(pull.get("title")), _text(pull.get("body")), repo
+    ):
+        # The reconciler adopts only pull requests whose author may steer; it never calls
+        # GitHub, so the author's permission is resolved (and stored) here.
+        await check_actor(gh, db, settings, repo, Actor.from_user(pull.get("user")))
 
 
 @router.register("pull_request_review")

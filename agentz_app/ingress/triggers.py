@@ -1,7 +1,11 @@
 """Webhook triggers: the ``TRIGGER_LABEL`` label and ``/agent-z`` comment commands.
 
-Handlers take ``(event, gh, *, db, settings, queue)``. Our own App's actions and
-any bot's comments are ignored, so Agent-Z never triggers itself.
+Handlers take ``(event, gh, *, db, settings, queue, clock)``. Every path applies the
+permission rule (:mod:`agentz_app.ingress.permissions`) to the person who acted: the
+label's ``sender`` (not the issue author), the comment's author. Our own App's actions
+and untrusted bots' comments are ignored without a reply, so Agent-Z never triggers
+itself and never answers another bot. Who added a scheduling label (an eligible label
+or the trigger label) is recorded for auto mode (``SCHEDULER_TRUST``).
 """
 
 from __future__ import annotations
@@ -11,16 +15,21 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from agentz_app.commands import (
+    Command,
     CommandTarget,
     handle_comment_command,
-    is_own_or_bot,
+    ignores_commenter,
     issue_for_pull,
     known_issue,
     parse_command,
+    same_command,
 )
 from agentz_app.config import Settings
+from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.logs import get_logger
+from agentz_app.store import trust
 from agentz_app.store.db import Database
+from agentz_app.store.models import now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 
@@ -39,31 +48,50 @@ def _sender_is_us(data: dict[str, Any], settings: Settings) -> bool:
     return str(sender.get("login", "")).lower() == f"{settings.github_app_slug}[bot]".lower()
 
 
+def scheduling_labels(settings: Settings) -> set[str]:
+    """Labels whose adder vouches for an issue in auto mode: the eligible labels and the trigger label."""
+    return {label.lower() for label in [*settings.scheduler_eligible_labels, settings.trigger_label]}
+
+
 @router.register("issues", action="labeled")
 async def issue_labeled(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, clock: Clock = now,
+    **_: Any,
 ) -> None:
-    """Enqueue an issue when a person adds the trigger label (unless a run already answered it)."""
+    """Record who added a scheduling label; enqueue the issue when someone who may steer adds the trigger label."""
     data = event.data
     label = str((data.get("label") or {}).get("name", ""))
-    if label.lower() != settings.trigger_label.lower() or _sender_is_us(data, settings):
+    if label.lower() not in scheduling_labels(settings) or _sender_is_us(data, settings):
         return
     issue = data["issue"]
     repo = data["repository"]["full_name"]
-    sender = str((data.get("sender") or {}).get("login", ""))
+    number = int(issue["number"])
+    actor = Actor.from_user(data.get("sender"))
+    sender = actor.login
+    is_trigger = label.lower() == settings.trigger_label.lower()
     if issue.get("state") != "open" or issue.get("pull_request"):
-        queue.add_event(None, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
-                        reason="issue is not open" if issue.get("state") != "open" else "pull request")
+        if is_trigger:
+            queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
+                            reason="issue is not open" if issue.get("state") != "open" else "pull request")
+        return
+    decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
+    trust.record_label(db, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
+    if not is_trigger:
+        return
+    if not decision.allowed:
+        queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
+                        reason=f"@{sender} may not steer Agent-Z: {decision.reason}")
+        log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=decision.reason)
         return
     updated_at = str(issue.get("updated_at") or "")
-    answered = queue.requested_since(repo, int(issue["number"]), updated_at)
+    answered = queue.requested_since(repo, number, updated_at)
     if answered is not None:
-        queue.add_event(answered.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
+        queue.add_event(answered.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
                         reason="already answered by this run")
         return
     run, created = queue.enqueue(
         repo,
-        int(issue["number"]),
+        number,
         installation_id=_installation_id(data),
         title=issue.get("title") or "",
         requested_by=sender or None,
@@ -71,9 +99,18 @@ async def issue_labeled(
         issue_updated_at=updated_at,
     )
     if not created:
-        queue.add_event(run.id, "trigger_label", repo=repo, issue=issue["number"], user=sender, accepted=False,
+        queue.add_event(run.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
                         reason=f"run already {run.status}")
-    log.info("trigger label", repo=repo, issue=issue["number"], run_id=run.id, created=created)
+    log.info("trigger label", repo=repo, issue=number, run_id=run.id, created=created)
+
+
+@router.register("issues", action="unlabeled")
+async def issue_unlabeled(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
+    """A scheduling label was removed: whoever added it no longer vouches for the issue."""
+    data = event.data
+    label = str((data.get("label") or {}).get("name", ""))
+    if label.lower() in scheduling_labels(settings):
+        trust.forget_label(db, data["repository"]["full_name"], int(data["issue"]["number"]), label)
 
 
 async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
@@ -84,44 +121,67 @@ async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
     return str(head.get("ref")) if isinstance(head, dict) and head.get("ref") else None
 
 
+def _edit_repeats_nothing(data: dict[str, Any], comment: dict[str, Any], command: Command) -> str | None:
+    """Why an edited comment's command must not run (None: it may)."""
+    sender = str((data.get("sender") or {}).get("login") or "").lower()
+    author = str((comment.get("user") or {}).get("login") or "").lower()
+    if not sender or sender != author:
+        return "comment edited by someone other than its author"
+    changes = data.get("changes") or {}
+    previous = (changes.get("body") or {}).get("from") if isinstance(changes, dict) else None
+    if isinstance(previous, str) and same_command(parse_command(previous), command):
+        return "the edit kept the same command"
+    return None
+
+
 @router.register("issue_comment", action="created")
-async def comment_created(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, **_: Any
+@router.register("issue_comment", action="edited")
+async def comment_command(
+    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, clock: Clock = now,
+    **_: Any,
 ) -> None:
-    """Carry out an ``/agent-z`` command from a person with write access.
+    """Carry out an ``/agent-z`` command, new or added by an edit, from someone who may steer.
 
     A ``run`` or ``plan`` that a run already answered (its webhook came late or was
-    processed twice) is dropped without a reply.
+    processed twice) is dropped without a reply. On a pull request that is not
+    Agent-Z's, only someone who may steer gets an explanation; others get nothing.
     """
     data = event.data
     comment = data.get("comment") or {}
-    if is_own_or_bot(comment, settings):
+    if ignores_commenter(comment, settings):
         return
     command = parse_command(str(comment.get("body") or ""))
     if command is None:
         return
     repo = data["repository"]["full_name"]
     issue = data["issue"]
-    user = str((comment.get("user") or {}).get("login", ""))
+    actor = Actor.from_user(comment.get("user"))
+    user = actor.login
     number = int(issue["number"])
+    comment_id = int(comment["id"]) if isinstance(comment.get("id"), int) else None
+    if data.get("action") == "edited":
+        skipped = _edit_repeats_nothing(data, comment, command)
+        if skipped is not None:
+            queue.add_event(None, "command", command=command.name, user=user, repo=repo, issue=number,
+                            accepted=False, reason=skipped)
+            return
     title = issue.get("title") or ""
     state = issue.get("state") or "open"
+    decision = None
     if issue.get("pull_request"):
         mapped = issue_for_pull(db, repo, number)
         if mapped is None:
-            mapped = issue_for_pull(db, repo, number, head_ref=await _pull_head_ref(gh, repo, number) or "")
+            decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
+            if decision.allowed:
+                mapped = issue_for_pull(db, repo, number, head_ref=await _pull_head_ref(gh, repo, number) or "")
         if mapped is None:
-            queue.add_event(None, "command", command=command.name, user=user, repo=repo, issue=number,
-                            accepted=False, reason="pull request is not one of Agent-Z's")
-            if gh is not None:
-                await gh.post(issue["comments_url"], data={
-                    "body": f"@{user} Agent-Z commands work on issues and on Agent-Z's own pull requests."
-                })
+            await _not_our_pull(gh, db, queue, data, command, actor, allowed=bool(decision and decision.allowed),
+                                comment_id=comment_id, clock=clock)
             return
         number = mapped
         title, state = known_issue(db, repo, number)
-    created_at = str(comment.get("created_at") or "")
-    answered = queue.requested_since(repo, number, created_at) if command.name in ("run", "plan") else None
+    requested_at = str(comment.get("updated_at" if data.get("action") == "edited" else "created_at") or "")
+    answered = queue.requested_since(repo, number, requested_at) if command.name in ("run", "plan") else None
     approving = command.name == "run" and answered is not None and answered.status == Status.AWAITING_APPROVAL
     if answered is not None and not approving:
         queue.add_event(answered.id, "command", command=command.name, user=user, repo=repo, issue=number,
@@ -134,6 +194,24 @@ async def comment_created(
         installation_id=_installation_id(data),
         comments_url=issue["comments_url"],
         state=state,
-        requested_at=max(created_at, str(issue.get("updated_at") or "")),
+        requested_at=max(requested_at, str(issue.get("updated_at") or "")),
     )
-    await handle_comment_command(gh, db, settings, queue, target=target, command=command, user=user)
+    await handle_comment_command(gh, db, settings, queue, target=target, command=command, actor=actor,
+                                 comment_id=comment_id, decision=decision, clock=clock)
+
+
+async def _not_our_pull(gh: Any, db: Database, queue: RunQueue, data: dict[str, Any], command: Command,
+                        actor: Actor, *, allowed: bool, comment_id: int | None, clock: Clock) -> None:
+    """A command on someone else's pull request: explain to a maintainer, once; stay silent to others."""
+    repo = data["repository"]["full_name"]
+    number = int(data["issue"]["number"])
+    reply = allowed and gh is not None and (comment_id is None or trust.claim_command(
+        db, comment_id=comment_id, command_hash="not-our-pull", repo=repo, issue_number=number,
+        login=actor.login, at=clock(),
+    ))
+    queue.add_event(None, "command", command=command.name, user=actor.login, repo=repo, issue=number,
+                    accepted=False, reason="pull request is not one of Agent-Z's", replied=reply)
+    if reply:
+        await gh.post(data["issue"]["comments_url"], data={
+            "body": f"@{actor.login} Agent-Z commands work on issues and on Agent-Z's own pull requests."
+        })

@@ -1,10 +1,16 @@
-"""Check Run payloads for each pipeline stage: pure rendering, no I/O."""
+"""Check Run payloads for each pipeline stage: pure rendering, no I/O.
+
+Everything shown is redacted (secrets recognised by shape, plus the ``secret_values``
+passed in: pass :func:`agentz_app.secrets.configured_secret_values`) before it is cut to
+GitHub's limits, so a cut never leaves part of a secret behind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from agentz_app.secrets import redact_text
 from workers.roles.prompts import plan_markdown
 from workers.roles.schemas import Finding, Plan, Review
 
@@ -72,12 +78,25 @@ def chunks(items: Sequence[dict[str, Any]], size: int = ANNOTATIONS_PER_REQUEST)
         yield list(items[start : start + size])
 
 
-def check_output(title: str, summary: str, text: str = "") -> dict[str, Any]:
-    """The ``output`` object with GitHub's size limits applied."""
-    output: dict[str, Any] = {"title": truncate(title, MAX_TITLE), "summary": truncate(summary or title)}
+def check_output(title: str, summary: str, text: str = "", *, secret_values: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``output`` object, redacted, with GitHub's size limits applied."""
+
+    def clean(value: str, limit: int) -> str:
+        return truncate(redact_text(value, values=secret_values), limit)
+
+    output: dict[str, Any] = {"title": clean(title, MAX_TITLE), "summary": clean(summary or title, MAX_SUMMARY)}
     if text:
-        output["text"] = truncate(text, MAX_TEXT)
+        output["text"] = clean(text, MAX_TEXT)
     return output
+
+
+def redact_annotation(note: dict[str, Any], *, secret_values: Sequence[str] = ()) -> dict[str, Any]:
+    """``note`` with secrets redacted from its path, title, message and raw details."""
+    clean = dict(note)
+    for key in ("path", "title", "message", "raw_details"):
+        if isinstance(clean.get(key), str):
+            clean[key] = redact_text(clean[key], values=secret_values)
+    return clean
 
 
 def check_run_payload(
@@ -92,15 +111,20 @@ def check_run_payload(
     text: str = "",
     details_url: str | None = None,
     notes: Sequence[dict[str, Any]] = (),
+    secret_values: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Body for creating (or, without ``name``/``head_sha``, patching) one stage's check run."""
+    """Body for creating (or, without ``name``/``head_sha``, patching) one stage's check run.
+
+    Title, summary, text and annotations are redacted (see the module docstring).
+    """
     if status not in ("queued", "in_progress", "completed"):
         raise ValueError(f"bad check status {status!r}")
     if (status == "completed") != (conclusion is not None):
         raise ValueError("a conclusion is required exactly when the check is completed")
-    output = check_output(title, summary, text)
+    output = check_output(title, summary, text, secret_values=secret_values)
     if notes:
-        output["annotations"] = list(notes)[:ANNOTATIONS_PER_REQUEST]
+        output["annotations"] = [redact_annotation(note, secret_values=secret_values)
+                                 for note in list(notes)[:ANNOTATIONS_PER_REQUEST]]
     payload: dict[str, Any] = {
         "name": check_name(stage),
         "head_sha": head_sha,

@@ -1,4 +1,8 @@
-"""The one status comment per run, found by a hidden marker and edited in place."""
+"""The one status comment per run, found by a hidden marker and edited in place.
+
+Comments, pull request bodies and commit messages are redacted (secrets recognised by shape,
+plus the ``secret_values`` passed in) before they are cut to size.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agentz_app.reporting.checks import truncate
+from agentz_app.secrets import redact_text
 
 MAX_COMMENT = 65_000
 _MARKER_RE = re.compile(r"<!-- agent-z:status run=([A-Za-z0-9_-]+) -->")
@@ -61,8 +66,8 @@ class StatusView:
     notes: Sequence[str] = field(default_factory=tuple)
 
 
-def render_status_comment(view: StatusView) -> str:
-    """The status comment's Markdown, deterministic for the same view."""
+def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()) -> str:
+    """The status comment's Markdown, redacted, deterministic for the same view."""
     lines = [status_marker(view.run_id), f"**Agent-Z** · {_HEADLINES.get(view.status, view.status)}", ""]
     facts = [f"run `{view.run_id}`"]
     if view.pr_number:
@@ -77,7 +82,8 @@ def render_status_comment(view: StatusView) -> str:
         facts.append(f"cost ${view.cost_usd:.2f}")
     lines.append(" · ".join(facts))
     if view.error:
-        lines += ["", f"> {truncate(view.error, 4000).replace(chr(10), chr(10) + '> ')}"]
+        error = truncate(redact_text(view.error, values=secret_values), 4000)
+        lines += ["", f"> {error.replace(chr(10), chr(10) + '> ')}"]
     for note in view.notes:
         lines += ["", note]
     if view.plan_markdown:
@@ -86,20 +92,22 @@ def render_status_comment(view: StatusView) -> str:
     if view.review_summary:
         lines += ["", "<details><summary>Review</summary>", "", view.review_summary, "", "</details>"]
     lines += ["", "<sub>Commands: `/agent-z status` · `/agent-z retry` · `/agent-z cancel`</sub>"]
-    return truncate("\n".join(lines), MAX_COMMENT)
+    return truncate(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
 
 
-def pr_body(issue_number: int, plan_summary: str, review_summary: str | None, run_id: str) -> str:
-    """The pull request description: closes the issue, plan and review summaries."""
+def pr_body(
+    issue_number: int, plan_summary: str, review_summary: str | None, run_id: str, *, secret_values: Sequence[str] = ()
+) -> str:
+    """The pull request description, redacted: closes the issue, plan and review summaries."""
     lines = [f"Closes #{issue_number}", "", "## Plan", "", plan_summary.strip() or "(no summary)"]
     if review_summary:
         lines += ["", "## Review", "", review_summary.strip()]
     lines += ["", f"<sub>Opened by Agent-Z, run `{run_id}`.</sub>"]
-    return truncate("\n".join(lines), MAX_COMMENT)
+    return truncate(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
 
 
-def commit_message(issue_number: int, title: str, plan_summary: str) -> str:
-    """``Fix #N: <title>`` followed by the plan summary."""
-    subject = f"Fix #{issue_number}: {' '.join(title.split())}"[:120]
-    body = plan_summary.strip()
+def commit_message(issue_number: int, title: str, plan_summary: str, *, secret_values: Sequence[str] = ()) -> str:
+    """``Fix #N: <title>`` followed by the plan summary, redacted."""
+    subject = f"Fix #{issue_number}: {' '.join(redact_text(title, values=secret_values).split())}"[:120]
+    body = redact_text(plan_summary, values=secret_values).strip()
     return f"{subject}\n\n{body}\n" if body else subject + "\n"

@@ -23,6 +23,7 @@ ASSIGNED = "assigned"
 BLOCK_LABEL = "block_label"
 SKIP_LABEL = "skip_label"
 NOT_ELIGIBLE = "not_eligible"
+UNTRUSTED_AUTHOR = "untrusted_author"
 OPEN_PR = "open_pr"
 DEPENDENCY = "dependency"
 STALE = "stale"
@@ -47,6 +48,9 @@ class IssueView:
     is_pull_request: bool = False
     updated_at: str = ""
     comments: tuple[str, ...] = ()
+    author: str = ""
+    author_trusted: bool = False  # the author passes the permission rule
+    trusted_labels: tuple[str, ...] = ()  # labels added by someone who passes it
 
     @property
     def ref(self) -> IssueRef:
@@ -91,6 +95,7 @@ class GateContext:
     dependency_states: Mapping[IssueRef, str] = field(default_factory=dict)
     open_pulls: Sequence[PullView] = ()
     snapshot_fresh: bool = True
+    trusted_only: bool = True  # SCHEDULER_TRUST=maintainers
 
     @classmethod
     def from_settings(cls, settings: Any, **values: Any) -> GateContext:
@@ -100,6 +105,7 @@ class GateContext:
             block_labels=tuple(settings.scheduler_block_labels),
             skip_labels=tuple(settings.skip_labels),
             trigger_label=settings.trigger_label,
+            trusted_only=settings.scheduler_trust == "maintainers",
             **values,
         )
 
@@ -138,6 +144,25 @@ def check_dependencies(issue: IssueView, states: Mapping[IssueRef, str]) -> Verd
     return None
 
 
+def check_trust(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> Verdict | None:
+    """A failing verdict when nobody who may steer stands behind the issue.
+
+    It passes when trust is not required, when a maintainer asked for it (``explicit``),
+    when its author may steer, or when someone who may steer added one of its current
+    eligible labels or the trigger label.
+    """
+    if not ctx.trusted_only or explicit or issue.author_trusted:
+        return None
+    vouching = {label.lower() for label in [*ctx.eligible_labels, ctx.trigger_label]}
+    current = {label.lower() for label in issue.labels}
+    if vouching & current & {label.lower() for label in issue.trusted_labels}:
+        return None
+    labels = ", ".join(dict.fromkeys([*ctx.eligible_labels, ctx.trigger_label]))
+    who = f"@{issue.author}" if issue.author else "an unknown author"
+    return _fail(UNTRUSTED_AUTHOR, f"opened by {who}, who may not steer Agent-Z; a maintainer can add "
+                                   f"one of the labels {labels}")
+
+
 def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> Verdict:
     """Run every gate on one issue; ``explicit`` means a maintainer asked for it."""
     if issue.is_pull_request:
@@ -160,9 +185,13 @@ def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> V
     label = issue.has_label(ctx.skip_labels)
     if label:
         return _fail(SKIP_LABEL, f"has label {label!r}")
-    explicit = explicit or issue.has_label([ctx.trigger_label]) is not None
-    if ctx.eligible_labels and not explicit and not issue.has_label(ctx.eligible_labels):
+    labelled = explicit or issue.has_label([ctx.trigger_label]) is not None
+    if ctx.eligible_labels and not labelled and not issue.has_label(ctx.eligible_labels):
         return _fail(NOT_ELIGIBLE, "lacks any of the labels " + ", ".join(ctx.eligible_labels))
+    # A label counts as trust only when someone who may steer added it, so `explicit` is the caller's word.
+    untrusted = check_trust(issue, ctx, explicit=explicit)
+    if untrusted is not None:
+        return untrusted
     for pull in ctx.open_pulls:
         if pull.state == "open" and pull.references(issue.ref):
             return _fail(OPEN_PR, f"open pull request #{pull.number} references it")

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
 from agentz_app.errors import InvalidAgentOutput, RunnerError
+from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.scheduling import gates
 from agentz_app.scheduling.agent import RankedIssue, Ranking, rank_candidates
@@ -34,6 +35,7 @@ from agentz_app.scheduling.deps import IssueRef, parse_dependencies
 from agentz_app.scheduling.fingerprint import candidate_fingerprint
 from agentz_app.scheduling.gates import GateContext, IssueView, PullView, Verdict
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
+from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueComment, IssueSnapshot, KeyValue, PullSnapshot, Repository, Run, now
 from agentz_app.store.runs import RunQueue
@@ -45,6 +47,9 @@ log = get_logger(__name__)
 RANKING_PREFIX = "scheduler:ranking:"
 RESYNC_PREFIX = "resync:"
 STALE_AFTER_INTERVALS = 2.0
+# An issue author's stored permission counts this long; then the next pass asks GitHub again.
+AUTHOR_PERMISSION_MAX_AGE_SECONDS = 6 * 3600.0
+MAX_AUTHOR_LOOKUPS_PER_PASS = 50
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,8 @@ def snapshot_fresh(session: Session, repo: str, settings: Settings, *, at: float
     return failed_at <= ok_at or at - ok_at <= STALE_AFTER_INTERVALS * settings.resync_interval_seconds
 
 
-def _issue_view(row: IssueSnapshot, comments: Sequence[str]) -> IssueView:
+def _issue_view(row: IssueSnapshot, comments: Sequence[str], *, author_trusted: bool = False,
+                trusted_labels: Sequence[str] = ()) -> IssueView:
     return IssueView(
         repo=row.repo,
         number=row.number,
@@ -139,7 +145,20 @@ def _issue_view(row: IssueSnapshot, comments: Sequence[str]) -> IssueView:
         is_pull_request=bool(row.is_pull_request),
         updated_at=row.updated_at or "",
         comments=tuple(comments),
+        author=row.author or "",
+        author_trusted=author_trusted,
+        trusted_labels=tuple(trusted_labels),
     )
+
+
+def trusted_authors(session: Session, settings: Settings, repo: str, authors: Iterable[str], *,
+                    at: float) -> set[str]:
+    """The (lower-case) authors whose stored permission passes the rule and is recent enough."""
+    return {
+        author.lower() for author in set(authors) if author and stored_decision(
+            session, settings, repo, Actor.from_login(author), max_age=AUTHOR_PERMISSION_MAX_AGE_SECONDS, at=at
+        ).allowed
+    }
 
 
 def _pull_view(row: PullSnapshot) -> PullView:
@@ -168,7 +187,13 @@ def load_repo_state(session: Session, repo: str, settings: Settings, *, live: di
         .order_by(IssueComment.id)
     ):
         comments[number].append(body or "")
-    issues = [_issue_view(row, comments.get(row.number, [])) for row in rows]
+    vouched = trust.trusted_labels(session, repo)
+    trusted = trusted_authors(session, settings, repo, [row.author for row in rows], at=now())
+    issues = [
+        _issue_view(row, comments.get(row.number, []), author_trusted=(row.author or "").lower() in trusted,
+                    trusted_labels=vouched.get(row.number, ()))
+        for row in rows
+    ]
     pulls = [
         _pull_view(row)
         for row in session.scalars(select(PullSnapshot).where(PullSnapshot.repo == repo, PullSnapshot.state == "open"))
@@ -278,9 +303,15 @@ class _Slots:
 
 
 async def schedule_once(
-    db: Database, settings: Settings, runner: Runner, *, force: bool = False, repos: Iterable[str] | None = None
+    db: Database, settings: Settings, runner: Runner, *, force: bool = False, repos: Iterable[str] | None = None,
+    github: Any | None = None,
 ) -> list[CandidateReport]:
-    """One scheduling pass over every repository (or ``repos``); returns each issue's outcome."""
+    """One scheduling pass over every repository (or ``repos``); returns each issue's outcome.
+
+    ``github`` (the App client factory) lets the pass look up the permission of issue
+    authors it does not know yet (``SCHEDULER_TRUST=maintainers``); without it, unknown
+    authors do not pass.
+    """
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
     with db.read() as session:
         live = live_runs(session)
@@ -292,7 +323,7 @@ async def schedule_once(
     slots = _Slots(settings.max_parallel_tasks - len(live), settings.per_repo_limit, dict(per_repo))
     reports: list[CandidateReport] = []
     for state in states:
-        reports += await _schedule_repo(db, settings, runner, queue, state, slots, force=force)
+        reports += await _schedule_repo(db, settings, runner, queue, state, slots, force=force, github=github)
     return reports
 
 
@@ -305,9 +336,13 @@ async def _schedule_repo(
     slots: _Slots,
     *,
     force: bool,
+    github: Any | None = None,
 ) -> list[CandidateReport]:
     repo = state.repo
-    results = gates.evaluate_all(state.issues, gate_context(settings, state))
+    ctx = gate_context(settings, state)
+    results = gates.evaluate_all(state.issues, ctx)
+    if github is not None and await _resolve_authors(github, db, settings, state, results):
+        results = gates.evaluate_all(state.issues, ctx)
     reports: dict[int, CandidateReport] = {}
     candidates: list[IssueView] = []
     for issue, verdict in results:
@@ -404,6 +439,36 @@ async def _schedule_repo(
     return sorted(reports.values(), key=lambda report: report.number)
 
 
+async def _resolve_authors(github: Any, db: Database, settings: Settings, state: RepoState,
+                           results: Sequence[tuple[IssueView, Verdict]]) -> bool:
+    """Ask GitHub for the permission of authors whose issues failed only for want of it.
+
+    Marks the issues of authors who pass in ``state``; True when any did. Stored answers
+    younger than AUTHOR_PERMISSION_MAX_AGE_SECONDS are reused, so a known outsider costs
+    no request; a failed look-up leaves the author untrusted.
+    """
+    if state.installation_id is None:
+        return False
+    policy = TrustPolicy.from_settings(settings)
+    pending = sorted({
+        issue.author for issue, verdict in results
+        if verdict.gate == gates.UNTRUSTED_AUTHOR and policy.needs_lookup(Actor.from_login(issue.author))
+    })[:MAX_AUTHOR_LOOKUPS_PER_PASS]
+    if not pending:
+        return False
+    gh = github.client(state.installation_id)
+    passed: set[str] = set()
+    for author in pending:
+        decision = await check_actor(gh, db, settings, state.repo, Actor.from_login(author),
+                                     ttl=AUTHOR_PERMISSION_MAX_AGE_SECONDS)
+        if decision.allowed:
+            passed.add(author.lower())
+    state.issues = [
+        replace(issue, author_trusted=True) if issue.author.lower() in passed else issue for issue in state.issues
+    ]
+    return bool(passed)
+
+
 def _stored_ranking(stored: dict[str, Any], fingerprint: str) -> Ranking | None:
     if stored.get("fingerprint") != fingerprint:
         return None
@@ -430,6 +495,7 @@ async def run_scheduler(
     resync: Callable[[], Awaitable[None]] | None = None,
     poll_seconds: float = 0.25,
     on_pass: Callable[[list[CandidateReport]], None] | None = None,
+    github: Any | None = None,
 ) -> None:
     """Wake on dirty marks and freed slots, debounce, schedule; resync periodically."""
     debounce = settings.scheduler_debounce_seconds
@@ -453,7 +519,7 @@ async def run_scheduler(
                     clear_dirty(session, repo, up_to=float(mark.get("last", 0.0)))
             wake_at = None
             try:
-                reports = await schedule_once(db, settings, runner)
+                reports = await schedule_once(db, settings, runner, github=github)
             except Exception as exc:  # keep the role alive; the next mark retries
                 log.error("scheduling pass failed", error=str(exc), exc_info=True)
             else:
@@ -479,11 +545,16 @@ def _runner_for(settings: Settings) -> Runner:
 
 async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
     """Open the database, run one scheduling pass with the configured backend, close."""
+    import aiohttp
+
     from agentz_app.bootstrap import open_database
+    from agentz_app.ingress.inbox import github_app_for
 
     db = open_database(settings)
     try:
-        return await schedule_once(db, settings, _runner_for(settings), force=force)
+        async with aiohttp.ClientSession() as http:
+            return await schedule_once(db, settings, _runner_for(settings), force=force,
+                                       github=github_app_for(settings, http))
     finally:
         db.dispose()
 
@@ -507,7 +578,8 @@ async def scheduler_role(settings: Settings, *, stop: asyncio.Event | None = Non
 
             log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
             await run_scheduler(
-                db, settings, _runner_for(settings), stop=stop, resync=resync if github is not None else None
+                db, settings, _runner_for(settings), stop=stop, resync=resync if github is not None else None,
+                github=github,
             )
     finally:
         db.dispose()

@@ -190,6 +190,7 @@ class Run(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[str]] = mapped_column(default=list, server_default="[]")  # shown on the status comment
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
     finished_at: Mapped[float | None] = mapped_column(Float)
@@ -257,3 +258,52 @@ class KeyValue(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ActorPermission(Base):
+    """A person's permission on a repository as GitHub last answered it (the permission rule's memory)."""
+
+    __tablename__ = "actor_permissions"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    login: Mapped[str] = mapped_column(String(200), primary_key=True)  # lower case
+    permission: Mapped[str | None] = mapped_column(String(32))
+    role_name: Mapped[str | None] = mapped_column(String(100))
+    checked_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class CommandExecution(Base):
+    """A slash command handled once: keyed by comment and command, so edits and redeliveries repeat nothing."""
+
+    __tablename__ = "command_executions"
+
+    comment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    command_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    issue_number: Mapped[int] = mapped_column(Integer)
+    login: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class RefusalReply(Base):
+    """When someone without write access was last told so on an issue (replies are throttled)."""
+
+    __tablename__ = "refusal_replies"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    issue_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    login: Mapped[str] = mapped_column(String(200), primary_key=True)  # lower case
+    replied_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class LabelActor(Base):
+    """Who added a scheduling label (eligible or trigger) to an issue, and whether they may steer."""
+
+    __tablename__ = "label_actors"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    issue_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    label: Mapped[str] = mapped_column(String(255), primary_key=True)  # lower case
+    added_by: Mapped[str] = mapped_column(String(200))
+    trusted: Mapped[bool] = mapped_column(default=False)
+    added_at: Mapped[float] = mapped_column(Float, default=now)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
+from agentz_app.secrets import redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import Claim, Event, Run, now
 from agentz_app.store.states import (
@@ -99,12 +100,19 @@ def _check_fields(fields: Mapping[str, Any]) -> None:
 class RunQueue:
     """Repository API over runs, claims and events."""
 
-    def __init__(self, db: Database, *, lease_seconds: float = 60.0, clock: Clock = now) -> None:
+    def __init__(
+        self, db: Database, *, lease_seconds: float = 60.0, clock: Clock = now, secret_values: Sequence[str] = ()
+    ) -> None:
+        """``secret_values`` (with every secret recognised by shape) are redacted from stored errors."""
         if lease_seconds <= 0:
             raise StoreError("lease_seconds must be positive")
         self.db = db
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self.secret_values = tuple(secret_values)
+
+    def _clean_error(self, error: str | None) -> str | None:
+        return None if error is None else redact_text(error, values=self.secret_values)
 
     # Internal helpers ---------------------------------------------------
 
@@ -601,6 +609,7 @@ class RunQueue:
         """
         _check_fields(fields)
         goal = Status(target)
+        error = self._clean_error(error)
         with self.db.begin() as session:
             run = self._fenced(session, lease)
             current = run.status
@@ -645,6 +654,7 @@ class RunQueue:
         illegal transition for any held run raises IllegalTransition and changes nothing.
         """
         goal = Status(target)
+        error = self._clean_error(error)
         if not leases:
             return [], []
         with self.db.begin() as session:

@@ -51,6 +51,7 @@ def hostile_script() -> tuple[dict[str, object], ...]:
     for step in steps:
         if step.get("role") == "developer" and step.get("match") == "Issue #1:":
             step["run"] = ATTACK
+            step["text"] = "minified: " + "x" * 70_000  # one 70 KB output line
     policy = {"role": "developer", "match": "content policy", "run": CLEAN_UP, "text": "Removed them."}
     rank_one = {"role": "scheduler", "json": {"ranking": [{"number": 1, "score": 90, "reason": "a real bug"}]}}
     return (policy, rank_one, *steps)

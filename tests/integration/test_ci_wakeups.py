@@ -182,6 +182,7 @@ async def test_changes_requested_review_brings_inline_comments_as_feedback(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db, status="done")
+    gh.roles["carol"] = "write"
     gh.review_comments[55] = [{"user": {"login": "carol"}, "path": "src/app.py", "line": 3, "body": "rename this"}]
     await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
                                                  "review": {"id": 55, "state": "CHANGES_REQUESTED",
@@ -216,6 +217,7 @@ async def test_closing_the_pr_ends_the_run(
 
 async def test_stop_and_retry_buttons(db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings) -> None:
     waiting_run(db)
+    gh.roles["bob"] = "maintain"
 
     def action(identifier: str) -> sansio.Event:
         return event("check_run", {"action": "requested_action", "requested_action": {"identifier": identifier},

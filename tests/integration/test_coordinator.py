@@ -38,6 +38,7 @@ class MemoryGH:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     checks: dict[int, dict[str, Any]] = field(default_factory=dict)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # login -> role; anyone else reads (a public repository)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     next_id: int = 100
 
@@ -107,6 +108,10 @@ class MemoryGH:
             return self.pulls[int(m[1])]
         if m := re.fullmatch(r"/commits/([0-9a-f]+)/status", rest):
             return {"state": "pending", "statuses": []}
+        if m := re.fullmatch(r"/collaborators/([^/]+)/permission", rest):
+            role = self.roles.get(unquote(m[1]), "read")
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            return {"permission": legacy, "role_name": role, "user": {"login": unquote(m[1])}}
         if m := re.fullmatch(r"/pulls/(\d+)/reviews/(\d+)/comments", rest):
             return self.review_comments.get(int(m[2]), [])
         if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-runs", rest):

@@ -159,6 +159,17 @@ async def test_permission_endpoint_reports_roles(api: Api) -> None:
     assert reader["permission"] == "read" and reader["user"]["permissions"]["push"] is False
 
 
+async def test_permission_endpoint_answers_like_github_for_outsiders_unknown_users_and_bots(api: Api) -> None:
+    api.hub.add_user("stranger")  # a GitHub user who is no collaborator of this public repository
+    status, _, stranger = await api.call("GET", f"/repos/{REPO}/collaborators/stranger/permission")
+    assert status == 200 and (stranger["permission"], stranger["role_name"]) == ("read", "read")
+    status, _, _ = await api.call("GET", f"/repos/{REPO}/collaborators/no-such-user/permission")
+    assert status == 404
+    api.hub.add_user("github-actions[bot]")
+    status, _, _ = await api.call("GET", f"/repos/{REPO}/collaborators/github-actions%5Bbot%5D/permission")
+    assert status == 404
+
+
 async def test_pull_request_duplicate_head_is_rejected(api: Api, tmp_path: Path) -> None:
     await push_branch(api.hub, tmp_path, "feature", {"widgets/x.py": "X = 1\n"})
     body = {"title": "Add x", "head": "feature", "base": "main", "body": "Fixes #1"}

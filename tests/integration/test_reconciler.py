@@ -10,6 +10,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
 from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
+from agentz_app.store.trust import save_permission
 from tests.fakes import FakeClock
 
 
@@ -112,8 +113,15 @@ def test_merged_pull_completes_the_run(queue: RunQueue, settings: Settings, cloc
     assert queue.claims_of(lease.run_id) == []
 
 
+def _grant(db: Database, login: str, role: str) -> None:
+    """Store GitHub's permission answer, as the pull request's webhook processing does."""
+    legacy = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read"}
+    save_permission(db, "o/r", login, permission=legacy[role], role_name=role, at=1.0)
+
+
 def test_foreign_pull_is_adopted(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:
     lease = _developing(queue, clock)
+    _grant(queue.db, "alice", "write")
     queue.claim_resources(lease, [file_resource("o/r", "a.py")])
     _add_pull(queue.db, number=30, state="open", head_ref="alice/fix", head_sha="f00", author="alice",
               linked_issues=[1])
@@ -129,7 +137,8 @@ def test_foreign_pull_cancels_the_run_under_cancel_policy(
     queue: RunQueue, settings: Settings, clock: FakeClock
 ) -> None:
     run, _ = queue.enqueue("o/r", 4)
-    _add_pull(queue.db, number=31, state="open", head_ref="bob/fix", linked_issues=[4, 5])
+    _grant(queue.db, "bob", "maintain")
+    _add_pull(queue.db, number=31, state="open", head_ref="bob/fix", author="bob", linked_issues=[4, 5])
     report = _reconcile(queue, settings.model_copy(update={"foreign_pr_policy": "cancel"}), clock)
     assert report.cancelled == [run.id]
     assert queue.get(run.id).status == "cancelled"

@@ -18,23 +18,30 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, KeyValue, PullSnapshot, now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import LIVE
+from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
 
 REPO = "acme/app"
 
 
+MAINTAINER = "octocat"
+
+
 def add_issue(db: Database, number: int, *, repo: str = REPO, **fields: Any) -> None:
+    """An open issue, by default opened by a maintainer whose write permission is known."""
     values: dict[str, Any] = {
         "title": f"Issue {number}",
         "body": "Do the thing.",
         "state": "open",
         "labels": [],
         "assignees": [],
+        "author": MAINTAINER,
         "updated_at": "2026-01-01T00:00:00Z",
     }
     values.update(fields)
     with db.begin() as session:
         session.add(IssueSnapshot(repo=repo, number=number, **values))
+    save_permission(db, repo, MAINTAINER, permission="admin", role_name="admin", at=now())
 
 
 def verdicts(db: Database, repo: str = REPO) -> dict[int, str | None]:
@@ -219,10 +226,12 @@ async def test_a_burst_of_dirty_marks_costs_exactly_one_agent_call(sqlite_db: Da
         run_scheduler(db, cfg, runner, stop=stop, poll_seconds=0.05, on_pass=lambda r: passes.append(len(r)))
     )
     await _wait_for(lambda: len(passes) == 1)  # the start-up pass over an empty backlog
+    save_permission(db, REPO, MAINTAINER, permission="admin", role_name="admin", at=now())
     for number in range(1, 101):
         with db.begin() as session:
             if number <= 3:
-                session.add(IssueSnapshot(repo=REPO, number=number, title=f"Issue {number}", updated_at="t1"))
+                session.add(IssueSnapshot(repo=REPO, number=number, title=f"Issue {number}", author=MAINTAINER,
+                                          updated_at="t1"))
             mark_dirty(session, REPO, reason=f"event {number}")
     await _wait_for(lambda: len(passes) == 2)
     assert runner.calls == 1
@@ -363,6 +372,7 @@ def test_schedule_once_command_prints_each_candidate(tmp_path: Any) -> None:
     migrate(database)
     add_issue(database, 1)
     add_issue(database, 2, labels=["blocked"])
+    add_issue(database, 3, author="mallory")  # an outsider, whom nobody vouched for
     database.dispose()
     steps = tmp_path / "steps.json"
     steps.write_text(json.dumps({"steps": [
@@ -375,6 +385,8 @@ def test_schedule_once_command_prints_each_candidate(tmp_path: Any) -> None:
     reports = {item["number"]: item for item in json.loads(result.output)}
     assert (reports[1]["verdict"], reports[1]["rank"], reports[1]["score"]) == ("queued", 1, 80)
     assert reports[2]["verdict"] == "skipped:block_label"
+    assert reports[3]["verdict"] == "skipped:untrusted_author" and "@mallory" in reports[3]["reason"]
     again = CliRunner().invoke(cli, ["--env-file", str(tmp_path / "none.env"), "schedule-once"], env=env)
     assert again.exit_code == 0, again.output
     assert "acme/app#1 queued" in again.output and "acme/app#2 skipped:block_label" in again.output
+    assert "acme/app#3 skipped:untrusted_author: opened by @mallory" in again.output

@@ -183,7 +183,7 @@ async def test_comment_on_someone_elses_pull_request_is_refused(db: Database, se
 
 
 async def test_trigger_label_enqueues(db: Database, settings: Settings, queue: RunQueue) -> None:
-    await dispatch(label_event("agent-z"), None, db, settings, queue)
+    await dispatch(label_event("agent-z"), make_gh(alice="write"), db, settings, queue)
     run = queue.live_run_for_issue(REPO, 7)
     assert run is not None and run.requested_by == "alice"
 
@@ -213,13 +213,14 @@ async def test_a_label_already_answered_by_a_run_starts_nothing_when_its_webhook
     queue.enqueue(REPO, 7, requested_by="scheduler", issue_updated_at="2026-11-25T10:00:05Z")
     first = _finish(queue)
     # ...before the labeled webhook itself (10:00:03) was delivered.
-    await dispatch(label_event("agent-z", at="2026-11-25T10:00:03Z"), None, db, settings, queue)
+    gh = make_gh(alice="write")
+    await dispatch(label_event("agent-z", at="2026-11-25T10:00:03Z"), gh, db, settings, queue)
     assert queue.live_run_for_issue(REPO, 7) is None
     assert [e.payload["reason"] for e in queue.events(first) if e.kind == "trigger_label"] == [
         "already answered by this run"]
 
     # Labelling it again afterwards is a new request.
-    await dispatch(label_event("agent-z", at="2026-11-25T10:05:00Z"), None, db, settings, queue)
+    await dispatch(label_event("agent-z", at="2026-11-25T10:05:00Z"), gh, db, settings, queue)
     run = queue.live_run_for_issue(REPO, 7)
     assert run is not None
     assert queue.events(run.id)[0].payload["issue_updated_at"] == "2026-11-25T10:05:00Z"

@@ -12,7 +12,9 @@ from agentz_app.github.signatures import sign
 from agentz_app.ingress.inbox import process_pending
 from agentz_app.ingress.routers import build_router
 from agentz_app.store.db import Database
+from agentz_app.store.models import now
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.trust import save_permission
 from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.fakes import FakeGitHubApp
 
@@ -80,6 +82,8 @@ async def test_trigger_label_through_the_running_inbox_becomes_a_queued_run(
     aiohttp_client: Any, sqlite_db: Database, settings: Settings
 ) -> None:
     client = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=True))
+    # The inbox here has no GitHub client: alice's permission was looked up a moment ago.
+    save_permission(sqlite_db, REPO, "alice", permission="write", role_name="write", at=now())
     payload = {
         "action": "labeled", "label": {"name": settings.trigger_label}, "issue": _issue(9),
         "repository": {"id": 10, "full_name": REPO}, "installation": {"id": 5},

@@ -90,10 +90,12 @@ async def test_commands_from_bots_or_our_own_app_enqueue_nothing(
     assert github.client(5).calls == []  # not even a permission lookup or a reply
 
 
-async def test_edited_comment_that_gains_a_command_enqueues_nothing(
+async def test_edited_comment_that_gains_a_command_from_a_read_only_user_enqueues_nothing(
     aiohttp_client: Any, sqlite_db: Database, settings: Settings
 ) -> None:
-    github = admin_everywhere()
+    github = FakeGitHubApp()
+    github.client(5).getitem_answers[f"/repos/{REPO}/collaborators/mallory/permission"] = {
+        "permission": "read", "role_name": "read"}
     await deliver(aiohttp_client, sqlite_db, settings, "issue_comment",
                   comment("/agent-z run", "mallory", action="edited"), github)
     assert RunQueue(sqlite_db).list_runs() == []

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agentz_app.commands import Command, can_write, is_own_or_bot, parse_command, refusal_text
+from agentz_app.commands import Command, can_write, ignores_commenter, parse_command, refusal_text
 from agentz_app.config import Settings
 
 
@@ -61,7 +61,7 @@ def app_settings() -> Settings:
     ],
 )
 def test_own_and_bot_comments_are_ignored(app_settings: Settings, comment: dict[str, Any], ignored: bool) -> None:
-    assert is_own_or_bot(comment, app_settings) is ignored
+    assert ignores_commenter(comment, app_settings) is ignored
 
 
 @pytest.mark.parametrize(

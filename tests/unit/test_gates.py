@@ -12,7 +12,9 @@ from agentz_app.scheduling.deps import IssueRef
 from agentz_app.scheduling.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
 
 REPO = "acme/app"
-BASE = IssueView(REPO, 5, title="Add a flag", body="Please add --verbose.", updated_at="2026-01-01T00:00:00Z")
+BASE = IssueView(REPO, 5, title="Add a flag", body="Please add --verbose.", updated_at="2026-01-01T00:00:00Z",
+                 author="alice", author_trusted=True)
+OUTSIDER = replace(BASE, author="mallory", author_trusted=False)
 DEP = IssueRef(REPO, 2)
 CTX = GateContext(eligible_labels=(), block_labels=("blocked",), skip_labels=("ongoing",), trigger_label="agent-z")
 
@@ -80,3 +82,40 @@ def test_failed_verdict_label_names_the_gate() -> None:
 def test_reasons_explain_the_decision() -> None:
     assert "alice" in evaluate(replace(BASE, assignees=("alice",)), CTX).reason
     assert "#9" in evaluate(BASE, with_ctx(open_pulls=(PullView(REPO, 9, body="Fixes #5"),))).reason
+
+
+@pytest.mark.parametrize(
+    ("issue", "ctx", "gate"),
+    [
+        (OUTSIDER, CTX, gates.UNTRUSTED_AUTHOR),
+        (OUTSIDER, with_ctx(trusted_only=False), gates.PASSED),
+        # A label counts only when someone who may steer added it, and only while it is on the issue.
+        (replace(OUTSIDER, labels=("agent-z",)), CTX, gates.UNTRUSTED_AUTHOR),
+        (replace(OUTSIDER, labels=("agent-z",), trusted_labels=("agent-z",)), CTX, gates.PASSED),
+        (replace(OUTSIDER, trusted_labels=("agent-z",)), CTX, gates.UNTRUSTED_AUTHOR),
+        (replace(OUTSIDER, labels=("Ready",), trusted_labels=("ready",)), with_ctx(eligible_labels=("ready",)),
+         gates.PASSED),
+        # A label that is neither eligible nor the trigger vouches for nothing.
+        (replace(OUTSIDER, labels=("bug",), trusted_labels=("bug",)), CTX, gates.UNTRUSTED_AUTHOR),
+        # Cheaper gates still come first.
+        (replace(OUTSIDER, assignees=("bob",)), CTX, gates.ASSIGNED),
+    ],
+)
+def test_trust_gate(issue: IssueView, ctx: GateContext, gate: str) -> None:
+    assert evaluate(issue, ctx).gate == gate
+
+
+def test_a_maintainers_explicit_request_needs_no_trusted_author() -> None:
+    assert evaluate(OUTSIDER, CTX, explicit=True).passed
+
+
+def test_untrusted_author_reason_names_the_author_and_the_way_out() -> None:
+    verdict = evaluate(replace(OUTSIDER, labels=("ready",)), with_ctx(eligible_labels=("ready",)))
+    assert verdict.label == "skipped:untrusted_author"
+    assert "@mallory" in verdict.reason and "ready" in verdict.reason and "agent-z" in verdict.reason
+
+
+def test_trust_follows_scheduler_trust_setting(settings: Any) -> None:
+    assert GateContext.from_settings(settings).trusted_only is True
+    anyone = settings.model_copy(update={"scheduler_trust": "anyone"})
+    assert GateContext.from_settings(anyone).trusted_only is False

@@ -5,8 +5,8 @@ The prompt goes on stdin. A new conversation gets its id up front
 (from the run's ``env`` or the process environment): ``AGENTZ_CLAUDE_PERMISSION_MODE``
 (default ``acceptEdits``), ``AGENTZ_CLAUDE_ALLOWED_TOOLS`` (comma/space list, default
 the file and shell tools; empty = none), ``AGENTZ_CLAUDE_MAX_TURNS`` (default 200).
-A tool call the permission mode refused (``permission_denials``) makes the run fail
-even though Claude exits 0.
+A tool call the permission mode refused (``permission_denials``) or the sandbox refused
+(an ``is_error`` tool result saying so) makes the run fail even though Claude exits 0.
 """
 
 from __future__ import annotations
@@ -17,29 +17,60 @@ from typing import Any
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, split_words, stderr_tail
-from workers.runners.output import extract_json, json_lines
+from workers.runners.output import extract_json, json_lines, refusal_reason
 
 DEFAULT_ALLOWED_TOOLS = "Bash Edit MultiEdit Write Read Glob Grep LS NotebookEdit TodoWrite"
 
 
+def _blocks(event: dict[str, Any]) -> list[dict[str, Any]]:
+    message = event.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return [block for block in content if isinstance(block, dict)] if isinstance(content, list) else []
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
 def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
-    """Parse Claude Code's stream-json output into a result."""
+    """Parse Claude Code's stream-json output into a result.
+
+    Besides a failed result and refused permissions, a tool result marked ``is_error`` whose
+    text shows a sandbox or permission refusal ("Operation not permitted", "Read-only file
+    system", ...) makes the result an error; a command that ran and failed (a failing test)
+    does not.
+    """
     session_id: str | None = None
     last_text = ""
     result: dict[str, Any] | None = None
+    tools: dict[str, str] = {}
+    refusals: list[str] = []
     for event in json_lines(stdout):
         session_id = event.get("session_id") or session_id
         if event.get("type") == "assistant":
-            content = (event.get("message") or {}).get("content") or []
-            texts = [block.get("text", "") for block in content
-                     if isinstance(block, dict) and block.get("type") == "text"]
+            blocks = _blocks(event)
+            texts = [str(block.get("text", "")) for block in blocks if block.get("type") == "text"]
             if any(texts):
                 last_text = "".join(texts)
+            for block in blocks:
+                if block.get("type") == "tool_use":
+                    tools[str(block.get("id"))] = str(block.get("name") or "tool")
+        elif event.get("type") == "user":
+            for block in _blocks(event):
+                if block.get("type") == "tool_result" and block.get("is_error") is True:
+                    reason = refusal_reason(_result_text(block))
+                    if reason:
+                        refusals.append(f"{tools.get(str(block.get('tool_use_id')), 'a tool')} call refused: {reason}")
         elif event.get("type") == "result":
             result = event
     if result is None:
+        reason = f" ({refusals[-1]})" if refusals else ""
         return RunnerResult(exit_code or 1, session_id, last_text, json=extract_json(last_text),
-                            error=f"claude exited with code {exit_code} without a result: {stderr_tail(stderr)}")
+                            error=f"claude exited with code {exit_code} without a result{reason}: "
+                                  f"{stderr_tail(stderr)}")
     text = result.get("result") if isinstance(result.get("result"), str) else last_text
     denials = [str(item.get("tool_name", "?")) if isinstance(item, dict) else str(item)
                for item in result.get("permission_denials") or []]
@@ -55,6 +86,9 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
         error = f"claude stopped: {result.get('subtype')}"
     elif denials:
         error = f"claude was refused permission for: {', '.join(denials)}"
+    elif refusals:
+        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+        error = f"claude's {'; '.join(refusals[:3])}{more}"
     return RunnerResult(
         exit_code=exit_code,
         session_id=str(result.get("session_id") or session_id or "") or None,

@@ -11,11 +11,12 @@ back to read-only. Its default is ``danger-full-access`` inside Agent-Z's sandbo
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
-from workers.runners.output import extract_json, json_lines
+from workers.runners.output import extract_json, json_lines, refusal_reason, shorten
 
 PROVIDER = "agentz"
 KEY_VARIABLE = "AGENTZ_MODEL_API_KEY"
@@ -59,12 +60,52 @@ def config_toml(call: Invocation) -> str:
     return "\n".join(lines)
 
 
+def _item_failure(item: dict[str, Any]) -> str | None:
+    """Why a completed item means the tool could not do its job, or None.
+
+    ``declined`` (refused by the approval policy or the sandbox) always counts. A
+    ``command_execution`` marked ``failed`` with an exit code is a command that ran and
+    exited non-zero, such as a failing test the agent ran on purpose: it only counts when
+    its output shows a sandbox or permission refusal, or when it has no exit code (it
+    could not start). Any other ``failed`` item (``file_change``, ``mcp_tool_call``) counts.
+    """
+    status = item.get("status")
+    kind = str(item.get("type") or "item")
+    if status not in ("failed", "declined"):
+        return None
+    if kind == "command_execution":
+        command = shorten(str(item.get("command") or "?"), 200)
+        output = str(item.get("aggregated_output") or "")
+        if status == "declined":
+            return f"command `{command}` was declined" + (f": {shorten(output)}" if output.strip() else "")
+        if item.get("exit_code") is None:
+            return f"command `{command}` could not run" + (f": {shorten(output)}" if output.strip() else "")
+        reason = refusal_reason(output)
+        return f"command `{command}` was refused: {reason}" if reason else None
+    if kind == "file_change":
+        paths = ", ".join(str(change.get("path")) for change in item.get("changes") or [] if isinstance(change, dict))
+        return f"a file change could not be applied ({status}){': ' + shorten(paths, 500) if paths else ''}"
+    error = item.get("error")
+    message = error.get("message") if isinstance(error, dict) else error or item.get("message")
+    return f"{kind} {status}" + (f": {shorten(str(message))}" if message else "")
+
+
+def _changed_paths(item: dict[str, Any]) -> set[str]:
+    return {str(change.get("path")) for change in item.get("changes") or [] if isinstance(change, dict)}
+
+
 def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
-    """Parse ``codex exec --json`` JSONL events into a result."""
+    """Parse ``codex exec --json`` JSONL events into a result.
+
+    A tool call that could not run (see :func:`_item_failure`) makes the result an error
+    carrying the tool's own message, even when Codex exits 0. A failed file change that a
+    later file change to the same paths made good is forgiven.
+    """
     thread_id: str | None = None
     text = ""
     tokens = 0
     errors: list[str] = []
+    tool_failures: list[tuple[str, set[str]]] = []
     failed = False
     for event in json_lines(stdout):
         kind = event.get("type")
@@ -72,8 +113,17 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
             thread_id = event.get("thread_id") or thread_id
         elif kind == "item.completed":
             item = event.get("item") or {}
+            if not isinstance(item, dict):
+                continue
             if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
                 text = item["text"]
+            if item.get("type") == "file_change" and item.get("status") == "completed":
+                fixed = _changed_paths(item)
+                tool_failures = [(why, paths) for why, paths in tool_failures if not paths or not paths <= fixed]
+            reason = _item_failure(item)
+            if reason is not None:
+                paths = _changed_paths(item) if item.get("type") == "file_change" else set()
+                tool_failures.append((reason, paths))
         elif kind == "turn.completed":
             usage = event.get("usage") or {}
             tokens += int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
@@ -90,6 +140,12 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     if failed or exit_code != 0:
         detail = errors[-1] if errors else stderr_tail(stderr)
         error = f"codex failed (exit {exit_code}): {detail}".strip()
+    elif tool_failures:
+        failed = True
+        reasons = [why for why, _ in tool_failures]
+        more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
+        logged = stderr_tail(stderr)  # Codex logs the tool's own error ("Failed to write file ...") there
+        error = f"codex tool call failed: {'; '.join(reasons[:3])}{more}" + (f" [stderr: {logged}]" if logged else "")
     return RunnerResult(exit_code=exit_code if not failed or exit_code else 1, session_id=thread_id, text=text,
                         json=extract_json(text), tokens=tokens, error=error)
 

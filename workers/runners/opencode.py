@@ -14,7 +14,7 @@ from typing import Any
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
-from workers.runners.output import extract_json, json_lines
+from workers.runners.output import extract_json, json_lines, refusal_reason
 
 PROVIDER = "agentz"
 
@@ -55,13 +55,40 @@ def _error_message(event: dict[str, Any]) -> str:
     return str(error or event.get("message") or "unknown error")
 
 
+def _tool_refusal(part: dict[str, Any]) -> str | None:
+    """Why a finished tool call was refused by the sandbox or a permission rule, or None.
+
+    A tool in state ``error`` whose error shows a refusal counts, and so does a bash command
+    that exited non-zero with such output; an edit that did not match or a failing test does not.
+    """
+    raw_state = part.get("state")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
+    tool = str(part.get("tool") or "tool")
+    if state.get("status") == "error":
+        reason = refusal_reason(str(state.get("error") or ""))
+    elif state.get("status") == "completed" and tool == "bash":
+        raw_metadata = state.get("metadata")
+        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+        exit_status = metadata.get("exit")
+        failed = isinstance(exit_status, int) and exit_status != 0
+        reason = refusal_reason(str(state.get("output") or metadata.get("output") or "")) if failed else None
+    else:
+        return None
+    return f"{tool} call refused: {reason}" if reason else None
+
+
 def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
-    """Parse ``opencode run --format json`` events into a result."""
+    """Parse ``opencode run --format json`` events into a result.
+
+    Error events fail the run; so does a tool call the sandbox or a permission rule refused
+    (see :func:`_tool_refusal`), even when OpenCode exits 0.
+    """
     session_id: str | None = None
     texts: list[str] = []
     tokens = 0
     cost = 0.0
     errors: list[str] = []
+    refusals: list[str] = []
     for event in json_lines(stdout):
         raw_part = event.get("part")
         part: dict[str, Any] = raw_part if isinstance(raw_part, dict) else {}
@@ -75,6 +102,10 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
             token_counts = part.get("tokens") or {}
             tokens += int(token_counts.get("input") or 0) + int(token_counts.get("output") or 0)
             cost += float(part.get("cost") or 0.0)
+        elif kind == "tool_use":
+            reason = _tool_refusal(part)
+            if reason is not None:
+                refusals.append(reason)
         elif kind == "error":
             errors.append(_error_message(event))
     text = "".join(texts)
@@ -82,7 +113,10 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     if errors or exit_code != 0:
         detail = errors[-1] if errors else stderr_tail(stderr)
         error = f"opencode failed (exit {exit_code}): {detail}".strip()
-    return RunnerResult(exit_code=exit_code or (1 if errors else 0), session_id=session_id, text=text,
+    elif refusals:
+        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+        error = f"opencode's {'; '.join(refusals[:3])}{more}"
+    return RunnerResult(exit_code=exit_code or (1 if errors or refusals else 0), session_id=session_id, text=text,
                         json=extract_json(text), cost_usd=cost, tokens=tokens, error=error)
 
 

@@ -6,6 +6,9 @@ import json
 import re
 from typing import Any
 
+from agentz_app.logs import get_logger
+
+MAX_JSON_LINE = 1_000_000  # characters; agents' JSON events are far smaller, a huge line is skipped
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
 
 
@@ -58,16 +61,57 @@ def json_fence(value: Any) -> str:
     return "```json\n" + json.dumps(value, indent=2, sort_keys=False) + "\n```"
 
 
-def json_lines(stdout: str) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines event stream; other lines are skipped."""
+def json_lines(stdout: str, *, max_line: int = MAX_JSON_LINE) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines event stream; other lines are skipped.
+
+    A line longer than ``max_line`` characters is skipped with a warning in the log, as is
+    one nested too deeply to decode.
+    """
     events = []
-    for line in stdout.splitlines():
+    for line in stdout.split("\n"):
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                events.append(value)
+        if not line.startswith("{"):
+            continue
+        if len(line) > max_line:
+            get_logger(__name__).warning("agent output line too long to parse; skipped", chars=len(line),
+                                         limit=max_line, start=line[:80])
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        except RecursionError:
+            get_logger(__name__).warning("agent output line nested too deeply to parse; skipped", chars=len(line))
+            continue
+        if isinstance(value, dict):
+            events.append(value)
     return events
+
+
+# What a tool result says when the sandbox or a permission rule refused it (as opposed to a
+# command that ran and failed, such as a failing test). Bounded repetitions: linear time.
+_REFUSAL_RE = re.compile(
+    r"permission denied|operation not permitted|read-only file system|\bEACCES\b|\bEPERM\b|\bEROFS\b"
+    r"|\bbwrap:|\bseccomp\b|\bsandbox(?:ed|ing)?\b[^\n]{0,60}?\b(?:denied|refused|blocked|not allowed|violation|"
+    r"prevented|restrict)|\b(?:denied|refused|blocked|not allowed|prevented)\b[^\n]{0,60}?\bsandbox"
+    r"|rejected permission|prevents you from using this specific tool",
+    re.I,
+)
+MAX_ERROR_DETAIL = 2000
+
+
+def refusal_reason(text: str) -> str | None:
+    """The line of ``text`` showing a sandbox or permission refusal, shortened, or None."""
+    match = _REFUSAL_RE.search(text)
+    if match is None:
+        return None
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    line = text[start : end if end >= 0 else len(text)].strip()
+    return line[:MAX_ERROR_DETAIL]
+
+
+def shorten(text: str, limit: int = MAX_ERROR_DETAIL) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
