@@ -39,10 +39,9 @@ _Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResul
 # Pure helpers -----------------------------------------------------------------------
 
 
-def linked_issues(title: str | None, body: str | None, repo: str) -> list[int]:
-    """Issue numbers of ``repo`` that a PR's title or body closes with GitHub's keywords."""
-    text = f"{title or ''}\n{body or ''}"
-    return sorted({ref.number for ref in closing_references(text, repo) if ref.repo == repo})
+def linked_issues(body: str | None, repo: str) -> list[int]:
+    """Issue numbers of ``repo`` that a PR's body closes with GitHub's keywords (not mentions)."""
+    return sorted({ref.number for ref in closing_references(body or "", repo) if ref.repo == repo})
 
 
 def _names(items: Any, key: str) -> list[str]:
@@ -220,7 +219,7 @@ def upsert_pull(session: Session, repo: str, pull: Mapping[str, Any]) -> bool:
             "head_ref": _text(head.get("ref")),
             "head_sha": _text(head.get("sha")),
             "base_ref": _text(base.get("ref")),
-            "linked_issues": linked_issues(title, body, repo),
+            "linked_issues": linked_issues(body, repo),
             "updated_at": updated_at or row.updated_at,
         },
     )
