@@ -122,6 +122,7 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
         async for comment in gh.getiter(url):
             comments.append({
                 "author": (comment.get("user") or {}).get("login", ""),
+                "author_association": comment.get("author_association"),
                 "path": comment.get("path"),
                 "line": comment.get("line") or comment.get("original_line"),
                 "body": comment.get("body", ""),
@@ -130,6 +131,7 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
         "kind": "review",
         "review_body": str(review.get("body") or ""),
         "reviewer": (review.get("user") or {}).get("login", ""),
+        "reviewer_association": review.get("author_association"),
         "comments": comments,
     }
     try:

@@ -12,6 +12,7 @@ processes converge instead of failing on the unique keys.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from agentz_app.store.models import (
 )
 
 MAX_SUMMARY_CHARS = 65_535
+_ASSOCIATION = re.compile(r"[A-Z_]{1,32}")
 _STATUS_RANK = {"queued": 0, "requested": 0, "waiting": 0, "pending": 0, "in_progress": 1, "completed": 2}
 
 _Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResult, Installation, Repository)
@@ -58,6 +60,12 @@ def _login(user: Any) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _association(obj: Mapping[str, Any]) -> str | None:
+    """GitHub's ``author_association`` (OWNER, MEMBER, … NONE), or None when absent or malformed."""
+    value = obj.get("author_association")
+    return value if isinstance(value, str) and _ASSOCIATION.fullmatch(value) else None
 
 
 def _assign(row: Any, values: Mapping[str, Any]) -> bool:
@@ -183,6 +191,7 @@ def upsert_issue(session: Session, repo: str, issue: Mapping[str, Any]) -> bool:
             "labels": _names(issue.get("labels"), "name"),
             "assignees": _names(issue.get("assignees"), "login"),
             "author": _login(issue.get("user")),
+            "author_association": _association(issue),
             "is_pull_request": "pull_request" in issue,
             "updated_at": updated_at or row.updated_at,
         },
@@ -258,6 +267,7 @@ def upsert_comment(
             "repo": repo,
             "issue_number": issue_number,
             "author": _login(comment.get("user")),
+            "author_association": _association(comment),
             "body": _text(comment.get("body")),
             "from_app": from_app,
             "kind": kind,
