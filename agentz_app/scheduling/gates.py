@@ -48,6 +48,8 @@ class IssueView:
     is_pull_request: bool = False
     updated_at: str = ""
     comments: tuple[str, ...] = ()
+    author: str = ""
+    author_association: str | None = None  # GitHub's OWNER, MEMBER … NONE; None when unknown
 
     @property
     def ref(self) -> IssueRef:

@@ -139,6 +139,8 @@ def _issue_view(row: IssueSnapshot, comments: Sequence[str]) -> IssueView:
         is_pull_request=bool(row.is_pull_request),
         updated_at=row.updated_at or "",
         comments=tuple(comments),
+        author=row.author or "",
+        author_association=row.author_association,
     )
 
 
