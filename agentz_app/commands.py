@@ -32,7 +32,7 @@ from agentz_app.ingress.permissions import (
     check_actor,
 )
 from agentz_app.logs import get_logger
-from agentz_app.scheduling.deps import strip_code_and_quotes
+from agentz_app.scheduling.markdown import prose_lines
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
@@ -58,8 +58,10 @@ class Command:
 
 
 def parse_command(body: str) -> Command | None:
-    """The first ``/agent-z`` command line in a comment body, or None."""
-    for line in strip_code_and_quotes(body or "").splitlines():
+    """The first ``/agent-z`` command line in the prose of a comment body, or None."""
+    if "/agent-z" not in (body or "").lower():
+        return None  # nothing to find: skip parsing the Markdown
+    for line in prose_lines(body):
         match = _COMMAND_LINE.match(line)
         if match is None:
             continue

@@ -47,6 +47,7 @@ from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, 
 from workers.gitops import GitError
 from workers.roles.parse import run_structured
 from workers.roles.prompts import (
+    AuthoredText,
     IssueContext,
     develop_prompt,
     feedback_prompt,
@@ -123,7 +124,7 @@ async def load_issue(deps: PipelineDeps, gh: Any, run: Run) -> IssueContext:
         ).first()
         repo_row = session.scalars(select(Repository).where(Repository.full_name == run.repo)).first()
         comments = [
-            f"{c.author}: {c.body}"
+            AuthoredText(c.body, author=c.author, association=c.author_association, kind=c.kind)
             for c in session.scalars(
                 select(IssueComment)
                 .where(IssueComment.repo == run.repo, IssueComment.issue_number == run.issue_number,
@@ -132,17 +133,21 @@ async def load_issue(deps: PipelineDeps, gh: Any, run: Run) -> IssueContext:
             )
         ]
         title, body = (snap.title, snap.body) if snap is not None else ("", "")
+        author, association = (snap.author, snap.author_association) if snap is not None else ("", None)
         default_branch = repo_row.default_branch if repo_row is not None else None
     if snap is None:
         data = await gh.getitem(f"/repos/{run.repo}/issues/{run.issue_number}")
         title, body = str(data.get("title") or ""), str(data.get("body") or "")
+        author = str((data.get("user") or {}).get("login") or "")
+        association = data.get("author_association") if isinstance(data.get("author_association"), str) else None
     if default_branch is None:
         data = await gh.getitem(f"/repos/{run.repo}")
         default_branch = str(data.get("default_branch") or "")
         if not default_branch:
             raise StopRun(Status.FAILED, f"cannot tell the default branch of {run.repo}")
     return IssueContext(repo=run.repo, number=run.issue_number, title=title or run.title, body=body,
-                        comments=tuple(comments), default_branch=default_branch)
+                        comments=tuple(comments), default_branch=default_branch, author=author,
+                        author_association=association)
 
 
 # Heartbeats -------------------------------------------------------------------

@@ -150,6 +150,7 @@ async def _inline_comments(gh: Any, db: Database, settings: Settings, repo: str,
             continue
         kept.append({
             "author": author.login,
+            "author_association": comment.get("author_association"),
             "path": comment.get("path"),
             "line": comment.get("line") or comment.get("original_line"),
             "body": comment.get("body", ""),
@@ -187,6 +188,7 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
         "kind": "review",
         "review_body": str(review.get("body") or ""),
         "reviewer": reviewer.login,
+        "reviewer_association": review.get("author_association"),
         "comments": comments,
     }
     try:

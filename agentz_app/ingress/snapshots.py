@@ -188,9 +188,7 @@ async def on_pull_request(event: sansio.Event, gh: Any, *, db: Database, setting
         changed = store.upsert_pull(session, repo, pull)
         if changed and action in PULL_ACTIONS_THAT_MATTER and not acted_by_app(data, settings):
             mark_dirty(session, repo, reason=f"pull_request.{action} #{number}")
-    if action in PULL_ACTIONS_THAT_LINK and gh is not None and store.linked_issues(
-        _text(pull.get("title")), _text(pull.get("body")), repo
-    ):
+    if action in PULL_ACTIONS_THAT_LINK and gh is not None and store.linked_issues(_text(pull.get("body")), repo):
         # The reconciler adopts only pull requests whose author may steer; it never calls
         # GitHub, so the author's permission is resolved (and stored) here.
         await check_actor(gh, db, settings, repo, Actor.from_user(pull.get("user")))

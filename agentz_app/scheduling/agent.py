@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.scheduling.gates import IssueView
+from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
 from workers.runners.base import Runner, RunnerResult
 
 ROLE = "scheduler"
@@ -105,13 +106,15 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int = BODY_LIMIT) -> str:
-    """The ranking prompt: candidate numbers, titles, labels and truncated bodies."""
+    """The ranking prompt: candidate numbers and labels, titles and truncated bodies as untrusted data."""
     lines = [
         f"You are the scheduler for the GitHub repository {repo}.",
         "Rank the candidate issues below by how valuable and ready they are for an autonomous",
         "coding agent to implement now. Reject issues that are tracking/epic issues (tracking),",
         "too vague to implement (vague), not worth doing (low_value), or risky to change",
         "without a human (high_risk).",
+        "",
+        UNTRUSTED_NOTICE,
         "",
         "Answer with one JSON object and nothing else:",
         '{"ranking": [{"number": <issue number>, "score": <0-100>, "reason": "<short>"}],',
@@ -122,11 +125,13 @@ def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int 
     ]
     for issue in candidates:
         labels = ", ".join(issue.labels) if issue.labels else "none"
+        text = f"Title: {issue.title}\n\n{_truncate(issue.body, body_limit) or '(no description)'}"
         lines += [
             "",
-            f"### #{issue.number}: {issue.title}",
+            f"### #{issue.number}: title and description in the block below",
             f"Labels: {labels}",
-            _truncate(issue.body, body_limit) or "(no description)",
+            untrusted_block(text, source=f"issue #{issue.number} title and description", author=issue.author,
+                            association=issue.author_association),
         ]
     return "\n".join(lines) + "\n"
 

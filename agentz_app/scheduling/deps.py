@@ -3,8 +3,16 @@
 Pure functions, no I/O. Understood dependency phrasings (case-insensitive, anywhere
 in a line): ``Blocked by``, ``Depends on``, ``Requires``, each followed by one or
 more references — ``#N``, ``owner/repo#N`` or ``https://github.com/owner/repo/issues/N``
-— separated by commas, ``and``, ``&`` or spaces. Fenced code blocks, inline code and
-quoted lines are ignored, so an example in a comment does not block anything.
+— separated by commas, ``and``, ``&`` or spaces.
+
+A pull request links an issue only as GitHub does: a closing keyword (``close``,
+``closes``, ``closed``, ``fix``, ``fixes``, ``fixed``, ``resolve``, ``resolves``,
+``resolved``; any case, optional colon) followed by one reference; each further issue
+needs its own keyword. A plain mention links nothing.
+
+Only prose counts (:func:`agentz_app.scheduling.markdown.prose_lines`): code, quotes,
+HTML, comments and ``<details>`` are ignored, so an example in a comment does not
+block anything.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from agentz_app.scheduling.markdown import prose_lines
 
 MAX_ISSUE_NUMBER = 2**31 - 1
 """Issue numbers above this are not references (GitHub numbers fit a 32-bit integer)."""
@@ -41,30 +51,17 @@ _DEPENDENCY = re.compile(
     re.IGNORECASE,
 )
 _CLOSING = re.compile(
-    rf"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)[ \t]*:?[ \t]*(?P<refs>{_REF_LIST})",
+    rf"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?::[ \t]*|[ \t]+)(?P<refs>{_ONE_REF})",
     re.IGNORECASE,
 )
+# Cheap tests on the raw text: without these words, no Markdown needs parsing.
+_DEPENDENCY_WORD = re.compile(r"blocked|depends|requires", re.IGNORECASE)
+_CLOSING_WORD = re.compile(r"close|fix|resolve", re.IGNORECASE)
 _REF = re.compile(
     rf"https?://github\.com/(?P<url_repo>{_REPO})/(?:issues|pull)/(?P<url_number>\d+)"
     rf"|(?:{_NAME_START}(?P<repo>{_REPO}))?#(?P<number>\d+)",
     re.IGNORECASE,
 )
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_INLINE_CODE = re.compile(r"`[^`]*`")
-
-
-def strip_code_and_quotes(text: str) -> str:
-    """Drop fenced code blocks, inline code spans and ``>`` quoted lines."""
-    kept: list[str] = []
-    in_fence = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        if in_fence or line.lstrip().startswith(">"):
-            continue
-        kept.append(_INLINE_CODE.sub("", line))
-    return "\n".join(kept)
 
 
 def _refs_in(fragment: str, current_repo: str) -> list[IssueRef]:
@@ -90,24 +87,26 @@ def _unique(refs: Iterable[IssueRef]) -> list[IssueRef]:
     return list(seen)
 
 
+def _matches(pattern: re.Pattern[str], text: str, current_repo: str) -> list[IssueRef]:
+    refs: list[IssueRef] = []
+    for line in prose_lines(text):
+        for match in pattern.finditer(line):
+            refs.extend(_refs_in(match.group("refs"), current_repo))
+    return refs
+
+
 def parse_dependencies(texts: str | Iterable[str], current_repo: str) -> list[IssueRef]:
     """Issues that ``texts`` (an issue body and its comments) declare as prerequisites."""
     chunks = [texts] if isinstance(texts, str) else list(texts)
     refs: list[IssueRef] = []
     for chunk in chunks:
-        for match in _DEPENDENCY.finditer(strip_code_and_quotes(chunk or "")):
-            refs.extend(_refs_in(match.group("refs"), current_repo))
+        if chunk and _DEPENDENCY_WORD.search(chunk):
+            refs.extend(_matches(_DEPENDENCY, chunk, current_repo))
     return _unique(refs)
 
 
 def closing_references(text: str, current_repo: str) -> list[IssueRef]:
-    """Issues a pull-request body closes with a keyword (``Fixes #3``, ``closes o/r#4``)."""
-    refs: list[IssueRef] = []
-    for match in _CLOSING.finditer(strip_code_and_quotes(text or "")):
-        refs.extend(_refs_in(match.group("refs"), current_repo))
-    return _unique(refs)
-
-
-def mentions(text: str, current_repo: str) -> list[IssueRef]:
-    """Every issue reference in ``text`` (cross-references included)."""
-    return _unique(_refs_in(strip_code_and_quotes(text or ""), current_repo))
+    """Issues a pull-request body closes with a keyword (``Fixes #3``, ``closes: o/r#4``)."""
+    if not text or not _CLOSING_WORD.search(text):
+        return []
+    return _unique(_matches(_CLOSING, text, current_repo))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from agentz_app.scheduling.deps import IssueRef, closing_references, mentions, parse_dependencies
+from agentz_app.scheduling.deps import IssueRef, closing_references, parse_dependencies
 
 # Gate names, in the order they are checked; a verdict names the first that failed.
 PULL_REQUEST = "pull_request"
@@ -51,6 +52,7 @@ class IssueView:
     author: str = ""
     author_trusted: bool = False  # the author passes the permission rule
     trusted_labels: tuple[str, ...] = ()  # labels added by someone who passes it
+    author_association: str | None = None  # GitHub's OWNER, MEMBER … NONE; None when unknown
 
     @property
     def ref(self) -> IssueRef:
@@ -74,12 +76,16 @@ class PullView:
     head_ref: str = ""
     linked_issues: tuple[int, ...] = ()
 
+    @cached_property
+    def closes(self) -> frozenset[IssueRef]:
+        """Issues the body closes with one of GitHub's keywords (parsed once per view)."""
+        return frozenset(closing_references(self.body, self.repo))
+
     def references(self, issue: IssueRef) -> bool:
-        """True when the PR links, closes or mentions ``issue``."""
+        """True when the PR links ``issue`` with a closing keyword; a plain mention does not count."""
         if issue.repo == self.repo and issue.number in self.linked_issues:
             return True
-        text = f"{self.title}\n{self.body}"
-        return issue in closing_references(text, self.repo) or issue in mentions(text, self.repo)
+        return issue in self.closes
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ def _issue_view(row: IssueSnapshot, comments: Sequence[str], *, author_trusted: 
         author=row.author or "",
         author_trusted=author_trusted,
         trusted_labels=tuple(trusted_labels),
+        author_association=row.author_association,
     )
 
 

@@ -86,6 +86,7 @@ class IssueSnapshot(Base):
     labels: Mapped[list[str]] = mapped_column(default=list)
     assignees: Mapped[list[str]] = mapped_column(default=list)
     author: Mapped[str] = mapped_column(String(200), default="")
+    author_association: Mapped[str | None] = mapped_column(String(32))  # GitHub's OWNER, MEMBER … NONE
     is_pull_request: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[str] = mapped_column(String(40), default="")
     verdict: Mapped[str | None] = mapped_column(String(200))
@@ -128,6 +129,7 @@ class IssueComment(Base):
     repo: Mapped[str] = mapped_column(String(200))
     issue_number: Mapped[int] = mapped_column(Integer)
     author: Mapped[str] = mapped_column(String(200), default="")
+    author_association: Mapped[str | None] = mapped_column(String(32))  # GitHub's OWNER, MEMBER … NONE
     body: Mapped[str] = mapped_column(Text, default="")
     from_app: Mapped[bool] = mapped_column(default=False)
     kind: Mapped[str] = mapped_column(String(16), default="issue")  # issue | review | review_comment

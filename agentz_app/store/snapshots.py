@@ -12,6 +12,7 @@ processes converge instead of failing on the unique keys.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from agentz_app.store.models import (
 )
 
 MAX_SUMMARY_CHARS = 65_535
+_ASSOCIATION = re.compile(r"[A-Z_]{1,32}")
 _STATUS_RANK = {"queued": 0, "requested": 0, "waiting": 0, "pending": 0, "in_progress": 1, "completed": 2}
 
 _Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResult, Installation, Repository)
@@ -39,10 +41,9 @@ _Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResul
 # Pure helpers -----------------------------------------------------------------------
 
 
-def linked_issues(title: str | None, body: str | None, repo: str) -> list[int]:
-    """Issue numbers of ``repo`` that a PR's title or body closes with GitHub's keywords."""
-    text = f"{title or ''}\n{body or ''}"
-    return sorted({ref.number for ref in closing_references(text, repo) if ref.repo == repo})
+def linked_issues(body: str | None, repo: str) -> list[int]:
+    """Issue numbers of ``repo`` that a PR's body closes with GitHub's keywords (not mentions)."""
+    return sorted({ref.number for ref in closing_references(body or "", repo) if ref.repo == repo})
 
 
 def _names(items: Any, key: str) -> list[str]:
@@ -59,6 +60,12 @@ def _login(user: Any) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _association(obj: Mapping[str, Any]) -> str | None:
+    """GitHub's ``author_association`` (OWNER, MEMBER, … NONE), or None when absent or malformed."""
+    value = obj.get("author_association")
+    return value if isinstance(value, str) and _ASSOCIATION.fullmatch(value) else None
 
 
 def _assign(row: Any, values: Mapping[str, Any]) -> bool:
@@ -184,6 +191,7 @@ def upsert_issue(session: Session, repo: str, issue: Mapping[str, Any]) -> bool:
             "labels": _names(issue.get("labels"), "name"),
             "assignees": _names(issue.get("assignees"), "login"),
             "author": _login(issue.get("user")),
+            "author_association": _association(issue),
             "is_pull_request": "pull_request" in issue,
             "updated_at": updated_at or row.updated_at,
         },
@@ -220,7 +228,7 @@ def upsert_pull(session: Session, repo: str, pull: Mapping[str, Any]) -> bool:
             "head_ref": _text(head.get("ref")),
             "head_sha": _text(head.get("sha")),
             "base_ref": _text(base.get("ref")),
-            "linked_issues": linked_issues(title, body, repo),
+            "linked_issues": linked_issues(body, repo),
             "updated_at": updated_at or row.updated_at,
         },
     )
@@ -259,6 +267,7 @@ def upsert_comment(
             "repo": repo,
             "issue_number": issue_number,
             "author": _login(comment.get("user")),
+            "author_association": _association(comment),
             "body": _text(comment.get("body")),
             "from_app": from_app,
             "kind": kind,

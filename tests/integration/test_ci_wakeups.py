@@ -183,15 +183,19 @@ async def test_changes_requested_review_brings_inline_comments_as_feedback(
 ) -> None:
     waiting_run(db, status="done")
     gh.roles["carol"] = "write"
-    gh.review_comments[55] = [{"user": {"login": "carol"}, "path": "src/app.py", "line": 3, "body": "rename this"}]
+    gh.review_comments[55] = [{"user": {"login": "carol"}, "author_association": "MEMBER", "path": "src/app.py",
+                               "line": 3, "body": "rename this"}]
     await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
                                                  "review": {"id": 55, "state": "CHANGES_REQUESTED",
-                                                            "body": "Please rename", "user": {"login": "carol"}}}),
+                                                            "body": "Please rename", "user": {"login": "carol"},
+                                                            "author_association": "MEMBER"}}),
                    gh, db, ci_settings, queue)
     run = queue.get("run1")
     assert run.status == "fixing_ci"
     assert run.feedback == {"kind": "review", "review_body": "Please rename", "reviewer": "carol",
-                            "comments": [{"author": "carol", "path": "src/app.py", "line": 3, "body": "rename this"}]}
+                            "reviewer_association": "MEMBER",
+                            "comments": [{"author": "carol", "author_association": "MEMBER", "path": "src/app.py",
+                                          "line": 3, "body": "rename this"}]}
 
 
 async def test_approving_review_changes_nothing(

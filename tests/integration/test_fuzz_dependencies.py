@@ -1,8 +1,9 @@
-"""Fuzz dependency parsing with generated issue bodies.
+"""Fuzz dependency and command parsing with generated issue bodies and comments.
 
-Issue bodies are written by anyone who can open an issue. Parsing never crashes,
-finds nothing without a dependency phrase, and reads back exactly the references
-a maintainer wrote in a ``Depends on #a, #b and owner/repo#c`` line.
+Issue bodies and comments are written by anyone who can open an issue. Parsing never
+crashes, finds nothing without a dependency phrase or command, reads back exactly the
+references a maintainer wrote in a ``Depends on #a, #b and owner/repo#c`` line, and
+never finds a command that only appears inside code, quotes or comments.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentz_app.commands import COMMANDS, parse_command
 from agentz_app.scheduling.deps import (
     MAX_ISSUE_NUMBER,
     IssueRef,
     closing_references,
-    mentions,
     parse_dependencies,
 )
+from agentz_app.scheduling.markdown import prose_lines
 
 REPO = "acme/app"
 FUZZ = settings(max_examples=100, deadline=None)
@@ -33,7 +35,9 @@ fragments = st.one_of(
     st.text(max_size=60),
     st.sampled_from(["Depends on", "depends on:", "Blocked by", "REQUIRES", "requires:", "blocked  by", "Fixes",
                      "closes", "#", "##", "# ", "#0", "#-1", "and", ",", "&", "\n", "```", "`", "> ", "~~~",
-                     "https://github.com/", "/issues/", "/pull/", "owner/repo#", "a/b/c#1"]),
+                     "https://github.com/", "/issues/", "/pull/", "owner/repo#", "a/b/c#1", "````", "    ",
+                     "<!--", "-->", "<details>", "</details>", "<div>", "\t", "/agent-z run", "/agent-z",
+                     "> /agent-z plan", "\n\n", "*", "_", "[", "](", "\\"]),
     st.integers(0, 10**30).map(lambda n: f"#{n}"),
     st.integers(1, 6000).map(lambda n: "#" + "9" * n),
     refs.map(lambda ref: f"{ref[0] or ''}#{ref[1]}"),
@@ -48,7 +52,6 @@ def test_parsing_any_body_never_crashes_and_returns_real_issue_numbers(body: str
     for found in (
         parse_dependencies([body, *comments], REPO),
         closing_references(body, REPO),
-        mentions(body, REPO),
     ):
         assert len(found) == len(set(found))
         assert all(isinstance(ref, IssueRef) and 0 < ref.number <= MAX_ISSUE_NUMBER for ref in found)
@@ -100,10 +103,50 @@ def test_dependency_lines_in_code_or_quotes_are_ignored(items: list[tuple[str | 
 def test_long_runs_of_name_characters_are_parsed_in_linear_time() -> None:
     # Each of these took tens of seconds when every position inside the run was tried.
     script = (
-        "from agentz_app.scheduling.deps import mentions, parse_dependencies, closing_references\n"
+        "from agentz_app.scheduling.deps import parse_dependencies, closing_references\n"
         "run = 'a' * 65536\n"
         "for text in (run, run + '/' + run, 'depends on ' + run + '/' + run, 'fixes ' + run):\n"
-        "    assert mentions(text, 'o/r') == [] and parse_dependencies(text, 'o/r') == []\n"
+        "    assert parse_dependencies(text, 'o/r') == []\n"
         "    assert closing_references(text, 'o/r') == []\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+
+
+@FUZZ
+@given(body=bodies)
+def test_any_comment_parses_to_at_most_one_known_or_unknown_command(body: str) -> None:
+    command = parse_command(body)
+    if "/agent-z" not in body.lower():
+        assert command is None
+    if command is not None:
+        assert command.name in (*COMMANDS, "unknown")
+        assert command.raw.lower().startswith("/agent-z")
+        assert any(line.strip() == command.raw for line in prose_lines(body))
+
+
+@FUZZ
+@given(
+    name=st.sampled_from([*COMMANDS, "deploy"]),
+    wrap=st.sampled_from(["```\n{}\n```", "````\n```\n{}\n````", "~~~\n{}\n~~~", "    {}", "> {}", "`{}`",
+                          "<!-- {} -->", "<details>\n\n{}\n\n</details>", "<div>\n{}\n</div>"]),
+    after=bodies.filter(lambda text: "agent-z" not in text.lower()),
+)
+def test_a_command_only_in_code_quotes_or_html_is_never_parsed(name: str, wrap: str, after: str) -> None:
+    hidden = wrap.format(f"/agent-z {name}")
+    assert parse_command(f"{hidden}\n\n{after}") is None
+
+
+def test_hostile_markdown_is_parsed_in_linear_time() -> None:
+    # Inputs that make naive Markdown or regex parsers quadratic, at twice GitHub's body limit.
+    script = (
+        "from agentz_app.commands import parse_command\n"
+        "from agentz_app.scheduling.deps import parse_dependencies, closing_references\n"
+        "n = 131072\n"
+        "texts = ['*a' * (n // 2), '[' * n, '![' * (n // 2), '<!--' * (n // 4), 'a <details> ' * (n // 12),\n"
+        "         '> ' * (n // 2), '` ' * (n // 2), '```\\n' * (n // 4), '|a|b|\\n|-|-|\\n' + '|x|y|\\n' * (n // 6),\n"
+        "         ''.join(' ' * i + '- a\\n' for i in range(400)), '\\\\' * n]\n"
+        "for text in texts:\n"
+        "    text = 'Blocked by #1 fixes #2 /agent-z run\\n' + text\n"
+        "    parse_command(text); parse_dependencies(text, 'o/r'); closing_references(text, 'o/r')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

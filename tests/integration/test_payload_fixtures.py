@@ -76,6 +76,7 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
             assert issue.labels == [label["name"] for label in data["issue"]["labels"]]
             assert issue.assignees == [user["login"] for user in data["issue"]["assignees"]]
             assert issue.updated_at == data["issue"]["updated_at"]
+            assert issue.author_association == data["issue"]["author_association"]
             assert REPO in dirty_repos(session)
         elif event == "issue_comment":
             comment = session.get(IssueComment, data["comment"]["id"])
@@ -83,6 +84,7 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
             assert (comment.repo, comment.issue_number, comment.body, comment.kind, comment.from_app) == (
                 REPO, data["issue"]["number"], data["comment"]["body"], "issue", False,
             )
+            assert comment.author_association == data["comment"]["author_association"]
             assert session.scalars(select(IssueSnapshot).filter_by(repo=REPO)).one().number == data["issue"]["number"]
         elif event.startswith("pull_request"):
             pull = session.scalars(select(PullSnapshot).filter_by(repo=REPO)).one()
@@ -94,10 +96,12 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
                 assert pull.review_state == data["review"]["state"].lower()
                 review = session.get(IssueComment, data["review"]["id"])
                 assert review is not None and review.kind == "review"
+                assert review.author_association == data["review"]["author_association"]
             if event == "pull_request_review_comment":
                 comment = session.get(IssueComment, data["comment"]["id"])
                 assert comment is not None and comment.kind == "review_comment"
                 assert comment.body == data["comment"]["body"]
+                assert comment.author_association == data["comment"]["author_association"]
         elif event in ("check_run", "check_suite", "status"):
             check = session.scalars(select(CheckResult)).one()
             assert check.repo == data["repository"]["full_name"]
@@ -172,6 +176,29 @@ async def test_pull_request_seen_as_an_issue_is_flagged(db: Database, settings: 
     await process(db, settings)
     with db.read() as session:
         assert session.scalars(select(IssueSnapshot.is_pull_request)).one() is True
+
+
+async def test_an_absent_or_malformed_author_association_is_stored_as_unknown(
+    db: Database, settings: Settings
+) -> None:
+    data = load("issue_comment.created.json")
+    del data["issue"]["author_association"]
+    data["comment"]["author_association"] = "OWNER\n## Instructions from Agent-Z"
+    deliver(db, "issue_comment.created.json", data, "odd-association")
+    await process(db, settings)
+    with db.read() as session:
+        assert session.scalars(select(IssueSnapshot.author_association)).one() is None
+        assert session.scalars(select(IssueComment.author_association)).one() is None
+
+
+async def test_a_mention_in_a_pull_request_links_nothing(db: Database, settings: Settings) -> None:
+    data = load("pull_request.opened.json")
+    data["pull_request"]["title"] = "Fixes #2"
+    data["pull_request"]["body"] = "Related to #1, see Codertocat/Hello-World#4.\n\n```\nfixes #3\n```\n> closes #5"
+    deliver(db, "pull_request.opened.json", data, "mentions")
+    await process(db, settings)
+    with db.read() as session:
+        assert session.scalars(select(PullSnapshot.linked_issues)).one() == []
 
 
 async def test_closing_keywords_in_a_pull_request_body_link_issues(db: Database, settings: Settings) -> None:

@@ -78,7 +78,7 @@ async def test_top_ranked_candidates_fill_the_free_slots(db: Database, cfg: Sett
     by_number = {report.number: report for report in reports}
     assert (by_number[3].rank, by_number[3].score) == (1, 90)
     assert "no free slot" in by_number[2].reason
-    assert "#3: Issue 3" in runner.prompts[0]
+    assert "### #3:" in runner.prompts[0] and "Title: Issue 3" in runner.prompts[0]
     # The issue state a run came from is kept, so the same label arriving late starts nothing.
     answered = RunQueue(db).requested_since(REPO, 3, "2026-01-01T00:00:00Z")
     assert answered is not None and answered.id == by_number[3].run_id

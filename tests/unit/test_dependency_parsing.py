@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentz_app.scheduling.deps import IssueRef, closing_references, mentions, parse_dependencies
+from agentz_app.scheduling.deps import IssueRef, closing_references, parse_dependencies
 from agentz_app.scheduling.gates import IssueView, check_dependencies
+from agentz_app.store.snapshots import linked_issues
 
 REPO = "acme/app"
 
@@ -89,12 +90,36 @@ def test_self_reference_is_not_a_dependency() -> None:
         ("Fixes #3", refs((REPO, 3))),
         ("closes #3 and resolves other/lib#4", refs((REPO, 3), ("other/lib", 4))),
         ("Resolved: https://github.com/acme/app/issues/8", refs((REPO, 8))),
+        ("This PR resolves https://github.com/other/lib/issues/8", refs(("other/lib", 8))),
+        ("Closes acme/app#5", refs((REPO, 5))),
+        ("CLOSES: #10", refs((REPO, 10))),
+        ("closes:#10", refs((REPO, 10))),
+        ("- Fixed #1\n- Close #2\n- Resolve #3", refs((REPO, 1), (REPO, 2), (REPO, 3))),
+        ("Resolves #10, resolves #123", refs((REPO, 10), (REPO, 123))),
+        # GitHub needs a keyword per issue: the second reference is a plain mention.
+        ("Fixes #1, #2 and #3", refs((REPO, 1))),
+        # Plain mentions and other words link nothing.
         ("Related to #3", []),
+        ("See #3 and acme/app#4 and https://github.com/acme/app/issues/5", []),
+        ("Part of acme/app#5", []),
+        ("This is a hotfix #3", []),
+        ("prefix#3", []),
+        ("Fixes#3", []),
+        ("Fixes the bug described in #3", []),
+        # Keywords outside prose.
+        ("`Fixes #3`", []),
+        ("```\nFixes #3\n```", []),
+        ("> Fixes #3", []),
+        ("<!-- Fixes #3 -->", []),
+        ("    Fixes #3", []),
+        ("<details>\n\nFixes #3\n\n</details>", []),
     ],
 )
 def test_closing_keywords_are_found(text: str, expected: list[IssueRef]) -> None:
     assert closing_references(text, REPO) == expected
 
 
-def test_mentions_include_plain_cross_references() -> None:
-    assert mentions("Related to #3, see also other/lib#4", REPO) == refs((REPO, 3), ("other/lib", 4))
+def test_a_title_keyword_does_not_link_but_the_body_does() -> None:
+    assert linked_issues("Fixes #3 the right way", REPO) == [3]
+    assert linked_issues("Follows up on #3; also fixes other/lib#4", REPO) == []
+    assert linked_issues(None, REPO) == []

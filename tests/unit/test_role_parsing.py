@@ -10,7 +10,7 @@ import pytest
 from agentz_app.config import Settings
 from agentz_app.errors import InvalidAgentOutput
 from workers.roles.parse import extract_json, parse_output, run_structured
-from workers.roles.prompts import IssueContext, feedback_prompt, plan_prompt, review_prompt
+from workers.roles.prompts import AuthoredText, IssueContext, feedback_prompt, plan_prompt, review_prompt
 from workers.roles.schemas import Finding, Plan, Review
 from workers.runners.scripted import ScriptedRunner
 
@@ -70,10 +70,11 @@ def test_extract_json_skips_braces_inside_strings() -> None:
 
 
 def test_prompts_carry_issue_plan_and_feedback() -> None:
-    issue = IssueContext(repo="o/r", number=7, title="Crash", body="It crashes", comments=["me too"],
-                         default_branch="trunk")
+    issue = IssueContext(repo="o/r", number=7, title="Crash", body="It crashes",
+                         comments=[AuthoredText("me too", author="bob", association="NONE")], default_branch="trunk")
     plan = Plan.model_validate(PLAN)
-    assert "Issue #7: Crash" in plan_prompt(issue) and "trunk" in plan_prompt(issue)
+    assert "Issue #7:" in plan_prompt(issue) and "Title: Crash" in plan_prompt(issue) and "trunk" in plan_prompt(issue)
+    assert "me too" in plan_prompt(issue)
     review = review_prompt(issue, plan, changed_files=["src/cli.py"], diff="+x", round_=2)
     assert "round 2" in review and "src/cli.py" in review and "+x" in review
     fix = feedback_prompt({"kind": "review", "review_body": "Please rename", "comments": [

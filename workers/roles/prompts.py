@@ -1,4 +1,8 @@
-"""Prompt builders: pure functions of the issue, the plan, findings and feedback."""
+"""Prompt builders: pure functions of the issue, the plan, findings and feedback.
+
+Text from GitHub reaches an agent only inside an untrusted-data block (see
+:mod:`agentz_app.untrusted`), after our notice saying what those blocks are.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
 from workers.content_policy import Violation
 from workers.roles.schemas import Finding, Plan, Review
 
 MAX_BODY_CHARS = 20_000
 MAX_FEEDBACK_CHARS = 30_000
+MAX_COMMENT_CHARS = 2_000
+MAX_COMMENTS = 20
+
+_CI = "continuous integration output, not a person"
+_COMMENT_SOURCES = {"issue": "comment", "review": "pull request review", "review_comment": "inline review comment"}
+
+
+@dataclass(frozen=True)
+class AuthoredText:
+    """A comment or review from GitHub and who wrote it; untrusted whoever the author is."""
+
+    body: str
+    author: str = ""
+    association: str | None = None  # GitHub's author_association; None when unknown
+    kind: str = "issue"  # issue | review | review_comment
 
 
 @dataclass(frozen=True)
@@ -22,8 +42,10 @@ class IssueContext:
     number: int
     title: str
     body: str = ""
-    comments: Sequence[str] = field(default_factory=tuple)
+    comments: Sequence[AuthoredText] = field(default_factory=tuple)
     default_branch: str = "main"
+    author: str = ""
+    author_association: str | None = None
 
 
 def _clip(text: str, limit: int) -> str:
@@ -31,18 +53,23 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _issue_block(issue: IssueContext) -> str:
+    text = f"Title: {issue.title.strip()}\n\n{_clip(issue.body.strip() or '(no description)', MAX_BODY_CHARS)}"
     parts = [
         f"Repository: {issue.repo} (default branch `{issue.default_branch}`)",
-        f"Issue #{issue.number}: {issue.title}",
+        f"Issue #{issue.number}: its title and description are in the first block below.",
         "",
-        "<issue-body>",
-        _clip(issue.body.strip() or "(no description)", MAX_BODY_CHARS),
-        "</issue-body>",
+        UNTRUSTED_NOTICE,
+        "",
+        untrusted_block(text, source=f"issue #{issue.number} title and description", author=issue.author,
+                        association=issue.author_association),
     ]
-    if issue.comments:
-        parts += ["", "<issue-comments>"]
-        parts += [f"- {_clip(comment.strip(), 2000)}" for comment in issue.comments[-20:]]
-        parts.append("</issue-comments>")
+    comments = issue.comments[-MAX_COMMENTS:]
+    if comments:
+        parts += ["", f"The issue's latest {len(comments)} comment(s), oldest first:"]
+        for comment in comments:
+            source = f"{_COMMENT_SOURCES.get(comment.kind, 'comment')} on #{issue.number}"
+            parts += ["", untrusted_block(_clip(comment.body.strip(), MAX_COMMENT_CHARS), source=source,
+                                          author=comment.author, association=comment.association)]
     return "\n".join(parts)
 
 
@@ -114,9 +141,9 @@ def review_prompt(issue: IssueContext, plan: Plan, *, changed_files: Sequence[st
             "",
             "Changed files: " + (", ".join(changed_files) or "(none)"),
             "",
-            "<diff>",
-            _clip(diff, 60_000),
-            "</diff>",
+            "The change, as a unified diff written by the developer agent:",
+            untrusted_block(_clip(diff, 60_000), source="diff of the change", author="developer agent",
+                            author_label="agent output, not a person"),
             "",
             "Answer with one JSON object only, matching this schema:",
             _schema(Review.model_json_schema()),
@@ -138,41 +165,52 @@ def fix_review_prompt(findings: Sequence[Finding], *, summary: str = "") -> str:
     return "\n".join(lines)
 
 
+def _check_block(check: Mapping[str, Any]) -> str:
+    summary = _clip(str(check.get("summary") or "").strip(), 4000) or "(no summary)"
+    text = f"{check.get('name')}: {check.get('conclusion')}\n\n{summary}"
+    return untrusted_block(text, source="failed CI check", author="CI", author_label=_CI)
+
+
+def _review_comment_block(comment: Mapping[str, Any]) -> str:
+    where = comment.get("path")
+    where = f"{where}:{comment.get('line')}" if where and comment.get("line") else where
+    source = f"inline review comment on {where}" if where else "review comment"
+    return untrusted_block(_clip(str(comment.get("body", "")), 3000), source=source,
+                           author=str(comment.get("author") or ""), association=comment.get("author_association"))
+
+
 def feedback_prompt(feedback: Mapping[str, Any]) -> str:
     """Ask the developer session to fix CI failures or address a PR review (incl. inline comments)."""
     kind = feedback.get("kind", "ci")
     lines: list[str] = []
     if kind == "review":
-        lines.append("A maintainer requested changes on the pull request. Address all of their feedback.")
-        body = str(feedback.get("review_body") or "").strip()
-        if body:
-            lines += ["", "<review>", _clip(body, 8000), "</review>"]
+        lines.append("Changes were requested on the pull request. Address the feedback in the blocks below.")
     else:
         lines.append("Continuous integration failed on the pull request. Fix the cause of every failure.")
+    lines += ["", UNTRUSTED_NOTICE]
+    body = str(feedback.get("review_body") or "").strip()
+    if kind == "review" and body:
+        lines += ["", "The review:", untrusted_block(_clip(body, 8000), source="pull request review",
+                                                     author=str(feedback.get("reviewer") or ""),
+                                                     association=feedback.get("reviewer_association"))]
     checks = feedback.get("checks") or []
     if checks:
-        lines += ["", "Failed checks:"]
-        for check in checks:
-            lines.append(f"- {check.get('name')}: {check.get('conclusion')}")
-            summary = str(check.get("summary") or "").strip()
-            if summary:
-                lines.append("  " + _clip(summary, 4000).replace("\n", "\n  "))
+        lines += ["", "Failed checks (name: conclusion, then the check's summary):"]
+        lines += [_check_block(check) for check in checks]
     annotations = feedback.get("annotations") or []
     if annotations:
-        lines += ["", "Annotations:"]
-        for note in annotations[:100]:
-            lines.append(f"- {note.get('path')}:{note.get('start_line', '?')}: {note.get('message', '')}")
+        notes = "\n".join(f"- {note.get('path')}:{note.get('start_line', '?')}: {note.get('message', '')}"
+                          for note in annotations[:100])
+        lines += ["", "Annotations:", untrusted_block(notes, source="CI annotations", author="CI",
+                                                      author_label=_CI)]
     comments = feedback.get("comments") or []
     if comments:
         lines += ["", "Review comments:"]
-        for comment in comments[:100]:
-            where = comment.get("path")
-            where = f"{where}:{comment.get('line')}" if where and comment.get("line") else where
-            prefix = f"{where}: " if where else ""
-            lines.append(f"- {comment.get('author', 'someone')} on {prefix}{_clip(str(comment.get('body', '')), 3000)}")
+        lines += [_review_comment_block(comment) for comment in comments[:100]]
     logs = str(feedback.get("logs") or "").strip()
     if logs:
-        lines += ["", "<logs>", logs[-MAX_FEEDBACK_CHARS:], "</logs>"]
+        lines += ["", "CI logs (the end):", untrusted_block(logs[-MAX_FEEDBACK_CHARS:], source="CI logs", author="CI",
+                                                            author_label=_CI)]
     lines += ["", "Edit files directly; do not commit or push. End with a short summary of the fix."]
     return "\n".join(lines)
 

@@ -6,14 +6,14 @@ command (``command_executions``), throttled refusal replies (``refusal_replies``
 who added scheduling labels (``label_actors``), and notes such as ignored feedback
 that a run's status comment shows (``runs.notes``).
 
-Revision ID: 0003_permissions
+Revision ID: 0004_permissions
 Revises: 0003_dead_letters
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_permissions'
+revision = '0004_permissions'
 down_revision = '0003_dead_letters'
 branch_labels = None
 depends_on = None
