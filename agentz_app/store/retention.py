@@ -37,7 +37,17 @@ from agentz_app.config import Settings
 from agentz_app.logs import get_logger
 from agentz_app.store import retention_files as files
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, Event, Installation, KeyValue, Repository, Run, now
+from agentz_app.store.models import (
+    CommandExecution,
+    Delivery,
+    Event,
+    Installation,
+    KeyValue,
+    RefusalReply,
+    Repository,
+    Run,
+    now,
+)
 from agentz_app.store.retention_files import Removed, RunFacts
 from agentz_app.store.states import LIVE, TERMINAL
 
@@ -86,6 +96,7 @@ class PruneReport:
     run_logs: Removed = field(default_factory=Removed)
     agent_homes: Removed = field(default_factory=Removed)
     mirrors: Removed = field(default_factory=Removed)
+    command_records: Removed = field(default_factory=Removed)
 
     def parts(self) -> dict[str, Removed]:
         """Each kind of record and what went."""
@@ -273,6 +284,23 @@ def prune_files(db: Database, settings: Settings, at: float, *, policy: Retentio
     return report
 
 
+# Refusal replies are throttled per hour: older rows change nothing.
+REFUSAL_MEMORY_SECONDS = 3600.0
+
+
+def prune_command_records(db: Database, *, events_cutoff: float, at: float, dry_run: bool = False) -> Removed:
+    """Forget slash commands handled before ``events_cutoff`` and refusal replies older than the throttle window."""
+    commands_due = CommandExecution.created_at < events_cutoff
+    replies_due = RefusalReply.replied_at < at - REFUSAL_MEMORY_SECONDS
+    count = 0
+    with db.begin() as session:
+        for table, due in ((CommandExecution, commands_due), (RefusalReply, replies_due)):
+            count += int(session.scalar(select(func.count()).select_from(table).where(due)) or 0)
+            if not dry_run:
+                session.execute(delete(table).where(due))
+    return Removed(count, 0)
+
+
 # The whole prune ------------------------------------------------------------------------
 
 
@@ -284,13 +312,14 @@ def prune_database(db: Database, at: float, *, policy: RetentionPolicy, dry_run:
         dry_run=dry_run,
         deliveries=prune_deliveries(db, limits.deliveries, dry_run=dry_run, batch_size=batch_size),
         events=prune_events(db, limits.events, dry_run=dry_run, batch_size=batch_size),
+        command_records=prune_command_records(db, events_cutoff=limits.events, at=at, dry_run=dry_run),
     )
 
 
 def merge(database: PruneReport, on_disk: PruneReport) -> PruneReport:
     """The database part of one report with the files part of another."""
     return PruneReport(database.dry_run or on_disk.dry_run, database.deliveries, database.events,
-                       on_disk.run_logs, on_disk.agent_homes, on_disk.mirrors)
+                       on_disk.run_logs, on_disk.agent_homes, on_disk.mirrors, database.command_records)
 
 
 def prune(db: Database, settings: Settings, *, clock: Clock = now, dry_run: bool = False) -> PruneReport:

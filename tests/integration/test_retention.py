@@ -144,7 +144,8 @@ def test_prune_deletes_exactly_what_is_due(db: Database, state: Settings) -> Non
     assert _mirrors(state) == {"o/kept.git", "o/busy.git", "o/unknown.git"}
     assert not (state.state_dir / "mirrors" / "o" / "gone.lock").exists()
     assert [(name, part.count) for name, part in report.parts().items()] == [
-        ("deliveries", 2), ("events", 7), ("run_logs", 3), ("agent_homes", 1), ("mirrors", 2)]
+        ("deliveries", 2), ("events", 7), ("run_logs", 3), ("agent_homes", 1), ("mirrors", 2),
+        ("command_records", 0)]
     assert report.deliveries.bytes == 2 * 100
     assert report.run_logs.bytes > 3 * 100  # the files and the folders themselves
 
@@ -320,3 +321,24 @@ def test_reconciler_loops_on_two_connections_prune_the_database_and_files_once(
     assert min(passes) >= 10
     assert (len(database_prunes), len(file_prunes)) == (1, 1)
     assert _deliveries(db) == set()
+
+
+def test_handled_commands_and_refusal_throttles_are_forgotten_once_they_can_no_longer_matter(db: Database) -> None:
+    from agentz_app.store.models import CommandExecution, RefusalReply
+    from agentz_app.store.retention import prune_command_records
+
+    with db.begin() as session:
+        session.add_all([
+            CommandExecution(comment_id=1, command_hash="a", repo="o/r", issue_number=1, login="x",
+                             created_at=NOW - 100 * DAY),
+            CommandExecution(comment_id=2, command_hash="b", repo="o/r", issue_number=1, login="x",
+                             created_at=NOW - 1 * DAY),
+            RefusalReply(repo="o/r", issue_number=1, login="old", replied_at=NOW - 7200),
+            RefusalReply(repo="o/r", issue_number=1, login="recent", replied_at=NOW - 60),
+        ])
+    cutoff = NOW - 90 * DAY
+    assert prune_command_records(db, events_cutoff=cutoff, at=NOW, dry_run=True).count == 2
+    assert prune_command_records(db, events_cutoff=cutoff, at=NOW).count == 2
+    with db.read() as session:
+        assert [c.comment_id for c in session.query(CommandExecution)] == [2]
+        assert [r.login for r in session.query(RefusalReply)] == ["recent"]

@@ -129,7 +129,7 @@ def test_home_keys_match_the_runners_agent_homes(tmp_path: Path) -> None:
 def test_report_summary_says_what_went_and_how_big() -> None:
     report = PruneReport(deliveries=Removed(120, 1_234_567), mirrors=Removed(1, 999))
     assert report.summary() == ("removed deliveries=120 (1.2 MB) events=0 (0 B) run logs=0 (0 B) "
-                                "agent homes=0 (0 B) mirrors=1 (999 B)")
+                                "agent homes=0 (0 B) mirrors=1 (999 B) command records=0 (0 B)")
     assert report.as_dict()["deliveries"] == {"count": 120, "bytes": 1_234_567}
     assert PruneReport(dry_run=True).summary().startswith("would remove ")
 
