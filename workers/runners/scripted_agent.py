@@ -7,6 +7,7 @@ ending with ``{"type": "result", ...}``. Standard library only, so it starts fas
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,8 +40,10 @@ def play(step: dict[str, Any], root: Path) -> int:
     if step.get("sleep"):
         time.sleep(float(step["sleep"]))
     if step.get("hang"):
-        sleeper = subprocess.Popen(["sleep", "3600"])
-        _emit(type="hang", pid=sleeper.pid)
+        # A unique duration makes the sleeper findable by its command line, also from outside a PID namespace.
+        duration = f"3600.{os.getpid()}{time.time_ns() % 1_000_000}"
+        sleeper = subprocess.Popen(["sleep", duration])
+        _emit(type="hang", pid=sleeper.pid, command=f"sleep {duration}")
         sleeper.wait()
     try:
         for item in step.get("write", []):
