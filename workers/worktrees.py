@@ -7,12 +7,16 @@ Layout under ``state_dir``::
     mirrors/<owner>/<name>.lock     flock held around fetches
     worktrees/<run_id>              the run's working copy: its own small repository whose
                                     objects are borrowed read-only from the mirror (alternates)
+    staging/<run_id>.git            where trusted git reads the working copy; its objects enter
+                                    the mirror only once the content policy passed
 
 The agent may do anything in its working copy, including its ``.git``. Trusted
 code therefore never runs git *in* it: :meth:`Worktrees.snapshot` reads the files
-into the mirror with the mirror as ``GIT_DIR`` and the working copy as
-``GIT_WORK_TREE`` (so the agent's ``.git``, hooks and config are never consulted),
-commits are made with ``commit-tree`` in the mirror, and pushes go from the mirror
+into the run's staging repository (borrowing the mirror's objects) with the working copy
+as ``GIT_WORK_TREE`` (so the agent's ``.git``, hooks and config are never consulted).
+Working copies can read the mirror's objects, so a refused file must never land there:
+only :meth:`Worktrees.checkpoint`, after the policy check, brings a snapshot's objects
+into the mirror. Commits are made with ``commit-tree`` and pushes go from the mirror
 with the token only in that git process. Checkpoints are commits on
 ``refs/agent-z/runs/<run_id>``, pushed so that another host can resume the run.
 """
@@ -137,6 +141,18 @@ class Worktrees:
     def worktree_path(self, run_id: str) -> Path:
         return self.root / "worktrees" / _checked_run_id(run_id)
 
+    def staging_path(self, run_id: str) -> Path:
+        return self.root / "staging" / f"{_checked_run_id(run_id)}.git"
+
+    async def _staging(self, run_id: str, repo: str) -> Path:
+        """The run's staging repository: trusted, never visible to an agent, borrowing the mirror's objects."""
+        staging = self.staging_path(run_id)
+        if not (staging / "HEAD").exists():
+            staging.mkdir(parents=True, exist_ok=True)
+            await git("init", "--bare", "--quiet", str(staging), cwd=staging.parent)
+        (staging / "objects" / "info" / "alternates").write_text(f"{self.objects_path(repo)}\n")
+        return staging
+
     def remote_url(self, repo: str) -> str:
         return self.settings.git_url_template.format(full_name=_checked_repo(repo))
 
@@ -244,8 +260,9 @@ class Worktrees:
             await asyncio.to_thread(shutil.rmtree, path, True)
 
     async def remove(self, run_id: str, repo: str | None = None) -> None:
-        """Remove the run's working copy; missing is fine."""
+        """Remove the run's working copy and staging repository; missing is fine."""
         await self._discard(self.worktree_path(run_id))
+        await asyncio.to_thread(shutil.rmtree, self.staging_path(run_id), True)
 
     # Reading the agent's result ------------------------------------------
 
@@ -255,23 +272,19 @@ class Worktrees:
         ``.gitignore`` rules of the working copy apply (as for ``git add -A``); nothing under
         any ``.git`` is read; symbolic links are stored as links, never followed.
         """
-        mirror = self.mirror_path(run.repo)
         base_branch = run.base_branch or "main"
         seed = run.checkpoint_sha or run.head_sha or f"refs/remotes/origin/{base_branch}"
         base = await self.merge_base(run.repo, base_branch, seed)
         parent = run.head_sha or base
-        handle, index = tempfile.mkstemp(prefix="agentz-index-", dir=mirror)
-        os.close(handle)
-        os.unlink(index)
-        env = {"GIT_DIR": str(mirror), "GIT_WORK_TREE": str(path.resolve()), "GIT_INDEX_FILE": index}
-        try:
-            await git("read-tree", seed, cwd=mirror, env=env)
-            await git("add", "--all", "--", ".", cwd=mirror, env=env)
-            tree = await git_out("write-tree", cwd=mirror, env=env)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(index)
-        return Snapshot(tree, base, parent, tuple(await self._changes(mirror, base, tree)))
+        staging = await self._staging(run.id, run.repo)
+        seed_sha = await git_out("rev-parse", "--verify", f"{seed}^{{commit}}", cwd=self.mirror_path(run.repo))
+        with tempfile.TemporaryDirectory(dir=staging, prefix="index-") as scratch:
+            env = {"GIT_DIR": str(staging), "GIT_WORK_TREE": str(path.resolve()),
+                   "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            await git("read-tree", seed_sha, cwd=staging, env=env)
+            await git("add", "--all", "--", ".", cwd=staging, env=env)
+            tree = await git_out("write-tree", cwd=staging, env=env)
+        return Snapshot(tree, base, parent, tuple(await self._changes(staging, base, tree)))
 
     async def _changes(self, mirror: Path, base: str, tree: str) -> list[Change]:
         listing = (await git("diff-tree", "-r", "-z", "--no-renames", base, tree, cwd=mirror)).stdout
@@ -313,8 +326,13 @@ class Worktrees:
             return found
 
     async def checkpoint(self, run_id: str, repo: str, snapshot: Snapshot) -> str:
-        """Commit ``snapshot`` on its parent in the mirror and push it to the run's checkpoint ref."""
-        sha = await self.commit_tree(repo, snapshot.tree, snapshot.parent, f"WIP checkpoint for run {run_id}\n")
+        """Commit a snapshot that passed the content policy, bring it into the mirror, push the checkpoint ref."""
+        staging = await self._staging(run_id, repo)
+        sha = await self.commit_tree(repo, snapshot.tree, snapshot.parent, f"WIP checkpoint for run {run_id}\n",
+                                     where=staging)
+        await git("update-ref", "refs/agent-z/checkpoint", sha, cwd=staging)
+        await git("fetch", "--quiet", "--no-tags", str(staging), f"+refs/agent-z/checkpoint:{checkpoint_ref(run_id)}",
+                  cwd=self.mirror_path(repo))
         await self.point_checkpoint(run_id, repo, sha)
         return sha
 
@@ -325,12 +343,13 @@ class Worktrees:
         await git("update-ref", ref, sha, cwd=mirror)
         await git("push", "--quiet", "--force", "origin", f"{sha}:{ref}", cwd=mirror, token=await self._token(repo))
 
-    async def commit_tree(self, repo: str, tree: str, parent: str, message: str, *, date: str | None = None) -> str:
-        """A commit of ``tree`` on ``parent`` made in the mirror; the same inputs give the same SHA."""
+    async def commit_tree(self, repo: str, tree: str, parent: str, message: str, *, date: str | None = None,
+                          where: Path | None = None) -> str:
+        """A commit of ``tree`` on ``parent`` (in the mirror, or ``where``); the same inputs give the same SHA."""
         mirror = self.mirror_path(repo)
         when = date or await git_out("log", "-1", "--format=%cI", parent, cwd=mirror)
         env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
-        return (await git("commit-tree", tree, "-p", parent, "-F", "-", cwd=mirror, stdin=message,
+        return (await git("commit-tree", tree, "-p", parent, "-F", "-", cwd=where or mirror, stdin=message,
                           env=env)).stdout.strip()
 
     async def delete_checkpoint(self, run_id: str, repo: str) -> None:
@@ -381,10 +400,13 @@ class Worktrees:
     # Garbage collection --------------------------------------------------
 
     async def gc(self, db: Database) -> list[str]:
-        """Remove working copies whose run is terminal or missing."""
+        """Remove working copies (and staging repositories) whose run is terminal or missing."""
         removed: list[str] = []
         worktrees_dir = self.root / "worktrees"
         names = sorted(p.name for p in worktrees_dir.iterdir()) if worktrees_dir.exists() else []
+        staging_dir = self.root / "staging"
+        staged = {p.name.removesuffix(".git") for p in staging_dir.iterdir()} if staging_dir.exists() else set()
+        names = sorted(set(names) | {name for name in staged if _RUN_ID_RE.match(name)})
         with db.read() as session:
             rows = session.execute(select(Run.id, Run.status)).all()
         live_runs = {row.id for row in rows if row.status not in states.TERMINAL}

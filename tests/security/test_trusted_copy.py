@@ -127,3 +127,32 @@ async def test_the_agents_own_commits_and_history_are_ignored(trees: Worktrees) 
     assert sha != agent_head
     assert sh("git", "log", "--format=%an", "-1", sha, cwd=mirror) == "Agent-Z"
     assert subprocess.run(["git", "cat-file", "-e", agent_head], cwd=mirror).returncode != 0
+
+
+def _mirror_blobs(trees: Worktrees) -> list[bytes]:
+    mirror = trees.mirror_path(REPO)
+    listing = sh("git", "cat-file", "--batch-all-objects", "--batch-check", cwd=mirror).splitlines()
+    return [subprocess.run(["git", "cat-file", "blob", line.split()[0]], cwd=mirror, capture_output=True,
+                           check=True).stdout
+            for line in listing if line.split()[1] == "blob"]
+
+
+async def test_a_snapshot_reaches_the_mirror_other_agents_read_only_once_it_is_checkpointed(trees: Worktrees) -> None:
+    """Working copies borrow the mirror's objects; a refused file must never be readable there."""
+    run = _run()
+    path = await trees.create(run.id, REPO, str(run.branch), "trunk")
+    (path / "stolen.txt").write_text("key-material-that-the-policy-refuses\n")
+
+    refused = await trees.snapshot(run, path)
+    assert [c.path for c in refused.changes] == ["stolen.txt"]
+    assert not any(b"key-material" in blob for blob in _mirror_blobs(trees))
+
+    (path / "stolen.txt").unlink()
+    (path / "fine.txt").write_text("ordinary work\n")
+    sha = await trees.checkpoint(run.id, REPO, await trees.snapshot(run, path))
+
+    blobs = _mirror_blobs(trees)
+    assert b"ordinary work\n" in blobs and not any(b"key-material" in blob for blob in blobs)
+    assert sh("git", "rev-parse", "refs/agent-z/runs/run1", cwd=trees.mirror_path(REPO)) == sha
+    await trees.remove(run.id, REPO)
+    assert not trees.staging_path(run.id).exists()
