@@ -175,8 +175,10 @@ def top(ctx: click.Context, web_url: str | None) -> None:
 @cli.command()
 @click.option("--webhook-url", prompt="Public webhook URL (for example a smee.io channel)",
               help="Where GitHub sends webhooks, ending in /api/github/webhooks on your server.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the local page listens on (0.0.0.0 inside a container, with the port published).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Local port of the setup page (127.0.0.1).")
+              help="Local port of the setup page.")
 @click.option("--github-url", default="https://github.com", show_default=True, help="GitHub's web address.")
 @click.option("--api-url", default=None, help="GitHub's API address (default GITHUB_API_URL).")
 @click.option("--org", default=None, help="Register the App under this organisation instead of your account.")
@@ -185,8 +187,8 @@ def top(ctx: click.Context, web_url: str | None) -> None:
               type=click.Path(dir_okay=False), help="The App manifest to register.")
 @click.option("--open/--no-open", "open_browser", default=True, help="Open the setup page in a browser.")
 @click.pass_context
-def setup(ctx: click.Context, webhook_url: str, port: int, github_url: str, api_url: str | None, org: str | None,
-          target_env: str | None, manifest_path: str, open_browser: bool) -> None:
+def setup(ctx: click.Context, webhook_url: str, host: str, port: int, github_url: str, api_url: str | None,
+          org: str | None, target_env: str | None, manifest_path: str, open_browser: bool) -> None:
     """Register the GitHub App with GitHub's manifest flow and write its credentials to .env."""
     import asyncio
     import webbrowser
@@ -197,7 +199,7 @@ def setup(ctx: click.Context, webhook_url: str, port: int, github_url: str, api_
     settings = _settings(ctx)
     options = SetupOptions(
         webhook_url=webhook_url, github_url=github_url, api_url=api_url or settings.github_api_url, org=org,
-        port=port, env_file=Path(target_env or _root_env_file(ctx)), state_dir=settings.state_dir,
+        host=host, port=port, env_file=Path(target_env or _root_env_file(ctx)), state_dir=settings.state_dir,
         manifest_path=Path(manifest_path),
     )
 
