@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     scheduler_block_labels: CommaList = Field(default_factory=lambda: ["blocked"])
     skip_labels: CommaList = Field(default_factory=lambda: ["ongoing"])
     scheduler_debounce_seconds: float = Field(default=2.0, ge=0)
+    scheduler_max_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+    scheduler_prompt_candidates: int = Field(default=25, ge=1, le=500)
+    scheduler_prompt_chars: int = Field(default=40_000, ge=5_000, le=2_000_000)
     trigger_label: str = Field(default="agent-z", min_length=1)
     foreign_pr_policy: Literal["adopt", "cancel"] = "adopt"
     trusted_bots: CommaList = Field(default_factory=list)

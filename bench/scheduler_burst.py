@@ -112,7 +112,7 @@ def inbox_state(db: Any, repo: str) -> dict[str, Any]:
     """Processed and failed deliveries, pending dirty mark and last ranking time for ``repo``."""
     from sqlalchemy import func, select
 
-    from agentz_app.scheduling.service import RANKING_PREFIX
+    from agentz_app.scheduling.service import PASS_PREFIX
     from agentz_app.scheduling.signals import DIRTY_PREFIX
     from agentz_app.store.models import Delivery, KeyValue
 
@@ -122,7 +122,7 @@ def inbox_state(db: Any, repo: str) -> dict[str, Any]:
                                                                                  Delivery.processed_at.is_(None)))
         last_processed = session.scalar(select(func.max(Delivery.processed_at)))
         dirty = session.get(KeyValue, DIRTY_PREFIX + repo) is not None
-        ranking = session.get(KeyValue, RANKING_PREFIX + repo)
+        ranking = session.get(KeyValue, PASS_PREFIX + repo)
         ranked_at = float(ranking.value.get("at") or 0.0) if ranking is not None else None
     return {"processed": int(processed or 0), "failing": int(failing or 0),
             "last_processed": float(last_processed or 0.0), "dirty": dirty, "ranked_at": ranked_at}

@@ -28,6 +28,8 @@ from workers.runners.base import Runner, RunnerResult
 ROLE = "scheduler"
 REJECTION_KINDS = ("tracking", "vague", "low_value", "high_risk")
 BODY_LIMIT = 1500
+TITLE_LIMIT = 300
+LABELS_LIMIT = 300
 
 
 class RankedIssue(BaseModel):
@@ -105,14 +107,15 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + " …[truncated]"
 
 
-def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int = BODY_LIMIT) -> str:
-    """The ranking prompt: candidate numbers and labels, titles and truncated bodies as untrusted data."""
-    lines = [
+def prompt_header(repo: str) -> str:
+    """The instructions every ranking prompt starts with, up to the ``Candidates:`` line."""
+    return "\n".join([
         f"You are the scheduler for the GitHub repository {repo}.",
         "Rank the candidate issues below by how valuable and ready they are for an autonomous",
         "coding agent to implement now. Reject issues that are tracking/epic issues (tracking),",
         "too vague to implement (vague), not worth doing (low_value), or risky to change",
-        "without a human (high_risk).",
+        "without a human (high_risk). Score each issue on its own merits: scores are compared",
+        "with those of issues assessed in other prompts.",
         "",
         UNTRUSTED_NOTICE,
         "",
@@ -122,18 +125,72 @@ def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int 
         "Use only the candidate numbers; list each candidate at most once.",
         "",
         "Candidates:",
-    ]
+    ])
+
+
+def candidate_section(issue: IssueView, *, body_limit: int = BODY_LIMIT) -> str:
+    """One candidate's part of the prompt (starting with a line break): heading, labels, untrusted block."""
+    labels = _truncate(", ".join(issue.labels), LABELS_LIMIT) if issue.labels else "none"
+    text = f"Title: {_truncate(issue.title, TITLE_LIMIT)}\n\n{_truncate(issue.body, body_limit) or '(no description)'}"
+    return "\n" + "\n".join([
+        "",
+        f"### #{issue.number}: title and description in the block below",
+        f"Labels: {labels}",
+        untrusted_block(text, source=f"issue #{issue.number} title and description", author=issue.author,
+                        association=issue.author_association),
+    ])
+
+
+def fitted_section(issue: IssueView, budget: int, *, body_limit: int = BODY_LIMIT) -> str:
+    """:func:`candidate_section` with the description cut further until it fits ``budget`` characters."""
+    section = candidate_section(issue, body_limit=body_limit)
+    while len(section) > budget and body_limit > 0:
+        body_limit = max(0, body_limit - (len(section) - budget) - 16)
+        section = candidate_section(issue, body_limit=body_limit)
+    return section
+
+
+def build_prompt(repo: str, candidates: Sequence[IssueView], *, body_limit: int = BODY_LIMIT) -> str:
+    """The ranking prompt: candidate numbers and labels, titles and truncated bodies as untrusted data."""
+    sections = "".join(candidate_section(issue, body_limit=body_limit) for issue in candidates)
+    return prompt_header(repo) + sections + "\n"
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Candidates sent together in one Scheduler Agent call, and the prompt that carries them."""
+
+    candidates: tuple[IssueView, ...]
+    prompt: str
+
+
+def plan_batches(repo: str, candidates: Sequence[IssueView], *, max_candidates: int,
+                 max_chars: int) -> list[PromptBatch]:
+    """Split ``candidates`` into prompts of at most ``max_candidates`` issues and ``max_chars`` characters.
+
+    Candidates keep their order. An issue too long for a prompt on its own has its
+    description cut to fit; it is never sent whole.
+    """
+    header = prompt_header(repo)
+    room = max_chars - len(header) - 1  # the closing line break
+    batches: list[PromptBatch] = []
+    chosen: list[IssueView] = []
+    sections: list[str] = []
+
+    def flush() -> None:
+        if chosen:
+            batches.append(PromptBatch(tuple(chosen), header + "".join(sections) + "\n"))
+            chosen.clear()
+            sections.clear()
+
     for issue in candidates:
-        labels = ", ".join(issue.labels) if issue.labels else "none"
-        text = f"Title: {issue.title}\n\n{_truncate(issue.body, body_limit) or '(no description)'}"
-        lines += [
-            "",
-            f"### #{issue.number}: title and description in the block below",
-            f"Labels: {labels}",
-            untrusted_block(text, source=f"issue #{issue.number} title and description", author=issue.author,
-                            association=issue.author_association),
-        ]
-    return "\n".join(lines) + "\n"
+        section = fitted_section(issue, room)
+        if chosen and (len(chosen) >= max_candidates or sum(map(len, sections)) + len(section) > room):
+            flush()
+        chosen.append(issue)
+        sections.append(section)
+    flush()
+    return batches
 
 
 def repair_prompt(error: str) -> str:
@@ -166,11 +223,16 @@ async def rank_candidates(
     *,
     workdir: Path,
     timeout: float,
+    prompt: str | None = None,
 ) -> RankingOutcome:
-    """Ask the agent for a ranking; one repair prompt on invalid output, then give up."""
+    """Ask the agent for a ranking; one repair prompt on invalid output, then give up.
+
+    ``prompt`` is the batch's prompt (:func:`plan_batches`); by default one is built for every candidate.
+    """
     numbers = [issue.number for issue in candidates]
+    prompt = prompt if prompt is not None else build_prompt(repo, candidates)
     workdir.mkdir(parents=True, exist_ok=True)
-    result = await runner.run(ROLE, build_prompt(repo, candidates), workdir, timeout=timeout)
+    result = await runner.run(ROLE, prompt, workdir, timeout=timeout)
     cost = result.cost_usd
     try:
         return RankingOutcome(validate_ranking(_answer(result), numbers), 1, cost)
@@ -179,7 +241,7 @@ async def rank_candidates(
     try:
         follow_up = repair_prompt(error)
         if result.session_id is None:  # no conversation to resume: restate the task
-            follow_up = f"{build_prompt(repo, candidates)}\nYour previous answer was:\n{result.text}\n\n{follow_up}"
+            follow_up = f"{prompt}\nYour previous answer was:\n{_truncate(result.text, 4000)}\n\n{follow_up}"
         retry = await runner.run(ROLE, follow_up, workdir, session_id=result.session_id, timeout=timeout)
     except RunnerError as exc:
         raise InvalidAgentOutput(f"repair attempt failed: {exc}", raw=result.text) from None

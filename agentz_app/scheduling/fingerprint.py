@@ -1,8 +1,8 @@
-"""The candidate fingerprint: the Scheduler Agent is asked again only when it changes.
+"""The issue content fingerprint: the Scheduler Agent is asked about an issue again only when it changes.
 
-It covers what a ranking depends on — the candidates (number and ``updated_at``),
-the open pull requests and which issues they reference, and which issues hold a
-live run — and nothing that merely moves along (run stages, verdicts, PR pushes).
+It covers what an assessment depends on — the title, the body, the labels, how many
+comments there are and which issues it depends on — and nothing that merely moves
+along (``updated_at``, verdicts, runs, pull requests), which the gates handle.
 """
 
 from __future__ import annotations
@@ -12,23 +12,17 @@ import json
 from collections.abc import Iterable
 
 from agentz_app.scheduling.deps import IssueRef
-from agentz_app.scheduling.gates import IssueView, PullView
+from agentz_app.scheduling.gates import IssueView
 
 
-def candidate_fingerprint(
-    candidates: Iterable[IssueView],
-    open_pulls: Iterable[PullView],
-    live_issues: Iterable[IssueRef],
-) -> str:
-    """sha256 over sorted candidates, open-PR state and queue state."""
+def issue_fingerprint(issue: IssueView, dependencies: Iterable[IssueRef]) -> str:
+    """sha256 over the issue's title, body, labels, comment count and dependencies (pure)."""
     document = {
-        "candidates": sorted([issue.repo, issue.number, issue.updated_at] for issue in candidates),
-        "pulls": sorted(
-            [pull.repo, pull.number, pull.state, sorted(pull.linked_issues)]
-            for pull in open_pulls
-            if pull.state == "open"
-        ),
-        "live": sorted([ref.repo, ref.number] for ref in live_issues),
+        "title": issue.title,
+        "body": issue.body,
+        "labels": sorted({label.lower() for label in issue.labels}),
+        "comments": len(issue.comments),
+        "dependencies": sorted(str(ref) for ref in set(dependencies)),
     }
-    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()

@@ -99,6 +99,7 @@ class GateContext:
     live_runs: Mapping[IssueRef, str] = field(default_factory=dict)
     last_runs: Mapping[IssueRef, str] = field(default_factory=dict)
     dependency_states: Mapping[IssueRef, str] = field(default_factory=dict)
+    dependency_errors: Mapping[IssueRef, str] = field(default_factory=dict)  # why GitHub would not tell
     open_pulls: Sequence[PullView] = ()
     snapshot_fresh: bool = True
     trusted_only: bool = True  # SCHEDULER_TRUST=maintainers
@@ -134,15 +135,20 @@ def _fail(gate: str, reason: str) -> Verdict:
     return Verdict(False, gate, reason)
 
 
-def check_dependencies(issue: IssueView, states: Mapping[IssueRef, str]) -> Verdict | None:
-    """A failing verdict while any declared prerequisite is open or of unknown state."""
+UNKNOWN_STATE = "state unknown"
+
+
+def check_dependencies(issue: IssueView, states: Mapping[IssueRef, str],
+                       errors: Mapping[IssueRef, str] | None = None) -> Verdict | None:
+    """A failing verdict while any declared prerequisite is open, unreadable or of unknown state."""
     waiting: list[str] = []
     for ref in parse_dependencies([issue.body, *issue.comments], issue.repo):
         if ref == issue.ref:
             continue
         state = states.get(ref)
         if state is None:
-            waiting.append(f"{ref} (state unknown)")
+            error = (errors or {}).get(ref)
+            waiting.append(f"{ref} (cannot be read: {error})" if error else f"{ref} ({UNKNOWN_STATE})")
         elif state != "closed":
             waiting.append(f"{ref} (open)")
     if waiting:
@@ -201,7 +207,7 @@ def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> V
     for pull in ctx.open_pulls:
         if pull.state == "open" and pull.references(issue.ref):
             return _fail(OPEN_PR, f"open pull request #{pull.number} references it")
-    blocked = check_dependencies(issue, ctx.dependency_states)
+    blocked = check_dependencies(issue, ctx.dependency_states, ctx.dependency_errors)
     if blocked is not None:
         return blocked
     if not ctx.snapshot_fresh:

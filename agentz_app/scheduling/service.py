@@ -1,11 +1,16 @@
-"""The scheduler's service layer: gates → fingerprint → Scheduler Agent → enqueue.
+"""The scheduler's service layer: gates → stored assessments → Scheduler Agent → enqueue.
 
-:func:`schedule_once` evaluates every repository with open issues. The agent is
-called for a repository only when its candidate fingerprint differs from the one
-stored in ``kv`` with the last ranking; otherwise the stored ranking is reused, so
-free slots are refilled without a call. :func:`run_scheduler` is the long-running
-role: it wakes on dirty marks and on runs reaching a terminal status (a cheap DB
-read every ``poll_seconds``, never a GitHub poll), debounces, and runs one pass.
+:func:`schedule_once` evaluates repositories (every one with open issues, or those
+given). Cheap deterministic gates come first (labels, trust, runs, pull requests,
+dependencies — missing ones are looked up on GitHub). The Scheduler Agent's
+assessment of each issue is stored with the issue's content fingerprint, so the agent
+is asked only about new or changed candidates, in prompts of at most
+``SCHEDULER_PROMPT_CANDIDATES`` issues and ``SCHEDULER_PROMPT_CHARS`` characters,
+most recently active first; the queue is then ranked from the stored scores.
+:func:`run_scheduler` is the long-running role: it wakes on dirty marks and on runs
+reaching a terminal status (a cheap DB read every ``poll_seconds``, never a GitHub
+poll), debounces each repository on its own with a ceiling, and schedules only the
+repositories that are due.
 
 Verdicts written to ``issues.verdict``: ``queued`` (enqueued, or its run is still
 queued), ``ran`` (its run is past the queue), ``skipped:<gate>``,
@@ -22,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
@@ -30,21 +35,32 @@ from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.scheduling import gates
-from agentz_app.scheduling.agent import RankedIssue, Ranking, rank_candidates
+from agentz_app.scheduling.agent import Ranking, plan_batches, rank_candidates
+from agentz_app.scheduling.debounce import Debounce
 from agentz_app.scheduling.deps import IssueRef, parse_dependencies
-from agentz_app.scheduling.fingerprint import candidate_fingerprint
+from agentz_app.scheduling.fingerprint import issue_fingerprint
 from agentz_app.scheduling.gates import GateContext, IssueView, PullView, Verdict
+from agentz_app.scheduling.lookups import look_up, stored_lookups
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust
 from agentz_app.store.db import Database
-from agentz_app.store.models import IssueComment, IssueSnapshot, KeyValue, PullSnapshot, Repository, Run, now
+from agentz_app.store.models import (
+    IssueAssessment,
+    IssueComment,
+    IssueSnapshot,
+    KeyValue,
+    PullSnapshot,
+    Repository,
+    Run,
+    now,
+)
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import LIVE, TERMINAL, Status
 from workers.runners.base import Runner
 
 log = get_logger(__name__)
 
-RANKING_PREFIX = "scheduler:ranking:"
+PASS_PREFIX = "scheduler:pass:"
 RESYNC_PREFIX = "resync:"
 STALE_AFTER_INTERVALS = 2.0
 # An issue author's stored permission counts this long; then the next pass asks GitHub again.
@@ -70,6 +86,26 @@ class CandidateReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """The Scheduler Agent's word on one issue, valid for the issue content with ``fingerprint``.
+
+    ``outcome`` is ``ranked`` (with a score), ``rejected`` (the reason starts with its kind)
+    or ``unranked`` (the agent said nothing about it).
+    """
+
+    number: int
+    fingerprint: str
+    outcome: str
+    score: int | None = None
+    reason: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The rejection kind (tracking, vague, low_value, high_risk)."""
+        return self.reason.split(":", 1)[0].strip().lower()
+
+
 @dataclass
 class RepoState:
     """Everything the gates need for one repository, read in one transaction."""
@@ -82,7 +118,9 @@ class RepoState:
     last_runs: dict[IssueRef, str]
     dependency_states: dict[IssueRef, str]
     fresh: bool
-    stored: dict[str, Any] = field(default_factory=dict)
+    dependencies: dict[int, list[IssueRef]] = field(default_factory=dict)
+    dependency_errors: dict[IssueRef, str] = field(default_factory=dict)
+    assessments: dict[int, Assessment] = field(default_factory=dict)
 
 
 # Reading --------------------------------------------------------------------------
@@ -199,7 +237,8 @@ def load_repo_state(session: Session, repo: str, settings: Settings, *, live: di
         _pull_view(row)
         for row in session.scalars(select(PullSnapshot).where(PullSnapshot.repo == repo, PullSnapshot.state == "open"))
     ]
-    wanted = {ref for issue in issues for ref in parse_dependencies([issue.body, *issue.comments], repo)}
+    dependencies = {issue.number: parse_dependencies([issue.body, *issue.comments], repo) for issue in issues}
+    wanted = {ref for refs in dependencies.values() for ref in refs}
     states: dict[IssueRef, str] = {}
     for dep_repo in {ref.repo for ref in wanted}:
         numbers = [ref.number for ref in wanted if ref.repo == dep_repo]
@@ -209,8 +248,17 @@ def load_repo_state(session: Session, repo: str, settings: Settings, *, live: di
             )
         ):
             states[IssueRef(dep_repo, number)] = state
+    errors: dict[IssueRef, str] = {}
+    for ref, known in stored_lookups(session, wanted - set(states)).items():
+        if known.state is not None:
+            states[ref] = known.state
+        elif known.error:
+            errors[ref] = known.error
     installation_id = session.scalar(select(Repository.installation_id).where(Repository.full_name == repo))
-    stored_row = session.get(KeyValue, RANKING_PREFIX + repo)
+    assessments = {
+        row.number: Assessment(row.number, row.fingerprint, row.outcome, row.score, row.reason)
+        for row in session.scalars(select(IssueAssessment).where(IssueAssessment.repo == repo))
+    }
     return RepoState(
         repo=repo,
         installation_id=installation_id,
@@ -220,7 +268,9 @@ def load_repo_state(session: Session, repo: str, settings: Settings, *, live: di
         last_runs=last_finished_runs(session, repo),
         dependency_states=states,
         fresh=snapshot_fresh(session, repo, settings, at=now()),
-        stored=dict(stored_row.value) if stored_row is not None else {},
+        dependencies=dependencies,
+        dependency_errors=errors,
+        assessments=assessments,
     )
 
 
@@ -233,21 +283,43 @@ def gate_context(settings: Settings, state: RepoState) -> GateContext:
         live_runs=state.live,
         last_runs=state.last_runs,
         dependency_states=state.dependency_states,
+        dependency_errors=state.dependency_errors,
         open_pulls=state.pulls,
         snapshot_fresh=state.fresh,
     )
 
 
-def admission_order(ranking: Ranking, *, force: bool) -> list[RankedIssue]:
-    """Ranked issues best first; with ``force`` high-risk rejections follow at score 0."""
-    order = ranking.ordered()
+def admission_order(assessments: Iterable[Assessment], *, force: bool) -> list[Assessment]:
+    """Ranked issues best score first (ties: lower number); with ``force`` high-risk rejections follow at 0."""
+    items = list(assessments)
+    order = sorted((item for item in items if item.outcome == "ranked"),
+                   key=lambda item: (-(item.score or 0), item.number))
     if force:
         order += [
-            RankedIssue(number=item.number, score=0, reason=f"admitted by --force ({item.reason})")
-            for item in ranking.rejected
-            if item.kind == "high_risk"
+            replace(item, outcome="ranked", score=0, reason=f"admitted by --force ({item.reason})")
+            for item in sorted(items, key=lambda item: item.number)
+            if item.outcome == "rejected" and item.kind == "high_risk"
         ]
     return order
+
+
+def assessments_from(ranking: Ranking, fingerprints: dict[int, str]) -> dict[int, Assessment]:
+    """The stored form of one agent answer about the candidates in ``fingerprints`` (pure)."""
+    found: dict[int, Assessment] = {}
+    for ranked in ranking.ranking:
+        found[ranked.number] = Assessment(ranked.number, fingerprints[ranked.number], "ranked", ranked.score,
+                                          ranked.reason)
+    for rejected in ranking.rejected:
+        found[rejected.number] = Assessment(rejected.number, fingerprints[rejected.number], "rejected", None,
+                                            rejected.reason)
+    for number, fingerprint in fingerprints.items():
+        found.setdefault(number, Assessment(number, fingerprint, "unranked", None, "not ranked by the scheduler agent"))
+    return found
+
+
+def by_recent_activity(issues: Iterable[IssueView]) -> list[IssueView]:
+    """Most recently updated first (GitHub's ISO times sort as text), then by number."""
+    return sorted(issues, key=lambda issue: (issue.updated_at, -issue.number), reverse=True)
 
 
 def gated_verdict(verdict: Verdict, live_status: str | None) -> tuple[str, str]:
@@ -260,11 +332,32 @@ def gated_verdict(verdict: Verdict, live_status: str | None) -> tuple[str, str]:
 # Writing --------------------------------------------------------------------------
 
 
-def _store_ranking(db: Database, repo: str, value: dict[str, Any]) -> None:
+def _store_assessments(db: Database, repo: str, assessments: Iterable[Assessment]) -> None:
+    stamp = now()
     with db.begin() as session:
-        row = session.get(KeyValue, RANKING_PREFIX + repo)
+        for item in assessments:
+            row = session.get(IssueAssessment, (repo, item.number))
+            if row is None:
+                row = IssueAssessment(repo=repo, number=item.number)
+                session.add(row)
+            row.fingerprint, row.outcome, row.score = item.fingerprint, item.outcome, item.score
+            row.reason, row.assessed_at = item.reason[:2000], stamp
+
+
+def _forget_assessments(db: Database, repo: str, numbers: Iterable[int]) -> None:
+    """Drop the assessments of issues that are no longer open."""
+    gone = sorted(set(numbers))
+    if gone:
+        with db.begin() as session:
+            session.execute(delete(IssueAssessment).where(IssueAssessment.repo == repo,
+                                                          IssueAssessment.number.in_(gone)))
+
+
+def _record_pass(db: Database, repo: str, value: dict[str, Any]) -> None:
+    with db.begin() as session:
+        row = session.get(KeyValue, PASS_PREFIX + repo)
         if row is None:
-            session.add(KeyValue(key=RANKING_PREFIX + repo, value=value, updated_at=now()))
+            session.add(KeyValue(key=PASS_PREFIX + repo, value=value, updated_at=now()))
         else:
             row.value = value
             row.updated_at = now()
@@ -310,8 +403,9 @@ async def schedule_once(
     """One scheduling pass over every repository (or ``repos``); returns each issue's outcome.
 
     ``github`` (the App client factory) lets the pass look up the permission of issue
-    authors it does not know yet (``SCHEDULER_TRUST=maintainers``); without it, unknown
-    authors do not pass.
+    authors it does not know yet (``SCHEDULER_TRUST=maintainers``) and referenced issues
+    missing from the snapshots; without it, unknown authors do not pass and such
+    dependencies stay unknown.
     """
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
     with db.read() as session:
@@ -328,6 +422,20 @@ async def schedule_once(
     return reports
 
 
+async def _gate(db: Database, settings: Settings, state: RepoState,
+                github: Any | None) -> list[tuple[IssueView, Verdict]]:
+    """Evaluate the gates, asking GitHub about unknown authors and unknown dependencies when it can."""
+    results = gates.evaluate_all(state.issues, gate_context(settings, state))
+    if github is None:
+        return results
+    again = await _resolve_authors(github, db, settings, state, results)
+    if again:
+        results = gates.evaluate_all(state.issues, gate_context(settings, state))
+    if await _resolve_dependencies(github, db, state, results):
+        results = gates.evaluate_all(state.issues, gate_context(settings, state))
+    return results
+
+
 async def _schedule_repo(
     db: Database,
     settings: Settings,
@@ -340,10 +448,7 @@ async def _schedule_repo(
     github: Any | None = None,
 ) -> list[CandidateReport]:
     repo = state.repo
-    ctx = gate_context(settings, state)
-    results = gates.evaluate_all(state.issues, ctx)
-    if github is not None and await _resolve_authors(github, db, settings, state, results):
-        results = gates.evaluate_all(state.issues, ctx)
+    results = await _gate(db, settings, state, github)
     reports: dict[int, CandidateReport] = {}
     candidates: list[IssueView] = []
     for issue, verdict in results:
@@ -354,38 +459,17 @@ async def _schedule_repo(
             continue
         label, reason = gated_verdict(verdict, state.live.get(issue.ref))
         reports[issue.number] = CandidateReport(repo, issue.number, issue.title, label, reason, gate=verdict.gate)
-    fingerprint = candidate_fingerprint(candidates, state.pulls, state.live)
-    ranking = _stored_ranking(state.stored, fingerprint)
-    calls = 0
-    if candidates and ranking is None:
-        try:
-            outcome = await rank_candidates(
-                runner,
-                repo,
-                candidates,
-                workdir=settings.state_dir / "scheduler",
-                timeout=settings.agent_timeout_seconds,
-            )
-        except (InvalidAgentOutput, RunnerError) as exc:
-            raw = exc.raw if isinstance(exc, InvalidAgentOutput) else ""
-            queue.add_event(None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000])
-            log.warning("scheduler agent failed; nothing enqueued", repo=repo, error=str(exc))
-            for issue in candidates:
-                reports[issue.number] = CandidateReport(
-                    repo, issue.number, issue.title, "unranked", f"ranking failed: {exc}"
-                )
-            _record_verdicts(db, repo, reports.values())
-            return list(reports.values())
-        ranking, calls = outcome.ranking, outcome.calls
-        queue.add_event(
-            None, "scheduler_ranked", repo=repo, fingerprint=fingerprint, calls=calls, cost_usd=outcome.cost_usd,
-            ranking=ranking.model_dump(),
-        )
-    ranking = ranking or Ranking(ranking=[])
+    fingerprints = {issue.number: issue_fingerprint(issue, state.dependencies.get(issue.number, ()))
+                    for issue in candidates}
+    assessments = {number: item for number, item in state.assessments.items()
+                   if fingerprints.get(number) == item.fingerprint}
+    unassessed = by_recent_activity(issue for issue in candidates if issue.number not in assessments)
+    calls, chars, failure = await _assess(db, settings, runner, queue, repo, unassessed, fingerprints, assessments)
+    _forget_assessments(db, repo, set(state.assessments) - {issue.number for issue in state.issues})
     by_number = {issue.number: issue for issue in candidates}
     admitted: set[int] = set()
     limit = settings.scheduler_batch_size
-    order = [item for item in admission_order(ranking, force=force) if item.number in by_number]
+    order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
     for rank, item in enumerate(order, start=1):
         issue = by_number[item.number]
         if len(admitted) < limit and slots.free_for(repo) > 0:
@@ -410,34 +494,69 @@ async def _schedule_repo(
             reports[issue.number] = CandidateReport(
                 repo, issue.number, issue.title, "ranked", f"{why}; {item.reason}", rank=rank, score=item.score
             )
-    for rejected in ranking.rejected:
-        if rejected.number in by_number and rejected.number not in reports:
-            issue = by_number[rejected.number]
-            reports[issue.number] = CandidateReport(
-                repo, issue.number, issue.title, f"rejected:{rejected.kind}", rejected.reason
-            )
     for issue in candidates:
-        if issue.number not in reports:
-            reports[issue.number] = CandidateReport(
-                repo, issue.number, issue.title, "unranked", "not ranked by the scheduler agent"
-            )
-    # Store the fingerprint of the state *after* admission, so an unchanged backlog
-    # next time matches it and costs no call.
-    remaining = [issue for issue in candidates if issue.number not in admitted]
-    now_live = set(state.live) | {IssueRef(repo, number) for number in admitted}
-    _store_ranking(
-        db,
-        repo,
-        {
-            "fingerprint": candidate_fingerprint(remaining, state.pulls, now_live),
-            "ranking": ranking.model_dump(),
-            "at": now(),
-        },
-    )
+        if issue.number in reports:
+            continue
+        stored = assessments.get(issue.number)
+        if stored is not None and stored.outcome == "rejected":
+            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, f"rejected:{stored.kind}",
+                                                    stored.reason)
+        elif stored is not None:
+            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "unranked", stored.reason)
+        else:
+            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "unranked",
+                                                    f"ranking failed: {failure}")
+    _record_pass(db, repo, {"at": now(), "calls": calls, "prompt_chars": chars, "candidates": len(candidates),
+                            "assessed": len(unassessed), "admitted": len(admitted)})
     _record_verdicts(db, repo, reports.values())
     if calls:
-        log.info("scheduler ranked candidates", repo=repo, candidates=len(candidates), admitted=len(admitted))
+        log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates), assessed=len(unassessed),
+                 calls=calls, admitted=len(admitted))
     return sorted(reports.values(), key=lambda report: report.number)
+
+
+async def _assess(
+    db: Database,
+    settings: Settings,
+    runner: Runner,
+    queue: RunQueue,
+    repo: str,
+    unassessed: Sequence[IssueView],
+    fingerprints: dict[int, str],
+    assessments: dict[int, Assessment],
+) -> tuple[int, int, str]:
+    """Ask the agent about ``unassessed`` in bounded prompts, storing each answer as it comes.
+
+    Adds the answers to ``assessments``; returns (agent calls, prompt characters, the
+    failure that stopped further prompts or ""). A failed prompt stops the repository's
+    assessment for this pass: its issues stay unassessed and are asked about next time.
+    """
+    calls = chars = 0
+    batches = plan_batches(repo, unassessed, max_candidates=settings.scheduler_prompt_candidates,
+                           max_chars=settings.scheduler_prompt_chars)
+    for batch in batches:
+        numbers = [issue.number for issue in batch.candidates]
+        chars += len(batch.prompt)
+        try:
+            outcome = await rank_candidates(
+                runner, repo, batch.candidates, workdir=settings.state_dir / "scheduler",
+                timeout=settings.agent_timeout_seconds, prompt=batch.prompt,
+            )
+        except (InvalidAgentOutput, RunnerError) as exc:
+            calls += 2 if isinstance(exc, InvalidAgentOutput) else 1  # it is raised after the repair prompt
+            raw = exc.raw if isinstance(exc, InvalidAgentOutput) else ""
+            queue.add_event(None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000], issues=numbers)
+            log.warning("scheduler agent failed; its candidates stay unassessed", repo=repo, error=str(exc))
+            return calls, chars, str(exc)
+        calls += outcome.calls
+        found = assessments_from(outcome.ranking, {number: fingerprints[number] for number in numbers})
+        _store_assessments(db, repo, found.values())
+        assessments.update(found)
+        queue.add_event(
+            None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
+            prompt_chars=len(batch.prompt), ranking=outcome.ranking.model_dump(),
+        )
+    return calls, chars, ""
 
 
 async def _resolve_authors(github: Any, db: Database, settings: Settings, state: RepoState,
@@ -470,13 +589,27 @@ async def _resolve_authors(github: Any, db: Database, settings: Settings, state:
     return bool(passed)
 
 
-def _stored_ranking(stored: dict[str, Any], fingerprint: str) -> Ranking | None:
-    if stored.get("fingerprint") != fingerprint:
-        return None
-    try:
-        return Ranking.model_validate(stored.get("ranking") or {"ranking": []})
-    except ValueError:
-        return None
+async def _resolve_dependencies(github: Any, db: Database, state: RepoState,
+                                results: Sequence[tuple[IssueView, Verdict]]) -> bool:
+    """Look up dependencies of unknown state for issues that passed every gate before the dependency gate.
+
+    Updates ``state``'s dependency states and errors; True when anything was learnt.
+    """
+    blocked = [issue for issue, verdict in results if verdict.gate == gates.DEPENDENCY
+               and gates.UNKNOWN_STATE in verdict.reason]
+    unknown = {
+        ref for issue in blocked for ref in state.dependencies.get(issue.number, ())
+        if ref != issue.ref and ref not in state.dependency_states and ref not in state.dependency_errors
+    }
+    if not unknown:
+        return False
+    answers = await look_up(github, db, unknown, needed_by=state.repo, installation_id=state.installation_id)
+    for ref, known in answers.items():
+        if known.state is not None:
+            state.dependency_states[ref] = known.state
+        elif known.error:
+            state.dependency_errors[ref] = known.error
+    return bool(answers)
 
 
 # The long-running role ------------------------------------------------------------
@@ -497,42 +630,62 @@ async def run_scheduler(
     poll_seconds: float = 0.25,
     on_pass: Callable[[list[CandidateReport]], None] | None = None,
     github: Any | None = None,
+    clock: Callable[[], float] = now,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> None:
-    """Wake on dirty marks and freed slots, debounce, schedule; resync periodically."""
-    debounce = settings.scheduler_debounce_seconds
+    """Wake on dirty marks and freed slots, debounce each repository, schedule the due ones; resync periodically.
+
+    A repository is due after ``SCHEDULER_DEBOUNCE_SECONDS`` of quiet or
+    ``SCHEDULER_MAX_DELAY_SECONDS`` after its first unscheduled change, whichever
+    comes first. Start-up and freed slots are debounced the same way and schedule
+    every repository. ``clock`` and ``sleep`` are injectable for tests.
+    """
+    debounce = Debounce(settings.scheduler_debounce_seconds, settings.scheduler_max_delay_seconds)
     with db.read() as session:
         marker = terminal_marker(session)
-    wake_at: float | None = now()  # one pass at start-up; the fingerprint keeps it cheap
-    last_resync = 0.0
+    # Every repository is due at start-up and when a slot frees: (first, last) wake-up for "all".
+    everything: tuple[float, float] | None = (clock(), clock())
+    last_resync: float | None = None
     while not stop.is_set():
+        at = clock()
         with db.read() as session:
             marks = dirty_repos(session)
             current = terminal_marker(session)
         if current != marker:
             marker = current
-            wake_at = now() if wake_at is None else max(wake_at, now())
-        latest = max((float(mark.get("last", 0.0)) for mark in marks.values()), default=None)
-        if latest is not None:
-            wake_at = latest if wake_at is None else max(wake_at, latest)
-        if wake_at is not None and now() - wake_at >= debounce:
+            everything = (everything[0] if everything else at, at)
+        whole = everything is not None and debounce.due(everything[0], everything[1], at=at)
+        due = sorted(marks) if whole else debounce.due_repos(marks, at=at)
+        if whole or due:
             with db.begin() as session:
-                for repo, mark in marks.items():
-                    clear_dirty(session, repo, up_to=float(mark.get("last", 0.0)))
-            wake_at = None
+                for repo in due:
+                    clear_dirty(session, repo, up_to=float(marks[repo].get("last", 0.0)))
+            if whole:
+                everything = None
             try:
-                reports = await schedule_once(db, settings, runner, github=github)
+                reports = await schedule_once(db, settings, runner, github=github,
+                                              repos=None if whole else _schedulable(db, due))
             except Exception as exc:  # keep the role alive; the next mark retries
                 log.error("scheduling pass failed", error=str(exc), exc_info=True)
             else:
                 if on_pass is not None:
                     on_pass(reports)
-        if resync is not None and now() - last_resync >= settings.resync_interval_seconds:
-            last_resync = now()
+        if resync is not None and (last_resync is None or clock() - last_resync >= settings.resync_interval_seconds):
+            last_resync = clock()
             try:
                 await resync()
             except Exception as exc:
                 log.warning("resync failed", error=str(exc))
-        await _sleep_or_stop(stop, poll_seconds)
+        if sleep is not None:
+            await sleep(poll_seconds)
+        else:
+            await _sleep_or_stop(stop, poll_seconds)
+
+
+def _schedulable(db: Database, repos: Iterable[str]) -> list[str]:
+    """The given repositories that have open issues and are not deactivated."""
+    with db.read() as session:
+        return sorted(set(repos) & set(scheduled_repos(session)))
 
 
 # Entry points for the command line ------------------------------------------------

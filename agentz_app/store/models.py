@@ -309,3 +309,34 @@ class LabelActor(Base):
     added_by: Mapped[str] = mapped_column(String(200))
     trusted: Mapped[bool] = mapped_column(default=False)
     added_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IssueAssessment(Base):
+    """The Scheduler Agent's word on one issue, valid while the issue's content fingerprint is unchanged."""
+
+    __tablename__ = "issue_assessments"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # ranked | rejected | unranked
+    score: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    assessed_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class DependencyLookup(Base):
+    """A referenced issue missing from the snapshots, as GitHub last answered about it.
+
+    ``state`` is None when the App could not read it; ``error`` then says why.
+    ``needed_by`` lists the repositories whose issues depend on it (marked dirty when it changes).
+    """
+
+    __tablename__ = "dependency_lookups"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    needed_by: Mapped[list[str]] = mapped_column(default=list)
+    checked_at: Mapped[float] = mapped_column(Float, default=now)

@@ -23,6 +23,8 @@ def test_defaults_match_the_design() -> None:
     assert settings.default_backend == "claude"
     assert settings.max_parallel_tasks == 2
     assert settings.scheduler_batch_size == 10
+    assert (settings.scheduler_prompt_candidates, settings.scheduler_prompt_chars) == (25, 40_000)
+    assert settings.scheduler_max_delay_seconds == 10.0
     assert settings.scheduler_eligible_labels == []
     assert settings.scheduler_block_labels == ["blocked"]
     assert settings.skip_labels == ["ongoing"]
@@ -54,6 +56,9 @@ def test_every_setting_is_documented_in_the_example() -> None:
         ("GITHUB_REPO", "not a repo"),
         ("GIT_URL_TEMPLATE", "https://example.invalid/repo.git"),
         ("MAX_COST_PER_RUN_USD", "-1"),
+        ("SCHEDULER_MAX_DELAY_SECONDS", "0"),
+        ("SCHEDULER_PROMPT_CANDIDATES", "0"),
+        ("SCHEDULER_PROMPT_CHARS", "1000"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
