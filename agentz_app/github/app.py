@@ -105,6 +105,18 @@ class GitHubApp:
             self._installations[key] = installation_id
         return self.client(installation_id)
 
+    async def list_installations(self) -> list[dict[str, Any]]:
+        """Every installation of the App (``GET /app/installations``, all pages, ETag-cached)."""
+        return [item async for item in self.app_client().getiter("/app/installations?per_page=100")
+                if isinstance(item, dict)]
+
+    async def installation_repositories(self, installation_id: int) -> list[dict[str, Any]]:
+        """The repositories an installation can reach (``GET /installation/repositories``, all pages)."""
+        gh = self.client(installation_id)
+        return [item async for item in gh.getiter("/installation/repositories?per_page=100",
+                                                  iterable_key="repositories")
+                if isinstance(item, dict)]
+
     async def _fetch_token(self, installation_id: int) -> Any:
         return await self.app_client().post(
             "/app/installations/{installation_id}/access_tokens",

@@ -4,7 +4,8 @@ Webhooks can be missed (downtime, a failed delivery). :func:`resync_repo` lists 
 open issues and pull requests — the client's ETag cache makes an unchanged listing
 a free 304 — upserts what differs, closes what is no longer open, and marks the
 repository dirty only when something really changed. :func:`redeliver_failed`
-replays failed deliveries GitHub still has, unless our inbox already stored them.
+replays failed deliveries GitHub still has, unless our inbox already stored them,
+reading GitHub's list (newest first) only back to the horizon.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agentz_app.logs import get_logger
+from agentz_app.scheduling.lookups import refresh_lookups
 from agentz_app.scheduling.service import RESYNC_PREFIX
 from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots
@@ -111,10 +113,23 @@ def failed_deliveries(deliveries: Iterable[Any], *, since: float, known: set[str
     return [delivery for guid, delivery in failed.items() if guid not in succeeded and guid not in known]
 
 
+async def deliveries_since(app_gh: Any, since: float) -> list[dict[str, Any]]:
+    """The App's webhook deliveries from ``since`` on; GitHub lists them newest first, so paging stops
+    at the first older one."""
+    listed: list[dict[str, Any]] = []
+    async for item in app_gh.getiter("/app/hook/deliveries?per_page=100"):
+        if not isinstance(item, dict):
+            continue
+        if github_time(item.get("delivered_at")) < since:
+            break
+        listed.append(item)
+    return listed
+
+
 async def redeliver_failed(app_gh: Any, since: float, *, db: Database) -> list[int]:
     """Ask GitHub to redeliver failed deliveries our inbox never stored; returns their ids."""
-    listed = [item async for item in app_gh.getiter("/app/hook/deliveries?per_page=100")]
-    guids = {str(item.get("guid")) for item in listed if isinstance(item, dict) and item.get("guid")}
+    listed = await deliveries_since(app_gh, since)
+    guids = {str(item.get("guid")) for item in listed if item.get("guid")}
     with db.read() as session:
         known = set(session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(list(guids)))))
     ids = failed_deliveries(listed, since=since, known=known)
@@ -126,14 +141,20 @@ async def redeliver_failed(app_gh: Any, since: float, *, db: Database) -> list[i
 
 
 async def resync_all(github: Any, db: Database, settings: Any, *, redeliver_since: float | None = None) -> int:
-    """Resync every active repository of every installation, then request redeliveries.
+    """Discover installations, resync every active repository, refresh dependency look-ups, redeliver.
 
-    ``github`` is the App client factory (``client(installation_id)``, ``app_client()``).
-    One repository's failure is recorded and does not stop the others; returns how many
+    ``github`` is the App client factory (``client(installation_id)``, ``app_client()``,
+    ``list_installations()``, ``installation_repositories(id)``). One step's or one
+    repository's failure is logged and does not stop the others; returns how many
     repositories changed.
     """
+    from agentz_app.ingress.installations import discover_repositories
     from agentz_app.store.models import Repository
 
+    try:
+        await discover_repositories(github, db)
+    except Exception as exc:
+        log.warning("listing the App's installations failed", error=f"{type(exc).__name__}: {exc}")
     with db.read() as session:
         repos = [
             (name, installation)
@@ -150,6 +171,10 @@ async def resync_all(github: Any, db: Database, settings: Any, *, redeliver_sinc
             log.warning("resync of a repository failed", repo=name, error=f"{type(exc).__name__}: {exc}")
             continue
         changed += int(result.changed)
+    try:
+        await refresh_lookups(github, db, older_than=now() - settings.resync_interval_seconds)
+    except Exception as exc:
+        log.warning("refreshing dependency look-ups failed", error=f"{type(exc).__name__}: {exc}")
     since = redeliver_since if redeliver_since is not None else now() - 3 * settings.resync_interval_seconds
     try:
         await redeliver_failed(github.app_client(), since, db=db)
