@@ -22,6 +22,7 @@ SCENARIOS: dict[str, str] = {
     "rss": "bench.ingest:rss_scenario",
     "trigger-latency": "bench.trigger_latency:scenario",
     "scheduler-burst": "bench.scheduler_burst:scenario",
+    "scheduler-scale": "bench.scheduler_scale:scenario",
     "writes-per-pr": "bench.writes_per_pr:scenario",
     "overhead": "bench.overhead:scenario",
     "idle": "bench.idle:scenario",
