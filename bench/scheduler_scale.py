@@ -1,14 +1,14 @@
 """Scheduler scale: what the Scheduler Agent costs on a big backlog, cold and after one change.
 
 ``python -m bench scheduler-scale [--repos N --issues M]`` fills a SQLite store with open
-issues (bodies of 200–1,500 characters, one in fifty declaring a dependency) and runs
+issues (bodies of 200 to 1,500 characters, one in fifty declaring a dependency) and runs
 :func:`agentz_app.scheduling.service.schedule_once` with a runner that records every
 prompt and ranks each ``### #N:`` candidate, three times: a cold pass over every
 repository (nothing assessed yet), a pass over every repository with no change, and,
 after one issue's body changed, the pass the scheduler role makes for the one dirty
 repository. Without
-arguments it measures 20 repositories × 300 issues and 1 × 2,000 (``--quick``: 4 × 100
-and 1 × 400). Printed per shape and pass::
+arguments it measures 20 repositories x 300 issues and 1 x 2,000 (``--quick``: 4 x 100
+and 1 x 400). Printed per shape and pass::
 
     scheduler-scale: repos=20 issues=300 pass=cold agent_calls=<n> max_prompt_chars=<n>
         total_prompt_chars=<n> wall_s=<s> missed_targets=<n>
@@ -57,7 +57,7 @@ class RecordingRunner:
 
 
 def issue_body(rng: random.Random, number: int) -> str:
-    """A plausible issue description of 200–1,500 characters (pure given the generator)."""
+    """A plausible issue description of 200 to 1,500 characters (pure given the generator)."""
     target = rng.randint(200, 1500)
     words: list[str] = []
     while sum(len(word) + 1 for word in words) < target:
@@ -69,7 +69,7 @@ def issue_body(rng: random.Random, number: int) -> str:
 
 
 def fill_store(url: str, repos: int, issues: int, *, seed: int = 18) -> list[str]:
-    """Insert ``repos`` × ``issues`` open issues; returns the repository names."""
+    """Insert ``repos`` x ``issues`` open issues; returns the repository names."""
     from agentz_app.store.db import Database
     from agentz_app.store.models import IssueSnapshot
 
