@@ -24,12 +24,15 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchOptions, Figures
+
+if TYPE_CHECKING:
+    from workers.runners.base import RunnerResult
 
 ONE_CHANGE_MAX_CHARS = 5_000
 _HEADING = re.compile(r"^### #(\d+):", re.MULTILINE)
@@ -44,8 +47,9 @@ class RecordingRunner:
     name: str = "recording"
     prompt_chars: list[int] = field(default_factory=list)
 
-    async def run(self, role: str, prompt: str, workdir: Any, *, session_id: str | None = None, timeout: float,
-                  env: Any = None, log: Any = None) -> Any:
+    async def run(self, role: str, prompt: str, workdir: Path, *, session_id: str | None = None, timeout: float,
+                  env: Mapping[str, str] | None = None, log: Callable[[str], None] | None = None,
+                  read_only: Sequence[Path] = ()) -> RunnerResult:
         import json
 
         from workers.runners.base import RunnerResult
