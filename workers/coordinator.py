@@ -148,8 +148,7 @@ class Coordinator:
         if pull is None:
             pull = await self.gh.post(
                 f"/repos/{run.repo}/pulls",
-                data={"title": title, "head": run.branch, "base": run.base_branch or "main", "body": body,
-                      "maintainer_can_modify": True},
+                data={"title": title, "head": run.branch, "base": run.base_branch or "main", "body": body},
             )
         number = int(pull["number"])
         self.record_effect(run.id, "pr", number)
