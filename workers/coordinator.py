@@ -248,6 +248,8 @@ class Coordinator:
             await self.gh.post(f"/repos/{repo}/issues/{number}/labels", data={"labels": additions})
         elif not additions and len(removals) == 1:
             await self.gh.delete(f"/repos/{repo}/issues/{number}/labels/{quote(next(iter(removals)), safe='')}")
+        elif not wanted:
+            await self.gh.delete(f"/repos/{repo}/issues/{number}/labels")  # GitHub refuses an empty PUT
         else:
             try:
                 await self.gh.put(f"/repos/{repo}/issues/{number}/labels", data={"labels": wanted})
