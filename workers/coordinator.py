@@ -21,7 +21,7 @@ from sqlalchemy import select
 from agentz_app.config import Settings
 from agentz_app.errors import GitHubError
 from agentz_app.logs import get_logger
-from agentz_app.reporting.checks import check_run_payload, chunks
+from agentz_app.reporting.checks import ANNOTATIONS_PER_REQUEST, check_run_payload, chunks, redact_annotation
 from agentz_app.reporting.comments import StatusView, marker_run_id, render_status_comment
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
@@ -181,20 +181,32 @@ class Coordinator:
         check_id = self.effect(run.id, key) or await self._find_check(
             run, payload["name"], payload["external_id"], head_sha
         )
+        # GitHub appends annotations on every request that carries them: send each one once.
+        notes = {_digest(note)[:16]: redact_annotation(note, secret_values=self.secret_values)
+                 for note in report.notes}
+        sent = set((self._rendered(run.id, f"{key}:annotations") or "").split())
         if check_id is None:
             created = await self.gh.post(f"/repos/{run.repo}/check-runs", data=payload)
             check_id = int(created["id"])
             self.record_effect(run.id, key, check_id)
+            sent = {_digest(note)[:16] for note in list(report.notes)[:ANNOTATIONS_PER_REQUEST]}
+            pending = [note for name, note in notes.items() if name not in sent]
         elif self._rendered(run.id, key) == digest:
             return check_id
         else:
             self.record_effect(run.id, key, check_id)
+            pending = [note for name, note in notes.items() if name not in sent]
             patch = {k: v for k, v in payload.items() if k not in ("name", "head_sha", "external_id")}
+            patch["output"] = {k: v for k, v in payload["output"].items() if k != "annotations"}
+            if pending:
+                patch["output"]["annotations"] = pending[:ANNOTATIONS_PER_REQUEST]
+                pending = pending[ANNOTATIONS_PER_REQUEST:]
             await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data=patch)
-        for batch in list(chunks(list(report.notes)))[1:]:
+        for batch in chunks(pending):
             output = {"title": payload["output"]["title"], "summary": payload["output"]["summary"],
                       "annotations": batch}
             await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data={"output": output})
+        self._remember(run.id, f"{key}:annotations", " ".join(notes))
         self._remember(run.id, key, digest)
         return check_id
 

@@ -293,6 +293,29 @@ async def test_changed_check_content_is_patched_and_annotations_go_in_chunks(
     assert check["external_id"] == f"agent-z:{run.id}:review"
 
 
+async def test_annotations_are_sent_once_although_github_appends_them(
+    co_settings: Settings, co_db: Database
+) -> None:
+    gh = MemoryGH()
+    run = _run(co_db)
+    coordinator = Coordinator(gh, co_db, co_settings)
+    sha = "a" * 40
+    findings = [{"path": f"f{i}.py", "start_line": 1, "end_line": 1, "annotation_level": "notice",
+                 "title": "minor", "message": "m"} for i in range(60)]
+    await coordinator.report_check(
+        run, CheckReport("review", "in_progress", None, "Reviewing", "first", notes=findings), head_sha=sha)
+    await coordinator.report_check(
+        run, CheckReport("review", "completed", "success", "Approved", "second", notes=findings), head_sha=sha)
+    more = [*findings, {"path": "new.py", "start_line": 2, "end_line": 2, "annotation_level": "warning",
+                        "title": "major", "message": "new"}]
+    await coordinator.report_check(
+        run, CheckReport("review", "completed", "success", "Approved", "third", notes=more), head_sha=sha)
+
+    check = next(iter(gh.checks.values()))
+    assert len(check["annotations"]) == 61
+    assert check["output"]["summary"] == "third"
+
+
 async def test_label_changes_take_one_request(co_settings: Settings, co_db: Database) -> None:
     gh = MemoryGH()
     gh.add_issue(7, "x", labels=["bug", "agent-z", "agent-z:queued"])
