@@ -17,6 +17,7 @@ from workers.roles.schemas import Finding, Plan, Review
 STAGES = ("plan", "review", "ci-fix")
 CHECK_NAME_PREFIX = "Agent-Z / "
 MAX_SUMMARY = 65_535
+"""Bytes (UTF-8), not characters: GitHub answers 422 "summary exceeds a maximum bytesize" past it."""
 MAX_TEXT = 65_535
 MAX_TITLE = 255
 ANNOTATIONS_PER_REQUEST = 50
@@ -48,10 +49,12 @@ def external_id(run_id: str, stage: str) -> str:
 
 
 def truncate(text: str, limit: int = MAX_SUMMARY) -> str:
-    """``text`` cut to ``limit`` characters, with a visible marker when cut."""
-    if len(text) <= limit:
+    """``text`` cut to ``limit`` UTF-8 bytes (GitHub's unit), marker included, never inside a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
         return text
-    return text[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+    room = limit - len(TRUNCATION_MARKER.encode("utf-8"))
+    return data[:room].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
 
 
 def finding_annotations(findings: Sequence[Finding]) -> list[dict[str, Any]]:

@@ -32,8 +32,18 @@ def test_long_summaries_are_truncated_with_a_marker() -> None:
     payload = check_run_payload("r1", "plan", head_sha="a" * 40, status="completed", conclusion="success",
                                 title="t", summary="x" * 100_000)
     summary = payload["output"]["summary"]
-    assert len(summary) == MAX_SUMMARY and summary.endswith(TRUNCATION_MARKER)
+    assert len(summary.encode()) == MAX_SUMMARY and summary.endswith(TRUNCATION_MARKER)
     assert truncate("short") == "short"
+
+
+def test_multibyte_summaries_are_cut_to_github_byte_limit_marker_included() -> None:
+    payload = check_run_payload("r1", "plan", head_sha="a" * 40, status="completed", conclusion="success",
+                                title="t", summary="é" * 70_000, text="€" * 70_000)
+    for key in ("summary", "text"):
+        value = payload["output"][key]
+        assert len(value.encode("utf-8")) <= MAX_SUMMARY and value.endswith(TRUNCATION_MARKER)
+        assert len(value.encode("utf-8")) > MAX_SUMMARY - 4  # cut at a character boundary, not far below
+    assert truncate("€" * 20, 5 + len(TRUNCATION_MARKER.encode())) == "€" + TRUNCATION_MARKER
 
 
 def test_check_runs_carry_name_external_id_and_actions() -> None:
