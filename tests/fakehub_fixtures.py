@@ -18,12 +18,15 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import yaml
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentz_app.fakehub import FakeHub
+from tests.contract.validator import ContractRecorder, GitHubContract
 
+APP_MANIFEST = Path(__file__).resolve().parent.parent / "app-manifest.yml"
 WEBHOOK_SECRET = "fakehub-test-secret"
 APP_ID = 4242
 APP_SLUG = "agent-z-test"
@@ -140,14 +143,27 @@ async def webhook_sink() -> AsyncIterator[WebhookSink]:
     await sink.stop()
 
 
+def contract_recorder(hub: FakeHub) -> ContractRecorder:
+    """The recorder validating ``hub``'s traffic (registered by the ``fakehub`` fixture)."""
+    return next(o for o in hub.observers if isinstance(o, ContractRecorder))
+
+
 @pytest.fixture
 async def fakehub(tmp_path: Path, webhook_sink: WebhookSink, app_private_key: str) -> AsyncIterator[FakeHub]:
-    """A started FakeHub sending webhooks to ``webhook_sink`` and verifying App JWTs."""
+    """A started FakeHub sending webhooks to ``webhook_sink`` and verifying App JWTs.
+
+    Every request, response and webhook is validated against GitHub's description; the
+    test fails at teardown if any departed from it.
+    """
     hub = FakeHub(tmp_path / "fakehub", webhook_url=webhook_sink.url, webhook_secret=WEBHOOK_SECRET, app_id=APP_ID,
-                  app_slug=APP_SLUG, private_key_pem=app_private_key, webhook_backoff_seconds=0.02)
+                  app_slug=APP_SLUG, private_key_pem=app_private_key, webhook_backoff_seconds=0.02,
+                  app_manifest=yaml.safe_load(APP_MANIFEST.read_text("utf-8")))
+    recorder = ContractRecorder(GitHubContract.load())
+    hub.observers.append(recorder)
     await hub.start()
     yield hub
     await hub.stop()
+    assert not recorder.violations, "traffic departs from GitHub's description:\n" + recorder.report()
 
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid", "GIT_COMMITTER_NAME": "Dev",

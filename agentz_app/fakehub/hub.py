@@ -16,8 +16,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agentz_app.fakehub import gitrepos, render
+from agentz_app.fakehub import gitrepos, grants, render
 from agentz_app.fakehub.ci import DEFAULT_CI_COMMAND, CiJob, CiOutcome, CiRunner, summary_for
+from agentz_app.fakehub.contract import TrafficObserver
 from agentz_app.fakehub.faults import FaultConfig, FaultInjector
 from agentz_app.fakehub.render import AppInfo, Ctx
 from agentz_app.fakehub.state import HubState, NotFoundError, Record, iso
@@ -93,9 +94,12 @@ class FakeHub:
         ci_timeout: float = 300.0,
         default_user: str = "octocat",
         webhook_backoff_seconds: float = 0.05,
+        app_manifest: Record | None = None,
     ) -> None:
         self.root = Path(root)
         self.app = AppInfo(id=app_id, slug=app_slug)
+        if app_manifest is not None:
+            self.grant(app_manifest)
         self.public_key_pem: bytes | None = None
         if private_key_pem:
             key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
@@ -113,6 +117,8 @@ class FakeHub:
         self.writes = 0
         self.write_log: list[str] = []  # "METHOD /path" of every content-creating request
         self.not_modified = 0
+        self.observers: list[TrafficObserver] = []
+        """Watchers of every API exchange and webhook payload (the contract tests register one)."""
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._push_lock = asyncio.Lock()
@@ -202,7 +208,29 @@ class FakeHub:
         if secret is not None:
             self.emitter.secret = secret
 
+    def grant(self, manifest: Record) -> None:
+        """Give the App the permissions and event subscriptions of an App manifest (422 if GitHub refuses it)."""
+        permissions = manifest.get("default_permissions") or {}
+        events = manifest.get("default_events") or []
+        if not isinstance(permissions, dict) or not isinstance(events, list):
+            raise ApiError(422, "Invalid GitHub App configuration")
+        unsupported = grants.unsupported_events(permissions, [str(e) for e in events])
+        if unsupported:
+            raise ApiError.validation("Integration", "default_events", "custom",
+                                      "Default events are not supported by permissions: " + ", ".join(unsupported))
+        self.app.permissions = {str(k): str(v) for k, v in permissions.items()}
+        self.app.permissions.setdefault("metadata", "read")
+        self.app.events = [str(e) for e in events]
+
+    def subscribe(self, *events: str) -> None:
+        """Subscribe the App to more events (a test's App settings change)."""
+        self.app.events = list(dict.fromkeys([*self.app.events, *events]))
+
     def _emit(self, event: str, payload: Record) -> None:
+        if not grants.receives(self.app.permissions, self.app.events, event):
+            return
+        for observer in self.observers:
+            observer.webhook(event, payload)
         self.emitter.emit(event, payload)
 
     def _envelope(self, repo: Record, actor: str, action: str | None = None) -> Record:
@@ -239,13 +267,15 @@ class FakeHub:
         if entry is None:
             raise ApiError(404, "Not Found")
         manifest = entry["manifest"]
+        self.grant(manifest)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption()).decode()
         name = str(manifest.get("name") or "agent-z")
         slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "agent-z"
         webhook_secret = secrets.token_hex(20)
-        self.app = AppInfo(id=self.state.new_id(), slug=slug, name=name)
+        self.app = AppInfo(id=self.state.new_id(), slug=slug, name=name, permissions=self.app.permissions,
+                           events=self.app.events)
         self.public_key_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                             serialization.PublicFormat.SubjectPublicKeyInfo)
         self.emitter.app_id = self.app.id
@@ -593,6 +623,10 @@ class FakeHub:
         if not title:
             raise ApiError.validation("PullRequest", "title", "missing_field")
         head_owner, head_ref = self._parse_head(full_name, body.get("head"))
+        if body.get("maintainer_can_modify") and actor == self.app.bot_login:
+            # Only a person who can push to the fork may grant it; an App never can.
+            raise ApiError.validation("PullRequest", "maintainer_can_modify", "custom",
+                                      "Fork collab can't be granted by someone without permission")
         base_ref = body.get("base")
         if not isinstance(base_ref, str) or not base_ref:
             raise ApiError.validation("PullRequest", "base", "missing_field")
@@ -717,7 +751,9 @@ class FakeHub:
         base = pull.get("base_sha") or f"refs/heads/{pull['base_ref']}"
         if not pull.get("merged"):
             base = await gitrepos.rev_parse(self.repo_git(full_name), f"refs/heads/{pull['base_ref']}") or base
-        return await gitrepos.changed_files(self.repo_git(full_name), base=base, head=pull["head_sha"])
+        files = await gitrepos.changed_files(self.repo_git(full_name), base=base, head=pull["head_sha"])
+        repo = self.state.repo(full_name)["full_name"]
+        return [render.diff_entry(self.ctx, repo, pull["head_sha"], f) for f in files]
 
     def create_review(self, full_name: str, number: int, body: Record, *, actor: str) -> Record:
         """Submit a review (APPROVE, REQUEST_CHANGES, COMMENT; pending without ``event``)."""
@@ -858,10 +894,12 @@ class FakeHub:
                 raise ApiError(422, f"Invalid request.\n\n\"{key}\" wasn't supplied.")
         for key in ("summary", "text"):
             value = output.get(key)
-            if value is not None and (not isinstance(value, str) or len(value) > SUMMARY_LIMIT):
+            if value is not None and not isinstance(value, str):
+                raise ApiError(422, f"Invalid request.\n\n{key} is not a string.")
+            if value is not None and len(value.encode("utf-8")) > SUMMARY_LIMIT:
+                # GitHub counts UTF-8 bytes here, not characters.
                 raise ApiError.validation("CheckRun", f"output.{key}", "custom",
-                                          f"Only {SUMMARY_LIMIT} characters are allowed; "
-                                          f"{len(str(value))} were supplied.")
+                                          f"{key} exceeds a maximum bytesize of {SUMMARY_LIMIT}")
         annotations = output.get("annotations") or []
         if not isinstance(annotations, list):
             raise ApiError(422, "Invalid request.\n\nannotations is not an array.")
@@ -1066,6 +1104,10 @@ class FakeHub:
             repo["pushed_at"] = self.state.now()
             deleted = after == gitrepos.ZERO_SHA
             commits = [] if deleted else await gitrepos.commits_between(path, before, after)
+            for commit in commits:
+                tree = await gitrepos.git(path, "rev-parse", f"{commit['id']}^{{tree}}", check=False)
+                commit.setdefault("tree_id", tree.stdout.strip())
+                commit.setdefault("url", f"{self.base_url}/{repo['full_name']}/commit/{commit['id']}")
             forced = False
             if before != gitrepos.ZERO_SHA and not deleted:
                 forced = await gitrepos.merge_base(path, before, after) != before

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from agentz_app.fakehub.grants import ALL_PERMISSIONS, EVENT_GRANTS
 from agentz_app.fakehub.state import HubState, Record
 
 
@@ -16,6 +17,10 @@ class AppInfo:
     slug: str
     name: str = ""
     owner: str = "fakehub"
+    permissions: dict[str, str] = field(default_factory=lambda: dict(ALL_PERMISSIONS))
+    """What the App was granted (from its manifest); everything fakehub serves by default."""
+    events: list[str] = field(default_factory=lambda: sorted(EVENT_GRANTS))
+    """The events the App subscribes to; every event fakehub emits by default."""
 
     @property
     def bot_login(self) -> str:
@@ -40,6 +45,7 @@ def node_id(kind: str, record_id: int) -> str:
 def user(ctx: Ctx, login: str) -> Record:
     """A simple-user object."""
     rec = ctx.state.user(login, kind="Bot" if login.endswith("[bot]") else "User")
+    api = f"{ctx.base_url}/users/{login}"
     return {
         "login": login,
         "id": rec["id"],
@@ -47,8 +53,19 @@ def user(ctx: Ctx, login: str) -> Record:
         "type": rec["type"],
         "site_admin": False,
         "avatar_url": f"{ctx.base_url}/avatars/{login}",
-        "url": f"{ctx.base_url}/users/{login}",
+        "gravatar_id": "",
+        "url": api,
         "html_url": f"{ctx.base_url}/{login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "user_view_type": "public",
     }
 
 
@@ -65,10 +82,8 @@ def app(ctx: Ctx) -> Record:
         "html_url": f"{ctx.base_url}/apps/{ctx.app.slug}",
         "created_at": "2024-01-01T00:00:00Z",
         "updated_at": "2024-01-01T00:00:00Z",
-        "permissions": {"issues": "write", "pull_requests": "write", "checks": "write", "contents": "write",
-                        "metadata": "read"},
-        "events": ["issues", "issue_comment", "pull_request", "pull_request_review", "check_run",
-                   "check_suite", "push", "status"],
+        "permissions": dict(ctx.app.permissions),
+        "events": list(ctx.app.events),
         "installations_count": len(ctx.state.data["installations"]),
     }
 
@@ -76,7 +91,67 @@ def app(ctx: Ctx) -> Record:
 def repository(ctx: Ctx, repo: Record) -> Record:
     """A full repository object."""
     full = repo["full_name"]
-    return {
+    out = minimal_repository(ctx, repo)
+    open_issues = sum(1 for r in ctx.state.issues_of(full).values() if r["state"] == "open")
+    out.update({
+        "clone_url": repo["clone_url"],
+        "git_url": repo["clone_url"],
+        "ssh_url": repo["clone_url"],
+        "svn_url": f"{ctx.base_url}/{full}",
+        "mirror_url": None,
+        "homepage": None,
+        "language": None,
+        "license": None,
+        "size": 0,
+        "topics": [],
+        "forks": 0,
+        "forks_count": 0,
+        "network_count": 0,
+        "stargazers_count": 0,
+        "watchers": 0,
+        "watchers_count": 0,
+        "subscribers_count": 0,
+        "open_issues": open_issues,
+        "open_issues_count": open_issues,
+        "has_issues": True,
+        "has_projects": False,
+        "has_wiki": False,
+        "has_pages": False,
+        "has_downloads": False,
+        "has_discussions": False,
+        "default_branch": repo["default_branch"],
+        "visibility": "private" if repo.get("private") else "public",
+        "archived": False,
+        "disabled": False,
+        "created_at": repo["created_at"],
+        "updated_at": repo["updated_at"],
+        "pushed_at": repo.get("pushed_at"),
+        "permissions": {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True},
+    })
+    return out
+
+
+def minimal_repository(ctx: Ctx, repo: Record) -> Record:
+    """The minimal repository object (check suites, installation repository lists embed it)."""
+    full = repo["full_name"]
+    api = f"{ctx.base_url}/repos/{full}"
+    templated = {
+        "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
+        "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
+        "collaborators_url": "/collaborators{/collaborator}", "comments_url": "/comments{/number}",
+        "commits_url": "/commits{/sha}", "compare_url": "/compare/{base}...{head}",
+        "contents_url": "/contents/{+path}", "contributors_url": "/contributors", "deployments_url": "/deployments",
+        "downloads_url": "/downloads", "events_url": "/events", "forks_url": "/forks",
+        "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}", "git_tags_url": "/git/tags{/sha}",
+        "hooks_url": "/hooks", "issue_comment_url": "/issues/comments{/number}",
+        "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}", "keys_url": "/keys{/key_id}",
+        "labels_url": "/labels{/name}", "languages_url": "/languages", "merges_url": "/merges",
+        "milestones_url": "/milestones{/number}", "notifications_url": "/notifications{?since,all,participating}",
+        "pulls_url": "/pulls{/number}", "releases_url": "/releases{/id}", "stargazers_url": "/stargazers",
+        "statuses_url": "/statuses/{sha}", "subscribers_url": "/subscribers", "subscription_url": "/subscription",
+        "tags_url": "/tags", "teams_url": "/teams", "trees_url": "/git/trees{/sha}",
+    }
+    out: Record = {
         "id": repo["id"],
         "node_id": node_id("R", repo["id"]),
         "name": repo["name"],
@@ -86,18 +161,10 @@ def repository(ctx: Ctx, repo: Record) -> Record:
         "html_url": f"{ctx.base_url}/{full}",
         "description": repo.get("description"),
         "fork": False,
-        "url": f"{ctx.base_url}/repos/{full}",
-        "clone_url": repo["clone_url"],
-        "git_url": repo["clone_url"],
-        "default_branch": repo["default_branch"],
-        "visibility": "private" if repo.get("private") else "public",
-        "archived": False,
-        "disabled": False,
-        "created_at": repo["created_at"],
-        "updated_at": repo["updated_at"],
-        "pushed_at": repo.get("pushed_at"),
-        "permissions": {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True},
+        "url": api,
     }
+    out.update({key: api + suffix for key, suffix in templated.items()})
+    return out
 
 
 def label(ctx: Ctx, full_name: str, name: str) -> Record:
@@ -131,6 +198,8 @@ def issue(ctx: Ctx, rec: Record) -> Record:
         "repository_url": f"{ctx.base_url}/repos/{full}",
         "comments_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/comments",
         "labels_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/labels{{/name}}",
+        "events_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/events",
+        "timeline_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/timeline",
         "html_url": f"{ctx.base_url}/{full}/{kind}/{rec['number']}",
         "number": rec["number"],
         "title": rec["title"],
@@ -140,9 +209,13 @@ def issue(ctx: Ctx, rec: Record) -> Record:
         "state": rec["state"],
         "state_reason": rec.get("state_reason"),
         "locked": False,
+        "active_lock_reason": None,
+        "milestone": None,
         "assignee": user(ctx, rec["assignees"][0]) if rec["assignees"] else None,
         "assignees": [user(ctx, login) for login in rec["assignees"]],
         "comments": comments,
+        "reactions": reactions(ctx, f"{ctx.base_url}/repos/{full}/issues/{rec['number']}/reactions",
+                               issue_number=rec["number"], repo=full),
         "created_at": rec["created_at"],
         "updated_at": rec["updated_at"],
         "closed_at": rec.get("closed_at"),
@@ -154,9 +227,22 @@ def issue(ctx: Ctx, rec: Record) -> Record:
         out["pull_request"] = {
             "url": f"{ctx.base_url}/repos/{full}/pulls/{rec['number']}",
             "html_url": f"{ctx.base_url}/{full}/pull/{rec['number']}",
+            "diff_url": f"{ctx.base_url}/{full}/pull/{rec['number']}.diff",
+            "patch_url": f"{ctx.base_url}/{full}/pull/{rec['number']}.patch",
             "merged_at": pull.get("merged_at"),
         }
         out["draft"] = bool(pull.get("draft"))
+    return out
+
+
+def reactions(ctx: Ctx, url: str, *, repo: str, issue_number: int | None = None,
+              comment_id: int | None = None) -> Record:
+    """The reaction roll-up of an issue or comment."""
+    found = [r["content"] for r in ctx.state.data["reactions"].values()
+             if r["repo"] == repo and r.get("issue_number") == issue_number and r.get("comment_id") == comment_id]
+    out: Record = {"url": url, "total_count": len(found)}
+    for content in ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"):
+        out[content] = found.count(content)
     return out
 
 
@@ -177,12 +263,37 @@ def pull_request(ctx: Ctx, rec: Record) -> Record:
     pull = rec["pull"]
     repo_json = repository(ctx, repo)
     out = issue(ctx, rec)
-    out.pop("pull_request", None)
-    out.pop("repository_url", None)
+    for key in ("pull_request", "repository_url", "reactions", "events_url", "labels_url", "timeline_url",
+                "comments", "state_reason"):
+        out.pop(key, None)
+    api = f"{ctx.base_url}/repos/{full}"
+    html = f"{ctx.base_url}/{full}/pull/{rec['number']}"
     out.update({
-        "url": f"{ctx.base_url}/repos/{full}/pulls/{rec['number']}",
-        "html_url": f"{ctx.base_url}/{full}/pull/{rec['number']}",
-        "issue_url": f"{ctx.base_url}/repos/{full}/issues/{rec['number']}",
+        "url": f"{api}/pulls/{rec['number']}",
+        "html_url": html,
+        "diff_url": f"{html}.diff",
+        "patch_url": f"{html}.patch",
+        "issue_url": f"{api}/issues/{rec['number']}",
+        "commits_url": f"{api}/pulls/{rec['number']}/commits",
+        "review_comments_url": f"{api}/pulls/{rec['number']}/comments",
+        "review_comment_url": f"{api}/pulls/comments{{/number}}",
+        "comments_url": f"{api}/issues/{rec['number']}/comments",
+        "statuses_url": f"{api}/statuses/{pull['head_sha']}",
+        "_links": {name: {"href": href} for name, href in (
+            ("self", f"{api}/pulls/{rec['number']}"), ("html", html), ("issue", f"{api}/issues/{rec['number']}"),
+            ("comments", f"{api}/issues/{rec['number']}/comments"),
+            ("review_comments", f"{api}/pulls/{rec['number']}/comments"),
+            ("review_comment", f"{api}/pulls/comments{{/number}}"),
+            ("commits", f"{api}/pulls/{rec['number']}/commits"), ("statuses", f"{api}/statuses/{pull['head_sha']}"))},
+        "auto_merge": None,
+        "active_lock_reason": None,
+        "requested_teams": [],
+        "comments": sum(1 for c in ctx.state.data["comments"].values()
+                        if c["repo"] == full and c["issue_number"] == rec["number"]),
+        "additions": pull.get("additions", 0),
+        "deletions": pull.get("deletions", 0),
+        "changed_files": pull.get("changed_files", 0),
+        "rebaseable": pull.get("mergeable", True),
         "head": {
             "label": f"{pull['head_owner']}:{pull['head_ref']}",
             "ref": pull["head_ref"],
@@ -227,6 +338,15 @@ def pull_request_minimal(ctx: Ctx, rec: Record) -> Record:
     }
 
 
+def diff_entry(ctx: Ctx, full_name: str, head_sha: str, entry: Record) -> Record:
+    """A changed file of a pull request (``GET .../pulls/{n}/files``)."""
+    path = entry["filename"]
+    return {**entry, "sha": entry.get("sha") or "0" * 40,
+            "blob_url": f"{ctx.base_url}/{full_name}/blob/{head_sha}/{path}",
+            "raw_url": f"{ctx.base_url}/{full_name}/raw/{head_sha}/{path}",
+            "contents_url": f"{ctx.base_url}/repos/{full_name}/contents/{path}?ref={head_sha}"}
+
+
 def comment(ctx: Ctx, rec: Record) -> Record:
     """An issue comment object."""
     full = rec["repo"]
@@ -242,8 +362,8 @@ def comment(ctx: Ctx, rec: Record) -> Record:
         "updated_at": rec["updated_at"],
         "author_association": author_association(ctx, full, rec["user"]),
         "performed_via_github_app": _via_app(ctx, rec),
-        "reactions": {"total_count": sum(1 for r in ctx.state.data["reactions"].values()
-                                         if r.get("comment_id") == rec["id"])},
+        "reactions": reactions(ctx, f"{ctx.base_url}/repos/{full}/issues/comments/{rec['id']}/reactions",
+                               repo=full, comment_id=rec["id"]),
     }
 
 
@@ -261,6 +381,8 @@ def review(ctx: Ctx, rec: Record) -> Record:
         "html_url": f"{ctx.base_url}/{full}/pull/{rec['pull_number']}#pullrequestreview-{rec['id']}",
         "pull_request_url": f"{ctx.base_url}/repos/{full}/pulls/{rec['pull_number']}",
         "author_association": author_association(ctx, full, rec["user"]),
+        "_links": {"html": {"href": f"{ctx.base_url}/{full}/pull/{rec['pull_number']}#pullrequestreview-{rec['id']}"},
+                   "pull_request": {"href": f"{ctx.base_url}/repos/{full}/pulls/{rec['pull_number']}"}},
     }
 
 
@@ -277,22 +399,37 @@ def review_comment(ctx: Ctx, rec: Record) -> Record:
         "path": rec["path"],
         "line": rec.get("line"),
         "side": rec.get("side", "RIGHT"),
-        "position": rec.get("position"),
+        "position": rec.get("position") or rec.get("line") or 1,
         "commit_id": rec["commit_id"],
         "original_commit_id": rec["commit_id"],
         "body": rec["body"],
         "user": user(ctx, rec["user"]),
         "created_at": rec["created_at"],
         "updated_at": rec["updated_at"],
-        "in_reply_to_id": rec.get("in_reply_to_id"),
         "author_association": author_association(ctx, full, rec["user"]),
+        "diff_hunk": rec.get("diff_hunk") or "@@ -1 +1 @@",
+        "original_position": rec.get("position") or rec.get("line") or 1,
+        "original_line": rec.get("line"),
+        "start_line": None,
+        "original_start_line": None,
+        "start_side": None,
+        "subject_type": "line",
+        "reactions": reactions(ctx, f"{ctx.base_url}/repos/{full}/pulls/comments/{rec['id']}/reactions",
+                               repo=full, comment_id=rec["id"]),
+        "_links": {"self": {"href": f"{ctx.base_url}/repos/{full}/pulls/comments/{rec['id']}"},
+                   "html": {"href": f"{ctx.base_url}/{full}/pull/{rec['pull_number']}#discussion_r{rec['id']}"},
+                   "pull_request": {"href": f"{ctx.base_url}/repos/{full}/pulls/{rec['pull_number']}"}},
     }
 
 
 def _app_of(ctx: Ctx, rec: Record) -> Record:
     if rec.get("app_slug") and rec["app_slug"] != ctx.app.slug:
         return {"id": rec.get("app_id", 1), "slug": rec["app_slug"], "name": rec["app_slug"],
-                "node_id": node_id("A", rec.get("app_id", 1)), "owner": user(ctx, ctx.app.owner)}
+                "node_id": node_id("A", rec.get("app_id", 1)), "owner": user(ctx, ctx.app.owner),
+                "description": "", "external_url": ctx.base_url,
+                "html_url": f"{ctx.base_url}/apps/{rec['app_slug']}", "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z", "permissions": {"checks": "write", "metadata": "read"},
+                "events": []}
     return app(ctx)
 
 
@@ -319,6 +456,10 @@ def check_suite(ctx: Ctx, rec: Record, *, pulls: list[Record]) -> Record:
         "check_runs_url": f"{ctx.base_url}/repos/{full}/check-suites/{rec['id']}/check-runs",
         "rerequestable": True,
         "runs_rerequestable": True,
+        "head_commit": rec.get("head_commit") or {
+            "id": rec["head_sha"], "tree_id": rec["head_sha"], "message": "", "timestamp": rec["created_at"],
+            "author": {"name": "", "email": ""}, "committer": {"name": "", "email": ""}},
+        "repository": minimal_repository(ctx, ctx.state.repo(full)),
     }
 
 
@@ -388,7 +529,11 @@ def installation(ctx: Ctx, rec: Record) -> Record:
         "events": app(ctx)["events"],
         "created_at": rec["created_at"],
         "updated_at": rec["created_at"],
+        "single_file_name": None,
+        "has_multiple_single_files": False,
+        "single_file_paths": [],
         "suspended_at": None,
+        "suspended_by": None,
     }
 
 

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import jwt
 from aiohttp import web
 
-from agentz_app.fakehub import render
+from agentz_app.fakehub import grants, render
+from agentz_app.fakehub.contract import Exchange
 from agentz_app.fakehub.faults import FaultConfig
 from agentz_app.fakehub.hub import ApiError, FakeHub, names_list
 from agentz_app.fakehub.state import NotFoundError, Record
@@ -135,6 +136,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             return fault_response(hub, fault)
     try:
         request[ACTOR] = authenticate(hub, request)
+        if not hook:
+            check_grant(hub, request)
         response = await handler(request)
     except ApiError as exc:
         response = json_response(error_body(exc.status, exc.message, exc.errors), exc.status)
@@ -157,8 +160,20 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if etag_matches(request.headers.get("If-None-Match", ""), tag):
             hub.not_modified += 1
             headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-            return web.Response(status=304, headers=headers)
+            response = web.Response(status=304, headers=headers)
+    if hub.observers:
+        await observe(hub, request, response)
     return response
+
+
+async def observe(hub: FakeHub, request: web.Request, response: web.Response) -> None:
+    """Show one answered API request to the hub's traffic observers."""
+    body = response.body if isinstance(response.body, bytes) and response.content_type == "application/json" else None
+    exchange = Exchange(method=request.method, path=request.raw_path.split("?", 1)[0], query=dict(request.query),
+                        body=await request.read(), status=response.status,
+                        response_body=None if response.status == 304 else body)
+    for observer in hub.observers:
+        observer.exchange(exchange)
 
 
 def rate_headers(hub: FakeHub) -> dict[str, str]:
@@ -208,6 +223,18 @@ def authenticate(hub: FakeHub, request: web.Request) -> Record:
     if scheme.lower() not in ("token", "bearer") or not credential:
         raise ApiError(401, "Bad credentials")
     return {"kind": "user", "login": hub.default_user}
+
+
+def check_grant(hub: FakeHub, request: web.Request) -> None:
+    """403 like GitHub when an installation token calls an API its App was not granted."""
+    if request[ACTOR]["kind"] != "installation":
+        return
+    resource = request.match_info.route.resource
+    if resource is None:
+        return
+    needed = grants.grants_by_route().get(f"{request.method} {grants.normalise(resource.canonical)}")
+    if needed is not None and not grants.allowed(hub.app.permissions, needed):
+        raise ApiError(403, "Resource not accessible by integration")
 
 
 def verify_jwt(hub: FakeHub, token: str) -> None:
@@ -382,6 +409,10 @@ class Routes:
         labels = self.hub.remove_label(repo_name(request), number(request), request.match_info["name"],
                                        actor=writer(request))
         return json_response(labels)
+
+    async def remove_all_labels(self, request: web.Request) -> web.Response:
+        self.hub.set_labels(repo_name(request), number(request), [], actor=writer(request))
+        return web.Response(status=204)
 
     async def add_assignees(self, request: web.Request) -> web.Response:
         body = await read_json(request)
@@ -624,6 +655,7 @@ def create_app(hub: FakeHub) -> web.Application:
     add("POST", repo + "/issues/{number}/comments", r.create_comment)
     add("POST", repo + "/issues/{number}/labels", r.add_labels)
     add("PUT", repo + "/issues/{number}/labels", r.set_labels)
+    add("DELETE", repo + "/issues/{number}/labels", r.remove_all_labels)
     add("DELETE", repo + "/issues/{number}/labels/{name}", r.remove_label)
     add("POST", repo + "/issues/{number}/assignees", r.add_assignees)
     add("DELETE", repo + "/issues/{number}/assignees", r.remove_assignees)

@@ -40,6 +40,7 @@ def on_sha(sha: str) -> Callable[[Delivery], bool]:
 
 async def test_push_emits_push_and_runs_pytest_ci_on_the_head_sha(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                                    tmp_path: Path) -> None:
+    fakehub.subscribe("push")  # Agent-Z's manifest does not subscribe to push events
     await fakehub.create_repo(REPO, PASSING)
     sha = await push_branch(fakehub, tmp_path, "agent-z/issue-1-x", {"notes.txt": "hi\n"}, pusher="alice")
 
@@ -104,6 +105,7 @@ async def test_fork_like_head_has_empty_pull_requests(fakehub: FakeHub, webhook_
 
 async def test_merge_updates_base_branch_in_the_bare_repo(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                           tmp_path: Path) -> None:
+    fakehub.subscribe("push")
     await fakehub.create_repo(REPO, PASSING, ci_command=None)
     issue = fakehub.create_issue(REPO, "Add feature", user="alice")
     head = await push_branch(fakehub, tmp_path, "feature", {"feature.txt": "new\n"})
