@@ -38,7 +38,7 @@ _CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)", r
 class ApiError(Exception):
     """An error answered to the client with GitHub's error body."""
 
-    def __init__(self, status: int, message: str, *, errors: list[Record] | None = None,
+    def __init__(self, status: int, message: str, *, errors: list[Record] | list[str] | None = None,
                  headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.message = message
@@ -216,8 +216,8 @@ class FakeHub:
             raise ApiError(422, "Invalid GitHub App configuration")
         unsupported = grants.unsupported_events(permissions, [str(e) for e in events])
         if unsupported:
-            raise ApiError.validation("Integration", "default_events", "custom",
-                                      "Default events are not supported by permissions: " + ", ".join(unsupported))
+            raise ApiError(422, "Validation Failed",
+                           errors=["Default events are not supported by permissions: " + ", ".join(unsupported)])
         self.app.permissions = {str(k): str(v) for k, v in permissions.items()}
         self.app.permissions.setdefault("metadata", "read")
         self.app.events = [str(e) for e in events]
@@ -1058,7 +1058,8 @@ class FakeHub:
         payload = self._envelope(repo, actor)
         payload.update({"id": rec["id"], "sha": sha, "name": repo["full_name"], "state": state,
                         "context": rec["context"], "description": rec["description"],
-                        "target_url": rec["target_url"], "created_at": now, "updated_at": now})
+                        "target_url": rec["target_url"], "created_at": now, "updated_at": now,
+                        "commit": render.commit_stub(self.ctx, repo["full_name"], sha, now), "branches": []})
         self._emit("status", payload)
         self.changed()
         return out

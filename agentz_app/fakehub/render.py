@@ -347,6 +347,19 @@ def diff_entry(ctx: Ctx, full_name: str, head_sha: str, entry: Record) -> Record
             "contents_url": f"{ctx.base_url}/repos/{full_name}/contents/{path}?ref={head_sha}"}
 
 
+def commit_stub(ctx: Ctx, full_name: str, sha: str, when: str) -> Record:
+    """A commit object with its identity and links (authorship left blank): ``status`` payloads embed one."""
+    api = f"{ctx.base_url}/repos/{full_name}"
+    person = {"name": "fakehub", "email": "fakehub@users.noreply.invalid", "date": when}
+    return {"sha": sha, "node_id": node_id("C", int(sha[:8], 16)), "url": f"{api}/commits/{sha}",
+            "html_url": f"{ctx.base_url}/{full_name}/commit/{sha}", "comments_url": f"{api}/commits/{sha}/comments",
+            "author": None, "committer": None, "parents": [],
+            "commit": {"author": person, "committer": person, "message": "", "comment_count": 0,
+                       "url": f"{api}/git/commits/{sha}", "tree": {"sha": sha, "url": f"{api}/git/trees/{sha}"},
+                       "verification": {"verified": False, "reason": "unsigned", "signature": None,
+                                        "payload": None, "verified_at": None}}}
+
+
 def comment(ctx: Ctx, rec: Record) -> Record:
     """An issue comment object."""
     full = rec["repo"]
