@@ -200,7 +200,7 @@ def setup(ctx: click.Context, webhook_url: str, host: str, port: int, github_url
     options = SetupOptions(
         webhook_url=webhook_url, github_url=github_url, api_url=api_url or settings.github_api_url, org=org,
         host=host, port=port, env_file=Path(target_env or _root_env_file(ctx)), state_dir=settings.state_dir,
-        manifest_path=Path(manifest_path),
+        manifest_path=Path(manifest_path), allow_workflow_changes=settings.allow_workflow_changes,
     )
 
     def ready(url: str) -> None:

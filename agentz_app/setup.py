@@ -56,6 +56,8 @@ class SetupOptions:
     state_dir: Path = Path(".agent-z")
     manifest_path: Path = Path("app-manifest.yml")
     host: str = "127.0.0.1"
+    allow_workflow_changes: bool = False
+    """``ALLOW_WORKFLOW_CHANGES``: ask for ``workflows: write`` so pushes touching .github/workflows/ are accepted."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,23 @@ def load_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data["default_events"], list) or not isinstance(data["default_permissions"], dict):
         raise SetupError(f"{path}: default_events must be a list and default_permissions a mapping")
     return data
+
+
+def manifest_for_settings(template: Mapping[str, Any], *, allow_workflow_changes: bool) -> dict[str, Any]:
+    """The manifest with ``workflows: write`` added only when agents may change workflows.
+
+    GitHub refuses a push that touches ``.github/workflows/`` from an App without it; the
+    content policy refuses such changes anyway unless ``ALLOW_WORKFLOW_CHANGES`` is on, so
+    the App asks for no more than it can use.
+    """
+    manifest: dict[str, Any] = json.loads(json.dumps(dict(template)))
+    permissions = dict(manifest.get("default_permissions") or {})
+    if allow_workflow_changes:
+        permissions["workflows"] = "write"
+    else:
+        permissions.pop("workflows", None)
+    manifest["default_permissions"] = permissions
+    return manifest
 
 
 def build_manifest(template: Mapping[str, Any], *, webhook_url: str, redirect_url: str) -> dict[str, Any]:
@@ -246,7 +265,8 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult]) -> web.Application:
     """The local pages: ``GET /`` shows the form, ``GET /redirect`` finishes the flow."""
-    template = load_manifest(options.manifest_path)
+    template = manifest_for_settings(load_manifest(options.manifest_path),
+                                     allow_workflow_changes=options.allow_workflow_changes)
     state = secrets.token_urlsafe(24)
     app = web.Application()
 
