@@ -104,9 +104,10 @@ def test_app_manifest_asks_for_the_events_and_permissions_agent_z_needs() -> Non
     assert "url" in manifest["hook_attributes"]
     assert {"issues", "issue_comment", "pull_request", "pull_request_review", "check_run", "check_suite",
             "status"} <= set(manifest["default_events"])
+    # Exactly what the code uses: tests/contract/test_manifest_permissions.py derives it from the REST calls.
     assert manifest["default_permissions"] == {
-        "checks": "write", "contents": "write", "issues": "write", "pull_requests": "write",
-        "metadata": "read", "members": "read",
+        "actions": "read", "checks": "write", "contents": "write", "issues": "write", "pull_requests": "write",
+        "metadata": "read", "statuses": "read",
     }
 
 
