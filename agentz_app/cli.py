@@ -323,7 +323,12 @@ def runs_resume(ctx: click.Context, run_id: str) -> None:
 @click.option("--reason", default="cancelled from the command line", show_default=True)
 @click.pass_context
 def runs_cancel(ctx: click.Context, run_id: str, reason: str) -> None:
-    """Cancel a run: claims are released and its worker loses the lease."""
+    """Cancel a run: claims are released, its worker loses the lease, and GitHub shows it.
+
+    The issue's labels, the status comment (with the reason) and the run's check runs
+    are updated by the next worker or planner that reports (within seconds while
+    ``agentz serve`` runs).
+    """
     with _run_queue(ctx) as queue:
         run = queue.cancel(queue.find(run_id).id, reason=reason, actor="cli")
     click.echo(f"run {run.id} is {run.status}")

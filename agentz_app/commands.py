@@ -32,7 +32,10 @@ from agentz_app.ingress.permissions import (
     check_actor,
 )
 from agentz_app.logs import get_logger
+from agentz_app.reporting.comments import MAX_COMMENT
+from agentz_app.reporting.text import truncate_bytes
 from agentz_app.scheduling.markdown import prose_lines
+from agentz_app.secrets import configured_secret_values, redact_text
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
@@ -108,6 +111,12 @@ class CommandTarget:
     comments_url: str
     state: str = "open"
     requested_at: str = ""  # GitHub's time of the comment, kept with a run it enqueues
+    comment_id: int | None = None  # the command's comment, acknowledged with a reaction on GitHub
+
+    @property
+    def trigger_ref(self) -> str | None:
+        """What GitHub acknowledges for a command that changes a run (see ``runs.trigger_ref``)."""
+        return f"comment:{self.comment_id}" if self.comment_id is not None else None
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,7 @@ def _enqueue(queue: RunQueue, target: CommandTarget, user: str, *, mode: str) ->
         requested_by=user,
         reason=f"/agent-z {'plan' if mode == 'plan_only' else 'run'} by @{user}",
         issue_updated_at=target.requested_at,
+        trigger_ref=target.trigger_ref,
     )
     if created:
         return CommandOutcome(True, f"queued run {run.id}", run.id)
@@ -183,14 +193,19 @@ def status_text(run: Run) -> str:
 
 
 def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Command, user: str) -> CommandOutcome:
-    """Carry out an authorised command against the queue; the message explains the result."""
+    """Carry out an authorised command against the queue; the message explains the result.
+
+    Only the database changes: the run's GitHub view (the 👀 on the command, the status
+    comment, labels, check runs) follows from its new state (:mod:`workers.reporter`).
+    """
     live = queue.live_run_for_issue(target.repo, target.issue_number)
+    ack: dict[str, Any] = {"trigger_ref": target.trigger_ref} if target.trigger_ref else {}
     name = command.name
     if name in ("run", "plan") and target.state != "open":
         return CommandOutcome(False, "This issue is closed; reopen it first.")
     if name == "run":
         if live is not None and live.status == Status.AWAITING_APPROVAL:
-            run = queue.set_status(live.id, Status.READY, reason=f"plan approved by @{user}", actor=user)
+            run = queue.set_status(live.id, Status.READY, reason=f"plan approved by @{user}", actor=user, **ack)
             return CommandOutcome(True, f"approved the plan of run {run.id}", run.id)
         return _enqueue(queue, target, user, mode="full")
     if name == "plan":
@@ -198,14 +213,14 @@ def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Comma
     if name == "cancel":
         if live is None:
             return CommandOutcome(False, "There is no active Agent-Z run on this issue to cancel.")
-        run = queue.cancel(live.id, reason=f"cancelled by @{user}", actor=user)
+        run = queue.cancel(live.id, reason=f"cancelled by @{user} with `/agent-z cancel`", actor=user, **ack)
         return CommandOutcome(True, f"cancelled run {run.id}", run.id)
     if name == "retry":
         if live is not None:
             return CommandOutcome(False, f"Run `{live.id}` is still {live.status}; nothing to retry.", live.id)
         last = latest_run(db, target.repo, target.issue_number)
         if last is not None and last.status in RETRYABLE:
-            run = queue.resume(last.id, reason=f"retried by @{user}", actor=user)
+            run = queue.resume(last.id, reason=f"retried by @{user}", actor=user, trigger_ref=target.trigger_ref)
             return CommandOutcome(True, f"requeued run {run.id}", run.id)
         return _enqueue(queue, target, user, mode="full")
     if name == "status":
@@ -293,7 +308,8 @@ async def _decide_and_execute(
                     issue=target.issue_number, accepted=outcome.accepted, reason=outcome.message,
                     permission=decision.reason, replied=reply)
     if reply and gh is not None:
-        await gh.post(target.comments_url, data={"body": outcome.message})
+        body = truncate_bytes(redact_text(outcome.message, values=configured_secret_values(settings)), MAX_COMMENT)
+        await gh.post(target.comments_url, data={"body": body})
     log.info("command handled", command=command.name, user=user, repo=target.repo, issue=target.issue_number,
              accepted=outcome.accepted, permission=decision.reason)
     return outcome, decision

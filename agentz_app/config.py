@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     scheduler_trust: Literal["maintainers", "anyone"] = "maintainers"
 
     github_retry_attempts: int = Field(default=3, ge=1, le=20)
+    # The GitHub view of runs (labels, status comment, check runs): changes within this
+    # window are shown with one edit; GitHub is checked for stale runs this often.
+    github_report_coalesce_seconds: float = Field(default=3.0, ge=0, le=300)
+    github_report_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     max_review_rounds: int = Field(default=5, ge=1, le=50)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     lease_seconds: float = Field(default=60.0, gt=0)

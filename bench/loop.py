@@ -183,12 +183,15 @@ async def idle_figures(demo: Demo, *, window: float, resync: float) -> Figures:
 
 async def _measure_quick() -> dict[str, Figures]:
     from agentz_app.demo.runner import Demo, DemoOptions
+    from bench.writes_per_pr import cancelled_run_figures, demo_script
 
-    options = DemoOptions(timeout=DEMO_TIMEOUT, env={"RESYNC_INTERVAL_SECONDS": str(QUICK_RESYNC_SECONDS)})
+    options = DemoOptions(timeout=DEMO_TIMEOUT, env={"RESYNC_INTERVAL_SECONDS": str(QUICK_RESYNC_SECONDS)},
+                          script=demo_script())
     async with Demo(options) as demo:
         timer = CiTimer(demo)
         await deliver(demo)
         figures = {"writes-per-pr": write_figures(demo), "overhead": overhead_figures(run_times(demo, timer))}
+        figures["writes-per-pr"].update(await cancelled_run_figures(demo))
         figures["idle"] = await idle_figures(demo, window=QUICK_IDLE_WINDOW, resync=QUICK_RESYNC_SECONDS)
     return figures
 

@@ -34,7 +34,9 @@ from workers.worktrees import Worktrees
 LABEL_QUEUED = "agent-z:queued"
 LABEL_RUNNING = "agent-z:running"
 LABEL_NEEDS_HUMAN = "agent-z:needs-human"
+ACK_REACTION = "eyes"
 _RENDER_PREFIX = "agentz:render:"
+_CONCLUDED = "concluded:"
 
 log = get_logger("agentz.coordinator")
 
@@ -52,7 +54,8 @@ class CheckReport:
     notes: Sequence[dict[str, Any]] = ()
 
 
-def _digest(value: Any) -> str:
+def content_digest(value: Any) -> str:
+    """A stable hash of rendered content."""
     return hashlib.sha256(repr(value).encode()).hexdigest()
 
 
@@ -88,12 +91,12 @@ class Coordinator:
             else:
                 row.github_id = github_id
 
-    def _rendered(self, run_id: str, key: str) -> str | None:
+    def rendered_digest(self, run_id: str, key: str) -> str | None:
         with self.db.read() as session:
             row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}")
             return str(row.value.get("sha256")) if row is not None else None
 
-    def _remember(self, run_id: str, key: str, digest: str) -> None:
+    def remember_digest(self, run_id: str, key: str, digest: str) -> None:
         with self.db.begin() as session:
             row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}", with_for_update=True)
             if row is None:
@@ -177,21 +180,21 @@ class Coordinator:
             secret_values=self.secret_values,
         )
         key = f"check:{report.stage}:{head_sha}"
-        digest = _digest((payload, list(report.notes)))
+        digest = content_digest((payload, list(report.notes)))
         check_id = self.effect(run.id, key) or await self._find_check(
             run, payload["name"], payload["external_id"], head_sha
         )
         # GitHub appends annotations on every request that carries them: send each one once.
-        notes = {_digest(note)[:16]: redact_annotation(note, secret_values=self.secret_values)
+        notes = {content_digest(note)[:16]: redact_annotation(note, secret_values=self.secret_values)
                  for note in report.notes}
-        sent = set((self._rendered(run.id, f"{key}:annotations") or "").split())
+        sent = set((self.rendered_digest(run.id, f"{key}:annotations") or "").split())
         if check_id is None:
             created = await self.gh.post(f"/repos/{run.repo}/check-runs", data=payload)
             check_id = int(created["id"])
             self.record_effect(run.id, key, check_id)
-            sent = {_digest(note)[:16] for note in list(report.notes)[:ANNOTATIONS_PER_REQUEST]}
+            sent = {content_digest(note)[:16] for note in list(report.notes)[:ANNOTATIONS_PER_REQUEST]}
             pending = [note for name, note in notes.items() if name not in sent]
-        elif self._rendered(run.id, key) == digest:
+        elif self.rendered_digest(run.id, key) == digest:
             return check_id
         else:
             self.record_effect(run.id, key, check_id)
@@ -206,9 +209,72 @@ class Coordinator:
             output = {"title": payload["output"]["title"], "summary": payload["output"]["summary"],
                       "annotations": batch}
             await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data={"output": output})
-        self._remember(run.id, f"{key}:annotations", " ".join(notes))
-        self._remember(run.id, key, digest)
+        self.remember_digest(run.id, f"{key}:annotations", " ".join(notes))
+        self.remember_digest(run.id, key, digest)
         return check_id
+
+    def check_effects(self, run_id: str, head_sha: str) -> dict[str, int]:
+        """The run's check runs on ``head_sha``: side-effect key → check run id."""
+        suffix = f":{head_sha}"
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(SideEffect).where(SideEffect.run_id == run_id, SideEffect.key.startswith("check:"))
+            ).all()
+            return {row.key: row.github_id for row in rows if row.key.endswith(suffix)}
+
+    async def conclude_checks(self, run: Run, conclusion: str) -> int:
+        """Conclude every check run of the run's head with ``conclusion`` once; returns how many were changed."""
+        if not run.head_sha:
+            return 0
+        marker = content_digest((_CONCLUDED, conclusion))
+        changed = 0
+        for key, check_id in sorted(self.check_effects(run.id, run.head_sha).items()):
+            if self.rendered_digest(run.id, key) == marker:
+                continue
+            await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}",
+                                data={"status": "completed", "conclusion": conclusion})
+            self.remember_digest(run.id, key, marker)
+            changed += 1
+        return changed
+
+    # Acknowledgement and review request ----------------------------------
+
+    async def acknowledge(self, run: Run, trigger_ref: str) -> bool:
+        """Put 👀 on what asked for the run (``issue`` or ``comment:<id>``) once; False for an unknown ref."""
+        key = f"ack:{trigger_ref}"
+        if self.effect(run.id, key) is not None:
+            return True
+        kind, _, ident = trigger_ref.partition(":")
+        if kind == "issue" and not ident:
+            url = f"/repos/{run.repo}/issues/{run.issue_number}/reactions"
+        elif kind == "comment" and ident.isdigit():
+            url = f"/repos/{run.repo}/issues/comments/{int(ident)}/reactions"
+        else:
+            return False
+        try:
+            created = await self.gh.post(url, data={"content": ACK_REACTION})
+        except GitHubError as exc:
+            if exc.status_code not in (404, 410):
+                raise
+            created = {"id": 0}  # the comment is gone: nothing left to acknowledge
+        self.record_effect(run.id, key, int((created or {}).get("id") or 0))
+        return True
+
+    async def request_review(self, run: Run, login: str) -> bool:
+        """Ask ``login`` to review the run's pull request once; False when that person is its author."""
+        if not run.pr_number or self.effect(run.id, "review_request") is not None:
+            return False
+        pull = await self.gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
+        author = str(((pull or {}).get("user") or {}).get("login") or "")
+        requested = {str(u.get("login") or "").lower() for u in (pull or {}).get("requested_reviewers") or []
+                     if isinstance(u, dict)}
+        if author.lower() == login.lower() or login.lower() in requested:
+            self.record_effect(run.id, "review_request", 0)
+            return False
+        await self.gh.post(f"/repos/{run.repo}/pulls/{run.pr_number}/requested_reviewers",
+                           data={"reviewers": [login]})
+        self.record_effect(run.id, "review_request", run.pr_number)
+        return True
 
     # Status comment ------------------------------------------------------
 
@@ -222,9 +288,9 @@ class Coordinator:
     async def status_comment(self, run: Run, view: StatusView) -> int:
         """Create the run's status comment once, then edit it in place when its text changes."""
         body = render_status_comment(view, secret_values=self.secret_values)
-        digest = _digest(body)
+        digest = content_digest(body)
         comment_id = run.status_comment_id or self.effect(run.id, "status_comment") or await self._find_comment(run)
-        if comment_id is not None and self._rendered(run.id, "status_comment") == digest:
+        if comment_id is not None and self.rendered_digest(run.id, "status_comment") == digest:
             return int(comment_id)
         if comment_id is not None:
             try:
@@ -237,7 +303,7 @@ class Coordinator:
             created = await self.gh.post(f"/repos/{run.repo}/issues/{run.issue_number}/comments", data={"body": body})
             comment_id = int(created["id"])
         self.record_effect(run.id, "status_comment", int(comment_id))
-        self._remember(run.id, "status_comment", digest)
+        self.remember_digest(run.id, "status_comment", digest)
         return int(comment_id)
 
     # Labels --------------------------------------------------------------
@@ -276,7 +342,8 @@ class Coordinator:
         return wanted
 
 
-def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[str] = ()) -> StatusView:
+def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[str] = (),
+                reason: str | None = None) -> StatusView:
     """The status comment view of a run as stored (its recorded notes first)."""
     plan_md = None
     if run.plan:
@@ -287,6 +354,7 @@ def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[
     return StatusView(
         run_id=run.id, status=str(run.status), repo=run.repo, issue_number=run.issue_number, branch=run.branch,
         pr_number=run.pr_number, plan_markdown=plan_md, review_summary=review_summary,
-        review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, cost_usd=run.cost_usd,
+        review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, reason=reason,
+        cost_usd=run.cost_usd,
         notes=(*(run.notes or ()), *notes),
     )

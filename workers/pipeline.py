@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from agentz_app.config import SANDBOX_WARNING, Settings
+from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import (
@@ -43,8 +43,10 @@ from workers.content_policy import (
     violation_annotations,
     violations_markdown,
 )
-from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator, status_view
+from workers.coordinator import LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator
 from workers.gitops import GitError
+from workers.reporter import Reporter
+from workers.reporter import run_notes as reporter_notes
 from workers.roles.parse import run_structured
 from workers.roles.prompts import (
     AuthoredText,
@@ -339,26 +341,8 @@ def _as_dicts(violations: Sequence[Violation]) -> list[dict[str, Any]]:
 
 
 def run_notes(deps: PipelineDeps, run: Run) -> list[str]:
-    """Notes for the status comment: an unsandboxed host, refused network destinations, refused files."""
-    notes = []
-    if deps.settings.agent_sandbox == "none":
-        notes.append(f"⚠️ {SANDBOX_WARNING}.")
-    blocked: dict[str, int] = {}
-    refused: list[dict[str, Any]] = []
-    for event in deps.queue.events(run.id):
-        if event.kind == "agent_call":
-            for destination, count in (event.payload.get("blocked") or {}).items():
-                blocked[str(destination)] = blocked.get(str(destination), 0) + int(count)
-        elif event.kind == "content_policy":
-            refused = list(event.payload.get("violations") or [])
-    if blocked:
-        listed = ", ".join(f"`{d}` ({n})" for d, n in sorted(blocked.items()))
-        notes.append(f"The agent sandbox refused {sum(blocked.values())} network request(s): {listed}. "
-                     "Add a destination the setup needs to `AGENT_NETWORK_ALLOW`.")
-    if refused:
-        rows = "; ".join(f"`{v.get('path')}` ({v.get('rule')})" for v in refused[:20])
-        notes.append(f"Content policy refused: {rows}.")
-    return notes
+    """Notes for the status comment and the review check (see :func:`workers.reporter.run_notes`)."""
+    return reporter_notes(deps.settings, deps.queue.events(run.id))
 
 
 # Planner ----------------------------------------------------------------------
@@ -384,7 +368,7 @@ async def _plan(a: Attempt) -> Run:
     assert isinstance(plan, Plan)
     if a.run.mode == "plan_only":
         a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
-        await a.coordinator.status_comment(a.run, status_view(a.run, notes=run_notes(a.deps, a.run)))
+        await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
         return a.run
     return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
 
@@ -616,25 +600,25 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
         reports.append(CheckReport("ci-fix", "completed", ci_conclusion, title, summary))
     for report in reports:
         await a.coordinator.report_check(a.run, report, head_sha=head)
-    view = dataclasses.replace(status_view(a.run, review_summary=review_md, notes=run_notes(a.deps, a.run)),
-                               status="waiting_checks")
-    comment_id = await a.coordinator.status_comment(a.run, view)
     # Releases the lease: :func:`work_run` settles CI afterwards, outside the heartbeat.
-    return a.move(Status.WAITING_CHECKS, stage="submitted", release=True, status_comment_id=comment_id)
+    a.move(Status.WAITING_CHECKS, stage="submitted", release=True)
+    await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
+    return a.run
 
 
 # Terminal cleanup ---------------------------------------------------------------
 
 
 async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | None = None) -> None:
-    """Cleanup for every terminal path: labels, status comment, claims, worktree. Best effort, idempotent."""
-    coordinator = Coordinator(gh, deps.db, deps.settings, worktrees=deps.worktrees)
-    remove = [LABEL_RUNNING, LABEL_QUEUED, *deps.settings.skip_labels[:1]]
-    add = [LABEL_NEEDS_HUMAN] if run.status == Status.NEEDS_HUMAN else []
+    """Cleanup for every terminal path: GitHub view, claims, worktree, checkpoint. Best effort, idempotent.
+
+    The GitHub view (labels, status comment with the reason, check runs, review request)
+    is the reporter's projection of the run's state: if it fails here, the run stays stale
+    and a reporter shows it later. ``review`` is kept for callers; the reporter reads the
+    run's latest review from its events.
+    """
+    await Reporter.from_deps(deps).report(run.id, gh=gh)
     steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("labels", lambda: coordinator.change_labels(run.repo, run.issue_number, add=add, remove=remove)),
-        ("status comment", lambda: coordinator.status_comment(
-            run, status_view(run, review_summary=review.summary if review else None, notes=run_notes(deps, run)))),
         ("worktree", lambda: deps.worktrees.remove(run.id, run.repo)),
     ]
     if run.status in (Status.MERGED, Status.CANCELLED):

@@ -33,6 +33,7 @@ from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
+from workers.reporter import Reporter, report_forever
 from workers.sandbox import Sandbox
 from workers.worktrees import Worktrees
 
@@ -66,8 +67,12 @@ def _installation_of(db: Database, run_repo: str) -> int | None:
 
 
 def build_deps(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               progress: Progress | None = None) -> PipelineDeps:
-    """Pipeline dependencies backed by the real GitHub App and the configured runners."""
+               progress: Progress | None = None, client: Any | None = None) -> PipelineDeps:
+    """Pipeline dependencies backed by the real GitHub App and the configured runners.
+
+    With ``client`` (a webhook handler's installation client) every run uses that client;
+    git still gets the installation's token from the App.
+    """
     from agentz_app.github.app import GitHubApp
 
     app = GitHubApp(settings, http)
@@ -77,6 +82,8 @@ def build_deps(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
         return found if found else await app.installation_for_repo(repo)
 
     async def github(run: Run) -> Any:
+        if client is not None:
+            return client
         return app.client(await installation(run.repo, run.installation_id))
 
     async def token(repo: str) -> str | None:
@@ -153,9 +160,13 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     Sandbox(settings).check()  # no bubblewrap: stop now with the fix, not at the first agent call
     statuses = states.CLAIMABLE_BY_PLANNER if role == "planner" else states.CLAIMABLE_BY_WORKER
     outcomes: list[Outcome] = []
+    reporting: asyncio.Task[None] | None = None
     try:
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http)
+            if not once:
+                # Alongside the work: show every run's state on GitHub, this process's runs included.
+                reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), stop))
             housekeeping = role == "worker" and not once
             next_gc = next_settle = 0.0 if housekeeping else float("inf")
             while not stop.is_set():
@@ -193,7 +204,14 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                     log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
                 if once:
                     break
+            if reporting is not None:
+                stop.set()
+                await reporting
     finally:
+        if reporting is not None and not reporting.done():
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
         remove()
         if own_db:
             database.dispose()
@@ -271,27 +289,39 @@ async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Cal
                 reason="delivered from the command line",
             )
             echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
-            last = ""
-            while True:
-                run = active.queue.get(run.id)
-                if str(run.status) != last:
-                    last = str(run.status)
-                    echo(f"{run.id}: {last}" + (f" ({run.error})" if run.error else ""))
-                if run.status in states.TERMINAL or run.status == Status.AWAITING_APPROVAL:
-                    return run
-                if run.status in states.CLAIMABLE_BY_PLANNER:
-                    await step(active, "planner", owner, run_id=run.id)
-                elif run.status in states.CLAIMABLE_BY_WORKER and run.lease_owner is None:
-                    await step(active, "worker", owner, run_id=run.id)
-                elif run.status == Status.WAITING_CHECKS:
-                    try:
-                        await poll_ci(active, await active.github(run), run)
-                    except GitHubError as exc:
-                        echo(f"  could not read checks: {exc}")
-                    if active.queue.get(run.id).status == Status.WAITING_CHECKS:
-                        await asyncio.sleep(ci_poll_seconds)
-                else:
-                    await asyncio.sleep(IDLE_POLL_SECONDS)  # deferred, or leased by another process
+            done = asyncio.Event()
+            reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), done))
+            try:
+                return await _drive(active, run, owner, echo=echo, ci_poll_seconds=ci_poll_seconds)
+            finally:
+                done.set()
+                await reporting
     finally:
         if own_db:
             database.dispose()
+
+
+async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[str], None],
+                 ci_poll_seconds: float) -> Run:
+    """Step one run through its stages in this process until it ends or waits for a person."""
+    last = ""
+    while True:
+        run = active.queue.get(run.id)
+        if str(run.status) != last:
+            last = str(run.status)
+            echo(f"{run.id}: {last}" + (f" ({run.error})" if run.error else ""))
+        if run.status in states.TERMINAL or run.status == Status.AWAITING_APPROVAL:
+            return run
+        if run.status in states.CLAIMABLE_BY_PLANNER:
+            await step(active, "planner", owner, run_id=run.id)
+        elif run.status in states.CLAIMABLE_BY_WORKER and run.lease_owner is None:
+            await step(active, "worker", owner, run_id=run.id)
+        elif run.status == Status.WAITING_CHECKS:
+            try:
+                await poll_ci(active, await active.github(run), run)
+            except GitHubError as exc:
+                echo(f"  could not read checks: {exc}")
+            if active.queue.get(run.id).status == Status.WAITING_CHECKS:
+                await asyncio.sleep(ci_poll_seconds)
+        else:
+            await asyncio.sleep(IDLE_POLL_SECONDS)  # deferred, or leased by another process

@@ -662,6 +662,28 @@ class FakeHub:
         self.changed()
         return await self.get_pull(full_name, number)
 
+    def request_reviewers(self, full_name: str, number: int, body: Record, *, actor: str) -> Record:
+        """``POST /pulls/{n}/requested_reviewers``: collaborators only, never the author (422 like GitHub)."""
+        rec = self.state.pull(full_name, number)
+        wanted = names_list(body.get("reviewers", []), "reviewers")
+        repo = self.state.repo(full_name)
+        collaborators = {login.lower() for login, role in self.state.data["permissions"].get(
+            repo["full_name"], {}).items() if role != "none"} | {repo["owner"].lower()}
+        for login in wanted:
+            if login.lower() == str(rec["user"]).lower():
+                raise ApiError(422, "Review cannot be requested from pull request author.")
+            if login.lower() not in collaborators:
+                raise ApiError(422, "Reviews may only be requested from collaborators. One or more of the users "
+                                    f"or teams you specified is not a collaborator of the {full_name} repository.")
+        pending = rec["pull"].setdefault("requested_reviewers", [])
+        for login in wanted:
+            if login.lower() not in {name.lower() for name in pending}:
+                pending.append(login)
+                self._issue_event(rec, "review_requested", actor,
+                                  requested_reviewer=render.user(self.ctx, login))
+        self.changed()
+        return render.pull_request(self.ctx, rec)
+
     async def get_pull(self, full_name: str, number: int) -> Record:
         """A pull request, with ``mergeable`` computed from the bare repo."""
         rec = self.state.pull(full_name, number)

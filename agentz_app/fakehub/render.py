@@ -316,7 +316,7 @@ def pull_request(ctx: Ctx, rec: Record) -> Record:
         "mergeable": pull.get("mergeable", True),
         "mergeable_state": "clean" if pull.get("mergeable", True) else "dirty",
         "maintainer_can_modify": False,
-        "requested_reviewers": [],
+        "requested_reviewers": [user(ctx, login) for login in pull.get("requested_reviewers", [])],
         "review_comments": sum(1 for c in ctx.state.data["review_comments"].values()
                                if c["repo"] == full and c["pull_number"] == rec["number"]),
         "commits": pull.get("commits", 1),

@@ -452,6 +452,11 @@ class Routes:
         body = await read_object(request)
         return json_response(await self.hub.create_pull(repo_name(request), body, actor=writer(request)), 201)
 
+    async def request_reviewers(self, request: web.Request) -> web.Response:
+        body = await read_object(request)
+        return json_response(self.hub.request_reviewers(repo_name(request), number(request), body,
+                                                        actor=writer(request)), 201)
+
     async def get_pull(self, request: web.Request) -> web.Response:
         return json_response(await self.hub.get_pull(repo_name(request), number(request)))
 
@@ -666,6 +671,7 @@ def create_app(hub: FakeHub) -> web.Application:
     add("GET", repo + "/pulls/{number}", r.get_pull)
     add("PATCH", repo + "/pulls/{number}", r.patch_pull)
     add("PUT", repo + "/pulls/{number}/merge", r.merge_pull)
+    add("POST", repo + "/pulls/{number}/requested_reviewers", r.request_reviewers)
     add("GET", repo + "/pulls/{number}/reviews", r.list_reviews)
     add("POST", repo + "/pulls/{number}/reviews", r.create_review)
     add("GET", repo + "/pulls/{number}/reviews/{review_id}/comments", r.review_comments_of_review)

@@ -9,9 +9,11 @@ author passes the permission rule (:mod:`agentz_app.ingress.permissions`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from gidgethub import routing, sansio
 from sqlalchemy import select
 
@@ -50,6 +52,19 @@ def _deps(gh: Any, db: Database, settings: Settings, queue: RunQueue) -> Pipelin
         return gh
 
     return PipelineDeps(settings=settings, db=db, queue=queue, github=github, worktrees=Worktrees(settings))
+
+
+@asynccontextmanager
+async def _cleanup_deps(gh: Any, db: Database, settings: Settings) -> AsyncIterator[PipelineDeps]:
+    """Dependencies for a terminal cleanup, built as the worker pool builds them.
+
+    GitHub calls go through the handler's client; git (deleting the checkpoint ref) gets
+    the installation token from the App, as a worker's pushes do.
+    """
+    from workers.pool import build_deps
+
+    async with aiohttp.ClientSession() as http:
+        yield build_deps(settings, db, http, client=gh)
 
 
 def _signal(fields: Mapping[str, Any]) -> CISignal:
@@ -215,7 +230,8 @@ async def on_pull_closed(event: sansio.Event, gh: Any, *, db: Database, settings
     except (LeaseLost, IllegalTransition) as exc:
         log.info("close ignored", run_id=run.id, reason=str(exc))
         return
-    await finish_run(_deps(gh, db, settings, queue), gh, run)
+    async with _cleanup_deps(gh, db, settings) as deps:
+        await finish_run(deps, gh, run)
 
 
 def run_id_of_external(external_id: str) -> str | None:
@@ -246,17 +262,17 @@ async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, set
         queue.add_event(run_id, "check_run_action_refused", action=identifier, actor=actor, reason=decision.reason)
         log.info("check run action refused", run_id=run_id, action=identifier, user=actor, reason=decision.reason)
         return
-    deps = _deps(gh, db, settings, queue)
     try:
         if identifier == "stop":
             if run.status in states.TERMINAL and run.status != Status.DONE:
                 return
-            run = queue.cancel(run_id, reason="stopped from a check run", actor=actor)
-            await finish_run(deps, gh, run)
+            run = queue.cancel(run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
+            async with _cleanup_deps(gh, db, settings) as deps:
+                await finish_run(deps, gh, run)
         elif run.status in states.RETRYABLE:
             queue.resume(run_id, reason="retry requested from a check run", actor=actor)
         elif run.status == Status.WAITING_CHECKS:
-            await settle_ci(deps, gh, run)
+            await settle_ci(_deps(gh, db, settings, queue), gh, run)
         else:
             queue.add_event(run_id, "retry_ignored", status=str(run.status), actor=actor)
     except (LeaseLost, IllegalTransition, AgentZError) as exc:

@@ -97,6 +97,7 @@ async def issue_labeled(
         requested_by=sender or None,
         reason=f"label {label!r} added by @{sender}",
         issue_updated_at=updated_at,
+        trigger_ref="issue",
     )
     if not created:
         queue.add_event(run.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
@@ -195,6 +196,7 @@ async def comment_command(
         comments_url=issue["comments_url"],
         state=state,
         requested_at=max(requested_at, str(issue.get("updated_at") or "")),
+        comment_id=comment_id,
     )
     await handle_comment_command(gh, db, settings, queue, target=target, command=command, actor=actor,
                                  comment_id=comment_id, decision=decision, clock=clock)

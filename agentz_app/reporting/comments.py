@@ -10,10 +10,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agentz_app.reporting.checks import truncate
+from agentz_app.reporting.text import truncate_bytes
 from agentz_app.secrets import redact_text
 
-MAX_COMMENT = 65_000
+MAX_COMMENT = 65_000  # bytes: below GitHub's 65,536 characters whatever the text is
 _MARKER_RE = re.compile(r"<!-- agent-z:status run=([A-Za-z0-9_-]+) -->")
 
 _HEADLINES = {
@@ -62,6 +62,7 @@ class StatusView:
     review_rounds: int = 0
     ci_rounds: int = 0
     error: str | None = None
+    reason: str | None = None  # why the run is where it is (shown for endings)
     cost_usd: float = 0.0
     notes: Sequence[str] = field(default_factory=tuple)
 
@@ -81,8 +82,11 @@ def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()
     if view.cost_usd:
         facts.append(f"cost ${view.cost_usd:.2f}")
     lines.append(" · ".join(facts))
+    if view.reason and view.reason != view.error:
+        reason = truncate_bytes(redact_text(view.reason, values=secret_values), 1000)
+        lines += ["", f"Reason: {' '.join(reason.split())}"]
     if view.error:
-        error = truncate(redact_text(view.error, values=secret_values), 4000)
+        error = truncate_bytes(redact_text(view.error, values=secret_values), 4000)
         lines += ["", f"> {error.replace(chr(10), chr(10) + '> ')}"]
     for note in view.notes:
         lines += ["", note]
@@ -92,7 +96,7 @@ def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()
     if view.review_summary:
         lines += ["", "<details><summary>Review</summary>", "", view.review_summary, "", "</details>"]
     lines += ["", "<sub>Commands: `/agent-z status` · `/agent-z retry` · `/agent-z cancel`</sub>"]
-    return truncate(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
+    return truncate_bytes(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
 
 
 def pr_body(
@@ -103,7 +107,7 @@ def pr_body(
     if review_summary:
         lines += ["", "## Review", "", review_summary.strip()]
     lines += ["", f"<sub>Opened by Agent-Z, run `{run_id}`.</sub>"]
-    return truncate(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
+    return truncate_bytes(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
 
 
 def commit_message(issue_number: int, title: str, plan_summary: str, *, secret_values: Sequence[str] = ()) -> str:

@@ -193,6 +193,11 @@ class Run(Base):
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[list[str]] = mapped_column(default=list, server_default="[]")  # shown on the status comment
+    # What GitHub should acknowledge for the latest request: ``issue`` (a label) or ``comment:<id>``.
+    trigger_ref: Mapped[str | None] = mapped_column(String(64))
+    # The ``updated_at`` GitHub last showed; the run's GitHub view is stale while it is older.
+    github_synced_at: Mapped[float | None] = mapped_column(Float)
+    report_claimed_until: Mapped[float | None] = mapped_column(Float)  # one reporter at a time per run
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
     finished_at: Mapped[float | None] = mapped_column(Float)

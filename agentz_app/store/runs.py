@@ -37,7 +37,8 @@ from agentz_app.timestamps import github_time
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MODES = frozenset({"full", "plan_only"})
 # Columns only the queue itself may write.
-_PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at"})
+_PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at",
+                        "github_synced_at", "report_claimed_until"})
 _WRITABLE = frozenset(c.key for c in Run.__table__.columns) - _PROTECTED
 # Statuses whose runs a CI or review webhook may wake by head SHA.
 WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
@@ -241,6 +242,7 @@ class RunQueue:
         requested_by: str | None,
         reason: str,
         issue_updated_at: str = "",
+        trigger_ref: str | None = None,
     ) -> tuple[Run, bool]:
         live = session.scalars(
             select(Run)
@@ -255,6 +257,7 @@ class RunQueue:
             id=new_run_id(), repo=repo, installation_id=installation_id, issue_number=issue_number, title=title,
             status=Status.QUEUED, mode=mode, force=force, requested_by=requested_by, attempt=0, infra_attempts=0,
             created_at=stamp, updated_at=stamp, cost_usd=0.0, tokens=0, review_round=0, ci_round=0,
+            trigger_ref=trigger_ref,
         )
         session.add(run)
         session.flush()
@@ -288,6 +291,7 @@ class RunQueue:
         requested_by: str | None = None,
         reason: str = "",
         issue_updated_at: str = "",
+        trigger_ref: str | None = None,
     ) -> tuple[Run, bool]:
         """Create a queued run holding the issue claim; returns (run, created).
 
@@ -295,6 +299,7 @@ class RunQueue:
         ``created=False`` and nothing changes. ``issue_updated_at`` (GitHub's time of
         the issue state that asked for the run) is kept in the ``enqueued`` event, so a
         request delivered late can be told from a new one (:meth:`requested_since`).
+        ``trigger_ref`` names what GitHub acknowledges (``issue`` or ``comment:<id>``).
         """
         self._validate_enqueue(repo, issue_number, mode)
         for _ in range(_RETRIES):
@@ -303,6 +308,7 @@ class RunQueue:
                     return self._enqueue_in(
                         session, repo, issue_number, installation_id=installation_id, title=title, mode=mode,
                         force=force, requested_by=requested_by, reason=reason, issue_updated_at=issue_updated_at,
+                        trigger_ref=trigger_ref,
                     )
             except IntegrityError:
                 continue  # a concurrent enqueue took the issue claim first; re-read
@@ -848,11 +854,12 @@ class RunQueue:
             session.flush()
             return self._locked(session, run.id)
 
-    def cancel(self, run_id: str, *, reason: str, actor: str = "operator") -> Run:
+    def cancel(self, run_id: str, *, reason: str, actor: str = "operator", **fields: Any) -> Run:
         """Cancel a run: its holder loses the lease at its next write and all claims are freed."""
-        return self.set_status(run_id, Status.CANCELLED, reason=reason, actor=actor)
+        return self.set_status(run_id, Status.CANCELLED, reason=reason, actor=actor, **fields)
 
-    def resume(self, run_id: str, *, reason: str = "resumed by operator", actor: str = "operator") -> Run:
+    def resume(self, run_id: str, *, reason: str = "resumed by operator", actor: str = "operator",
+               trigger_ref: str | None = None) -> Run:
         """Make a failed, needs_human, cancelled, deferred or stuck run claimable again.
 
         Retryable runs go back to ``queued`` with their infrastructure attempts reset;
@@ -862,9 +869,11 @@ class RunQueue:
         with self.db.begin() as session:
             run = self._locked(session, run_id)
             status = Status(run.status)
+            if trigger_ref is not None:
+                run.trigger_ref = trigger_ref
             if status in RETRYABLE:
                 return self._set_status_in(session, run, Status.QUEUED, reason=reason, actor=actor,
-                                           infra_attempts=0, error=None)
+                                           infra_attempts=0, error=None, trigger_ref=run.trigger_ref)
             if status == Status.DEFERRED:
                 return self._set_status_in(session, run, resume_status(run), reason=reason, actor=actor)
             expired = run.lease_owner is None or (run.lease_expires_at or 0.0) < self.clock()
@@ -945,6 +954,51 @@ class RunQueue:
             for name in repos:
                 woken += self._wake_deferred(session, name)
             return woken
+
+    # The GitHub view ------------------------------------------------------
+
+    def stale_on_github(self, *, quiet_since: float, limit: int = 20) -> list[Run]:
+        """Runs whose GitHub view is behind their state and that no reporter holds, oldest change first.
+
+        A run still changing (updated after ``quiet_since``) waits, so quick transitions cost
+        one edit; a run never shown and a finished run are due at once.
+        """
+        moment = self.clock()
+        behind = or_(Run.github_synced_at.is_(None), Run.github_synced_at < Run.updated_at)
+        free = or_(Run.report_claimed_until.is_(None), Run.report_claimed_until < moment)
+        due = or_(Run.updated_at <= quiet_since, Run.github_synced_at.is_(None), Run.status.in_(TERMINAL))
+        with self.db.read() as session:
+            return list(session.scalars(
+                select(Run).where(behind, free, due).order_by(Run.updated_at, Run.id).limit(limit)
+            ).all())
+
+    def claim_report(self, run_id: str, *, seconds: float) -> Run | None:
+        """Take the run's reporter claim for ``seconds``; the run as it is now, or None when someone holds it."""
+        moment = self.clock()
+        with self.db.begin() as session:
+            taken = session.execute(
+                update(Run)
+                .where(Run.id == run_id,
+                       or_(Run.report_claimed_until.is_(None), Run.report_claimed_until < moment))
+                .values(report_claimed_until=moment + seconds)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if not taken:
+                return None
+            return session.get(Run, run_id, populate_existing=True)
+
+    def finish_report(self, run_id: str, *, shown: float | None, retry_after: float = 0.0) -> None:
+        """Give the reporter claim back; ``shown`` is the ``updated_at`` GitHub now shows (None: nothing new).
+
+        Neither ``updated_at`` nor any status changes: reporting is not a change of the run.
+        With ``retry_after`` the run is left alone that long (GitHub refused; try again later).
+        """
+        values: dict[str, Any] = {"report_claimed_until": self.clock() + retry_after if retry_after else None}
+        if shown is not None:
+            values["github_synced_at"] = shown
+        with self.db.begin() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(**values)
+                            .execution_options(synchronize_session=False))
 
     def add_event(self, run_id: str | None, kind: str, **payload: Any) -> None:
         """Append a free-form event (notable facts that are not status changes)."""

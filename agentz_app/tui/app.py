@@ -27,13 +27,13 @@ from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
-from agentz_app.store.runs import RunQueue
 from agentz_app.supervisor import Supervisor, request_restart
 from agentz_app.tui.data import (
     CONFIRM_WINDOW_SECONDS,
     DoublePress,
     ProcessView,
     TaskView,
+    cancel_from_dashboard,
     confirm_hint,
     load_dead_deliveries,
     load_detail,
@@ -107,8 +107,7 @@ class Dashboard(App[None]):
         self.logs_dir = logs_dir
         self.web_base = web_base
         self.opener = opener
-        self._cancel_run = cancel_run or (lambda run_id: RunQueue(db).cancel(
-            run_id, reason="cancelled from the dashboard", actor="operator"))
+        self._cancel_run = cancel_run or (lambda run_id: cancel_from_dashboard(db, run_id))
         self._restart_process = restart_process or (lambda view: request_restart(db, view.name, host=view.host))
         self._on_quit = on_quit
         self.clock = clock

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
+from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import LIVE, TERMINAL
 
 CONFIRM_WINDOW_SECONDS = 5.0
@@ -404,3 +405,8 @@ def render_detail(detail: TaskDetail | None, *, expanded: bool) -> str:
     else:
         lines.append("  (no log yet)")
     return "\n".join(lines)
+
+
+def cancel_from_dashboard(db: Database, run_id: str) -> Run:
+    """The dashboard's ``c c``: cancel the run; workers show it on GitHub (labels, status comment, checks)."""
+    return RunQueue(db).cancel(run_id, reason="cancelled from the dashboard", actor="operator")
