@@ -622,24 +622,28 @@ def _require_ready(settings: Settings, roles: Sequence[str]) -> None:
 def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) -> None:
     """Run the whole loop offline: fake GitHub, every role, sample issues, green PRs."""
     import asyncio
+    import shutil
 
     from agentz_app.demo.model import installed_cli_dir
     from agentz_app.demo.report import render_table
-    from agentz_app.demo.runner import DemoOptions, run_demo
+    from agentz_app.demo.runner import DemoInterrupted, DemoOptions, run_demo
     from agentz_app.logs import configure_logging
 
     configure_logging("console", "warning")
-    if backend != "scripted" and not os.environ.get("AGENTZ_CLI_DIR"):
-        found = installed_cli_dir()
+    if backend != "scripted" and not os.environ.get("AGENTZ_CLI_DIR") and shutil.which(backend) is None:
+        found = installed_cli_dir()  # not on PATH: a folder left by scripts/install-agent-clis.sh
         if found is None:
             raise click.ClickException(
-                f"the {backend} CLI is not installed: run `bash scripts/install-agent-clis.sh` "
-                "and export the folder it prints as AGENTZ_CLI_DIR")
+                f"the {backend} CLI is not on PATH: install it (see README, \"Agent CLIs\"), or run "
+                "`bash scripts/install-agent-clis.sh` and export the folder it prints as AGENTZ_CLI_DIR")
         os.environ["AGENTZ_CLI_DIR"] = found
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     options = DemoOptions(backend=backend, workers=workers, timeout=timeout, keep=keep)
     try:
         report = asyncio.run(run_demo(options, echo))
+    except DemoInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(128 + exc.signum) from None
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
