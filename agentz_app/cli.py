@@ -145,7 +145,11 @@ def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
 
 def _doctor_checks(settings: Settings, roles: Sequence[str], *, migrated_at_start: bool = False,
                    sandbox_only: bool = False) -> list[Any]:
-    """Configuration, database, agent CLI and sandbox checks for ``roles``, composed from both layers."""
+    """Configuration, database, agent CLI and sandbox checks for ``roles``, composed from both layers.
+
+    ``migrated_at_start`` is serve's view: a new or older database passes (serve migrates it) and
+    AGENT_SANDBOX=none is a warning. For ``agentz doctor`` an unconfined agent fails the probe.
+    """
     from agentz_app import doctor
     from agentz_app.agent_credentials import backends_in_use
     from workers.runners.probe import cli_checks
@@ -157,7 +161,7 @@ def _doctor_checks(settings: Settings, roles: Sequence[str], *, migrated_at_star
         checks += doctor.database_checks(settings, migrated_at_start=migrated_at_start)
         checks += asyncio.run(cli_checks(settings, backends_in_use(settings, tuple(roles))))
     if sandbox_only or doctor.SANDBOXED_ROLES & set(roles):
-        warning = doctor.sandbox_mode_check(settings)
+        warning = doctor.sandbox_mode_check(settings) if migrated_at_start else None
         if warning is not None:
             checks.append(warning)
         else:

@@ -142,7 +142,7 @@ def credential_checks(settings: Settings, backends: Sequence[str]) -> list[Check
 
 
 def sandbox_mode_check(settings: Settings) -> Check | None:
-    """With AGENT_SANDBOX=none the doctor warns (and runs no probe)."""
+    """With AGENT_SANDBOX=none, `agentz serve` warns (and runs no probe)."""
     if settings.agent_sandbox == "none":
         return _ok("sandbox_enabled", f"warning: {SANDBOX_WARNING}")
     return None
