@@ -626,21 +626,22 @@ def _require_ready(settings: Settings, roles: Sequence[str]) -> None:
 def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) -> None:
     """Run the whole loop offline: fake GitHub, every role, sample issues, green PRs."""
     import asyncio
-    import shutil
 
-    from agentz_app.demo.model import installed_cli_dir
+    from agentz_app.demo.model import cli_dir_for
     from agentz_app.demo.report import render_table
     from agentz_app.demo.runner import DemoInterrupted, DemoOptions, run_demo
     from agentz_app.logs import configure_logging
 
     configure_logging("console", "warning")
-    if backend != "scripted" and not os.environ.get("AGENTZ_CLI_DIR") and shutil.which(backend) is None:
-        found = installed_cli_dir()  # not on PATH: a folder left by scripts/install-agent-clis.sh
-        if found is None:
+    if backend != "scripted":
+        try:
+            found = cli_dir_for(backend, os.environ)
+        except LookupError as exc:
             raise click.ClickException(
-                f"the {backend} CLI is not on PATH: install it (see README, \"Agent CLIs\"), or run "
-                "`bash scripts/install-agent-clis.sh` and export the folder it prints as AGENTZ_CLI_DIR")
-        os.environ["AGENTZ_CLI_DIR"] = found
+                f"{exc}: install it, or run `bash scripts/install-agent-clis.sh` and export the folder it "
+                "prints as AGENTZ_CLI_DIR") from None
+        if found is not None:
+            os.environ["AGENTZ_CLI_DIR"] = found
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     options = DemoOptions(backend=backend, workers=workers, timeout=timeout, keep=keep)
     try:
