@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from agentz_app.bootstrap import load_settings, open_database
-from agentz_app.config import SANDBOX_WARNING, Settings
+from agentz_app.config import InvalidSettings, Settings
 from agentz_app.errors import AgentZError
-from agentz_app.store.db import Database
+from agentz_app.store.db import Database, DatabaseUnavailable, connection_problem
 from agentz_app.store.runs import RunQueue
 
 # The earlier CLI's flag spellings, still accepted.
@@ -51,7 +52,23 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-@click.group()
+class AgentzGroup(click.Group):
+    """The root group: an Agent-Z error or a lost database from any command is one clear line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidSettings as exc:
+            lines = "".join(f"\n  {variable}: {message}" for variable, message in exc.problems)
+            raise click.ClickException(f"invalid configuration ({len(exc.problems)} "
+                                       f"setting{'s' if len(exc.problems) > 1 else ''}):{lines}") from None
+        except AgentZError as exc:
+            raise click.ClickException(str(exc)) from None
+        except DBAPIError as exc:
+            raise click.ClickException(str(DatabaseUnavailable(f"database error: {connection_problem(exc)}"))) from None
+
+
+@click.group(cls=AgentzGroup)
 @click.option("--env-file", default=".env", show_default=True, help="Read settings from this file too.")
 @click.pass_context
 def cli(ctx: click.Context, env_file: str) -> None:
@@ -59,10 +76,7 @@ def cli(ctx: click.Context, env_file: str) -> None:
     ctx.ensure_object(dict)
     if ctx.invoked_subcommand == "demo":
         return  # the demo builds its own settings in a temporary workspace
-    try:
-        ctx.obj["settings"] = load_settings(env_file)
-    except AgentZError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+    ctx.obj["settings"] = load_settings(env_file)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -109,18 +123,18 @@ def _root_env_file(ctx: click.Context) -> str:
 @click.option("--no-tui", is_flag=True, help="Plain log lines even on a terminal.")
 @click.pass_context
 def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
-    """Run every role under one supervisor (dashboard on a terminal)."""
+    """Check this host as `agentz doctor` does, then run every role under one supervisor."""
+    from agentz_app.doctor import ROLES, problems_line, render
     from agentz_app.supervisor import run_serve
 
     settings = _settings(ctx)
-    if settings.agent_sandbox == "none":
-        click.echo(f"warning: {SANDBOX_WARNING}", err=True)
-    else:
-        failed = [check for check in _doctor_checks(settings) if not check.passed]
-        if failed:
-            details = "; ".join(f"{check.name}: {check.detail}" for check in failed)
-            raise click.ClickException(f"the agent sandbox does not work on this host ({details}). "
-                                       "Run `agentz doctor` for every check.")
+    checks = _doctor_checks(settings, ROLES, migrated_at_start=True)
+    for check in checks:
+        if check.passed and check.detail.startswith("warning:"):
+            click.echo(check.detail, err=True)
+    if not all(check.passed for check in checks):
+        click.echo(render([check for check in checks if not check.passed]), err=True)
+        raise click.ClickException(f"not starting: {problems_line(checks)}. Run `agentz doctor` for every check.")
     db = open_database(settings)
     try:
         run_serve(settings, db, workers=workers, tui=sys.stdout.isatty() and not no_tui,
@@ -129,31 +143,56 @@ def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
         db.dispose()
 
 
-def _doctor_checks(settings: Settings) -> list[Any]:
+def _doctor_checks(settings: Settings, roles: Sequence[str], *, migrated_at_start: bool = False,
+                   sandbox_only: bool = False) -> list[Any]:
+    """Configuration, database, agent CLI and sandbox checks for ``roles``, composed from both layers.
+
+    ``migrated_at_start`` is serve's view: a new or older database passes (serve migrates it) and
+    AGENT_SANDBOX=none is a warning. For ``agentz doctor`` an unconfined agent fails the probe.
+    """
+    from agentz_app import doctor
+    from agentz_app.agent_credentials import backends_in_use
+    from workers.runners.probe import cli_checks
     from workers.sandbox_check import self_test
 
-    return asyncio.run(self_test(settings))
+    checks: list[doctor.Check] = []
+    if not sandbox_only:
+        checks += doctor.config_checks(settings, roles)
+        checks += doctor.database_checks(settings, migrated_at_start=migrated_at_start)
+        checks += asyncio.run(cli_checks(settings, backends_in_use(settings, tuple(roles))))
+    if sandbox_only or doctor.SANDBOXED_ROLES & set(roles):
+        warning = doctor.sandbox_mode_check(settings) if migrated_at_start else None
+        if warning is not None:
+            checks.append(warning)
+        else:
+            fix = "see README, \"Security model\" (apt-get install bubblewrap; unprivileged user namespaces)"
+            checks += [doctor.Check(c.name, c.passed, c.detail, "" if c.passed else fix)
+                       for c in asyncio.run(self_test(settings))]
+    return checks
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--role", "roles", multiple=True, help="Check only what this role needs (repeatable; default all).")
+@click.option("--sandbox", "sandbox_only", is_flag=True, help="Only the sandbox self-test.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check this host: a sandboxed probe tries to read secrets, write outside its copy, reach the network
-    and leave a daemon behind; each attempt must fail. Exits 1 when a check fails."""
-    from workers.sandbox_check import checks_json
+def doctor(ctx: click.Context, as_json: bool, roles: tuple[str, ...], sandbox_only: bool) -> None:
+    """Check this host for the roles `agentz serve` starts: configuration, App key, database, agent CLIs,
+    model credentials, state folder, and the sandbox (a probe tries what a hostile agent would; each
+    attempt must fail). Lists every problem with its fix; exits 1 when a check fails."""
+    from agentz_app.doctor import ROLES, check_roles, checks_json, render
 
-    settings = _settings(ctx)
-    checks = _doctor_checks(settings)
-    if as_json:
-        click.echo(checks_json(checks))
-    else:
-        for check in checks:
-            click.echo(f"{'pass' if check.passed else 'FAIL'}  {check.name:<22} {check.detail}")
-    if not all(check.passed for check in checks):
+    try:
+        wanted = check_roles(roles) if roles else ROLES
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--role") from None
+    checks = _doctor_checks(_settings(ctx), wanted, sandbox_only=sandbox_only)
+    click.echo(checks_json(checks) if as_json else render(checks))
+    failed = [check for check in checks if not check.passed]
+    if failed:
         if not as_json:
-            click.echo("\nSome checks failed: agents on this host are not confined as the security model needs. "
-                       "See README, \"Security model\".", err=True)
+            click.echo(f"\n{len(failed)} check{'s' if len(failed) > 1 else ''} failed; each line above says how "
+                       "to fix it.", err=True)
         ctx.exit(1)
 
 
@@ -165,7 +204,7 @@ def top(ctx: click.Context, web_url: str | None) -> None:
     from agentz_app.tui.app import run_top
 
     settings = _settings(ctx)
-    db = open_database(settings)
+    db = open_database(settings, create=False)
     try:
         run_top(db, settings, web_base=web_url)
     finally:
@@ -179,29 +218,35 @@ def top(ctx: click.Context, web_url: str | None) -> None:
               help="Address the local page listens on (0.0.0.0 inside a container, with the port published).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Local port of the setup page.")
-@click.option("--github-url", default="https://github.com", show_default=True, help="GitHub's web address.")
-@click.option("--api-url", default=None, help="GitHub's API address (default GITHUB_API_URL).")
+@click.option("--github-url", default="https://github.com", show_default=True,
+              help="GitHub's web address; for GitHub Enterprise Server, https://<your host>.")
+@click.option("--api-url", default=None,
+              help="GitHub's API address (default: api.github.com, or <github-url>/api/v3 for Enterprise Server).")
 @click.option("--org", default=None, help="Register the App under this organisation instead of your account.")
 @click.option("--env-file", "target_env", default=None, help="File to write the credentials to (default: --env-file).")
-@click.option("--manifest", "manifest_path", default="app-manifest.yml", show_default=True,
-              type=click.Path(dir_okay=False), help="The App manifest to register.")
+@click.option("--manifest", "manifest_path", default=None, type=click.Path(dir_okay=False),
+              help="The App manifest to register (default: the one shipped with Agent-Z).")
 @click.option("--open/--no-open", "open_browser", default=True, help="Open the setup page in a browser.")
 @click.pass_context
 def setup(ctx: click.Context, webhook_url: str, host: str, port: int, github_url: str, api_url: str | None,
-          org: str | None, target_env: str | None, manifest_path: str, open_browser: bool) -> None:
+          org: str | None, target_env: str | None, manifest_path: str | None, open_browser: bool) -> None:
     """Register the GitHub App with GitHub's manifest flow and write its credentials to .env."""
-    import asyncio
     import webbrowser
     from pathlib import Path
 
-    from agentz_app.setup import SetupOptions, run_setup
+    from agentz_app.setup import PUBLIC_GITHUB, SetupOptions, api_url_for, packaged_manifest, run_setup
 
     settings = _settings(ctx)
+    if api_url is None:
+        is_public = github_url.rstrip("/") == PUBLIC_GITHUB
+        api_url = settings.github_api_url if is_public else api_url_for(github_url)
     options = SetupOptions(
-        webhook_url=webhook_url, github_url=github_url, api_url=api_url or settings.github_api_url, org=org,
+        webhook_url=webhook_url, github_url=github_url, api_url=api_url, org=org,
         host=host, port=port, env_file=Path(target_env or _root_env_file(ctx)), state_dir=settings.state_dir,
-        manifest_path=Path(manifest_path), allow_workflow_changes=settings.allow_workflow_changes,
+        manifest_path=Path(manifest_path) if manifest_path else None,
+        allow_workflow_changes=settings.allow_workflow_changes,
     )
+    click.echo(f"App manifest: {options.manifest_path or packaged_manifest()}")
 
     def ready(url: str) -> None:
         click.echo(f"Open {url} to create the GitHub App (Ctrl-C to give up).")
@@ -209,24 +254,25 @@ def setup(ctx: click.Context, webhook_url: str, host: str, port: int, github_url
             webbrowser.open(url)
 
     try:
-        result = asyncio.run(run_setup(options, on_ready=ready))
-    except AgentZError as exc:
-        raise click.ClickException(str(exc)) from None
+        result = asyncio.run(run_setup(options, on_ready=ready, on_step=lambda line: click.echo(f"- {line}")))
+    except KeyboardInterrupt:
+        raise click.ClickException("setup interrupted; nothing was written") from None
     creds = result.credentials
     click.echo(f"Registered App {creds.slug} (id {creds.app_id}); credentials written to {result.env_file}, "
                f"key to {result.key_path}.")
     if creds.html_url:
         click.echo(f"Install it on your repositories: {creds.html_url}/installations/new")
+    click.echo("Then check this host with `agentz doctor`.")
 
 
 # Run queue: enqueue, runs list|inspect|resume|cancel, reconciler.
 
 
 @contextmanager
-def _run_queue(ctx: click.Context) -> Iterator[RunQueue]:
-    """Open the database for one command; store errors become clean CLI errors."""
+def _run_queue(ctx: click.Context, *, create: bool = False) -> Iterator[RunQueue]:
+    """Open the database for one command (an existing one unless ``create``); store errors become clean CLI errors."""
     settings = _settings(ctx)
-    db = open_database(settings)
+    db = open_database(settings, create=create)
     try:
         yield RunQueue(db, lease_seconds=settings.lease_seconds)
     except AgentZError as exc:
@@ -246,7 +292,7 @@ def enqueue(ctx: click.Context, number: int, repo: str | None, force: bool, plan
     target = repo or _settings(ctx).github_repo
     if not target:
         raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
-    with _run_queue(ctx) as queue:
+    with _run_queue(ctx, create=True) as queue:
         run, created = queue.enqueue(
             target, number, force=force, mode="plan_only" if plan_only else "full", requested_by="cli",
             reason="enqueued from the command line",
@@ -374,8 +420,8 @@ def reconcile_once_command(ctx: click.Context, as_json: bool) -> None:
 
 @contextmanager
 def _database(ctx: click.Context) -> Iterator[Database]:
-    """Open the database for one command; store errors become clean CLI errors."""
-    db = open_database(_settings(ctx))
+    """Open the existing database for one command; store errors become clean CLI errors."""
+    db = open_database(_settings(ctx), create=False)
     try:
         yield db
     except AgentZError as exc:
@@ -546,6 +592,7 @@ def issue_command(ctx: click.Context, number: int, repo: str | None) -> None:
     target = repo or settings.github_repo
     if not target:
         raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
+    _require_ready(settings, ("planner", "worker"))
     try:
         run = asyncio.run(deliver_issue(settings, target, number, echo=click.echo))
     except KeyboardInterrupt:
@@ -556,6 +603,21 @@ def issue_command(ctx: click.Context, number: int, repo: str | None) -> None:
     click.echo(f"run {run.id} finished as {run.status}{pr}")
     if run.status not in ("done", "merged", "awaiting_approval"):
         ctx.exit(1)
+
+
+def _require_ready(settings: Settings, roles: Sequence[str]) -> None:
+    """Fail before anything is queued unless the App credentials, state folder, agent CLIs and model
+    credentials the roles need are in place (the database is opened, and checked, afterwards)."""
+    from agentz_app.agent_credentials import backends_in_use
+    from agentz_app.doctor import config_checks, render
+    from workers.runners.probe import cli_checks
+
+    checks = config_checks(settings, roles)
+    checks += asyncio.run(cli_checks(settings, backends_in_use(settings, tuple(roles))))
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        click.echo(render(failed), err=True)
+        raise click.ClickException("nothing was queued: fix the problems above (`agentz doctor` checks everything)")
 
 
 @cli.command()
@@ -570,23 +632,28 @@ def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) 
     """Run the whole loop offline: fake GitHub, every role, sample issues, green PRs."""
     import asyncio
 
-    from agentz_app.demo.model import installed_cli_dir
+    from agentz_app.demo.model import cli_dir_for
     from agentz_app.demo.report import render_table
-    from agentz_app.demo.runner import DemoOptions, run_demo
+    from agentz_app.demo.runner import DemoInterrupted, DemoOptions, run_demo
     from agentz_app.logs import configure_logging
 
     configure_logging("console", "warning")
-    if backend != "scripted" and not os.environ.get("AGENTZ_CLI_DIR"):
-        found = installed_cli_dir()
-        if found is None:
+    if backend != "scripted":
+        try:
+            found = cli_dir_for(backend, os.environ)
+        except LookupError as exc:
             raise click.ClickException(
-                f"the {backend} CLI is not installed: run `bash scripts/install-agent-clis.sh` "
-                "and export the folder it prints as AGENTZ_CLI_DIR")
-        os.environ["AGENTZ_CLI_DIR"] = found
+                f"{exc}: install it, or run `bash scripts/install-agent-clis.sh` and export the folder it "
+                "prints as AGENTZ_CLI_DIR") from None
+        if found is not None:
+            os.environ["AGENTZ_CLI_DIR"] = found
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     options = DemoOptions(backend=backend, workers=workers, timeout=timeout, keep=keep)
     try:
         report = asyncio.run(run_demo(options, echo))
+    except DemoInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(128 + exc.signum) from None
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -7,12 +7,15 @@ the variable, so a process fails at start instead of half-way through a run.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentz_app.errors import ConfigError
@@ -36,6 +39,48 @@ SECRET_VARIABLES = (
     "GITHUB_INSTALLATION_TOKEN",
     "AGENTZ_GIT_TOKEN",
 )
+
+
+# Variables for the agent CLIs (model credentials, model names, base URLs, runner options), read from the
+# environment and the .env file; each backend's agents get only their provider's (workers/runners/registry.py).
+AGENT_VARIABLE_PREFIXES = ("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "CLAUDE_CODE_", "AGENTZ_")
+AGENT_VARIABLES = ("CODEX_API_KEY",)
+
+
+def agent_variables_in(source: Mapping[str, str | None]) -> dict[str, str]:
+    """The non-empty agent variables of ``source`` (never one of Agent-Z's own secrets)."""
+    found = {}
+    for key, value in source.items():
+        upper = key.upper()
+        if not value or upper in SECRET_VARIABLES or upper.startswith("AGENTZ_SECRET"):
+            continue
+        if upper.startswith(AGENT_VARIABLE_PREFIXES) or upper in AGENT_VARIABLES:
+            found[upper] = value
+    return found
+
+
+def _agent_variable_problems(variables: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [(key, "must be an http(s) URL") for key, value in sorted(variables.items())
+            if key.endswith("_BASE_URL") and not value.startswith(("http://", "https://"))]
+
+
+def _problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(variable, message) for one pydantic error, without pydantic's "Value error, " prefix."""
+    variable = str(error["loc"][0]).upper() if error["loc"] else "configuration"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return variable, message
+
+
+class InvalidSettings(ConfigError):
+    """Several settings are invalid; ``problems`` lists each (variable, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(problems[0][0], problems[0][1])
+        self.args = ("; ".join(f"{variable}: {message}" for variable, message in problems),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 SANDBOX_WARNING = "AGENT_SANDBOX=none: agents run unsandboxed on this host and can read its files and credentials"
@@ -68,6 +113,9 @@ class Settings(BaseSettings):
     agent_network: Literal["allowlist", "open"] = "allowlist"
     agent_network_allow: CommaList = Field(default_factory=list)
     agent_sandbox_paths: CommaList = Field(default_factory=list)
+    # Reuse a CLI login of this host: its config folder is mounted read-only into the agent's HOME.
+    agent_claude_login_dir: Path | None = None
+    agent_codex_login_dir: Path | None = None
     max_cost_per_run_usd: float | None = Field(default=None, gt=0)
     allow_workflow_changes: bool = False
     max_file_bytes: int = Field(default=5_000_000, gt=0)
@@ -116,6 +164,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    _agent_variables: dict[str, str] = PrivateAttr(default_factory=lambda: agent_variables_in(os.environ))
+
     @field_validator("scheduler_eligible_labels", "scheduler_block_labels", "skip_labels", "trusted_bots",
                      "protected_paths", "agent_network_allow", "agent_sandbox_paths", mode="before")
     @classmethod
@@ -139,6 +189,13 @@ class Settings(BaseSettings):
         for item in value:
             if not item.startswith("/"):
                 raise ValueError(f"{item!r} must be an absolute path")
+        return value
+
+    @field_validator("agent_claude_login_dir", "agent_codex_login_dir")
+    @classmethod
+    def _check_login_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{str(value)!r} must be an absolute path")
         return value
 
     @field_validator("webhook_allowed_cidrs", "webhook_trusted_proxies", mode="before")
@@ -208,15 +265,27 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-        """Read settings, turning validation errors into a ConfigError naming the variable."""
+        """Read settings and the agent variables; every invalid value is listed at once (InvalidSettings)."""
+        problems: list[tuple[str, str]] = []
+        settings: Settings | None = None
         try:
-            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg, unused-ignore]
+            settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg, unused-ignore]
         except ValidationError as exc:
-            first = exc.errors()[0]
-            variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
-            raise ConfigError(variable, first["msg"]) from None
+            problems += [_problem(error) for error in exc.errors()]
+        from_file = dotenv_values(env_file) if env_file is not None and Path(env_file).is_file() else {}
+        variables = {**agent_variables_in(from_file), **agent_variables_in(os.environ)}
+        problems += _agent_variable_problems(variables)
+        if problems:
+            raise InvalidSettings(problems)
+        assert settings is not None
+        settings._agent_variables = variables
+        return settings
 
     # Derived values -----------------------------------------------------
+
+    def agent_variables(self) -> dict[str, str]:
+        """Model credentials, model names, base URLs and runner options for the agent CLIs (.env and env)."""
+        return dict(self._agent_variables)
 
     def backend_for(self, role: str) -> Backend:
         """The agent backend configured for a role (task_lead, reviewer, scheduler)."""

@@ -287,5 +287,6 @@ def configured_secret_values(settings: Settings, environ: Mapping[str, str] | No
             values += _pem_values(settings.private_key_pem())
     values += _database_password(settings.database_url)
     values += [value for name, value in environ.items() if _secret_variable(name)]
+    values += [value for name, value in settings.agent_variables().items() if _secret_variable(name)]  # from .env
     unique = dict.fromkeys(v for v in values if len(v) >= MIN_SECRET_LENGTH and v not in PUBLIC_VALUES)
     return tuple(unique)

@@ -1,20 +1,27 @@
 """``agentz setup``: register the GitHub App with GitHub's App manifest flow.
 
-1. A local page on 127.0.0.1 shows a form that POSTs the manifest (``app-manifest.yml``
-   as JSON, with the webhook URL and this page's redirect URL filled in) to
-   ``{github_url}/settings/apps/new`` (or ``/organizations/{org}/settings/apps/new``).
+0. GitHub's API must answer (``GET {api_url}/``): an unreachable GitHub fails at once with the reason.
+1. A local page on 127.0.0.1 shows a form that POSTs the manifest (``app-manifest.yml``,
+   shipped in the package; ``--manifest`` overrides it; as JSON, with the webhook URL and
+   this page's redirect URL filled in) to ``{github_url}/settings/apps/new`` (or
+   ``/organizations/{org}/settings/apps/new``). GitHub Enterprise Server: ``--github-url``
+   is its web address and its API is ``{github_url}/api/v3``.
 2. GitHub creates the App and redirects the browser back with ``?code=…&state=…``.
 3. The code is exchanged at ``POST {api_url}/app-manifests/{code}/conversions`` for the
    App's id, slug, webhook secret and private key.
 4. The key goes to ``<state_dir>/<slug>.private-key.pem`` and ``GITHUB_APP_ID``,
    ``GITHUB_APP_SLUG``, ``GITHUB_WEBHOOK_SECRET`` and ``GITHUB_PRIVATE_KEY_PATH`` into
-   the ``.env`` file; both files get mode 0600 and other ``.env`` lines are kept.
+   the ``.env`` file (plus ``GITHUB_API_URL`` and ``GIT_URL_TEMPLATE`` for GitHub Enterprise
+   Server); both files get mode 0600 and other ``.env`` lines are kept.
+
+Each step is reported through ``on_step``, so the terminal shows what the browser shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import importlib.resources
 import json
 import os
 import re
@@ -24,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import yaml
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
@@ -37,6 +44,11 @@ _CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _ENV_KEY_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _REQUIRED_MANIFEST_KEYS = ("name", "url", "default_events", "default_permissions")
+MANIFEST_NAME = "app-manifest.yml"
+PUBLIC_GITHUB = "https://github.com"
+PUBLIC_API = "https://api.github.com"
+REACH_TIMEOUT = 10.0
+Step = Callable[[str], Any]
 
 
 class SetupError(AgentZError):
@@ -54,7 +66,7 @@ class SetupOptions:
     port: int = DEFAULT_PORT
     env_file: Path = Path(".env")
     state_dir: Path = Path(".agent-z")
-    manifest_path: Path = Path("app-manifest.yml")
+    manifest_path: Path | None = None  # None: the manifest shipped in the package
     host: str = "127.0.0.1"
     allow_workflow_changes: bool = False
     """``ALLOW_WORKFLOW_CHANGES``: ask for ``workflows: write`` so pushes touching .github/workflows/ are accepted."""
@@ -81,8 +93,17 @@ class SetupResult:
 # Pure parts -------------------------------------------------------------------
 
 
-def load_manifest(path: Path) -> dict[str, Any]:
-    """Read and check the App manifest YAML."""
+def packaged_manifest() -> Path:
+    """The App manifest shipped in the package (in a source checkout, the repository's own)."""
+    packaged = importlib.resources.files("agentz_app").joinpath(MANIFEST_NAME)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[1] / MANIFEST_NAME
+
+
+def load_manifest(path: Path | None = None) -> dict[str, Any]:
+    """Read and check the App manifest YAML (default: the packaged one)."""
+    path = packaged_manifest() if path is None else path
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -128,6 +149,22 @@ def build_manifest(template: Mapping[str, Any], *, webhook_url: str, redirect_ur
     manifest["hook_attributes"] = hook
     manifest["redirect_url"] = redirect_url
     return manifest
+
+
+def api_url_for(github_url: str) -> str:
+    """GitHub's API address for its web address: api.github.com, or GitHub Enterprise Server's ``/api/v3``."""
+    base = github_url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise SetupError(f"--github-url must be an http(s) URL, got {github_url!r}")
+    return PUBLIC_API if base == PUBLIC_GITHUB else f"{base}/api/v3"
+
+
+def enterprise_settings(github_url: str, api_url: str) -> dict[str, str]:
+    """The extra ``.env`` values for a GitHub other than github.com (API and clone URLs)."""
+    base = github_url.rstrip("/")
+    if base == PUBLIC_GITHUB:
+        return {}
+    return {"GITHUB_API_URL": api_url.rstrip("/"), "GIT_URL_TEMPLATE": f"{base}/{{full_name}}.git"}
 
 
 def new_app_url(github_url: str, org: str | None, state: str) -> str:
@@ -223,9 +260,10 @@ def write_private(path: Path, content: str) -> None:
     os.chmod(path, 0o600)
 
 
-def save_credentials(credentials: AppCredentials, *, env_file: Path, state_dir: Path) -> Path:
-    """Store the private key and update ``.env``; returns the key's path."""
-    key_path = state_dir / f"{credentials.slug}.private-key.pem"
+def save_credentials(credentials: AppCredentials, *, env_file: Path, state_dir: Path,
+                     extra: Mapping[str, str] | None = None) -> Path:
+    """Store the private key and update ``.env`` (with ``extra`` values too); returns the key's path."""
+    key_path = (state_dir / f"{credentials.slug}.private-key.pem").absolute()
     write_private(key_path, credentials.pem)
     existing = env_file.read_text() if env_file.exists() else ""
     write_private(env_file, update_env_text(existing, {
@@ -233,11 +271,33 @@ def save_credentials(credentials: AppCredentials, *, env_file: Path, state_dir: 
         "GITHUB_APP_SLUG": credentials.slug,
         "GITHUB_WEBHOOK_SECRET": credentials.webhook_secret,
         "GITHUB_PRIVATE_KEY_PATH": str(key_path),
+        **(extra or {}),
     }))
     return key_path
 
 
 # HTTP -------------------------------------------------------------------------
+
+
+class GitHubUnreachable(SetupError):
+    """GitHub's API did not answer at all (network, DNS, TLS or timeout)."""
+
+
+async def check_reachable(session: ClientSession, api_url: str, *, timeout: float = REACH_TIMEOUT) -> None:
+    """Raise GitHubUnreachable unless ``api_url`` answers an HTTP request (any status)."""
+    try:
+        async with session.get(f"{api_url.rstrip('/')}/", timeout=ClientTimeout(total=timeout)) as response:
+            await response.read()
+    except TimeoutError:
+        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: no answer within {timeout:.0f}s") from None
+    except ClientError as exc:
+        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or getattr(exc, "os_error", None) or exc
+    text = str(cause).strip() or cause.__class__.__name__
+    return text.splitlines()[0][:300]
 
 
 async def exchange_code(session: ClientSession, api_url: str, code: str) -> AppCredentials:
@@ -252,8 +312,10 @@ async def exchange_code(session: ClientSession, api_url: str, code: str) -> AppC
                 text = (await response.text())[:300]
                 raise SetupError(f"GitHub refused the code ({response.status}): {text}")
             payload = await response.json(content_type=None)
-    except (ClientError, TimeoutError) as exc:
-        raise SetupError(f"cannot reach {api_url}: {exc.__class__.__name__}") from None
+    except TimeoutError:
+        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: no answer within 30s") from None
+    except ClientError as exc:
+        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: {_reason(exc)}") from None
     return parse_conversion(payload)
 
 
@@ -263,8 +325,16 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(text=text, content_type="text/html", status=status)
 
 
-def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult]) -> web.Application:
-    """The local pages: ``GET /`` shows the form, ``GET /redirect`` finishes the flow."""
+def _nothing(_: str) -> None:
+    return None
+
+
+def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult],
+                     on_step: Step = _nothing) -> web.Application:
+    """The local pages: ``GET /`` shows the form, ``GET /redirect`` finishes the flow.
+
+    A refused code leaves the flow open (the user may try again); an unreachable GitHub ends it.
+    """
     template = manifest_for_settings(load_manifest(options.manifest_path),
                                      allow_workflow_changes=options.allow_workflow_changes)
     state = secrets.token_urlsafe(24)
@@ -274,6 +344,7 @@ def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult]) -
         redirect_url = f"{request.url.origin()}/redirect"
         manifest = build_manifest(template, webhook_url=options.webhook_url, redirect_url=redirect_url)
         action = new_app_url(options.github_url, options.org, state)
+        on_step(f"the browser opened the setup page; it posts the manifest to {urlsplit(action).netloc}")
         return web.Response(text=render_form(action, manifest), content_type="text/html")
 
     async def redirect(request: web.Request) -> web.Response:
@@ -282,12 +353,22 @@ def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult]) -
         code = request.query.get("code", "")
         if done.done():
             return _page("Already done", "The App was already created.")
+        on_step(f"GitHub sent the browser back; exchanging the code at {options.api_url}")
         try:
             async with ClientSession() as session:
                 credentials = await exchange_code(session, options.api_url, code)
-            key_path = save_credentials(credentials, env_file=options.env_file, state_dir=options.state_dir)
-        except SetupError as exc:
+            on_step(f"GitHub created App {credentials.slug} (id {credentials.app_id}); writing its key and "
+                    f"{options.env_file}")
+            key_path = save_credentials(credentials, env_file=options.env_file, state_dir=options.state_dir,
+                                        extra=enterprise_settings(options.github_url, options.api_url))
+        except GitHubUnreachable as exc:
+            if not done.done():
+                done.set_exception(exc)
             return _page("Setup failed", str(exc), 502)
+        except (SetupError, OSError) as exc:
+            message = str(exc) if isinstance(exc, SetupError) else f"cannot write the credentials: {exc}"
+            on_step(f"failed: {message}; try again from the setup page, or press Ctrl-C")
+            return _page("Setup failed", message, 502)
         done.set_result(SetupResult(credentials, key_path, options.env_file))
         install = f"{credentials.html_url}/installations/new" if credentials.html_url else "the App's page"
         return _page("Agent-Z is registered",
@@ -303,11 +384,19 @@ async def run_setup(
     options: SetupOptions,
     *,
     on_ready: Callable[[str], Any] = print,
+    on_step: Step = _nothing,
     timeout: float | None = None,
 ) -> SetupResult:
-    """Serve the local page until GitHub's redirect has been handled; ``on_ready`` gets its URL."""
+    """Check GitHub answers, then serve the local page until GitHub's redirect has been handled.
+
+    ``on_ready`` gets the page's URL; ``on_step`` a line for each step.
+    """
+    load_manifest(options.manifest_path)  # a bad manifest fails before anything is served
+    on_step(f"checking that GitHub answers at {options.api_url}")
+    async with ClientSession() as session:
+        await check_reachable(session, options.api_url)
     done: asyncio.Future[SetupResult] = asyncio.get_running_loop().create_future()
-    app = create_setup_app(options, done)
+    app = create_setup_app(options, done, on_step)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

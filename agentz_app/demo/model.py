@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from agentz_app.demo import scenario
@@ -40,3 +42,15 @@ def installed_cli_dir() -> str | None:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentz"
     complete = sorted(glob.glob(str(cache / "clis-*" / ".complete")), reverse=True)
     return str(Path(complete[0]).parent) if complete else None
+
+
+def cli_dir_for(backend: str, environ: Mapping[str, str]) -> str | None:
+    """The AGENTZ_CLI_DIR the demo's ``backend`` needs: None when the CLI is on PATH (or AGENTZ_CLI_DIR
+    is set), else the folder left by ``scripts/install-agent-clis.sh``; LookupError when it is nowhere."""
+    if environ.get("AGENTZ_CLI_DIR") or shutil.which(backend, path=environ.get("PATH")) is not None:
+        return None
+    cache = Path(environ.get("XDG_CACHE_HOME") or Path(environ.get("HOME") or Path.home()) / ".cache") / "agentz"
+    complete = sorted(glob.glob(str(cache / "clis-*" / ".complete")), reverse=True)
+    if not complete:
+        raise LookupError(f"the {backend} CLI is not on PATH")
+    return str(Path(complete[0]).parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +40,22 @@ class DemoReport:
         if self.workspace:
             data["workspace"] = self.workspace
         return data
+
+
+_FAILURE_LINE = re.compile(r"^(FAIL|ERROR|FAILED)\b|Error\b|No module named|not found")
+_EXIT = re.compile(r"`(?P<command>[^`]*)` exited with (?P<code>-?\d+)")
+
+
+def ci_failure(check: Mapping[str, Any]) -> str:
+    """One line on a failed CI check run: its name, the step (command) and exit code, and the telling line."""
+    output = check.get("output") or {}
+    summary = str(output.get("summary") or "")
+    exit_match = _EXIT.search(summary)
+    step = f"`{exit_match['command']}` exited with {exit_match['code']}" if exit_match else str(output.get("title"))
+    body = summary.split("```", 2)[1] if summary.count("```") >= 2 else summary
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    telling = next((line for line in lines if _FAILURE_LINE.search(line)), lines[-1] if lines else "")
+    return f"{check.get('name', 'ci')}: {step}" + (f": {telling[:200]}" if telling else "")
 
 
 def verdict_for(run_status: str | None, stored_verdict: str | None) -> str | None:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -32,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from agentz_app.demo import scenario
-from agentz_app.demo.report import DemoReport, IssueOutcome, verdict_for
+from agentz_app.demo.report import DemoReport, IssueOutcome, ci_failure, verdict_for
+from agentz_app.errors import AgentZError
 from agentz_app.fakehub.faults import FaultConfig
 from agentz_app.fakehub.hub import FakeHub
 from agentz_app.store.db import Database
@@ -61,7 +63,7 @@ class DemoOptions:
     ``faults`` is applied to the fake GitHub before any role starts; ``issues`` seeds
     only those scenario issues (GitHub numbers issues in creation order, so it must be
     ``1..k``); ``env`` overrides settings of every role (``LEASE_SECONDS`` ...);
-    ``ci_command`` replaces the repository's CI (the default runs its pytest suite);
+    ``ci_command`` replaces the repository's CI (the default runs its unittest suite);
     ``agent_sleep`` delays every scripted agent step by that many seconds; ``script``
     replaces the scripted agent's steps; ``restart_policy`` is the supervisor's.
     """
@@ -329,7 +331,7 @@ class Demo:
     async def seed(self) -> None:
         """Create the repository and the chosen issues, as a maintainer would."""
         assert self.hub is not None
-        ci = self.options.ci_command or f"{sys.executable} -m pytest -q -p no:cacheprovider"
+        ci = self.options.ci_command or scenario.TEST_COMMAND.replace("python", shlex.quote(sys.executable), 1)
         await self.hub.create_repo(scenario.REPO, scenario.FILES, ci_command=ci)
         self.hub.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
         issues = self.options.seeded()
@@ -350,6 +352,7 @@ class Demo:
     async def wait_delivered(self, timeout: float | None = None) -> bool:
         """Wait until every deliverable issue has a green PR; False when one stops or time runs out."""
         seen: dict[int, str] = {}
+        reported: set[int] = set()
         deadline = (time.monotonic() + timeout) if timeout is not None else self.started + self.options.timeout
         deliverable = self.options.deliverable()
         while time.monotonic() < deadline:
@@ -359,6 +362,7 @@ class Demo:
                 if seen.get(number) != label:
                     seen[number] = label
                     self.say(f"issue #{number}: {label}" + (f" — {run.error}" if run.error else ""))
+            self._report_ci_failures(reported)
             finished = [runs.get(n) for n in deliverable]
             if all(run is not None and str(run.status) in FINISHED for run in finished):
                 self.say("every deliverable issue has a green pull request")
@@ -368,7 +372,42 @@ class Demo:
                 return False
             await asyncio.sleep(0.25)
         self.say(f"timed out after {time.monotonic() - self.started:.0f}s")
+        for line in self.stuck_reasons():
+            self.say(line)
         return False
+
+    def ci_failures(self) -> list[dict[str, Any]]:
+        """The failed CI check runs (not Agent-Z's own) on the demo repository, oldest first."""
+        if self.hub is None:
+            return []
+        checks = sorted(self.hub.state.data["check_runs"].values(), key=lambda check: check["id"])
+        return [check for check in checks if check.get("repo") == scenario.REPO and check.get("conclusion")
+                in ("failure", "timed_out") and not str(check.get("name", "")).startswith("Agent-Z")]
+
+    def _report_ci_failures(self, reported: set[int]) -> None:
+        for check in self.ci_failures():
+            if check["id"] not in reported:
+                reported.add(check["id"])
+                self.say(f"CI failed on {str(check['head_sha'])[:7]}: {ci_failure(check)}")
+
+    def stuck_reasons(self) -> list[str]:
+        """Why each deliverable issue is not done yet: its state, and the last failing CI step on its head."""
+        runs = self.runs()
+        failures = self.ci_failures()
+        lines = []
+        for number in self.options.deliverable():
+            run = runs.get(number)
+            if run is None:
+                lines.append(f"issue #{number}: never queued (see the scheduler's log)")
+                continue
+            if str(run.status) in FINISHED:
+                continue
+            line = f"issue #{number}: still {run.status}" + (f" — {run.error}" if run.error else "")
+            failed = [check for check in failures if run.head_sha and check["head_sha"] == run.head_sha]
+            if failed:
+                line += f"; CI fails: {ci_failure(failed[-1])}"
+            lines.append(line)
+        return lines
 
     async def wait_for(self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
         """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
@@ -508,6 +547,42 @@ class Demo:
             shutil.rmtree(self.workspace, ignore_errors=True)
 
 
+class DemoInterrupted(AgentZError):
+    """SIGTERM or SIGINT stopped the demo; every process it started is gone, and so is its workspace."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}; every process the demo started has exited")
+
+
 async def run_demo(options: DemoOptions, echo: Echo) -> DemoReport:
-    """Run the demo scenario end to end and return its report."""
-    return await Demo(options, echo).run()
+    """Run the demo scenario end to end and return its report.
+
+    SIGTERM and SIGINT cancel it: every child process stops, the fake GitHub closes its port and
+    the workspace is removed (unless kept), then DemoInterrupted is raised.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:  # a second signal must not interrupt the clean-up
+            received.append(signum)
+            echo(f"received {signal.Signals(signum).name}: stopping every process and removing the workspace")
+            task.cancel()
+
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
+    try:
+        return await Demo(options, echo).run()
+    except asyncio.CancelledError:
+        if received:
+            raise DemoInterrupted(received[0]) from None
+        raise
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

@@ -25,13 +25,19 @@ FILES: dict[str, str] = {
         "    return a - b\n"
     ),
     "test_calc.py": (
+        "import unittest\n\n"
         "from calc import add, subtract\n\n\n"
-        "def test_add() -> None:\n"
-        "    assert add(2, 3) == 5\n\n\n"
-        "def test_subtract() -> None:\n"
-        "    assert subtract(5, 3) == 2\n"
+        "class CalcTest(unittest.TestCase):\n"
+        "    def test_add(self) -> None:\n"
+        "        self.assertEqual(add(2, 3), 5)\n\n"
+        "    def test_subtract(self) -> None:\n"
+        "        self.assertEqual(subtract(5, 3), 2)\n"
     ),
 }
+# The sample repository's CI: the standard library's test runner, so the demo needs no test dependencies.
+TEST_COMMAND = "python -m unittest -v"
+ADD_TEST = "        self.assertEqual(add(2, 3), 5)\n"
+ADD_TEST_NEGATIVE = ADD_TEST + "        self.assertEqual(add(-2, -3), -5)\n"
 
 FIXED_ADD = "def add(a: float, b: float) -> float:\n    return a + b\n"
 BROKEN_ADD = "def add(a: float, b: float) -> float:\n    return a - b\n"
@@ -41,10 +47,11 @@ STATS = (
     "    return sum(values) / len(values)\n"
 )
 STATS_TEST = (
-    "import pytest\n\nfrom stats import mean\n\n\n"
-    "def test_mean() -> None:\n    assert mean([1.0, 2.0, 3.0]) == 2.0\n\n\n"
-    "def test_mean_of_nothing_is_an_error() -> None:\n"
-    "    with pytest.raises(ValueError):\n        mean([])\n"
+    "import unittest\n\nfrom stats import mean\n\n\n"
+    "class MeanTest(unittest.TestCase):\n"
+    "    def test_mean(self) -> None:\n        self.assertEqual(mean([1.0, 2.0, 3.0]), 2.0)\n\n"
+    "    def test_mean_of_nothing_is_an_error(self) -> None:\n"
+    "        with self.assertRaises(ValueError):\n            mean([])\n"
 )
 STATS_GUARDED = (
     '"""Descriptive statistics."""\n\n\ndef mean(values: list[float]) -> float:\n'
@@ -88,7 +95,7 @@ DELIVERABLE = tuple(issue.number for issue in ISSUES if issue.expected == "ran")
 
 def _plan(summary: str, steps: list[str], files: list[str]) -> dict[str, Any]:
     return {"summary": summary, "steps": steps, "files": files, "modules": [],
-            "risk": "low", "test_command": "python -m pytest -q"}
+            "risk": "low", "test_command": TEST_COMMAND}
 
 
 PLANS: dict[int, dict[str, Any]] = {
@@ -145,11 +152,10 @@ class ScriptBuilder:
              "text": "add() now returns a + b.", "cost_usd": 0.01, "tokens": 900},
             {"role": "reviewer", "match": "issue #1 (review round 1)",
              "json": {"verdict": "request_changes", "summary": "Cover negative numbers too.",
-                      "findings": [{"file": "test_calc.py", "line": 4, "severity": "major", "blocking": True,
+                      "findings": [{"file": "test_calc.py", "line": 8, "severity": "major", "blocking": True,
                                     "message": "Add a test with negative operands."}]}},
             {"role": "developer", "match": "Add a test with negative operands",
-             "replace": [{"path": "test_calc.py", "old": "    assert add(2, 3) == 5\n",
-                          "new": "    assert add(2, 3) == 5\n    assert add(-2, -3) == -5\n"}],
+             "replace": [{"path": "test_calc.py", "old": ADD_TEST, "new": ADD_TEST_NEGATIVE}],
              "text": "Added a negative-operand case.", "cost_usd": 0.01, "tokens": 400},
             {"role": "reviewer", "match": "issue #1 (review round 2)", "json": _approve("Looks right now.")},
         ]

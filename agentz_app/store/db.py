@@ -4,6 +4,10 @@ SQLite runs in WAL mode with ``synchronous=FULL`` and a 15 s busy timeout, and e
 transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite begin-event
 recipe), so a transaction that reads then writes never dies on a lock upgrade.
 Read-only work can ask for a deferred ``BEGIN`` with :meth:`Database.read`.
+
+The engine never creates folders: :func:`check_sqlite_path` says whether a SQLite file may be
+created where the URL points, and :meth:`Database.connect_or_raise` turns an unreachable database
+into one :class:`DatabaseUnavailable` line naming ``DATABASE_URL`` and the cause.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from agentz_app.errors import ConfigError
 
 _DEFERRED = "agentz_deferred"
 
@@ -29,20 +36,64 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_path(url: str) -> Path | None:
+class DatabaseUnavailable(ConfigError):
+    """The configured database cannot be opened or reached; the message names the cause."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("DATABASE_URL", message)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other databases and in-memory SQLite)."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and ":memory:" not in url:
         return Path(url[len(prefix) :].split("?", 1)[0])
     return None
 
 
+def describe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
+def check_sqlite_path(url: str, *, create: bool, creatable: Path | None = None) -> None:
+    """Raise DatabaseUnavailable unless the SQLite database of ``url`` exists or may be created.
+
+    ``create=False`` (read-only commands): the file must exist. ``create=True``: the file may be
+    new but its folder must exist, unless the folder is ``creatable`` (Agent-Z's STATE_DIR),
+    which is created here. Other URLs pass.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not create:
+        if not path.is_file():
+            raise DatabaseUnavailable(f"no database at {path}: run `agentz migrate` to create it, "
+                                      "or fix the path")
+        return
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if creatable is not None and folder.resolve() == creatable.resolve():
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    raise DatabaseUnavailable(f"the folder {folder} of the SQLite database does not exist: create it, or fix the path")
+
+
+def connection_problem(exc: BaseException) -> str:
+    """The first line of a driver error's cause, without SQLAlchemy's background-link noise."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return lines[0] if lines else cause.__class__.__name__
+
+
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine configured for durability; creates the SQLite file's folder."""
+    """An engine configured for durability (creates no file's folder)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        path = _sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -93,6 +144,15 @@ class Database:
         """A read-only transaction that never takes SQLite's write lock."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    def connect_or_raise(self) -> None:
+        """Open one connection, or raise DatabaseUnavailable naming the URL (password hidden) and the cause."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except (DBAPIError, OSError) as exc:
+            raise DatabaseUnavailable(f"cannot connect to {describe_url(str(self.engine.url))}: "
+                                      f"{connection_problem(exc)}") from None
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""

@@ -98,6 +98,7 @@ def test_inspect_shows_state_and_timeline(env: dict[str, str], queue: RunQueue) 
 
 
 def test_inspect_of_an_unknown_run_fails_cleanly(env: dict[str, str]) -> None:
+    assert invoke(env, "migrate").exit_code == 0
     result = invoke(env, "runs", "inspect", "abc123")
     assert result.exit_code == 1 and "not found" in result.output
 

@@ -57,12 +57,13 @@ async def test_self_test_passes_every_check_on_this_host(tmp_path: Path) -> None
 
 def test_doctor_fails_without_the_sandbox_and_names_the_checks(tmp_path: Path) -> None:
     env = {"STATE_DIR": str(tmp_path / "s"), "DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "AGENT_SANDBOX": "none"}
-    result = CliRunner().invoke(cli, ["--env-file", os.devnull, "doctor", "--json"], env=env)
+    result = CliRunner().invoke(cli, ["--env-file", os.devnull, "doctor", "--sandbox", "--json"], env=env)
     assert result.exit_code == 1
     failed = {check["name"] for check in json.loads(result.output) if not check["passed"]}
     assert {"sandbox_enabled", "read_env_file", "read_key_file", "no_daemon_survives"} <= failed
 
-    ok = CliRunner().invoke(cli, ["--env-file", os.devnull, "doctor"], env={**env, "AGENT_SANDBOX": "bwrap"})
+    ok = CliRunner().invoke(cli, ["--env-file", os.devnull, "doctor", "--sandbox"],
+                            env={**env, "AGENT_SANDBOX": "bwrap"})
     assert ok.exit_code == 0, ok.output
     assert "FAIL" not in ok.output
 

@@ -20,6 +20,7 @@ from agentz_app.supervisor import (
     Supervisor,
     request_restart,
 )
+from tests.fakehub_fixtures import make_private_key
 
 SLEEPER = "import time, sys\nprint('hello from', sys.argv[1], flush=True)\nwhile True: time.sleep(0.05)\n"
 CRASHER = "import sys\nprint('crashing', flush=True)\nsys.exit(3)\n"
@@ -170,8 +171,13 @@ async def test_child_output_is_echoed_with_its_name(tmp_path: Path, sqlite_db: D
 
 async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'agentz.db'}"
+    key = tmp_path / "app.pem"
+    key.write_text(make_private_key())
+    # A configuration `agentz doctor` accepts (serve checks it first); GitHub is a closed local port.
     env = {**os.environ, "DATABASE_URL": db_url, "STATE_DIR": str(tmp_path / "state"),
-           "GITHUB_WEBHOOK_SECRET": "s", "RECEIVER_PORT": "0", "LOG_FORMAT": "json"}
+           "GITHUB_WEBHOOK_SECRET": "s", "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY_PATH": str(key),
+           "GITHUB_API_URL": "http://127.0.0.1:9", "DEFAULT_BACKEND": "scripted", "RECEIVER_PORT": "0",
+           "LOG_FORMAT": "json"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agentz_app", "serve", "--no-tui", "--workers", "2",
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

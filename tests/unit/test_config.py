@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agentz_app.config import Settings
+from agentz_app.config import InvalidSettings, Settings
 from agentz_app.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -92,3 +92,23 @@ def test_per_role_backends_fall_back_to_the_default() -> None:
     settings = Settings.load(None, default_backend="codex", reviewer_backend="claude")
     assert settings.backend_for("task_lead") == "codex"
     assert settings.backend_for("reviewer") == "claude"
+
+
+def test_every_invalid_variable_is_listed_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAX_PARALLEL_TASKS", "two")
+    monkeypatch.setenv("RECEIVER_PORT", "99999")
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEFAULT_BACKEND=gpt\nOPENAI_BASE_URL=api.openai.com\n")
+    with pytest.raises(InvalidSettings) as info:
+        Settings.load(env_file)
+    named = [variable for variable, _ in info.value.problems]
+    assert named == ["DEFAULT_BACKEND", "MAX_PARALLEL_TASKS", "RECEIVER_PORT", "OPENAI_BASE_URL"]
+    assert all(variable in str(info.value) for variable in named)
+    assert "Value error" not in str(info.value)
+
+
+def test_login_folders_must_be_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_CLAUDE_LOGIN_DIR", "~/.claude")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(None)
+    assert info.value.variable == "AGENT_CLAUDE_LOGIN_DIR"

@@ -14,7 +14,13 @@ environment:
   (root URL, the APIs live under ``/v1``; the fake model in tests and the demo),
   with ``AGENTZ_MODEL_API_KEY`` (default ``agentz-local``). The runner then also
   sends the agent's role in the ``X-Agentz-Role`` header and turns retries off.
-- ``AGENTZ_MODEL``: model name passed to the CLI.
+- ``AGENTZ_MODEL``: model name passed to the CLI; ``AGENTZ_CLAUDE_MODEL``, ``AGENTZ_CODEX_MODEL``,
+  ``AGENTZ_OPENCODE_MODEL`` override it for one backend.
+
+Those, and the provider's credentials, are read from ``.env`` too (``Settings.agent_variables``);
+the agent process gets only its own provider's (``registry.provider_env``). With
+``AGENT_CLAUDE_LOGIN_DIR`` / ``AGENT_CODEX_LOGIN_DIR`` the credential files of the private
+``CLAUDE_CONFIG_DIR`` / ``CODEX_HOME`` link to that login folder, mounted read-only.
 """
 
 from __future__ import annotations
@@ -28,12 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agentz_app.config import Settings
+from agentz_app.agent_credentials import LOGIN_FOLDERS, backend_variables, login_dir
+from agentz_app.config import Settings, agent_variables_in
 from agentz_app.errors import RunnerError
 from workers.netproxy import Destination
 from workers.procs import ProcessResult, run_process
 from workers.runners.base import LogSink, RunnerResult
-from workers.runners.registry import agent_env, provider_env
+from workers.runners.registry import agent_env
 from workers.sandbox import Confinement, Sandbox
 
 ROLE_HEADER = "X-Agentz-Role"
@@ -63,13 +70,15 @@ class Invocation:
     home: Path
     options: Mapping[str, str]
     endpoint: ModelEndpoint | None
+    backend: str = ""
 
     def option(self, name: str, default: str = "") -> str:
         return self.options.get(name, default)
 
     @property
     def model(self) -> str | None:
-        return self.options.get("AGENTZ_MODEL") or (DEFAULT_LOCAL_MODEL if self.endpoint else None)
+        specific = self.options.get(f"AGENTZ_{self.backend.upper()}_MODEL") if self.backend else None
+        return specific or self.options.get("AGENTZ_MODEL") or (DEFAULT_LOCAL_MODEL if self.endpoint else None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class Command:
     args: list[str]
     stdin: str | None
     env: dict[str, str]
+    read_only: tuple[Path, ...] = ()
 
 
 def endpoint_from(options: Mapping[str, str]) -> ModelEndpoint | None:
@@ -173,21 +183,60 @@ class CliRunner(abc.ABC):
     ) -> RunnerResult:
         """Run the CLI non-interactively in ``workdir``; raise AgentTimeout after killing it on timeout."""
         started = time.monotonic()
-        options = {**provider_env(), **{k: v for k, v in os.environ.items() if k.startswith("AGENTZ_")},
-                   **(env or {})}
+        # Options: every agent variable (.env and environment) and the caller's env; the child gets
+        # only this backend's provider variables (agent_env) and the variables the adapter sets.
+        options = {**self.settings.agent_variables(), **agent_variables_in(os.environ), **(env or {})}
         options.setdefault("PATH", os.environ.get("PATH", ""))
         binary = find_binary(self.binary, options)
         call = Invocation(role, prompt, workdir.resolve(), session_id,
-                          agent_home(self.settings.state_dir, self.name, workdir), options, endpoint_from(options))
-        command = self.command(binary, call)
-        child_env = agent_env(self.settings, {**(env or {}), **command.env})
-        spec = Confinement(call.workdir, call.home, (*install_dirs(binary, options), *read_only),
-                           endpoint_destinations(options, self.default_endpoints), child_env)
+                          agent_home(self.settings.state_dir, self.name, workdir), options, endpoint_from(options),
+                          self.name)
+        command = self.with_login(self.command(binary, call), call)
+        child_env = agent_env(self.settings, {**(env or {}), **command.env}, backend=self.name)
+        spec = Confinement(call.workdir, call.home, (*install_dirs(binary, options), *read_only, *command.read_only),
+                           endpoint_destinations(backend_variables(self.name, options), self.default_endpoints),
+                           child_env)
         async with self.sandbox.confine(command.args, spec) as confined:
             process = await run_process(confined.args, cwd=call.workdir, env=confined.env, timeout=timeout,
                                         stdin=command.stdin, on_line=log)
         result = self.parse(process, call)
         return replace(result, duration=time.monotonic() - started, network_blocked=confined.blocked)
+
+    def with_login(self, command: Command, call: Invocation) -> Command:
+        """``command`` reusing this host's CLI login when configured: the credential files of the
+        agent's private config folder link into the login folder, which is mounted read-only."""
+        login = LOGIN_FOLDERS.get(self.name)
+        folder = login_dir(self.settings, self.name)
+        if login is None or folder is None:
+            return command
+        private = Path(command.env.get(login.cli_variable) or call.home / f".{self.name}")
+        link_login_files(folder, private, login.files, home=call.home)
+        return replace(command, read_only=(*command.read_only, folder.resolve()))
+
+
+def link_login_files(login: Path, private: Path, files: Sequence[str], *, home: Path) -> None:
+    """Make each of ``files`` in ``private`` (inside the agent's ``home``) a symlink to ``login``'s.
+
+    The agent may have replaced anything in its home between calls: no folder on the way from
+    ``home`` to ``private`` may be a symlink, and whatever sits at a link's place is removed
+    without being followed.
+    """
+    home = home.resolve()
+    if not private.is_absolute() or home not in (private, *private.parents):
+        raise RunnerError(f"the agent's config folder {private} is outside its home")
+    current = home
+    for part in private.relative_to(home).parts:
+        current = current / part
+        if current.is_symlink():
+            raise RunnerError(f"{current} in the agent's home is a symlink; not following it")
+        current.mkdir(mode=0o700, exist_ok=True)
+    for name in files:
+        link = private / name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link)
+        link.symlink_to(login.resolve() / name)
 
 
 def common_home_env(home: Path) -> dict[str, str]:
