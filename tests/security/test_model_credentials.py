@@ -135,3 +135,35 @@ async def test_a_home_whose_config_folder_was_replaced_by_a_symlink_is_not_follo
     with pytest.raises(Exception, match="symlink"):
         await runner.run("developer", "go", workdir, timeout=60)
     assert list(victim.iterdir()) == []
+
+
+def test_a_config_file_the_agent_swapped_for_a_symlink_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """Codex's config.toml and OpenCode's opencode.json are rewritten by trusted code before each call."""
+    from workers.runners.cli import write_private_file
+
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the service user's file\n")
+    (home / ".codex" / "config.toml").symlink_to(victim)
+
+    write_private_file(home, home / ".codex" / "config.toml", "model = 'x'\n")
+
+    assert victim.read_text() == "the service user's file\n"
+    assert not (home / ".codex" / "config.toml").is_symlink()
+    assert (home / ".codex" / "config.toml").read_text() == "model = 'x'\n"
+
+
+def test_a_config_folder_the_agent_swapped_for_a_symlink_is_refused(tmp_path: Path) -> None:
+    from agentz_app.errors import RunnerError
+    from workers.runners.cli import write_private_file
+
+    home = tmp_path / "home"
+    home.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (home / ".codex").symlink_to(elsewhere)
+
+    with pytest.raises(RunnerError):
+        write_private_file(home, home / ".codex" / "config.toml", "model = 'x'\n")
+    assert list(elsewhere.iterdir()) == []

@@ -29,6 +29,7 @@ import abc
 import hashlib
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -214,13 +215,8 @@ class CliRunner(abc.ABC):
         return replace(command, read_only=(*command.read_only, folder.resolve()))
 
 
-def link_login_files(login: Path, private: Path, files: Sequence[str], *, home: Path) -> None:
-    """Make each of ``files`` in ``private`` (inside the agent's ``home``) a symlink to ``login``'s.
-
-    The agent may have replaced anything in its home between calls: no folder on the way from
-    ``home`` to ``private`` may be a symlink, and whatever sits at a link's place is removed
-    without being followed.
-    """
+def private_folder(home: Path, private: Path) -> Path:
+    """``private`` inside the agent's ``home``, created, with no symlink on the way (the agent may plant one)."""
     home = home.resolve()
     if not private.is_absolute() or home not in (private, *private.parents):
         raise RunnerError(f"the agent's config folder {private} is outside its home")
@@ -230,6 +226,30 @@ def link_login_files(login: Path, private: Path, files: Sequence[str], *, home: 
         if current.is_symlink():
             raise RunnerError(f"{current} in the agent's home is a symlink; not following it")
         current.mkdir(mode=0o700, exist_ok=True)
+    return current
+
+
+def write_private_file(home: Path, path: Path, text: str) -> None:
+    """Write a config file into the agent's home without following anything the agent planted there.
+
+    The folder is checked by :func:`private_folder`; the file is written beside it and renamed
+    over the name, which replaces a symlink instead of writing through it.
+    """
+    folder = private_folder(home, path.parent)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".agentz-")
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(temporary, folder / path.name)
+
+
+def link_login_files(login: Path, private: Path, files: Sequence[str], *, home: Path) -> None:
+    """Make each of ``files`` in ``private`` (inside the agent's ``home``) a symlink to ``login``'s.
+
+    The agent may have replaced anything in its home between calls: no folder on the way from
+    ``home`` to ``private`` may be a symlink, and whatever sits at a link's place is removed
+    without being followed.
+    """
+    private = private_folder(home, private)
     for name in files:
         link = private / name
         if link.is_symlink() or link.is_file():

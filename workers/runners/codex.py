@@ -15,7 +15,15 @@ from typing import Any
 
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
-from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
+from workers.runners.cli import (
+    ROLE_HEADER,
+    CliRunner,
+    Command,
+    Invocation,
+    common_home_env,
+    stderr_tail,
+    write_private_file,
+)
 from workers.runners.output import extract_json, json_lines, refusal_reason, shorten
 
 PROVIDER = "agentz"
@@ -160,8 +168,7 @@ class CodexRunner(CliRunner):
     def command(self, binary: str, call: Invocation) -> Command:
         """``codex exec`` (or ``exec resume``) with JSONL output, the prompt on stdin."""
         codex_home = call.home / ".codex"
-        codex_home.mkdir(parents=True, exist_ok=True)
-        (codex_home / "config.toml").write_text(config_toml(call))
+        write_private_file(call.home, codex_home / "config.toml", config_toml(call))
         # Inside Agent-Z's sandbox Codex's own (nested bubblewrap) cannot work; ours is the boundary.
         sandbox = call.option("AGENTZ_CODEX_SANDBOX",
                               "danger-full-access" if self.sandbox.enabled else "workspace-write")

@@ -13,7 +13,15 @@ from typing import Any
 
 from workers.procs import ProcessResult
 from workers.runners.base import RunnerResult
-from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, stderr_tail
+from workers.runners.cli import (
+    ROLE_HEADER,
+    CliRunner,
+    Command,
+    Invocation,
+    common_home_env,
+    stderr_tail,
+    write_private_file,
+)
 from workers.runners.output import extract_json, json_lines, refusal_reason
 
 PROVIDER = "agentz"
@@ -130,7 +138,7 @@ class OpenCodeRunner(CliRunner):
     def command(self, binary: str, call: Invocation) -> Command:
         """``opencode run --format json`` with the prompt on stdin."""
         config_path = call.home / "opencode.json"
-        config_path.write_text(json.dumps(config_document(call), indent=2))
+        write_private_file(call.home, config_path, json.dumps(config_document(call), indent=2))
         args = [binary, "run", "--format", "json"]
         if call.session_id:
             args += ["--session", call.session_id]
