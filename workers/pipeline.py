@@ -20,21 +20,24 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.ci import CIPolicy, Verdict, decide_ci
 from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import (
     ci_fix_check,
     finding_annotations,
-    is_own_check,
     plan_check,
     review_check,
 )
 from agentz_app.reporting.comments import commit_message, pr_body
+from agentz_app.secrets import configured_secret_values
 from agentz_app.store import states
+from agentz_app.store.ci import ci_signals, repo_has_ci
 from agentz_app.store.db import Database
-from agentz_app.store.models import CheckResult, IssueComment, IssueSnapshot, Repository, Run, now
+from agentz_app.store.models import IssueComment, IssueSnapshot, Repository, Run, now
 from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
 from agentz_app.store.states import Status
+from workers.ci_github import ci_failure_feedback, refresh_ci
 from workers.content_policy import (
     Change,
     ContentPolicy,
@@ -71,7 +74,6 @@ Progress = Callable[[Run, str], None]
 
 log = get_logger("agentz.pipeline")
 
-_FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"})
 _RESUMABLE_STAGES = ("developing", "reviewing", "fixing", "submitting")
 _CI_STAGES = ("ci_fixing", "ci_submitting", "fixing_ci")
 
@@ -636,108 +638,59 @@ async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | 
 # CI results ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CISignal:
-    """One CI result for a head SHA (a check run, check suite or commit status)."""
-
-    name: str
-    status: str
-    conclusion: str | None
-    app_slug: str | None = None
-    summary: str = ""
-
-
-def ci_verdict(signals: Sequence[CISignal], *, own_slug: str) -> str:
-    """``none``, ``pending``, ``success`` or ``failure`` over everything that is not Agent-Z's own."""
-    # A suite GitHub requested for an App that never reports stays queued forever: only
-    # completed suites count; check runs and statuses carry the pending state.
-    relevant = [
-        s for s in signals
-        if not is_own_check(s.name) and s.app_slug != own_slug
-        and not (s.name.startswith("suite:") and s.status != "completed")
-    ]
-    if not relevant:
-        return "none"
-    if any(s.status != "completed" for s in relevant):
-        return "pending"
-    if any((s.conclusion or "") in _FAILED_CONCLUSIONS for s in relevant):
-        return "failure"
-    return "success"
+def ci_verdict(deps: PipelineDeps, run: Run, *, at: float | None = None) -> Verdict:
+    """The CI verdict of the run's head from the stored signals (a database read, no GitHub call)."""
+    assert run.head_sha is not None
+    with deps.db.read() as session:
+        checks, suites = ci_signals(session, run.repo, run.head_sha)
+        has_ci = repo_has_ci(session, run.repo)
+    settings = deps.settings
+    policy = CIPolicy(own_slug=settings.github_app_slug, quiet_seconds=settings.ci_quiet_seconds,
+                      grace_seconds=settings.ci_grace_seconds, repo_has_ci=has_ci, waiting_since=run.updated_at)
+    return decide_ci(checks, suites, now() if at is None else at, policy=policy)
 
 
-def ci_feedback(signals: Sequence[CISignal], *, own_slug: str, logs: str = "") -> dict[str, Any]:
-    """The feedback handed to the fixer for a failed CI round."""
-    failed = [
-        {"name": s.name, "conclusion": s.conclusion, "summary": s.summary[:4000]}
-        for s in signals
-        if not is_own_check(s.name) and s.app_slug != own_slug and (s.conclusion or "") in _FAILED_CONCLUSIONS
-    ]
-    feedback: dict[str, Any] = {"kind": "ci", "checks": failed}
-    if logs:
-        feedback["logs"] = logs[-20_000:]
-    return feedback
+async def settle_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
+    """Move a run waiting on CI to done or fixing_ci once the verdict on its head is decided.
 
-
-def stored_signals(db: Database, repo: str, head_sha: str) -> list[CISignal]:
-    """The CI results stored for a head SHA."""
-    with db.read() as session:
-        rows = session.scalars(select(CheckResult).where(CheckResult.repo == repo, CheckResult.head_sha == head_sha))
-        return [CISignal(r.name, r.status, r.conclusion, r.app_slug, r.summary) for r in rows]
-
-
-def merge_signals(stored: Sequence[CISignal], extra: Sequence[CISignal]) -> list[CISignal]:
-    """Stored results overlaid with the ones just received (same name wins)."""
-    by_name = {s.name: s for s in stored}
-    by_name.update({s.name: s for s in extra})
-    return list(by_name.values())
-
-
-async def settle_ci(
-    deps: PipelineDeps, gh: Any, run: Run, *, extra: Sequence[CISignal] = (), logs: str = ""
-) -> Run:
-    """Move a run waiting on CI to done or fixing_ci when all checks of its head are complete.
-
-    A head with no CI result at all after ``CI_GRACE_SECONDS`` belongs to a repository
-    without CI: the run is done.
+    A decided verdict is confirmed against GitHub's own listing of the head's suites, check
+    runs and statuses before anything moves: a webhook may be late or lost. A run already
+    done goes back to fixing_ci when CI on its head fails afterwards (a re-run of a job, a
+    late suite). A failure hands the fixer each failed job's log tail (GitHub Actions) or
+    output and annotations (other Apps).
     """
-    if run.status not in (Status.WAITING_CHECKS,) or not run.head_sha:
+    if run.status not in (Status.WAITING_CHECKS, Status.DONE) or not run.head_sha:
         return run
-    signals = merge_signals(stored_signals(deps.db, run.repo, run.head_sha), extra)
-    verdict = ci_verdict(signals, own_slug=deps.settings.github_app_slug)
-    reason = "checks passed"
-    if verdict == "none" and ci_overdue(run, deps.settings.ci_grace_seconds):
-        verdict, reason = "success", f"no CI result within {deps.settings.ci_grace_seconds:g} s"
-    if verdict in ("none", "pending"):
+    verdict = ci_verdict(deps, run)
+    if not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
+        return run
+    await refresh_ci(gh, deps.db, run.repo, run.head_sha, own_slug=deps.settings.github_app_slug)
+    verdict = ci_verdict(deps, run)
+    if not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
         return run
     try:
-        if verdict == "success":
-            run = deps.queue.set_status(run.id, Status.DONE, reason=reason, actor="ci",
+        if verdict.outcome == "success":
+            run = deps.queue.set_status(run.id, Status.DONE, reason=verdict.reason, actor="ci",
                                         expected_attempt=run.attempt, stage=None)
             await finish_run(deps, gh, run, review=_last_review(deps.queue, run.id))
             return run
-        return await request_fix(deps, gh, run, ci_feedback(signals, own_slug=deps.settings.github_app_slug,
-                                                             logs=logs), reason="checks failed")
+        feedback = await ci_failure_feedback(gh, run.repo, verdict,
+                                             secret_values=configured_secret_values(deps.settings))
+        return await request_fix(deps, gh, run, feedback, reason=verdict.reason)
     except LeaseLost:
         return deps.queue.get(run.id)
 
 
-def ci_overdue(run: Run, grace_seconds: float) -> bool:
-    """True when ``run`` has waited for CI longer than ``grace_seconds`` (0: never)."""
-    return grace_seconds > 0 and now() - run.updated_at >= grace_seconds
-
-
 async def settle_waiting(deps: PipelineDeps) -> list[Run]:
-    """Settle waiting runs that no webhook will wake: CI already finished (a PR adopted after
-    its checks ran, a wake-up lost in a crash), or no CI result within ``CI_GRACE_SECONDS``.
+    """Settle waiting runs that no webhook will wake: CI finished before anyone waited (a PR
+    adopted after its checks ran, a wake-up lost in a crash), a quiet window that ended, or
+    no CI result within ``CI_GRACE_SECONDS`` in a repository that never reported CI.
 
-    Deciding is a database read; GitHub is only called for the runs that settle.
+    Deciding is a database read; GitHub is only called for the runs whose verdict is decided.
     """
     settled = []
     for run in deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000):
-        if not run.head_sha:
-            continue
-        verdict = ci_verdict(stored_signals(deps.db, run.repo, run.head_sha), own_slug=deps.settings.github_app_slug)
-        if verdict == "pending" or (verdict == "none" and not ci_overdue(run, deps.settings.ci_grace_seconds)):
+        if not run.head_sha or not ci_verdict(deps, run).decided:
             continue
         try:
             settled.append(await settle_ci(deps, await deps.github(run), run))

@@ -26,12 +26,13 @@ from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.secrets import configured_secret_values
-from agentz_app.store import snapshots, states
+from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Repository, Run
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
+from workers.ci_github import refresh_ci
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
 from workers.reporter import Reporter, report_forever
 from workers.sandbox import Sandbox
@@ -177,7 +178,7 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                         next_gc = time.monotonic() + GC_INTERVAL_SECONDS
                         await _collect_worktrees(active)
                     if time.monotonic() >= next_settle:
-                        next_settle = time.monotonic() + SETTLE_INTERVAL_SECONDS
+                        next_settle = time.monotonic() + settle_interval(settings)
                         await settle_waiting(active)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
@@ -218,6 +219,11 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     return outcomes
 
 
+def settle_interval(settings: Settings) -> float:
+    """How often an idle worker settles waiting runs: often enough to end a CI quiet window soon."""
+    return min(SETTLE_INTERVAL_SECONDS, max(1.0, settings.ci_quiet_seconds))
+
+
 async def _collect_worktrees(deps: PipelineDeps) -> None:
     """Remove this host's worktrees and branches of finished runs (a crash can leave them)."""
     try:
@@ -240,28 +246,11 @@ async def run_planner(settings: Settings, *, once: bool = False, **kwargs: Any) 
 
 
 async def poll_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
-    """Read the head SHA's check runs and statuses from GitHub once, store them, settle the run."""
+    """Read the head SHA's check suites, check runs and statuses from GitHub (every page), store them,
+    settle the run."""
     if not run.head_sha:
         return run
-    data = await gh.getitem(f"/repos/{run.repo}/commits/{run.head_sha}/check-runs?per_page=100")
-    combined = await gh.getitem(f"/repos/{run.repo}/commits/{run.head_sha}/status")
-    with deps.db.begin() as session:
-        for check in (data or {}).get("check_runs", []):
-            snapshots.record_check(
-                session, run.repo, head_sha=run.head_sha, name=str(check.get("name")), source="check_run",
-                status=str(check.get("status")), conclusion=check.get("conclusion"),
-                app_slug=(check.get("app") or {}).get("slug"),
-                summary=str((check.get("output") or {}).get("summary") or ""),
-                updated_at=str(check.get("completed_at") or check.get("started_at") or ""),
-            )
-        for status in (combined or {}).get("statuses", []):
-            state = str(status.get("state"))
-            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
-            snapshots.record_check(
-                session, run.repo, head_sha=run.head_sha, name=str(status.get("context") or "default"),
-                source="status", status="completed" if conclusion else "in_progress", conclusion=conclusion,
-                summary=str(status.get("description") or ""), updated_at=str(status.get("updated_at") or ""),
-            )
+    await refresh_ci(gh, deps.db, run.repo, run.head_sha, own_slug=deps.settings.github_app_slug)
     if run.pr_number:
         pull = await gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
         if pull.get("state") == "closed":

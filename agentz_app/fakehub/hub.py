@@ -17,7 +17,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentz_app.fakehub import gitrepos, grants, render
-from agentz_app.fakehub.ci import DEFAULT_CI_COMMAND, CiJob, CiOutcome, CiRunner, summary_for
+from agentz_app.fakehub.ci import (
+    ACTIONS_APP_ID,
+    DEFAULT_CI_COMMAND,
+    ActionsSimulator,
+    CiRunner,
+    Workflow,
+    workflow_record,
+)
 from agentz_app.fakehub.contract import TrafficObserver
 from agentz_app.fakehub.faults import FaultConfig, FaultInjector
 from agentz_app.fakehub.render import AppInfo, Ctx
@@ -111,8 +118,9 @@ class FakeHub:
         self.emitter = WebhookEmitter(self.state, url=webhook_url, secret=webhook_secret, app_id=app_id,
                                       faults=self.faults, on_change=self.changed,
                                       backoff_seconds=webhook_backoff_seconds)
-        self.ci = CiRunner(on_start=self._ci_started, on_finish=self._ci_finished, concurrency=ci_concurrency,
-                           timeout=ci_timeout)
+        self.actions = ActionsSimulator(self)
+        self.ci = CiRunner(on_start=self.actions.job_started, on_finish=self.actions.job_finished,
+                           concurrency=ci_concurrency, timeout=ci_timeout)
         self.requests: Counter[str] = Counter()
         self.writes = 0
         self.write_log: list[str] = []  # "METHOD /path" of every content-creating request
@@ -316,6 +324,12 @@ class FakeHub:
     def set_ci_command(self, full_name: str, command: str | None) -> None:
         """Change (or disable with None) a repository's CI command."""
         self.state.repo(full_name)["ci_command"] = command
+        self.changed()
+
+    def set_workflows(self, full_name: str, workflows: list[Workflow] | None) -> None:
+        """Give a repository GitHub Actions workflows (None: one ``CI`` workflow running its CI command)."""
+        self.state.repo(full_name)["workflows"] = None if workflows is None else [workflow_record(w)
+                                                                                  for w in workflows]
         self.changed()
 
     def repo_git(self, full_name: str) -> Path:
@@ -1022,7 +1036,8 @@ class FakeHub:
                           requested_action={"identifier": identifier})
 
     def _maybe_suite_completed(self, suite: Record, actor: str) -> None:
-        runs = [r for r in self.state.data["check_runs"].values() if r["check_suite_id"] == suite["id"]]
+        runs = render.latest_runs([r for r in self.state.data["check_runs"].values()
+                                   if r["check_suite_id"] == suite["id"]])
         status, _ = render.suite_status(runs)
         if status != "completed":
             return
@@ -1049,11 +1064,11 @@ class FakeHub:
                        and (check_name is None or r["name"] == check_name)
                        and (status is None or r["status"] == status)), key=lambda r: r["id"], reverse=True)
         if latest:
-            seen: set[tuple[str, str]] = set()
+            seen: set[tuple[str, int]] = set()
             kept = []
             for r in runs:
-                if (r["name"], r["app_slug"]) not in seen:
-                    seen.add((r["name"], r["app_slug"]))
+                if (r["name"], r["check_suite_id"]) not in seen:
+                    seen.add((r["name"], r["check_suite_id"]))
                     kept.append(r)
             runs = kept
         return [self.check_run_json(r) for r in runs]
@@ -1153,41 +1168,40 @@ class FakeHub:
                     pull["head_sha"] = after
                     rec["updated_at"] = self.state.now()
                     self._issue_event(rec, "synchronize", actor, before=before, after=after)
-            if not deleted and repo.get("ci_command"):
-                self._queue_ci(repo, branch, after, before)
+            if not deleted:
+                self.actions.on_push(repo, branch, after, before)
         self.changed()
 
-    def _queue_ci(self, repo: Record, branch: str, sha: str, before: str) -> None:
-        suite = self._suite_for(repo["full_name"], sha, app_slug=CI_APP_SLUG, branch=branch, before=before)
+    # ---- CI primitives (see :mod:`agentz_app.fakehub.ci`) -----------------------------
+    def new_suite(self, full_name: str, sha: str, *, app_slug: str, branch: str | None,
+                  before: str | None = None) -> Record:
+        """A new check suite (GitHub Actions has one per workflow run)."""
         now = self.state.now()
-        run: Record = {"id": self.state.new_id(), "repo": repo["full_name"], "head_sha": sha,
-                       "check_suite_id": suite["id"], "app_slug": CI_APP_SLUG, "app_id": 2, "name": "ci",
-                       "status": "queued", "conclusion": None, "started_at": None, "completed_at": None,
-                       "external_id": "", "details_url": None,
-                       "output": {"title": "CI queued", "summary": "", "text": None}, "annotations": [],
-                       "actions": [], "created_at": now, "updated_at": now}
-        self.state.data["check_runs"][str(run["id"])] = run
-        self.ci.submit(CiJob(full_name=repo["full_name"], repo_path=self.repo_git(repo["full_name"]), branch=branch,
-                             sha=sha, before=before, command=repo["ci_command"], suite_id=suite["id"],
-                             run_id=run["id"]))
+        rec: Record = {"id": self.state.new_id(), "repo": full_name, "head_sha": sha, "head_branch": branch,
+                       "app_slug": app_slug, "app_id": self.app.id if app_slug == self.app.slug else ACTIONS_APP_ID,
+                       "before": before, "created_at": now, "updated_at": now}
+        self.state.data["check_suites"][str(rec["id"])] = rec
+        return rec
 
-    async def _ci_started(self, job: CiJob) -> None:
-        run = self.state.by_id("check_runs", job.run_id)
-        run.update({"status": "in_progress", "started_at": self.state.now()})
-        run["output"] = {"title": "CI running", "summary": f"Running `{job.command}`", "text": None}
-        self._check_event(run, "created", CI_APP_SLUG + "[bot]")
-        self.changed()
+    def emit_check_run(self, rec: Record, action: str, actor: str) -> None:
+        """Emit a ``check_run`` event for ``rec``."""
+        self._check_event(rec, action, actor)
 
-    async def _ci_finished(self, job: CiJob, outcome: CiOutcome) -> None:
-        run = self.state.by_id("check_runs", job.run_id)
-        now = self.state.now()
-        title = "CI passed" if outcome.conclusion == "success" else f"CI {outcome.conclusion}"
-        run.update({"status": "completed", "conclusion": outcome.conclusion, "completed_at": now, "updated_at": now,
-                    "output": {"title": title, "summary": summary_for(outcome, job.command), "text": None}})
-        actor = CI_APP_SLUG + "[bot]"
-        self._check_event(run, "completed", actor)
-        self._maybe_suite_completed(self.state.by_id("check_suites", job.suite_id), actor)
-        self.changed()
+    def emit_suite(self, suite: Record, action: str, actor: str) -> None:
+        """Emit a ``check_suite`` event for ``suite``."""
+        payload = self._envelope(self.state.repo(suite["repo"]), actor, action)
+        payload["check_suite"] = self.check_suite_json(suite)
+        self._emit("check_suite", payload)
+
+    def suite_maybe_completed(self, suite_id: int, actor: str) -> None:
+        """Emit ``check_suite.completed`` when every latest check run of the suite completed."""
+        self._maybe_suite_completed(self.state.by_id("check_suites", suite_id), actor)
+
+    def statuses_of(self, full_name: str, sha: str) -> list[Record]:
+        """Every commit status of ``sha``, newest first."""
+        repo = self.state.repo(full_name)["full_name"]
+        return [self._status_json(r) for r in reversed(self.state.data["statuses"])
+                if r["repo"] == repo and r["sha"] == sha]
 
 
 async def run_forever(hub: FakeHub, host: str, port: int) -> None:

@@ -449,7 +449,7 @@ def _app_of(ctx: Ctx, rec: Record) -> Record:
 def check_suite(ctx: Ctx, rec: Record, *, pulls: list[Record]) -> Record:
     """A check suite object; ``pulls`` are the open pull requests it belongs to."""
     full = rec["repo"]
-    runs = [r for r in ctx.state.data["check_runs"].values() if r["check_suite_id"] == rec["id"]]
+    runs = latest_runs([r for r in ctx.state.data["check_runs"].values() if r["check_suite_id"] == rec["id"]])
     status, conclusion = suite_status(runs)
     return {
         "id": rec["id"],
@@ -474,6 +474,14 @@ def check_suite(ctx: Ctx, rec: Record, *, pulls: list[Record]) -> Record:
             "author": {"name": "", "email": ""}, "committer": {"name": "", "email": ""}},
         "repository": minimal_repository(ctx, ctx.state.repo(full)),
     }
+
+
+def latest_runs(runs: list[Record]) -> list[Record]:
+    """Each job's latest attempt (a re-run is a newer check run with the same name in the suite)."""
+    latest: dict[str, Record] = {}
+    for run in sorted(runs, key=lambda r: r["id"]):
+        latest[run["name"]] = run
+    return list(latest.values())
 
 
 _FAILING = ("failure", "timed_out", "cancelled", "action_required", "startup_failure")

@@ -524,6 +524,39 @@ class Routes:
     async def ref_status(self, request: web.Request) -> web.Response:
         return json_response(await self.hub.combined_status(repo_name(request), request.match_info["ref"]))
 
+    async def ref_statuses(self, request: web.Request) -> web.Response:
+        sha = await self.hub.resolve_ref(repo_name(request), request.match_info["ref"])
+        return paginate(request, self.hub.statuses_of(repo_name(request), sha))
+
+    async def job_logs(self, request: web.Request) -> web.Response:
+        """Like GitHub: 302 to a short-lived signed URL on another host."""
+        repo_name(request)
+        if request[ACTOR]["kind"] == "anonymous":
+            raise NotFoundError("job logs")
+        location = self.hub.actions.log_location(self.hub.base_url, number(request, "id"))
+        if location is None:
+            raise NotFoundError("job")
+        return web.Response(status=302, headers={"Location": location})
+
+    async def hook_blob(self, request: web.Request) -> web.Response:
+        """The storage host serving a signed log URL; it refuses any Authorization header."""
+        self.hub.actions.blob_requests.append(dict(request.headers))
+        if "Authorization" in request.headers:
+            return web.Response(status=400, text="AuthenticationFailed: signed URLs take no Authorization header")
+        text = self.hub.actions.signed_log(number(request, "id"), request.query.get("sig", ""))
+        if text is None:
+            return web.Response(status=403, text="AuthenticationFailed")
+        return web.Response(text=text, content_type="text/plain")
+
+    async def hook_rerun_failed_jobs(self, request: web.Request) -> web.Response:
+        body = await read_object(request)
+        try:
+            ids = self.hub.actions.rerun_failed_jobs(repo_name(request), number(request, "id"),
+                                                     user=body.get("user"))
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from None
+        return json_response({"check_run_ids": ids}, 201)
+
     async def create_status(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         sha = await self.hub.resolve_ref(repo_name(request), request.match_info["sha"])
@@ -685,6 +718,8 @@ def create_app(hub: FakeHub) -> web.Application:
     add("GET", repo + "/commits/{ref:.+}/check-suites", r.ref_check_suites)
     add("GET", repo + "/commits/{ref:.+}/status", r.ref_status)
     add("POST", repo + "/statuses/{sha}", r.create_status)
+    add("GET", repo + "/commits/{ref:.+}/statuses", r.ref_statuses)
+    add("GET", repo + "/actions/jobs/{id}/logs", r.job_logs)
     hook = "/_fakehub"
     hrepo = hook + "/repos/{owner}/{repo}"
     add("GET", hook + "/info", r.hook_info)
@@ -695,6 +730,8 @@ def create_app(hub: FakeHub) -> web.Application:
     add("POST", hrepo + "/pulls/{number}/merge", r.hook_merge)
     add("POST", hrepo + "/check-runs/{id}/requested-action", r.hook_requested_action)
     add("PUT", hrepo + "/ci", r.hook_ci_command)
+    add("POST", hrepo + "/check-suites/{id}/rerun-failed-jobs", r.hook_rerun_failed_jobs)
+    add("GET", hook + "/blobs/job-logs/{id}", r.hook_blob)
     add("GET", hook + "/faults", r.hook_get_faults)
     add("POST", hook + "/faults", r.hook_set_faults)
     add("GET", hook + "/counters", r.hook_counters)

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import gidgethub
@@ -298,6 +298,39 @@ class GitHubClient(gh_abc.GitHubAPI):
             return self.base_url.rstrip("/")[: -len("/v3")] + "/graphql"
         return self.base_url.rstrip("/") + "/graphql"
 
+    async def download_tail(self, url: str, *, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` bytes behind an API URL that redirects to a download (a job's log).
+
+        The API request carries our credentials; the redirect target (another host, with its
+        own signed URL) is fetched without them, so the token never leaves the API host.
+        """
+        api_url = sansio.format_url(url, {}, base_url=self.base_url)
+        path = self._relative_path(api_url)
+        headers = {key.lower(): value for key, value in sansio.create_headers(self.requester).items()}
+        headers["x-github-api-version"] = API_VERSION
+        await self._wait_for_blocks(path)
+        await self._authorize(headers, False, self._uses_jwt(path))
+        timeout = aiohttp.ClientTimeout(total=self.policy.request_timeout)
+        try:
+            async with self._session.get(api_url, headers=headers, allow_redirects=False,
+                                         timeout=timeout) as response:
+                self._report("GET", api_url, response.status, response.headers)
+                if 200 <= response.status < 300:
+                    return await _read_tail(response, max_bytes)
+                location = response.headers.get("Location", "")
+                if response.status not in (301, 302, 303, 307, 308) or not location:
+                    _raise_for(response.status, response.headers, await response.read())
+            target = urljoin(api_url, location)
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise GitHubError(response.status, f"GET {url}: redirected to an unusable location")
+            plain = {"user-agent": self.requester, "range": f"bytes=-{max_bytes}"}
+            async with self._session.get(target, headers=plain, timeout=timeout) as download:
+                if download.status not in (200, 206):
+                    raise GitHubError(download.status, f"GET {url}: the download answered {download.status}")
+                return await _read_tail(download, max_bytes)
+        except _NETWORK_ERRORS as exc:
+            raise GitHubConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+
     # transport ---------------------------------------------------------------
 
     def _relative_path(self, url: str) -> str:
@@ -486,6 +519,16 @@ class GitHubClient(gh_abc.GitHubAPI):
             self._on_response(method, url, status, headers)
         except Exception as exc:  # a metrics hook must not break requests
             self._log.warning("github.on_response_failed", error=type(exc).__name__)
+
+
+async def _read_tail(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` bytes of a response body, read in chunks."""
+    tail = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        tail += chunk
+        if len(tail) > 2 * max_bytes:
+            del tail[: len(tail) - max_bytes]
+    return bytes(tail[-max_bytes:])
 
 
 def _replay_headers(headers: Mapping[str, str], cached: CachedResponse) -> CIMultiDictProxy[str]:

@@ -1,8 +1,10 @@
 """Webhooks that wake submitted runs: CI results, PR reviews, PR closes, check-run actions.
 
 A run in ``waiting_checks`` holds no lease. Results are matched by head SHA (fork
-PRs carry no ``pull_requests``); once every check that is not Agent-Z's own is
-complete, the run is done or goes back to a worker with the failures as feedback.
+PRs carry no ``pull_requests``); once CI on the head is decided
+(:func:`agentz_app.domain.ci.decide_ci`), the run is done or goes back to a worker with
+the failures as feedback, and a done run goes back when CI on its head fails later.
+"Re-run" on one of Agent-Z's own checks re-runs that stage, like the Retry button.
 Reviews, their inline comments and check-run buttons steer a run only when their
 author passes the permission rule (:mod:`agentz_app.ingress.permissions`).
 """
@@ -19,8 +21,9 @@ from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
-from agentz_app.ingress.checks import check_run_fields, check_suite_fields, status_fields
+from agentz_app.ingress.checks import STATUS_CONCLUSIONS, record_event
 from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Decision, check_actor
+from agentz_app.ingress.snapshots import section
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
 from agentz_app.store import states
@@ -30,7 +33,7 @@ from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 from agentz_app.store.trust import add_run_note
 from workers.coordinator import Coordinator, status_view
-from workers.pipeline import CISignal, PipelineDeps, finish_run, request_fix, settle_ci
+from workers.pipeline import PipelineDeps, finish_run, request_fix, settle_ci
 from workers.worktrees import Worktrees
 
 router = routing.Router()
@@ -67,53 +70,100 @@ async def _cleanup_deps(gh: Any, db: Database, settings: Settings) -> AsyncItera
         yield build_deps(settings, db, http, client=gh)
 
 
-def _signal(fields: Mapping[str, Any]) -> CISignal:
-    return CISignal(
-        name=str(fields["name"]), status=str(fields["status"]), conclusion=fields.get("conclusion"),
-        app_slug=fields.get("app_slug"), summary=str(fields.get("summary") or ""),
-    )
+def _own(event: sansio.Event, settings: Settings) -> bool:
+    """True when the delivery's check run or suite is Agent-Z's own."""
+    obj = event.data.get(event.event) if event.event in ("check_run", "check_suite") else None
+    if not isinstance(obj, Mapping):
+        return False
+    app = obj.get("app")
+    slug = app.get("slug") if isinstance(app, Mapping) else None
+    if isinstance(slug, str) and slug:
+        return slug == settings.github_app_slug
+    return event.event == "check_run" and is_own_check(str(obj.get("name") or ""))
 
 
-async def _wake(event: sansio.Event, gh: Any, fields: Mapping[str, Any], *, db: Database, settings: Settings,
-                queue: RunQueue, logs: str = "") -> None:
-    repo = _repo(event)
-    runs = queue.runs_waiting_on_sha(repo, str(fields["head_sha"]), statuses=[Status.WAITING_CHECKS])
+async def _wake(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue) -> None:
+    """Record the delivery's CI signals, then settle the runs waiting on (or done with) that head."""
+    repo, records = record_event(db, settings, event)
     deps = _deps(gh, db, settings, queue)
-    for run in runs:
-        await settle_ci(deps, gh, run, extra=[_signal(fields)], logs=logs)
+    for head_sha in dict.fromkeys(record.head_sha for record in records):
+        for run in queue.runs_waiting_on_sha(repo, head_sha):
+            await settle_ci(deps, gh, run)
 
 
 @router.register("check_run", action="completed")
 async def on_check_run_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                                  queue: RunQueue, **_: Any) -> None:
     """A check run finished: settle runs waiting on its head SHA (our own checks are ignored)."""
-    check_run = event.data.get("check_run") or {}
-    fields = check_run_fields(check_run)
-    if is_own_check(fields["name"]) or fields.get("app_slug") == settings.github_app_slug:
-        return
-    output = check_run.get("output") if isinstance(check_run.get("output"), Mapping) else {}
-    logs = str((output or {}).get("text") or "")
-    await _wake(event, gh, fields, db=db, settings=settings, queue=queue, logs=logs)
+    if not _own(event, settings):
+        await _wake(event, gh, db=db, settings=settings, queue=queue)
 
 
 @router.register("check_suite", action="completed")
 async def on_check_suite_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                                    queue: RunQueue, **_: Any) -> None:
     """A check suite finished: settle runs waiting on its head SHA."""
-    fields = check_suite_fields(event.data.get("check_suite") or {})
-    if fields.get("app_slug") == settings.github_app_slug:
-        return
-    await _wake(event, gh, fields, db=db, settings=settings, queue=queue)
+    if not _own(event, settings):
+        await _wake(event, gh, db=db, settings=settings, queue=queue)
 
 
 @router.register("status")
 async def on_status(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
                     **_: Any) -> None:
-    """A commit status changed: settle runs waiting on that SHA."""
-    fields = status_fields(event.data)
-    if fields["status"] != "completed":
+    """A commit status changed: settle runs waiting on that SHA once it is final."""
+    if str(event.data.get("state") or "") in STATUS_CONCLUSIONS:
+        await _wake(event, gh, db=db, settings=settings, queue=queue)
+
+
+async def _rerun_stage(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, sender: Actor,
+                       *, what: str) -> None:
+    """GitHub's "Re-run" on one of our checks: the Retry button's semantics, for people who may steer."""
+    actor = sender.login or "github"
+    decision = await check_actor(gh, db, settings, run.repo, sender)
+    if not decision.allowed:
+        queue.add_event(run.id, "check_run_action_refused", action="rerun", actor=actor, reason=decision.reason)
+        log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
         return
-    await _wake(event, gh, fields, db=db, settings=settings, queue=queue)
+    try:
+        if run.status in states.RETRYABLE:
+            queue.resume(run.id, reason=f"re-run requested on {what}", actor=actor)
+        elif run.status == Status.WAITING_CHECKS:
+            await settle_ci(_deps(gh, db, settings, queue), gh, run)
+        else:
+            queue.add_event(run.id, "retry_ignored", status=str(run.status), actor=actor)
+    except (LeaseLost, IllegalTransition, AgentZError) as exc:
+        log.info("re-run ignored", run_id=run.id, reason=str(exc))
+
+
+@router.register("check_run", action="rerequested")
+async def on_check_run_rerequested(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                                   queue: RunQueue, **_: Any) -> None:
+    """GitHub's "Re-run" on one of our check runs re-runs its stage; another App's re-run is only recorded."""
+    if not _own(event, settings):
+        return  # the checks router recorded the reset; the new attempt's webhooks settle the run
+    check_run = section(event.data, "check_run")
+    run_id = run_id_of_external(str(check_run.get("external_id") or ""))
+    if run_id is None:
+        return
+    try:
+        run = queue.get(run_id)
+    except NotFound:
+        return
+    await _rerun_stage(gh, db, settings, queue, run, Actor.from_user(event.data.get("sender")),
+                       what=str(check_run.get("name") or "a check run"))
+
+
+@router.register("check_suite", action="rerequested")
+async def on_check_suite_rerequested(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                                     queue: RunQueue, **_: Any) -> None:
+    """GitHub's "Re-run all checks" on our suite re-runs the runs whose head it is; another App's is only recorded."""
+    if not _own(event, settings):
+        return
+    suite = section(event.data, "check_suite")
+    head_sha = str(suite.get("head_sha") or "")
+    sender = Actor.from_user(event.data.get("sender"))
+    for run in queue.runs_waiting_on_sha(_repo(event), head_sha, statuses=list(Status)):
+        await _rerun_stage(gh, db, settings, queue, run, sender, what="Agent-Z's checks")
 
 
 def run_for_pull(db: Database, repo: str, number: int) -> Run | None:

@@ -137,21 +137,37 @@ class IssueComment(Base):
 
 
 class CheckResult(Base):
-    """One CI signal (check run, check suite or commit status) for a head SHA."""
+    """One CI signal for a head SHA: a check run (key: its id), a check suite (key: its id) or a
+    commit status (key: its context), as last seen."""
 
     __tablename__ = "check_results"
-    __table_args__ = (UniqueConstraint("repo", "head_sha", "name"),)
+    __table_args__ = (UniqueConstraint("repo", "head_sha", "source", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     repo: Mapped[str] = mapped_column(String(200))
     head_sha: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(16))  # check_run | check_suite | status
+    key: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    suite_id: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(32), default="queued")
     conclusion: Mapped[str | None] = mapped_column(String(32))
     app_slug: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[str] = mapped_column(String(40), default="")
+    runs: Mapped[int] = mapped_column(Integer, default=0)  # a suite's check runs, as GitHub counted them
+    updated_at: Mapped[str] = mapped_column(String(40), default="")  # GitHub's timestamp of this state
+    first_seen_at: Mapped[float] = mapped_column(Float, default=now)
+    changed_at: Mapped[float] = mapped_column(Float, default=now)  # when this state was first seen
+
+
+class RepositoryCI(Base):
+    """A repository that has reported CI (a check run or commit status of another App) at least once."""
+
+    __tablename__ = "repository_ci"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_source: Mapped[str] = mapped_column(String(255), default="")
+    first_seen_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class Run(Base):

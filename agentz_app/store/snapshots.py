@@ -28,14 +28,14 @@ from agentz_app.store.models import (
     IssueSnapshot,
     PullSnapshot,
     Repository,
+    RepositoryCI,
     now,
 )
 
-MAX_SUMMARY_CHARS = 65_535
 _ASSOCIATION = re.compile(r"[A-Z_]{1,32}")
-_STATUS_RANK = {"queued": 0, "requested": 0, "waiting": 0, "pending": 0, "in_progress": 1, "completed": 2}
 
-_Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResult, Installation, Repository)
+_Model = TypeVar("_Model", IssueSnapshot, PullSnapshot, IssueComment, CheckResult, Installation, Repository,
+                 RepositoryCI)
 
 
 # Pure helpers -----------------------------------------------------------------------
@@ -283,44 +283,3 @@ def delete_comment(session: Session, comment_id: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-# CI results -------------------------------------------------------------------------
-
-
-def record_check(
-    session: Session,
-    repo: str,
-    *,
-    head_sha: str,
-    name: str,
-    source: str,
-    status: str,
-    conclusion: str | None,
-    app_slug: str | None = None,
-    summary: str = "",
-    updated_at: str = "",
-) -> bool:
-    """Store one CI signal for a head SHA unless a newer one of the same name is stored.
-
-    Within one timestamp a later status wins (queued < in_progress < completed), so a
-    late "created" delivery cannot undo a completion reported in the same second.
-    """
-    row, created = _locked(
-        session, CheckResult, {"repo": repo, "head_sha": head_sha, "name": name}, {"source": source}
-    )
-    if not created and updated_at and row.updated_at:
-        incoming = (updated_at, _STATUS_RANK.get(status, 0))
-        stored = (row.updated_at, _STATUS_RANK.get(row.status, 0))
-        if incoming < stored:
-            return False
-    changed = _assign(
-        row,
-        {
-            "source": source,
-            "status": status,
-            "conclusion": conclusion,
-            "app_slug": app_slug,
-            "summary": summary[:MAX_SUMMARY_CHARS],
-            "updated_at": updated_at or row.updated_at,
-        },
-    )
-    return changed or created

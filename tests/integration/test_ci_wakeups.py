@@ -9,12 +9,14 @@ import pytest
 from gidgethub import sansio
 
 from agentz_app.config import Settings
+from agentz_app.ingress.checks import check_run_record
 from agentz_app.ingress.runs import router, run_id_of_external
+from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
-from agentz_app.store.models import CheckResult, Claim, Run
+from agentz_app.store.models import Claim, Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH
-from workers.pipeline import CISignal, PipelineDeps, ci_verdict, settle_waiting
+from workers.pipeline import PipelineDeps, settle_waiting
 from workers.worktrees import Worktrees
 
 SHA = "c" * 40
@@ -28,7 +30,7 @@ def queue(db: Database) -> RunQueue:
 @pytest.fixture
 def ci_settings(tmp_path: Path) -> Settings:
     return Settings.load(None, state_dir=tmp_path / "state", github_app_slug="agent-z", max_review_rounds=2,
-                         database_url=f"sqlite:///{tmp_path / 'unused.db'}")
+                         ci_quiet_seconds=0, database_url=f"sqlite:///{tmp_path / 'unused.db'}")
 
 
 def waiting_run(db: Database, *, status: str = "waiting_checks", ci_round: int = 0) -> Run:
@@ -43,10 +45,15 @@ def waiting_run(db: Database, *, status: str = "waiting_checks", ci_round: int =
         return run
 
 
-def stored(db: Database, name: str, status: str, conclusion: str | None, slug: str = "ci") -> None:
+def stored(db: Database, name: str, status: str, conclusion: str | None, slug: str = "ci", *,
+           check_id: int | None = None, gh: MemoryGH | None = None) -> None:
+    """A check run of ``slug`` recorded from its webhook (and listed by ``gh`` when given)."""
+    check = {"id": check_id or (abs(hash(name)) % 10_000 + 1), "name": name, "head_sha": SHA, "status": status,
+             "conclusion": conclusion, "app": {"slug": slug}, "output": {"summary": f"{name} says {conclusion}"}}
+    if gh is not None:
+        gh.checks[check["id"]] = check
     with db.begin() as session:
-        session.add(CheckResult(repo=REPO, head_sha=SHA, name=name, source="check_run", status=status,
-                                conclusion=conclusion, app_slug=slug, summary=f"{name} says {conclusion}"))
+        record_ci(session, REPO, check_run_record(check), own_slug="agent-z")
 
 
 def event(name: str, data: dict[str, Any]) -> sansio.Event:
@@ -54,10 +61,13 @@ def event(name: str, data: dict[str, Any]) -> sansio.Event:
                         event=name, delivery_id="d1")
 
 
-def check_run_event(name: str, conclusion: str, *, slug: str = "ci", action: str = "completed") -> sansio.Event:
-    return event("check_run", {"action": action, "check_run": {
-        "id": 1, "name": name, "head_sha": SHA, "status": "completed", "conclusion": conclusion,
-        "app": {"slug": slug}, "pull_requests": [], "output": {"summary": "1 failed", "text": "assert 1 == 2"}}})
+def check_run_event(name: str, conclusion: str, *, slug: str = "ci", action: str = "completed",
+                    check_id: int = 1, gh: MemoryGH | None = None) -> sansio.Event:
+    check = {"id": check_id, "name": name, "head_sha": SHA, "status": "completed", "conclusion": conclusion,
+             "app": {"slug": slug}, "pull_requests": [], "output": {"summary": "1 failed", "text": "assert 1 == 2"}}
+    if gh is not None:
+        gh.checks[check_id] = check
+    return event("check_run", {"action": action, "check_run": check})
 
 
 @pytest.fixture
@@ -75,8 +85,8 @@ async def test_fork_pr_success_without_pull_requests_is_matched_by_head_sha(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)
-    stored(db, "lint", "completed", "success")
-    await dispatch(check_run_event("tests", "success"), gh, db, ci_settings, queue)
+    stored(db, "lint", "completed", "success", gh=gh)
+    await dispatch(check_run_event("tests", "success", gh=gh), gh, db, ci_settings, queue)
     run = queue.get("run1")
     assert run.status == "done"
     assert gh.labels[7] == ["agent-z"]
@@ -87,22 +97,27 @@ async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)
-    stored(db, "lint", "in_progress", None)
-    await dispatch(check_run_event("tests", "failure"), gh, db, ci_settings, queue)
+    stored(db, "lint", "in_progress", None, check_id=2, gh=gh)
+    await dispatch(check_run_event("tests", "failure", check_id=1, gh=gh), gh, db, ci_settings, queue)
     assert queue.get("run1").status == "waiting_checks"
 
-    stored_update(db, "lint", "completed", "success")
-    stored(db, "tests", "completed", "failure")
-    await dispatch(check_run_event("lint", "success"), gh, db, ci_settings, queue)
+    gh.checks[2].update(status="completed", conclusion="success")
+    await dispatch(check_run_event("lint", "success", check_id=2, gh=gh), gh, db, ci_settings, queue)
     run = queue.get("run1")
     assert run.status == "fixing_ci" and run.ci_round == 1 and run.lease_owner is None
     assert run.feedback is not None and [c["name"] for c in run.feedback["checks"]] == ["tests"]
 
 
-def stored_update(db: Database, name: str, status: str, conclusion: str | None) -> None:
-    with db.begin() as session:
-        row = session.query(CheckResult).filter_by(head_sha=SHA, name=name).one()
-        row.status, row.conclusion = status, conclusion
+async def test_a_failure_on_the_head_of_a_done_run_reopens_it(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="done")
+    await dispatch(check_run_event("late", "success", check_id=3, gh=gh), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "done"
+    await dispatch(check_run_event("tests", "failure", check_id=4, gh=gh), gh, db, ci_settings, queue)
+    run = queue.get("run1")
+    assert run.status == "fixing_ci" and run.feedback is not None
+    assert [c["name"] for c in run.feedback["checks"]] == ["tests"]
 
 
 async def test_our_own_check_runs_never_settle_a_run(
@@ -145,6 +160,19 @@ async def test_a_pr_without_any_ci_is_done_after_the_grace_period(
     done = next(e for e in queue.events("run1") if e.to_status == "done")
     assert done.payload["reason"] == "no CI result within 600 s"
     assert gh.labels[7] == ["agent-z"] and len(gh.comments) == 1  # cleaned up like any finished run
+
+
+async def test_the_grace_period_does_not_apply_once_the_repository_has_had_ci(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    with db.begin() as session:  # an earlier head of the repository had a check run of another App
+        record_ci(session, REPO, check_run_record({"id": 9, "name": "tests", "head_sha": "a" * 40,
+                                                   "status": "completed", "conclusion": "success",
+                                                   "app": {"slug": "ci"}}), own_slug="agent-z")
+    waiting_run(db)
+    backdate(db, ci_settings.ci_grace_seconds * 10)
+    assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
+    assert queue.get("run1").status == "waiting_checks" and not gh.calls
 
 
 async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
@@ -239,17 +267,10 @@ def test_external_ids_name_the_run() -> None:
     assert run_id_of_external("someone-else:abc") is None
 
 
-def test_queued_suites_of_silent_apps_do_not_block_a_verdict() -> None:
-    signals = [CISignal("suite:dependabot", "queued", None, "dependabot"), CISignal("tests", "completed", "success")]
-    assert ci_verdict(signals, own_slug="agent-z") == "success"
-    assert ci_verdict([CISignal("Agent-Z / plan", "completed", "success", "agent-z")], own_slug="agent-z") == "none"
-    assert ci_verdict([CISignal("t", "completed", "timed_out")], own_slug="agent-z") == "failure"
-
-
 async def test_a_waiting_run_whose_ci_already_finished_is_settled_without_a_webhook(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)  # e.g. a pull request adopted after its checks had run
-    stored(db, "tests", "completed", "success")
+    stored(db, "tests", "completed", "success", gh=gh)
     [run] = await settle_waiting(sweep_deps(gh, db, ci_settings, queue))
     assert run.status == "done" and gh.labels[7] == ["agent-z"]

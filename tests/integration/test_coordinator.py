@@ -37,6 +37,9 @@ class MemoryGH:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     checks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    suites: dict[int, dict[str, Any]] = field(default_factory=dict)
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # newest last
+    job_logs: dict[int, str] = field(default_factory=dict)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # login -> role; anyone else reads (a public repository)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -106,8 +109,11 @@ class MemoryGH:
             return pulls
         if m := re.fullmatch(r"/pulls/(\d+)", rest):
             return self.pulls[int(m[1])]
-        if m := re.fullmatch(r"/commits/([0-9a-f]+)/status", rest):
-            return {"state": "pending", "statuses": []}
+        if m := re.fullmatch(r"/commits/([0-9a-f]+)/statuses", rest):
+            return [st for st in reversed(self.statuses) if st["sha"] == m[1]]
+        if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-suites", rest):
+            suites = [su for su in self.suites.values() if su["head_sha"] == m[1]]
+            return {"total_count": len(suites), "check_suites": suites}
         if m := re.fullmatch(r"/collaborators/([^/]+)/permission", rest):
             role = self.roles.get(unquote(m[1]), "read")
             legacy = {"maintain": "write", "triage": "read"}.get(role, role)
@@ -122,6 +128,10 @@ class MemoryGH:
             check = {"id": self._id(), **data, "annotations": list(data["output"].get("annotations", []))}
             self.checks[check["id"]] = check
             return check
+        if m := re.fullmatch(r"/check-runs/(\d+)/annotations", rest):
+            return list(self.checks[int(m[1])].get("annotations", []))
+        if (m := re.fullmatch(r"/check-runs/(\d+)", rest)) and method == "GET":
+            return self.checks[int(m[1])]
         if m := re.fullmatch(r"/check-runs/(\d+)", rest):
             check = self.checks[int(m[1])]
             notes = data.get("output", {}).get("annotations", [])
@@ -135,9 +145,18 @@ class MemoryGH:
     async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
         return self._route("GET", url, None)
 
-    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> AsyncIterator[Any]:
-        for item in self._route("GET", url, None):
+    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, *, iterable_key: str = "items",
+                      **_: Any) -> AsyncIterator[Any]:
+        data = self._route("GET", url, None)
+        for item in data[iterable_key] if isinstance(data, dict) else data:
             yield item
+
+    async def download_tail(self, url: str, *, max_bytes: int) -> bytes:
+        self.calls.append(("GET", url, None))
+        m = re.fullmatch(rf"/repos/{re.escape(self.repo)}/actions/jobs/(\d+)/logs", url)
+        if m is None or int(m[1]) not in self.job_logs:
+            raise GitHubError(404, f"no log at {url}")
+        return self.job_logs[int(m[1])].encode()[-max_bytes:]
 
     async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         return self._route("POST", url, data)

@@ -103,18 +103,20 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
                 assert comment.body == data["comment"]["body"]
                 assert comment.author_association == data["comment"]["author_association"]
         elif event in ("check_run", "check_suite", "status"):
-            check = session.scalars(select(CheckResult)).one()
+            primary = {"check_run": "check_run", "check_suite": "check_suite", "status": "status"}[event]
+            check = session.scalars(select(CheckResult).where(CheckResult.source == primary)).one()
             assert check.repo == data["repository"]["full_name"]
             if event == "check_run":
                 run = data["check_run"]
                 assert (check.head_sha, check.name, check.source) == (run["head_sha"], run["name"], "check_run")
+                assert check.key == str(run["id"]) and check.suite_id == run["check_suite"]["id"]
                 assert (check.status, check.conclusion) == (run["status"], run["conclusion"])
             elif event == "check_suite":
                 suite = data["check_suite"]
-                assert (check.head_sha, check.source) == (suite["head_sha"], "check_suite")
+                assert (check.head_sha, check.source, check.key) == (suite["head_sha"], "check_suite", str(suite["id"]))
                 assert (check.status, check.conclusion) == (suite["status"], suite["conclusion"])
             else:
-                assert (check.head_sha, check.name, check.source) == (data["sha"], data["context"], "status")
+                assert (check.head_sha, check.key, check.source) == (data["sha"], data["context"], "status")
                 assert (check.status, check.conclusion) == ("completed", "success")
         elif event in ("installation", "installation_repositories"):
             installation = session.get(Installation, data["installation"]["id"])
@@ -337,7 +339,7 @@ async def test_a_late_in_progress_check_run_does_not_undo_its_completion(db: Dat
     deliver(db, "check_run.completed.json", started, "late-start")
     await process(db, settings)
     with db.read() as session:
-        check = session.scalars(select(CheckResult)).one()
+        check = session.scalars(select(CheckResult).where(CheckResult.source == "check_run")).one()
         assert (check.status, check.conclusion) == ("completed", completed["check_run"]["conclusion"])
 
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.ingress.checks import check_run_record
 from agentz_app.store import states
+from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
-from agentz_app.store.models import CheckResult, Run
+from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH, make_origin, sh
 from workers.pipeline import PipelineDeps, plan_run, settle_ci, work_run
@@ -49,7 +51,7 @@ class Harness:
         self.settings = Settings.load(
             None, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", state_dir=tmp_path / "state",
             git_url_template=f"file://{tmp_path / 'remote'}/{{full_name}}.git", default_backend="scripted",
-            heartbeat_seconds=0.2, lease_seconds=5, **overrides,
+            heartbeat_seconds=0.2, lease_seconds=5, ci_quiet_seconds=0, **overrides,
         )
         self.db = Database.from_url(self.settings.database_url)
         migrate(self.db)
@@ -83,9 +85,12 @@ class Harness:
         return await work_run(self.deps, *claimed)
 
     def ci(self, sha: str, conclusion: str, name: str = "tests") -> None:
+        """Another App's check run completes on ``sha``: GitHub lists it and its webhook was recorded."""
+        check = {"id": self.gh._id(), "name": name, "head_sha": sha, "status": "completed",
+                 "conclusion": conclusion, "app": {"slug": "ci"}, "output": {"summary": f"{name}: {conclusion}"}}
+        self.gh.checks[check["id"]] = check
         with self.db.begin() as session:
-            session.add(CheckResult(repo=REPO, head_sha=sha, name=name, source="check_run", status="completed",
-                                    conclusion=conclusion, app_slug="ci", summary=f"{name}: {conclusion}"))
+            record_ci(session, REPO, check_run_record(check), own_slug=self.settings.github_app_slug)
 
     def check_names(self, sha: str) -> list[str]:
         return sorted(c["name"] for c in self.gh.checks.values() if c["head_sha"] == sha)

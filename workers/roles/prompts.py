@@ -170,6 +170,13 @@ def fix_review_prompt(findings: Sequence[Finding], *, summary: str = "") -> str:
 def _check_block(check: Mapping[str, Any]) -> str:
     summary = _clip(str(check.get("summary") or "").strip(), 4000) or "(no summary)"
     text = f"{check.get('name')}: {check.get('conclusion')}\n\n{summary}"
+    notes = check.get("annotations") or []
+    if notes:
+        text += "\n\nAnnotations:\n" + "\n".join(
+            f"- {note.get('path')}:{note.get('start_line', '?')}: {note.get('message', '')}" for note in notes[:50])
+    log = str(check.get("log") or "").strip()
+    if log:
+        text += "\n\nThe failing step's log (the end):\n" + _clip(log, 10_000)
     return untrusted_block(text, source="failed CI check", author="CI", author_label=_CI)
 
 
@@ -197,7 +204,7 @@ def feedback_prompt(feedback: Mapping[str, Any]) -> str:
                                                      association=feedback.get("reviewer_association"))]
     checks = feedback.get("checks") or []
     if checks:
-        lines += ["", "Failed checks (name: conclusion, then the check's summary):"]
+        lines += ["", "Failed checks (name: conclusion, then what the check reported):"]
         lines += [_check_block(check) for check in checks]
     annotations = feedback.get("annotations") or []
     if annotations:
