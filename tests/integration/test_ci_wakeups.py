@@ -9,7 +9,8 @@ import pytest
 from gidgethub import sansio
 
 from agentz_app.config import Settings
-from agentz_app.ingress.checks import check_run_record
+from agentz_app.ingress.checks import check_run_record, check_suite_record
+from agentz_app.ingress.routers import build_router
 from agentz_app.ingress.runs import router, run_id_of_external
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
@@ -274,3 +275,65 @@ async def test_a_waiting_run_whose_ci_already_finished_is_settled_without_a_webh
     stored(db, "tests", "completed", "success", gh=gh)
     [run] = await settle_waiting(sweep_deps(gh, db, ci_settings, queue))
     assert run.status == "done" and gh.labels[7] == ["agent-z"]
+
+
+def rerequested(sender: str, *, slug: str = "agent-z", external_id: str = "agent-z:run1:review") -> sansio.Event:
+    return event("check_run", {"action": "rerequested", "sender": {"login": sender}, "check_run": {
+        "id": 77, "name": "Agent-Z / review", "head_sha": SHA, "status": "completed", "conclusion": "failure",
+        "external_id": external_id, "app": {"slug": slug}}})
+
+
+async def test_re_running_our_own_check_re_runs_the_stage_for_someone_who_may_steer(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="needs_human")
+    gh.roles["maria"] = "maintain"
+    await dispatch(rerequested("maria"), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "queued"
+
+
+async def test_re_running_our_own_check_is_refused_to_someone_who_may_not_steer(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="needs_human")
+    await dispatch(rerequested("mallory"), gh, db, ci_settings, queue)  # read permission only
+    assert queue.get("run1").status == "needs_human"
+    refused = [e for e in queue.events("run1") if e.kind == "check_run_action_refused"]
+    assert refused and refused[0].payload["actor"] == "mallory"
+
+
+async def test_another_apps_check_named_like_ours_cannot_re_run_our_stage(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="needs_human")
+    gh.roles["maria"] = "maintain"
+    await dispatch(rerequested("maria", slug="evil-app"), gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "needs_human"
+
+
+async def test_re_running_all_of_our_checks_re_runs_the_runs_on_that_head(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="failed")
+    gh.roles["maria"] = "write"
+    await dispatch(event("check_suite", {"action": "rerequested", "sender": {"login": "maria"}, "check_suite": {
+        "id": 5, "head_sha": SHA, "status": "queued", "conclusion": None, "app": {"slug": "agent-z"}}}),
+        gh, db, ci_settings, queue)
+    assert queue.get("run1").status == "queued"
+
+
+async def test_a_suite_another_app_reopens_makes_a_waiting_run_wait_again(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "tests", "completed", "failure", gh=gh)
+    with db.begin() as session:  # the suite has the failed job; GitHub then re-runs it
+        suite = {"id": 5, "head_sha": SHA, "status": "completed", "conclusion": "failure", "app": {"slug": "ci"},
+                 "latest_check_runs_count": 1, "updated_at": "2026-01-01T00:00:00Z"}
+        record_ci(session, REPO, check_suite_record(suite), own_slug="agent-z")
+    reopened = event("check_suite", {"action": "rerequested", "sender": {"login": "maria"}, "check_suite": {
+        "id": 5, "head_sha": SHA, "status": "completed", "conclusion": "failure", "app": {"slug": "ci"},
+        "latest_check_runs_count": 1, "updated_at": "2026-01-01T00:00:05Z"}})
+    await build_router().dispatch(reopened, gh, db=db, settings=ci_settings, queue=queue)
+    assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
+    assert queue.get("run1").status == "waiting_checks"
