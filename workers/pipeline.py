@@ -32,7 +32,7 @@ from agentz_app.reporting.checks import (
 from agentz_app.reporting.comments import commit_message, pr_body
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store import states
-from agentz_app.store.ci import ci_signals, repo_has_ci
+from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueComment, IssueSnapshot, Repository, Run, now
 from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
@@ -638,6 +638,9 @@ async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | 
 # CI results ---------------------------------------------------------------------
 
 
+SETTLE_LOOKBACK_SECONDS = 120.0  # how far back a done run's head is checked for a late failure
+
+
 def ci_verdict(deps: PipelineDeps, run: Run, *, at: float | None = None) -> Verdict:
     """The CI verdict of the run's head from the stored signals (a database read, no GitHub call)."""
     assert run.head_sha is not None
@@ -684,13 +687,21 @@ async def settle_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
 async def settle_waiting(deps: PipelineDeps) -> list[Run]:
     """Settle waiting runs that no webhook will wake: CI finished before anyone waited (a PR
     adopted after its checks ran, a wake-up lost in a crash), a quiet window that ended, or
-    no CI result within ``CI_GRACE_SECONDS`` in a repository that never reported CI.
+    no CI result within ``CI_GRACE_SECONDS`` in a repository that never reported CI; and done
+    runs whose head's CI failed since (the failure's quiet window ended after its webhook).
 
     Deciding is a database read; GitHub is only called for the runs whose verdict is decided.
     """
     settled = []
-    for run in deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000):
-        if not run.head_sha or not ci_verdict(deps, run).decided:
+    # A done run is reopened by a failure on its head; only heads with recent CI changes can have one.
+    recent = now() - 3 * deps.settings.ci_quiet_seconds - SETTLE_LOOKBACK_SECONDS
+    with deps.db.read() as session:
+        changed = heads_changed_since(session, recent)
+    done = [run for run in deps.queue.list_runs(statuses=[Status.DONE], limit=1000)
+            if (run.repo, run.head_sha) in changed]
+    for run in [*deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000), *done]:
+        verdict = ci_verdict(deps, run) if run.head_sha else None
+        if verdict is None or not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
             continue
         try:
             settled.append(await settle_ci(deps, await deps.github(run), run))

@@ -103,3 +103,10 @@ def ci_signals(session: Session, repo: str, head_sha: str) -> tuple[list[CheckSi
         checks.append(CheckSignal(kind, row.key, row.name, row.status, row.conclusion, app_slug=row.app_slug,
                                   suite_id=row.suite_id, summary=row.summary, changed_at=row.changed_at))
     return checks, suites
+
+
+def heads_changed_since(session: Session, moment: float) -> set[tuple[str, str]]:
+    """The (repository, head SHA) pairs with a CI signal that changed at or after ``moment``."""
+    rows = session.execute(select(CheckResult.repo, CheckResult.head_sha)
+                           .where(CheckResult.changed_at >= moment).distinct())
+    return {(repo, sha) for repo, sha in rows}

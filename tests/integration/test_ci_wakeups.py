@@ -14,7 +14,7 @@ from agentz_app.ingress.routers import build_router
 from agentz_app.ingress.runs import router, run_id_of_external
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
-from agentz_app.store.models import Claim, Run
+from agentz_app.store.models import CheckResult, Claim, Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH
 from workers.pipeline import PipelineDeps, settle_waiting
@@ -337,3 +337,19 @@ async def test_a_suite_another_app_reopens_makes_a_waiting_run_wait_again(
     await build_router().dispatch(reopened, gh, db=db, settings=ci_settings, queue=queue)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
     assert queue.get("run1").status == "waiting_checks"
+
+
+async def test_a_late_failure_on_a_done_run_is_acted_on_once_its_quiet_window_ends(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    quiet = ci_settings.model_copy(update={"ci_quiet_seconds": 30.0})
+    waiting_run(db, status="done")
+    await dispatch(check_run_event("tests", "failure", check_id=4, gh=gh), gh, db, quiet, queue)
+    assert queue.get("run1").status == "done"  # within the quiet window: nothing decided yet
+    deps = sweep_deps(gh, db, quiet, queue)
+    assert await settle_waiting(deps) == []
+    with db.begin() as session:
+        for row in session.query(CheckResult).all():
+            row.changed_at -= 31
+    [run] = await settle_waiting(deps)
+    assert run.status == "fixing_ci"
