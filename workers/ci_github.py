@@ -34,14 +34,15 @@ log = get_logger("agentz.ci")
 
 async def list_ci(gh: Any, repo: str, sha: str) -> list[CIRecord]:
     """Every check suite, check run (all attempts) and latest status per context of ``sha``, from GitHub."""
-    base = f"/repos/{repo}/commits/{sha}"
     records: list[CIRecord] = []
-    async for suite in gh.getiter(f"{base}/check-suites?per_page=100", iterable_key="check_suites"):
+    async for suite in gh.getiter(f"/repos/{repo}/commits/{sha}/check-suites?per_page=100",
+                                  iterable_key="check_suites"):
         records.append(check_suite_record(suite))
-    async for check_run in gh.getiter(f"{base}/check-runs?filter=all&per_page=100", iterable_key="check_runs"):
+    async for check_run in gh.getiter(f"/repos/{repo}/commits/{sha}/check-runs?filter=all&per_page=100",
+                                      iterable_key="check_runs"):
         records.append(check_run_record(check_run))
     contexts: set[str] = set()
-    async for status in gh.getiter(f"{base}/statuses?per_page=100"):
+    async for status in gh.getiter(f"/repos/{repo}/commits/{sha}/statuses?per_page=100"):
         record = status_record(status, sha=sha)
         if record.key not in contexts:  # newest first: the first one of a context is its state
             contexts.add(record.key)

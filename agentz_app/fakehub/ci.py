@@ -313,7 +313,7 @@ class ActionsSimulator:
         rec: Record = {"id": self.hub.state.new_id(), "repo": run.full_name, "head_sha": run.sha,
                        "check_suite_id": run.suite_id, "app_slug": run.workflow.app, "app_id": ACTIONS_APP_ID,
                        "name": job.name, "status": status, "conclusion": conclusion,
-                       "started_at": now if status == "completed" else None,
+                       "started_at": now,
                        "completed_at": now if status == "completed" else None, "external_id": "",
                        "details_url": None, "output": {"title": None, "summary": None, "text": None},
                        "annotations": [], "actions": [], "created_at": now, "updated_at": now}

@@ -1200,8 +1200,9 @@ class FakeHub:
     def statuses_of(self, full_name: str, sha: str) -> list[Record]:
         """Every commit status of ``sha``, newest first."""
         repo = self.state.repo(full_name)["full_name"]
-        return [self._status_json(r) for r in reversed(self.state.data["statuses"])
-                if r["repo"] == repo and r["sha"] == sha]
+        return [{**self._status_json(r), "url": f"{self.base_url}/repos/{repo}/statuses/{sha}",
+                 "avatar_url": f"{self.base_url}/avatars/{r['creator']}"}
+                for r in reversed(self.state.data["statuses"]) if r["repo"] == repo and r["sha"] == sha]
 
 
 async def run_forever(hub: FakeHub, host: str, port: int) -> None:

@@ -89,7 +89,7 @@ def manifest() -> dict[str, object]:
 def test_the_scan_finds_the_calls_we_know_we_make() -> None:
     calls = calls_in_code(GitHubContract.load())
     for key in ("POST /repos/{owner}/{repo}/check-runs", "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}",
-                "POST /repos/{owner}/{repo}/pulls", "GET /repos/{owner}/{repo}/commits/{ref}/status",
+                "POST /repos/{owner}/{repo}/pulls", "GET /repos/{owner}/{repo}/commits/{ref}/statuses",
                 "GET /repos/{owner}/{repo}/collaborators/{username}/permission",
                 "POST /app/hook/deliveries/{delivery_id}/attempts"):
         assert key in calls, key

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 
 from agentz_app.config import Settings
@@ -30,7 +31,8 @@ from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
 from agentz_app.web import WEBHOOK_PATH, create_app
-from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, push_branch  # noqa: F401
+from tests.contract.validator import ContractRecorder, GitHubContract
+from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_key, push_branch  # noqa: F401
 from workers.pipeline import PipelineDeps, settle_waiting
 from workers.pool import build_deps
 from workers.roles.prompts import feedback_prompt
@@ -98,7 +100,10 @@ class CI:
 @pytest.fixture
 async def ci(tmp_path: Path, app_private_key: str) -> AsyncIterator[CI]:  # noqa: F811
     hub = FakeHub(tmp_path / "hub", webhook_secret=SECRET, app_id=APP_ID, app_slug=APP_SLUG,
-                  private_key_pem=app_private_key, webhook_backoff_seconds=0.02, ci_concurrency=2)
+                  private_key_pem=app_private_key, webhook_backoff_seconds=0.02, ci_concurrency=2,
+                  app_manifest=yaml.safe_load(APP_MANIFEST.read_text("utf-8")))
+    recorder = ContractRecorder(GitHubContract.load())
+    hub.observers.append(recorder)
     await hub.start()
     settings = Settings.load(
         None, database_url=f"sqlite:///{tmp_path / 'agentz.db'}", state_dir=tmp_path / "state",
@@ -122,6 +127,7 @@ async def ci(tmp_path: Path, app_private_key: str) -> AsyncIterator[CI]:  # noqa
         await hub.stop()
         await receiver.cleanup()
         db.dispose()
+    assert not recorder.violations, "traffic departs from GitHub's description:\n" + recorder.report()
 
 
 async def test_a_later_success_of_a_same_named_job_does_not_hide_a_failure_and_the_fixer_gets_its_log(
