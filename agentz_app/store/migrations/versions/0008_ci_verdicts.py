@@ -6,14 +6,14 @@ id (check runs, suites) or context (statuses). Existing rows are copied with the
 as key. ``repository_ci`` remembers repositories that reported CI, so the no-CI grace
 period no longer applies to them; it is filled from the rows already stored.
 
-Revision ID: 0006_ci_verdicts
+Revision ID: 0008_ci_verdicts
 Revises: 0007_visible_states
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_ci_verdicts'
+revision = '0008_ci_verdicts'
 down_revision = '0007_visible_states'
 branch_labels = None
 depends_on = None
