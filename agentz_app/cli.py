@@ -74,8 +74,8 @@ class AgentzGroup(click.Group):
 def cli(ctx: click.Context, env_file: str) -> None:
     """Agent-Z: a GitHub App that turns issues into reviewed pull requests."""
     ctx.ensure_object(dict)
-    if ctx.invoked_subcommand == "demo":
-        return  # the demo builds its own settings in a temporary workspace
+    if ctx.invoked_subcommand in ("demo", "config"):
+        return  # the demo builds its own settings in a temporary workspace; config reads only its file
     ctx.obj["settings"] = load_settings(env_file)
 
 
@@ -690,3 +690,34 @@ def loop(ctx: click.Context, count: int, force: bool) -> None:
         click.echo(f"#{run.issue_number}: {run.status}{pr}")
     if any(run.status not in ("done", "merged") for run in runs):
         ctx.exit(1)
+
+
+@cli.group()
+def config() -> None:
+    """The per-repository configuration file, .github/agent-z.yml."""
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of .github/agent-z.yml."""
+    from agentz_app.repo_config import schema_text
+
+    click.echo(schema_text())
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+def config_check(path: str) -> None:
+    """Validate a .github/agent-z.yml file; print each problem with its line number."""
+    from agentz_app.repo_config import MAX_CONFIG_BYTES, InvalidRepoConfig, parse_config
+
+    with click.open_file(path, "rb") as stream:
+        content = stream.read(MAX_CONFIG_BYTES + 1)
+    try:
+        parse_config(content)
+    except InvalidRepoConfig as exc:
+        for problem in exc.problems:
+            click.echo(f"{path}:{problem.line or 1}: {problem.field + ': ' if problem.field else ''}{problem.message}",
+                       err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{path}: valid")

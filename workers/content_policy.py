@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentz_app.config import Settings
+from agentz_app.repo_config import RepoConfig
 from agentz_app.reporting.checks import MAX_SUMMARY, MAX_TITLE, truncate
 from agentz_app.secrets import configured_secret_values, find_secrets, redact_text
 
@@ -73,16 +74,24 @@ class ContentPolicy:
     secret_values: tuple[str, ...]  # exact values of configured secrets
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, environ: Mapping[str, str] | None = None) -> ContentPolicy:
+    def from_settings(
+        cls, settings: Settings, *, environ: Mapping[str, str] | None = None, repo: RepoConfig | None = None
+    ) -> ContentPolicy:
         """The policy configured by ``ALLOW_WORKFLOW_CHANGES``, ``MAX_FILE_BYTES``, ``PROTECTED_PATHS``.
 
         ``environ`` (default: this process's environment) supplies the provider keys and
         other ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` values that must not leave in a change.
+        ``repo`` (the repository's ``.github/agent-z.yml``) can only make the policy stricter:
+        its protected paths are added, and it can forbid workflow changes but never allow them
+        when the host forbids them.
         """
+        allow_workflows = settings.allow_workflow_changes and (repo is None or repo.allow_workflow_changes
+                                                               is not False)
+        protected = [*settings.protected_paths, *(repo.protected_paths if repo is not None else ())]
         return cls(
             max_file_bytes=settings.max_file_bytes,
-            allow_workflow_changes=settings.allow_workflow_changes,
-            protected_paths=tuple(settings.protected_paths),
+            allow_workflow_changes=allow_workflows,
+            protected_paths=tuple(dict.fromkeys(protected)),
             secret_values=configured_secret_values(settings, os.environ if environ is None else environ),
         )
 

@@ -23,6 +23,7 @@ from agentz_app.config import Settings
 from agentz_app.domain.ci import CIPolicy, Verdict, decide_ci
 from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
+from agentz_app.repo_config import RepoConfig, StoredConfig, effective_settings, stored_config
 from agentz_app.reporting.checks import (
     ci_fix_check,
     finding_annotations,
@@ -48,6 +49,7 @@ from workers.content_policy import (
 )
 from workers.coordinator import LABEL_QUEUED, LABEL_RUNNING, CheckReport, Coordinator
 from workers.gitops import GitError
+from workers.repo_setup import failure_reason, load_repo_config, local_test_prompt, run_repo_command, run_setup
 from workers.reporter import Reporter
 from workers.reporter import run_notes as reporter_notes
 from workers.roles.parse import run_structured
@@ -108,13 +110,13 @@ class PipelineDeps:
     progress: Progress | None = None
     extra_agent_env: Mapping[str, str] = field(default_factory=dict)
 
-    def runner(self, role: str) -> Runner:
-        """The runner for a role (task_lead/developer share the Task Lead backend)."""
+    def runner(self, role: str, settings: Settings | None = None) -> Runner:
+        """The runner for a role (task_lead/developer share the Task Lead backend); ``settings``: the run's."""
         if self.runner_for is not None:
             return self.runner_for(role)
         from workers.runners.registry import get_runner
 
-        return get_runner(self.settings.backend_for(role), self.settings)
+        return get_runner((settings or self.settings).backend_for(role), self.settings)
 
 
 # Reading the issue ------------------------------------------------------------
@@ -207,6 +209,7 @@ class Attempt:
             default=0.0,
         )
         self.review: Review | None = None
+        self.repo_config: RepoConfig | None = None
 
     def move(self, target: Status, **kwargs: Any) -> Run:
         self.run = self.queue.transition(self.lease, target, **kwargs)
@@ -254,7 +257,7 @@ class Attempt:
         """One free-form agent call (developer, fixer) with cost accounting."""
         self.guard_cost()
         with run_log(self.settings, self.run.id, role) as sink:
-            result = await self.deps.runner(role).run(
+            result = await self.deps.runner(role, self.settings).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
                 env=self._env(), log=sink, read_only=self._read_only(),
             )
@@ -280,7 +283,7 @@ class Attempt:
 
         with run_log(self.settings, self.run.id, role) as sink:
             value, results, raw, error = await run_structured(
-                self.deps.runner(role), model, role=role, prompt=prompt, workdir=workdir,
+                self.deps.runner(role, self.settings), model, role=role, prompt=prompt, workdir=workdir,
                 timeout=self.settings.agent_timeout_seconds, session_id=session_id, env=self._env(), log=sink,
                 before_repair=before_repair, read_only=self._read_only(),
             )
@@ -295,7 +298,7 @@ class Attempt:
 
     def violations(self, snapshot: Snapshot) -> list[Violation]:
         """What in the snapshot the content policy refuses, plus files trusted git could not read."""
-        policy = ContentPolicy.from_settings(self.settings)
+        policy = ContentPolicy.from_settings(self.settings, repo=self.repo_config)
         found = check_changes(snapshot.changes, policy)
         found += [Violation(change.path, "unreadable", "the file could not be read back for checking")
                   for change in snapshot.changes if _unread(change, policy.max_file_bytes)]
@@ -363,6 +366,7 @@ async def _plan(a: Attempt) -> Run:
     a.update(branch=branch, base_branch=issue.default_branch, title=issue.title or a.run.title)
     path = await a.deps.worktrees.resume(a.run.id, a.run.repo, branch, issue.default_branch)
     a.update(worktree_path=str(path))
+    await _configure(a, issue.default_branch)
     plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
     if plan is None:
         a.update(plan_raw=raw, session_id=session)
@@ -473,10 +477,12 @@ async def _develop(a: Attempt) -> Run:
         if a.deps.progress is not None:
             a.deps.progress(a.run, "deferred")
         return a.run
+    await _configure(a, base)
     skip = a.settings.skip_labels[:1]
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
     path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)
     a.update(worktree_path=str(path))
+    await _setup(a, path)
     stage = run.stage if run.stage in _RESUMABLE_STAGES else "developing"
     if stage == "fixing":
         stage = "reviewing"  # the findings are re-derived by a fresh review
@@ -505,8 +511,65 @@ async def _develop(a: Attempt) -> Run:
             a.update(session_id=result.session_id or a.run.session_id)
             await a.capture(path)
             stage = "reviewing"
+        elif not await _local_test(a, path):
+            stage = "reviewing"
         else:
             return await _submit(a, issue, plan, base, first=True)
+
+
+async def _configure(a: Attempt, base: str) -> None:
+    """Apply the repository's ``.github/agent-z.yml`` at the head of ``base`` (invalid or absent: the host's).
+
+    Read from the mirror the run's working copy comes from; where this host has no mirror
+    of the repository yet, the configuration another role stored is used.
+    """
+    stored: StoredConfig | None
+    try:
+        stored = await load_repo_config(a.deps.worktrees, a.deps.db, a.run.repo, base, gh=a.gh)
+    except (GitError, OSError, ValueError) as exc:  # no mirror here yet: what another role stored
+        log.info("repository configuration read from the store", run_id=a.run.id, reason=str(exc))
+        stored = stored_config(a.deps.db, a.run.repo)
+    if stored is None:
+        return
+    a.repo_config = stored.config
+    a.settings = effective_settings(a.deps.settings, stored.config)
+
+
+async def _setup(a: Attempt, path: Path) -> None:
+    """Run the repository's setup commands in the agent's sandbox; a failure needs a human."""
+    if a.repo_config is None or not a.repo_config.setup:
+        return
+    failed = await run_setup(a.settings, a.repo_config.setup, path, run_id=a.run.id, read_only=a._read_only(),
+                             extra_env=a.deps.extra_agent_env)
+    a.queue.add_event(a.run.id, "setup", passed=failed is None, commands=len(a.repo_config.setup))
+    if failed is not None:
+        raise StopRun(Status.NEEDS_HUMAN, failure_reason("setup", failed))
+
+
+async def _local_test(a: Attempt, path: Path) -> bool:
+    """Run the repository's test command on the change; a failure goes back to the developer (False).
+
+    Failures count towards MAX_REVIEW_ROUNDS over the whole run; past it the run needs a human.
+    """
+    command = a.repo_config.test if a.repo_config is not None else None
+    if not command:
+        return True
+    outcome = await run_repo_command(a.settings, command, path, run_id=a.run.id, log_name="test",
+                                     read_only=a._read_only(), extra_env=a.deps.extra_agent_env)
+    failures = sum(1 for e in a.queue.events(a.run.id) if e.kind == "local_test" and not e.payload.get("passed"))
+    a.queue.add_event(a.run.id, "local_test", passed=outcome.passed, exit_code=outcome.exit_code)
+    if outcome.passed:
+        return True
+    if failures + 1 >= a.settings.max_review_rounds:
+        raise StopRun(Status.NEEDS_HUMAN, f"after {failures + 1} rounds, " + failure_reason("test", outcome))
+    for target in (Status.FIXING, Status.DEVELOPING):
+        if states.can_transition(Status(a.run.status), target):
+            a.move(target, stage="fixing")
+            break
+    result = await a.agent("developer", local_test_prompt(outcome), path, session_id=a.run.session_id)
+    a.update(session_id=result.session_id or a.run.session_id)
+    await a.capture(path)
+    return False
 
 
 def _last_review(queue: RunQueue, run_id: str) -> Review | None:
@@ -551,12 +614,16 @@ async def _fix_ci(a: Attempt) -> Run:
         raise StopRun(Status.FAILED, "the run has no branch to fix")
     path = await a.deps.worktrees.resume(run.id, run.repo, run.branch, base, checkpoint=run.checkpoint_sha)
     a.update(worktree_path=str(path))
+    await _configure(a, base)
+    await _setup(a, path)
     if run.stage != "ci_submitting":
         feedback = dict(run.feedback or {})
         a.update(stage="ci_fixing")
         result = await a.agent("developer", feedback_prompt(feedback), path, session_id=run.session_id)
         a.update(session_id=result.session_id or a.run.session_id)
         await a.capture(path)
+        while not await _local_test(a, path):
+            pass
         a.update(stage="ci_submitting")
     a.review = _last_review(a.queue, run.id)
     return await _submit(a, issue, plan, base, first=False)

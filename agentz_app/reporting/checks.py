@@ -14,7 +14,7 @@ from agentz_app.secrets import redact_text
 from workers.roles.prompts import plan_markdown
 from workers.roles.schemas import Finding, Plan, Review
 
-STAGES = ("plan", "review", "ci-fix")
+STAGES = ("plan", "review", "ci-fix", "config")
 CHECK_NAME_PREFIX = "Agent-Z / "
 MAX_SUMMARY = 65_535
 """Bytes (UTF-8), not characters: GitHub answers 422 "summary exceeds a maximum bytesize" past it."""

@@ -361,3 +361,17 @@ class DependencyLookup(Base):
     error: Mapped[str | None] = mapped_column(Text)
     needed_by: Mapped[list[str]] = mapped_column(default=list)
     checked_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class RepoConfigRow(Base):
+    """A repository's ``.github/agent-z.yml`` as last read from its default branch (see agentz_app.repo_config)."""
+
+    __tablename__ = "repo_configs"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    blob_sha: Mapped[str | None] = mapped_column(String(64))
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    problems: Mapped[list[Any]] = mapped_column(default=list)
+    reported_sha: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
