@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError
@@ -38,7 +38,15 @@ CHECK_NAME = "Agent-Z / config"
 RepoBackend = Literal["claude", "codex", "opencode"]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 ShellCommand = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-PathGlob = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+def _check_glob(pattern: str) -> str:
+    if ".." in pattern.split("/") or "\\" in pattern:
+        raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
+    return pattern
+
+
+PathGlob = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_check_glob)]
 
 
 class _Strict(BaseModel):
@@ -83,14 +91,6 @@ class RepoConfig(_Strict):
     allow_workflow_changes: bool | None = Field(default=None, description="false forbids workflow changes; true "
                                                                           "cannot allow what the host forbids.")
     max_cost_per_run_usd: float | None = Field(default=None, gt=0, description="At most MAX_COST_PER_RUN_USD.")
-
-    @field_validator("protected_paths")
-    @classmethod
-    def _check_globs(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            if ".." in pattern.split("/") or "\\" in pattern:
-                raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
-        return value
 
 
 def json_schema() -> dict[str, Any]:
