@@ -275,6 +275,12 @@ def stored_config(db: Database, repo: str) -> StoredConfig | None:
         return _stored(row) if row is not None else None
 
 
+def settings_for(db: Database, settings: Settings, repo: str) -> Settings:
+    """The settings for ``repo``: the host's with its stored, valid configuration applied."""
+    stored = stored_config(db, repo) if repo else None
+    return effective_settings(settings, stored.config if stored is not None else None)
+
+
 def save_config(db: Database, repo: str, *, commit_sha: str, blob_sha: str | None, config: RepoConfig | None,
                 problems: Sequence[ConfigProblem] = (), reported_sha: str | None = None,
                 keep_reported: bool = True) -> StoredConfig:

@@ -465,6 +465,7 @@ async def _develop(a: Attempt) -> Run:
     base = run.base_branch or issue.default_branch
     if run.branch != branch or run.base_branch != base:
         a.update(branch=branch, base_branch=base)
+    await _configure(a, base)
     if run.pr_number is None:
         reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch)
         if reason:
@@ -477,7 +478,6 @@ async def _develop(a: Attempt) -> Run:
         if a.deps.progress is not None:
             a.deps.progress(a.run, "deferred")
         return a.run
-    await _configure(a, base)
     skip = a.settings.skip_labels[:1]
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
     path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)

@@ -27,6 +27,7 @@ from agentz_app.commands import (
 from agentz_app.config import Settings
 from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.logs import get_logger
+from agentz_app.repo_config import settings_for
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
@@ -60,6 +61,7 @@ async def issue_labeled(
 ) -> None:
     """Record who added a scheduling label; enqueue the issue when someone who may steer adds the trigger label."""
     data = event.data
+    settings = settings_for(db, settings, str((data.get("repository") or {}).get("full_name", "")))
     label = str((data.get("label") or {}).get("name", ""))
     if label.lower() not in scheduling_labels(settings) or _sender_is_us(data, settings):
         return

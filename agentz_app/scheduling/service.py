@@ -34,6 +34,7 @@ from agentz_app.config import Settings
 from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
+from agentz_app.repo_config import settings_for
 from agentz_app.scheduling import gates
 from agentz_app.scheduling.agent import Ranking, plan_batches, rank_candidates
 from agentz_app.scheduling.debounce import Debounce
@@ -418,7 +419,9 @@ async def schedule_once(
     slots = _Slots(settings.max_parallel_tasks - len(live), settings.per_repo_limit, dict(per_repo))
     reports: list[CandidateReport] = []
     for state in states:
-        reports += await _schedule_repo(db, settings, runner, queue, state, slots, force=force, github=github)
+        repo_settings = settings_for(db, settings, state.repo)  # labels and parallelism of .github/agent-z.yml
+        slots.per_repo_limit = repo_settings.per_repo_limit
+        reports += await _schedule_repo(db, repo_settings, runner, queue, state, slots, force=force, github=github)
     return reports
 
 

@@ -158,3 +158,12 @@ async def test_a_repository_cannot_allow_workflow_changes_the_host_forbids(tmp_p
     await h.plan()
     run = await h.work()
     assert run.status == "needs_human" and "workflow" in (run.error or "") and not h.gh.pulls
+
+
+async def test_the_repository_chooses_the_backend_of_a_role(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [{"role": "task_lead", "json": PLAN}])
+    h.deps.extra_agent_env = {**h.deps.extra_agent_env, "AGENTZ_CLI_DIR": str(tmp_path / "no-clis")}
+    commit_config(h, tmp_path, {"backends": {"task_lead": "codex"}})
+    h.enqueue()
+    run = await h.plan()
+    assert run.status == "queued" and "codex not found in AGENTZ_CLI_DIR" in (run.error or "")
