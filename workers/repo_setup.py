@@ -13,7 +13,6 @@ model credential; their output goes to the run log.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +79,8 @@ async def load_repo_config(worktrees: Worktrees, db: Database, repo: str, base: 
         if stored.commit_sha != commit:
             stored = save_config(db, repo, commit_sha=commit, blob_sha=blob_now, config=stored.config,
                                  problems=stored.problems)
-        return stored
+            await report_config(gh, db, stored)  # still invalid: fail the new head too
+        return stored_config(db, repo) or stored
     blob, content, problems = await read_config_file(mirror, commit)
     config, parse_problems = config_from(content)
     problems += parse_problems
@@ -175,9 +175,14 @@ async def run_setup(
 
 
 def failure_reason(kind: str, outcome: CommandOutcome) -> str:
-    """``kind`` command failed: the command, its exit and the tail of its output."""
+    """``kind`` command failed: the command, its exit and the tail of its output.
+
+    Shown in the status comment: command and output sit in a code block they cannot close, so
+    they can neither mention anyone nor add markup.
+    """
     how = "timed out" if outcome.timed_out else f"exit {outcome.exit_code}"
-    return f"{kind} command failed ({how}): {outcome.command}\n{outcome.output[-3000:]}"
+    shown = f"$ {outcome.command[:1000]}\n{outcome.output[-3000:]}".replace("```", "' ' '")
+    return f"{kind} command failed ({how}):\n```text\n{shown}\n```"
 
 
 def local_test_prompt(outcome: CommandOutcome) -> str:
@@ -192,7 +197,3 @@ def local_test_prompt(outcome: CommandOutcome) -> str:
         "", "Edit files directly; do not commit or push. End with a short summary of the fix.",
     ])
 
-
-def suppress_config_errors() -> contextlib.AbstractContextManager[None]:
-    """Errors reading the configuration are not the run's: callers fall back to the host's settings."""
-    return contextlib.suppress(AgentZError, OSError, ValueError)

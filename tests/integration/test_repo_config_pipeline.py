@@ -107,7 +107,7 @@ async def test_a_local_test_that_never_passes_needs_a_human_after_max_review_rou
     await h.plan()
     run = await h.work()
     assert run.status == "needs_human" and not h.gh.pulls
-    assert "after 2 rounds, test command failed (exit 1)" in (run.error or "")
+    assert "after 2 rounds, test command failed (exit 1):" in (run.error or "")
     assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "local_test"] == [False, False]
 
 
