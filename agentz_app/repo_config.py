@@ -16,7 +16,7 @@ of every process reads the same configuration.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -347,12 +347,6 @@ def config_check_payload(commit_sha: str, problems: Sequence[ConfigProblem]) -> 
         conclusion = "failure"
     return {"name": CHECK_NAME, "head_sha": commit_sha, "status": "completed", "conclusion": conclusion,
             "external_id": f"agent-z:config:{commit_sha}", "output": output}
-
-
-def iter_problem_lines(problems: Sequence[ConfigProblem]) -> Iterator[str]:
-    """One printable line per problem, for the CLI."""
-    for problem in problems:
-        yield str(problem)
 
 
 def schema_text() -> str:
