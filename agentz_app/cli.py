@@ -19,27 +19,47 @@ from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database, DatabaseUnavailable, connection_problem
 from agentz_app.store.runs import RunQueue
 
-# The earlier CLI's flag spellings, still accepted.
+# The earlier CLI's flag spellings, still accepted; each names today's subcommand.
 SEED_ALIASES = {
     "--serve": ["serve"],
+    "--issue": ["issue"],
+    "--enqueue": ["enqueue"],
     "--list-runs": ["runs", "list"],
     "--inspect": ["runs", "inspect"],
     "--resume": ["runs", "resume"],
     "--cancel": ["runs", "cancel"],
-    "--enqueue": ["enqueue"],
+    "--loop": ["loop"],
+    "--planner": ["planner"],
+    "--worker": ["worker"],
+    "--scheduler": ["scheduler"],
+    "--schedule-once": ["schedule-once"],
+    "--reconciler": ["reconciler"],
+    "--reconcile-once": ["reconcile-once"],
+    "--plan-next": ["plan-next"],
+    "--run-next": ["run-next"],
+    "--help-all": ["help-all"],
     "--demo": ["demo"],
     "--top": ["top"],
 }
 
+# Root options that take a value, skipped when looking for the seed flag.
+_ROOT_VALUE_OPTIONS = frozenset({"--env-file"})
+
 
 def rewrite_aliases(argv: Sequence[str]) -> list[str]:
-    """Translate a leading seed-style flag (``--list-runs``) into its subcommand."""
+    """Translate the first seed-style flag (``--list-runs``) before any subcommand into that subcommand."""
     args = list(argv)
-    for index, arg in enumerate(args):
+    index = 0
+    while index < len(args):
+        arg = args[index]
         if arg in SEED_ALIASES:
             return args[:index] + SEED_ALIASES[arg] + args[index + 1 :]
+        if arg in _ROOT_VALUE_OPTIONS:
+            index += 2
+            continue
         if not arg.startswith("-"):
             break
+        index += 1
     return args
 
 
@@ -74,7 +94,7 @@ class AgentzGroup(click.Group):
 def cli(ctx: click.Context, env_file: str) -> None:
     """Agent-Z: a GitHub App that turns issues into reviewed pull requests."""
     ctx.ensure_object(dict)
-    if ctx.invoked_subcommand in ("demo", "config"):
+    if ctx.invoked_subcommand in ("demo", "config", "help-all"):
         return  # the demo builds its own settings in a temporary workspace; config reads only its file
     ctx.obj["settings"] = load_settings(env_file)
 
@@ -86,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 # Commands, grouped by area. Each is a thin shell over a service function.
+
+
+@cli.command("help-all")
+@click.pass_context
+def help_all(ctx: click.Context) -> None:
+    """List every command (pool roles, one-shot and tuning commands) and every setting with its default."""
+    from agentz_app.help_all import render_help_all
+
+    click.echo(render_help_all(cli, SEED_ALIASES))
 
 
 @cli.command()
