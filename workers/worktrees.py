@@ -46,7 +46,7 @@ from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from workers.content_policy import Change
-from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, git, git_out
+from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, RemoteRetry, git, git_out, git_remote
 
 BRANCH_PREFIX = "agent-z/"
 CHECKPOINT_PREFIX = "refs/agent-z/runs/"
@@ -127,6 +127,7 @@ class Worktrees:
         self.settings = settings
         self.root = Path(settings.state_dir).resolve()
         self._token_provider = token_provider or _no_token
+        self.remote_retry = RemoteRetry(attempts=settings.github_retry_attempts)
 
     # Paths ---------------------------------------------------------------
 
@@ -189,7 +190,8 @@ class Worktrees:
             await git("init", "--bare", "--quiet", str(mirror), cwd=mirror.parent)
             await git("config", "remote.origin.url", self.remote_url(repo), cwd=mirror)
             await git("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*", cwd=mirror)
-        await git("fetch", "--quiet", "--prune", "origin", cwd=mirror, token=await self._token(repo))
+        await git_remote("fetch", "--quiet", "--prune", "origin", cwd=mirror, token=await self._token(repo),
+                         retry=self.remote_retry)
         return mirror
 
     async def ensure_mirror(self, repo: str) -> Path:
@@ -200,8 +202,8 @@ class Worktrees:
     async def _fetch_checkpoint(self, repo: str, mirror: Path, run_id: str) -> str | None:
         """The run's checkpoint commit, fetched from the remote (another host may have pushed it)."""
         ref = checkpoint_ref(run_id)
-        fetched = await git("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror,
-                            token=await self._token(repo), check=False)
+        fetched = await git_remote("fetch", "--quiet", "origin", f"+{ref}:{ref}", cwd=mirror,
+                                   token=await self._token(repo), check=False, retry=self.remote_retry)
         if fetched.exit_code != 0:
             return None
         return await _resolve(mirror, ref)
@@ -341,7 +343,8 @@ class Worktrees:
         mirror = self.mirror_path(repo)
         ref = checkpoint_ref(run_id)
         await git("update-ref", ref, sha, cwd=mirror)
-        await git("push", "--quiet", "--force", "origin", f"{sha}:{ref}", cwd=mirror, token=await self._token(repo))
+        await git_remote("push", "--quiet", "--force", "origin", f"{sha}:{ref}", cwd=mirror,
+                         token=await self._token(repo), retry=self.remote_retry)
 
     async def commit_tree(self, repo: str, tree: str, parent: str, message: str, *, date: str | None = None,
                           where: Path | None = None) -> str:
@@ -357,8 +360,8 @@ class Worktrees:
         mirror = self.mirror_path(repo)
         if mirror.exists():
             await git("update-ref", "-d", checkpoint_ref(run_id), cwd=mirror, check=False)
-            await git("push", "--quiet", "origin", f":{checkpoint_ref(run_id)}", cwd=mirror,
-                      token=await self._token(repo), check=False)
+            await git_remote("push", "--quiet", "origin", f":{checkpoint_ref(run_id)}", cwd=mirror,
+                             token=await self._token(repo), check=False, retry=self.remote_retry)
 
     async def merge_base(self, repo: str, base_branch: str, commit: str) -> str:
         """Where ``commit`` left ``origin/<base_branch>``."""
@@ -387,13 +390,15 @@ class Worktrees:
             raise ForeignBranch(f"refusing to push to {branch!r}: not an Agent-Z branch")
         mirror = self.mirror_path(repo)
         token = await self._token(repo)
-        remote = await git_out("ls-remote", "origin", f"refs/heads/{branch}", cwd=mirror, token=token)
+        listed = await git_remote("ls-remote", "origin", f"refs/heads/{branch}", cwd=mirror, token=token,
+                                  retry=self.remote_retry)
+        remote = listed.stdout.strip()
         remote_sha = remote.split()[0] if remote else ""
         if remote_sha == sha:
             return sha
-        await git(
+        await git_remote(
             "push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_sha}", "origin",
-            f"{sha}:refs/heads/{branch}", cwd=mirror, token=token,
+            f"{sha}:refs/heads/{branch}", cwd=mirror, token=token, retry=self.remote_retry,
         )
         return sha
 
