@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     # Reuse a CLI login of this host: its config folder is mounted read-only into the agent's HOME.
     agent_claude_login_dir: Path | None = None
     agent_codex_login_dir: Path | None = None
-    max_cost_per_run_usd: float | None = Field(default=None, gt=0)
+    # Every agent call is checked against it first (workers/runners/prices.py estimates the next call).
+    max_cost_per_run_usd: float = Field(default=10.0, gt=0)
     allow_workflow_changes: bool = False
     max_file_bytes: int = Field(default=5_000_000, gt=0)
     protected_paths: CommaList = Field(default_factory=list)

@@ -40,6 +40,7 @@ GITHUB_KEY = "metrics:github"
 LEASE_EXPIRED = "lease_expired"
 WEBHOOK_PATH = "/api/github/webhooks"
 STAGE_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+RUN_COST_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50)
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -101,6 +102,38 @@ def merge_github_counts(stored: Mapping[str, Any], requests: Mapping[str, int],
 
 
 # GitHub request counting ---------------------------------------------------------
+
+
+def agent_call_families(payloads: Sequence[Any]) -> Iterator[Any]:
+    """Agent calls, their cost and tokens by role, from the ``agent_call`` events' payloads."""
+    count: Counter[str] = Counter()
+    cost: defaultdict[str, float] = defaultdict(float)
+    tokens: defaultdict[str, float] = defaultdict(float)
+    for payload in payloads:
+        if not isinstance(payload, dict):
+            continue
+        role = str(payload.get("role") or "unknown")
+        count[role] += 1
+        cost[role] += _non_negative(payload.get("cost_usd"))
+        tokens[role] += _non_negative(payload.get("tokens"))
+    families: tuple[tuple[str, str, Mapping[str, float]], ...] = (
+        ("agentz_agent_calls", "Agent calls by role.", count),
+        ("agentz_agent_call_cost_usd", "Agent cost by role, in US dollars.", cost),
+        ("agentz_agent_call_tokens", "Agent tokens by role.", tokens),
+    )
+    for name, documentation, values in families:
+        family = CounterMetricFamily(name, documentation, labels=["role"])
+        for role in sorted(values):
+            family.add_metric([role], float(values[role]))
+        yield family
+
+
+def _non_negative(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number > 0 else 0.0
 
 
 class GitHubMetrics:
@@ -235,6 +268,9 @@ class DatabaseCollector(Collector):
         with self.db.read() as session:
             by_status = session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
             cost = session.scalar(select(func.coalesce(func.sum(Run.cost_usd), 0.0)))
+            tokens = session.scalar(select(func.coalesce(func.sum(Run.tokens), 0)))
+            run_costs = [float(value or 0.0) for value in session.scalars(select(Run.cost_usd))]
+            calls = list(session.scalars(select(Event.payload).where(Event.kind == "agent_call")))
             expiries = session.scalar(select(func.count()).select_from(Event).where(Event.kind == LEASE_EXPIRED))
         runs = GaugeMetricFamily("agentz_runs", "Runs by status.", labels=["status"])
         for status, count in sorted(by_status):
@@ -242,6 +278,12 @@ class DatabaseCollector(Collector):
         yield runs
         yield CounterMetricFamily("agentz_agent_cost_usd", "Agent cost reported by the runners, all runs.",
                                   value=float(cost or 0.0))
+        yield CounterMetricFamily("agentz_agent_tokens", "Agent tokens reported by the runners, all runs.",
+                                  value=float(tokens or 0))
+        per_run = HistogramMetricFamily("agentz_run_cost_usd", "What each run's agent calls cost, in US dollars.")
+        per_run.add_metric([], histogram_buckets(run_costs, RUN_COST_BUCKETS), sum(run_costs))
+        yield per_run
+        yield from agent_call_families(calls)
         yield CounterMetricFamily("agentz_lease_expiries", "Leases the reconciler found expired.",
                                   value=float(expiries or 0))
 

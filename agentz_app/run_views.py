@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentz_app.logs import redact_value
+from agentz_app.reporting.costs import call_costs, cost_lines
 from agentz_app.secrets import Redactor
 from agentz_app.store.models import Event, Run
 
@@ -136,6 +137,10 @@ def render_inspect(
         for key in ("steps", "files", "tasks"):
             for item in plan.get(key) or []:
                 lines.append(f"  - {item if isinstance(item, str) else json.dumps(item, default=str)}")
+    calls = call_costs(events)
+    if calls:
+        lines.append("agent calls:")
+        lines += ["  " + line for line in cost_lines(calls)]
     lines.append("events:")
     timeline = format_timeline(events)
     lines += ["  " + line for line in timeline.splitlines()] if timeline else ["  (none)"]

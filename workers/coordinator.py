@@ -355,6 +355,6 @@ def status_view(run: Run, *, review_summary: str | None = None, notes: Sequence[
         run_id=run.id, status=str(run.status), repo=run.repo, issue_number=run.issue_number, branch=run.branch,
         pr_number=run.pr_number, plan_markdown=plan_md, review_summary=review_summary,
         review_rounds=run.review_round, ci_rounds=run.ci_round, error=run.error, reason=reason,
-        cost_usd=run.cost_usd,
+        cost_usd=run.cost_usd, tokens=run.tokens or 0,
         notes=(*(run.notes or ()), *notes),
     )

@@ -31,6 +31,7 @@ from agentz_app.reporting.checks import (
     review_check,
 )
 from agentz_app.reporting.comments import commit_message, pr_body
+from agentz_app.reporting.costs import call_costs, cost_markdown
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store import states
 from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
@@ -66,6 +67,7 @@ from workers.roles.prompts import (
 from workers.roles.schemas import Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
+from workers.runners.prices import configured_model, estimate_call_cost
 from workers.runners.registry import agent_env
 from workers.worktrees import ForeignBranch, Snapshot, Worktrees, branch_name
 
@@ -224,16 +226,22 @@ class Attempt:
 
     # Cost guard ----------------------------------------------------------
 
-    def guard_cost(self) -> None:
-        """Stop before the next agent call could push the run over MAX_COST_PER_RUN_USD."""
+    def guard_cost(self, role: str, prompt: str) -> None:
+        """Stop before the next agent call could push the run over MAX_COST_PER_RUN_USD.
+
+        The next call is estimated as the dearer of the run's dearest call so far and the
+        prompt's size at the backend's price (:mod:`workers.runners.prices`), so the first
+        call is guarded too.
+        """
         limit = self.settings.max_cost_per_run_usd
-        if limit is None:
-            return
-        if self.run.cost_usd + self.max_single_cost > limit:
+        backend = self.settings.backend_for(role)
+        model = configured_model(backend, self.settings.agent_variables())
+        estimate = max(self.max_single_cost, estimate_call_cost(backend, model, len(prompt)))
+        if self.run.cost_usd + estimate > limit:
             raise StopRun(
                 Status.NEEDS_HUMAN,
-                f"cost limit: ${self.run.cost_usd:.2f} spent, next call may cost ${self.max_single_cost:.2f} "
-                f"(limit ${limit:.2f})",
+                f"cost limit: ${self.run.cost_usd:.2f} spent, the next {role} call may cost ${estimate:.2f} "
+                f"(MAX_COST_PER_RUN_USD is ${limit:.2f}); raise the limit and `/agent-z retry` to go on",
             )
 
     def account(self, result: RunnerResult, role: str) -> None:
@@ -255,7 +263,7 @@ class Attempt:
 
     async def agent(self, role: str, prompt: str, workdir: Path, *, session_id: str | None) -> RunnerResult:
         """One free-form agent call (developer, fixer) with cost accounting."""
-        self.guard_cost()
+        self.guard_cost(role, prompt)
         with run_log(self.settings, self.run.id, role) as sink:
             result = await self.deps.runner(role, self.settings).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
@@ -273,13 +281,13 @@ class Attempt:
         self, model: type[Plan] | type[Review], role: str, prompt: str, workdir: Path, *, session_id: str | None
     ) -> tuple[Any, str, str | None, str | None]:
         """A structured call with one repair; returns (value, raw, error, session id)."""
-        self.guard_cost()
+        self.guard_cost(role, prompt)
         accounted: list[RunnerResult] = []
 
         def before_repair(first: RunnerResult) -> None:
             self.account(first, role)
             accounted.append(first)
-            self.guard_cost()
+            self.guard_cost(role, prompt)
 
         with run_log(self.settings, self.run.id, role) as sink:
             value, results, raw, error = await run_structured(
@@ -658,7 +666,9 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
         conclusion, title, summary = plan_check(plan)
         reports.append(CheckReport("plan", "completed", conclusion, title, summary))
         if a.review is not None:
-            conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed)
+            cost_md = cost_markdown(call_costs(a.queue.events(run.id)), limit_usd=a.settings.max_cost_per_run_usd)
+            conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed,
+                                                      cost_md=cost_md)
             notes = run_notes(a.deps, a.run)
             if notes:
                 summary += "\n\n**Sandbox**\n" + "\n".join(f"- {note}" for note in notes)

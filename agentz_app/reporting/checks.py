@@ -151,11 +151,13 @@ def plan_check(plan: Plan | None, *, error: str | None = None) -> tuple[str, str
 
 
 def review_check(
-    review: Review | None, *, rounds: int, changed_files: Sequence[str] = (), error: str | None = None
+    review: Review | None, *, rounds: int, changed_files: Sequence[str] = (), error: str | None = None,
+    cost_md: str = "",
 ) -> tuple[str, str, str]:
-    """(conclusion, title, summary) for the build-and-review stage: the change and the Reviewer's verdict."""
+    """(conclusion, title, summary) for the build-and-review stage: the change, the Reviewer's verdict and,
+    given ``cost_md`` (:func:`~agentz_app.reporting.costs.cost_markdown`), what the agent calls cost."""
     files = "\n".join(f"- `{path}`" for path in changed_files) or "(no files changed)"
-    changed = f"**Changed files** ({len(changed_files)})\n{files}"
+    changed = f"**Changed files** ({len(changed_files)})\n{files}" + (f"\n\n{cost_md}" if cost_md else "")
     if review is None:
         reason = error or "The Reviewer did not produce a valid review."
         return "failure", "Review failed", truncate(f"{reason}\n\n{changed}")

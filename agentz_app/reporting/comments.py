@@ -64,7 +64,13 @@ class StatusView:
     error: str | None = None
     reason: str | None = None  # why the run is where it is (shown for endings)
     cost_usd: float = 0.0
+    tokens: int = 0
     notes: Sequence[str] = field(default_factory=tuple)
+
+
+def cost_text(cost_usd: float, tokens: int) -> str:
+    """``cost $0.12 (34,000 tokens)``: what agent calls cost, as the status comment and checks show it."""
+    return f"cost ${cost_usd:.2f} ({tokens:,} tokens)"
 
 
 def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()) -> str:
@@ -79,8 +85,8 @@ def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()
         facts.append(f"review rounds: {view.review_rounds}")
     if view.ci_rounds:
         facts.append(f"fix rounds: {view.ci_rounds}")
-    if view.cost_usd:
-        facts.append(f"cost ${view.cost_usd:.2f}")
+    if view.cost_usd or view.tokens:
+        facts.append(cost_text(view.cost_usd, view.tokens))
     lines.append(" · ".join(facts))
     if view.reason and view.reason != view.error:
         reason = truncate_bytes(redact_text(view.reason, values=secret_values), 1000)

@@ -144,3 +144,22 @@ async def test_github_counts_flush_by_themselves_after_the_interval(db: Database
     clock[0] = 11
     metrics.on_response("GET", "u", 200, {})
     assert read_github_counts(db)["requests"] == {"GET 200": 2}
+
+
+async def test_scrape_reports_tokens_run_costs_and_agent_calls_by_role(aiohttp_client: Any, db: Database) -> None:
+    _seed(db)
+    with db.begin() as session:
+        session.add_all([
+            Event(run_id="r1", kind="agent_call", payload={"role": "task_lead", "cost_usd": 0.25, "tokens": 1000}),
+            Event(run_id="r1", kind="agent_call", payload={"role": "developer", "cost_usd": 1.0, "tokens": 9000}),
+            Event(run_id="r2", kind="agent_call", payload={"role": "developer", "cost_usd": 0.5, "tokens": "x"}),
+        ])
+        session.get(Run, "r1").tokens = 10000  # type: ignore[union-attr]
+    samples = await _scrape(await _client(aiohttp_client, db))
+    assert samples[("agentz_agent_tokens_total", ())] == 10000
+    assert samples[("agentz_agent_calls_total", (("role", "developer"),))] == 2
+    assert samples[("agentz_agent_call_cost_usd_total", (("role", "developer"),))] == 1.5
+    assert samples[("agentz_agent_call_tokens_total", (("role", "task_lead"),))] == 1000
+    assert samples[("agentz_run_cost_usd_count", ())] == 3
+    assert samples[("agentz_run_cost_usd_sum", ())] == 1.75
+    assert samples[("agentz_run_cost_usd_bucket", (("le", "1.0"),))] == 2

@@ -31,7 +31,7 @@ def test_defaults_match_the_design() -> None:
     assert settings.github_retry_attempts == 3
     assert settings.max_review_rounds == 5
     assert settings.trigger_label == "agent-z"
-    assert settings.max_cost_per_run_usd is None
+    assert settings.max_cost_per_run_usd == 10.0
 
 
 def test_the_documented_example_file_loads() -> None:
