@@ -313,7 +313,9 @@ def _run_queue(ctx: click.Context, *, create: bool = False) -> Iterator[RunQueue
 @cli.command()
 @click.argument("number", type=click.IntRange(min=1))
 @click.option("--repo", default=None, help="Repository owner/name (default GITHUB_REPO).")
-@click.option("--force", is_flag=True, help="Skip the scheduling gates for this issue.")
+@click.option("--force", is_flag=True,
+              help="Develop it even if it carries a SCHEDULER_BLOCK_LABELS label; a closed or assigned issue, or "
+                   "one another open pull request addresses, is still cancelled.")
 @click.option("--plan-only", is_flag=True, help="Stop after planning.")
 @click.pass_context
 def enqueue(ctx: click.Context, number: int, repo: str | None, force: bool, plan_only: bool) -> None:
@@ -529,7 +531,8 @@ def scheduler(ctx: click.Context) -> None:
 
 @cli.command("schedule-once")
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
-@click.option("--force", is_flag=True, help="Admit issues the Scheduler Agent rejected as high-risk.")
+@click.option("--force", is_flag=True,
+              help="Admit issues the Scheduler Agent rejected as high-risk (every gate still applies).")
 @click.pass_context
 def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> None:
     """Run one scheduling pass; print each candidate with its gate verdict or rank and reason."""
@@ -698,7 +701,8 @@ def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) 
 
 @cli.command()
 @click.argument("count", type=click.IntRange(min=1))
-@click.option("--force", is_flag=True, help="Admit issues the Scheduler Agent rates high-risk.")
+@click.option("--force", is_flag=True,
+              help="Admit issues the Scheduler Agent rates high-risk (every gate still applies).")
 @click.pass_context
 def loop(ctx: click.Context, count: int, force: bool) -> None:
     """Schedule and deliver up to COUNT issues of GITHUB_REPO, one after another, in the foreground."""

@@ -92,10 +92,11 @@ class StopRun(AgentZError):
         super().__init__(f"{status}: {reason}")
 
 
-async def _default_recheck(gh: Any, settings: Settings, repo: str, issue_number: int, *, run_branch: str) -> str | None:
+async def _default_recheck(gh: Any, settings: Settings, repo: str, issue_number: int, *, run_branch: str,
+                           force: bool = False) -> str | None:
     from agentz_app.scheduling.recheck import recheck_before_development
 
-    return await recheck_before_development(gh, settings, repo, issue_number, run_branch=run_branch)
+    return await recheck_before_development(gh, settings, repo, issue_number, run_branch=run_branch, force=force)
 
 
 @dataclass
@@ -475,7 +476,8 @@ async def _develop(a: Attempt) -> Run:
         a.update(branch=branch, base_branch=base)
     await _configure(a, base)
     if run.pr_number is None:
-        reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch)
+        reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch,
+                                      force=bool(run.force))
         if reason:
             raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
     resources = [file_resource(run.repo, path) for path in plan.files]

@@ -473,6 +473,9 @@ async def _schedule_repo(
     admitted: set[int] = set()
     limit = settings.scheduler_batch_size
     order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
+    # Only the high-risk issues --force admitted become forced runs (read by the recheck before development).
+    forced = {item.number for item in assessments.values()
+              if force and item.outcome == "rejected" and item.kind == "high_risk"}
     for rank, item in enumerate(order, start=1):
         issue = by_number[item.number]
         if len(admitted) < limit and slots.free_for(repo) > 0:
@@ -481,7 +484,7 @@ async def _schedule_repo(
                 issue.number,
                 installation_id=state.installation_id,
                 title=issue.title,
-                force=force,
+                force=issue.number in forced,
                 requested_by="scheduler",
                 reason=f"ranked #{rank} (score {item.score}): {item.reason}",
                 issue_updated_at=issue.updated_at,
