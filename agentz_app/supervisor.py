@@ -210,6 +210,7 @@ class _Child:
     pid: int | None = None
     restarts: int = 0
     started_at: float = 0.0
+    restart_at: float | None = None
     detail: str = ""
     proc: asyncio.subprocess.Process | None = None
     restart: asyncio.Event = field(default_factory=asyncio.Event)
@@ -321,8 +322,10 @@ class Supervisor:
                                     crashes=child.history.recent(at), window=self.policy.crash_window)
                     continue
                 delay = self.policy.delay(child.history.recent(at))
+                child.restart_at = at + delay
                 await self._set_state(child, BACKOFF, detail=f"{child.detail}; restart in {delay:.0f}s")
                 await self._wait_for(child.restart, timeout=delay)
+                child.restart_at = None
         finally:
             log.close()
             child.pid = None
@@ -413,6 +416,8 @@ class Supervisor:
             "started_at": child.started_at or self.clock(),
             "heartbeat_at": self.clock(),
             "detail": redact_text(child.detail)[:2000],
+            "restart_at": child.restart_at if state == BACKOFF else None,
+            "recent_crashes": child.history.recent(self.clock()),
         }
         try:
             await asyncio.to_thread(_upsert_process, self.db, row)

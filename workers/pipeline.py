@@ -245,6 +245,11 @@ class Attempt:
                 f"(MAX_COST_PER_RUN_USD is ${limit:.2f}); raise the limit and `/agent-z retry` to go on",
             )
 
+    def start_call(self, role: str, prompt: str) -> None:
+        """Check the cost cap, then record that a ``role`` call starts (the dashboard times it)."""
+        self.guard_cost(role, prompt)
+        self.queue.add_leased_event(self.lease, "agent_started", role=role)
+
     def account(self, result: RunnerResult, role: str) -> None:
         self.max_single_cost = max(self.max_single_cost, result.cost_usd)
         if result.cost_usd or result.tokens:
@@ -264,7 +269,7 @@ class Attempt:
 
     async def agent(self, role: str, prompt: str, workdir: Path, *, session_id: str | None) -> RunnerResult:
         """One free-form agent call (developer, fixer) with cost accounting."""
-        self.guard_cost(role, prompt)
+        self.start_call(role, prompt)
         with run_log(self.settings, self.run.id, role) as sink:
             result = await self.deps.runner(role, self.settings).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
@@ -282,13 +287,13 @@ class Attempt:
         self, model: type[Plan] | type[Review], role: str, prompt: str, workdir: Path, *, session_id: str | None
     ) -> tuple[Any, str, str | None, str | None]:
         """A structured call with one repair; returns (value, raw, error, session id)."""
-        self.guard_cost(role, prompt)
+        self.start_call(role, prompt)
         accounted: list[RunnerResult] = []
 
         def before_repair(first: RunnerResult) -> None:
             self.account(first, role)
             accounted.append(first)
-            self.guard_cost(role, prompt)
+            self.start_call(role, prompt)
 
         with run_log(self.settings, self.run.id, role) as sink:
             value, results, raw, error = await run_structured(

@@ -271,6 +271,8 @@ class Process(Base):
     started_at: Mapped[float] = mapped_column(Float, default=now)
     heartbeat_at: Mapped[float] = mapped_column(Float, default=now)
     detail: Mapped[str] = mapped_column(Text, default="")
+    restart_at: Mapped[float | None] = mapped_column(Float)  # when a child in backoff restarts
+    recent_crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in the breaker's window
 
 
 class KeyValue(Base):

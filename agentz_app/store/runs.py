@@ -740,6 +740,12 @@ class RunQueue:
                 {"cost_usd": Run.cost_usd + cost_usd, "tokens": Run.tokens + tokens, "updated_at": self.clock()},
             )
 
+    def add_leased_event(self, lease: Lease, kind: str, **payload: Any) -> None:
+        """Append an event while ``lease`` still holds the run (fenced: LeaseLost otherwise); the run is unchanged."""
+        with self.db.begin() as session:
+            self._write(session, lease, {"lease_owner": Run.lease_owner})
+            self._event(session, lease.run_id, kind, **payload)
+
     def release(self, lease: Lease) -> None:
         """Drop the lease without a status change (fenced)."""
         with self.db.begin() as session:

@@ -1,9 +1,13 @@
 """The Textual dashboard shown by ``agentz serve`` on a terminal and by ``agentz top``.
 
-Panes: Processes, Tasks and Selected task. Keys: Tab switches panes; j/k or the
-arrows select; Enter/Space expands the selected task's details; ``o`` opens its PR
-(or issue); ``c`` twice cancels the selected run, ``r`` twice restarts the selected
-process, ``q`` twice quits. A second press must come within 5 s.
+Panes: Processes, Tasks and the detail pane (the selected task, or the selected process
+while the Processes pane is active: last exit, restarts, backoff countdown, circuit
+breaker). Each task and process shows a live timer: the running agent call, the CI wait
+or the time in its status; a process's uptime or restart countdown. Keys (listed in the
+footer): Tab switches panes; j/k or the arrows select; Enter/Space expands the selected
+task's details; ``o`` opens its PR (or issue); ``c`` twice cancels the selected run (a
+finished run is left alone), ``r`` twice restarts the selected process, ``q`` twice quits.
+A second press must come within 5 s.
 
 Selection is kept by run id and process (host and name), so rows may move or appear while
 the data refreshes (every ``refresh_seconds``, read transactions only).
@@ -21,12 +25,13 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
+from agentz_app.store.states import TERMINAL
 from agentz_app.supervisor import Supervisor, request_restart
 from agentz_app.tui.data import (
     CONFIRM_WINDOW_SECONDS,
@@ -42,6 +47,7 @@ from agentz_app.tui.data import (
     process_style,
     processes_title,
     render_detail,
+    render_process_detail,
     status_style,
     target_url,
     web_base_for,
@@ -80,9 +86,9 @@ class Dashboard(App[None]):
         Binding("k,up", "move(-1)", "Up", priority=True),
         Binding("enter,space", "toggle_expand", "Expand", priority=True),
         Binding("o", "open_target", "Open", priority=True),
-        Binding("c", "cancel_run", "Cancel run", priority=True),
-        Binding("r", "restart_process", "Restart process", priority=True),
-        Binding("q", "quit_twice", "Quit", priority=True),
+        Binding("c", "cancel_run", "Cancel run (twice)", priority=True),
+        Binding("r", "restart_process", "Restart process (twice)", priority=True),
+        Binding("q", "quit_twice", "Quit (twice)", priority=True),
     ]
 
     def __init__(
@@ -137,12 +143,13 @@ class Dashboard(App[None]):
         with VerticalScroll(id="details-pane", classes="pane"):
             yield Static("No task selected.", id="details")
         yield Static("", id="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
         processes = self.query_one("#processes", DataTable)
-        processes.add_columns("name", "host", "state", "pid", "restarts", "uptime")
+        processes.add_columns("name", "host", "state", "pid", "restarts", "timer")
         tasks = self.query_one("#tasks", DataTable)
-        tasks.add_columns("run", "issue", "status", "stage", "lease", "age", "PR", "error")
+        tasks.add_columns("run", "issue", "status", "stage", "timer", "lease", "age", "PR", "error")
         for table in (processes, tasks):
             table.can_focus = False
         self.query_one("#processes-pane").border_title = "Processes"
@@ -193,8 +200,15 @@ class Dashboard(App[None]):
             table.move_cursor(row=self._task_index, animate=False)
 
     def _fill_details(self) -> None:
-        detail = load_detail(self.db, self.selected_run, self.logs_dir) if self.selected_run else None
-        self.query_one("#details", Static).update(Text(render_detail(detail, expanded=self.expanded)))
+        pane = self.query_one("#details-pane")
+        if self.active_pane == "processes":
+            pane.border_title = "Selected process"
+            text = render_process_detail(self.selected_process_view(), self.wall_clock())
+        else:
+            pane.border_title = "Selected task"
+            detail = load_detail(self.db, self.selected_run, self.logs_dir) if self.selected_run else None
+            text = render_detail(detail, expanded=self.expanded)
+        self.query_one("#details", Static).update(Text(text))
 
     def show_hint(self, text: str) -> None:
         """Show ``text`` in the hint line (cleared on a later refresh)."""
@@ -208,18 +222,24 @@ class Dashboard(App[None]):
     def selected_task(self) -> TaskView | None:
         return next((t for t in self.tasks if t.run_id == self.selected_run), None)
 
+    def selected_process_view(self) -> ProcessView | None:
+        return next((p for p in self.processes if p.key == self.selected_process), None)
+
     # Actions ----------------------------------------------------------------
 
     def action_next_pane(self) -> None:
         self.active_pane = PANES[(PANES.index(self.active_pane) + 1) % len(PANES)]
         for pane in PANES:
             self.query_one(f"#{pane}-pane").set_class(pane == self.active_pane, "active")
+        if self.active_pane != "details":
+            self._fill_details()
 
     def action_move(self, step: int) -> None:
         if self.active_pane == "processes" and self.processes:
             self._process_index = min(max(self._process_index + step, 0), len(self.processes) - 1)
             self.selected_process = self.processes[self._process_index].key
             self.query_one("#processes", DataTable).move_cursor(row=self._process_index, animate=False)
+            self._fill_details()
         elif self.active_pane == "tasks" and self.tasks:
             self._task_index = min(max(self._task_index + step, 0), len(self.tasks) - 1)
             self.selected_run = self.tasks[self._task_index].run_id
@@ -247,6 +267,10 @@ class Dashboard(App[None]):
         if run_id is None:
             self.show_hint("no task selected")
             return
+        task = self.selected_task()
+        if task is not None and task.status in TERMINAL:
+            self.show_hint(f"run {run_id} already finished ({task.status}); nothing to cancel")
+            return
         if not self.confirm.press("c", run_id):
             self.show_hint(confirm_hint("c", "cancel run", run_id))
             return
@@ -259,7 +283,7 @@ class Dashboard(App[None]):
         self.refresh_data()
 
     def action_restart_process(self) -> None:
-        view = next((p for p in self.processes if p.key == self.selected_process), None)
+        view = self.selected_process_view()
         if view is None:
             self.show_hint("no process selected")
             return

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
 from agentz_app.store.runs import RunQueue
@@ -52,9 +53,13 @@ class ProcessView:
     state: str
     pid: str
     restarts: str
-    uptime: str
+    timer: str
     host: str
     detail: str
+    restart_at: float | None = None
+    recent_crashes: int = 0
+    started_at: float = 0.0
+    heartbeat_at: float = 0.0
 
     @property
     def key(self) -> str:
@@ -62,7 +67,7 @@ class ProcessView:
         return f"{self.host}/{self.name}"
 
     def cells(self) -> tuple[str, ...]:
-        return (self.name, self.host, self.state, self.pid, self.restarts, self.uptime)
+        return (self.name, self.host, self.state, self.pid, self.restarts, self.timer)
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,11 @@ class TaskView:
     age: str
     pr: str
     error: str
+    timer: str = "-"
 
     def cells(self) -> tuple[str, ...]:
-        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.lease, self.age, self.pr,
-                self.error)
+        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.timer, self.lease, self.age,
+                self.pr, self.error)
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,19 @@ def lease_text(run: Run, at: float) -> str:
     return f"{run.lease_owner} ({format_duration(left)})"
 
 
+def process_timer(state: str, *, started_at: float, restart_at: float | None, at: float) -> str:
+    """The live timer of a process: uptime, time starting, the restart countdown, or the open breaker."""
+    if state == "running":
+        return format_duration(at - started_at)
+    if state == "starting":
+        return f"starting {format_duration(at - started_at)}"
+    if state == "backoff":
+        return f"restart in {format_duration(restart_at - at)}" if restart_at is not None else "backoff"
+    if state == "broken":
+        return "breaker open"
+    return "-"
+
+
 def process_view(row: Process, at: float) -> ProcessView:
     """A process row as table cells."""
     alive = row.state in ("running", "starting")
@@ -179,13 +198,79 @@ def process_view(row: Process, at: float) -> ProcessView:
         state=row.state,
         pid=str(row.pid) if row.pid is not None and alive else "-",
         restarts=str(row.restarts),
-        uptime=format_duration(at - row.started_at) if row.state == "running" else "-",
+        timer=process_timer(row.state, started_at=row.started_at, restart_at=row.restart_at, at=at),
         host=row.host,
         detail=row.detail,
+        restart_at=row.restart_at,
+        recent_crashes=row.recent_crashes or 0,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
     )
 
 
-def task_view(run: Run, at: float) -> TaskView:
+def exit_reason(detail: str) -> str:
+    """How the process last ended (``exited with code 1``, ``exited with signal SIGKILL``), from its detail."""
+    return detail.split("; restart in", 1)[0].strip()
+
+
+def render_process_detail(view: ProcessView | None, at: float) -> str:
+    """The detail pane for a process: exit, restarts, backoff countdown and circuit-breaker state."""
+    if view is None:
+        return "No process selected."
+    lines = [f"{view.name} on {view.host}  [{view.state}]", f"role: {view.role}  pid: {view.pid}", ""]
+    lines.append(f"last exit: {exit_reason(view.detail) or '(none)'}")
+    lines.append(f"restarts: {view.restarts}")
+    if view.state == "running":
+        lines.append(f"uptime: {format_duration(at - view.started_at)}")
+    if view.state == "backoff":
+        countdown = format_duration(view.restart_at - at) if view.restart_at is not None else "soon"
+        lines.append(f"backoff: restart in {countdown}")
+    crashes = f"{view.recent_crashes} recent crash{'es' if view.recent_crashes != 1 else ''}"
+    if view.state == "broken":
+        lines.append(f"circuit breaker: open ({crashes}); press r twice to restart it")
+    else:
+        lines.append(f"circuit breaker: closed ({crashes})")
+    lines.append(f"heartbeat: {format_duration(at - view.heartbeat_at)} ago")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunClock:
+    """The timestamps a task's live timer is computed from (events already in the database)."""
+
+    entered_at: float  # when the run entered its current status
+    agent_role: str | None = None  # the agent call in progress, if any
+    agent_started_at: float | None = None
+
+
+def run_clock(run: Run, events: Sequence[Event]) -> RunClock:
+    """When the run entered its status and which agent call (if any) is running, from its events in order."""
+    entered = run.updated_at or run.created_at
+    role: str | None = None
+    started: float | None = None
+    for event in events:
+        if event.to_status is not None and event.to_status == run.status:
+            entered = event.created_at
+        if event.kind == "agent_started":
+            role, started = str((event.payload or {}).get("role") or "agent"), event.created_at
+        elif event.kind == "agent_call" or event.to_status is not None:
+            role, started = None, None
+    return RunClock(entered, role, started)
+
+
+def task_timer(run: Run, clock: RunClock | None, at: float) -> str:
+    """The live timer of a task: the running agent call, the CI wait, or the time in its status."""
+    if run.status in TERMINAL or clock is None:
+        return "-"
+    if clock.agent_role is not None and clock.agent_started_at is not None:
+        return f"{clock.agent_role} {format_duration(at - clock.agent_started_at)}"
+    since = format_duration(at - clock.entered_at)
+    if run.status == "waiting_checks":
+        return f"CI {since}"
+    return f"{run.status} {since}"
+
+
+def task_view(run: Run, at: float, clock: RunClock | None = None) -> TaskView:
     """A run row as table cells."""
     ended = run.finished_at if run.status in TERMINAL and run.finished_at else at
     return TaskView(
@@ -200,6 +285,7 @@ def task_view(run: Run, at: float) -> TaskView:
         age=format_duration(ended - run.created_at),
         pr=f"#{run.pr_number}" if run.pr_number else "-",
         error=short(run.error, 50),
+        timer=task_timer(run, clock, at),
     )
 
 
@@ -344,14 +430,23 @@ def processes_title(dead_deliveries: int) -> str:
 
 
 def load_tasks(db: Database, at: float, *, limit: int = 200) -> list[TaskView]:
-    """Live runs and the most recent finished ones."""
+    """Live runs (with their live timers) and the most recent finished ones."""
     with db.read() as session:
         live = list(session.scalars(select(Run).where(Run.status.in_([str(s) for s in LIVE]))))
         done = list(session.scalars(
             select(Run).where(Run.status.in_([str(s) for s in TERMINAL]))
             .order_by(Run.created_at.desc()).limit(max(limit - len(live), 0))
         ))
-    return [task_view(run, at) for run in sort_runs(live + done)[:limit]]
+        timed = list(session.scalars(
+            select(Event).where(Event.run_id.in_([run.id for run in live]),
+                                Event.kind.in_(["agent_started", "agent_call"]) | Event.to_status.is_not(None))
+            .order_by(Event.created_at, Event.id)
+        )) if live else []
+    by_run: dict[str, list[Event]] = {}
+    for event in timed:
+        by_run.setdefault(str(event.run_id), []).append(event)
+    clocks = {run.id: run_clock(run, by_run.get(run.id, [])) for run in live}
+    return [task_view(run, at, clocks.get(run.id)) for run in sort_runs(live + done)[:limit]]
 
 
 def load_detail(db: Database, run_id: str, logs_dir: Path, *, log_lines: int = 20) -> TaskDetail | None:
@@ -407,6 +502,17 @@ def render_detail(detail: TaskDetail | None, *, expanded: bool) -> str:
     return "\n".join(lines)
 
 
+class RunFinished(AgentZError):
+    """The run already ended: there is nothing to cancel."""
+
+
 def cancel_from_dashboard(db: Database, run_id: str) -> Run:
-    """The dashboard's ``c c``: cancel the run; workers show it on GitHub (labels, status comment, checks)."""
-    return RunQueue(db).cancel(run_id, reason="cancelled from the dashboard", actor="operator")
+    """The dashboard's ``c c``: cancel the run; workers show it on GitHub (labels, status comment, checks).
+
+    A run that already ended is left as it is (:class:`RunFinished`).
+    """
+    queue = RunQueue(db)
+    run = queue.get(run_id)
+    if run.status in TERMINAL:
+        raise RunFinished(f"run {run_id} already finished ({run.status}); nothing to cancel")
+    return queue.cancel(run_id, reason="cancelled from the dashboard", actor="operator")

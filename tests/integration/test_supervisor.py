@@ -201,3 +201,20 @@ async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_p
         if proc.returncode is None:
             proc.kill()
         db.dispose()
+
+
+async def test_a_child_in_backoff_records_when_it_restarts_and_its_recent_crashes(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    clock = [1000.0]
+    policy = RestartPolicy(base_delay=30.0, max_delay=60.0, max_crashes=5, crash_window=300.0)
+    sup = Supervisor([_spec(tmp_path, "crashy", CRASHER)], sqlite_db, tmp_path / "logs", policy=policy,
+                     poll_interval=0.05, clock=lambda: clock[0])
+    task = asyncio.create_task(sup.run())
+    await _until(lambda: "crashy" in _rows(sqlite_db) and _rows(sqlite_db)["crashy"].state == "backoff")
+    row = _rows(sqlite_db)["crashy"]
+    assert (row.restart_at, row.recent_crashes) == (1030.0, 1)
+    assert row.detail == "exited with code 3; restart in 30s"
+    sup.stop()
+    await asyncio.wait_for(task, 10)
+    assert _rows(sqlite_db)["crashy"].restart_at is None

@@ -212,3 +212,87 @@ def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_h
     assert supervisor._children["worker-1"].restart.is_set()
     with seeded.read() as session:
         assert list(session.scalars(select(KeyValue.key))) == [RESTART_PREFIX + "other/worker-1"]
+
+
+def _task_cells(app: Dashboard, run_id: str) -> list[str]:
+    table = app.query_one("#tasks", DataTable)
+    return [str(cell) for cell in table.get_row(run_id)]
+
+
+async def test_tasks_show_live_timers_for_an_agent_call_and_a_ci_wait(seeded: Database, tmp_path: Path) -> None:
+    with seeded.begin() as session:
+        session.add_all([
+            Event(run_id="aaaa1111", kind="transition", from_status="ready", to_status="developing",
+                  created_at=880.0),
+            Event(run_id="aaaa1111", kind="agent_started", payload={"role": "developer"}, created_at=900.0),
+            Event(run_id="bbbb2222", kind="transition", from_status="submitting", to_status="waiting_checks",
+                  created_at=700.0),
+        ])
+    now = [1000.0]
+    app = Dashboard(seeded, logs_dir=tmp_path / "logs", clock=FakeClock(1000.0), wall_clock=lambda: now[0],
+                    refresh_seconds=3600)
+    async with app.run_test(size=(200, 50)):
+        assert _task_cells(app, "aaaa1111")[4] == "developer 1m40s"
+        assert _task_cells(app, "bbbb2222")[4] == "CI 5m00s"
+        assert _task_cells(app, "cccc3333")[4] == "-"
+        now[0] = 1010.0
+        app.refresh_data()
+        assert _task_cells(app, "aaaa1111")[4] == "developer 1m50s"
+
+
+async def test_the_detail_pane_shows_the_selected_process_with_its_breaker_and_countdown(
+        seeded: Database, tmp_path: Path) -> None:
+    with seeded.begin() as session:
+        session.add(Process(name="worker-2", role="worker", host="h", state="backoff", restarts=2,
+                            detail="exited with signal SIGKILL; restart in 8s", restart_at=1008.0,
+                            recent_crashes=2, heartbeat_at=999.0))
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("tab", "tab")
+        assert app.active_pane == "processes"
+        assert app.query_one("#details-pane").border_title == "Selected process"
+        details = lambda: str(app.query_one("#details", Static).content)  # noqa: E731
+        assert "receiver on h  [running]" in details()
+        await pilot.press("j")
+        assert "circuit breaker: open (0 recent crashes); press r twice to restart it" in details()
+        await pilot.press("j")
+        assert "last exit: exited with signal SIGKILL" in details()
+        assert "backoff: restart in 8s" in details()
+        assert "circuit breaker: closed (2 recent crashes)" in details()
+        processes = app.query_one("#processes", DataTable)
+        assert str(processes.get_row("h/worker-2")[5]) == "restart in 8s"
+        await pilot.press("tab")
+        assert app.query_one("#details-pane").border_title == "Selected task"
+        assert "Rewrite the tokenizer" in details()
+
+
+async def test_the_footer_lists_the_keys(seeded: Database, tmp_path: Path) -> None:
+    from textual.widgets._footer import FooterKey
+
+    app = _app(seeded, tmp_path, FakeClock(1000.0))
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        keys = {(key.key, key.description) for key in app.query(FooterKey)}
+    assert {("tab", "Pane"), ("o", "Open"), ("c", "Cancel run (twice)"), ("r", "Restart process (twice)"),
+            ("q", "Quit (twice)")} <= keys
+
+
+async def test_c_c_on_a_finished_run_says_it_is_finished_and_does_nothing(seeded: Database, tmp_path: Path) -> None:
+    cancelled: list[str] = []
+    app = _app(seeded, tmp_path, FakeClock(1000.0), cancel_run=cancelled.append)
+    async with app.run_test() as pilot:
+        await pilot.press("j", "j")
+        assert app.selected_run == "cccc3333"
+        await pilot.press("c", "c")
+        assert app.hint == "run cccc3333 already finished (done); nothing to cancel"
+    assert cancelled == []
+    assert _status(seeded, "cccc3333") == "done"
+
+
+def test_cancel_from_dashboard_leaves_a_finished_run_alone(seeded: Database) -> None:
+    from agentz_app.tui.data import RunFinished, cancel_from_dashboard
+
+    with pytest.raises(RunFinished, match="already finished"):
+        cancel_from_dashboard(seeded, "cccc3333")
+    assert _status(seeded, "cccc3333") == "done"
+    assert cancel_from_dashboard(seeded, "bbbb2222").status == "cancelled"

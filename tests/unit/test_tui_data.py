@@ -7,19 +7,25 @@ from pathlib import Path
 from agentz_app.store.models import Event, Process, Run
 from agentz_app.tui.data import (
     DoublePress,
+    RunClock,
     TaskDetail,
     confirm_hint,
     event_views,
+    exit_reason,
     format_duration,
     lease_text,
     plan_lines,
+    process_timer,
     process_view,
     processes_title,
     render_detail,
+    render_process_detail,
+    run_clock,
     run_log_tail,
     sort_runs,
     tail_lines,
     target_url,
+    task_timer,
     task_view,
     web_base_for,
 )
@@ -47,16 +53,16 @@ def test_lease_shows_owner_and_time_left_or_expiry() -> None:
 def test_task_row_has_issue_pr_age_and_first_error_line() -> None:
     view = task_view(_run(status="failed", stage="develop", pr_number=12, error="boom\ntrace", finished_at=160.0),
                      1000.0)
-    assert view.cells() == ("r1", "#3", "failed", "develop", "-", "1m00s", "#12", "boom")
+    assert view.cells() == ("r1", "#3", "failed", "develop", "-", "-", "1m00s", "#12", "boom")
 
 
-def test_process_row_hides_pid_and_uptime_when_not_running() -> None:
+def test_process_row_hides_pid_and_shows_uptime_only_when_running() -> None:
     running = process_view(Process(name="w", role="worker", pid=5, state="running", restarts=1, started_at=40.0,
                                    host="h", detail=""), 100.0)
     broken = process_view(Process(name="w", role="worker", pid=5, state="broken", restarts=6, started_at=40.0,
                                   host="h", detail=""), 100.0)
     assert running.cells() == ("w", "h", "running", "5", "1", "1m00s")
-    assert broken.cells() == ("w", "h", "broken", "-", "6", "-")
+    assert broken.cells() == ("w", "h", "broken", "-", "6", "breaker open")
     assert running.key == "h/w"
 
 
@@ -128,3 +134,69 @@ def test_processes_title_mentions_dead_deliveries_only_when_there_are_some() -> 
     assert processes_title(0) == "Processes"
     assert processes_title(1) == "Processes · 1 dead delivery (agentz deliveries list --dead)"
     assert "2 dead deliveries" in processes_title(2)
+
+
+def _event(kind: str, at: float, to_status: str | None = None, **payload: object) -> Event:
+    return Event(run_id="r1", kind=kind, to_status=to_status, payload=dict(payload), created_at=at)
+
+
+def test_a_running_agent_call_is_timed_from_its_start_event() -> None:
+    run = _run(status="developing", updated_at=150.0)
+    events = [_event("transition", 120.0, "developing"), _event("agent_started", 130.0, role="developer")]
+    clock = run_clock(run, events)
+    assert clock == RunClock(120.0, "developer", 130.0)
+    assert task_timer(run, clock, 255.0) == "developer 2m05s"
+
+
+def test_a_finished_agent_call_stops_its_timer_and_the_status_timer_shows() -> None:
+    run = _run(status="reviewing")
+    events = [_event("transition", 120.0, "developing"), _event("agent_started", 130.0, role="developer"),
+              _event("agent_call", 190.0, role="developer"), _event("transition", 200.0, "reviewing")]
+    assert task_timer(run, run_clock(run, events), 230.0) == "reviewing 30s"
+
+
+def test_a_ci_wait_is_timed_from_entering_waiting_checks() -> None:
+    run = _run(status="waiting_checks", updated_at=900.0)
+    events = [_event("transition", 600.0, "waiting_checks")]
+    assert task_timer(run, run_clock(run, events), 1000.0) == "CI 6m40s"
+
+
+def test_without_events_the_status_timer_starts_at_the_runs_last_update() -> None:
+    run = _run(status="queued", updated_at=990.0)
+    assert task_timer(run, run_clock(run, []), 1000.0) == "queued 10s"
+    assert task_timer(_run(status="done"), run_clock(_run(status="done"), []), 1000.0) == "-"
+
+
+def _process(**fields: object) -> Process:
+    base: dict[str, object] = {"name": "w", "role": "worker", "pid": None, "state": "backoff", "restarts": 3,
+                               "started_at": 40.0, "heartbeat_at": 95.0, "host": "h",
+                               "detail": "exited with signal SIGKILL; restart in 4s", "restart_at": 104.0,
+                               "recent_crashes": 3}
+    base.update(fields)
+    return Process(**base)
+
+
+def test_process_timers_count_uptime_the_start_and_the_restart_countdown() -> None:
+    assert process_timer("running", started_at=40.0, restart_at=None, at=100.0) == "1m00s"
+    assert process_timer("starting", started_at=97.0, restart_at=None, at=100.0) == "starting 3s"
+    assert process_timer("backoff", started_at=40.0, restart_at=104.0, at=100.0) == "restart in 4s"
+    assert process_timer("backoff", started_at=40.0, restart_at=None, at=100.0) == "backoff"
+    assert process_timer("stopped", started_at=40.0, restart_at=None, at=100.0) == "-"
+
+
+def test_process_detail_shows_exit_signal_restarts_countdown_and_closed_breaker() -> None:
+    text = render_process_detail(process_view(_process(), 100.0), 100.0)
+    assert "last exit: exited with signal SIGKILL" in text
+    assert "restarts: 3" in text
+    assert "backoff: restart in 4s" in text
+    assert "circuit breaker: closed (3 recent crashes)" in text
+    assert "heartbeat: 5s ago" in text
+
+
+def test_process_detail_of_a_broken_process_says_the_breaker_is_open_and_how_to_restart() -> None:
+    view = process_view(_process(state="broken", detail="exited with code 1", restart_at=None, recent_crashes=6),
+                        100.0)
+    text = render_process_detail(view, 100.0)
+    assert "circuit breaker: open (6 recent crashes); press r twice to restart it" in text
+    assert "backoff:" not in text
+    assert exit_reason("exited with code 2; restart in 8s") == "exited with code 2"
