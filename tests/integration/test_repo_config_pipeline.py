@@ -143,7 +143,7 @@ async def test_the_lower_of_the_host_and_repository_budgets_stops_the_run(
     run_id = h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and "(limit $0.05)" in (run.error or "")
+    assert run.status == "needs_human" and "(MAX_COST_PER_RUN_USD is $0.05)" in (run.error or "")
     assert agent_roles(h, run_id) == ["task_lead"]
 
 
