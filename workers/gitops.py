@@ -128,6 +128,7 @@ PERMANENT_REMOTE_ERRORS = (
     "[remote rejected]",
     "non-fast-forward",
     "stale info",
+    "couldn't find remote ref",  # a ref the remote does not have (no checkpoint yet) will not appear by waiting
 )
 
 

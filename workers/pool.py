@@ -221,7 +221,7 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
 
 def settle_interval(settings: Settings) -> float:
     """How often an idle worker settles waiting runs: often enough to end a CI quiet window soon."""
-    return min(SETTLE_INTERVAL_SECONDS, max(1.0, settings.ci_quiet_seconds))
+    return min(SETTLE_INTERVAL_SECONDS, max(0.25, settings.ci_quiet_seconds / 4))
 
 
 async def _collect_worktrees(deps: PipelineDeps) -> None:

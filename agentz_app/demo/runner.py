@@ -136,6 +136,8 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
         "SCHEDULER_DEBOUNCE_SECONDS": "1",
         "HEARTBEAT_SECONDS": "2",
         "LEASE_SECONDS": "15",
+        # The demo's CI creates every check suite at push: no late suites to wait for.
+        "CI_QUIET_SECONDS": "1",
         "RECONCILE_INTERVAL_SECONDS": "2",
         "RESYNC_INTERVAL_SECONDS": "3600",
         "LOG_FORMAT": "json",

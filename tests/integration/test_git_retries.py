@@ -128,6 +128,7 @@ async def test_bad_credentials_are_not_retried(tmp_path: Path, aiohttp_server: C
     (128, "fatal: the remote end hung up unexpectedly", False),
     (128, "error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", False),
     (129, "usage: git fetch", True),
+    (128, "fatal: couldn't find remote ref refs/agent-z/runs/abc", True),
 ])
 def test_remote_failures_are_classified_from_exit_code_and_stderr(exit_code: int, stderr: str,
                                                                   permanent: bool) -> None:
