@@ -760,9 +760,11 @@ class RunQueue:
                     self._wake_deferred(session, repo)
             return list(moved), lost
 
-    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict") -> Run:
-        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts."""
-        return self.transition(lease, Status.DEFERRED, release=True,
+    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict",
+              stage: str | None = None) -> Run:
+        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts;
+        ``stage`` says where it continues once woken."""
+        return self.transition(lease, Status.DEFERRED, release=True, stage=stage,
                                event={"reason": reason, "conflicts": sorted(conflicts)})
 
     def update(self, lease: Lease, **fields: Any) -> Run:

@@ -139,7 +139,11 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert h.gh.labels[7] == ["agent-z"]
     assert "Done" in next(iter(h.gh.comments.values()))["body"]
     assert not (h.settings.state_dir / "worktrees" / run_id).exists()
-    assert h.queue.claims_of(run_id) == []
+    # The PR is still open: its files stay claimed until it is merged or closed.
+    assert sorted(h.queue.claims_of(run_id)) == [
+        f"file:{REPO}:src/app.py", f"file:{REPO}:tests/test_app.py",
+        f"module:{REPO}:app", f"module:{REPO}:src", f"module:{REPO}:tests",
+    ]
 
 
 async def test_happy_path_stays_within_eight_content_creating_requests(tmp_path: Path) -> None:
