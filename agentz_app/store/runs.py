@@ -48,6 +48,8 @@ _ISSUE_ONLY = frozenset({Status.QUEUED, Status.DEFERRED})
 # The module name of a whole-repository claim, and directories whose children are the packages.
 WHOLE_REPOSITORY = "*"
 _SOURCE_ROOTS = frozenset({"src", "lib", "packages"})
+# Statuses whose start means the agent is changing the code (progress a checkpoint must cover).
+_CODE_STAGES = (Status.DEVELOPING, Status.FIXING)
 _PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
 
 Clock = Callable[[], float]
@@ -114,6 +116,12 @@ def resource_kind(resource: str) -> str:
 def resume_status(run: Run) -> Status:
     """Where a deferred or recovered run continues: ``ready`` with a plan, else ``queued``."""
     return Status.READY if run.plan is not None else Status.QUEUED
+
+
+def _is_progress(kind: str, to_status: str | None, payload: Mapping[str, Any] | None) -> bool:
+    if kind == "agent_call":
+        return (payload or {}).get("role") == "developer"
+    return kind in ("transition", "claimed") and to_status in _CODE_STAGES
 
 
 def new_run_id() -> str:
@@ -498,6 +506,21 @@ class RunQueue:
                 ).all()
             )
 
+    def progress_is_saved(self, run_id: str) -> bool:
+        """Whether the run's checkpoint is newer than its last reported progress: a developer
+        call that finished, or the start of a stage that changes the code."""
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+            if run is None or not run.checkpoint_sha:
+                return False
+            rows = session.execute(
+                select(Event.id, Event.kind, Event.to_status, Event.payload)
+                .where(Event.run_id == run_id, Event.kind.in_(("checkpoint", "agent_call", "transition", "claimed")))
+            ).all()
+        saved = max((row.id for row in rows if row.kind == "checkpoint"), default=None)
+        progressed = max((row.id for row in rows if _is_progress(row.kind, row.to_status, row.payload)), default=None)
+        return saved is not None and (progressed is None or saved > progressed)
+
     def expired(self, now: float | None = None) -> list[Run]:
         """Runs whose lease expired, plus runs in leased statuses that nobody holds or can claim."""
         moment = self.clock() if now is None else now
@@ -768,10 +791,18 @@ class RunQueue:
                                event={"reason": reason, "conflicts": sorted(conflicts)})
 
     def update(self, lease: Lease, **fields: Any) -> Run:
-        """Fenced update of run fields (plan, session ids, PR number, cost ...)."""
+        """Fenced update of run fields (plan, session ids, PR number, cost ...).
+
+        A new checkpoint is also recorded as a ``checkpoint`` event: the reconciler compares
+        it with the last reported progress to tell whether a lost attempt's work is saved.
+        """
         _check_fields(fields)
         with self.db.begin() as session:
-            return self._write(session, lease, {**fields, "updated_at": self.clock()})
+            run = self._write(session, lease, {**fields, "updated_at": self.clock()})
+            if fields.get("checkpoint_sha"):
+                self._event(session, run.id, "checkpoint", from_status=run.status, to_status=run.status,
+                            sha=fields["checkpoint_sha"], attempt=lease.attempt)
+            return run
 
     def add_cost(self, lease: Lease, cost_usd: float, tokens: int) -> Run:
         """Add an agent call's cost and tokens to the run (fenced)."""

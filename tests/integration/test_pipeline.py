@@ -389,7 +389,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-async def test_killed_worker_process_is_resumed_without_a_second_pr(
+async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
     import os
@@ -405,8 +405,8 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
     number = int(fakehub.create_issue("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
     agent_steps = json.dumps([
         {"role": "task_lead", "json": {**PLAN, "files": ["app.py"]}},
-        {"role": "developer", "nth": 1, "sleep": 120, "write": [{"path": "app.py", "content": SLOW}]},
         {"role": "developer", "write": [{"path": "app.py", "content": FAST}]},
+        {"role": "reviewer", "nth": 1, "sleep": 120, "json": APPROVE},
         {"role": "reviewer", "json": APPROVE},
     ])
     env = {
@@ -436,9 +436,9 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
             for _ in range(400):
                 await asyncio.sleep(0.05)
                 agent = _children(proc.pid)
-                if queue.get(run.id).status == "developing" and agent:
+                if queue.get(run.id).status == "reviewing" and agent:
                     break
-            assert queue.get(run.id).status == "developing"
+            assert queue.get(run.id).status == "reviewing"  # the developer's work is checkpointed
             for child in agent:  # the agent runs in its own process group; end it with its worker
                 os.killpg(child, signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGKILL)
@@ -448,7 +448,7 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
             report = reconcile_once(db, settings)
             assert run.id in report.as_dict()["resumed"], report.as_dict()
             resumed = queue.get(run.id)
-            assert resumed.status == "ready" and resumed.stage == "developing"
+            assert resumed.status == "ready" and resumed.stage == "reviewing"
 
             claimed = queue.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
             assert claimed is not None
