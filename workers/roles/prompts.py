@@ -184,6 +184,8 @@ def _review_comment_block(comment: Mapping[str, Any]) -> str:
     where = comment.get("path")
     where = f"{where}:{comment.get('line')}" if where and comment.get("line") else where
     source = f"inline review comment on {where}" if where else "review comment"
+    if comment.get("reply_to"):
+        source = f"reply in the review thread on {where}" if where else "reply in a review thread"
     return untrusted_block(_clip(str(comment.get("body", "")), 3000), source=source,
                            author=str(comment.get("author") or ""), association=comment.get("author_association"))
 
@@ -199,7 +201,9 @@ def feedback_prompt(feedback: Mapping[str, Any]) -> str:
     lines += ["", UNTRUSTED_NOTICE]
     body = str(feedback.get("review_body") or "").strip()
     if kind == "review" and body:
-        lines += ["", "The review:", untrusted_block(_clip(body, 8000), source="pull request review",
+        heading, source = (("The request:", "pull request comment") if feedback.get("source") == "conversation"
+                           else ("The review:", "pull request review"))
+        lines += ["", heading, untrusted_block(_clip(body, 8000), source=source,
                                                      author=str(feedback.get("reviewer") or ""),
                                                      association=feedback.get("reviewer_association"))]
     checks = feedback.get("checks") or []
@@ -214,7 +218,7 @@ def feedback_prompt(feedback: Mapping[str, Any]) -> str:
                                                       author_label=_CI)]
     comments = feedback.get("comments") or []
     if comments:
-        lines += ["", "Review comments:"]
+        lines += ["", "Review comments, thread by thread (each first comment, then its replies):"]
         lines += [_review_comment_block(comment) for comment in comments[:100]]
     logs = str(feedback.get("logs") or "").strip()
     if logs:
