@@ -60,11 +60,13 @@ from workers.roles.prompts import (
     develop_prompt,
     feedback_prompt,
     fix_review_prompt,
+    impact_prompt,
     plan_prompt,
     policy_fix_prompt,
     review_prompt,
+    revise_prompt,
 )
-from workers.roles.schemas import Plan, Review
+from workers.roles.schemas import Impact, Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.prices import configured_model, estimate_call_cost
@@ -75,6 +77,8 @@ T = TypeVar("T")
 GitHubFactory = Callable[[Run], Awaitable[Any]]
 Recheck = Callable[..., Awaitable[str | None]]
 Progress = Callable[[Run, str], None]
+# Shows the Task Lead's impact analysis to the operator; returns their answers ("" keeps the plan).
+Consult = Callable[[Run, Impact], Awaitable[str]]
 
 log = get_logger("agentz.pipeline")
 
@@ -111,6 +115,7 @@ class PipelineDeps:
     runner_for: Callable[[str], Runner] | None = None
     recheck: Recheck = _default_recheck
     progress: Progress | None = None
+    consult: Consult | None = None
     extra_agent_env: Mapping[str, str] = field(default_factory=dict)
 
     def runner(self, role: str, settings: Settings | None = None) -> Runner:
@@ -381,6 +386,8 @@ async def _plan(a: Attempt) -> Run:
     path = await a.deps.worktrees.resume(a.run.id, a.run.repo, branch, issue.default_branch)
     a.update(worktree_path=str(path))
     await _configure(a, issue.default_branch)
+    if a.deps.consult is not None:
+        return await _plan_with_operator(a, a.deps.consult, issue, path)
     plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
     if plan is None:
         a.update(plan_raw=raw, session_id=session)
@@ -390,6 +397,29 @@ async def _plan(a: Attempt) -> Run:
         a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
         await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
         return a.run
+    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+
+
+async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext, path: Path) -> Run:
+    """Interactive planning: impact analysis, the operator's answers, the revised plan; one session."""
+    impact, raw, error, session = await a.structured(Impact, "task_lead", impact_prompt(issue), path,
+                                                     session_id=None)
+    if impact is None:
+        a.update(plan_raw=raw, session_id=session)
+        raise StopRun(Status.FAILED, f"the Task Lead gave no valid impact analysis: {error}", raw=raw[-4000:])
+    assert isinstance(impact, Impact)
+    a.update(session_id=session)
+    a.queue.add_event(a.run.id, "impact", impact=impact.model_dump())
+    answers = (await consult(a.run, impact)).strip()
+    plan = impact.as_plan()
+    if answers:
+        a.queue.add_event(a.run.id, "operator_answers", chars=len(answers))
+        revised, raw, error, session = await a.structured(Plan, "task_lead", revise_prompt(answers), path,
+                                                          session_id=session)
+        if revised is None:
+            raise StopRun(Status.FAILED, f"the Task Lead gave no valid revised plan: {error}", raw=raw[-4000:])
+        assert isinstance(revised, Plan)
+        plan = revised
     return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
-from workers.roles.schemas import Finding, Plan, Review
+from workers.roles.schemas import Finding, Impact, Plan, Review
 
 if TYPE_CHECKING:  # the content policy renders through reporting, which renders plans from here
     from workers.content_policy import Violation
@@ -105,6 +105,45 @@ def plan_prompt(issue: IssueContext) -> str:
             _schema(Plan.model_json_schema()),
             "`files` lists repository-relative paths you expect to change; `modules` names the",
             "areas of the code you will touch; `risk` is low, medium or high.",
+        ]
+    )
+
+
+def impact_prompt(issue: IssueContext) -> str:
+    """Ask the Task Lead for an impact analysis (a plan plus open questions) as JSON."""
+    return "\n".join(
+        [
+            "You are the Task Lead for this GitHub issue. Read the repository in the current directory",
+            "and analyse the impact of resolving it. Do not change any file yet.",
+            "",
+            _issue_block(issue),
+            "",
+            "Answer with one JSON object only, matching this schema:",
+            _schema(Impact.model_json_schema()),
+            "`files` lists repository-relative paths you expect to change; `modules` names the areas",
+            "of the code you will touch; `risk` is low, medium or high; `questions` lists what the",
+            "maintainer must decide before you start (at most five, empty when nothing is open).",
+        ]
+    )
+
+
+def revise_prompt(answers: str) -> str:
+    """Ask the same Task Lead session to revise its plan after the maintainer's answers.
+
+    The answers come from the maintainer at the terminal (the operator), so they are
+    instructions, not untrusted data; the issue text stays inside its untrusted block.
+    """
+    return "\n".join(
+        [
+            "The maintainer running Agent-Z read your impact analysis and answered at the terminal.",
+            "Their answers and plan edits below come from the operator and take precedence:",
+            "",
+            "<maintainer-answers>",
+            answers.strip()[:MAX_FEEDBACK_CHARS],
+            "</maintainer-answers>",
+            "",
+            "Answer with the revised plan as one JSON object only, matching this schema:",
+            _schema(Plan.model_json_schema()),
         ]
     )
 
