@@ -83,13 +83,13 @@ def plan_recovery(run: Run, *, cause: str, max_infra_attempts: int, pull: PullSn
     attempts = run.infra_attempts + 1
     counted: dict[str, Any] = {"infra_attempts": attempts}
     status = Status(run.status)
+    if attempts >= max_infra_attempts:
+        error = f"{cause}; gave up after {attempts} infrastructure attempts"
+        return Recovery(Status.FAILED, "failed", error, {**counted, "error": error})
     if status in _DEVELOPMENT and not progress_saved:
         saved = "no checkpoint" if not run.checkpoint_sha else "its checkpoint is older than its last progress"
         error = f"quarantined: {cause} during {run.stage or status.value} and {saved}; check the branch and resume"
         return Recovery(Status.NEEDS_HUMAN, "needs_human", error, {**counted, "error": error})
-    if attempts >= max_infra_attempts:
-        error = f"{cause}; gave up after {attempts} infrastructure attempts"
-        return Recovery(Status.FAILED, "failed", error, {**counted, "error": error})
     if status == Status.PLANNING:
         return Recovery(Status.QUEUED, "requeued", cause, counted)
     if status in _WORKING:
