@@ -800,7 +800,8 @@ async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | 
             await step()
         except (AgentZError, OSError) as exc:
             log.warning("cleanup step failed", run_id=run.id, step=name, error=str(exc))
-    if run.status in states.TERMINAL and run.status != Status.DONE:  # done: claims stay until merged or closed
+    holds_claims = run.status == Status.DONE and deps.settings.claims_until_merged  # until merged or closed
+    if run.status in states.TERMINAL and not holds_claims:
         with contextlib.suppress(AgentZError):
             deps.queue.release_resources(run.id, keep_issue=False)
 

@@ -138,6 +138,7 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
         "LEASE_SECONDS": "15",
         "RECONCILE_INTERVAL_SECONDS": "2",
         "RESYNC_INTERVAL_SECONDS": "3600",
+        "CLAIMS_UNTIL_MERGED": "false",  # nobody merges the demo's pull requests
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
     }

@@ -182,3 +182,19 @@ async def test_a_plan_without_files_or_modules_claims_the_whole_repository(tmp_p
     assert f"module:{REPO}:*" in h.queue.claims_of(first)
     blocked = await h.work()
     assert blocked.id == second and blocked.status == "deferred"
+
+
+async def test_with_claims_released_at_done_the_waiting_run_goes_on_when_the_other_is_green(tmp_path: Path) -> None:
+    agent_steps = scripted(
+        {7: plan(["src/app.py"]), 8: plan(["src/app.py"])},
+        {7: [[{"path": "src/app.py", "content": "print('fast')\n"}]],
+         8: [[{"path": "src/app.py", "content": "print('small')\n"}]]},
+    )
+    h, first, second = two_issues(tmp_path, agent_steps)
+    h.settings = h.deps.settings = h.settings.model_copy(update={"claims_until_merged": False})
+    await plan_both(h)
+    results = {run.id: run.status for run in await work_in_parallel(h)}
+    winner = first if results[first] == "waiting_checks" else second
+    loser = second if winner == first else first
+    await green(h, winner)
+    assert h.queue.claims_of(winner) == [] and h.queue.get(loser).status == "ready"
