@@ -88,15 +88,31 @@ class AgentzGroup(click.Group):
             raise click.ClickException(str(DatabaseUnavailable(f"database error: {connection_problem(exc)}"))) from None
 
 
-@click.group(cls=AgentzGroup)
+@click.group(cls=AgentzGroup, invoke_without_command=True)
 @click.option("--env-file", default=".env", show_default=True, help="Read settings from this file too.")
 @click.pass_context
 def cli(ctx: click.Context, env_file: str) -> None:
-    """Agent-Z: a GitHub App that turns issues into reviewed pull requests."""
+    """Agent-Z: a GitHub App that turns issues into reviewed pull requests.
+
+    With no command on a terminal: pick an issue of GITHUB_REPO, answer the Task Lead's
+    impact analysis, and watch it become a pull request.
+    """
     ctx.ensure_object(dict)
+    if ctx.invoked_subcommand is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(ctx.get_help())
+        return
     if ctx.invoked_subcommand in ("demo", "config", "help-all"):
         return  # the demo builds its own settings in a temporary workspace; config reads only its file
     ctx.obj["settings"] = load_settings(env_file)
+    if ctx.invoked_subcommand is None:
+        from agentz_app.tui.pick import run_picker
+
+        settings = _settings(ctx)
+        db = open_database(settings)
+        try:
+            run_picker(settings, db)
+        finally:
+            db.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

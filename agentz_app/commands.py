@@ -1,6 +1,6 @@
 """Slash commands in issue and pull-request comments, with the permission rule.
 
-``/agent-z run|cancel|retry|status|plan`` is recognised on the first line or on any
+``/agent-z run|cancel|retry|status|plan|fix`` is recognised on the first line or on any
 line that starts with it (case-insensitive); fenced code, inline code and quoted
 lines are ignored. Only people who pass the permission rule
 (:mod:`agentz_app.ingress.permissions`: write, maintain or admin, or a bot listed in
@@ -44,7 +44,7 @@ from agentz_app.store.states import LIVE, RETRYABLE, Status
 
 log = get_logger(__name__)
 
-COMMANDS = ("run", "cancel", "retry", "status", "plan")
+COMMANDS = ("run", "cancel", "retry", "status", "plan", "fix")
 REFUSAL_REPLY_SECONDS = 3600.0
 OWN_BRANCH = re.compile(r"^agent-z/issue-(\d+)(?:-|$)")
 
@@ -71,6 +71,14 @@ def parse_command(body: str) -> Command | None:
         name = (match.group("name") or "").lower()
         return Command(name if name in COMMANDS else "unknown", match.group("args").strip(), line.strip())
     return None
+
+
+def mentions_app(body: str, slug: str) -> bool:
+    """True when the prose of ``body`` mentions the App (``@slug`` or ``@slug[bot]``); code and quotes do not count."""
+    if not slug or f"@{slug.lower()}" not in (body or "").lower():
+        return False
+    mention = re.compile(rf"(?<![\w@/-])@{re.escape(slug)}(?:\[bot\])?(?![\w-])", re.IGNORECASE)
+    return any(mention.search(line) for line in prose_lines(body))
 
 
 def command_key(command: Command) -> str:
@@ -231,6 +239,23 @@ def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Comma
     return CommandOutcome(False, f"Unknown command. Use one of: {', '.join('`/agent-z ' + c + '`' for c in COMMANDS)}.")
 
 
+async def execute_fix(gh: Any, db: Database, settings: Settings, queue: RunQueue, target: CommandTarget,
+                      command: Command, actor: Actor) -> CommandOutcome:
+    """``/agent-z fix <what>`` by someone who may steer: feedback for the developer of the issue's
+    open Agent-Z pull request, like a review that requests changes (same branch, same PR)."""
+    from agentz_app.ingress.runs import request_conversation_fix  # the ingress imports this module
+
+    if not command.args:
+        return CommandOutcome(False, "Say what to change: `/agent-z fix <what to change>`.")
+    run = latest_run(db, target.repo, target.issue_number)
+    if run is None or run.pr_number is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
+        detail = f" (run `{run.id}` is {run.status})" if run is not None else ""
+        return CommandOutcome(False, f"There is no Agent-Z pull request waiting for feedback here{detail}.",
+                              run.id if run is not None else None)
+    moved = await request_conversation_fix(gh, db, settings, queue, run, text=command.args, author=actor)
+    return CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)
+
+
 # Replies are posted for refusals, problems and status; accepted work is reported by
 # the run's own status comment, which keeps content-creating requests low.
 def needs_reply(command: Command, outcome: CommandOutcome) -> bool:
@@ -300,7 +325,10 @@ async def _decide_and_execute(
                                           at=clock(), window=REFUSAL_REPLY_SECONDS)
     else:
         try:
-            outcome = execute(queue, db, target, command, user)
+            if command.name == "fix":
+                outcome = await execute_fix(gh, db, settings, queue, target, command, actor)
+            else:
+                outcome = execute(queue, db, target, command, user)
         except AgentZError as exc:
             outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
         reply = needs_reply(command, outcome)

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     resync_interval_seconds: float = Field(default=300.0, gt=0)
     ci_grace_seconds: float = Field(default=600.0, ge=0)
     ci_quiet_seconds: float = Field(default=10.0, ge=0, le=600)
+    # A done run keeps its file and module claims until its pull request is merged or closed,
+    # so a colliding run builds on the merged change; false releases them at done.
+    claims_until_merged: bool = True
     max_infra_attempts: int = Field(default=3, ge=1)
     max_delivery_attempts: int = Field(default=8, ge=1, le=100)
     retain_deliveries_days: int = Field(default=14, ge=1)

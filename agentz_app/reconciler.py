@@ -29,6 +29,8 @@ from agentz_app.store.runs import Clock, RunQueue
 from agentz_app.store.states import LEASED, LIVE, Status, can_transition
 
 _WORKING = frozenset({Status.DEVELOPING, Status.REVIEWING, Status.FIXING, Status.FIXING_CI})
+# Statuses in which a lost attempt may have changed code that only a checkpoint preserves.
+_DEVELOPMENT = _WORKING | {Status.SUBMITTING}
 
 
 @dataclass
@@ -70,14 +72,24 @@ class Recovery:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_recovery(run: Run, *, cause: str, max_infra_attempts: int, pull: PullSnapshot | None) -> Recovery:
-    """Decide, without I/O, how to recover a run whose lease expired or whose owner died."""
+def plan_recovery(run: Run, *, cause: str, max_infra_attempts: int, pull: PullSnapshot | None,
+                  progress_saved: bool = True) -> Recovery:
+    """Decide, without I/O, how to recover a run whose lease expired or whose owner died.
+
+    Development whose progress cannot be proven (``progress_saved`` is False: no checkpoint,
+    or one older than the last reported progress) is quarantined as ``needs_human``: resuming
+    it could silently drop or repeat work a human should look at first.
+    """
     attempts = run.infra_attempts + 1
     counted: dict[str, Any] = {"infra_attempts": attempts}
     status = Status(run.status)
     if attempts >= max_infra_attempts:
         error = f"{cause}; gave up after {attempts} infrastructure attempts"
         return Recovery(Status.FAILED, "failed", error, {**counted, "error": error})
+    if status in _DEVELOPMENT and not progress_saved:
+        saved = "no checkpoint" if not run.checkpoint_sha else "its checkpoint is older than its last progress"
+        error = f"quarantined: {cause} during {run.stage or status.value} and {saved}; check the branch and resume"
+        return Recovery(Status.NEEDS_HUMAN, "needs_human", error, {**counted, "error": error})
     if status == Status.PLANNING:
         return Recovery(Status.QUEUED, "requeued", cause, counted)
     if status in _WORKING:
@@ -236,7 +248,7 @@ class _Pass:
                 self._finish_merged_submission(run, pull)
                 continue
             recovery = plan_recovery(run, cause=cause, max_infra_attempts=self.settings.max_infra_attempts,
-                                     pull=pull)
+                                     pull=pull, progress_saved=self.queue.progress_is_saved(run.id))
             self._apply(run, recovery)
 
     def _apply(self, run: Run, recovery: Recovery) -> None:

@@ -1,13 +1,16 @@
-"""``agentz loop N``: schedule and deliver up to N issues one after another, in the foreground.
+"""Foreground delivery: ``agentz loop N`` and the interactive issue picker.
 
 No receiver is needed: the repository's snapshots are refreshed from GitHub before
 each scheduling pass, the gates and the Scheduler Agent pick the next issue, and the
 issue is delivered through plan → develop → review → PR → CI like any worker would.
+Interactively, the person at the terminal picks the issue, answers the Task Lead's
+impact analysis, and watches the run to its pull request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 from sqlalchemy import select
@@ -19,9 +22,10 @@ from agentz_app.scheduling.resync import resync_repo
 from agentz_app.scheduling.service import describe, schedule_once
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
-from agentz_app.store.models import Run
+from agentz_app.store.models import IssueAssessment, IssueSnapshot, Run
 from agentz_app.store.states import Status
-from workers.pool import deliver_issue
+from workers.pipeline import Consult
+from workers.pool import build_deps, deliver_issue
 from workers.runners.registry import get_runner
 
 Echo = Callable[[str], None]
@@ -66,3 +70,61 @@ async def run_loop(settings: Settings, db: Database, count: int, *, force: bool,
             echo(f"delivering {repo}#{run.issue_number} ({len(finished) + 1}/{count})")
             finished.append(await deliver_issue(settings, repo, run.issue_number, echo=echo, db=db))
     return finished
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open issue as the picker lists it: the gates' verdict and the Scheduler Agent's word."""
+
+    number: int
+    title: str
+    verdict: str
+    verdict_reason: str
+    score: int | None
+    reason: str
+
+
+def stored_candidates(db: Database, repo: str) -> list[Candidate]:
+    """Open issues of ``repo`` from the snapshots, best Scheduler Agent score first."""
+    with db.read() as session:
+        issues = session.scalars(
+            select(IssueSnapshot).where(IssueSnapshot.repo == repo, IssueSnapshot.state == "open",
+                                        IssueSnapshot.is_pull_request.is_(False))
+        ).all()
+        assessed = {a.number: a for a in session.scalars(select(IssueAssessment).where(IssueAssessment.repo == repo))}
+        found = [
+            Candidate(
+                number=issue.number, title=issue.title, verdict=issue.verdict or "not gated yet",
+                verdict_reason=issue.verdict_reason or "",
+                score=assessed[issue.number].score if issue.number in assessed else None,
+                reason=assessed[issue.number].reason if issue.number in assessed else "",
+            )
+            for issue in issues
+        ]
+    return sorted(found, key=lambda c: (c.score is None, -(c.score or 0), c.number))
+
+
+async def load_candidates(settings: Settings, db: Database, http: aiohttp.ClientSession) -> list[Candidate]:
+    """The candidates of ``GITHUB_REPO``: from the snapshots, or read from GitHub when none are stored."""
+    repo = _interactive_repo(settings)
+    found = stored_candidates(db, repo)
+    if not found:
+        await refresh_repository(GitHubApp(settings, http), db, repo)
+        found = stored_candidates(db, repo)
+    return found
+
+
+async def deliver_with_operator(settings: Settings, db: Database, http: aiohttp.ClientSession, number: int, *,
+                                consult: Consult, echo: Echo, ci_poll_seconds: float = 5.0) -> Run:
+    """Deliver one issue of ``GITHUB_REPO``, asking ``consult`` about the Task Lead's impact analysis."""
+    repo = _interactive_repo(settings)
+    deps = build_deps(settings, db, http, progress=lambda run, status: echo(f"  {status}"))
+    deps.consult = consult
+    return await deliver_issue(settings, repo, number, echo=echo, db=db, deps=deps, ci_poll_seconds=ci_poll_seconds)
+
+
+def _interactive_repo(settings: Settings) -> str:
+    if not settings.github_repo:
+        raise ConfigError("GITHUB_REPO", "required by the interactive mode")
+    settings.require_app()
+    return settings.github_repo

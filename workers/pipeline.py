@@ -37,7 +37,7 @@ from agentz_app.store import states
 from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueComment, IssueSnapshot, Repository, Run, now
-from agentz_app.store.runs import Lease, RunQueue, file_resource, module_resource
+from agentz_app.store.runs import Lease, RunQueue, change_resources
 from agentz_app.store.states import Status
 from workers.ci_github import ci_failure_feedback, refresh_ci
 from workers.content_policy import (
@@ -60,11 +60,13 @@ from workers.roles.prompts import (
     develop_prompt,
     feedback_prompt,
     fix_review_prompt,
+    impact_prompt,
     plan_prompt,
     policy_fix_prompt,
     review_prompt,
+    revise_prompt,
 )
-from workers.roles.schemas import Plan, Review
+from workers.roles.schemas import Impact, Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.prices import configured_model, estimate_call_cost
@@ -75,11 +77,13 @@ T = TypeVar("T")
 GitHubFactory = Callable[[Run], Awaitable[Any]]
 Recheck = Callable[..., Awaitable[str | None]]
 Progress = Callable[[Run, str], None]
+# Shows the Task Lead's impact analysis to the operator; returns their answers ("" keeps the plan).
+Consult = Callable[[Run, Impact], Awaitable[str]]
 
 log = get_logger("agentz.pipeline")
 
 _RESUMABLE_STAGES = ("developing", "reviewing", "fixing", "submitting")
-_CI_STAGES = ("ci_fixing", "ci_submitting", "fixing_ci")
+_CI_STAGES = ("ci_fixing", "ci_submitting", "ci_rebasing", "fixing_ci")
 
 
 class StopRun(AgentZError):
@@ -111,6 +115,7 @@ class PipelineDeps:
     runner_for: Callable[[str], Runner] | None = None
     recheck: Recheck = _default_recheck
     progress: Progress | None = None
+    consult: Consult | None = None
     extra_agent_env: Mapping[str, str] = field(default_factory=dict)
 
     def runner(self, role: str, settings: Settings | None = None) -> Runner:
@@ -381,6 +386,8 @@ async def _plan(a: Attempt) -> Run:
     path = await a.deps.worktrees.resume(a.run.id, a.run.repo, branch, issue.default_branch)
     a.update(worktree_path=str(path))
     await _configure(a, issue.default_branch)
+    if a.deps.consult is not None:
+        return await _plan_with_operator(a, a.deps.consult, issue, path)
     plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
     if plan is None:
         a.update(plan_raw=raw, session_id=session)
@@ -390,6 +397,29 @@ async def _plan(a: Attempt) -> Run:
         a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
         await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
         return a.run
+    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+
+
+async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext, path: Path) -> Run:
+    """Interactive planning: impact analysis, the operator's answers, the revised plan; one session."""
+    impact, raw, error, session = await a.structured(Impact, "task_lead", impact_prompt(issue), path,
+                                                     session_id=None)
+    if impact is None:
+        a.update(plan_raw=raw, session_id=session)
+        raise StopRun(Status.FAILED, f"the Task Lead gave no valid impact analysis: {error}", raw=raw[-4000:])
+    assert isinstance(impact, Impact)
+    a.update(session_id=session)
+    a.queue.add_event(a.run.id, "impact", impact=impact.model_dump())
+    answers = (await consult(a.run, impact)).strip()
+    plan = impact.as_plan()
+    if answers:
+        a.queue.add_event(a.run.id, "operator_answers", chars=len(answers))
+        revised, raw, error, session = await a.structured(Plan, "task_lead", revise_prompt(answers), path,
+                                                          session_id=session)
+        if revised is None:
+            raise StopRun(Status.FAILED, f"the Task Lead gave no valid revised plan: {error}", raw=raw[-4000:])
+        assert isinstance(revised, Plan)
+        plan = revised
     return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
 
 
@@ -485,9 +515,7 @@ async def _develop(a: Attempt) -> Run:
                                       force=bool(run.force))
         if reason:
             raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
-    resources = [file_resource(run.repo, path) for path in plan.files]
-    resources += [module_resource(run.repo, name) for name in plan.modules]
-    conflicts = a.queue.claim_resources(a.lease, resources) if resources else []
+    conflicts = a.queue.claim_resources(a.lease, change_resources(run.repo, plan.files, plan.modules))
     if conflicts:
         a.run = a.queue.defer(a.lease, conflicts)
         if a.deps.progress is not None:
@@ -497,8 +525,10 @@ async def _develop(a: Attempt) -> Run:
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
     path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)
     a.update(worktree_path=str(path))
-    await _setup(a, path)
     stage = run.stage if run.stage in _RESUMABLE_STAGES else "developing"
+    if run.stage == "rebasing":
+        stage, path = await _rebase(a, branch, base, path)
+    await _setup(a, path)
     if stage == "fixing":
         stage = "reviewing"  # the findings are re-derived by a fresh review
     if stage in ("reviewing", "submitting"):
@@ -514,7 +544,8 @@ async def _develop(a: Attempt) -> Run:
             changed = (await a.capture(path)).changed_paths
             if not changed:
                 raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
-            a.queue.claim_resources(a.lease, [file_resource(a.run.repo, name) for name in changed])
+            if await _defer_on_conflicts(a, base, resume_at="rebasing"):
+                return a.run
             stage = "reviewing"
         elif stage == "reviewing":
             stage = await _review(a, issue, plan, path, base)
@@ -529,6 +560,8 @@ async def _develop(a: Attempt) -> Run:
         elif not await _local_test(a, path):
             stage = "reviewing"
         else:
+            if await _defer_on_conflicts(a, base, resume_at="rebasing"):
+                return a.run
             return await _submit(a, issue, plan, base, first=True)
 
 
@@ -587,6 +620,48 @@ async def _local_test(a: Attempt, path: Path) -> bool:
     return False
 
 
+async def _defer_on_conflicts(a: Attempt, base: str, *, resume_at: str) -> bool:
+    """Claim the files the change actually touches (and their modules); when another run holds
+    one, defer until that run's PR is merged or closed, then continue at ``resume_at``."""
+    if not a.run.checkpoint_sha:
+        return False
+    changed = await a.deps.worktrees.changed_files(a.run.repo, base, a.run.checkpoint_sha)
+    if not changed:
+        return False
+    conflicts = a.queue.claim_resources(a.lease, change_resources(a.run.repo, changed))
+    if not conflicts:
+        return False
+    a.run = a.queue.defer(a.lease, conflicts, reason="the change touches files another run holds", stage=resume_at)
+    if a.deps.progress is not None:
+        a.deps.progress(a.run, "deferred")
+    return True
+
+
+async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, Path]:
+    """Put a woken run's checkpoint on the current base (in the mirror); re-develop when that conflicts.
+
+    Returns the stage to continue at and the rebuilt working copy.
+    """
+    run = a.run
+    rebased = None
+    if run.checkpoint_sha:
+        rebased = await a.deps.worktrees.rebase_checkpoint(run.id, run.repo, base, run.checkpoint_sha)
+    if rebased is not None:
+        moved = rebased != run.checkpoint_sha
+        a.queue.add_event(run.id, "rebased", onto=base, checkpoint=rebased, moved=moved)
+        if moved:
+            # The pushed head is on the old base: the next commit replaces it (a forced push
+            # to the run's own branch, same pull request).
+            a.update(checkpoint_sha=rebased, head_sha=None)
+            path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=rebased)
+        a.review = _last_review(a.queue, run.id)
+        return ("submitting" if a.review is not None and a.review.approved else "reviewing"), path
+    a.queue.add_event(run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
+    await a.deps.worktrees.delete_checkpoint(run.id, run.repo)
+    a.update(checkpoint_sha=None, head_sha=None)
+    return "developing", await a.deps.worktrees.create(run.id, run.repo, branch, base)
+
+
 def _last_review(queue: RunQueue, run_id: str) -> Review | None:
     for event in reversed(queue.events(run_id)):
         if event.kind == "review" and isinstance(event.payload.get("review"), dict):
@@ -631,7 +706,16 @@ async def _fix_ci(a: Attempt) -> Run:
     a.update(worktree_path=str(path))
     await _configure(a, base)
     await _setup(a, path)
-    if run.stage != "ci_submitting":
+    if run.stage == "ci_rebasing":
+        rebased = None
+        if run.checkpoint_sha:
+            rebased = await a.deps.worktrees.rebase_checkpoint(run.id, run.repo, base, run.checkpoint_sha)
+        if rebased is None:
+            raise StopRun(Status.NEEDS_HUMAN, "the fix conflicts with the base branch after another run's merge")
+        if rebased != run.checkpoint_sha:
+            a.update(checkpoint_sha=rebased, head_sha=None)
+        a.update(stage="ci_submitting")
+    elif run.stage != "ci_submitting":
         feedback = dict(run.feedback or {})
         a.update(stage="ci_fixing")
         result = await a.agent("developer", feedback_prompt(feedback), path, session_id=run.session_id)
@@ -640,6 +724,8 @@ async def _fix_ci(a: Attempt) -> Run:
         while not await _local_test(a, path):
             pass
         a.update(stage="ci_submitting")
+    if await _defer_on_conflicts(a, base, resume_at="ci_rebasing"):
+        return a.run
     a.review = _last_review(a.queue, run.id)
     return await _submit(a, issue, plan, base, first=False)
 
@@ -714,7 +800,8 @@ async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | 
             await step()
         except (AgentZError, OSError) as exc:
             log.warning("cleanup step failed", run_id=run.id, step=name, error=str(exc))
-    if run.status in states.TERMINAL:
+    holds_claims = run.status == Status.DONE and deps.settings.claims_until_merged  # until merged or closed
+    if run.status in states.TERMINAL and not holds_claims:
         with contextlib.suppress(AgentZError):
             deps.queue.release_resources(run.id, keep_issue=False)
 

@@ -46,7 +46,7 @@ from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from workers.content_policy import Change
-from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, RemoteRetry, git, git_out, git_remote
+from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, GitError, RemoteRetry, git, git_out, git_remote
 
 BRANCH_PREFIX = "agent-z/"
 CHECKPOINT_PREFIX = "refs/agent-z/runs/"
@@ -354,6 +354,31 @@ class Worktrees:
         env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
         return (await git("commit-tree", tree, "-p", parent, "-F", "-", cwd=where or mirror, stdin=message,
                           env=env)).stdout.strip()
+
+    async def rebase_checkpoint(self, run_id: str, repo: str, base_branch: str, checkpoint: str) -> str | None:
+        """Re-base the checkpoint's change onto the current ``origin/<base_branch>``, in the mirror.
+
+        A three-way merge of trees (``git merge-tree --write-tree``) with no working copy:
+        the agent's repository is never touched. Returns the new checkpoint (a commit on
+        the new base, also pushed as the run's checkpoint ref), the old one when the base
+        did not move, or None when the change conflicts with the new base.
+        """
+        async with self.locked(repo):
+            mirror = await self._ensure_mirror_locked(repo)
+            head = f"refs/remotes/origin/{base_branch}"
+            new_base = await git_out("rev-parse", "--verify", f"{head}^{{commit}}", cwd=mirror)
+            if await git_out("merge-base", head, checkpoint, cwd=mirror) == new_base:
+                return checkpoint
+            merged = await git("merge-tree", "--write-tree", "--no-messages", new_base, checkpoint, cwd=mirror,
+                               check=False)
+            if merged.exit_code == 1:
+                return None
+            if merged.exit_code != 0:
+                raise GitError(["merge-tree", "--write-tree"], merged.exit_code, merged.stderr)
+            tree = merged.stdout.split()[0]
+        sha = await self.commit_tree(repo, tree, new_base, f"WIP checkpoint for run {run_id} (rebased)\n")
+        await self.point_checkpoint(run_id, repo, sha)
+        return sha
 
     async def delete_checkpoint(self, run_id: str, repo: str) -> None:
         """Delete the run's checkpoint ref here and on the remote (after a terminal state)."""

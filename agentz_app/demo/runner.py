@@ -140,6 +140,7 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
         "CI_QUIET_SECONDS": "1",
         "RECONCILE_INTERVAL_SECONDS": "2",
         "RESYNC_INTERVAL_SECONDS": "3600",
+        "CLAIMS_UNTIL_MERGED": "false",  # nobody merges the demo's pull requests
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "info",
     }

@@ -19,16 +19,17 @@ import aiohttp
 from gidgethub import routing, sansio
 from sqlalchemy import select
 
+from agentz_app.commands import ignores_commenter, mentions_app, parse_command
 from agentz_app.config import Settings
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.ingress.checks import STATUS_CONCLUSIONS, record_event
-from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Decision, check_actor
+from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
 from agentz_app.ingress.snapshots import section
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
-from agentz_app.store import states
+from agentz_app.store import states, trust
 from agentz_app.store.db import Database
-from agentz_app.store.models import Run
+from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import Status
 from agentz_app.store.trust import add_run_note
@@ -198,14 +199,34 @@ async def note_ignored_feedback(gh: Any, db: Database, settings: Settings, queue
         log.warning("status comment not updated", run_id=run.id, error=str(exc))
 
 
-async def _inline_comments(gh: Any, db: Database, settings: Settings, repo: str, number: int, review_id: Any,
-                           reviewer: Actor) -> tuple[list[dict[str, Any]], dict[Actor, Decision]]:
-    """The review's inline comments by people who may steer, and who was dropped (with why)."""
+def _thread_of(comment: Mapping[str, Any]) -> Any:
+    """The id of the thread an inline comment belongs to: the comment it replies to, else its own."""
+    return comment.get("in_reply_to_id") or comment.get("id")
+
+
+async def review_threads(gh: Any, db: Database, settings: Settings, repo: str, number: int, *,
+                         review_id: Any = None, trusted: Actor | None = None,
+                         ) -> tuple[list[dict[str, Any]], dict[Actor, Decision]]:
+    """The pull request's inline review threads, each first comment then its replies (oldest first),
+    keeping comments by people who may steer; and who was dropped (with why).
+
+    With ``review_id`` only the threads that review touched are read. ``trusted`` is the
+    person whose feedback this is (already checked).
+    """
+    listed = [c async for c in gh.getiter(f"/repos/{repo}/pulls/{number}/comments?per_page=100")]
+    if review_id is not None:
+        own = [c async for c in gh.getiter(f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100")]
+        known = {c.get("id") for c in listed if c.get("id") is not None}
+        listed += [c for c in own if c.get("id") is None or c.get("id") not in known]
+        touched = {_thread_of(c) for c in own}
+        listed = [c for c in listed if _thread_of(c) in touched]
+    listed.sort(key=lambda c: (int(_thread_of(c) or 0), bool(c.get("in_reply_to_id")), int(c.get("id") or 0)))
     kept: list[dict[str, Any]] = []
-    decisions: dict[str, Decision] = {reviewer.login.lower(): Decision(True, "the reviewer")}
+    decisions: dict[str, Decision] = {}
+    if trusted is not None:
+        decisions[trusted.login.lower()] = Decision(True, "the person giving the feedback")
     dropped: dict[Actor, Decision] = {}
-    url = f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100"
-    async for comment in gh.getiter(url):
+    for comment in listed:
         author = Actor.from_user(comment.get("user"))
         key = author.login.lower()
         if key not in decisions:
@@ -213,14 +234,76 @@ async def _inline_comments(gh: Any, db: Database, settings: Settings, repo: str,
         if not decisions[key].allowed:
             dropped.setdefault(author, decisions[key])
             continue
-        kept.append({
+        entry: dict[str, Any] = {
             "author": author.login,
             "author_association": comment.get("author_association"),
             "path": comment.get("path"),
             "line": comment.get("line") or comment.get("original_line"),
             "body": comment.get("body", ""),
-        })
+        }
+        if comment.get("in_reply_to_id"):
+            entry["reply_to"] = comment["in_reply_to_id"]
+        kept.append(entry)
     return kept, dropped
+
+
+async def request_conversation_fix(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
+                                   text: str, author: Actor, association: str | None = None) -> Run:
+    """Feedback from the PR conversation (``/agent-z fix`` or a mention of the App) by someone who
+    may steer (checked by the caller): back to the developer with the text and every review thread,
+    on the same branch and pull request."""
+    if run.pr_number is None:
+        raise IllegalTransition(run.id, run.status, Status.FIXING_CI)
+    comments, dropped = await review_threads(gh, db, settings, run.repo, run.pr_number, trusted=author)
+    for outsider, refusal in dropped.items():
+        await note_ignored_feedback(gh, db, settings, queue, run, actor=outsider, decision=refusal,
+                                    kind="review_comment")
+    feedback = {
+        "kind": "review",
+        "review_body": text,
+        "reviewer": author.login,
+        "reviewer_association": association,
+        "comments": comments,
+        "source": "conversation",
+    }
+    return await request_fix(_deps(gh, db, settings, queue), gh, run, feedback,
+                             reason=f"fix requested by @{author.login}")
+
+
+@router.register("issue_comment", action="created")
+async def on_pull_conversation_comment(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+                                       queue: RunQueue, clock: Clock = now, **_: Any) -> None:
+    """A comment mentioning the App in an Agent-Z pull request's conversation, by someone who may
+    steer, is feedback for the developer (``/agent-z`` commands go through the command path)."""
+    data = event.data
+    comment = data.get("comment") or {}
+    issue = data.get("issue") or {}
+    body = str(comment.get("body") or "")
+    if not issue.get("pull_request") or ignores_commenter(comment, settings):
+        return
+    if parse_command(body) is not None or not mentions_app(body, settings.github_app_slug):
+        return
+    repo = _repo(event)
+    run = run_for_pull(db, repo, int(issue.get("number") or 0))
+    if run is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
+        return
+    author = Actor.from_user(comment.get("user"))
+    decision = await check_actor(gh, db, settings, repo, author, clock=clock)
+    if not decision.allowed:
+        await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=decision, kind="comment")
+        return
+    comment_id = comment.get("id")
+    if isinstance(comment_id, int) and not trust.claim_command(
+        db, comment_id=comment_id, command_hash="mention", repo=repo, issue_number=run.issue_number,
+        login=author.login, at=clock(),
+    ):
+        return  # a redelivery: this comment was already used
+    association = comment.get("author_association")
+    try:
+        await request_conversation_fix(gh, db, settings, queue, run, text=body, author=author,
+                                       association=association if isinstance(association, str) else None)
+    except (LeaseLost, IllegalTransition) as exc:
+        log.info("comment feedback ignored", run_id=run.id, reason=str(exc))
 
 
 @router.register("pull_request_review", action="submitted")
@@ -245,7 +328,8 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
         return
     comments: list[dict[str, Any]] = []
     if review.get("id"):
-        comments, dropped = await _inline_comments(gh, db, settings, repo, number, review["id"], reviewer)
+        comments, dropped = await review_threads(gh, db, settings, repo, number, review_id=review["id"],
+                                                 trusted=reviewer)
         for author, refusal in dropped.items():
             await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=refusal,
                                         kind="review_comment")

@@ -45,6 +45,11 @@ WAITING_ON_SHA = frozenset({Status.WAITING_CHECKS, Status.DONE})
 _RETRIES = 3
 # Runs that start over or wait hold only their issue claim (so two waiting runs never block each other).
 _ISSUE_ONLY = frozenset({Status.QUEUED, Status.DEFERRED})
+# The module name of a whole-repository claim, and directories whose children are the packages.
+WHOLE_REPOSITORY = "*"
+_SOURCE_ROOTS = frozenset({"src", "lib", "packages"})
+# Statuses whose start means the agent is changing the code (progress a checkpoint must cover).
+_CODE_STAGES = (Status.DEVELOPING, Status.FIXING)
 _PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
 
 Clock = Callable[[], float]
@@ -74,6 +79,32 @@ def module_resource(repo: str, name: str) -> str:
     return f"module:{repo}:{name}"
 
 
+def repository_resource(repo: str) -> str:
+    """The claim name of a whole repository: it overlaps every file and module claim there."""
+    return module_resource(repo, WHOLE_REPOSITORY)
+
+
+def path_module(path: str) -> str | None:
+    """The module a file path belongs to: its top-level directory (``src/<pkg>`` in a src
+    layout); None for a file at the repository root (its file claim covers it)."""
+    parts = [part for part in path.split("/") if part]
+    if len(parts) < 2:
+        return None
+    if parts[0] in _SOURCE_ROOTS and len(parts) >= 3:
+        return f"{parts[0]}/{parts[1]}"
+    return parts[0]
+
+
+def change_resources(repo: str, files: Iterable[str], modules: Iterable[str] = ()) -> list[str]:
+    """What a change claims: each file, each file's module, each named module; the whole
+    repository when neither files nor modules are known."""
+    names = [name for name in files if name]
+    wanted = {file_resource(repo, name) for name in names}
+    wanted |= {module_resource(repo, module) for name in names if (module := path_module(name)) is not None}
+    wanted |= {module_resource(repo, name.strip("/")) for name in modules if name.strip("/")}
+    return sorted(wanted) if wanted else [repository_resource(repo)]
+
+
 def resource_kind(resource: str) -> str:
     """The kind (issue, file, module) of a claim name; raises StoreError when unknown."""
     kind, sep, rest = resource.partition(":")
@@ -85,6 +116,12 @@ def resource_kind(resource: str) -> str:
 def resume_status(run: Run) -> Status:
     """Where a deferred or recovered run continues: ``ready`` with a plan, else ``queued``."""
     return Status.READY if run.plan is not None else Status.QUEUED
+
+
+def _is_progress(kind: str, to_status: str | None, payload: Mapping[str, Any] | None) -> bool:
+    if kind == "agent_call":
+        return (payload or {}).get("role") == "developer"
+    return kind in ("transition", "claimed") and to_status in _CODE_STAGES
 
 
 def new_run_id() -> str:
@@ -170,6 +207,19 @@ class RunQueue:
         if keep_issue:
             statement = statement.where(Claim.kind != "issue")
         return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def _drop_claims_for(self, session: Session, run: Run, goal: Status) -> bool:
+        """Give back what ``goal`` no longer needs: a ``done`` run's PR is still open, so it
+        keeps its file and module claims until it is merged or closed; other terminal
+        statuses drop everything; queued and deferred keep only the issue claim."""
+        if goal == Status.DONE:
+            session.execute(delete(Claim).where(Claim.run_id == run.id, Claim.kind == "issue"))
+            return False
+        if goal in TERMINAL:
+            return self._drop_claims(session, run, keep_issue=False)
+        if goal in _ISSUE_ONLY:
+            return self._drop_claims(session, run, keep_issue=True)
+        return False
 
     def _take_issue_claim(self, session: Session, run: Run) -> None:
         resource = issue_resource(run.repo, run.issue_number)
@@ -456,6 +506,21 @@ class RunQueue:
                 ).all()
             )
 
+    def progress_is_saved(self, run_id: str) -> bool:
+        """Whether the run's checkpoint is newer than its last reported progress: a developer
+        call that finished, or the start of a stage that changes the code."""
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+            if run is None or not run.checkpoint_sha:
+                return False
+            rows = session.execute(
+                select(Event.id, Event.kind, Event.to_status, Event.payload)
+                .where(Event.run_id == run_id, Event.kind.in_(("checkpoint", "agent_call", "transition", "claimed")))
+            ).all()
+        saved = max((row.id for row in rows if row.kind == "checkpoint"), default=None)
+        progressed = max((row.id for row in rows if _is_progress(row.kind, row.to_status, row.payload)), default=None)
+        return saved is not None and (progressed is None or saved > progressed)
+
     def expired(self, now: float | None = None) -> list[Run]:
         """Runs whose lease expired, plus runs in leased statuses that nobody holds or can claim."""
         moment = self.clock() if now is None else now
@@ -632,11 +697,7 @@ class RunQueue:
             if goal in TERMINAL:
                 values["finished_at"] = stamp
             updated = self._write(session, lease, values)
-            freed = False
-            if goal in TERMINAL:
-                freed = self._drop_claims(session, updated, keep_issue=False)
-            elif goal in _ISSUE_ONLY:
-                freed = self._drop_claims(session, updated, keep_issue=True)
+            freed = self._drop_claims_for(session, updated, goal)
             self._event(
                 session, run.id, "transition", from_status=current, to_status=goal,
                 actor=lease.owner, attempt=lease.attempt, stage=stage, error=error, **(event or {}),
@@ -698,9 +759,12 @@ class RunQueue:
             freed = 0
             if goal in TERMINAL or goal in _ISSUE_ONLY:
                 dropping = delete(Claim).where(Claim.run_id.in_(ids))
-                if goal not in TERMINAL:
+                if goal == Status.DONE:  # file and module claims stay until the PR is merged or closed
+                    dropping = dropping.where(Claim.kind == "issue")
+                elif goal not in TERMINAL:
                     dropping = dropping.where(Claim.kind != "issue")
-                freed = session.execute(dropping).rowcount  # type: ignore[attr-defined]
+                dropped = session.execute(dropping).rowcount  # type: ignore[attr-defined]
+                freed = 0 if goal == Status.DONE else dropped
             extra = {k: v for k, v in (event or {}).items() if v is not None}
             session.execute(
                 insert(Event),
@@ -719,16 +783,26 @@ class RunQueue:
                     self._wake_deferred(session, repo)
             return list(moved), lost
 
-    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict") -> Run:
-        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts."""
-        return self.transition(lease, Status.DEFERRED, release=True,
+    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict",
+              stage: str | None = None) -> Run:
+        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts;
+        ``stage`` says where it continues once woken."""
+        return self.transition(lease, Status.DEFERRED, release=True, stage=stage,
                                event={"reason": reason, "conflicts": sorted(conflicts)})
 
     def update(self, lease: Lease, **fields: Any) -> Run:
-        """Fenced update of run fields (plan, session ids, PR number, cost ...)."""
+        """Fenced update of run fields (plan, session ids, PR number, cost ...).
+
+        A new checkpoint is also recorded as a ``checkpoint`` event: the reconciler compares
+        it with the last reported progress to tell whether a lost attempt's work is saved.
+        """
         _check_fields(fields)
         with self.db.begin() as session:
-            return self._write(session, lease, {**fields, "updated_at": self.clock()})
+            run = self._write(session, lease, {**fields, "updated_at": self.clock()})
+            if fields.get("checkpoint_sha"):
+                self._event(session, run.id, "checkpoint", from_status=run.status, to_status=run.status,
+                            sha=fields["checkpoint_sha"], attempt=lease.attempt)
+            return run
 
     def add_cost(self, lease: Lease, cost_usd: float, tokens: int) -> Run:
         """Add an agent call's cost and tokens to the run (fenced)."""
@@ -784,11 +858,7 @@ class RunQueue:
             update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(**values)
             .execution_options(synchronize_session=False)
         )
-        freed = False
-        if goal in TERMINAL:
-            freed = self._drop_claims(session, run, keep_issue=False)
-        elif goal in _ISSUE_ONLY:
-            freed = self._drop_claims(session, run, keep_issue=True)
+        freed = self._drop_claims_for(session, run, goal)
         self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
                     attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
         if freed:
@@ -925,6 +995,7 @@ class RunQueue:
                     rows = session.execute(select(Claim.resource, Claim.run_id).where(Claim.resource.in_(wanted)))
                     held = {resource: holder for resource, holder in rows}
                     conflicts = [r for r in wanted if held.get(r, run.id) != run.id]
+                    conflicts += self._overlaps(session, run, wanted)
                     if conflicts:
                         self._event(session, run.id, "claims_conflict", from_status=run.status,
                                     to_status=run.status, resources=conflicts, attempt=lease.attempt)
@@ -939,6 +1010,22 @@ class RunQueue:
             except IntegrityError:
                 continue  # a concurrent claimer won a resource; re-read to report it
         raise StoreError(f"run {lease.run_id}: could not claim resources, concurrent updates")
+
+    @staticmethod
+    def _overlaps(session: Session, run: Run, wanted: Sequence[str]) -> list[str]:
+        """Other runs' claims that overlap ``wanted`` without being equal to a wanted name: a
+        whole-repository claim overlaps every file and module claim of that repository."""
+        whole = repository_resource(run.repo)
+        others = select(Claim.resource).where(Claim.run_id != run.id)
+        if whole in wanted:
+            rows = session.scalars(others.where(or_(
+                Claim.resource.startswith(f"file:{run.repo}:", autoescape=True),
+                Claim.resource.startswith(f"module:{run.repo}:", autoescape=True),
+            )).order_by(Claim.resource))
+            return [resource for resource in rows if resource != whole]
+        if any(resource_kind(resource) in ("file", "module") for resource in wanted):
+            return list(session.scalars(others.where(Claim.resource == whole)))
+        return []
 
     def release_resources(self, run_id: str, *, keep_issue: bool = True) -> None:
         """Give back a run's file/module claims (and the issue claim unless ``keep_issue``),

@@ -133,16 +133,16 @@ async def test_secondary_rate_limits_and_dropped_deliveries_are_recovered(tmp_pa
         assert dropped() <= redelivered
 
 
-async def test_worker_killed_while_developing_is_resumed_without_duplicates(tmp_path: Path) -> None:
+async def test_worker_killed_after_its_checkpoint_is_resumed_without_duplicates(tmp_path: Path) -> None:
     env = {"LEASE_SECONDS": "4", "HEARTBEAT_SECONDS": "1", "RECONCILE_INTERVAL_SECONDS": "1"}
     async with Demo(options(tmp_path, issues=(1, 2), env=env, agent_sleep=0.5)) as demo:
         await demo.seed()
 
-        def developing() -> bool:
-            return any(str(run.status) == "developing" and run.lease_owner for run in demo.runs().values())
+        def reviewing() -> bool:  # the developer's work is checkpointed by then
+            return any(str(run.status) == "reviewing" and run.lease_owner for run in demo.runs().values())
 
-        assert await demo.wait_for(developing, timeout=60, interval=0.05)
-        victim = next(run for run in demo.runs().values() if str(run.status) == "developing" and run.lease_owner)
+        assert await demo.wait_for(reviewing, timeout=60, interval=0.05)
+        victim = next(run for run in demo.runs().values() if str(run.status) == "reviewing" and run.lease_owner)
         assert victim.lease_owner is not None
         owner = parse_owner(victim.lease_owner)
         name = demo.name_of(owner.pid)
@@ -160,7 +160,7 @@ async def test_worker_killed_while_developing_is_resumed_without_duplicates(tmp_
         with demo.db.read() as session:
             events = list(session.scalars(select(Event).where(Event.run_id == run.id).order_by(Event.id)))
         recovered = [e for e in events if e.payload.get("actor") == "reconciler"
-                     and (e.from_status, e.to_status) == ("developing", "ready")]
+                     and (e.from_status, e.to_status) == ("reviewing", "ready")]
         assert len(recovered) == 1, [(e.kind, e.from_status, e.to_status, e.payload) for e in events]
         assert str(owner.pid) in str(recovered[0].payload.get("reason"))
         assert [e.kind for e in events].count("claimed") >= 2

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentz_app.store.models import Run
-from tests.integration.test_coordinator import MemoryGH
+from tests.integration.test_coordinator import REPO, MemoryGH
 from tests.integration.test_pipeline import APPROVE, PLAN, Harness
 
 
@@ -55,4 +55,6 @@ async def test_cleanup_after_ci_that_passed_before_submit_outlives_the_released_
     assert run.status == "done"
     assert slow.labels[7] == ["agent-z"]
     assert "Done" in next(iter(slow.comments.values()))["body"]
-    assert h.queue.claims_of(run_id) == []
+    # The issue is free; the change's files stay claimed until the PR is merged or closed.
+    assert all(not claim.startswith("issue:") for claim in h.queue.claims_of(run_id))
+    assert f"file:{REPO}:src/app.py" in h.queue.claims_of(run_id)

@@ -41,6 +41,7 @@ class MemoryGH:
     statuses: list[dict[str, Any]] = field(default_factory=list)  # newest last
     job_logs: dict[int, str] = field(default_factory=dict)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pull_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # inline comments of a PR
     roles: dict[str, str] = field(default_factory=dict)  # login -> role; anyone else reads (a public repository)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     next_id: int = 100
@@ -120,6 +121,8 @@ class MemoryGH:
             return {"permission": legacy, "role_name": role, "user": {"login": unquote(m[1])}}
         if m := re.fullmatch(r"/pulls/(\d+)/reviews/(\d+)/comments", rest):
             return self.review_comments.get(int(m[2]), [])
+        if m := re.fullmatch(r"/pulls/(\d+)/comments", rest):
+            return self.pull_comments.get(int(m[1]), [])
         if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-runs", rest):
             runs = [c for c in self.checks.values() if c["head_sha"] == m[1]
                     and c["name"] == query.get("check_name", c["name"])]

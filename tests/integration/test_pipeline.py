@@ -139,7 +139,11 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert h.gh.labels[7] == ["agent-z"]
     assert "Done" in next(iter(h.gh.comments.values()))["body"]
     assert not (h.settings.state_dir / "worktrees" / run_id).exists()
-    assert h.queue.claims_of(run_id) == []
+    # The PR is still open: its files stay claimed until it is merged or closed.
+    assert sorted(h.queue.claims_of(run_id)) == [
+        f"file:{REPO}:src/app.py", f"file:{REPO}:tests/test_app.py",
+        f"module:{REPO}:app", f"module:{REPO}:src", f"module:{REPO}:tests",
+    ]
 
 
 async def test_happy_path_stays_within_eight_content_creating_requests(tmp_path: Path) -> None:
@@ -385,7 +389,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-async def test_killed_worker_process_is_resumed_without_a_second_pr(
+async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
     import os
@@ -401,8 +405,8 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
     number = int(fakehub.create_issue("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
     agent_steps = json.dumps([
         {"role": "task_lead", "json": {**PLAN, "files": ["app.py"]}},
-        {"role": "developer", "nth": 1, "sleep": 120, "write": [{"path": "app.py", "content": SLOW}]},
         {"role": "developer", "write": [{"path": "app.py", "content": FAST}]},
+        {"role": "reviewer", "nth": 1, "sleep": 120, "json": APPROVE},
         {"role": "reviewer", "json": APPROVE},
     ])
     env = {
@@ -432,9 +436,9 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
             for _ in range(400):
                 await asyncio.sleep(0.05)
                 agent = _children(proc.pid)
-                if queue.get(run.id).status == "developing" and agent:
+                if queue.get(run.id).status == "reviewing" and agent:
                     break
-            assert queue.get(run.id).status == "developing"
+            assert queue.get(run.id).status == "reviewing"  # the developer's work is checkpointed
             for child in agent:  # the agent runs in its own process group; end it with its worker
                 os.killpg(child, signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGKILL)
@@ -444,7 +448,7 @@ async def test_killed_worker_process_is_resumed_without_a_second_pr(
             report = reconcile_once(db, settings)
             assert run.id in report.as_dict()["resumed"], report.as_dict()
             resumed = queue.get(run.id)
-            assert resumed.status == "ready" and resumed.stage == "developing"
+            assert resumed.status == "ready" and resumed.stage == "reviewing"
 
             claimed = queue.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
             assert claimed is not None

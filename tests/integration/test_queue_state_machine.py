@@ -217,11 +217,13 @@ def queue_machine(db: Database, app_settings: Settings) -> type[RuleBasedStateMa
             for lease in self.stale:
                 run = runs[lease.run_id]
                 assert (run.attempt, run.lease_owner) != (lease.attempt, lease.owner)
-            # Claims belong to live runs only; live runs of one issue never coexist.
+            # Claims belong to live runs, except a done run's file and module claims (its PR is
+            # open until merged or closed); live runs of one issue never coexist.
             live_issues = [(r.repo, r.issue_number) for r in runs.values() if r.status in LIVE]
             assert len(live_issues) == len(set(live_issues))
             for held in claims:
-                assert runs[held.run_id].status in LIVE
+                status = runs[held.run_id].status
+                assert status in LIVE or (status == Status.DONE and held.kind != "issue")
             holders = {c.resource: c.run_id for c in claims}
             for run in runs.values():
                 if run.status in LIVE:

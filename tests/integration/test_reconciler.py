@@ -20,7 +20,8 @@ def _reconcile(
     return reconcile_once(queue.db, settings, clock=clock, is_dead=lambda owner: owner in dead)
 
 
-def _developing(queue: RunQueue, clock: FakeClock, number: int = 1, owner: str = "w1") -> Lease:
+def _developing(queue: RunQueue, clock: FakeClock, number: int = 1, owner: str = "w1",
+                checkpoint: str | None = "c0ffee") -> Lease:
     clock.now += 1
     queue.enqueue("o/r", number)
     claimed = queue.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
@@ -29,6 +30,8 @@ def _developing(queue: RunQueue, clock: FakeClock, number: int = 1, owner: str =
     claimed = queue.claim(owner, statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
     assert claimed is not None
     queue.update(claimed[1], branch=f"agent-z/issue-{number}-x", stage="developing")
+    if checkpoint is not None:  # the attempt saved its work
+        queue.update(claimed[1], checkpoint_sha=checkpoint)
     return claimed[1]
 
 
@@ -61,6 +64,42 @@ def test_expired_development_resumes_from_its_stage(queue: RunQueue, settings: S
     assert queue.events(lease.run_id)[-1].payload["checkpoint_sha"] == "c0ffee"
     again = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
     assert again is not None and again[0].id == lease.run_id
+
+
+def test_expired_development_without_a_checkpoint_is_quarantined(
+    queue: RunQueue, settings: Settings, clock: FakeClock
+) -> None:
+    lease = _developing(queue, clock, checkpoint=None)
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.needs_human == [lease.run_id] and report.resumed == []
+    assert after.status == "needs_human" and after.lease_owner is None
+    assert after.error is not None and after.error.startswith("quarantined:") and "no checkpoint" in after.error
+
+
+def test_expired_development_with_a_checkpoint_older_than_its_progress_is_quarantined(
+    queue: RunQueue, settings: Settings, clock: FakeClock
+) -> None:
+    lease = _developing(queue, clock)
+    queue.add_event(lease.run_id, "agent_call", role="developer", cost_usd=0.0)  # work after the checkpoint
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    after = queue.get(lease.run_id)
+    assert report.needs_human == [lease.run_id]
+    assert after.error is not None and "older than its last progress" in after.error
+
+
+def test_a_reviewer_call_after_the_checkpoint_does_not_quarantine(
+    queue: RunQueue, settings: Settings, clock: FakeClock
+) -> None:
+    lease = _developing(queue, clock)
+    queue.transition(lease, Status.REVIEWING, stage="reviewing")
+    queue.add_event(lease.run_id, "agent_call", role="reviewer", cost_usd=0.0)
+    clock.now += 61
+    report = _reconcile(queue, settings, clock)
+    assert report.resumed == [lease.run_id]
+    assert queue.get(lease.run_id).stage == "reviewing"
 
 
 def test_dead_owner_is_released_before_expiry(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:

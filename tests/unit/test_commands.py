@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agentz_app.commands import Command, can_write, ignores_commenter, parse_command, refusal_text
+from agentz_app.commands import Command, can_write, ignores_commenter, mentions_app, parse_command, refusal_text
 from agentz_app.config import Settings
 
 
@@ -83,3 +83,18 @@ def test_write_maintain_and_admin_may_command(answer: dict[str, Any], allowed: b
 def test_refusal_is_polite_and_explains_why() -> None:
     text = refusal_text("mallory", "read")
     assert "@mallory" in text and "write, maintain or admin" in text and "`read`" in text
+
+
+def test_fix_is_a_command_with_its_text() -> None:
+    command = parse_command("Thanks!\n/agent-z fix rename speed to speed_limit")
+    assert command is not None and (command.name, command.args) == ("fix", "rename speed to speed_limit")
+    assert parse_command("```\n/agent-z fix inside code\n```") is None
+
+
+def test_a_mention_counts_only_in_prose() -> None:
+    assert mentions_app("@agent-z please rename this", "agent-z")
+    assert mentions_app("cc @Agent-Z[bot]", "agent-z")
+    assert not mentions_app("`@agent-z` in code", "agent-z")
+    assert not mentions_app("> @agent-z quoted", "agent-z")
+    assert not mentions_app("@agent-zebra is someone else", "agent-z")
+    assert not mentions_app("@agent-z anything", "")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
-from workers.roles.schemas import Finding, Plan, Review
+from workers.roles.schemas import Finding, Impact, Plan, Review
 
 if TYPE_CHECKING:  # the content policy renders through reporting, which renders plans from here
     from workers.content_policy import Violation
@@ -109,6 +109,45 @@ def plan_prompt(issue: IssueContext) -> str:
     )
 
 
+def impact_prompt(issue: IssueContext) -> str:
+    """Ask the Task Lead for an impact analysis (a plan plus open questions) as JSON."""
+    return "\n".join(
+        [
+            "You are the Task Lead for this GitHub issue. Read the repository in the current directory",
+            "and analyse the impact of resolving it. Do not change any file yet.",
+            "",
+            _issue_block(issue),
+            "",
+            "Answer with one JSON object only, matching this schema:",
+            _schema(Impact.model_json_schema()),
+            "`files` lists repository-relative paths you expect to change; `modules` names the areas",
+            "of the code you will touch; `risk` is low, medium or high; `questions` lists what the",
+            "maintainer must decide before you start (at most five, empty when nothing is open).",
+        ]
+    )
+
+
+def revise_prompt(answers: str) -> str:
+    """Ask the same Task Lead session to revise its plan after the maintainer's answers.
+
+    The answers come from the maintainer at the terminal (the operator), so they are
+    instructions, not untrusted data; the issue text stays inside its untrusted block.
+    """
+    return "\n".join(
+        [
+            "The maintainer running Agent-Z read your impact analysis and answered at the terminal.",
+            "Their answers and plan edits below come from the operator and take precedence:",
+            "",
+            "<maintainer-answers>",
+            answers.strip()[:MAX_FEEDBACK_CHARS],
+            "</maintainer-answers>",
+            "",
+            "Answer with the revised plan as one JSON object only, matching this schema:",
+            _schema(Plan.model_json_schema()),
+        ]
+    )
+
+
 def develop_prompt(issue: IssueContext, plan: Plan) -> str:
     """Ask the developer (the Task Lead's session) to implement the plan."""
     lines = [
@@ -184,6 +223,8 @@ def _review_comment_block(comment: Mapping[str, Any]) -> str:
     where = comment.get("path")
     where = f"{where}:{comment.get('line')}" if where and comment.get("line") else where
     source = f"inline review comment on {where}" if where else "review comment"
+    if comment.get("reply_to"):
+        source = f"reply in the review thread on {where}" if where else "reply in a review thread"
     return untrusted_block(_clip(str(comment.get("body", "")), 3000), source=source,
                            author=str(comment.get("author") or ""), association=comment.get("author_association"))
 
@@ -199,7 +240,9 @@ def feedback_prompt(feedback: Mapping[str, Any]) -> str:
     lines += ["", UNTRUSTED_NOTICE]
     body = str(feedback.get("review_body") or "").strip()
     if kind == "review" and body:
-        lines += ["", "The review:", untrusted_block(_clip(body, 8000), source="pull request review",
+        heading, source = (("The request:", "pull request comment") if feedback.get("source") == "conversation"
+                           else ("The review:", "pull request review"))
+        lines += ["", heading, untrusted_block(_clip(body, 8000), source=source,
                                                      author=str(feedback.get("reviewer") or ""),
                                                      association=feedback.get("reviewer_association"))]
     checks = feedback.get("checks") or []
@@ -214,7 +257,7 @@ def feedback_prompt(feedback: Mapping[str, Any]) -> str:
                                                       author_label=_CI)]
     comments = feedback.get("comments") or []
     if comments:
-        lines += ["", "Review comments:"]
+        lines += ["", "Review comments, thread by thread (each first comment, then its replies):"]
         lines += [_review_comment_block(comment) for comment in comments[:100]]
     logs = str(feedback.get("logs") or "").strip()
     if logs:

@@ -43,6 +43,22 @@ class Plan(BaseModel):
         return cleaned
 
 
+class Impact(Plan):
+    """The Task Lead's impact analysis before development: the plan (affected files and modules,
+    risk) plus the open questions the person at the terminal should settle first."""
+
+    questions: list[str] = Field(default_factory=list, max_length=20)
+
+    @field_validator("questions")
+    @classmethod
+    def _non_empty_questions(cls, items: list[str]) -> list[str]:
+        return [item.strip() for item in items if item.strip()]
+
+    def as_plan(self) -> Plan:
+        """The plan part, as stored on the run."""
+        return Plan.model_validate(self.model_dump(exclude={"questions"}))
+
+
 class Finding(BaseModel):
     """One review finding; ``blocking`` decides whether another fix round is needed."""
 
