@@ -419,9 +419,12 @@ async def schedule_once(
     slots = _Slots(settings.max_parallel_tasks - len(live), settings.per_repo_limit, dict(per_repo))
     reports: list[CandidateReport] = []
     for state in states:
-        repo_settings = settings_for(db, settings, state.repo)  # labels and parallelism of .github/agent-z.yml
+        repo_settings = settings_for(db, settings, state.repo)  # labels, parallelism, backends of .github/agent-z.yml
         slots.per_repo_limit = repo_settings.per_repo_limit
-        reports += await _schedule_repo(db, repo_settings, runner, queue, state, slots, force=force, github=github)
+        same_backend = repo_settings.backend_for("scheduler") == settings.backend_for("scheduler")
+        repo_runner = runner if same_backend else _runner_for(repo_settings)
+        reports += await _schedule_repo(db, repo_settings, repo_runner, queue, state, slots, force=force,
+                                        github=github)
     return reports
 
 
