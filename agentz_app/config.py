@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -27,6 +28,8 @@ NetworkList = Annotated[list[Network], NoDecode]
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
+HOST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_MACHINE_ID = Path("/etc/machine-id")
 
 # Variables whose values must never reach an agent subprocess or a log line.
 SECRET_VARIABLES = (
@@ -81,6 +84,20 @@ class InvalidSettings(ConfigError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def default_host_id(*, hostname: str | None = None, machine_id_file: Path = _MACHINE_ID) -> str:
+    """``<hostname>-<machine-id prefix>`` (the machine id when the file exists): stable across restarts.
+
+    The machine id tells apart containers or hosts that share a host name.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname if hostname is not None else socket.gethostname())
+    name = name.strip("-._")[:100] or "localhost"
+    try:
+        machine = re.sub(r"[^0-9a-f]", "", machine_id_file.read_text().strip().lower())[:12]
+    except OSError:
+        machine = ""
+    return f"{name}-{machine}" if machine else name
 
 
 SANDBOX_WARNING = "AGENT_SANDBOX=none: agents run unsandboxed on this host and can read its files and credentials"
@@ -146,6 +163,8 @@ class Settings(BaseSettings):
     max_review_rounds: int = Field(default=5, ge=1, le=50)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     lease_seconds: float = Field(default=60.0, gt=0)
+    checkpoint_seconds: float = Field(default=120.0, gt=0)
+    host_id: str = Field(default_factory=default_host_id)
     reconcile_interval_seconds: float = Field(default=20.0, gt=0)
     resync_interval_seconds: float = Field(default=300.0, gt=0)
     ci_grace_seconds: float = Field(default=600.0, ge=0)
@@ -232,6 +251,13 @@ class Settings(BaseSettings):
         for pattern in value:
             if ".." in pattern.split("/") or "\\" in pattern:
                 raise ValueError(f"{pattern!r}: patterns are repository-relative POSIX globs without '..'")
+        return value
+
+    @field_validator("host_id")
+    @classmethod
+    def _check_host_id(cls, value: str) -> str:
+        if not HOST_ID_RE.match(value):
+            raise ValueError("must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
 
     @field_validator("github_repo")

@@ -9,12 +9,13 @@ other, or a worker heartbeating at the same moment, never undo each other's work
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
@@ -22,8 +23,8 @@ from agentz_app.errors import IllegalTransition, LeaseLost
 from agentz_app.ingress.permissions import Actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
-from agentz_app.store.models import PullSnapshot, Run, now
-from agentz_app.store.owners import owner_is_dead
+from agentz_app.store.models import Process, PullSnapshot, Run, now
+from agentz_app.store.owners import owner_host, owner_is_dead
 from agentz_app.store.retention import PruneReport, prune_if_due
 from agentz_app.store.runs import Clock, RunQueue
 from agentz_app.store.states import LEASED, LIVE, Status, can_transition
@@ -31,6 +32,7 @@ from agentz_app.store.states import LEASED, LIVE, Status, can_transition
 _WORKING = frozenset({Status.DEVELOPING, Status.REVIEWING, Status.FIXING, Status.FIXING_CI})
 # Statuses in which a lost attempt may have changed code that only a checkpoint preserves.
 _DEVELOPMENT = _WORKING | {Status.SUBMITTING}
+HOST_DEAD = "dead"  # the state a dead host's process rows are given
 
 
 @dataclass
@@ -46,6 +48,7 @@ class ReconcileReport:
     adopted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     undeferred: list[str] = field(default_factory=list)
+    dead_hosts: list[str] = field(default_factory=list)  # host ids, not run ids
 
     @property
     def total(self) -> int:
@@ -107,6 +110,31 @@ def plan_recovery(run: Run, *, cause: str, max_infra_attempts: int, pull: PullSn
         return Recovery(Status.NEEDS_HUMAN, "needs_human", error, {**counted, "error": error})
     # A claim that kept its status (queued, ready ...): nothing progressed, drop the lease.
     return Recovery(None, "released", cause, counted)
+
+
+def find_dead_hosts(
+    leased: Sequence[Run], beats: dict[str, float], *, at: float, stale_after: float, own_host: str
+) -> dict[str, list[Run]]:
+    """Hosts to declare dead, with their leased runs (pure).
+
+    A host is dead when every lease it holds has expired and every one of its process
+    rows (the supervisor's heartbeats) is older than ``stale_after`` seconds, or it has
+    none. The reconciler's own host is alive by definition; a host with one lease still
+    current is alive.
+    """
+    by_host: dict[str, list[Run]] = {}
+    for run in leased:
+        host = owner_host(run.lease_owner or "")
+        if host is not None and host != own_host:
+            by_host.setdefault(host, []).append(run)
+    dead: dict[str, list[Run]] = {}
+    for host, runs in sorted(by_host.items()):
+        if any((run.lease_expires_at or 0.0) >= at for run in runs):
+            continue
+        if beats.get(host, float("-inf")) >= at - stale_after:
+            continue
+        dead[host] = runs
+    return dead
 
 
 def links_issue(pull: PullSnapshot, run: Run) -> bool:
@@ -228,16 +256,43 @@ class _Pass:
                            reason=decision.reason)
         return decision.allowed
 
-    def recover_leases(self) -> None:
-        """Recover runs whose lease expired or whose owner died on this host."""
+    def declare_dead_hosts(self) -> dict[str, str]:
+        """Declare hosts dead (see :func:`find_dead_hosts`); returns their runs' ids mapped to the host.
+
+        Each dead host gets one ``host_dead`` event and its process rows the state ``dead``;
+        its runs are then recovered together by :meth:`recover_leases`.
+        """
         moment = self.clock()
+        with self.db.read() as session:
+            beats = {str(host): float(beat) for host, beat in session.execute(
+                select(Process.host, func.max(Process.heartbeat_at)).group_by(Process.host)).all()}
+        dead = find_dead_hosts(self.queue.leased(), beats, at=moment, stale_after=self.settings.lease_seconds,
+                               own_host=self.settings.host_id)
+        runs_of: dict[str, str] = {}
+        for host, runs in dead.items():
+            with self.db.begin() as session:
+                session.execute(update(Process).where(Process.host == host).values(state=HOST_DEAD))
+            self.queue.add_event(None, "host_dead", host=host, runs=sorted(r.id for r in runs),
+                                 last_heartbeat=beats.get(host), actor="reconciler", by=self.settings.host_id)
+            self.log.warning("host declared dead", host=host, runs=len(runs))
+            self.report.dead_hosts.append(host)
+            runs_of.update({run.id: host for run in runs})
+        return runs_of
+
+    def recover_leases(self, dead_hosts: dict[str, str] | None = None) -> None:
+        """Recover runs whose lease expired, whose owner died on this host or whose host is dead."""
+        moment = self.clock()
+        on_dead_host = dead_hosts or {}
         expired = {r.id: r for r in self.queue.expired(moment)}
         dead = {
             r.id: r for r in self.queue.leased()
-            if r.id not in expired and r.lease_owner is not None and self.is_dead(r.lease_owner)
+            if r.id not in expired and r.lease_owner is not None
+            and (r.id in on_dead_host or self.is_dead(r.lease_owner))
         }
         for run in [*expired.values(), *dead.values()]:
-            if run.id in dead:
+            if run.id in on_dead_host:
+                cause = f"host {on_dead_host[run.id]} of lease owner {run.lease_owner} is dead"
+            elif run.id in dead:
                 cause = f"lease owner {run.lease_owner} is no longer running"
             elif run.lease_owner is None:
                 cause = f"nobody holds the lease of a {run.status} run"
@@ -288,13 +343,17 @@ def reconcile_once(
     settings: Settings,
     *,
     clock: Clock = now,
-    is_dead: Callable[[str], bool] = owner_is_dead,
+    is_dead: Callable[[str], bool] | None = None,
 ) -> ReconcileReport:
-    """Run one reconciler pass over the database and report what changed."""
-    work = _Pass(db, settings, clock, is_dead)
+    """Run one reconciler pass over the database and report what changed.
+
+    ``is_dead`` tells whether a lease owner's process is gone (default: checked in
+    ``/proc`` for owners on this ``HOST_ID``).
+    """
+    work = _Pass(db, settings, clock, is_dead or functools.partial(owner_is_dead, host=settings.host_id))
     work.complete_merged()
     work.handle_foreign_pulls()
-    work.recover_leases()
+    work.recover_leases(work.declare_dead_hosts())
     work.wake_deferred()
     return work.report
 

@@ -525,7 +525,7 @@ def run_serve(
         log_file = (settings.logs_dir / "supervisor.log").open("a")
         configure_logging("json", settings.log_level, stream=log_file,
                           secret_values=configured_secret_values(settings))
-    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line)
+    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line, host=settings.host_id)
     dashboard = None
     if tui:
         from agentz_app.tui.app import supervisor_dashboard

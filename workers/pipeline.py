@@ -60,13 +60,14 @@ from workers.roles.prompts import (
     develop_prompt,
     feedback_prompt,
     fix_review_prompt,
+    handover_prompt,
     impact_prompt,
     plan_prompt,
     policy_fix_prompt,
     review_prompt,
     revise_prompt,
 )
-from workers.roles.schemas import Impact, Plan, Review
+from workers.roles.schemas import Finding, Impact, Plan, Review
 from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.prices import configured_model, estimate_call_cost
@@ -200,6 +201,17 @@ async def with_heartbeat(queue: RunQueue, lease: Lease, interval: float, work: C
 # One attempt on one run --------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What a fresh developer session is told besides its task (the issue and plan when the task lacks them)."""
+
+    base: str
+    issue: IssueContext | None = None
+    plan: Plan | None = None
+    findings: Sequence[Finding] = ()
+    review_summary: str = ""
+
+
 class Attempt:
     """A claimed run: fenced writes, cost guard and agent calls for one lease."""
 
@@ -273,19 +285,125 @@ class Attempt:
         return (self.deps.worktrees.objects_path(self.run.repo),)
 
     async def agent(self, role: str, prompt: str, workdir: Path, *, session_id: str | None) -> RunnerResult:
-        """One free-form agent call (developer, fixer) with cost accounting."""
+        """One free-form agent call (developer, fixer) with cost accounting.
+
+        While it runs, the working copy is checkpointed every CHECKPOINT_SECONDS when it
+        changed (see :meth:`checkpoint_progress`), so a crash loses at most that much work.
+        """
         self.start_call(role, prompt)
         with run_log(self.settings, self.run.id, role) as sink:
-            result = await self.deps.runner(role, self.settings).run(
+            call = self.deps.runner(role, self.settings).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
                 env=self._env(), log=sink, read_only=self._read_only(),
             )
+            result = await self._checkpointing(workdir, call)
         self.account(result, role)
         if not result.ok:
             detail = result.error or f"exit {result.exit_code}"
             if result.permission_denials:
                 detail += "; denied: " + ", ".join(result.permission_denials[:5])
             raise StopRun(Status.FAILED, f"{role} agent failed: {detail}")
+        return result
+
+    async def _checkpointing(self, workdir: Path, call: Coroutine[Any, Any, T]) -> T:
+        """Await ``call`` while a background task checkpoints ``workdir``; stop it cleanly when the call ends."""
+        task: asyncio.Task[T] = asyncio.ensure_future(call)
+        stop = asyncio.Event()
+        saver = asyncio.ensure_future(self._checkpoint_every(workdir, stop))
+        try:
+            await asyncio.wait({task, saver}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():  # the saver only ends early when the lease is lost
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                saver.result()
+                raise LeaseLost(self.lease.run_id, self.lease.attempt)
+            stop.set()
+            await saver  # lets a checkpoint in flight finish, so it never lands after the next one
+        except BaseException:
+            for pending in (task, saver):
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            raise
+        return task.result()
+
+    async def _checkpoint_every(self, workdir: Path, stop: asyncio.Event) -> None:
+        last_tree: str | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.checkpoint_seconds)
+            if stop.is_set():
+                return
+            try:
+                last_tree = await self.checkpoint_progress(workdir, last_tree)
+            except LeaseLost:
+                raise
+            except (AgentZError, OSError) as exc:  # the next interval or the final capture tries again
+                log.warning("checkpoint during the agent call failed", run_id=self.run.id, error=str(exc))
+
+    async def checkpoint_progress(self, path: Path, last_tree: str | None) -> str | None:
+        """Checkpoint the working copy in the middle of an agent call; returns the tree now checkpointed.
+
+        Nothing happens when the tree equals ``last_tree`` (or the recorded checkpoint), and a
+        tree the content policy refuses is skipped, never pushed. The push is made only while
+        this attempt still holds the lease, and recorded with a fenced write.
+        """
+        worktrees = self.deps.worktrees
+        snapshot = await worktrees.snapshot(self.run, path)
+        recorded = self.run.checkpoint_sha or self.run.head_sha
+        if last_tree is None and recorded:
+            last_tree = await worktrees.tree_of(self.run.repo, recorded)
+        if snapshot.tree == last_tree or (last_tree is None and not snapshot.changes):
+            return last_tree
+        refused = self.violations(snapshot)
+        if refused:
+            log.info("checkpoint skipped: the content policy refuses the tree", run_id=self.run.id,
+                     paths=[v.path for v in refused[:10]])
+            return last_tree
+        self.queue.heartbeat(self.lease)  # fenced: a lost lease stops here, before anything is pushed
+        sha = await worktrees.checkpoint(self.run.id, self.run.repo, snapshot)
+        self.update(checkpoint_sha=sha)
+        self.queue.add_event(self.run.id, "checkpoint", sha=sha, during_call=True, files=len(snapshot.changes))
+        return snapshot.tree
+
+    # Sessions --------------------------------------------------------------
+
+    def session_here(self, role: str) -> str | None:
+        """The role's stored session when this host's agent home holds it; None means start a fresh one.
+
+        A session recorded by another host (or by an unknown one) is never passed to the CLI here.
+        """
+        reviewer = role == "reviewer"
+        session = self.run.reviewer_session_id if reviewer else self.run.session_id
+        host = self.run.reviewer_session_host if reviewer else self.run.session_host
+        if session and host != self.settings.host_id:
+            self.queue.add_event(self.run.id, "session_elsewhere", role=role, session_host=host,
+                                 host=self.settings.host_id)
+            return None
+        return session
+
+    def keep_session(self, role: str, session: str | None) -> None:
+        """Record the role's session and this host as the one holding it."""
+        host = self.settings.host_id if session else None
+        if role == "reviewer":
+            self.update(reviewer_session_id=session, reviewer_session_host=host)
+        else:
+            self.update(session_id=session, session_host=host)
+
+    async def developer(self, task: str, path: Path, *, context: Handover) -> RunnerResult:
+        """A developer call: in the run's session when this host holds it, else in a fresh session
+        whose prompt also carries the plan, the change so far and the open review findings."""
+        session = self.session_here("developer")
+        prompt = task
+        if session is None:
+            diff = ""
+            if self.run.checkpoint_sha:
+                diff = await self.deps.worktrees.diff(self.run.repo, context.base, self.run.checkpoint_sha)
+            prompt = handover_prompt(task, issue=context.issue, plan=context.plan, diff=diff,
+                                     findings=context.findings, review_summary=context.review_summary)
+        result = await self.agent("developer", prompt, path, session_id=session)
+        self.keep_session("developer", result.session_id or session)
         return result
 
     async def structured(
@@ -333,8 +451,9 @@ class Attempt:
         violations = self.violations(snapshot)
         if violations:
             self.queue.add_event(self.run.id, "content_policy", fixed=False, violations=_as_dicts(violations))
-            result = await self.agent("developer", policy_fix_prompt(violations), path, session_id=self.run.session_id)
-            self.update(session_id=result.session_id or self.run.session_id)
+            session = self.session_here("developer")
+            result = await self.agent("developer", policy_fix_prompt(violations), path, session_id=session)
+            self.keep_session("developer", result.session_id or session)
             snapshot = await self.deps.worktrees.snapshot(self.run, path)
             violations = self.violations(snapshot)
             if violations:
@@ -389,15 +508,18 @@ async def _plan(a: Attempt) -> Run:
     if a.deps.consult is not None:
         return await _plan_with_operator(a, a.deps.consult, issue, path)
     plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
+    host = a.settings.host_id if session else None
     if plan is None:
-        a.update(plan_raw=raw, session_id=session)
+        a.update(plan_raw=raw, session_id=session, session_host=host)
         raise StopRun(Status.FAILED, f"the Task Lead gave no valid plan: {error}", raw=raw[-4000:])
     assert isinstance(plan, Plan)
     if a.run.mode == "plan_only":
-        a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+        a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, session_host=host,
+               stage="planned")
         await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
         return a.run
-    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, session_host=host,
+                  stage="planned")
 
 
 async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext, path: Path) -> Run:
@@ -405,10 +527,10 @@ async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext,
     impact, raw, error, session = await a.structured(Impact, "task_lead", impact_prompt(issue), path,
                                                      session_id=None)
     if impact is None:
-        a.update(plan_raw=raw, session_id=session)
+        a.update(plan_raw=raw, session_id=session, session_host=a.settings.host_id if session else None)
         raise StopRun(Status.FAILED, f"the Task Lead gave no valid impact analysis: {error}", raw=raw[-4000:])
     assert isinstance(impact, Impact)
-    a.update(session_id=session)
+    a.update(session_id=session, session_host=a.settings.host_id if session else None)
     a.queue.add_event(a.run.id, "impact", impact=impact.model_dump())
     answers = (await consult(a.run, impact)).strip()
     plan = impact.as_plan()
@@ -420,7 +542,8 @@ async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext,
             raise StopRun(Status.FAILED, f"the Task Lead gave no valid revised plan: {error}", raw=raw[-4000:])
         assert isinstance(revised, Plan)
         plan = revised
-    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, stage="planned")
+    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session,
+                  session_host=a.settings.host_id if session else None, stage="planned")
 
 
 # Worker -----------------------------------------------------------------------
@@ -529,18 +652,15 @@ async def _develop(a: Attempt) -> Run:
     if run.stage == "rebasing":
         stage, path = await _rebase(a, branch, base, path)
     await _setup(a, path)
-    if stage == "fixing":
-        stage = "reviewing"  # the findings are re-derived by a fresh review
-    if stage in ("reviewing", "submitting"):
+    if stage in ("fixing", "submitting"):
         a.review = _last_review(a.queue, run.id)
-        if stage == "submitting" and a.review is None:
-            stage = "reviewing"
+        if a.review is None:
+            stage = "reviewing"  # no stored review to fix or submit with: review again
 
     while True:
         if stage == "developing":
             a.move(Status.DEVELOPING, stage="developing")
-            result = await a.agent("developer", develop_prompt(issue, plan), path, session_id=a.run.session_id)
-            a.update(session_id=result.session_id or a.run.session_id)
+            await a.developer(develop_prompt(issue, plan), path, context=Handover(base))
             changed = (await a.capture(path)).changed_paths
             if not changed:
                 raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
@@ -553,8 +673,7 @@ async def _develop(a: Attempt) -> Run:
             assert a.review is not None
             a.move(Status.FIXING, stage="fixing")
             prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
-            result = await a.agent("developer", prompt, path, session_id=a.run.session_id)
-            a.update(session_id=result.session_id or a.run.session_id)
+            await a.developer(prompt, path, context=Handover(base, issue, plan))
             await a.capture(path)
             stage = "reviewing"
         elif not await _local_test(a, path):
@@ -614,8 +733,8 @@ async def _local_test(a: Attempt, path: Path) -> bool:
         if states.can_transition(Status(a.run.status), target):
             a.move(target, stage="fixing")
             break
-    result = await a.agent("developer", local_test_prompt(outcome), path, session_id=a.run.session_id)
-    a.update(session_id=result.session_id or a.run.session_id)
+    context = Handover(a.run.base_branch or "main", plan=_plan_of(a.run))
+    await a.developer(local_test_prompt(outcome), path, context=context)
     await a.capture(path)
     return False
 
@@ -681,8 +800,8 @@ async def _review(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
     diff = await a.deps.worktrees.diff(a.run.repo, base, a.run.checkpoint_sha)
     prompt = review_prompt(issue, plan, changed_files=changed, diff=diff, round_=round_)
     review, raw, error, session = await a.structured(Review, "reviewer", prompt, path,
-                                                     session_id=a.run.reviewer_session_id)
-    a.update(reviewer_session_id=session)
+                                                     session_id=a.session_here("reviewer"))
+    a.keep_session("reviewer", session)
     if review is None:
         raise StopRun(Status.FAILED, f"the Reviewer gave no valid review: {error}", raw=raw[-4000:])
     assert isinstance(review, Review)
@@ -718,8 +837,7 @@ async def _fix_ci(a: Attempt) -> Run:
     elif run.stage != "ci_submitting":
         feedback = dict(run.feedback or {})
         a.update(stage="ci_fixing")
-        result = await a.agent("developer", feedback_prompt(feedback), path, session_id=run.session_id)
-        a.update(session_id=result.session_id or a.run.session_id)
+        await a.developer(feedback_prompt(feedback), path, context=Handover(base, issue, plan))
         await a.capture(path)
         while not await _local_test(a, path):
             pass

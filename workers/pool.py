@@ -155,7 +155,7 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     database = db or open_database(settings)
     stop = stop or asyncio.Event()
     remove = _install_stop(stop)
-    owner = current_owner(role)
+    owner = current_owner(role, host=settings.host_id)
     if settings.agent_sandbox == "none":
         log.warning(SANDBOX_WARNING, role=role)
     Sandbox(settings).check()  # no bubblewrap: stop now with the fix, not at the first agent call
@@ -269,7 +269,7 @@ async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Cal
 
     own_db = db is None
     database = db or open_database(settings)
-    owner = current_owner("issue")
+    owner = current_owner("issue", host=settings.host_id)
     try:
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http, progress=lambda r, s: echo(f"  {s}"))

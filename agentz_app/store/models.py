@@ -197,7 +197,9 @@ class Run(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     plan_raw: Mapped[str | None] = mapped_column(Text)
     session_id: Mapped[str | None] = mapped_column(String(255))
+    session_host: Mapped[str | None] = mapped_column(String(255))  # HOST_ID whose agent home holds the session
     reviewer_session_id: Mapped[str | None] = mapped_column(String(255))
+    reviewer_session_host: Mapped[str | None] = mapped_column(String(255))
     review_round: Mapped[int] = mapped_column(Integer, default=0)
     ci_round: Mapped[int] = mapped_column(Integer, default=0)
     feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,17 +1,18 @@
 """Lease owner identity: host + pid + process start time, so a reused pid is not mistaken.
 
 An owner string looks like ``host:pid:start`` or ``host:pid:start/name`` where
-``start`` is the process start time in clock ticks since boot (field 22 of
+``host`` is the ``HOST_ID`` setting (host name + machine id by default, stable across
+restarts), ``start`` is the process start time in clock ticks since boot (field 22 of
 ``/proc/<pid>/stat``) and ``name`` tells apart several claimers in one process.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentz_app.config import default_host_id
 from agentz_app.errors import StoreError
 
 _PROC = Path("/proc")
@@ -57,18 +58,26 @@ def process_start_time(pid: int, *, proc: Path = _PROC) -> int | None:
 
 
 def this_host() -> str:
-    """The host name used in owner strings."""
-    return socket.gethostname() or "localhost"
+    """The default host id (when no ``HOST_ID`` setting is at hand)."""
+    return default_host_id()
 
 
-def current_owner(name: str = "") -> str:
-    """The owner string of this process, optionally qualified by a claimer ``name``."""
+def owner_host(owner: str) -> str | None:
+    """The host id of an owner string, or None when it is malformed."""
+    try:
+        return parse_owner(owner).host
+    except StoreError:
+        return None
+
+
+def current_owner(name: str = "", *, host: str | None = None) -> str:
+    """The owner string of this process on ``host`` (``HOST_ID``), optionally qualified by a claimer ``name``."""
     pid = os.getpid()
-    return str(Owner(host=this_host(), pid=pid, start=process_start_time(pid), name=name))
+    return str(Owner(host=host or this_host(), pid=pid, start=process_start_time(pid), name=name))
 
 
 def owner_is_dead(owner: str, *, host: str | None = None, proc: Path = _PROC) -> bool:
-    """True only when ``owner`` ran on this host and its process is gone or was replaced.
+    """True only when ``owner`` ran on this host (``host``, the ``HOST_ID``) and its process is gone or was replaced.
 
     Owners on other hosts and malformed owner strings are never declared dead here;
     their leases simply expire.

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
+from agentz_app.store.owners import owner_host
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.states import LIVE, TERMINAL
 
@@ -41,7 +42,7 @@ _STATUS_STYLES = {
     "needs_human": "bold magenta",
 }
 _PROCESS_STYLES = {"running": "green", "starting": "cyan", "backoff": "yellow", "broken": "bold red",
-                   "stopped": "dim"}
+                   "stopped": "dim", "dead": "bold red"}
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,11 @@ class TaskView:
     pr: str
     error: str
     timer: str = "-"
+    host: str = "-"
 
     def cells(self) -> tuple[str, ...]:
-        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.timer, self.lease, self.age,
+        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.host, self.timer, self.lease,
+                self.age,
                 self.pr, self.error)
 
 
@@ -286,7 +289,13 @@ def task_view(run: Run, at: float, clock: RunClock | None = None) -> TaskView:
         pr=f"#{run.pr_number}" if run.pr_number else "-",
         error=short(run.error, 50),
         timer=task_timer(run, clock, at),
+        host=run_host(run),
     )
+
+
+def run_host(run: Run) -> str:
+    """The host working on the run (its lease owner's), else the one holding its agent session, else ``-``."""
+    return owner_host(run.lease_owner or "") or run.session_host or "-"
 
 
 def sort_runs(runs: Iterable[Run]) -> list[Run]:

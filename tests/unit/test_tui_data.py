@@ -56,6 +56,12 @@ def test_task_row_has_issue_pr_age_and_first_error_line() -> None:
     assert view.cells() == ("r1", "#3", "failed", "develop", "-", "-", "1m00s", "#12", "boom")
 
 
+def test_task_row_names_the_host_holding_the_lease_else_the_session() -> None:
+    leased = task_view(_run(lease_owner="host-b:42:7/worker", lease_expires_at=2000.0, session_host="host-a"), 1000.0)
+    waiting = task_view(_run(session_host="host-a"), 1000.0)
+    assert (leased.host, waiting.host, task_view(_run(), 1000.0).host) == ("host-b", "host-a", "-")
+
+
 def test_process_row_hides_pid_and_shows_uptime_only_when_running() -> None:
     running = process_view(Process(name="w", role="worker", pid=5, state="running", restarts=1, started_at=40.0,
                                    host="h", detail=""), 100.0)

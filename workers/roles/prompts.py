@@ -288,3 +288,47 @@ def policy_fix_prompt(violations: Sequence[Violation]) -> str:
     ]
     lines += [f"- {v.path}: {v.rule}: {v.detail}" for v in violations]
     return "\n".join(lines)
+
+
+def handover_prompt(
+    task: str,
+    *,
+    issue: IssueContext | None = None,
+    plan: Plan | None = None,
+    diff: str = "",
+    findings: Sequence[Finding] = (),
+    review_summary: str = "",
+) -> str:
+    """Give ``task`` to a fresh session that continues someone else's work on the run.
+
+    The session that worked on the run so far lives on another host (or is gone), so the
+    prompt carries what it knew: the issue and plan (unless ``task`` already states them),
+    the change so far as a diff (already in the working copy) and the open review findings.
+    The diff and the findings were written by agents: they go in untrusted-data blocks.
+    """
+    lines = [
+        "You are taking over work on this issue from an earlier agent session that is not available here.",
+        "Its work so far is already in the current directory; continue from it rather than starting over.",
+    ]
+    lines += ["", _issue_block(issue)] if issue is not None else ["", UNTRUSTED_NOTICE]
+    if plan is not None:
+        lines += ["", "<plan>", plan_markdown(plan), "</plan>"]
+    lines.append("")
+    if diff.strip():
+        lines += ["The change so far, as a unified diff against the default branch:",
+                  untrusted_block(_clip(diff, 60_000), source="diff of the change so far", author="developer agent",
+                                  author_label="agent output, not a person")]
+    else:
+        lines.append("No change has been made yet.")
+    if findings:
+        listed = "\n".join(
+            f"- [{f.severity}, {'BLOCKING' if f.blocking else 'optional'}] "
+            f"{f.file}{f':{f.line}' if f.line else ''}: {f.message}" for f in findings
+        )
+        if review_summary:
+            listed = f"Summary: {_clip(review_summary, 4000)}\n\n{listed}"
+        lines += ["", "The reviewer's open findings on that change:",
+                  untrusted_block(listed, source="review findings", author="reviewer agent",
+                                  author_label="agent output, not a person")]
+    lines += ["", "Your task:", "", task]
+    return "\n".join(lines)

@@ -32,7 +32,8 @@ it are rejected. Each step runs in a short-lived child process (through
 gets the scrubbed agent environment). A call without ``session_id`` starts a new
 session ``scripted-<hex>``; per-session and per-workdir call counters live in
 ``<state_dir>/scripted/`` (locked, atomically replaced JSON files), so a resumed
-session continues its sequence in another worker process.
+session continues its sequence in another worker process on the same host; like a
+real CLI, resuming a session this ``state_dir`` never saw fails.
 """
 
 from __future__ import annotations
@@ -211,6 +212,10 @@ class CallCounters:
         os.replace(tmp, path)
         return counts[role]
 
+    def knows(self, session_id: str) -> bool:
+        """True when a call of ``session_id`` was made with these counters (this host's state)."""
+        return (self.directory / "sessions" / f"{session_id}.json").exists()
+
     def bump(self, session_id: str, workdir: Path, role: str) -> tuple[int, int]:
         """Count one more call of ``role``; return (call in session, call in workdir)."""
         workdir_key = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:24]
@@ -261,6 +266,9 @@ class ScriptedRunner:
         steps = load_steps(self.settings, env)
         if session_id is not None and not _SESSION_RE.match(session_id):
             return RunnerResult(1, session_id, "", error=f"invalid scripted session id {session_id!r}")
+        if session_id is not None and not self.counters.knows(session_id):
+            # Like a real CLI asked to resume a session its home does not hold.
+            return RunnerResult(1, session_id, "", error=f"no session {session_id} on this host")
         session = session_id or f"scripted-{uuid.uuid4().hex}"
         call, nth = self.counters.bump(session, workdir, role)
         step = select_step(steps, role, prompt, call=call, nth=nth)
