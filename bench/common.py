@@ -35,6 +35,7 @@ CORRECTNESS_KEYS: tuple[str, ...] = (
     "duplicate_prs",
     "duplicate_comments",
     "lost_runs",
+    "lost_commits",
     "missed_targets",
 )
 

@@ -15,19 +15,31 @@ duplicate_checks=<n> failed_runs=<n> kills=<role counts>``.
 state; ``failed_runs`` counts runs that ended failed or needs_human (visible, not lost);
 double claims come from the events table (two live leases on one run, or one attempt
 claimed twice).
+
+``--hosts 2`` adds a second host sharing the database (PostgreSQL when its server
+binaries are installed, else the SQLite file) and the fake GitHub, with its own
+``HOST_ID`` and ``STATE_DIR``: host A runs every role, host B a planner, a worker and
+a reconciler, and kills hit either host. Each developer call writes its note, then
+keeps working for a moment (``CHECKPOINT_SECONDS=0.5`` checkpoints it meanwhile); a
+resumed call writes nothing, so the note reaches the pull request only through a
+checkpoint. The line then also has ``hosts=2`` and ``lost_commits``: runs whose note
+was checkpointed but is missing from the pull request's head.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from bench.common import BenchOptions, Figures, count_double_claims, load_events
+from bench.common import BenchOptions, Figures, count_double_claims, load_events, postgres_available, postgres_server
 from bench.loop import quiet_logs
 
 FINAL = frozenset({"done", "merged", "failed", "needs_human", "cancelled"})
@@ -40,6 +52,10 @@ SETTINGS = {
     "SCHEDULER_DEBOUNCE_SECONDS": "0.5",
 }
 _WAVE_TIMEOUT = 120.0
+HOSTS = ("crash-a", "crash-b")
+SECOND_HOST_ROLES = ("planner", "worker", "reconciler")
+TWO_HOST_SETTINGS = {"CHECKPOINT_SECONDS": "0.5"}
+TAKEOVER = "The change so far, as a unified diff"  # shown to a fresh session continuing checkpointed work
 
 
 def note_title(trial: int) -> str:
@@ -50,22 +66,31 @@ def note_path(trial: int) -> str:
     return f"notes/note_{trial:04d}.md"
 
 
-def crash_script(trials: int) -> tuple[dict[str, Any], ...]:
+def crash_script(trials: int, *, work_seconds: float = 0.0) -> tuple[dict[str, Any], ...]:
     """Instant scripted answers for trials ``1..trials``: a one-file plan, the file, an approval.
 
     Steps match the issue's unique title; pull requests share the numbering with issues,
     so the Scheduler Agent gets a ranking step for every number the trials can reach.
+    With ``work_seconds`` the developer's first call keeps working that long after writing
+    the note, and every later developer call (a resumed one) writes nothing.
     """
     steps: list[dict[str, Any]] = []
+    if work_seconds:
+        steps.append({"role": "developer", "match": TAKEOVER, "text": "The note is already there."})
     for trial in range(1, trials + 1):
         marker = f": {note_title(trial)}"
+        write: dict[str, Any] = {"role": "developer", "match": marker, "text": "Wrote the note.",
+                                 "write": [{"path": note_path(trial), "content": f"Note {trial}.\n"}]}
+        if work_seconds:
+            write.update(call=1, run=[f"sleep {work_seconds:g}"])
         steps += [
             {"role": "task_lead", "match": marker,
              "json": {"summary": f"Write {note_path(trial)}.", "steps": ["Write the note"],
                       "files": [note_path(trial)], "modules": [], "risk": "low", "test_command": "true"}},
-            {"role": "developer", "match": marker,
-             "write": [{"path": note_path(trial), "content": f"Note {trial}.\n"}], "text": "Wrote the note."},
+            write,
         ]
+    if work_seconds:
+        steps.append({"role": "developer", "text": "The note is already there."})
     for number in range(1, 3 * trials + 20):
         steps.append({"role": "scheduler", "regex": f"(?m)^### #{number}:",
                       "json": {"ranking": [{"number": number, "score": 50, "reason": "labelled by a maintainer"}]}})
@@ -83,38 +108,89 @@ def parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--wave", type=int, default=3 if quick else 2, help="issues (and kills) per wave")
     parser.add_argument("--window", type=float, default=5.0 if quick else 8.0,
                         help="kills fall within this many seconds of a wave's start")
+    parser.add_argument("--hosts", type=int, choices=(1, 2), default=1,
+                        help="2: a second host (own HOST_ID and STATE_DIR) shares the database")
     args, _ = parser.parse_known_args(list(extra))
     if args.trials < 1 or args.wave < 1 or args.window <= 0:
         parser.error("--trials and --wave must be positive, --window above 0")
     return args
 
 
-async def measure(trials: int, *, seed: int, wave: int, window: float) -> Figures:
-    """Run the trials in waves against one supervised service and audit the result."""
+@contextlib.contextmanager
+def _shared_database(hosts: int) -> Iterator[dict[str, str]]:
+    """Settings naming the database two hosts share: PostgreSQL when installed (one host: the demo's SQLite)."""
+    if hosts == 1 or not postgres_available():
+        yield {}
+        return
+    with postgres_server() as create:
+        yield {"DATABASE_URL": create("crash")}
+
+
+def lost_commits(repo: Path, runs: Sequence[Any], events: Sequence[Any]) -> int:
+    """Runs whose note was in a pushed checkpoint but is missing from the final pushed head."""
+    lost = 0
+    for run in runs:
+        if not run.head_sha or not run.title.startswith("Note "):
+            continue
+        path = note_path(int(run.title.split()[1]))
+        shas = {str(e.payload.get("sha") or e.payload.get("checkpoint_sha") or "") for e in events
+                if e.run_id == run.id} - {""}
+        if any(_has_file(repo, sha, path) for sha in shas) and not _has_file(repo, run.head_sha, path):
+            lost += 1
+    return lost
+
+
+def _has_file(repo: Path, sha: str, path: str) -> bool:
+    found = subprocess.run(["git", "cat-file", "-e", f"{sha}:{path}"], cwd=repo, capture_output=True, check=False)
+    return found.returncode == 0
+
+
+async def measure(trials: int, *, seed: int, wave: int, window: float, hosts: int = 1) -> Figures:
+    """Run the trials in waves against one supervised service (or two hosts) and audit the result."""
+    with _shared_database(hosts) as database:
+        return await _measure(trials, seed=seed, wave=wave, window=window, hosts=hosts, database=database)
+
+
+async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: int,
+                   database: dict[str, str]) -> Figures:
+    from sqlalchemy import select
+
     from agentz_app.demo import scenario as demo_scenario
     from agentz_app.demo.runner import Demo, DemoOptions
+    from agentz_app.fakehub.gitrepos import repo_path
+    from agentz_app.store.models import Event
     from agentz_app.supervisor import RestartPolicy
 
     rng = random.Random(seed)
     kills: Counter[str] = Counter()
+    two = hosts == 2
+    restarts = RestartPolicy(base_delay=0.2, max_delay=2.0, max_crashes=1_000_000, crash_window=60.0)
+    env = {**SETTINGS, "MAX_PARALLEL_TASKS": str(max(wave, 2)), **database}
+    if two:
+        env.update({**TWO_HOST_SETTINGS, "HOST_ID": HOSTS[0]})
     options = DemoOptions(
-        workers=2, timeout=_WAVE_TIMEOUT, issues=(), ci_command="true", script=crash_script(trials),
-        env={**SETTINGS, "MAX_PARALLEL_TASKS": str(max(wave, 2))},
-        restart_policy=RestartPolicy(base_delay=0.2, max_delay=2.0, max_crashes=1_000_000, crash_window=60.0),
+        workers=1 if two else 2, timeout=_WAVE_TIMEOUT, issues=(), ci_command="true",
+        script=crash_script(trials, work_seconds=1.5 if two else 0.0), env=env, restart_policy=restarts,
     )
     async with Demo(options) as demo:
         assert demo.hub is not None and demo.supervisor is not None
-        hub, names = demo.hub, demo.supervisor.names
+        hub = demo.hub
+        names = [(demo.host, name) for name in demo.supervisor.names]
+        if two:
+            second = demo.add_host(HOSTS[1], SECOND_HOST_ROLES, restart_policy=restarts)
+            names += [(HOSTS[1], name) for name in second.names]
         await demo.seed()
         opened = 0
         lost = 0
 
-        async def kill_later(delay: float, name: str) -> None:
+        async def kill_later(delay: float, target: tuple[str, str]) -> None:
+            host, name = target
             await asyncio.sleep(delay)
             # A role still restarting from an earlier kill has no pid yet: wait for it.
-            running = await demo.wait_for(lambda: demo.pid_of(name) is not None, timeout=10.0, interval=0.05)
-            if running and demo.kill(name) is not None:
-                kills[name] += 1
+            running = await demo.wait_for(lambda: demo.pid_of(name, host=host) is not None, timeout=10.0,
+                                          interval=0.05)
+            if running and demo.kill(name, host=host) is not None:
+                kills[f"{host}/{name}" if two else name] += 1
 
         while opened < trials:
             numbers = []
@@ -140,12 +216,21 @@ async def measure(trials: int, *, seed: int, wave: int, window: float) -> Figure
         audit = demo.audit()
         failed = sum(1 for run in runs.values() if str(run.status) in {"failed", "needs_human"})
         double_claims = count_double_claims(load_events(demo.env["DATABASE_URL"]))
-    return {
-        "trials": trials, "seed": seed, "lost_runs": lost, "duplicate_prs": audit.duplicate_pulls(),
+        figures: Figures = {"trials": trials, "seed": seed}
+        if two:
+            assert demo.db is not None
+            with demo.db.read() as session:
+                events = list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
+            figures["hosts"] = hosts
+            figures["lost_commits"] = lost_commits(repo_path(hub.root, demo_scenario.REPO), list(runs.values()),
+                                                   events)
+    figures.update({
+        "lost_runs": lost, "duplicate_prs": audit.duplicate_pulls(),
         "duplicate_comments": audit.duplicate_comments(), "double_claims": double_claims,
         "duplicate_checks": len(audit.duplicate_checks), "failed_runs": failed,
         "kills": ",".join(f"{name}:{count}" for name, count in sorted(kills.items())) or "none",
-    }
+    })
+    return figures
 
 
 def scenario(options: BenchOptions) -> Figures:
@@ -153,6 +238,6 @@ def scenario(options: BenchOptions) -> Figures:
     args = parse(options.extra, options.quick)
     quiet_logs()
     started = time.monotonic()
-    figures = asyncio.run(measure(args.trials, seed=args.seed, wave=args.wave, window=args.window))
+    figures = asyncio.run(measure(args.trials, seed=args.seed, wave=args.wave, window=args.window, hosts=args.hosts))
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures

@@ -397,6 +397,8 @@ class Attempt:
         session = self.session_here("developer")
         prompt = task
         if session is None:
+            if self.run.session_id:  # the session left behind no longer knows the latest work
+                self.keep_session("developer", None)
             diff = ""
             if self.run.checkpoint_sha:
                 diff = await self.deps.worktrees.diff(self.run.repo, context.base, self.run.checkpoint_sha)

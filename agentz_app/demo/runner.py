@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
+from agentz_app.config import default_host_id
 from agentz_app.demo import scenario
 from agentz_app.demo.report import DemoReport, IssueOutcome, ci_failure, verdict_for
 from agentz_app.errors import AgentZError
@@ -40,7 +41,7 @@ from agentz_app.fakehub.hub import FakeHub
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import IssueSnapshot, Process, Run
-from agentz_app.supervisor import RestartPolicy, Supervisor, build_specs
+from agentz_app.supervisor import ROLES, RestartPolicy, Supervisor, build_specs
 
 Echo = Callable[[str], None]
 REAL_BACKENDS = ("claude", "codex", "opencode")
@@ -65,7 +66,9 @@ class DemoOptions:
     ``1..k``); ``env`` overrides settings of every role (``LEASE_SECONDS`` ...);
     ``ci_command`` replaces the repository's CI (the default runs its unittest suite);
     ``agent_sleep`` delays every scripted agent step by that many seconds; ``script``
-    replaces the scripted agent's steps; ``restart_policy`` is the supervisor's.
+    replaces the scripted agent's steps; ``restart_policy`` is the supervisor's;
+    ``roles`` are the roles this host runs (the receiver always among them; more hosts
+    join with :meth:`Demo.add_host`).
     """
 
     backend: str = "scripted"
@@ -80,6 +83,7 @@ class DemoOptions:
     agent_sleep: float = 0.0
     script: tuple[dict[str, Any], ...] | None = None
     restart_policy: RestartPolicy | None = None
+    roles: tuple[str, ...] = ROLES
 
     def seeded(self) -> tuple[scenario.DemoIssue, ...]:
         """The scenario issues this demo creates, validated."""
@@ -218,6 +222,8 @@ class Demo:
         self._extra_env: dict[str, str] = {}
         self._model: Any = None
         self._supervisor_task: asyncio.Task[None] | None = None
+        self.host = options.env.get("HOST_ID") or default_host_id()
+        self._hosts: list[tuple[Supervisor, asyncio.Task[None]]] = []
 
     def say(self, message: str) -> None:
         self.echo(f"[{time.monotonic() - self.started:5.1f}s] {message}")
@@ -308,16 +314,35 @@ class Demo:
 
     def _start_roles(self, env: Mapping[str, str]) -> asyncio.Task[None]:
         assert self.db is not None
-        env_file = self.workspace / "demo.env"
+        self.supervisor = self._supervisor(self.workspace, {**env, "HOST_ID": self.host}, self.options.roles,
+                                           self.options.workers, self.options.restart_policy)
+        return asyncio.create_task(self.supervisor.run())
+
+    def _supervisor(self, root: Path, env: Mapping[str, str], roles: tuple[str, ...], workers: int,
+                    policy: RestartPolicy | None) -> Supervisor:
+        assert self.db is not None
+        env_file = root / f"demo-{'-'.join(roles)}.env" if root != self.workspace else root / "demo.env"
         env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
         specs = [replace(spec, env=dict(env)) for spec in
-                 build_specs(self.options.workers, env_file=str(env_file))]
-        logs = self.workspace / ".agent-z" / "logs"
-        policy = self.options.restart_policy or RestartPolicy(base_delay=0.5)
-        self.supervisor = Supervisor(specs, self.db, logs, policy=policy,
-                                     grace_seconds=5.0, poll_interval=0.5)
-        self.say("started " + ", ".join(spec.name for spec in specs))
-        return asyncio.create_task(self.supervisor.run())
+                 build_specs(workers, env_file=str(env_file), roles=roles)]
+        supervisor = Supervisor(specs, self.db, Path(env["STATE_DIR"]) / "logs",
+                                policy=policy or RestartPolicy(base_delay=0.5), grace_seconds=5.0,
+                                poll_interval=0.5, host=env["HOST_ID"])
+        self.say(f"started {', '.join(spec.name for spec in specs)} on {env['HOST_ID']}")
+        return supervisor
+
+    def add_host(self, host_id: str, roles: tuple[str, ...] = ("worker",), *, workers: int = 1,
+                 restart_policy: RestartPolicy | None = None) -> Supervisor:
+        """Start ``roles`` as another host: its own ``HOST_ID`` and ``STATE_DIR``, the same database and GitHub.
+
+        Calling it again with the same ``host_id`` adds roles to that host (same state folder).
+        """
+        root = self.workspace / "hosts" / host_id
+        root.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "HOST_ID": host_id, "STATE_DIR": str(root / ".agent-z")}
+        supervisor = self._supervisor(root, env, roles, workers, restart_policy)
+        self._hosts.append((supervisor, asyncio.create_task(supervisor.run())))
+        return supervisor
 
     async def _wait_receiver(self, port: int) -> None:
         deadline = time.monotonic() + 30
@@ -443,26 +468,26 @@ class Demo:
 
     # -- processes -----------------------------------------------------------
 
-    def pid_of(self, name: str) -> int | None:
-        """The pid of supervised child ``name`` while it runs, else None."""
+    def pid_of(self, name: str, *, host: str | None = None) -> int | None:
+        """The pid of supervised child ``name`` (of this host, or ``host``) while it runs, else None."""
         assert self.db is not None
         with self.db.read() as session:
-            row = session.get(Process, (socket.gethostname(), name))
+            row = session.get(Process, (host or self.host, name))
             if row is None or row.state != "running" or row.pid is None:
                 return None
             return int(row.pid)
 
-    def name_of(self, pid: int) -> str | None:
-        """The supervised child running as ``pid``, if any."""
+    def name_of(self, pid: int, *, host: str | None = None) -> str | None:
+        """The supervised child running as ``pid`` (on this host, or ``host``), if any."""
         assert self.db is not None
         with self.db.read() as session:
             row = session.scalars(select(Process).where(
-                Process.host == socket.gethostname(), Process.pid == pid, Process.state == "running")).first()
+                Process.host == (host or self.host), Process.pid == pid, Process.state == "running")).first()
             return row.name if row is not None else None
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, host: str | None = None) -> int | None:
         """Send ``sig`` to child ``name`` alone (like ``kill -9 <pid>``); returns the pid, or None if not running."""
-        pid = self.pid_of(name)
+        pid = self.pid_of(name, host=host)
         if pid is None:
             return None
         try:
@@ -531,6 +556,11 @@ class Demo:
 
     async def stop(self) -> None:
         """Stop every role, the fake GitHub and model; remove the workspace unless kept. Idempotent."""
+        for supervisor, task in self._hosts:
+            supervisor.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+        self._hosts = []
         if self.supervisor is not None:
             self.supervisor.stop()
         if self._supervisor_task is not None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agentz_app.config import InvalidSettings, Settings
+from agentz_app.config import InvalidSettings, Settings, default_host_id
 from agentz_app.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -112,3 +112,19 @@ def test_login_folders_must_be_absolute(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ConfigError) as info:
         Settings.load(None)
     assert info.value.variable == "AGENT_CLAUDE_LOGIN_DIR"
+
+
+def test_host_id_defaults_to_host_name_and_machine_id(tmp_path: Path) -> None:
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("3F2A9C1B0D4E5F60718293A4B5C6D7E8\n")
+    assert default_host_id(hostname="build box/1", machine_id_file=machine_id) == "build-box-1-3f2a9c1b0d4e"
+    assert default_host_id(hostname="web", machine_id_file=tmp_path / "absent") == "web"
+    assert Settings.load(None).host_id == Settings.load(None).host_id  # stable across loads
+
+
+@pytest.mark.parametrize("value", ["has space", "a/b", "a:b", "-leading", "x" * 129])
+def test_a_bad_host_id_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("HOST_ID", value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(None)
+    assert "HOST_ID" in str(caught.value)
