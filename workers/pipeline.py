@@ -339,7 +339,7 @@ class Attempt:
                 last_tree = await self.checkpoint_progress(workdir, last_tree)
             except LeaseLost:
                 raise
-            except (AgentZError, OSError) as exc:  # the next interval or the final capture tries again
+            except Exception as exc:  # never ends the call: the next interval or the final capture tries again
                 log.warning("checkpoint during the agent call failed", run_id=self.run.id, error=str(exc))
 
     async def checkpoint_progress(self, path: Path, last_tree: str | None) -> str | None:
