@@ -91,8 +91,7 @@ class TaskView:
 
     def cells(self) -> tuple[str, ...]:
         return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.host, self.timer, self.lease,
-                self.age,
-                self.pr, self.error)
+                self.age, self.pr, self.error)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def test_lease_shows_owner_and_time_left_or_expiry() -> None:
 def test_task_row_has_issue_pr_age_and_first_error_line() -> None:
     view = task_view(_run(status="failed", stage="develop", pr_number=12, error="boom\ntrace", finished_at=160.0),
                      1000.0)
-    assert view.cells() == ("r1", "#3", "failed", "develop", "-", "-", "1m00s", "#12", "boom")
+    assert view.cells() == ("r1", "#3", "failed", "develop", "-", "-", "-", "1m00s", "#12", "boom")
 
 
 def test_task_row_names_the_host_holding_the_lease_else_the_session() -> None:
