@@ -363,8 +363,7 @@ class Attempt:
             return last_tree
         self.queue.heartbeat(self.lease)  # fenced: a lost lease stops here, before anything is pushed
         sha = await worktrees.checkpoint(self.run.id, self.run.repo, snapshot)
-        self.update(checkpoint_sha=sha)
-        self.queue.add_event(self.run.id, "checkpoint", sha=sha, during_call=True, files=len(snapshot.changes))
+        self.update(checkpoint_sha=sha)  # also records the ``checkpoint`` event the reconciler weighs
         return snapshot.tree
 
     # Sessions --------------------------------------------------------------

@@ -149,7 +149,7 @@ class Dashboard(App[None]):
         processes = self.query_one("#processes", DataTable)
         processes.add_columns("name", "host", "state", "pid", "restarts", "timer")
         tasks = self.query_one("#tasks", DataTable)
-        tasks.add_columns("run", "issue", "status", "stage", "host", "timer", "lease", "age", "PR", "error")
+        tasks.add_columns("run", "issue", "status", "stage", "timer", "host", "lease", "age", "PR", "error")
         for table in (processes, tasks):
             table.can_focus = False
         self.query_one("#processes-pane").border_title = "Processes"

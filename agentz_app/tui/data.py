@@ -90,7 +90,7 @@ class TaskView:
     host: str = "-"
 
     def cells(self) -> tuple[str, ...]:
-        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.host, self.timer, self.lease,
+        return (self.run_id, f"#{self.issue_number}", self.status, self.stage, self.timer, self.host, self.lease,
                 self.age, self.pr, self.error)
 
 

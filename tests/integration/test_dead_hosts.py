@@ -23,7 +23,7 @@ def _developing(queue: RunQueue, clock: FakeClock, number: int, owner: str) -> L
     queue.transition(claimed[1], Status.READY, plan={"steps": ["a"]})
     claimed = queue.claim(owner, statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
     assert claimed is not None
-    queue.update(claimed[1], stage="developing")
+    queue.update(claimed[1], stage="developing", checkpoint_sha=f"c0ffee{number}")  # progress saved: resumable
     return claimed[1]
 
 
