@@ -349,7 +349,7 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
         None, database_url=f"sqlite:///{tmp_path / 'e2e.db'}", state_dir=tmp_path / "state",
         github_app_id=APP_ID, github_private_key=app_private_key, github_app_slug=APP_SLUG,
         github_api_url=fakehub.api_url, git_url_template=fakehub.git_url_template, default_backend="scripted",
-        heartbeat_seconds=1, lease_seconds=30,
+        heartbeat_seconds=1, lease_seconds=30, ci_quiet_seconds=0.5,  # fakehub's CI has no late suites
     )
     db = Database.from_url(settings.database_url)
     migrate(db)
