@@ -22,6 +22,7 @@ sandbox it may do anything, because nothing it can reach is worth stealing:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import shutil
@@ -205,12 +206,12 @@ class Sandbox:
             yield Confined(list(command), dict(spec.env))
             return
         python, prefix = python_for_sandbox()
-        spec = Confinement(spec.workdir, spec.home, (*spec.read_only, prefix, *self.extra_read_only),
-                           spec.allow | self.extra_allow, spec.env)
-        env = inside_env(spec, network=self.network)
+        spec = dataclasses.replace(spec, read_only=(*spec.read_only, prefix, *self.extra_read_only),
+                                   allow=spec.allow | self.extra_allow)
+        spec = dataclasses.replace(spec, env=inside_env(spec, network=self.network))
         outer_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         if self.network != "allowlist":
-            yield Confined(bwrap_args(find_bwrap(), _with_env(spec, env), network=self.network, command=command),
+            yield Confined(bwrap_args(find_bwrap(), spec, network=self.network, command=command),
                            outer_env)
             return
         folder = Path(tempfile.mkdtemp(prefix="agentz-net-"))
@@ -219,7 +220,7 @@ class Sandbox:
             await proxy.start(folder / "proxy.sock")
             init = [python, "-I", "-S", "-c", _INIT_SOURCE.read_text(), str(PROXY_PORT), SOCKET_INSIDE, "--",
                     *command]
-            args = bwrap_args(find_bwrap(), _with_env(spec, env), network=self.network, command=init,
+            args = bwrap_args(find_bwrap(), spec, network=self.network, command=init,
                               sockets=[(folder / "proxy.sock", SOCKET_INSIDE)])
             yield Confined(args, outer_env, proxy)
         finally:
@@ -228,6 +229,3 @@ class Sandbox:
                 log.info("sandbox refused network destinations", blocked=dict(proxy.blocked))
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def _with_env(spec: Confinement, env: Mapping[str, str]) -> Confinement:
-    return Confinement(spec.workdir, spec.home, spec.read_only, spec.allow, env)

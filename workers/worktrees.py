@@ -225,13 +225,10 @@ class Worktrees:
         """
         async with self.locked(repo):
             mirror = await self._ensure_mirror_locked(repo)
-            start = None
-            if checkpoint and await _has_commit(mirror, checkpoint):
-                start = checkpoint
+            start = await _resolve(mirror, checkpoint) if checkpoint else None
             if start is None:
                 start = await self._fetch_checkpoint(repo, mirror, run_id)
-                if checkpoint and start != checkpoint and start is not None and not await _has_commit(mirror,
-                                                                                                        checkpoint):
+                if checkpoint and start is not None and start != checkpoint:
                     log.warning("recorded checkpoint not found; using the remote checkpoint ref",
                                 run_id=run_id, recorded=checkpoint, remote=start)
             if start is None:
@@ -492,11 +489,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-async def _has_commit(path: Path, sha: str) -> bool:
-    found = await git("cat-file", "-e", f"{sha}^{{commit}}", cwd=path, check=False)
-    return found.exit_code == 0
 
 
 async def _resolve(repo: Path, ref: str) -> str | None:
