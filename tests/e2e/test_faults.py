@@ -55,6 +55,18 @@ def count_api_faults(demo: Demo) -> Counter[str]:
     return drawn
 
 
+async def wait_for_labels(demo: Demo, *, timeout: float = 45.0) -> None:
+    """Let the reporter finish: a label change refused by an injected fault is retried after a pause."""
+    assert demo.hub is not None
+    hub = demo.hub
+
+    def cleared() -> bool:
+        return all(not {label["name"] for label in hub.get_issue(scenario.REPO, number)["labels"]}
+                   & {"ongoing", "agent-z:running", "agent-z:queued"} for number in demo.options.deliverable())
+
+    await demo.wait_for(cleared, timeout=timeout, interval=0.5)
+
+
 def assert_clean_end_state(demo: Demo, report: DemoReport) -> None:
     """The clean demo's outcome, and nothing done twice."""
     expected = {issue.number: issue.expected for issue in demo.options.seeded()}
@@ -96,6 +108,7 @@ async def test_duplicate_reordered_deliveries_and_server_errors_change_nothing(t
         assert await demo.settle()
         report = demo.report(ok)
         assert ok, report
+        await wait_for_labels(demo)
         assert_clean_end_state(demo, report)
         assert demo.hub is not None
         # The faults really happened: 502s were answered, deliveries came twice.
@@ -126,6 +139,7 @@ async def test_secondary_rate_limits_and_dropped_deliveries_are_recovered(tmp_pa
         assert await demo.settle()
         report = demo.report(ok)
         assert ok, report
+        await wait_for_labels(demo)
         assert_clean_end_state(demo, report)
         assert dropped(), "the seeded faults dropped no delivery"
         assert faulted["secondary_limit"] >= 3
@@ -153,6 +167,7 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_duplicates(
         assert await demo.settle()
         report = demo.report(ok)
         assert ok, report
+        await wait_for_labels(demo)
         assert_clean_end_state(demo, report)
         run = demo.runs()[victim.issue_number]
         assert run.attempt > victim.attempt
