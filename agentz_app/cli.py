@@ -362,10 +362,10 @@ def runs() -> None:
 @click.pass_context
 def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Show runs, newest first."""
+    from agentz_app.domain.states import Status
     from agentz_app.run_views import run_record, runs_table
     from agentz_app.secrets import configured_secret_values
     from agentz_app.store.models import now
-    from agentz_app.store.states import Status
 
     unknown = sorted(set(statuses) - {s.value for s in Status})
     if unknown:

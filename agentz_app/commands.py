@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.markdown import prose_lines
+from agentz_app.domain.states import LIVE, RETRYABLE, Status
 from agentz_app.errors import AgentZError
 from agentz_app.ingress.permissions import (
     Actor,
@@ -34,13 +36,11 @@ from agentz_app.ingress.permissions import (
 from agentz_app.logs import get_logger
 from agentz_app.reporting.comments import MAX_COMMENT
 from agentz_app.reporting.text import truncate_bytes
-from agentz_app.scheduling.markdown import prose_lines
 from agentz_app.secrets import configured_secret_values, redact_text
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, RETRYABLE, Status
 
 log = get_logger(__name__)
 

@@ -31,10 +31,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from agentz_app.domain.states import TERMINAL
 from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, KeyValue, Process, Run, now
-from agentz_app.store.states import TERMINAL
 
 GITHUB_KEY = "metrics:github"
 LEASE_EXPIRED = "lease_expired"

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LEASED, LIVE, Status, can_transition
 from agentz_app.errors import IllegalTransition, LeaseLost
 from agentz_app.ingress.permissions import Actor, stored_decision
 from agentz_app.logs import get_logger
@@ -27,7 +28,6 @@ from agentz_app.store.models import Process, PullSnapshot, Run, now
 from agentz_app.store.owners import owner_host, owner_is_dead
 from agentz_app.store.retention import PruneReport, prune_if_due
 from agentz_app.store.runs import Clock, RunQueue
-from agentz_app.store.states import LEASED, LIVE, Status, can_transition
 
 _WORKING = frozenset({Status.DEVELOPING, Status.REVIEWING, Status.FIXING, Status.FIXING_CI})
 # Statuses in which a lost attempt may have changed code that only a checkpoint preserves.

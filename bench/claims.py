@@ -29,9 +29,9 @@ def claim_worker(url: str, name: str, batch: int, ready: Any, go: Any, results: 
 
     With ``batch`` > 1 a worker claims up to that many runs per transaction and
     completes them together (each run still gets its own lease and events)."""
+    from agentz_app.domain.states import Status
     from agentz_app.store.db import Database
     from agentz_app.store.runs import RunQueue
-    from agentz_app.store.states import Status
 
     db = Database.from_url(url, pool_size=1)
     queue = RunQueue(db)
@@ -65,10 +65,10 @@ def measure(url: str, *, workers: int, jobs: int, batch: int | Sequence[int] = 1
     workers (to race single claims against batched ones)."""
     from sqlalchemy import func, select
 
+    from agentz_app.domain.states import TERMINAL
     from agentz_app.store.db import Database
     from agentz_app.store.models import Run
     from agentz_app.store.runs import RunQueue
-    from agentz_app.store.states import TERMINAL
 
     db = Database.from_url(url)
     try:

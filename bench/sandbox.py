@@ -1,6 +1,6 @@
 """``python -m bench sandbox``: what the agent sandbox adds to one agent call.
 
-A no-op command (``/bin/true``) runs through :func:`workers.procs.run_process` directly
+A no-op command (``/bin/true``) runs through :func:`agentz_app.procs.run_process` directly
 and through :meth:`workers.sandbox.Sandbox.confine` with the allowlist network (bwrap,
 the proxy in this process and the bridge inside), alternating, 50 times each (10 with
 ``--quick``). Figures: median milliseconds of each and the difference, plus the open
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from agentz_app.config import Settings
+from agentz_app.procs import run_process
 from bench.common import BenchOptions, Figures
-from workers.procs import run_process
 from workers.sandbox import Confinement, Sandbox, bwrap_works
 
 TARGET_MS = 50.0

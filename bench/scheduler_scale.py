@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from bench.common import BenchOptions, Figures
 
 if TYPE_CHECKING:
-    from workers.runners.base import RunnerResult
+    from agentz_app.domain.runner import RunnerResult
 
 ONE_CHANGE_MAX_CHARS = 5_000
 _HEADING = re.compile(r"^### #(\d+):", re.MULTILINE)
@@ -52,7 +52,7 @@ class RecordingRunner:
                   read_only: Sequence[Path] = ()) -> RunnerResult:
         import json
 
-        from workers.runners.base import RunnerResult
+        from agentz_app.domain.runner import RunnerResult
 
         self.prompt_chars.append(len(prompt))
         numbers = [int(n) for n in _HEADING.findall(prompt)]

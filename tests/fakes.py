@@ -121,7 +121,7 @@ class FakeRunner:
 
     async def run(self, role: str, prompt: str, workdir: Any, *, session_id: str | None = None, timeout: float,
                   env: Any = None, log: Any = None) -> Any:
-        from workers.runners.base import RunnerResult
+        from agentz_app.domain.runner import RunnerResult
 
         self.prompts.append(prompt)
         self.session_ids.append(session_id)

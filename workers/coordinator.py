@@ -19,6 +19,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.plans import Plan, plan_markdown
 from agentz_app.errors import GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import ANNOTATIONS_PER_REQUEST, check_run_payload, chunks, redact_annotation
@@ -27,8 +28,6 @@ from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
 from agentz_app.store.models import KeyValue, Run, SideEffect, now
 from workers.gitops import git_out
-from workers.roles.prompts import plan_markdown
-from workers.roles.schemas import Plan
 from workers.worktrees import Worktrees
 
 LABEL_QUEUED = "agent-z:queued"

@@ -16,6 +16,7 @@ import aiohttp
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import Status
 from agentz_app.errors import ConfigError
 from agentz_app.github.app import GitHubApp
 from agentz_app.scheduling.resync import resync_repo
@@ -23,7 +24,6 @@ from agentz_app.scheduling.service import describe, schedule_once
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueAssessment, IssueSnapshot, Run
-from agentz_app.store.states import Status
 from workers.pipeline import Consult
 from workers.pool import build_deps, deliver_issue
 from workers.runners.registry import get_runner

@@ -1,4 +1,4 @@
-"""A thin git layer for trusted code: every call goes through :func:`workers.procs.run_process`.
+"""A thin git layer for trusted code: every call goes through :func:`agentz_app.procs.run_process`.
 
 Credentials never appear in a URL, an argument or a log line: for remote
 operations the installation token is handed to git through a one-line credential
@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from agentz_app.config import SECRET_VARIABLES
 from agentz_app.errors import AgentTimeout, AgentZError
 from agentz_app.logs import get_logger, redact_text
-from workers.procs import ProcessResult, run_process
+from agentz_app.procs import ProcessResult, run_process
 
 log = get_logger(__name__)
 

@@ -20,7 +20,11 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain import states
 from agentz_app.domain.ci import CIPolicy, Verdict, decide_ci
+from agentz_app.domain.plans import Finding, Impact, Plan, Review
+from agentz_app.domain.runner import Runner, RunnerResult
+from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, GitHubError, LeaseLost, RunnerError
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import RepoConfig, StoredConfig, effective_settings, stored_config
@@ -33,12 +37,10 @@ from agentz_app.reporting.checks import (
 from agentz_app.reporting.comments import commit_message, pr_body
 from agentz_app.reporting.costs import call_costs, cost_markdown
 from agentz_app.secrets import configured_secret_values
-from agentz_app.store import states
 from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueComment, IssueSnapshot, Repository, Run, now
 from agentz_app.store.runs import Lease, RunQueue, change_resources
-from agentz_app.store.states import Status
 from workers.ci_github import ci_failure_feedback, refresh_ci
 from workers.content_policy import (
     Change,
@@ -67,8 +69,6 @@ from workers.roles.prompts import (
     review_prompt,
     revise_prompt,
 )
-from workers.roles.schemas import Finding, Impact, Plan, Review
-from workers.runners.base import Runner, RunnerResult
 from workers.runners.logfile import run_log
 from workers.runners.prices import configured_model, estimate_call_cost
 from workers.runners.registry import agent_env

@@ -23,15 +23,15 @@ import structlog
 from sqlalchemy import select
 
 from agentz_app.config import SANDBOX_WARNING, Settings
+from agentz_app.domain import states
+from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.logs import get_logger
 from agentz_app.secrets import configured_secret_values
-from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Repository, Run
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import Status
 from workers.ci_github import refresh_ci
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
 from workers.reporter import Reporter, report_forever

@@ -21,6 +21,7 @@ from typing import Any
 from agentz_app.config import Settings
 from agentz_app.errors import AgentTimeout, AgentZError
 from agentz_app.logs import get_logger
+from agentz_app.procs import run_process
 from agentz_app.repo_config import (
     CONFIG_PATH,
     MAX_CONFIG_BYTES,
@@ -35,7 +36,6 @@ from agentz_app.secrets import Redactor
 from agentz_app.store.db import Database
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
 from workers.gitops import git, git_out
-from workers.procs import run_process
 from workers.runners.cli import agent_home
 from workers.runners.logfile import run_log
 from workers.runners.registry import agent_env

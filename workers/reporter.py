@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentz_app.config import SANDBOX_WARNING, Settings
+from agentz_app.domain import states
+from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
 from agentz_app.ingress.permissions import Actor, check_actor
 from agentz_app.logs import get_logger
-from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, Run, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import Status
 from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, Coordinator, content_digest, status_view
 
 if TYPE_CHECKING:

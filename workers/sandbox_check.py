@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agentz_app.config import Settings
+from agentz_app.procs import run_process
 from workers.netproxy import Destination
-from workers.procs import run_process
 from workers.sandbox import Confinement, Sandbox, SandboxUnavailable, python_for_sandbox
 
 # Runs inside the sandbox with ``python -I -S``; prints one JSON object of outcomes.

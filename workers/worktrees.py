@@ -40,9 +40,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain import states
 from agentz_app.errors import AgentZError
 from agentz_app.logs import get_logger
-from agentz_app.store import states
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from workers.content_policy import Change

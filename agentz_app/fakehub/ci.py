@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from agentz_app.errors import AgentTimeout
 from agentz_app.fakehub.gitrepos import export_commit
-from workers.procs import run_process
+from agentz_app.procs import run_process
 
 if TYPE_CHECKING:
     from agentz_app.fakehub.hub import FakeHub

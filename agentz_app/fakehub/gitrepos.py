@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from workers.procs import ProcessResult, run_process
+from agentz_app.procs import ProcessResult, run_process
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "fakehub",

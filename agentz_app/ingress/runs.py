@@ -21,17 +21,18 @@ from sqlalchemy import select
 
 from agentz_app.commands import ignores_commenter, mentions_app, parse_command
 from agentz_app.config import Settings
+from agentz_app.domain import states
+from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.ingress.checks import STATUS_CONCLUSIONS, record_event
 from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
 from agentz_app.ingress.snapshots import section
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
-from agentz_app.store import states, trust
+from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import Status
 from agentz_app.store.trust import add_run_note
 from workers.coordinator import Coordinator, status_view
 from workers.pipeline import PipelineDeps, finish_run, request_fix, settle_ci

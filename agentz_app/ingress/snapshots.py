@@ -15,9 +15,9 @@ from gidgethub import routing, sansio
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.domain.dependencies import parse_dependencies
 from agentz_app.errors import AgentZError
 from agentz_app.ingress.permissions import Actor, check_actor
-from agentz_app.scheduling.deps import parse_dependencies
 from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots as store
 from agentz_app.store.db import Database

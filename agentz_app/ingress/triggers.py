@@ -25,6 +25,7 @@ from agentz_app.commands import (
     same_command,
 )
 from agentz_app.config import Settings
+from agentz_app.domain.states import Status
 from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
@@ -32,7 +33,6 @@ from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import Status
 
 router = routing.Router()
 log = get_logger(__name__)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from agentz_app.domain.plans import Finding, Plan, Review, plan_markdown
 from agentz_app.secrets import redact_text
-from workers.roles.prompts import plan_markdown
-from workers.roles.schemas import Finding, Plan, Review
 
 STAGES = ("plan", "review", "ci-fix", "config")
 CHECK_NAME_PREFIX = "Agent-Z / "

@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agentz_app.domain.runner import Runner, RunnerResult
 from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.scheduling.gates import IssueView
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
-from workers.runners.base import Runner, RunnerResult
 
 ROLE = "scheduler"
 REJECTION_KINDS = ("tracking", "vague", "low_value", "high_risk")

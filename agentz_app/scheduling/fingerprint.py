@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 
-from agentz_app.scheduling.deps import IssueRef
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.scheduling.gates import IssueView
 
 

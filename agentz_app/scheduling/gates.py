@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from agentz_app.scheduling.deps import IssueRef, closing_references, parse_dependencies
+from agentz_app.domain.dependencies import IssueRef, closing_references, parse_dependencies
 
 # Gate names, in the order they are checked; a verdict names the first that failed.
 PULL_REQUEST = "pull_request"

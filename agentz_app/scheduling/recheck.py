@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentz_app.config import Settings
-from agentz_app.scheduling.deps import IssueRef
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.scheduling.gates import PullView
 
 

@@ -31,6 +31,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.domain.dependencies import IssueRef, parse_dependencies
+from agentz_app.domain.runner import Runner
+from agentz_app.domain.states import LIVE, TERMINAL, Status
 from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
@@ -38,7 +41,6 @@ from agentz_app.repo_config import settings_for
 from agentz_app.scheduling import gates
 from agentz_app.scheduling.agent import Ranking, plan_batches, rank_candidates
 from agentz_app.scheduling.debounce import Debounce
-from agentz_app.scheduling.deps import IssueRef, parse_dependencies
 from agentz_app.scheduling.fingerprint import issue_fingerprint
 from agentz_app.scheduling.gates import GateContext, IssueView, PullView, Verdict
 from agentz_app.scheduling.lookups import look_up, stored_lookups
@@ -56,8 +58,6 @@ from agentz_app.store.models import (
     now,
 )
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, TERMINAL, Status
-from workers.runners.base import Runner
 
 log = get_logger(__name__)
 

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, LargeBinary, Text, and_, cast, delete, fun
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.logs import get_logger
 from agentz_app.store import retention_files as files
 from agentz_app.store.db import Database
@@ -49,7 +50,6 @@ from agentz_app.store.models import (
     now,
 )
 from agentz_app.store.retention_files import Removed, RunFacts
-from agentz_app.store.states import LIVE, TERMINAL
 
 DAY_SECONDS = 86400.0
 BATCH_SIZE = 1000

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentz_app.store.states import TERMINAL
+from agentz_app.domain.states import TERMINAL
 
 _CLOCK_SLACK_SECONDS = 3600.0  # mtimes up to an hour ahead count (hosts' clocks differ a little)
 

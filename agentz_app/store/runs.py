@@ -19,11 +19,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
-from agentz_app.secrets import redact_text
-from agentz_app.store.db import Database
-from agentz_app.store.models import Claim, Event, Run, now
-from agentz_app.store.states import (
+from agentz_app.domain.states import (
     CLAIMABLE_BY_WORKER,
     LEASED,
     LIVE,
@@ -32,6 +28,10 @@ from agentz_app.store.states import (
     Status,
     can_transition,
 )
+from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
+from agentz_app.secrets import redact_text
+from agentz_app.store.db import Database
+from agentz_app.store.models import Claim, Event, Run, now
 from agentz_app.timestamps import github_time
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from agentz_app.scheduling.deps import closing_references
+from agentz_app.domain.dependencies import closing_references
 from agentz_app.store.models import (
     CheckResult,
     Installation,

@@ -28,10 +28,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from agentz_app.config import SANDBOX_WARNING, Settings
+from agentz_app.domain.states import TERMINAL
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
-from agentz_app.store.states import TERMINAL
 from agentz_app.supervisor import Supervisor, request_restart
 from agentz_app.tui.data import (
     CONFIRM_WINDOW_SECONDS,

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
 from agentz_app.store.owners import owner_host
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, TERMINAL
 
 CONFIRM_WINDOW_SECONDS = 5.0
 

@@ -26,13 +26,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Log, Static, TextArea
 
 from agentz_app.config import Settings
+from agentz_app.domain.plans import Impact
 from agentz_app.errors import AgentZError, ConfigError
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from agentz_app.tui.data import web_base_for
 from workers.foreground import Candidate, Echo, deliver_with_operator, load_candidates
 from workers.pipeline import Consult
-from workers.roles.schemas import Impact
 
 LoadCandidates = Callable[[], Awaitable[list[Candidate]]]
 Deliver = Callable[[int, Consult, Echo], Awaitable[Run]]

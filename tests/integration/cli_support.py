@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain.runner import Runner
 from agentz_app.errors import AgentTimeout
 from agentz_app.fakemodel import FakeModelServer, FileWrite, Scenario, ScenarioStep
-from workers.runners.base import Runner
 
 INSTALL_HINT = "run `export AGENTZ_CLI_DIR=$(bash scripts/install-agent-clis.sh)`"
 

@@ -23,8 +23,8 @@ def _claim_at_once(db: Database, claimers: int) -> list[str]:
     """``claimers`` threads each claim once, released together; the repositories they got."""
     import threading
 
+    from agentz_app.domain.states import CLAIMABLE_BY_PLANNER
     from agentz_app.store.runs import RunQueue
-    from agentz_app.store.states import CLAIMABLE_BY_PLANNER
 
     start = threading.Barrier(claimers)
     claimed: list[str] = []

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agentz_app.cli import cli, rewrite_aliases
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, Status
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, Status
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agentz_app.store import states
+from agentz_app.domain import states
 from agentz_app.store.models import Run
 from tests.integration.test_coordinator import REPO, sh
 from tests.integration.test_pipeline import APPROVE, Harness

@@ -13,13 +13,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain.plans import Finding
 from agentz_app.errors import GitHubError
 from agentz_app.reporting.comments import StatusView, status_marker
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
 from workers.coordinator import CheckReport, Coordinator
-from workers.roles.schemas import Finding
 from workers.worktrees import Worktrees, branch_name
 
 REPO = "octo/widgets"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from agentz_app.config import Settings
-from agentz_app.store import states
+from agentz_app.domain import states
+from agentz_app.domain.runner import RunnerResult
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import sh
 from tests.integration.test_pipeline import APPROVE, BLOCKING, PLAN, Harness, steps
 from workers.pipeline import PipelineDeps, plan_run, work_run
-from workers.runners.base import RunnerResult
 from workers.runners.scripted import ScriptedRunner
 from workers.worktrees import Worktrees, checkpoint_ref
 

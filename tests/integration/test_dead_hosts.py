@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from agentz_app.reconciler import reconcile_once
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, Process
 from agentz_app.store.runs import Lease, RunQueue
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from tests.fakes import FakeClock
 
 HOST_B = "host-b"

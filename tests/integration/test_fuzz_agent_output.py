@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from agentz_app.domain.plans import Plan, Review
 from agentz_app.errors import InvalidAgentOutput
 from agentz_app.scheduling.agent import Ranking, validate_ranking
 from workers.roles.parse import parse_output
-from workers.roles.schemas import Plan, Review
 from workers.runners.output import extract_json
 
 FUZZ = settings(max_examples=150, deadline=None)

@@ -16,13 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentz_app.commands import COMMANDS, parse_command
-from agentz_app.scheduling.deps import (
+from agentz_app.domain.dependencies import (
     MAX_ISSUE_NUMBER,
     IssueRef,
     closing_references,
     parse_dependencies,
 )
-from agentz_app.scheduling.markdown import prose_lines
+from agentz_app.domain.markdown import prose_lines
 
 REPO = "acme/app"
 FUZZ = settings(max_examples=100, deadline=None)
@@ -103,7 +103,7 @@ def test_dependency_lines_in_code_or_quotes_are_ignored(items: list[tuple[str | 
 def test_long_runs_of_name_characters_are_parsed_in_linear_time() -> None:
     # Each of these took tens of seconds when every position inside the run was tried.
     script = (
-        "from agentz_app.scheduling.deps import parse_dependencies, closing_references\n"
+        "from agentz_app.domain.dependencies import parse_dependencies, closing_references\n"
         "run = 'a' * 65536\n"
         "for text in (run, run + '/' + run, 'depends on ' + run + '/' + run, 'fixes ' + run):\n"
         "    assert parse_dependencies(text, 'o/r') == []\n"
@@ -140,7 +140,7 @@ def test_hostile_markdown_is_parsed_in_linear_time() -> None:
     # Inputs that make naive Markdown or regex parsers quadratic, at twice GitHub's body limit.
     script = (
         "from agentz_app.commands import parse_command\n"
-        "from agentz_app.scheduling.deps import parse_dependencies, closing_references\n"
+        "from agentz_app.domain.dependencies import parse_dependencies, closing_references\n"
         "n = 131072\n"
         "texts = ['*a' * (n // 2), '[' * n, '![' * (n // 2), '<!--' * (n // 4), 'a <details> ' * (n // 12),\n"
         "         '> ' * (n // 2), '` ' * (n // 2), '```\\n' * (n // 4), '|a|b|\\n|-|-|\\n' + '|x|y|\\n' * (n // 6),\n"

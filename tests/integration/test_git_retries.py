@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from agentz_app.config import Settings
+from agentz_app.procs import ProcessResult
 from workers.gitops import GitError, RemoteRetry, git_remote, is_permanent_failure
-from workers.procs import ProcessResult
 from workers.worktrees import Worktrees
 
 REPO = "octo/widgets"

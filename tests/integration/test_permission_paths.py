@@ -10,6 +10,7 @@ import pytest
 from gidgethub import sansio
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE, Status
 from agentz_app.errors import GitHubError
 from agentz_app.ingress import snapshots, triggers
 from agentz_app.reconciler import reconcile_once
@@ -18,7 +19,6 @@ from agentz_app.store import snapshots as snapshot_store
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, IssueSnapshot
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, Status
 from tests.fakes import FakeClock, FakeGH, FakeGitHubApp, FakeRunner
 
 REPO = "acme/app"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain import states
 from agentz_app.ingress.checks import check_run_record
-from agentz_app.store import states
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate

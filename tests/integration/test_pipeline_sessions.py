@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentz_app.domain.runner import LogSink, Runner, RunnerResult
 from agentz_app.store.models import Run
 from tests.integration.test_pipeline import HAPPY, Harness
 from workers.pipeline import settle_ci
-from workers.runners.base import LogSink, Runner, RunnerResult
 from workers.runners.registry import get_runner
 
 

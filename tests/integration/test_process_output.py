@@ -9,9 +9,9 @@ import json
 import sys
 import tracemalloc
 
+from agentz_app.procs import LOG_LINE_BYTES, LineSplitter, OutputCapture, run_process
 from agentz_app.secrets import REDACTED
 from tests import secret_samples as samples
-from workers.procs import LOG_LINE_BYTES, LineSplitter, OutputCapture, run_process
 from workers.runners.claude import parse_stream as parse_claude
 from workers.runners.output import json_lines
 

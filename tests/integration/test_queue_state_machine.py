@@ -20,12 +20,12 @@ from hypothesis.stateful import (
 from sqlalchemy import select, text
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, LEASED, LIVE, TERMINAL, Status
 from agentz_app.errors import IllegalTransition, LeaseLost, StoreError
 from agentz_app.reconciler import reconcile_once
 from agentz_app.store.db import Database
 from agentz_app.store.models import Claim, Event, Run
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, LEASED, LIVE, TERMINAL, Status
 from tests.fakes import FakeClock
 
 FILES = [file_resource("o/r", name) for name in ("a.py", "b.py", "c.py")]

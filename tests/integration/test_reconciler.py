@@ -5,11 +5,11 @@ import threading
 from sqlalchemy import text
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from agentz_app.reconciler import ReconcileReport, reconcile_once, run_reconciler
 from agentz_app.store.db import Database
 from agentz_app.store.models import PullSnapshot
 from agentz_app.store.runs import Lease, RunQueue, file_resource, issue_resource
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from agentz_app.store.trust import save_permission
 from tests.fakes import FakeClock
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE
 from agentz_app.repo_config import RepoConfig, parse_config, save_config
 from agentz_app.scheduling.service import schedule_once
 from agentz_app.store.db import Database
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE
 from tests.fakes import FakeRunner
 from tests.integration.test_scheduler import add_issue
 

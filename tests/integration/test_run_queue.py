@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue, file_resource, issue_resource, module_resource
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from tests.fakes import FakeClock
 
 

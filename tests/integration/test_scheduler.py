@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE
 from agentz_app.scheduling.recheck import apply_skip_label, recheck_before_development
 from agentz_app.scheduling.resync import redeliver_failed, resync_repo
 from agentz_app.scheduling.service import RESYNC_PREFIX, run_scheduler, schedule_once
@@ -17,7 +18,6 @@ from agentz_app.scheduling.signals import dirty_repos, mark_dirty
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, KeyValue, PullSnapshot, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE
 from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
 

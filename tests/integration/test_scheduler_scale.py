@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE
 from agentz_app.errors import GitHubError
 from agentz_app.ingress.installations import discover_repositories
 from agentz_app.scheduling.resync import redeliver_failed
@@ -28,7 +29,6 @@ from agentz_app.store.models import (
     Repository,
 )
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE
 from tests.fakes import FakeClock, FakeGH, FakeGitHubApp, FakeRunner
 from tests.integration.test_scheduler import REPO, add_issue, verdicts
 

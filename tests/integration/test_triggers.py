@@ -10,11 +10,11 @@ from gidgethub import sansio
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE, Status
 from agentz_app.ingress.triggers import router
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, PullSnapshot
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, Status
 from tests.fakes import FakeGH
 
 REPO = "acme/app"

@@ -14,11 +14,11 @@ from gidgethub import sansio
 
 from agentz_app.cli import cli
 from agentz_app.commands import Command, CommandTarget, execute
+from agentz_app.domain import states
+from agentz_app.domain.states import Status
 from agentz_app.ingress.routers import build_router
 from agentz_app.reconciler import reconcile_once
-from agentz_app.store import states
 from agentz_app.store.models import PullSnapshot, Run
-from agentz_app.store.states import Status
 from agentz_app.tui.data import cancel_from_dashboard
 from tests.integration.test_coordinator import REPO, MemoryGH
 from tests.integration.test_pipeline import APPROVE, PLAN, Harness

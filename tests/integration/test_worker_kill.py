@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 from agentz_app.reconciler import reconcile_once
 from agentz_app.store.db import Database
 from agentz_app.store.owners import owner_is_dead
 from agentz_app.store.runs import RunQueue, file_resource, issue_resource
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, Status
 
 # A minimal worker: claim one run, take a file claim, then heartbeat until killed.
 WORKER = """

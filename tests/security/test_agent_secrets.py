@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentz_app.config import SECRET_VARIABLES, Settings
 from agentz_app.errors import RunnerError
-from workers.procs import scrubbed_env
+from agentz_app.procs import scrubbed_env
 from workers.runners.registry import agent_env, get_runner
 
 PEM = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(

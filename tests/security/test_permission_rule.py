@@ -18,6 +18,7 @@ import pytest
 from gidgethub import sansio
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE, Status
 from agentz_app.ingress import runs, snapshots, triggers
 from agentz_app.reconciler import reconcile_once
 from agentz_app.scheduling.service import schedule_once
@@ -25,7 +26,6 @@ from agentz_app.store import snapshots as snapshot_store
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, Run
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import LIVE, Status
 from tests.fakes import FakeGH, FakeGitHubApp, FakeRunner
 
 REPO = "acme/app"

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentz_app.domain.plans import Plan
 from agentz_app.scheduling.agent import build_prompt
 from agentz_app.scheduling.gates import IssueView
 from agentz_app.untrusted import TAG, UNTRUSTED_NOTICE, untrusted_block
@@ -26,7 +27,6 @@ from workers.roles.prompts import (
     plan_prompt,
     review_prompt,
 )
-from workers.roles.schemas import Plan
 
 PLAN = Plan(summary="Fix it", steps=["Edit the code"], risk="low")
 OPEN = re.compile(rf'^<{TAG} id="(?P<id>[0-9a-f]{{16}})" source="[^"\n]*" author="[^"\n]*" '

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 
 from agentz_app.cli import cli
 from agentz_app.config import Settings
+from agentz_app.domain.plans import Finding
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, Status
 from agentz_app.logs import configure_logging, get_logger
 from agentz_app.reporting.checks import check_run_payload, finding_annotations
 from agentz_app.reporting.comments import StatusView, commit_message, pr_body, render_status_comment
@@ -26,9 +28,7 @@ from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.states import CLAIMABLE_BY_PLANNER, Status
 from tests import secret_samples as samples
-from workers.roles.schemas import Finding
 from workers.runners.logfile import run_log, run_log_path
 
 ENVIRON = {"OPENAI_API_KEY": samples.PROVIDER_KEY}

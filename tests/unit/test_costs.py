@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from agentz_app.domain.plans import Review
 from agentz_app.reporting.checks import review_check
 from agentz_app.reporting.comments import StatusView, render_status_comment
 from agentz_app.reporting.costs import call_costs, cost_markdown
 from agentz_app.run_views import render_inspect
 from agentz_app.store.models import Event, Run
-from workers.roles.schemas import Review
 from workers.runners.prices import CONSERVATIVE, FREE, configured_model, estimate_call_cost, price_for
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.scheduling import gates
-from agentz_app.scheduling.deps import IssueRef
 from agentz_app.scheduling.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
 
 REPO = "acme/app"

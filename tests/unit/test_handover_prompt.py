@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from agentz_app.domain.plans import Finding, Plan
 from agentz_app.untrusted import UNTRUSTED_NOTICE
 from workers.roles.prompts import IssueContext, handover_prompt
-from workers.roles.schemas import Finding, Plan
 
 PLAN = Plan(summary="Print fast", steps=["edit src/app.py"], files=["src/app.py"], modules=[], risk="low")
 ISSUE = IssueContext(repo="o/r", number=7, title="Make it faster", body="The app is slow.")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from agentz_app.commands import Command, parse_command
-from agentz_app.scheduling.deps import IssueRef, parse_dependencies
-from agentz_app.scheduling.markdown import CODE_MARK, prose_lines
+from agentz_app.domain.dependencies import IssueRef, parse_dependencies
+from agentz_app.domain.markdown import CODE_MARK, prose_lines
 
 REPO = "acme/app"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentz_app.domain.plans import Finding, Review
 from agentz_app.reporting.checks import (
     ANNOTATIONS_PER_REQUEST,
     MAX_SUMMARY,
@@ -25,7 +26,6 @@ from agentz_app.reporting.comments import (
     render_status_comment,
     status_marker,
 )
-from workers.roles.schemas import Finding, Review
 
 
 def test_long_summaries_are_truncated_with_a_marker() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from agentz_app.config import Settings
+from agentz_app.domain.plans import Finding, Plan, Review
 from agentz_app.errors import InvalidAgentOutput
 from workers.roles.parse import extract_json, parse_output, run_structured
 from workers.roles.prompts import AuthoredText, IssueContext, feedback_prompt, plan_prompt, review_prompt
-from workers.roles.schemas import Finding, Plan, Review
 from workers.runners.scripted import ScriptedRunner
 
 PLAN = {"summary": "Add a flag", "steps": ["edit cli"], "files": ["src/cli.py"], "modules": ["cli"], "risk": "low"}

@@ -6,6 +6,17 @@ from typing import Any
 
 import pytest
 
+from agentz_app.domain.states import (
+    CLAIMABLE_BY_PLANNER,
+    CLAIMABLE_BY_WORKER,
+    LEASED,
+    LIVE,
+    RETRYABLE,
+    TERMINAL,
+    TRANSITIONS,
+    Status,
+    can_transition,
+)
 from agentz_app.errors import StoreError
 from agentz_app.reconciler import ReconcileReport, links_issue, plan_recovery
 from agentz_app.run_views import format_duration, lease_text, render_table
@@ -19,17 +30,6 @@ from agentz_app.store.owners import (
     this_host,
 )
 from agentz_app.store.runs import resource_kind, resume_status
-from agentz_app.store.states import (
-    CLAIMABLE_BY_PLANNER,
-    CLAIMABLE_BY_WORKER,
-    LEASED,
-    LIVE,
-    RETRYABLE,
-    TERMINAL,
-    TRANSITIONS,
-    Status,
-    can_transition,
-)
 from bench.common import EventRow, count_double_claims
 
 

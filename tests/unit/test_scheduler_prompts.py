@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.scheduling.agent import build_prompt, plan_batches
 from agentz_app.scheduling.debounce import Debounce
-from agentz_app.scheduling.deps import IssueRef
 from agentz_app.scheduling.fingerprint import issue_fingerprint
 from agentz_app.scheduling.gates import IssueView
 

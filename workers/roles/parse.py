@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from agentz_app.domain.runner import LogSink, Runner, RunnerResult
 from agentz_app.errors import InvalidAgentOutput
 from workers.roles.prompts import repair_prompt
-from workers.runners.base import LogSink, Runner, RunnerResult
 
 M = TypeVar("M", bound=BaseModel)
 

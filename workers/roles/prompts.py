@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agentz_app.domain.plans import Finding, Impact, Plan, Review, plan_markdown
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
-from workers.roles.schemas import Finding, Impact, Plan, Review
 
 if TYPE_CHECKING:  # the content policy renders through reporting, which renders plans from here
     from workers.content_policy import Violation
@@ -79,17 +79,6 @@ def _schema(model: Mapping[str, Any]) -> str:
     return json.dumps(model, indent=1, sort_keys=True)
 
 
-def plan_markdown(plan: Plan) -> str:
-    """The plan as Markdown, for prompts, comments and check runs."""
-    lines = [plan.summary.strip(), "", f"**Risk:** {plan.risk}", "", "**Steps**"]
-    lines += [f"{index}. {step}" for index, step in enumerate(plan.steps, 1)]
-    if plan.files:
-        lines += ["", "**Files:** " + ", ".join(f"`{path}`" for path in plan.files)]
-    if plan.modules:
-        lines += ["", "**Modules:** " + ", ".join(plan.modules)]
-    if plan.test_command:
-        lines += ["", f"**Tests:** `{plan.test_command}`"]
-    return "\n".join(lines)
 
 
 def plan_prompt(issue: IssueContext) -> str:

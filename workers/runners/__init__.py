@@ -4,7 +4,7 @@
 returns a :class:`RunnerResult`; ``run_log(settings, run_id, role)`` gives a log sink.
 """
 
-from workers.runners.base import LogSink, Runner, RunnerResult
+from agentz_app.domain.runner import LogSink, Runner, RunnerResult
 from workers.runners.logfile import run_log, run_log_path
 from workers.runners.output import extract_json
 from workers.runners.registry import agent_env, get_runner

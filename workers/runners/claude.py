@@ -14,8 +14,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from workers.procs import ProcessResult
-from workers.runners.base import RunnerResult
+from agentz_app.domain.runner import RunnerResult
+from agentz_app.procs import ProcessResult
 from workers.runners.cli import ROLE_HEADER, CliRunner, Command, Invocation, common_home_env, split_words, stderr_tail
 from workers.runners.output import extract_json, json_lines, refusal_reason
 

@@ -37,10 +37,10 @@ from pathlib import Path
 
 from agentz_app.agent_credentials import LOGIN_FOLDERS, backend_variables, login_dir
 from agentz_app.config import Settings, agent_variables_in
+from agentz_app.domain.runner import LogSink, RunnerResult
 from agentz_app.errors import RunnerError
+from agentz_app.procs import ProcessResult, run_process
 from workers.netproxy import Destination
-from workers.procs import ProcessResult, run_process
-from workers.runners.base import LogSink, RunnerResult
 from workers.runners.registry import agent_env
 from workers.sandbox import Confinement, Sandbox
 

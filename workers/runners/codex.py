@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workers.procs import ProcessResult
-from workers.runners.base import RunnerResult
+from agentz_app.domain.runner import RunnerResult
+from agentz_app.procs import ProcessResult
 from workers.runners.cli import (
     ROLE_HEADER,
     CliRunner,

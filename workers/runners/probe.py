@@ -9,7 +9,7 @@ from agentz_app.agent_credentials import REAL_BACKENDS
 from agentz_app.config import Settings, agent_variables_in
 from agentz_app.doctor import Check
 from agentz_app.errors import AgentTimeout, RunnerError
-from workers.procs import run_process, scrubbed_env
+from agentz_app.procs import run_process, scrubbed_env
 from workers.runners.cli import find_binary
 
 INSTALL_HINTS = {

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 from agentz_app.agent_credentials import backend_variables
 from agentz_app.config import Settings, agent_variables_in
+from agentz_app.domain.runner import Runner
 from agentz_app.errors import ConfigError
-from workers.procs import scrubbed_env
-from workers.runners.base import Runner
+from agentz_app.procs import scrubbed_env
 
 BACKENDS = ("claude", "codex", "opencode", "scripted")
 

@@ -28,7 +28,7 @@ first step whose conditions all hold is used::
 
 Paths are relative to the workdir; absolute paths and paths that resolve outside
 it are rejected. Each step runs in a short-lived child process (through
-:func:`workers.procs.run_process`, so timeouts kill its process group and the child
+:func:`agentz_app.procs.run_process`, so timeouts kill its process group and the child
 gets the scrubbed agent environment). A call without ``session_id`` starts a new
 session ``scripted-<hex>``; per-session and per-workdir call counters live in
 ``<state_dir>/scripted/`` (locked, atomically replaced JSON files), so a resumed
@@ -55,10 +55,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentz_app.config import Settings
+from agentz_app.domain.runner import LogSink, RunnerResult
 from agentz_app.errors import ConfigError
 from agentz_app.patterns import Pattern
-from workers.procs import run_process
-from workers.runners.base import LogSink, RunnerResult
+from agentz_app.procs import run_process
 from workers.runners.cli import agent_home, endpoint_destinations
 from workers.runners.output import extract_json, json_fence
 from workers.runners.registry import agent_env

@@ -10,7 +10,7 @@ A pull request links an issue only as GitHub does: a closing keyword (``close``,
 ``resolved``; any case, optional colon) followed by one reference; each further issue
 needs its own keyword. A plain mention links nothing.
 
-Only prose counts (:func:`agentz_app.scheduling.markdown.prose_lines`): code, quotes,
+Only prose counts (:func:`agentz_app.domain.markdown.prose_lines`): code, quotes,
 HTML, comments and ``<details>`` are ignored, so an example in a comment does not
 block anything.
 """
@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentz_app.scheduling.markdown import prose_lines
+from agentz_app.domain.markdown import prose_lines
 
 MAX_ISSUE_NUMBER = 2**31 - 1
 """Issue numbers above this are not references (GitHub numbers fit a 32-bit integer)."""

@@ -88,3 +88,15 @@ class Review(BaseModel):
     def approved(self) -> bool:
         """Approve only with an explicit verdict and no blocking finding."""
         return self.verdict == "approve" and not self.blocking_findings
+
+def plan_markdown(plan: Plan) -> str:
+    """The plan as Markdown, for prompts, comments and check runs."""
+    lines = [plan.summary.strip(), "", f"**Risk:** {plan.risk}", "", "**Steps**"]
+    lines += [f"{index}. {step}" for index, step in enumerate(plan.steps, 1)]
+    if plan.files:
+        lines += ["", "**Files:** " + ", ".join(f"`{path}`" for path in plan.files)]
+    if plan.modules:
+        lines += ["", "**Modules:** " + ", ".join(plan.modules)]
+    if plan.test_command:
+        lines += ["", f"**Tests:** `{plan.test_command}`"]
+    return "\n".join(lines)
