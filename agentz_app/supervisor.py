@@ -3,9 +3,9 @@
 Each child is ``python -m agentz_app <role>`` (the command line is configurable per
 :class:`ProcessSpec`, so tests run tiny scripts). Children start in their own process
 group. Their stdout and stderr are merged into one pipe that the supervisor reads line
-by line and appends to ``<logs_dir>/<name>.log``; the supervisor rotates that file by
-size (10 MB, 5 backups by default), so children need no logging set-up of their own
-and a child that floods its output cannot fill the disk.
+by line and appends to ``<logs_dir>/<name>.log`` through a size-rotating
+:class:`logging.handlers.RotatingFileHandler` (10 MB, 5 backups by default), so children
+need no logging set-up of their own and a child that floods its output cannot fill the disk.
 
 A child that exits is restarted after an exponential backoff. Behind it sits a circuit
 breaker: more than ``max_crashes`` exits within ``crash_window`` seconds put the child
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -35,8 +36,9 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import select
 
@@ -135,42 +137,19 @@ class CrashHistory:
         self._times.clear()
 
 
-class RotatingFile:
-    """An append-only log file rotated by size: ``name.log`` → ``name.log.1`` … ``.N``."""
+def open_child_log(path: Path, *, max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> RotatingFileHandler:
+    """A log file for one child's output, rotated by size: ``name.log`` → ``name.log.1`` … ``.N``."""
+    if max_bytes < 1 or backups < 1:
+        raise ValueError("max_bytes and backups must be positive")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+                               errors="surrogateescape")
 
-    def __init__(self, path: Path, *, max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> None:
-        if max_bytes < 1 or backups < 0:
-            raise ValueError("max_bytes must be positive and backups non-negative")
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = path.open("ab")
-        self._size = self._file.tell()
 
-    def write(self, data: bytes) -> None:
-        """Append ``data``, rotating first when it would push the file past its limit."""
-        if self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        self._file.write(data)
-        self._file.flush()
-        self._size += len(data)
-
-    def _rotate(self) -> None:
-        self._file.close()
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for index in range(self.backups - 1, 0, -1):
-                source = self.path.with_name(f"{self.path.name}.{index}")
-                if source.exists():
-                    source.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._file = self.path.open("ab")
-        self._size = 0
-
-    def close(self) -> None:
-        self._file.close()
+def write_child_line(log: RotatingFileHandler, line: bytes) -> None:
+    """Append one line of a child's output to ``log`` byte for byte, rotating first when it is full."""
+    text = line.decode("utf-8", errors="surrogateescape").removesuffix("\n")
+    log.handle(logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"}))
 
 
 def restart_key(host: str, name: str) -> str:
@@ -296,8 +275,8 @@ class Supervisor:
     # Child lifecycle -----------------------------------------------------
 
     async def _supervise(self, child: _Child) -> None:
-        log = RotatingFile(self.logs_dir / f"{child.spec.name}.log", max_bytes=self.log_max_bytes,
-                           backups=self.log_backups)
+        log = open_child_log(self.logs_dir / f"{child.spec.name}.log", max_bytes=self.log_max_bytes,
+                             backups=self.log_backups)
         try:
             while not self._stopping.is_set():
                 if child.state == BROKEN:
@@ -331,7 +310,7 @@ class Supervisor:
             child.pid = None
             await self._set_state(child, STOPPED)
 
-    async def _run_once(self, child: _Child, log: RotatingFile) -> None:
+    async def _run_once(self, child: _Child, log: RotatingFileHandler) -> None:
         spec = child.spec
         await self._set_state(child, STARTING, detail="")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "AGENTZ_PROCESS_NAME": spec.name, **spec.env}
@@ -366,13 +345,13 @@ class Supervisor:
         child.detail = f"exited with {_describe_exit(code)}"
         self._log.info("process exited", process=spec.name, pid=proc.pid, code=code)
 
-    async def _pump(self, child: _Child, proc: asyncio.subprocess.Process, log: RotatingFile) -> None:
+    async def _pump(self, child: _Child, proc: asyncio.subprocess.Process, log: RotatingFileHandler) -> None:
         assert proc.stdout is not None
         while True:
             line = await proc.stdout.readline()
             if not line:
                 return
-            log.write(line)
+            write_child_line(log, line)
             if self.echo is not None:
                 self.echo(child.spec.name, redact_text(line.decode("utf-8", errors="replace").rstrip("\n")))
 

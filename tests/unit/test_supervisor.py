@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentz_app.supervisor import ROLES, CrashHistory, RestartPolicy, RotatingFile, build_specs
+from agentz_app.supervisor import ROLES, CrashHistory, RestartPolicy, build_specs, open_child_log, write_child_line
 
 
 def test_serve_runs_one_process_per_role_and_the_requested_workers() -> None:
@@ -47,9 +47,9 @@ def test_crashes_older_than_the_window_are_forgotten() -> None:
 
 def test_log_file_rotates_by_size_and_keeps_n_backups(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "worker-1.log"
-    log = RotatingFile(path, max_bytes=10, backups=2)
+    log = open_child_log(path, max_bytes=10, backups=2)
     for index in range(5):
-        log.write(f"line-{index}\n".encode())  # 7 bytes each: one line per file
+        write_child_line(log, f"line-{index}\n".encode())  # 7 bytes each: one line per file
     log.close()
     assert path.read_text() == "line-4\n"
     assert (tmp_path / "logs" / "worker-1.log.1").read_text() == "line-3\n"
@@ -60,7 +60,21 @@ def test_log_file_rotates_by_size_and_keeps_n_backups(tmp_path: Path) -> None:
 def test_log_file_appends_to_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "a.log"
     path.write_bytes(b"old\n")
-    log = RotatingFile(path, max_bytes=100, backups=1)
-    log.write(b"new\n")
+    log = open_child_log(path, max_bytes=100, backups=1)
+    write_child_line(log, b"new\n")
     log.close()
     assert path.read_text() == "old\nnew\n"
+
+
+def test_log_file_keeps_child_output_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    log = open_child_log(path, max_bytes=1000, backups=1)
+    for line in (b"100% done %s %(name)s\n", b"crlf\r\n", b"bad \xff utf-8\n", b"no newline at exit"):
+        write_child_line(log, line)
+    log.close()
+    assert path.read_bytes() == b"100% done %s %(name)s\ncrlf\r\nbad \xff utf-8\nno newline at exit\n"
+
+
+def test_log_file_needs_a_size_and_a_backup(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        open_child_log(tmp_path / "a.log", max_bytes=10, backups=0)
