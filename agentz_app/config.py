@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     git_url_template: str = "https://github.com/{full_name}.git"
     project_dir: Path = Path(".")
     state_dir: Path = Path(".agent-z")
+    prometheus_multiproc_dir: Path | None = None  # default: STATE_DIR/prometheus
     github_repo: str | None = None
 
     default_backend: Backend = "claude"
@@ -362,3 +363,8 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where ``agentz serve``'s processes keep their Prometheus counters (wiped at every start)."""
+        return self.prometheus_multiproc_dir or self.state_dir / "prometheus"

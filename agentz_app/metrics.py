@@ -1,15 +1,22 @@
 """Prometheus metrics for ``GET /metrics``.
 
 Each aiohttp app gets its own :class:`CollectorRegistry` (no global registry).
-Figures that describe shared state (deliveries, runs, stage durations, agent cost,
-lease expiries, processes, GitHub requests) are read from the database at scrape
-time, so any one receiver reports for every process and host. Only the webhook
-latency histogram lives in the receiver's memory.
+Figures that describe shared state (deliveries, runs, stage durations, agent calls and
+cost, lease expiries, processes) are read from the database at scrape time by
+:class:`DatabaseCollector`, so any one receiver reports for every process and host.
 
-GitHub requests are counted in the process that makes them by a
-:class:`GitHubMetrics` (pass its :meth:`~GitHubMetrics.on_response` to the GitHub
-client). It adds its counts into the ``kv`` row ``metrics:github`` every
-``flush_seconds``, so counters survive restarts and add up across processes.
+Figures that only the process doing the work sees — GitHub responses by method and
+status with the last rate-limit reading (:class:`GitHubMetrics`), the webhook latency
+histogram — are ``prometheus_client`` metrics. Under ``agentz serve`` every child runs
+in ``prometheus_client``'s multiprocess mode: the supervisor wipes
+``PROMETHEUS_MULTIPROC_DIR`` at start and hands it to its children, each process writes
+its values to its own files there, and ``/metrics`` adds them up with a
+:class:`~prometheus_client.multiprocess.MultiProcessCollector` (counters survive a
+child's restart until the next ``agentz serve``). A process started on its own keeps
+them in memory and serves its own.
+
+Create each of these metrics once per process: in multiprocess mode two objects with
+the same name in one process would overwrite each other's file entries.
 
 Lease expiries are the ``events`` rows of kind ``lease_expired`` written by the
 reconciler (pruning the events of long-finished runs lowers that counter; Prometheus
@@ -19,24 +26,25 @@ reads the drop as a counter reset).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import Counter as CounterMetric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from agentz_app.domain.states import TERMINAL
-from agentz_app.logs import get_logger
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, Event, KeyValue, Process, Run, now
+from agentz_app.store.models import Delivery, Event, Process, Run
 
-GITHUB_KEY = "metrics:github"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LEASE_EXPIRED = "lease_expired"
 WEBHOOK_PATH = "/api/github/webhooks"
 STAGE_BUCKETS: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
@@ -88,19 +96,6 @@ def delivery_outcome(processed: bool, has_error: bool, dead: bool = False) -> st
     return "failed" if has_error else "pending"
 
 
-def merge_github_counts(stored: Mapping[str, Any], requests: Mapping[str, int],
-                        rate_limits: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
-    """Add request counts to a stored snapshot; keep each resource's newest rate-limit reading."""
-    merged_requests = Counter({key: int(value) for key, value in dict(stored.get("requests") or {}).items()})
-    merged_requests.update(requests)
-    merged_limits = {key: dict(value) for key, value in dict(stored.get("rate_limit") or {}).items()}
-    for resource, reading in rate_limits.items():
-        old = merged_limits.get(resource)
-        if old is None or float(old.get("observed_at", 0)) <= float(reading.get("observed_at", 0)):
-            merged_limits[resource] = dict(reading)
-    return {"requests": dict(merged_requests), "rate_limit": merged_limits}
-
-
 # GitHub request counting ---------------------------------------------------------
 
 
@@ -137,64 +132,27 @@ def _non_negative(value: Any) -> float:
 
 
 class GitHubMetrics:
-    """Counts GitHub responses and rate-limit readings; hand ``on_response`` to the client.
+    """Counts GitHub responses and keeps the last rate-limit reading; hand ``on_response`` to the client."""
 
-    With a ``db`` the counts are added into the shared ``kv`` row every
-    ``flush_seconds`` (from inside ``on_response``) and on :meth:`flush`.
-    """
+    def __init__(self) -> None:
+        self.requests = CounterMetric("agentz_github_requests", "GitHub API responses by method and status.",
+                                ["method", "status"], registry=None)
+        self.rate_limit_remaining = Gauge("agentz_github_rate_limit_remaining",
+                                          "Requests left in the current rate-limit window, last reading.",
+                                          ["resource"], registry=None, multiprocess_mode="mostrecent")
 
-    def __init__(
-        self,
-        *,
-        db: Database | None = None,
-        flush_seconds: float = 15.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = now,
-    ) -> None:
-        self.db = db
-        self.flush_seconds = flush_seconds
-        self.clock = clock
-        self.wall_clock = wall_clock
-        self._requests: Counter[str] = Counter()
-        self._rate: dict[str, dict[str, float]] = {}
-        self._last_flush = clock()
-        self._log = get_logger("agentz.metrics")
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        """The metrics to register when this process serves its own figures."""
+        return (self.requests, self.rate_limit_remaining)
 
     def on_response(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
         """Record one GitHub response (the ``url`` is not used as a label)."""
-        self._requests[f"{method.upper()} {int(status)}"] += 1
+        self.requests.labels(method.upper(), str(int(status))).inc()
         lowered = {key.lower(): value for key, value in headers.items()}
         remaining = _as_float(lowered.get("x-ratelimit-remaining"))
         if remaining is not None:
-            resource = lowered.get("x-ratelimit-resource") or "core"
-            reading = {"remaining": remaining, "observed_at": self.wall_clock()}
-            limit = _as_float(lowered.get("x-ratelimit-limit"))
-            if limit is not None:
-                reading["limit"] = limit
-            self._rate[resource] = reading
-        if self.db is not None and self.clock() - self._last_flush >= self.flush_seconds:
-            self.flush()
-
-    def snapshot(self) -> dict[str, Any]:
-        """Counts not yet flushed, in the stored format."""
-        return merge_github_counts({}, self._requests, self._rate)
-
-    def flush(self) -> None:
-        """Add the pending counts into the database; on failure keep them for next time."""
-        self._last_flush = self.clock()
-        if self.db is None or (not self._requests and not self._rate):
-            return
-        requests, rates = Counter(self._requests), dict(self._rate)
-        try:
-            _add_github_counts(self.db, requests, rates)
-        except Exception as exc:  # metrics must never break a GitHub call
-            self._log.warning("cannot store GitHub metrics", error=exc.__class__.__name__)
-            return
-        self._requests.subtract(requests)
-        self._requests = +self._requests
-        for resource, reading in rates.items():
-            if self._rate.get(resource) is reading:
-                del self._rate[resource]
+            self.rate_limit_remaining.labels(lowered.get("x-ratelimit-resource") or "core").set(remaining)
 
 
 def _as_float(value: str | None) -> float | None:
@@ -206,28 +164,26 @@ def _as_float(value: str | None) -> float | None:
         return None
 
 
-def _add_github_counts(db: Database, requests: Mapping[str, int], rates: Mapping[str, Mapping[str, float]]) -> None:
-    for attempt in range(2):
-        try:
-            with db.begin() as session:
-                row = session.get(KeyValue, GITHUB_KEY, with_for_update=True)
-                if row is None:
-                    session.add(KeyValue(key=GITHUB_KEY, value=merge_github_counts({}, requests, rates),
-                                         updated_at=now()))
-                else:
-                    row.value = merge_github_counts(row.value, requests, rates)
-                    row.updated_at = now()
-            return
-        except IntegrityError:
-            if attempt:
-                raise
+def multiproc_dir_from_env() -> Path | None:
+    """The folder ``prometheus_client`` writes this process's metrics to, if it runs in multiprocess mode.
+
+    ``prometheus_client`` reads ``PROMETHEUS_MULTIPROC_DIR`` from the environment when it is
+    first imported, so only the process environment counts (a ``.env`` file is too late).
+    """
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
 
 
-def read_github_counts(db: Database) -> dict[str, Any]:
-    """The stored GitHub request counts and rate-limit readings."""
-    with db.read() as session:
-        row = session.get(KeyValue, GITHUB_KEY)
-        return dict(row.value) if row is not None else {}
+def reset_multiproc_dir(path: Path) -> None:
+    """Create ``path`` and remove metric files a previous run left there (before any child starts)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def mark_process_dead(path: Path, pid: int) -> None:
+    """Drop the live gauges of the exited process ``pid`` (its counters keep counting in the sum)."""
+    multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
 
 
 # Collector -----------------------------------------------------------------------
@@ -236,16 +192,14 @@ def read_github_counts(db: Database) -> dict[str, Any]:
 class DatabaseCollector(Collector):
     """Figures read from the database at scrape time."""
 
-    def __init__(self, db: Database, *, github: GitHubMetrics | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.github = github
 
     def collect(self) -> Iterator[Any]:
         yield from self._deliveries()
         yield from self._runs()
         yield from self._stages()
         yield from self._processes()
-        yield from self._github()
 
     def _deliveries(self) -> Iterator[Any]:
         family = GaugeMetricFamily("agentz_deliveries", "Webhook deliveries in the inbox by event and outcome.",
@@ -308,40 +262,30 @@ class DatabaseCollector(Collector):
             family.add_metric([state], count)
         yield family
 
-    def _github(self) -> Iterator[Any]:
-        if self.github is not None and self.github.db is not None:
-            self.github.flush()
-        stored = read_github_counts(self.db)
-        if self.github is not None and self.github.db is None:
-            local = self.github.snapshot()
-            stored = merge_github_counts(stored, local["requests"], local["rate_limit"])
-        requests = CounterMetricFamily("agentz_github_requests", "GitHub API responses by method and status.",
-                                       labels=["method", "status"])
-        for key, count in sorted(dict(stored.get("requests") or {}).items()):
-            method, _, status = key.partition(" ")
-            requests.add_metric([method, status], float(count))
-        yield requests
-        remaining = GaugeMetricFamily("agentz_github_rate_limit_remaining",
-                                      "Requests left in the current rate-limit window, last reading.",
-                                      labels=["resource"])
-        for resource, reading in sorted(dict(stored.get("rate_limit") or {}).items()):
-            remaining.add_metric([resource], float(reading.get("remaining", 0)))
-        yield remaining
-
 
 # aiohttp wiring ------------------------------------------------------------------
 
 
 class Metrics:
-    """One app's registry: the database collector plus the webhook latency histogram."""
+    """One app's registry: the database collector, the webhook latency histogram and GitHub counts.
 
-    def __init__(self, db: Database, *, github: GitHubMetrics | None = None) -> None:
+    With ``multiproc_dir`` the per-process metrics are read from every process's files
+    there; without it, from this process's memory.
+    """
+
+    def __init__(self, db: Database, *, github: GitHubMetrics | None = None,
+                 multiproc_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(DatabaseCollector(db, github=github))
+        self.registry.register(DatabaseCollector(db))
         self.webhook_latency = Histogram(
             "agentz_webhook_latency_seconds", "Time to answer a webhook delivery.",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            buckets=LATENCY_BUCKETS, registry=None,
         )
+        if multiproc_dir is not None:
+            multiprocess.MultiProcessCollector(self.registry, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
+            return
+        for collector in (self.webhook_latency, *(github.collectors if github is not None else ())):
+            self.registry.register(collector)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -382,9 +326,14 @@ def install_metrics(
     *,
     github: GitHubMetrics | None = None,
     webhook_path: str = WEBHOOK_PATH,
+    multiproc_dir: Path | None = None,
 ) -> Metrics:
-    """Add ``GET /metrics`` and the webhook latency middleware to ``app``."""
-    metrics = Metrics(db, github=github)
+    """Add ``GET /metrics`` and the webhook latency middleware to ``app``.
+
+    ``multiproc_dir``: read the per-process metrics of every process from there
+    (pass :func:`multiproc_dir_from_env`).
+    """
+    metrics = Metrics(db, github=github, multiproc_dir=multiproc_dir)
     app[METRICS_KEY] = metrics
     app.middlewares.append(latency_middleware(metrics, path=webhook_path))
     app.router.add_get("/metrics", metrics_handler)

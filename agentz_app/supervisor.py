@@ -15,8 +15,8 @@ Every child has a row in the ``processes`` table, keyed by host and name (state
 ``starting``, ``running``, ``backoff``, ``broken`` or ``stopped``, pid, restarts,
 heartbeat), which is what ``agentz top`` shows from another terminal or host.
 
-Restart requests: any process may ask for a child to be restarted by writing the
-``kv`` row ``supervisor:restart:<host>/<name>`` (:func:`request_restart`; the dashboard's
+Restart requests: any process may ask for a child to be restarted by writing a
+``restart_requests`` row for its host and name (:func:`request_restart`; the dashboard's
 ``r r`` does this). The supervisor polls these rows every ``poll_interval`` seconds,
 deletes the row and restarts the child, clearing a ``broken`` state.
 
@@ -34,7 +34,7 @@ import signal
 import socket
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -44,13 +44,14 @@ from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.logs import configure_logging, get_logger, redact_text
+from agentz_app.metrics import MULTIPROC_ENV, mark_process_dead, reset_multiproc_dir
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
-from agentz_app.store.models import KeyValue, Process, now
+from agentz_app.store.models import Process, now
+from agentz_app.store.restart_requests import take_restart_requests
 
 # The roles ``agentz serve`` runs, in start order; each is an ``agentz`` subcommand.
 ROLES: tuple[str, ...] = ("receiver", "scheduler", "planner", "worker", "reconciler")
-RESTART_PREFIX = "supervisor:restart:"
 
 STARTING = "starting"
 RUNNING = "running"
@@ -152,35 +153,6 @@ def write_child_line(log: RotatingFileHandler, line: bytes) -> None:
     log.handle(logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"}))
 
 
-def restart_key(host: str, name: str) -> str:
-    """The ``kv`` key of a restart request for child ``name`` on ``host``."""
-    return f"{RESTART_PREFIX}{host}/{name}"
-
-
-def request_restart(db: Database, name: str, *, host: str, actor: str = "operator") -> None:
-    """Ask the supervisor running ``name`` on ``host`` to restart it (works from any process and host)."""
-    key = restart_key(host, name)
-    stamp = now()
-    with db.begin() as session:
-        row = session.get(KeyValue, key)
-        value: dict[str, Any] = {"requested_at": stamp, "actor": actor}
-        if row is None:
-            session.add(KeyValue(key=key, value=value, updated_at=stamp))
-        else:
-            row.value = value
-            row.updated_at = stamp
-
-
-def take_restart_requests(db: Database, host: str, names: Iterable[str]) -> list[str]:
-    """Remove and return the pending restart requests for ``names`` on ``host``."""
-    keys = {restart_key(host, name): name for name in names}
-    with db.begin() as session:
-        rows = list(session.scalars(select(KeyValue).where(KeyValue.key.in_(keys))))
-        for row in rows:
-            session.delete(row)
-        return [keys[row.key] for row in rows]
-
-
 @dataclass
 class _Child:
     spec: ProcessSpec
@@ -213,6 +185,7 @@ class Supervisor:
         host: str | None = None,
         echo: LineEcho | None = None,
         clock: Clock = now,
+        metrics_dir: Path | None = None,
     ) -> None:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
@@ -228,6 +201,7 @@ class Supervisor:
         self.host = host or socket.gethostname()
         self.echo = echo
         self.clock = clock
+        self.metrics_dir = metrics_dir
         self._children = {spec.name: _Child(spec, CrashHistory(self.policy)) for spec in specs}
         self._stopping = asyncio.Event()
         self._log = get_logger("agentz.supervisor")
@@ -260,7 +234,13 @@ class Supervisor:
             loop.add_signal_handler(signum, self.stop)
 
     async def run(self) -> None:
-        """Supervise until :meth:`stop`; then stop every child and record it."""
+        """Supervise until :meth:`stop`; then stop every child and record it.
+
+        With ``metrics_dir`` the children run in ``prometheus_client``'s multiprocess
+        mode there; the folder is emptied first.
+        """
+        if self.metrics_dir is not None:
+            reset_multiproc_dir(self.metrics_dir)
         tasks = [asyncio.create_task(self._supervise(child)) for child in self._children.values()]
         housekeeping = asyncio.create_task(self._housekeeping())
         try:
@@ -314,6 +294,8 @@ class Supervisor:
         spec = child.spec
         await self._set_state(child, STARTING, detail="")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "AGENTZ_PROCESS_NAME": spec.name, **spec.env}
+        if self.metrics_dir is not None:
+            env[MULTIPROC_ENV] = str(self.metrics_dir.resolve())
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -341,6 +323,8 @@ class Supervisor:
             await self._terminate(proc)
         code = await exited
         await pump
+        if self.metrics_dir is not None:
+            mark_process_dead(self.metrics_dir.resolve(), proc.pid)
         child.proc = None
         child.detail = f"exited with {_describe_exit(code)}"
         self._log.info("process exited", process=spec.name, pid=proc.pid, code=code)
@@ -504,7 +488,8 @@ def run_serve(
         log_file = (settings.logs_dir / "supervisor.log").open("a")
         configure_logging("json", settings.log_level, stream=log_file,
                           secret_values=configured_secret_values(settings))
-    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line, host=settings.host_id)
+    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line, host=settings.host_id,
+                            metrics_dir=settings.metrics_dir)
     dashboard = None
     if tui:
         from agentz_app.tui.app import supervisor_dashboard

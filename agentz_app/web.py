@@ -8,7 +8,7 @@ within ``WEBHOOK_READ_TIMEOUT_SECONDS``, signing it as it arrives and spooling p
 headers and JSON, stores the raw body in the deliveries inbox (group commit, duplicates
 ignored) and answers. A refusal closes the connection without reading the rest.
 ``/healthz`` says the process is alive, ``/readyz`` that the database answers, and
-``/metrics`` appears when the metrics module is installed.
+``/metrics`` serves the figures of :mod:`agentz_app.metrics`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
 import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from agentz_app.ingress.limits import (
     refuse_headers,
 )
 from agentz_app.logs import get_logger
+from agentz_app.metrics import install_metrics, multiproc_dir_from_env
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
 
@@ -219,17 +219,6 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "database unavailable"}, status=503)
 
 
-def _install_metrics(app: web.Application, db: Database) -> None:
-    """Add ``/metrics`` and the webhook latency middleware when the metrics module exists."""
-    try:
-        metrics = importlib.import_module("agentz_app.metrics")
-    except ModuleNotFoundError as exc:
-        if exc.name != "agentz_app.metrics":
-            raise
-        return
-    metrics.install_metrics(app, db, webhook_path=WEBHOOK_PATH)
-
-
 def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) -> web.Application:
     """Build the receiver application; with ``process_inbox`` it also works the inbox."""
     # Bodies are never inflated (a compressed one is refused), and a refused body is
@@ -242,7 +231,7 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
     app[LIMITS_KEY] = limits = ReceiverLimits.from_settings(settings)
     app[IN_FLIGHT_KEY] = InFlight(limits.max_concurrency)
     app[RUNTIME_KEY] = runtime = _Runtime()
-    _install_metrics(app, db)
+    install_metrics(app, db, webhook_path=WEBHOOK_PATH, multiproc_dir=multiproc_dir_from_env())
     app.router.add_post(WEBHOOK_PATH, receive_webhook, expect_handler=expect_continue)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

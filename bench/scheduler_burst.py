@@ -112,18 +112,16 @@ def inbox_state(db: Any, repo: str) -> dict[str, Any]:
     """Processed and failed deliveries, pending dirty mark and last ranking time for ``repo``."""
     from sqlalchemy import func, select
 
-    from agentz_app.scheduling.service import PASS_PREFIX
-    from agentz_app.scheduling.signals import DIRTY_PREFIX
-    from agentz_app.store.models import Delivery, KeyValue
+    from agentz_app.store.models import Delivery
+    from agentz_app.store.scheduler_state import is_dirty, last_pass_at
 
     with db.read() as session:
         processed = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.processed_at.is_not(None)))
         failing = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.error.is_not(None),
                                                                                  Delivery.processed_at.is_(None)))
         last_processed = session.scalar(select(func.max(Delivery.processed_at)))
-        dirty = session.get(KeyValue, DIRTY_PREFIX + repo) is not None
-        ranking = session.get(KeyValue, PASS_PREFIX + repo)
-        ranked_at = float(ranking.value.get("at") or 0.0) if ranking is not None else None
+        dirty = is_dirty(session, repo)
+        ranked_at = last_pass_at(session, repo)
     return {"processed": int(processed or 0), "failing": int(failing or 0),
             "last_processed": float(last_processed or 0.0), "dirty": dirty, "ranked_at": ranked_at}
 

@@ -25,8 +25,9 @@ from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import ANNOTATIONS_PER_REQUEST, check_run_payload, chunks, redact_annotation
 from agentz_app.reporting.comments import StatusView, marker_run_id, render_status_comment
 from agentz_app.secrets import configured_secret_values
+from agentz_app.store import rendered
 from agentz_app.store.db import Database
-from agentz_app.store.models import KeyValue, Run, SideEffect, now
+from agentz_app.store.models import Run, SideEffect
 from workers.gitops import git_out
 from workers.worktrees import Worktrees
 
@@ -34,7 +35,6 @@ LABEL_QUEUED = "agent-z:queued"
 LABEL_RUNNING = "agent-z:running"
 LABEL_NEEDS_HUMAN = "agent-z:needs-human"
 ACK_REACTION = "eyes"
-_RENDER_PREFIX = "agentz:render:"
 _CONCLUDED = "concluded:"
 
 log = get_logger("agentz.coordinator")
@@ -91,18 +91,10 @@ class Coordinator:
                 row.github_id = github_id
 
     def rendered_digest(self, run_id: str, key: str) -> str | None:
-        with self.db.read() as session:
-            row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}")
-            return str(row.value.get("sha256")) if row is not None else None
+        return rendered.rendered_digest(self.db, run_id, key)
 
     def remember_digest(self, run_id: str, key: str, digest: str) -> None:
-        with self.db.begin() as session:
-            row = session.get(KeyValue, f"{_RENDER_PREFIX}{run_id}:{key}", with_for_update=True)
-            if row is None:
-                session.add(KeyValue(key=f"{_RENDER_PREFIX}{run_id}:{key}", value={"sha256": digest}))
-            else:
-                row.value = {"sha256": digest}
-                row.updated_at = now()
+        rendered.remember_digest(self.db, run_id, key, digest)
 
     # Git -----------------------------------------------------------------
 

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from agentz_app.logs import get_logger
 from agentz_app.scheduling.lookups import refresh_lookups
-from agentz_app.scheduling.service import RESYNC_PREFIX
 from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, IssueSnapshot, KeyValue, PullSnapshot, now
+from agentz_app.store.models import Delivery, IssueSnapshot, PullSnapshot, now
+from agentz_app.store.scheduler_state import record_resync
 from agentz_app.timestamps import github_time
 
 log = get_logger(__name__)
@@ -54,20 +54,6 @@ def _close_missing(session: Session, model: Any, repo: str, listed: set[int]) ->
     return closed
 
 
-def _record_resync(session: Session, repo: str, *, ok: bool, error: str = "") -> None:
-    row = session.get(KeyValue, RESYNC_PREFIX + repo)
-    value = dict(row.value) if row is not None else {}
-    if ok:
-        value.update(ok_at=now(), error="")
-    else:
-        value.update(failed_at=now(), error=error[:500])
-    if row is None:
-        session.add(KeyValue(key=RESYNC_PREFIX + repo, value=value, updated_at=now()))
-    else:
-        row.value = value
-        row.updated_at = now()
-
-
 async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
     """List open issues and PRs, repair the snapshots, mark dirty on real changes."""
     try:
@@ -75,7 +61,7 @@ async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
         pulls = [item async for item in gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100")]
     except Exception as exc:
         with db.begin() as session:
-            _record_resync(session, repo, ok=False, error=f"{type(exc).__name__}: {exc}")
+            record_resync(session, repo, ok=False, error=f"{type(exc).__name__}: {exc}")
         raise
     issues = [item for item in issues if isinstance(item, dict) and "number" in item]
     pulls = [item for item in pulls if isinstance(item, dict) and "number" in item]
@@ -87,7 +73,7 @@ async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
         result = ResyncResult(repo, issues_changed, pulls_changed, issues_closed + pulls_closed)
         if result.changed:
             mark_dirty(session, repo, reason="resync")
-        _record_resync(session, repo, ok=True)
+        record_resync(session, repo, ok=True)
     if result.changed:
         log.info("resync repaired snapshots", repo=repo, issues=issues_changed, pulls=pulls_changed,
                  closed=result.closed)

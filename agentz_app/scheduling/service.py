@@ -51,18 +51,16 @@ from agentz_app.store.models import (
     IssueAssessment,
     IssueComment,
     IssueSnapshot,
-    KeyValue,
     PullSnapshot,
     Repository,
     Run,
     now,
 )
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.scheduler_state import PassSummary, record_pass, resync_state
 
 log = get_logger(__name__)
 
-PASS_PREFIX = "scheduler:pass:"
-RESYNC_PREFIX = "resync:"
 STALE_AFTER_INTERVALS = 2.0
 # An issue author's stored permission counts this long; then the next pass asks GitHub again.
 AUTHOR_PERMISSION_MAX_AGE_SECONDS = 6 * 3600.0
@@ -162,11 +160,10 @@ def terminal_marker(session: Session) -> tuple[int, float]:
 
 def snapshot_fresh(session: Session, repo: str, settings: Settings, *, at: float) -> bool:
     """False when resync keeps failing and the last good sync is too old to trust."""
-    row = session.get(KeyValue, RESYNC_PREFIX + repo)
-    if row is None:
+    cursor = resync_state(session, repo)
+    if cursor is None:
         return True  # webhook-fed snapshots only: nothing says they are stale
-    ok_at = float(row.value.get("ok_at") or 0.0)
-    failed_at = float(row.value.get("failed_at") or 0.0)
+    ok_at, failed_at = cursor.ok_at, cursor.failed_at
     return failed_at <= ok_at or at - ok_at <= STALE_AFTER_INTERVALS * settings.resync_interval_seconds
 
 
@@ -354,14 +351,9 @@ def _forget_assessments(db: Database, repo: str, numbers: Iterable[int]) -> None
                                                           IssueAssessment.number.in_(gone)))
 
 
-def _record_pass(db: Database, repo: str, value: dict[str, Any]) -> None:
+def _record_pass(db: Database, repo: str, summary: PassSummary) -> None:
     with db.begin() as session:
-        row = session.get(KeyValue, PASS_PREFIX + repo)
-        if row is None:
-            session.add(KeyValue(key=PASS_PREFIX + repo, value=value, updated_at=now()))
-        else:
-            row.value = value
-            row.updated_at = now()
+        record_pass(session, repo, summary)
 
 
 def _record_verdicts(db: Database, repo: str, reports: Iterable[CandidateReport]) -> None:
@@ -515,8 +507,8 @@ async def _schedule_repo(
         else:
             reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "unranked",
                                                     f"ranking failed: {failure}")
-    _record_pass(db, repo, {"at": now(), "calls": calls, "prompt_chars": chars, "candidates": len(candidates),
-                            "assessed": len(unassessed), "admitted": len(admitted)})
+    _record_pass(db, repo, PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
+                                       assessed=len(unassessed), admitted=len(admitted)))
     _record_verdicts(db, repo, reports.values())
     if calls:
         log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates), assessed=len(unassessed),

@@ -277,13 +277,72 @@ class Process(Base):
     recent_crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in the breaker's window
 
 
-class KeyValue(Base):
-    """Small named values shared between processes (scheduler fingerprint, resync cursors)."""
+class DirtyMark(Base):
+    """A repository whose candidate snapshot changed since the scheduler last evaluated it."""
 
-    __tablename__ = "kv"
+    __tablename__ = "scheduler_dirty_marks"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    since: Mapped[float] = mapped_column(Float)  # the first change not yet scheduled
+    last: Mapped[float] = mapped_column(Float)  # the latest change
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class SchedulerPass(Base):
+    """What the scheduler's latest ranking pass over a repository did."""
+
+    __tablename__ = "scheduler_passes"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_chars: Mapped[int] = mapped_column(Integer, default=0)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    assessed: Mapped[int] = mapped_column(Integer, default=0)
+    admitted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ResyncCursor(Base):
+    """When a repository's snapshots were last resynced from GitHub, and the last failure."""
+
+    __tablename__ = "resync_cursors"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ok_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class PruneMarker(Base):
+    """When a retention prune (the database's, or one host's STATE_DIR) last started and finished."""
+
+    __tablename__ = "prune_markers"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    removed: Mapped[dict[str, Any] | None] = mapped_column()  # what the finished prune removed
+
+
+class RestartRequest(Base):
+    """An operator's request that the supervisor on ``host`` restart its child ``name``."""
+
+    __tablename__ = "restart_requests"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    requested_at: Mapped[float] = mapped_column(Float, default=now)
+    actor: Mapped[str] = mapped_column(String(200), default="operator")
+
+
+class RenderedDigest(Base):
+    """The digest of what the coordinator last rendered to GitHub for one of a run's objects."""
+
+    __tablename__ = "rendered_digests"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    digest: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 
 

@@ -16,7 +16,7 @@ The decisions (:func:`cutoffs`, :func:`prune_is_due`, the ``*_due`` predicates) 
 current time as an argument; the shell (:func:`prune`) reads the clock once. Rows go
 in batches of :data:`BATCH_SIZE`, one short transaction each, so a large table is never
 locked for long. :func:`prune_if_due` lets only one of several reconcilers prune per
-day: the day's prune is claimed in the ``kv`` table before anything is deleted, so a
+day: the day's prune is claimed in the ``prune_markers`` table before anything is deleted, so a
 process killed mid-prune does not make another one start over the same day (pruning
 is idempotent; tomorrow's prune finishes the job).
 """
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, LargeBinary, Text, and_, cast, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from agentz_app.config import Settings
 from agentz_app.domain.states import LIVE, TERMINAL
@@ -43,12 +42,12 @@ from agentz_app.store.models import (
     Delivery,
     Event,
     Installation,
-    KeyValue,
     RefusalReply,
     Repository,
     Run,
     now,
 )
+from agentz_app.store.prune_markers import claim_marker, finish_marker
 from agentz_app.store.retention_files import Removed, RunFacts
 
 DAY_SECONDS = 86400.0
@@ -103,7 +102,7 @@ class PruneReport:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dry_run"}
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as plain data (for ``--json``, logs and the ``kv`` table)."""
+        """The report as plain data (for ``--json``, logs and the ``prune_markers`` table)."""
         return {"dry_run": self.dry_run,
                 **{name: {"count": part.count, "bytes": part.bytes} for name, part in self.parts().items()}}
 
@@ -331,35 +330,19 @@ def prune(db: Database, settings: Settings, *, clock: Clock = now, dry_run: bool
 
 
 def files_key(state_dir: Path, host: str | None = None) -> str:
-    """The ``kv`` key remembering when this host's STATE_DIR was last pruned."""
+    """The prune marker key remembering when this host's STATE_DIR was last pruned."""
     where = hashlib.sha256(f"{host or socket.gethostname()}\0{state_dir.resolve()}".encode()).hexdigest()[:24]
     return FILES_KEY_PREFIX + where
 
 
 def claim_prune(db: Database, key: str, at: float, *, interval: float = DAY_SECONDS) -> bool:
     """Record a prune starting at ``at`` under ``key`` unless one started within ``interval``; True if claimed."""
-    dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
-    with db.begin() as session:
-        session.execute(dialect_insert(KeyValue).values(key=key, value={}, updated_at=at)
-                        .on_conflict_do_nothing(index_elements=["key"]))
-        row = session.get(KeyValue, key, with_for_update=True, populate_existing=True)
-        if row is None:  # deleted between the two statements; try again next pass
-            return False
-        started = row.value.get("started_at")
-        if not prune_is_due(float(started) if isinstance(started, int | float) else None, at, interval=interval):
-            return False
-        row.value = {**row.value, "started_at": at}
-        row.updated_at = at
-        return True
+    return claim_marker(db, key, at, due=lambda started: prune_is_due(started, at, interval=interval))
 
 
 def record_prune(db: Database, key: str, at: float, report: PruneReport) -> None:
     """Remember when the prune claimed under ``key`` finished and what it removed."""
-    with db.begin() as session:
-        row = session.get(KeyValue, key, with_for_update=True, populate_existing=True)
-        if row is not None:
-            row.value = {**row.value, "finished_at": at, "removed": report.as_dict()}
-            row.updated_at = at
+    finish_marker(db, key, at, report.as_dict())
 
 
 def prune_if_due(db: Database, settings: Settings, *, clock: Clock = now,

@@ -32,7 +32,8 @@ from agentz_app.domain.states import TERMINAL
 from agentz_app.errors import AgentZError
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
-from agentz_app.supervisor import Supervisor, request_restart
+from agentz_app.store.restart_requests import request_restart
+from agentz_app.supervisor import Supervisor
 from agentz_app.tui.data import (
     CONFIRM_WINDOW_SECONDS,
     DoublePress,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentz_app.metrics import LEASE_EXPIRED, GitHubMetrics, install_metrics, read_github_counts
+from agentz_app.metrics import LEASE_EXPIRED, GitHubMetrics, install_metrics
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
+from agentz_app.supervisor import ProcessSpec, Supervisor
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -118,32 +122,78 @@ async def test_webhook_latency_is_measured_for_webhook_requests_only(aiohttp_cli
     assert samples[("agentz_webhook_latency_seconds_bucket", (("le", "+Inf"),))] == 3
 
 
-async def test_github_requests_and_rate_limit_add_up_across_processes(aiohttp_client: Any, db: Database) -> None:
-    worker = GitHubMetrics(db=db, flush_seconds=3600)
-    worker.on_response("get", "https://api/x", 200, {"X-RateLimit-Remaining": "4999", "X-RateLimit-Limit": "5000"})
-    worker.on_response("POST", "https://api/y", 201, {"x-ratelimit-remaining": "4998"})
-    worker.flush()
-    receiver = GitHubMetrics(db=db, flush_seconds=3600)
-    receiver.on_response("GET", "https://api/x", 200, {"x-ratelimit-remaining": "4990"})
-    receiver.on_response("GET", "https://api/x", 304, {})
-    samples = await _scrape(await _client(aiohttp_client, db, github=receiver))
-    assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "200")))] == 2
+async def test_github_requests_and_rate_limit_of_this_process(aiohttp_client: Any, db: Database) -> None:
+    github = GitHubMetrics()
+    github.on_response("get", "https://api/x", 200, {"X-RateLimit-Remaining": "4999", "X-RateLimit-Limit": "5000"})
+    github.on_response("POST", "https://api/y", 201, {"x-ratelimit-remaining": "4998"})
+    github.on_response("GET", "https://api/x", 200, {"x-ratelimit-remaining": "4990"})
+    github.on_response("GET", "https://api/x", 304, {})
+    github.on_response("GET", "https://api/search", 200,
+                       {"x-ratelimit-remaining": "29", "x-ratelimit-resource": "search"})
+    samples = await _scrape(await _client(aiohttp_client, db, github=github))
+    assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "200")))] == 3
     assert samples[("agentz_github_requests_total", (("method", "POST"), ("status", "201")))] == 1
     assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "304")))] == 1
     assert samples[("agentz_github_rate_limit_remaining", (("resource", "core"),))] == 4990
-    # Flushed counts are not added twice.
-    receiver.flush()
-    assert read_github_counts(db)["requests"] == {"GET 200": 2, "POST 201": 1, "GET 304": 1}
+    assert samples[("agentz_github_rate_limit_remaining", (("resource", "search"),))] == 29
 
 
-async def test_github_counts_flush_by_themselves_after_the_interval(db: Database) -> None:
-    clock = [0.0]
-    metrics = GitHubMetrics(db=db, flush_seconds=10, clock=lambda: clock[0])
-    metrics.on_response("GET", "u", 200, {})
-    assert read_github_counts(db) == {}
-    clock[0] = 11
-    metrics.on_response("GET", "u", 200, {})
-    assert read_github_counts(db)["requests"] == {"GET 200": 2}
+COUNTING_CHILD = """\
+import sys, time
+from agentz_app.metrics import GitHubMetrics
+github = GitHubMetrics()
+headers = {"X-RateLimit-Remaining": sys.argv[3]} if sys.argv[3] else {}
+for _ in range(int(sys.argv[2])):
+    github.on_response("GET", "https://api/x", 200, headers)
+print("counted", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _counting_spec(tmp_path: Path, name: str, requests: int, remaining: str = "") -> ProcessSpec:
+    script = tmp_path / "count.py"
+    script.write_text(COUNTING_CHILD)
+    return ProcessSpec(name, "worker", (sys.executable, str(script), name, str(requests), remaining))
+
+
+def _counted(log: Path) -> bool:
+    return log.exists() and "counted" in log.read_text()
+
+
+async def _until_counted(logs: Path, names: list[str]) -> None:
+    for _ in range(500):
+        if all(_counted(logs / f"{name}.log") for name in names):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("children did not count in time")
+
+
+async def test_one_scrape_adds_up_the_counters_of_every_supervised_process(
+    aiohttp_client: Any, sqlite_db: Database, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "prometheus"
+    stale = Supervisor([_counting_spec(tmp_path, "previous", 5)], sqlite_db, tmp_path / "old-logs",
+                       poll_interval=0.05, grace_seconds=2.0, metrics_dir=metrics_dir)
+    task = asyncio.create_task(stale.run())
+    await _until_counted(tmp_path / "old-logs", ["previous"])
+    stale.stop()
+    await asyncio.wait_for(task, 10)
+
+    logs = tmp_path / "logs"
+    sup = Supervisor([_counting_spec(tmp_path, "alpha", 2), _counting_spec(tmp_path, "beta", 1, "4990")],
+                     sqlite_db, logs, poll_interval=0.05, grace_seconds=2.0, metrics_dir=metrics_dir)
+    task = asyncio.create_task(sup.run())
+    try:
+        await _until_counted(logs, ["alpha", "beta"])
+        samples = await _scrape(await _client(aiohttp_client, sqlite_db, multiproc_dir=metrics_dir))
+    finally:
+        sup.stop()
+        await asyncio.wait_for(task, 10)
+    # Two processes' counts in one figure; the previous serve's files were wiped at start.
+    assert samples[("agentz_github_requests_total", (("method", "GET"), ("status", "200")))] == 3
+    assert samples[("agentz_github_rate_limit_remaining", (("resource", "core"),))] == 4990
+    assert samples[("agentz_deliveries_dead", ())] == 0  # the database figures are still there
 
 
 async def test_scrape_reports_tokens_run_costs_and_agent_calls_by_role(aiohttp_client: Any, db: Database) -> None:

@@ -17,7 +17,8 @@ from agentz_app.config import Settings
 from agentz_app.reconciler import run_reconciler
 from agentz_app.store import retention
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, Event, Installation, KeyValue, Repository, Run
+from agentz_app.store.models import Delivery, Event, Installation, Repository, Run
+from agentz_app.store.prune_markers import marker_keys
 from agentz_app.store.retention import (
     DATABASE_KEY,
     PruneReport,
@@ -267,8 +268,7 @@ def test_each_host_prunes_its_own_state_dir_once_a_day(db: Database, state: Sett
     report = prune_if_due(db, other_host, clock=clock)
     assert report is not None
     assert (report.deliveries.count, report.run_logs.count) == (0, 1)
-    with db.read() as session:
-        keys = set(session.scalars(select(KeyValue.key)))
+    keys = set(marker_keys(db))
     assert {DATABASE_KEY, files_key(state.state_dir), files_key(other_host.state_dir)} <= keys
 
 

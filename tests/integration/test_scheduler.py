@@ -13,11 +13,12 @@ from agentz_app.config import Settings
 from agentz_app.domain.states import LIVE
 from agentz_app.scheduling.recheck import apply_skip_label, recheck_before_development
 from agentz_app.scheduling.resync import redeliver_failed, resync_repo
-from agentz_app.scheduling.service import RESYNC_PREFIX, run_scheduler, schedule_once
-from agentz_app.scheduling.signals import dirty_repos, mark_dirty
+from agentz_app.scheduling.service import run_scheduler, schedule_once
+from agentz_app.scheduling.signals import clear_dirty, dirty_repos, mark_dirty
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, KeyValue, PullSnapshot, now
+from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, PullSnapshot, now
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.scheduler_state import record_resync, resync_state
 from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
 
@@ -201,7 +202,8 @@ async def test_stale_snapshots_stop_new_enqueues_but_keep_queued_work(db: Databa
     queued, _ = RunQueue(db).enqueue(REPO, 1)
     old = now() - 10 * cfg.resync_interval_seconds
     with db.begin() as session:
-        session.add(KeyValue(key=RESYNC_PREFIX + REPO, value={"ok_at": old, "failed_at": now()}))
+        record_resync(session, REPO, ok=True, at=old)
+        record_resync(session, REPO, ok=False, error="GitHubError: 502", at=now())
     runner = FakeRunner()
     await schedule_once(db, cfg, runner)
     assert runner.calls == 0
@@ -293,12 +295,12 @@ async def test_resync_repairs_snapshots_and_marks_dirty_only_on_change(db: Datab
         assert REPO in dirty_repos(session)
     assert (rows[1].title, rows[2].state, rows[5].state) == ("Renamed", "closed", "open")
     with db.begin() as session:
-        session.delete(session.get(KeyValue, "scheduler:dirty:" + REPO))
+        clear_dirty(session, REPO, up_to=now())
     again = await resync_repo(gh, db, REPO)
     assert not again.changed
     with db.read() as session:
         assert dirty_repos(session) == {}
-        assert session.get(KeyValue, RESYNC_PREFIX + REPO) is not None
+        assert resync_state(session, REPO) is not None
 
 
 async def test_failed_resync_is_recorded(db: Database) -> None:
@@ -308,8 +310,8 @@ async def test_failed_resync_is_recorded(db: Database) -> None:
     with pytest.raises(GitHubError):
         await resync_repo(gh, db, REPO)
     with db.read() as session:
-        row = session.get(KeyValue, RESYNC_PREFIX + REPO)
-        assert row is not None and "502" in row.value["error"]
+        cursor = resync_state(session, REPO)
+        assert cursor is not None and "502" in cursor.error
 
 
 async def test_failed_deliveries_we_never_stored_are_redelivered(db: Database) -> None:

@@ -12,13 +12,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from agentz_app.store.db import Database
-from agentz_app.store.models import KeyValue, Process
+from agentz_app.store.models import Process
+from agentz_app.store.restart_requests import pending_restarts, request_restart
 from agentz_app.supervisor import (
-    RESTART_PREFIX,
     ProcessSpec,
     RestartPolicy,
     Supervisor,
-    request_restart,
 )
 from tests.fakehub_fixtures import make_private_key
 
@@ -116,9 +115,7 @@ async def test_a_restart_request_in_the_database_restarts_the_child(tmp_path: Pa
                  and _rows(sqlite_db)["alpha"].state == "running")
     row = _rows(sqlite_db)["alpha"]
     assert row.restarts == 1
-    with sqlite_db.read() as session:
-        assert session.get(KeyValue, RESTART_PREFIX + sup.host + "/alpha") is None
-        assert session.get(KeyValue, RESTART_PREFIX + "elsewhere/alpha") is not None
+    assert pending_restarts(sqlite_db) == [("elsewhere", "alpha")]
     assert first_pid is not None and not _alive(first_pid)
     sup.stop()
     await asyncio.wait_for(task, 10)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from textual.widgets import DataTable, Static
 
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, Event, KeyValue, Process, Run
-from agentz_app.supervisor import RESTART_PREFIX
+from agentz_app.store.models import Delivery, Event, Process, Run
+from agentz_app.store.restart_requests import pending_restarts
 from agentz_app.tui.app import Dashboard
 from tests.fakes import FakeClock
 
@@ -156,9 +155,7 @@ async def test_r_twice_on_the_processes_pane_requests_a_restart(seeded: Database
         await pilot.press("j", "r")
         assert app.hint == "press r again within 5s to restart worker-1 on h"
         await pilot.press("r")
-    with seeded.read() as session:
-        keys = list(session.scalars(select(KeyValue.key)))
-    assert keys == [RESTART_PREFIX + "h/worker-1"]
+    assert pending_restarts(seeded) == [("h", "worker-1")]
 
 
 async def test_q_twice_quits_and_once_does_not(seeded: Database, tmp_path: Path) -> None:
@@ -210,8 +207,7 @@ def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_h
     dashboard._restart_process(views["other/worker-1"])
 
     assert supervisor._children["worker-1"].restart.is_set()
-    with seeded.read() as session:
-        assert list(session.scalars(select(KeyValue.key))) == [RESTART_PREFIX + "other/worker-1"]
+    assert pending_restarts(seeded) == [("other", "worker-1")]
 
 
 def _task_cells(app: Dashboard, run_id: str) -> list[str]:
