@@ -4,7 +4,7 @@ Commit (squashing WIP into one commit per round), push to the run's own branch,
 find-or-create the pull request by head branch, report each stage as a Check Run
 keyed by ``external_id``, keep one status comment edited in place, and change
 labels in as few requests as possible. Objects created are recorded in
-``side_effects``; the last rendered text of each is hashed in ``kv`` so unchanged
+``side_effects``; the last rendered text of each is hashed in ``rendered_digests`` so unchanged
 content is never PATCHed again.
 """
 
