@@ -20,6 +20,11 @@ Restart requests: any process may ask for a child to be restarted by writing a
 ``r r`` does this). The supervisor polls these rows every ``poll_interval`` seconds,
 deletes the row and restarts the child, clearing a ``broken`` state.
 
+Metrics: with a ``metrics_dir`` (``agentz serve`` passes ``PROMETHEUS_MULTIPROC_DIR``,
+by default ``STATE_DIR/prometheus``) the folder is emptied at start, every child gets
+it as ``PROMETHEUS_MULTIPROC_DIR`` and writes its ``prometheus_client`` metrics there,
+and an exited child is marked dead (:mod:`agentz_app.metrics`).
+
 SIGTERM and SIGINT stop the supervisor: children get SIGTERM (to their whole group),
 then SIGKILL after ``grace_seconds``.
 """

@@ -128,3 +128,10 @@ def test_a_bad_host_id_names_the_variable(monkeypatch: pytest.MonkeyPatch, value
     with pytest.raises(ConfigError) as caught:
         Settings.load(None)
     assert "HOST_ID" in str(caught.value)
+
+
+def test_prometheus_files_live_under_state_dir_unless_configured(tmp_path: Path) -> None:
+    assert Settings.load(None, state_dir=tmp_path).metrics_dir == tmp_path / "prometheus"
+    assert Settings.load(EXAMPLE, state_dir=tmp_path).metrics_dir == tmp_path / "prometheus"  # empty value
+    chosen = tmp_path / "metrics"
+    assert Settings.load(None, prometheus_multiproc_dir=chosen).metrics_dir == chosen
