@@ -175,6 +175,9 @@ async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_p
            "GITHUB_WEBHOOK_SECRET": "s", "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY_PATH": str(key),
            "GITHUB_API_URL": "http://127.0.0.1:9", "DEFAULT_BACKEND": "scripted", "RECEIVER_PORT": "0",
            "LOG_FORMAT": "json"}
+    metrics_dir = tmp_path / "state" / "prometheus"
+    metrics_dir.mkdir(parents=True)
+    (metrics_dir / "counter_1.db").write_bytes(b"left by the previous serve")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agentz_app", "serve", "--no-tui", "--workers", "2",
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -190,6 +193,9 @@ async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_p
                 return False  # tables not created yet
 
         await _until(all_recorded, timeout=30)
+        # The receiver writes its latency histogram where /metrics sums every child's files.
+        await _until(lambda: any(metrics_dir.glob("histogram_*.db")), timeout=30)
+        assert not (metrics_dir / "counter_1.db").exists()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert {row.state for row in _rows(db).values()} == {"stopped"}
