@@ -14,16 +14,37 @@ new command runs it once.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
 from agentz_app.config import Settings
+from agentz_app.domain.commands import (
+    COMMANDS,
+    Approve,
+    Cancel,
+    Command,
+    CommandDecision,
+    CommandFacts,
+    Effect,
+    Enqueue,
+    PermissionFacts,
+    Retry,
+    RunFacts,
+    SendFeedback,
+    already_working,
+    command_key,
+    decide_command,
+    parse_command,
+    refusal_text,
+    same_command,
+)
 from agentz_app.domain.markdown import prose_lines
-from agentz_app.domain.states import LIVE, RETRYABLE, Status
+from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
 from agentz_app.ingress.permissions import (
     Actor,
@@ -42,35 +63,15 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
 from agentz_app.store.runs import RunQueue
 
+__all__ = [
+    "COMMANDS", "Command", "CommandOutcome", "CommandTarget", "command_key", "execute", "handle_comment_command",
+    "parse_command", "refusal_text", "same_command",
+]
+
 log = get_logger(__name__)
 
-COMMANDS = ("run", "cancel", "retry", "status", "plan", "fix")
 REFUSAL_REPLY_SECONDS = 3600.0
 OWN_BRANCH = re.compile(r"^agent-z/issue-(\d+)(?:-|$)")
-
-_COMMAND_LINE = re.compile(r"^\s*/agent-z(?![\w-])(?:\s+(?P<name>\S+))?(?P<args>.*)$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Command:
-    """A parsed slash command; ``name`` is one of :data:`COMMANDS` or ``unknown``."""
-
-    name: str
-    args: str = ""
-    raw: str = ""
-
-
-def parse_command(body: str) -> Command | None:
-    """The first ``/agent-z`` command line in the prose of a comment body, or None."""
-    if "/agent-z" not in (body or "").lower():
-        return None  # nothing to find: skip parsing the Markdown
-    for line in prose_lines(body):
-        match = _COMMAND_LINE.match(line)
-        if match is None:
-            continue
-        name = (match.group("name") or "").lower()
-        return Command(name if name in COMMANDS else "unknown", match.group("args").strip(), line.strip())
-    return None
 
 
 def mentions_app(body: str, slug: str) -> bool:
@@ -79,17 +80,6 @@ def mentions_app(body: str, slug: str) -> bool:
         return False
     mention = re.compile(rf"(?<![\w@/-])@{re.escape(slug)}(?:\[bot\])?(?![\w-])", re.IGNORECASE)
     return any(mention.search(line) for line in prose_lines(body))
-
-
-def command_key(command: Command) -> str:
-    """A stable hash of what a command asks for (name and arguments, whitespace-normalised)."""
-    line = " ".join([command.name, *command.args.lower().split()])
-    return hashlib.sha256(line.encode()).hexdigest()
-
-
-def same_command(first: Command | None, second: Command | None) -> bool:
-    """True when both are commands asking for the same thing."""
-    return first is not None and second is not None and command_key(first) == command_key(second)
 
 
 def ignores_commenter(comment: dict[str, Any], settings: Settings) -> bool:
@@ -175,104 +165,78 @@ def known_issue(db: Database, repo: str, number: int) -> tuple[str, str]:
     return (row[0] or "", row[1]) if row is not None else ("", "open")
 
 
-def _enqueue(queue: RunQueue, target: CommandTarget, user: str, *, mode: str) -> CommandOutcome:
-    run, created = queue.enqueue(
-        target.repo,
-        target.issue_number,
-        installation_id=target.installation_id,
-        title=target.title,
-        mode=mode,
-        requested_by=user,
-        reason=f"/agent-z {'plan' if mode == 'plan_only' else 'run'} by @{user}",
-        issue_updated_at=target.requested_at,
-        trigger_ref=target.trigger_ref,
-    )
-    if created:
-        return CommandOutcome(True, f"queued run {run.id}", run.id)
-    return CommandOutcome(False, f"Agent-Z is already working on this issue (run `{run.id}` is {run.status}).", run.id)
+def run_facts(run: Run | None) -> RunFacts | None:
+    """The facts a command decision reads about a stored run."""
+    if run is None:
+        return None
+    return RunFacts(run.id, str(run.status), run.stage, run.pr_number, run.error)
 
 
-def status_text(run: Run) -> str:
-    """A one-paragraph description of a run for the ``status`` command (pure)."""
-    detail = f" (stage {run.stage})" if run.stage else ""
-    pr = f", pull request #{run.pr_number}" if run.pr_number else ""
-    error = f"\n\nLast error: {run.error}" if run.error and run.status not in LIVE else ""
-    return f"Run `{run.id}` is **{run.status}**{detail}{pr}.{error}"
+def permission_facts(decision: Decision) -> PermissionFacts:
+    """The facts a command decision reads about the permission rule's answer."""
+    held = decision.permission.name if decision.permission is not None else None
+    return PermissionFacts(decision.allowed, decision.reason, held, decision.lookup_failed)
+
+
+def command_facts(queue: RunQueue, db: Database, target: CommandTarget, command: Command, user: str,
+                  permission: PermissionFacts) -> CommandFacts:
+    """Read the issue's live and newest runs for :func:`decide_command`."""
+    live = queue.live_run_for_issue(target.repo, target.issue_number)
+    reads_latest = command.name in ("retry", "status", "fix")
+    latest = latest_run(db, target.repo, target.issue_number) if reads_latest else None
+    return CommandFacts(command, user, permission, issue_state=target.state, live=run_facts(live),
+                        latest=run_facts(latest), trigger_ref=target.trigger_ref)
+
+
+def _ack(trigger_ref: str | None) -> dict[str, Any]:
+    return {"trigger_ref": trigger_ref} if trigger_ref else {}
+
+
+def _apply(queue: RunQueue, target: CommandTarget, user: str, effect: Effect) -> CommandOutcome | None:
+    """Carry out one database effect; an outcome when the result differs from the decision's."""
+    if isinstance(effect, Enqueue):
+        run, created = queue.enqueue(
+            target.repo, target.issue_number, installation_id=target.installation_id, title=target.title,
+            mode=effect.mode, requested_by=user, reason=effect.reason, issue_updated_at=target.requested_at,
+            trigger_ref=effect.trigger_ref,
+        )
+        if created:
+            return CommandOutcome(True, f"queued run {run.id}", run.id)
+        return CommandOutcome(False, already_working(RunFacts(run.id, str(run.status))), run.id)
+    if isinstance(effect, Approve):
+        queue.set_status(effect.run_id, Status.READY, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
+    elif isinstance(effect, Cancel):
+        queue.cancel(effect.run_id, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
+    elif isinstance(effect, Retry):
+        queue.resume(effect.run_id, reason=effect.reason, actor=user, trigger_ref=effect.trigger_ref)
+    return None
+
+
+def perform(queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision) -> CommandOutcome:
+    """Carry out a decision's database effects (feedback excepted); the outcome to record and report."""
+    outcome = CommandOutcome(decision.accepted, decision.message, decision.run_id)
+    for effect in decision.effects:
+        if not isinstance(effect, SendFeedback):
+            outcome = _apply(queue, target, user, effect) or outcome
+    return outcome
 
 
 def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Command, user: str) -> CommandOutcome:
-    """Carry out an authorised command against the queue; the message explains the result.
+    """Carry out a command by someone who may steer against the queue; the message explains the result.
 
     Only the database changes: the run's GitHub view (the 👀 on the command, the status
     comment, labels, check runs) follows from its new state (:mod:`workers.reporter`).
+    ``fix`` needs GitHub and goes through :func:`handle_comment_command`.
     """
-    live = queue.live_run_for_issue(target.repo, target.issue_number)
-    ack: dict[str, Any] = {"trigger_ref": target.trigger_ref} if target.trigger_ref else {}
-    name = command.name
-    if name in ("run", "plan") and target.state != "open":
-        return CommandOutcome(False, "This issue is closed; reopen it first.")
-    if name == "run":
-        if live is not None and live.status == Status.AWAITING_APPROVAL:
-            run = queue.set_status(live.id, Status.READY, reason=f"plan approved by @{user}", actor=user, **ack)
-            return CommandOutcome(True, f"approved the plan of run {run.id}", run.id)
-        return _enqueue(queue, target, user, mode="full")
-    if name == "plan":
-        return _enqueue(queue, target, user, mode="plan_only")
-    if name == "cancel":
-        if live is None:
-            return CommandOutcome(False, "There is no active Agent-Z run on this issue to cancel.")
-        run = queue.cancel(live.id, reason=f"cancelled by @{user} with `/agent-z cancel`", actor=user, **ack)
-        return CommandOutcome(True, f"cancelled run {run.id}", run.id)
-    if name == "retry":
-        if live is not None:
-            return CommandOutcome(False, f"Run `{live.id}` is still {live.status}; nothing to retry.", live.id)
-        last = latest_run(db, target.repo, target.issue_number)
-        if last is not None and last.status in RETRYABLE:
-            run = queue.resume(last.id, reason=f"retried by @{user}", actor=user, trigger_ref=target.trigger_ref)
-            return CommandOutcome(True, f"requeued run {run.id}", run.id)
-        return _enqueue(queue, target, user, mode="full")
-    if name == "status":
-        shown = live or latest_run(db, target.repo, target.issue_number)
-        if shown is None:
-            return CommandOutcome(True, "Agent-Z has no run for this issue yet. Comment `/agent-z run` to start one.")
-        return CommandOutcome(True, status_text(shown), shown.id)
-    return CommandOutcome(False, f"Unknown command. Use one of: {', '.join('`/agent-z ' + c + '`' for c in COMMANDS)}.")
+    facts = command_facts(queue, db, target, command, user, PermissionFacts(True, "trusted caller"))
+    return perform(queue, target, user, decide_command(facts))
 
 
-async def execute_fix(gh: Any, db: Database, settings: Settings, queue: RunQueue, target: CommandTarget,
-                      command: Command, actor: Actor) -> CommandOutcome:
-    """``/agent-z fix <what>`` by someone who may steer: feedback for the developer of the issue's
-    open Agent-Z pull request, like a review that requests changes (same branch, same PR)."""
-    from agentz_app.ingress.runs import request_conversation_fix  # the ingress imports this module
-
-    if not command.args:
-        return CommandOutcome(False, "Say what to change: `/agent-z fix <what to change>`.")
-    run = latest_run(db, target.repo, target.issue_number)
-    if run is None or run.pr_number is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
-        detail = f" (run `{run.id}` is {run.status})" if run is not None else ""
-        return CommandOutcome(False, f"There is no Agent-Z pull request waiting for feedback here{detail}.",
-                              run.id if run is not None else None)
-    moved = await request_conversation_fix(gh, db, settings, queue, run, text=command.args, author=actor)
-    return CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)
-
-
-# Replies are posted for refusals, problems and status; accepted work is reported by
-# the run's own status comment, which keeps content-creating requests low.
-def needs_reply(command: Command, outcome: CommandOutcome) -> bool:
-    return command.name == "status" or not outcome.accepted
-
-
-def refusal_text(user: str, permission: str | None) -> str:
-    """The polite reply to someone without write access."""
-    held = f" (you have `{permission}` access)" if permission else ""
-    return (
-        f"Sorry @{user}, only people with write, maintain or admin permission on this repository "
-        f"can control Agent-Z{held}. A maintainer can run it for you with `/agent-z run`."
-    )
+FeedbackSender = Callable[[GitHubAPI | None, Database, Settings, RunQueue, Run, str, Actor], Awaitable[Run]]
 
 
 async def handle_comment_command(
-    gh: Any,
+    gh: GitHubAPI | None,
     db: Database,
     settings: Settings,
     queue: RunQueue,
@@ -283,55 +247,61 @@ async def handle_comment_command(
     comment_id: int | None = None,
     decision: Decision | None = None,
     clock: Clock = now,
+    send_feedback: FeedbackSender | None = None,
 ) -> CommandOutcome:
-    """Apply the permission rule, execute once per comment and command, reply when useful, record an event."""
+    """Handle a command once per comment and command: decide (:func:`decide_command`), then carry it out.
+
+    The database changes come first, then the command event, then the reply on GitHub.
+    ``send_feedback`` carries out ``/agent-z fix`` (without it, ``fix`` is refused).
+    """
     user = actor.login
     key = command_key(command)
     if comment_id is not None and not trust.claim_command(
         db, comment_id=comment_id, command_hash=key, repo=target.repo, issue_number=target.issue_number,
         login=user, at=clock(),
     ):
-        outcome = CommandOutcome(False, "already handled")
+        repeated = decide_command(CommandFacts(command, user, PermissionFacts(False, "not checked"),
+                                               first_time=False))
         queue.add_event(None, "command", command=command.name, user=user, repo=target.repo,
-                        issue=target.issue_number, accepted=False, reason=outcome.message)
-        return outcome
+                        issue=target.issue_number, accepted=False, reason=repeated.message)
+        return CommandOutcome(False, repeated.message)
     try:
-        outcome, decision = await _decide_and_execute(gh, db, settings, queue, target=target, command=command,
-                                                      actor=actor, decision=decision, clock=clock)
+        if decision is None:
+            decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
+        verdict = decide_command(command_facts(queue, db, target, command, user, permission_facts(decision)))
+        outcome = await _carry_out(gh, db, settings, queue, target=target, command=command, actor=actor,
+                                   decision=decision, verdict=verdict, clock=clock, send_feedback=send_feedback)
     except BaseException:
         if comment_id is not None:  # let a redelivery of this delivery try again
             trust.release_command(db, comment_id=comment_id, command_hash=key)
         raise
-    if decision.lookup_failed and comment_id is not None:  # refused for now; a redelivery may ask again
+    if verdict.release and comment_id is not None:  # refused for now; a redelivery may ask again
         trust.release_command(db, comment_id=comment_id, command_hash=key)
     return outcome
 
 
-async def _decide_and_execute(
-    gh: Any, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget, command: Command,
-    actor: Actor, decision: Decision | None, clock: Clock,
-) -> tuple[CommandOutcome, Decision]:
+async def _carry_out(
+    gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget,
+    command: Command, actor: Actor, decision: Decision, verdict: CommandDecision, clock: Clock,
+    send_feedback: FeedbackSender | None,
+) -> CommandOutcome:
     user = actor.login
-    if decision is None:
-        decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
-    reply = False
-    if decision.lookup_failed:
-        # Nothing is known: refuse without telling anyone they lack access.
-        outcome = CommandOutcome(False, f"cannot verify @{user}'s permission: {decision.reason}")
-    elif not decision.allowed:
-        held = decision.permission.name if decision.permission is not None else None
-        outcome = CommandOutcome(False, refusal_text(user, held))
+    try:
+        outcome = perform(queue, target, user, verdict)
+        for effect in verdict.effects:
+            if isinstance(effect, SendFeedback):
+                if send_feedback is None:
+                    raise AgentZError("feedback cannot be sent from here")
+                moved = await send_feedback(gh, db, settings, queue, queue.get(effect.run_id), effect.text, actor)
+                outcome = CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)
+    except AgentZError as exc:
+        outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
+    reply = verdict.reply or not outcome.accepted
+    if verdict.throttled:
         reply = trust.claim_refusal_reply(db, repo=target.repo, issue_number=target.issue_number, login=user,
                                           at=clock(), window=REFUSAL_REPLY_SECONDS)
-    else:
-        try:
-            if command.name == "fix":
-                outcome = await execute_fix(gh, db, settings, queue, target, command, actor)
-            else:
-                outcome = execute(queue, db, target, command, user)
-        except AgentZError as exc:
-            outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
-        reply = needs_reply(command, outcome)
+    elif verdict.release:
+        reply = False
     queue.add_event(outcome.run_id, "command", command=command.name, user=user, repo=target.repo,
                     issue=target.issue_number, accepted=outcome.accepted, reason=outcome.message,
                     permission=decision.reason, replied=reply)
@@ -340,4 +310,4 @@ async def _decide_and_execute(
         await gh.post(target.comments_url, data={"body": body})
     log.info("command handled", command=command.name, user=user, repo=target.repo, issue=target.issue_number,
              accepted=outcome.accepted, permission=decision.reason)
-    return outcome, decision
+    return outcome

@@ -22,16 +22,17 @@ from agentz_app.commands import (
     issue_for_pull,
     known_issue,
     parse_command,
-    same_command,
+    run_facts,
 )
 from agentz_app.config import Settings
-from agentz_app.domain.states import Status
+from agentz_app.domain.commands import answered_request, edit_skip_reason
 from agentz_app.ingress.permissions import Actor, Clock, check_actor
+from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
 from agentz_app.store import trust
 from agentz_app.store.db import Database
-from agentz_app.store.models import now
+from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
 
 router = routing.Router()
@@ -126,15 +127,19 @@ async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
 
 def _edit_repeats_nothing(data: dict[str, Any], comment: dict[str, Any], command: Command) -> str | None:
     """Why an edited comment's command must not run (None: it may)."""
-    sender = str((data.get("sender") or {}).get("login") or "").lower()
-    author = str((comment.get("user") or {}).get("login") or "").lower()
-    if not sender or sender != author:
-        return "comment edited by someone other than its author"
     changes = data.get("changes") or {}
     previous = (changes.get("body") or {}).get("from") if isinstance(changes, dict) else None
-    if isinstance(previous, str) and same_command(parse_command(previous), command):
-        return "the edit kept the same command"
-    return None
+    return edit_skip_reason(
+        sender=str((data.get("sender") or {}).get("login") or ""),
+        author=str((comment.get("user") or {}).get("login") or ""),
+        previous_body=previous if isinstance(previous, str) else None,
+        command=command,
+    )
+
+
+async def _send_feedback(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, text: str,
+                         author: Actor) -> Run:
+    return await request_conversation_fix(gh, db, settings, queue, run, text=text, author=author)
 
 
 @router.register("issue_comment", action="created")
@@ -185,10 +190,10 @@ async def comment_command(
         title, state = known_issue(db, repo, number)
     requested_at = str(comment.get("updated_at" if data.get("action") == "edited" else "created_at") or "")
     answered = queue.requested_since(repo, number, requested_at) if command.name in ("run", "plan") else None
-    approving = command.name == "run" and answered is not None and answered.status == Status.AWAITING_APPROVAL
-    if answered is not None and not approving:
+    dropped = answered_request(command, run_facts(answered))
+    if answered is not None and dropped is not None:
         queue.add_event(answered.id, "command", command=command.name, user=user, repo=repo, issue=number,
-                        accepted=False, reason="already answered by this run")
+                        accepted=False, reason=dropped)
         return
     target = CommandTarget(
         repo=repo,
@@ -201,7 +206,8 @@ async def comment_command(
         comment_id=comment_id,
     )
     await handle_comment_command(gh, db, settings, queue, target=target, command=command, actor=actor,
-                                 comment_id=comment_id, decision=decision, clock=clock)
+                                 comment_id=comment_id, decision=decision, clock=clock,
+                                 send_feedback=_send_feedback)
 
 
 async def _not_our_pull(gh: Any, db: Database, queue: RunQueue, data: dict[str, Any], command: Command,

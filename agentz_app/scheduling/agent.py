@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agentz_app.domain.runner import Runner, RunnerResult
 from agentz_app.errors import InvalidAgentOutput, RunnerError
-from agentz_app.scheduling.gates import IssueView
+from agentz_app.domain.gates import IssueView
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
 
 ROLE = "scheduler"

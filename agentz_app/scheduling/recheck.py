@@ -17,7 +17,7 @@ from typing import Any
 
 from agentz_app.config import Settings
 from agentz_app.domain.dependencies import IssueRef
-from agentz_app.scheduling.gates import PullView
+from agentz_app.domain.gates import PullView
 
 
 def _login(user: Any) -> str:

@@ -38,11 +38,11 @@ from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
-from agentz_app.scheduling import gates
+from agentz_app.domain import gates
 from agentz_app.scheduling.agent import Ranking, plan_batches, rank_candidates
-from agentz_app.scheduling.debounce import Debounce
-from agentz_app.scheduling.fingerprint import issue_fingerprint
-from agentz_app.scheduling.gates import GateContext, IssueView, PullView, Verdict
+from agentz_app.domain.debounce import Debounce
+from agentz_app.domain.fingerprint import issue_fingerprint
+from agentz_app.domain.gates import GateContext, IssueView, PullView, Verdict
 from agentz_app.scheduling.lookups import look_up, stored_lookups
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust

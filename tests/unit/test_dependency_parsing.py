@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentz_app.domain.dependencies import IssueRef, closing_references, parse_dependencies
-from agentz_app.scheduling.gates import IssueView, check_dependencies
+from agentz_app.domain.gates import IssueView, check_dependencies
 from agentz_app.store.snapshots import linked_issues
 
 REPO = "acme/app"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from agentz_app.domain.dependencies import IssueRef
-from agentz_app.scheduling import gates
-from agentz_app.scheduling.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
+from agentz_app.domain import gates
+from agentz_app.domain.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
 
 REPO = "acme/app"
 BASE = IssueView(REPO, 5, title="Add a flag", body="Please add --verbose.", updated_at="2026-01-01T00:00:00Z",

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 
 from agentz_app.domain.dependencies import IssueRef
-from agentz_app.scheduling.gates import IssueView
+from agentz_app.domain.gates import IssueView
 
 
 def issue_fingerprint(issue: IssueView, dependencies: Iterable[IssueRef]) -> str:
