@@ -536,9 +536,11 @@ def scheduler(ctx: click.Context) -> None:
     import asyncio
 
     from agentz_app.scheduling.service import scheduler_role
+    from workers.runners.registry import get_runner
 
+    settings = _settings(ctx)
     try:
-        asyncio.run(scheduler_role(_settings(ctx)))
+        asyncio.run(scheduler_role(settings, runner_for=lambda backend: get_runner(backend, settings)))
     except KeyboardInterrupt:
         pass
     except AgentZError as exc:
@@ -555,9 +557,12 @@ def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> Non
     import asyncio
 
     from agentz_app.scheduling.service import describe, run_schedule_once
+    from workers.runners.registry import get_runner
 
+    settings = _settings(ctx)
     try:
-        reports = asyncio.run(run_schedule_once(_settings(ctx), force=force))
+        reports = asyncio.run(run_schedule_once(settings, runner_for=lambda backend: get_runner(backend, settings),
+                                                force=force))
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

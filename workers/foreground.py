@@ -61,7 +61,8 @@ async def run_loop(settings: Settings, db: Database, count: int, *, force: bool,
         github = GitHubApp(settings, http)
         while len(finished) < count:
             await refresh_repository(github, db, repo)
-            for report in await schedule_once(db, settings, runner, force=force, repos=[repo], github=github):
+            for report in await schedule_once(db, settings, runner, force=force, repos=[repo], github=github,
+                                              runner_for=lambda backend: get_runner(backend, settings)):
                 echo(describe(report))
             run = _next_queued(db, repo, {done.id for done in finished})
             if run is None:

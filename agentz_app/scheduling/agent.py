@@ -18,50 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from agentz_app.domain.runner import Runner, RunnerResult
-from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.domain.gates import IssueView
+from agentz_app.domain.runner import Runner, RunnerResult
+from agentz_app.domain.scheduling import Ranking
+from agentz_app.errors import InvalidAgentOutput, RunnerError
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
 
 ROLE = "scheduler"
-REJECTION_KINDS = ("tracking", "vague", "low_value", "high_risk")
 BODY_LIMIT = 1500
 TITLE_LIMIT = 300
 LABELS_LIMIT = 300
-
-
-class RankedIssue(BaseModel):
-    number: int
-    score: int = Field(ge=0, le=100)
-    reason: str = ""
-
-
-class RejectedIssue(BaseModel):
-    number: int
-    reason: str
-
-    @field_validator("reason")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        kind = value.split(":", 1)[0].strip().lower()
-        if kind not in REJECTION_KINDS:
-            raise ValueError(f"reason must start with one of {', '.join(REJECTION_KINDS)} followed by ':'")
-        return value.strip()
-
-    @property
-    def kind(self) -> str:
-        return self.reason.split(":", 1)[0].strip().lower()
-
-
-class Ranking(BaseModel):
-    ranking: list[RankedIssue]
-    rejected: list[RejectedIssue] = Field(default_factory=list)
-
-    def ordered(self) -> list[RankedIssue]:
-        """Ranked issues, best score first (ties keep the agent's order)."""
-        return sorted(self.ranking, key=lambda item: -item.score)
 
 
 def validate_ranking(data: Any, candidates: Sequence[int]) -> Ranking:

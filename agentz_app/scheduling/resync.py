@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agentz_app.ingress.installations import discover_repositories
 from agentz_app.logs import get_logger
 from agentz_app.scheduling.lookups import refresh_lookups
 from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
-from agentz_app.store.models import Delivery, IssueSnapshot, PullSnapshot, now
+from agentz_app.store.models import Delivery, IssueSnapshot, PullSnapshot, Repository, now
 from agentz_app.store.scheduler_state import record_resync
 from agentz_app.timestamps import github_time
 
@@ -134,9 +135,6 @@ async def resync_all(github: Any, db: Database, settings: Any, *, redeliver_sinc
     repository's failure is logged and does not stop the others; returns how many
     repositories changed.
     """
-    from agentz_app.ingress.installations import discover_repositories
-    from agentz_app.store.models import Repository
-
     try:
         await discover_repositories(github, db)
     except Exception as exc:

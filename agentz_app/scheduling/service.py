@@ -24,26 +24,42 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from agentz_app.bootstrap import open_database
 from agentz_app.config import Settings
+from agentz_app.domain import gates
+from agentz_app.domain.admission import Capacity, admission_order, admission_refusal, forced_numbers
+from agentz_app.domain.debounce import Debounce
 from agentz_app.domain.dependencies import IssueRef, parse_dependencies
+from agentz_app.domain.fingerprint import issue_fingerprint
+from agentz_app.domain.gates import GateContext, IssueView, PullView, Verdict
 from agentz_app.domain.runner import Runner
-from agentz_app.domain.states import LIVE, TERMINAL, Status
+from agentz_app.domain.scheduling import (
+    Assessment,
+    CandidateReport,
+    Window,
+    assessments_from,
+    decide_wake,
+    fresh_snapshot,
+    plan_assessment,
+    split_gate_results,
+    unadmitted_report,
+)
+from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.errors import InvalidAgentOutput, RunnerError
+from agentz_app.ingress.inbox import github_app_for
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
-from agentz_app.domain import gates
-from agentz_app.scheduling.agent import Ranking, plan_batches, rank_candidates
-from agentz_app.domain.debounce import Debounce
-from agentz_app.domain.fingerprint import issue_fingerprint
-from agentz_app.domain.gates import GateContext, IssueView, PullView, Verdict
+from agentz_app.scheduling.agent import plan_batches, rank_candidates
 from agentz_app.scheduling.lookups import look_up, stored_lookups
+from agentz_app.scheduling.resync import resync_all
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust
 from agentz_app.store.db import Database
@@ -61,48 +77,11 @@ from agentz_app.store.scheduler_state import PassSummary, record_pass, resync_st
 
 log = get_logger(__name__)
 
-STALE_AFTER_INTERVALS = 2.0
+RunnerFactory = Callable[[str], Runner]  # a scheduler backend name → its runner
+
 # An issue author's stored permission counts this long; then the next pass asks GitHub again.
 AUTHOR_PERMISSION_MAX_AGE_SECONDS = 6 * 3600.0
 MAX_AUTHOR_LOOKUPS_PER_PASS = 50
-
-
-@dataclass(frozen=True)
-class CandidateReport:
-    """One issue's outcome in a scheduling pass (what ``schedule-once`` prints)."""
-
-    repo: str
-    number: int
-    title: str
-    verdict: str
-    reason: str
-    gate: str | None = None
-    rank: int | None = None
-    score: int | None = None
-    run_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Assessment:
-    """The Scheduler Agent's word on one issue, valid for the issue content with ``fingerprint``.
-
-    ``outcome`` is ``ranked`` (with a score), ``rejected`` (the reason starts with its kind)
-    or ``unranked`` (the agent said nothing about it).
-    """
-
-    number: int
-    fingerprint: str
-    outcome: str
-    score: int | None = None
-    reason: str = ""
-
-    @property
-    def kind(self) -> str:
-        """The rejection kind (tracking, vague, low_value, high_risk)."""
-        return self.reason.split(":", 1)[0].strip().lower()
 
 
 @dataclass
@@ -162,9 +141,8 @@ def snapshot_fresh(session: Session, repo: str, settings: Settings, *, at: float
     """False when resync keeps failing and the last good sync is too old to trust."""
     cursor = resync_state(session, repo)
     if cursor is None:
-        return True  # webhook-fed snapshots only: nothing says they are stale
-    ok_at, failed_at = cursor.ok_at, cursor.failed_at
-    return failed_at <= ok_at or at - ok_at <= STALE_AFTER_INTERVALS * settings.resync_interval_seconds
+        return fresh_snapshot(None, None, at=at, interval=settings.resync_interval_seconds)
+    return fresh_snapshot(cursor.ok_at, cursor.failed_at, at=at, interval=settings.resync_interval_seconds)
 
 
 def _issue_view(row: IssueSnapshot, comments: Sequence[str], *, author_trusted: bool = False,
@@ -287,46 +265,6 @@ def gate_context(settings: Settings, state: RepoState) -> GateContext:
     )
 
 
-def admission_order(assessments: Iterable[Assessment], *, force: bool) -> list[Assessment]:
-    """Ranked issues best score first (ties: lower number); with ``force`` high-risk rejections follow at 0."""
-    items = list(assessments)
-    order = sorted((item for item in items if item.outcome == "ranked"),
-                   key=lambda item: (-(item.score or 0), item.number))
-    if force:
-        order += [
-            replace(item, outcome="ranked", score=0, reason=f"admitted by --force ({item.reason})")
-            for item in sorted(items, key=lambda item: item.number)
-            if item.outcome == "rejected" and item.kind == "high_risk"
-        ]
-    return order
-
-
-def assessments_from(ranking: Ranking, fingerprints: dict[int, str]) -> dict[int, Assessment]:
-    """The stored form of one agent answer about the candidates in ``fingerprints`` (pure)."""
-    found: dict[int, Assessment] = {}
-    for ranked in ranking.ranking:
-        found[ranked.number] = Assessment(ranked.number, fingerprints[ranked.number], "ranked", ranked.score,
-                                          ranked.reason)
-    for rejected in ranking.rejected:
-        found[rejected.number] = Assessment(rejected.number, fingerprints[rejected.number], "rejected", None,
-                                            rejected.reason)
-    for number, fingerprint in fingerprints.items():
-        found.setdefault(number, Assessment(number, fingerprint, "unranked", None, "not ranked by the scheduler agent"))
-    return found
-
-
-def by_recent_activity(issues: Iterable[IssueView]) -> list[IssueView]:
-    """Most recently updated first (GitHub's ISO times sort as text), then by number."""
-    return sorted(issues, key=lambda issue: (issue.updated_at, -issue.number), reverse=True)
-
-
-def gated_verdict(verdict: Verdict, live_status: str | None) -> tuple[str, str]:
-    """The stored verdict for an issue that did not pass the gates."""
-    if verdict.gate == gates.ACTIVE_RUN and live_status is not None:
-        return ("queued" if live_status == Status.QUEUED else "ran"), verdict.reason
-    return verdict.label, verdict.reason
-
-
 # Writing --------------------------------------------------------------------------
 
 
@@ -342,81 +280,63 @@ def _store_assessments(db: Database, repo: str, assessments: Iterable[Assessment
             row.reason, row.assessed_at = item.reason[:2000], stamp
 
 
-def _forget_assessments(db: Database, repo: str, numbers: Iterable[int]) -> None:
-    """Drop the assessments of issues that are no longer open."""
-    gone = sorted(set(numbers))
-    if gone:
-        with db.begin() as session:
-            session.execute(delete(IssueAssessment).where(IssueAssessment.repo == repo,
-                                                          IssueAssessment.number.in_(gone)))
-
-
-def _record_pass(db: Database, repo: str, summary: PassSummary) -> None:
-    with db.begin() as session:
-        record_pass(session, repo, summary)
-
-
-def _record_verdicts(db: Database, repo: str, reports: Iterable[CandidateReport]) -> None:
+def _record_outcome(db: Database, repo: str, *, forgotten: Iterable[int], summary: PassSummary,
+                    reports: Iterable[CandidateReport]) -> None:
+    """Write a repository's pass in one transaction: forget closed issues' assessments, the pass
+    summary, and every issue's verdict."""
+    gone = sorted(set(forgotten))
     by_number = {report.number: report for report in reports}
-    if not by_number:
-        return
     stamp = now()
     with db.begin() as session:
-        for row in session.scalars(
+        if gone:
+            session.execute(delete(IssueAssessment).where(IssueAssessment.repo == repo,
+                                                          IssueAssessment.number.in_(gone)))
+        record_pass(session, repo, summary)
+        if not by_number:
+            return
+        for issue in session.scalars(
             select(IssueSnapshot).where(IssueSnapshot.repo == repo, IssueSnapshot.number.in_(list(by_number)))
         ):
-            report = by_number[row.number]
-            if row.verdict != report.verdict or row.verdict_reason != report.reason:
-                row.verdict = report.verdict
-                row.verdict_reason = report.reason
-                row.verdict_at = stamp
+            report = by_number[issue.number]
+            if issue.verdict != report.verdict or issue.verdict_reason != report.reason:
+                issue.verdict = report.verdict
+                issue.verdict_reason = report.reason
+                issue.verdict_at = stamp
 
 
 # The pass -------------------------------------------------------------------------
 
 
-@dataclass
-class _Slots:
-    free_global: int
-    per_repo_limit: int
-    live_per_repo: dict[str, int]
-
-    def free_for(self, repo: str) -> int:
-        return max(0, min(self.free_global, self.per_repo_limit - self.live_per_repo.get(repo, 0)))
-
-    def take(self, repo: str) -> None:
-        self.free_global -= 1
-        self.live_per_repo[repo] = self.live_per_repo.get(repo, 0) + 1
-
-
 async def schedule_once(
     db: Database, settings: Settings, runner: Runner, *, force: bool = False, repos: Iterable[str] | None = None,
-    github: Any | None = None,
+    github: Any | None = None, runner_for: RunnerFactory | None = None,
 ) -> list[CandidateReport]:
     """One scheduling pass over every repository (or ``repos``); returns each issue's outcome.
 
-    ``github`` (the App client factory) lets the pass look up the permission of issue
-    authors it does not know yet (``SCHEDULER_TRUST=maintainers``) and referenced issues
-    missing from the snapshots; without it, unknown authors do not pass and such
-    dependencies stay unknown.
+    ``runner`` serves the host's scheduler backend; ``runner_for`` builds the runner of a
+    repository whose ``.github/agent-z.yml`` chooses another one (without it, ``runner``
+    serves every repository). ``github`` (the App client factory) lets the pass look up
+    the permission of issue authors it does not know yet (``SCHEDULER_TRUST=maintainers``)
+    and referenced issues missing from the snapshots; without it, unknown authors do
+    not pass and such dependencies stay unknown.
     """
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
     with db.read() as session:
         live = live_runs(session)
         names = sorted(set(repos)) if repos is not None else scheduled_repos(session)
         states = [load_repo_state(session, name, settings, live=live) for name in names]
-    per_repo: dict[str, int] = defaultdict(int)
-    for ref in live:
-        per_repo[ref.repo] += 1
-    slots = _Slots(settings.max_parallel_tasks - len(live), settings.per_repo_limit, dict(per_repo))
+    capacity = Capacity.from_live((ref.repo for ref in live), max_parallel=settings.max_parallel_tasks,
+                                  per_repo_limit=settings.per_repo_limit)
     reports: list[CandidateReport] = []
+    host_backend = settings.backend_for("scheduler")
     for state in states:
         repo_settings = settings_for(db, settings, state.repo)  # labels, parallelism, backends of .github/agent-z.yml
-        slots.per_repo_limit = repo_settings.per_repo_limit
-        same_backend = repo_settings.backend_for("scheduler") == settings.backend_for("scheduler")
-        repo_runner = runner if same_backend else _runner_for(repo_settings)
-        reports += await _schedule_repo(db, repo_settings, repo_runner, queue, state, slots, force=force,
-                                        github=github)
+        backend = repo_settings.backend_for("scheduler")
+        repo_runner = runner if backend == host_backend or runner_for is None else runner_for(backend)
+        found, capacity = await _schedule_repo(db, repo_settings, repo_runner, queue, state,
+                                               capacity.limited_to(repo_settings.per_repo_limit), force=force,
+                                               github=github)
+        reports += found
     return reports
 
 
@@ -440,80 +360,53 @@ async def _schedule_repo(
     runner: Runner,
     queue: RunQueue,
     state: RepoState,
-    slots: _Slots,
+    capacity: Capacity,
     *,
     force: bool,
     github: Any | None = None,
-) -> list[CandidateReport]:
+) -> tuple[list[CandidateReport], Capacity]:
+    """Gate, assess what changed, admit by rank; returns the reports and the capacity left."""
     repo = state.repo
-    results = await _gate(db, settings, state, github)
-    reports: dict[int, CandidateReport] = {}
-    candidates: list[IssueView] = []
-    for issue, verdict in results:
-        if verdict.passed:
-            candidates.append(issue)
-            continue
-        if issue.number in reports:
-            continue
-        label, reason = gated_verdict(verdict, state.live.get(issue.ref))
-        reports[issue.number] = CandidateReport(repo, issue.number, issue.title, label, reason, gate=verdict.gate)
+    split = split_gate_results(await _gate(db, settings, state, github), state.live)
+    reports: dict[int, CandidateReport] = {report.number: report for report in split.skipped}
+    candidates = split.candidates
     fingerprints = {issue.number: issue_fingerprint(issue, state.dependencies.get(issue.number, ()))
                     for issue in candidates}
-    assessments = {number: item for number, item in state.assessments.items()
-                   if fingerprints.get(number) == item.fingerprint}
-    unassessed = by_recent_activity(issue for issue in candidates if issue.number not in assessments)
-    calls, chars, failure = await _assess(db, settings, runner, queue, repo, unassessed, fingerprints, assessments)
-    _forget_assessments(db, repo, set(state.assessments) - {issue.number for issue in state.issues})
+    plan = plan_assessment(candidates, fingerprints, state.assessments, (issue.number for issue in state.issues))
+    assessments = dict(plan.current)
+    calls, chars, failure = await _assess(db, settings, runner, queue, repo, plan.unassessed, fingerprints,
+                                          assessments)
     by_number = {issue.number: issue for issue in candidates}
-    admitted: set[int] = set()
-    limit = settings.scheduler_batch_size
     order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
-    # Only the high-risk issues --force admitted become forced runs (read by the recheck before development).
-    forced = {item.number for item in assessments.values()
-              if force and item.outcome == "rejected" and item.kind == "high_risk"}
+    forced = forced_numbers(assessments.values(), force=force)
+    admitted = 0
     for rank, item in enumerate(order, start=1):
         issue = by_number[item.number]
-        if len(admitted) < limit and slots.free_for(repo) > 0:
-            run, created = queue.enqueue(
-                repo,
-                issue.number,
-                installation_id=state.installation_id,
-                title=issue.title,
-                force=issue.number in forced,
-                requested_by="scheduler",
-                reason=f"ranked #{rank} (score {item.score}): {item.reason}",
-                issue_updated_at=issue.updated_at,
-            )
-            if created:
-                slots.take(repo)
-                admitted.add(issue.number)
-            reports[issue.number] = CandidateReport(
-                repo, issue.number, issue.title, "queued", item.reason, rank=rank, score=item.score, run_id=run.id
-            )
-        else:
-            why = "batch size reached" if len(admitted) >= limit else "no free slot"
-            reports[issue.number] = CandidateReport(
-                repo, issue.number, issue.title, "ranked", f"{why}; {item.reason}", rank=rank, score=item.score
-            )
-    for issue in candidates:
-        if issue.number in reports:
+        refusal = admission_refusal(capacity, repo, admitted=admitted, batch_size=settings.scheduler_batch_size)
+        if refusal is not None:
+            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "ranked",
+                                                    f"{refusal}; {item.reason}", rank=rank, score=item.score)
             continue
-        stored = assessments.get(issue.number)
-        if stored is not None and stored.outcome == "rejected":
-            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, f"rejected:{stored.kind}",
-                                                    stored.reason)
-        elif stored is not None:
-            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "unranked", stored.reason)
-        else:
-            reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "unranked",
-                                                    f"ranking failed: {failure}")
-    _record_pass(db, repo, PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
-                                       assessed=len(unassessed), admitted=len(admitted)))
-    _record_verdicts(db, repo, reports.values())
+        run, created = queue.enqueue(
+            repo, issue.number, installation_id=state.installation_id, title=issue.title,
+            force=issue.number in forced, requested_by="scheduler",
+            reason=f"ranked #{rank} (score {item.score}): {item.reason}", issue_updated_at=issue.updated_at,
+        )
+        if created:  # a run someone else enqueued meanwhile takes no new slot
+            capacity = capacity.taken(repo)
+            admitted += 1
+        reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "queued", item.reason, rank=rank,
+                                                score=item.score, run_id=run.id)
+    for issue in candidates:
+        if issue.number not in reports:
+            reports[issue.number] = unadmitted_report(issue, assessments.get(issue.number), failure=failure)
+    summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
+                          assessed=len(plan.unassessed), admitted=admitted)
+    _record_outcome(db, repo, forgotten=plan.forgotten, summary=summary, reports=reports.values())
     if calls:
-        log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates), assessed=len(unassessed),
-                 calls=calls, admitted=len(admitted))
-    return sorted(reports.values(), key=lambda report: report.number)
+        log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates),
+                 assessed=len(plan.unassessed), calls=calls, admitted=admitted)
+    return sorted(reports.values(), key=lambda report: report.number), capacity
 
 
 async def _assess(
@@ -633,39 +526,35 @@ async def run_scheduler(
     github: Any | None = None,
     clock: Callable[[], float] = now,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    runner_for: RunnerFactory | None = None,
 ) -> None:
     """Wake on dirty marks and freed slots, debounce each repository, schedule the due ones; resync periodically.
 
     A repository is due after ``SCHEDULER_DEBOUNCE_SECONDS`` of quiet or
     ``SCHEDULER_MAX_DELAY_SECONDS`` after its first unscheduled change, whichever
     comes first. Start-up and freed slots are debounced the same way and schedule
-    every repository. ``clock`` and ``sleep`` are injectable for tests.
+    every repository (:func:`decide_wake`). ``clock`` and ``sleep`` are injectable for tests.
     """
     debounce = Debounce(settings.scheduler_debounce_seconds, settings.scheduler_max_delay_seconds)
     with db.read() as session:
         marker = terminal_marker(session)
     # Every repository is due at start-up and when a slot frees: (first, last) wake-up for "all".
-    everything: tuple[float, float] | None = (clock(), clock())
+    window: Window | None = (clock(), clock())
     last_resync: float | None = None
     while not stop.is_set():
         at = clock()
         with db.read() as session:
             marks = dirty_repos(session)
             current = terminal_marker(session)
-        if current != marker:
-            marker = current
-            everything = (everything[0] if everything else at, at)
-        whole = everything is not None and debounce.due(everything[0], everything[1], at=at)
-        due = sorted(marks) if whole else debounce.due_repos(marks, at=at)
-        if whole or due:
+        wake = decide_wake(marks, window, slot_freed=current != marker, at=at, debounce=debounce)
+        marker, window = current, wake.window
+        if wake.due:
             with db.begin() as session:
-                for repo in due:
+                for repo in wake.repos:
                     clear_dirty(session, repo, up_to=float(marks[repo].get("last", 0.0)))
-            if whole:
-                everything = None
             try:
-                reports = await schedule_once(db, settings, runner, github=github,
-                                              repos=None if whole else _schedulable(db, due))
+                reports = await schedule_once(db, settings, runner, github=github, runner_for=runner_for,
+                                              repos=None if wake.whole else _schedulable(db, wake.repos))
             except Exception as exc:  # keep the role alive; the next mark retries
                 log.error("scheduling pass failed", error=str(exc), exc_info=True)
             else:
@@ -692,36 +581,20 @@ def _schedulable(db: Database, repos: Iterable[str]) -> list[str]:
 # Entry points for the command line ------------------------------------------------
 
 
-def _runner_for(settings: Settings) -> Runner:
-    from workers.runners.registry import get_runner
-
-    return get_runner(settings.backend_for("scheduler"), settings)
-
-
-async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
+async def run_schedule_once(settings: Settings, *, runner_for: RunnerFactory,
+                            force: bool = False) -> list[CandidateReport]:
     """Open the database, run one scheduling pass with the configured backend, close."""
-    import aiohttp
-
-    from agentz_app.bootstrap import open_database
-    from agentz_app.ingress.inbox import github_app_for
-
     db = open_database(settings)
     try:
         async with aiohttp.ClientSession() as http:
-            return await schedule_once(db, settings, _runner_for(settings), force=force,
-                                       github=github_app_for(settings, http))
+            return await schedule_once(db, settings, runner_for(settings.backend_for("scheduler")), force=force,
+                                       github=github_app_for(settings, http), runner_for=runner_for)
     finally:
         db.dispose()
 
 
-async def scheduler_role(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def scheduler_role(settings: Settings, *, runner_for: RunnerFactory, stop: asyncio.Event | None = None) -> None:
     """The long-running scheduler: event-driven passes plus periodic resync when GitHub is configured."""
-    import aiohttp
-
-    from agentz_app.bootstrap import open_database
-    from agentz_app.ingress.inbox import github_app_for
-    from agentz_app.scheduling.resync import resync_all
-
     stop = stop or asyncio.Event()
     db = open_database(settings)
     try:
@@ -733,8 +606,8 @@ async def scheduler_role(settings: Settings, *, stop: asyncio.Event | None = Non
 
             log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
             await run_scheduler(
-                db, settings, _runner_for(settings), stop=stop, resync=resync if github is not None else None,
-                github=github,
+                db, settings, runner_for(settings.backend_for("scheduler")), stop=stop,
+                resync=resync if github is not None else None, github=github, runner_for=runner_for,
             )
     finally:
         db.dispose()

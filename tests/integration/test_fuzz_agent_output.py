@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from agentz_app.domain.plans import Plan, Review
+from agentz_app.domain.scheduling import Ranking
 from agentz_app.errors import InvalidAgentOutput
-from agentz_app.scheduling.agent import Ranking, validate_ranking
+from agentz_app.scheduling.agent import validate_ranking
 from workers.roles.parse import parse_output
 from workers.runners.output import extract_json
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from agentz_app.config import Settings
 from agentz_app.domain.states import LIVE
 from agentz_app.repo_config import RepoConfig, parse_config, save_config
@@ -42,11 +40,7 @@ async def test_a_repository_cannot_run_more_at_once_than_the_host_allows(db: Dat
     assert live(db) == [("acme/app", 1)]
 
 
-async def test_a_repository_chooses_its_scheduler_backend(
-    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from agentz_app.scheduling import service
-
+async def test_a_repository_chooses_its_scheduler_backend(db: Database, settings: Settings) -> None:
     add_issue(db, 1)
     add_issue(db, 1, repo=OTHER)
     save_config(db, "acme/app", commit_sha="c" * 40, blob_sha="b" * 40,
@@ -54,13 +48,12 @@ async def test_a_repository_chooses_its_scheduler_backend(
     built: list[str] = []
     per_repo = FakeRunner()
 
-    def runner_for(repo_settings: Settings) -> FakeRunner:
-        built.append(repo_settings.backend_for("scheduler"))
+    def runner_for(backend: str) -> FakeRunner:
+        built.append(backend)
         return per_repo
 
-    monkeypatch.setattr(service, "_runner_for", runner_for)
     host_runner = FakeRunner()
-    await schedule_once(db, settings, host_runner)
+    await schedule_once(db, settings, host_runner, runner_for=runner_for)
 
     assert built == ["codex"]
     assert len(per_repo.prompts) == 1 and "### #1:" in per_repo.prompts[0]  # acme/app's pass
