@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentz_app.domain.gates import IssueView
 from agentz_app.domain.plans import Plan
 from agentz_app.scheduling.agent import build_prompt
-from agentz_app.domain.gates import IssueView
 from agentz_app.untrusted import TAG, UNTRUSTED_NOTICE, untrusted_block
 from workers.roles.prompts import (
     AuthoredText,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agentz_app.domain.dependencies import IssueRef
 from agentz_app.domain import gates
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.domain.gates import GateContext, IssueView, PullView, evaluate, evaluate_all
 
 REPO = "acme/app"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agentz_app.domain.dependencies import IssueRef
-from agentz_app.scheduling.agent import build_prompt, plan_batches
 from agentz_app.domain.debounce import Debounce
+from agentz_app.domain.dependencies import IssueRef
 from agentz_app.domain.fingerprint import issue_fingerprint
 from agentz_app.domain.gates import IssueView
+from agentz_app.scheduling.agent import build_prompt, plan_batches
 
 REPO = "acme/app"
 
