@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,14 @@ class Known:
     checked_at: float
 
 
+class AppClients(Protocol):
+    """The App's client factory as the scheduler uses it: one client per installation."""
+
+    def client(self, installation_id: int) -> GitHubAPI:
+        """A client acting as ``installation_id``."""
+        ...
+
+
 def fetchable(ref: IssueRef) -> bool:
     """True when ``ref`` names a repository GitHub could have (no ``..``, no odd characters)."""
     owner, _, name = ref.repo.partition("/")
@@ -79,7 +88,7 @@ def installation_for(session: Session, repo: str, fallback: int | None) -> int |
     return int(own) if own is not None else fallback
 
 
-async def fetch_state(gh: Any, ref: IssueRef) -> Known:
+async def fetch_state(gh: GitHubAPI, ref: IssueRef) -> Known:
     """Ask GitHub for one issue's state; an answer that it cannot be read is a result, other errors raise."""
     if not fetchable(ref):
         return Known(None, "not a GitHub repository name", now())
@@ -110,7 +119,7 @@ def remember(session: Session, ref: IssueRef, known: Known, *, needed_by: str | 
     return changed
 
 
-async def look_up(github: Any, db: Database, refs: Iterable[IssueRef], *, needed_by: str,
+async def look_up(github: AppClients, db: Database, refs: Iterable[IssueRef], *, needed_by: str,
                   installation_id: int | None) -> dict[IssueRef, Known]:
     """Fetch and store up to MAX_LOOKUPS_PER_PASS referenced issues; failures leave them unknown."""
     answers: dict[IssueRef, Known] = {}
@@ -130,7 +139,7 @@ async def look_up(github: Any, db: Database, refs: Iterable[IssueRef], *, needed
     return answers
 
 
-async def refresh_lookups(github: Any, db: Database, *, older_than: float) -> int:
+async def refresh_lookups(github: AppClients, db: Database, *, older_than: float) -> int:
     """Ask again about remembered issues checked before ``older_than``; mark their dependents dirty on change.
 
     Returns how many answers changed.

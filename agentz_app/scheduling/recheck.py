@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gidgethub.abc import GitHubAPI
+
 from agentz_app.config import Settings
 from agentz_app.domain.dependencies import IssueRef
 from agentz_app.domain.gates import PullView
@@ -70,7 +72,7 @@ def foreign_pull(pulls: list[Any], issue: IssueRef, *, run_branch: str) -> int |
 
 
 async def recheck_before_development(
-    gh: Any, settings: Settings, repo: str, issue_number: int, *, run_branch: str, force: bool = False
+    gh: GitHubAPI, settings: Settings, repo: str, issue_number: int, *, run_branch: str, force: bool = False
 ) -> str | None:
     """Read the issue and open PRs from GitHub now; a cancellation reason, or None to go on."""
     issue = await gh.getitem(f"/repos/{repo}/issues/{issue_number}")
@@ -84,7 +86,7 @@ async def recheck_before_development(
     return None
 
 
-async def apply_skip_label(gh: Any, repo: str, number: int, settings: Settings) -> str | None:
+async def apply_skip_label(gh: GitHubAPI, repo: str, number: int, settings: Settings) -> str | None:
     """Add the first ``SKIP_LABELS`` label so other tools leave the issue alone; returns it."""
     if not settings.skip_labels:
         return None

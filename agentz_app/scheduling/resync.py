@@ -14,9 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agentz_app.config import Settings
+from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.installations import discover_repositories
 from agentz_app.logs import get_logger
 from agentz_app.scheduling.lookups import refresh_lookups
@@ -55,7 +58,7 @@ def _close_missing(session: Session, model: Any, repo: str, listed: set[int]) ->
     return closed
 
 
-async def resync_repo(gh: Any, db: Database, repo: str) -> ResyncResult:
+async def resync_repo(gh: GitHubAPI, db: Database, repo: str) -> ResyncResult:
     """List open issues and PRs, repair the snapshots, mark dirty on real changes."""
     try:
         issues = [item async for item in gh.getiter(f"/repos/{repo}/issues?state=open&per_page=100")]
@@ -100,7 +103,7 @@ def failed_deliveries(deliveries: Iterable[Any], *, since: float, known: set[str
     return [delivery for guid, delivery in failed.items() if guid not in succeeded and guid not in known]
 
 
-async def deliveries_since(app_gh: Any, since: float) -> list[dict[str, Any]]:
+async def deliveries_since(app_gh: GitHubAPI, since: float) -> list[dict[str, Any]]:
     """The App's webhook deliveries from ``since`` on; GitHub lists them newest first, so paging stops
     at the first older one."""
     listed: list[dict[str, Any]] = []
@@ -113,7 +116,7 @@ async def deliveries_since(app_gh: Any, since: float) -> list[dict[str, Any]]:
     return listed
 
 
-async def redeliver_failed(app_gh: Any, since: float, *, db: Database) -> list[int]:
+async def redeliver_failed(app_gh: GitHubAPI, since: float, *, db: Database) -> list[int]:
     """Ask GitHub to redeliver failed deliveries our inbox never stored; returns their ids."""
     listed = await deliveries_since(app_gh, since)
     guids = {str(item.get("guid")) for item in listed if item.get("guid")}
@@ -127,7 +130,8 @@ async def redeliver_failed(app_gh: Any, since: float, *, db: Database) -> list[i
     return ids
 
 
-async def resync_all(github: Any, db: Database, settings: Any, *, redeliver_since: float | None = None) -> int:
+async def resync_all(github: GitHubApp, db: Database, settings: Settings, *,
+                     redeliver_since: float | None = None) -> int:
     """Discover installations, resync every active repository, refresh dependency look-ups, redeliver.
 
     ``github`` is the App client factory (``client(installation_id)``, ``app_client()``,

@@ -25,7 +25,6 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import aiohttp
 from sqlalchemy import delete, func, select
@@ -53,12 +52,13 @@ from agentz_app.domain.scheduling import (
 )
 from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.errors import InvalidAgentOutput, RunnerError
+from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.inbox import github_app_for
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
 from agentz_app.scheduling.agent import plan_batches, rank_candidates
-from agentz_app.scheduling.lookups import look_up, stored_lookups
+from agentz_app.scheduling.lookups import AppClients, look_up, stored_lookups
 from agentz_app.scheduling.resync import resync_all
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust
@@ -309,7 +309,7 @@ def _record_outcome(db: Database, repo: str, *, forgotten: Iterable[int], summar
 
 async def schedule_once(
     db: Database, settings: Settings, runner: Runner, *, force: bool = False, repos: Iterable[str] | None = None,
-    github: Any | None = None, runner_for: RunnerFactory | None = None,
+    github: AppClients | None = None, runner_for: RunnerFactory | None = None,
 ) -> list[CandidateReport]:
     """One scheduling pass over every repository (or ``repos``); returns each issue's outcome.
 
@@ -341,7 +341,7 @@ async def schedule_once(
 
 
 async def _gate(db: Database, settings: Settings, state: RepoState,
-                github: Any | None) -> list[tuple[IssueView, Verdict]]:
+                github: AppClients | None) -> list[tuple[IssueView, Verdict]]:
     """Evaluate the gates, asking GitHub about unknown authors and unknown dependencies when it can."""
     results = gates.evaluate_all(state.issues, gate_context(settings, state))
     if github is None:
@@ -363,7 +363,7 @@ async def _schedule_repo(
     capacity: Capacity,
     *,
     force: bool,
-    github: Any | None = None,
+    github: AppClients | None = None,
 ) -> tuple[list[CandidateReport], Capacity]:
     """Gate, assess what changed, admit by rank; returns the reports and the capacity left."""
     repo = state.repo
@@ -453,7 +453,7 @@ async def _assess(
     return calls, chars, ""
 
 
-async def _resolve_authors(github: Any, db: Database, settings: Settings, state: RepoState,
+async def _resolve_authors(github: AppClients, db: Database, settings: Settings, state: RepoState,
                            results: Sequence[tuple[IssueView, Verdict]]) -> bool:
     """Ask GitHub for the permission of authors whose issues failed only for want of it.
 
@@ -483,7 +483,7 @@ async def _resolve_authors(github: Any, db: Database, settings: Settings, state:
     return bool(passed)
 
 
-async def _resolve_dependencies(github: Any, db: Database, state: RepoState,
+async def _resolve_dependencies(github: AppClients, db: Database, state: RepoState,
                                 results: Sequence[tuple[IssueView, Verdict]]) -> bool:
     """Look up dependencies of unknown state for issues that passed every gate before the dependency gate.
 
@@ -523,7 +523,7 @@ async def run_scheduler(
     resync: Callable[[], Awaitable[None]] | None = None,
     poll_seconds: float = 0.25,
     on_pass: Callable[[list[CandidateReport]], None] | None = None,
-    github: Any | None = None,
+    github: AppClients | None = None,
     clock: Callable[[], float] = now,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     runner_for: RunnerFactory | None = None,
@@ -599,10 +599,11 @@ async def scheduler_role(settings: Settings, *, runner_for: RunnerFactory, stop:
     db = open_database(settings)
     try:
         async with aiohttp.ClientSession() as http:
-            github = github_app_for(settings, http)
+            github: GitHubApp | None = github_app_for(settings, http)
 
             async def resync() -> None:
-                await resync_all(github, db, settings)
+                if github is not None:
+                    await resync_all(github, db, settings)
 
             log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
             await run_scheduler(
