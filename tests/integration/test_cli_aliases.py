@@ -46,10 +46,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
         seen.append(("run_loop", {"count": count, "force": force}))
         return [finished]
 
-    async def scheduler_role(settings: Settings) -> None:
+    async def scheduler_role(settings: Settings, *, runner_for: Any) -> None:
         seen.append(("scheduler_role", {}))
 
-    async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[Any]:
+    async def run_schedule_once(settings: Settings, *, runner_for: Any, force: bool = False) -> list[Any]:
         seen.append(("run_schedule_once", {"force": force}))
         return []
 
