@@ -291,3 +291,35 @@ def edit_skip_reason(*, sender: str, author: str, previous_body: str | None, com
     if previous_body is not None and same_command(parse_command(previous_body), command):
         return "the edit kept the same command"
     return None
+
+
+# The trigger label ------------------------------------------------------------------
+
+
+def closed_to_labels(*, issue_state: str, is_pull_request: bool) -> str | None:
+    """Why a label on this issue neither vouches nor triggers (None: it may)."""
+    if issue_state != "open":
+        return "issue is not open"
+    if is_pull_request:
+        return "pull request"
+    return None
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    """What the trigger label does: enqueue a run, or the reason it does not (for the event)."""
+
+    enqueue: Enqueue | None = None
+    refusal: str | None = None
+    run_id: str | None = None  # the run a refusal is about
+
+
+def decide_trigger_label(*, label: str, sender: str, permission: PermissionFacts,
+                         answered: RunFacts | None) -> LabelDecision:
+    """The trigger label on an open issue: enqueue when the person who added it may steer and no run
+    already answered this state of the issue."""
+    if not permission.allowed:
+        return LabelDecision(refusal=f"@{sender} may not steer Agent-Z: {permission.reason}")
+    if answered is not None:
+        return LabelDecision(refusal=ALREADY_ANSWERED, run_id=answered.id)
+    return LabelDecision(enqueue=Enqueue("full", f"label {label!r} added by @{sender}", "issue"))

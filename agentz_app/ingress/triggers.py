@@ -22,10 +22,16 @@ from agentz_app.commands import (
     issue_for_pull,
     known_issue,
     parse_command,
+    permission_facts,
     run_facts,
 )
 from agentz_app.config import Settings
-from agentz_app.domain.commands import answered_request, edit_skip_reason
+from agentz_app.domain.commands import (
+    answered_request,
+    closed_to_labels,
+    decide_trigger_label,
+    edit_skip_reason,
+)
 from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
@@ -72,35 +78,35 @@ async def issue_labeled(
     actor = Actor.from_user(data.get("sender"))
     sender = actor.login
     is_trigger = label.lower() == settings.trigger_label.lower()
-    if issue.get("state") != "open" or issue.get("pull_request"):
+    closed = closed_to_labels(issue_state=str(issue.get("state")), is_pull_request=bool(issue.get("pull_request")))
+    if closed is not None:
         if is_trigger:
             queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                            reason="issue is not open" if issue.get("state") != "open" else "pull request")
+                            reason=closed)
         return
     decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
     trust.record_label(db, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
     if not is_trigger:
         return
-    if not decision.allowed:
-        queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason=f"@{sender} may not steer Agent-Z: {decision.reason}")
-        log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=decision.reason)
-        return
     updated_at = str(issue.get("updated_at") or "")
-    answered = queue.requested_since(repo, number, updated_at)
-    if answered is not None:
-        queue.add_event(answered.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason="already answered by this run")
+    answered = queue.requested_since(repo, number, updated_at) if decision.allowed else None
+    verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
+                                   answered=run_facts(answered))
+    if verdict.enqueue is None:
+        queue.add_event(verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
+                        reason=verdict.refusal)
+        log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=verdict.refusal)
         return
     run, created = queue.enqueue(
         repo,
         number,
         installation_id=_installation_id(data),
         title=issue.get("title") or "",
+        mode=verdict.enqueue.mode,
         requested_by=sender or None,
-        reason=f"label {label!r} added by @{sender}",
+        reason=verdict.enqueue.reason,
         issue_updated_at=updated_at,
-        trigger_ref="issue",
+        trigger_ref=verdict.enqueue.trigger_ref,
     )
     if not created:
         queue.add_event(run.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,

@@ -13,12 +13,15 @@ from agentz_app.domain.commands import (
     CommandDecision,
     CommandFacts,
     Enqueue,
+    LabelDecision,
     PermissionFacts,
     Retry,
     RunFacts,
     SendFeedback,
     answered_request,
+    closed_to_labels,
     decide_command,
+    decide_trigger_label,
     edit_skip_reason,
     refusal_text,
 )
@@ -207,3 +210,37 @@ EDITS = [
 @pytest.mark.parametrize(("case", "sender", "author", "previous", "expected"), EDITS, ids=[row[0] for row in EDITS])
 def test_edit_skip_reason(case: str, sender: str, author: str, previous: str | None, expected: str | None) -> None:
     assert edit_skip_reason(sender=sender, author=author, previous_body=previous, command=Command("run")) == expected
+
+
+CLOSED_TO_LABELS = [
+    ("open issue takes labels", "open", False, None),
+    ("closed issue does not", "closed", False, "issue is not open"),
+    ("a pull request does not", "open", True, "pull request"),
+    ("a closed pull request is reported as not open", "closed", True, "issue is not open"),
+]
+
+
+@pytest.mark.parametrize(("case", "state", "is_pull", "expected"), CLOSED_TO_LABELS,
+                         ids=[row[0] for row in CLOSED_TO_LABELS])
+def test_closed_to_labels(case: str, state: str, is_pull: bool, expected: str | None) -> None:
+    assert closed_to_labels(issue_state=state, is_pull_request=is_pull) == expected, case
+
+
+LABELS = [
+    ("a maintainer's trigger label enqueues a run", MAINTAINER, None,
+     LabelDecision(enqueue=Enqueue("full", "label 'agent-z' added by @alice", "issue"))),
+    ("an outsider's trigger label enqueues nothing", OUTSIDER, None,
+     LabelDecision(refusal="@alice may not steer Agent-Z: no write access")),
+    ("an unverifiable sender enqueues nothing", LOOKUP_FAILED, None,
+     LabelDecision(refusal="@alice may not steer Agent-Z: permission lookup failed")),
+    ("a label a run already answered enqueues nothing", MAINTAINER, QUEUED,
+     LabelDecision(refusal=ALREADY_ANSWERED, run_id="r-live")),
+    ("a late label after a finished run enqueues nothing", MAINTAINER, MERGED,
+     LabelDecision(refusal=ALREADY_ANSWERED, run_id="r-old")),
+]
+
+
+@pytest.mark.parametrize(("case", "permission", "answered", "expected"), LABELS, ids=[row[0] for row in LABELS])
+def test_trigger_label_decision(case: str, permission: PermissionFacts, answered: RunFacts | None,
+                                expected: LabelDecision) -> None:
+    assert decide_trigger_label(label="agent-z", sender="alice", permission=permission, answered=answered) == expected
