@@ -12,6 +12,13 @@ reaching a terminal status (a cheap DB read every ``poll_seconds``, never a GitH
 poll), debounces each repository on its own with a ceiling, and schedules only the
 repositories that are due.
 
+The decisions are pure functions in :mod:`agentz_app.domain.scheduling` (wake-ups,
+gate results, what to assess, reports) and :mod:`agentz_app.domain.admission`
+(capacity, order, batch size); this module reads the snapshot, calls them and writes
+their outcome, one transaction per step. The runners come from the caller: a runner
+for the host's scheduler backend and a :data:`RunnerFactory` for repositories whose
+``.github/agent-z.yml`` chooses another.
+
 Verdicts written to ``issues.verdict``: ``queued`` (enqueued, or its run is still
 queued), ``ran`` (its run is past the queue), ``skipped:<gate>``,
 ``rejected:<kind>``, ``ranked`` (ranked but no free slot: eligible next time) and
