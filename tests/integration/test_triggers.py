@@ -9,7 +9,9 @@ import pytest
 from gidgethub import sansio
 from sqlalchemy import select
 
+from agentz_app.commands import CommandTarget, perform
 from agentz_app.config import Settings
+from agentz_app.domain.commands import CommandDecision, Enqueue
 from agentz_app.domain.states import LIVE, Status
 from agentz_app.ingress.triggers import router
 from agentz_app.store.db import Database
@@ -252,3 +254,40 @@ async def test_run_in_the_same_second_as_plan_still_approves_the_plan(
     queue.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
     await dispatch(comment_event("/agent-z run", at="2026-11-25T10:00:00Z"), gh, db, settings, queue)
     assert queue.get(run.id).status == Status.READY
+
+
+class RecordingGH(FakeGH):
+    """Checks, at each reply, that the command's database changes were already committed."""
+
+    def __init__(self, db: Database, **roles: str) -> None:
+        super().__init__(getitem_answers=make_gh(**roles).getitem_answers)
+        self.db = db
+        self.seen_at_reply: list[list[dict[str, Any]]] = []
+
+    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+        self.seen_at_reply.append(command_events(self.db))
+        return await super().post(url, url_vars, data=data)
+
+
+@pytest.mark.parametrize(("body", "user"), [("/agent-z status", "alice"), ("/agent-z run", "mallory"),
+                                            ("/agent-z cancel", "alice")])
+async def test_a_reply_is_posted_after_the_command_is_recorded(db: Database, settings: Settings, queue: RunQueue,
+                                                               body: str, user: str) -> None:
+    gh = RecordingGH(db, alice="write", mallory="read")
+    await dispatch(comment_event(body, user), gh, db, settings, queue)
+    [seen] = gh.seen_at_reply
+    assert [(event["user"], event["replied"]) for event in seen] == [(user, True)]
+
+
+async def test_a_run_enqueued_between_decision_and_effect_is_reported_not_duplicated(
+    db: Database, queue: RunQueue
+) -> None:
+    target = CommandTarget(repo=REPO, issue_number=7, title="Add a flag", installation_id=5,
+                           comments_url=COMMENTS_URL, comment_id=901)
+    decided = CommandDecision(True, "queued a run", None, (Enqueue("full", "/agent-z run by @alice"),))
+    first = perform(queue, target, "alice", decided)  # decided on facts without a live run …
+    again = perform(queue, target, "bob", decided)  # … and so was this one, concurrently
+    assert first.accepted and first.run_id is not None
+    assert (again.accepted, again.run_id) == (False, first.run_id)
+    assert "already working" in again.message
+    assert [run.id for run in queue.list_runs() if run.status in LIVE] == [first.run_id]
