@@ -69,20 +69,33 @@ class App(Slice):
         return "unknown"
 
 
-class Installation(Slice):
-    """An installation of a GitHub App."""
+class InstallationRef(Slice):
+    """The installation a delivery came through."""
 
     id: int
+
+
+class Installation(InstallationRef):
+    """An installation of a GitHub App, as installation events show it."""
+
     account: User | None = None
     suspended_at: str | None = None
 
 
 class Repository(Slice):
-    """A repository (full payload form or the short form of installation events)."""
+    """The repository an event is about."""
 
     full_name: str = Field(pattern=r".+/.+")
     id: int | None = None
     default_branch: str | None = None
+    private: bool | None = None
+
+
+class InstallationRepository(Slice):
+    """A repository as installation events list it (short form)."""
+
+    id: int | None = None
+    full_name: str | None = Field(default=None, pattern=r".+/.+")
     private: bool | None = None
 
 
@@ -112,8 +125,8 @@ class Issue(Slice):
         return self.pull_request is not None
 
 
-class Comment(Slice):
-    """An issue comment or an inline review comment."""
+class CommentBase(Slice):
+    """What issue comments and inline review comments share."""
 
     id: int
     body: str | None = None
@@ -121,8 +134,20 @@ class Comment(Slice):
     author_association: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class Comment(CommentBase):
+    """An issue (or pull-request conversation) comment."""
+
     performed_via_github_app: App | None = None
+
+
+class ReviewComment(CommentBase):
+    """An inline comment of a pull-request review."""
+
     in_reply_to_id: int | None = None
+    path: str | None = None
+    line: int | None = None
 
 
 class Review(Slice):
@@ -142,32 +167,44 @@ class BranchRepository(Slice):
     id: int | None = None
 
 
-class Branch(Slice):
-    """One side of a pull request (``head`` or ``base``)."""
+class BranchRef(Slice):
+    """A branch and its commit, as check runs and suites list pull requests."""
 
     ref: str | None = None
     sha: str | None = None
+
+
+class Branch(BranchRef):
+    """One side of a pull request (``head`` or ``base``)."""
+
     repo: BranchRepository | None = None
 
 
-class PullRequest(Slice):
+class PullRequestSummary(Slice):
+    """A pull request as review events show it."""
+
     number: int
     state: str | None = None
     title: str | None = None
     body: str | None = None
-    merged: bool | None = None
     user: User | None = None
     head: Branch | None = None
     base: Branch | None = None
     updated_at: str | None = None
 
 
+class PullRequest(PullRequestSummary):
+    """A pull request as ``pull_request`` events show it."""
+
+    merged: bool | None = None
+
+
 class PullRequestRef(Slice):
     """A pull request as a check run or suite lists it."""
 
     number: int
-    head: Branch | None = None
-    base: Branch | None = None
+    head: BranchRef | None = None
+    base: BranchRef | None = None
 
 
 class CheckOutput(Slice):
@@ -183,7 +220,6 @@ class SuiteRef(Slice):
     status: str | None = None
     conclusion: str | None = None
     app: App | None = None
-    latest_check_runs_count: int | None = None
     updated_at: str | None = None
 
 
@@ -244,9 +280,8 @@ class Changes(Slice):
 # Events ------------------------------------------------------------------------------
 
 class WebhookEvent(Slice):
-    """Fields every event carries; subclasses add their own."""
+    """Fields every event carries; subclasses add their own (``action`` where the event has one)."""
 
-    action: str | None = None
     sender: User | None = None
 
     @classmethod
@@ -259,7 +294,7 @@ class RepositoryEvent(WebhookEvent):
     """An event about something in one repository."""
 
     repository: Repository
-    installation: Installation | None = None
+    installation: InstallationRef | None = None
 
     @property
     def repo(self) -> str:
@@ -272,48 +307,57 @@ class RepositoryEvent(WebhookEvent):
 
 
 class InstallationEvent(WebhookEvent):
+    action: str | None = None
     installation: Installation
-    repositories: tuple[Repository, ...] | None = Field(default=None, strict=False)
+    repositories: tuple[InstallationRepository, ...] | None = Field(default=None, strict=False)
 
 
 class InstallationRepositoriesEvent(WebhookEvent):
+    action: str | None = None
     installation: Installation
-    repositories_added: tuple[Repository, ...] = Field(default=(), strict=False)
-    repositories_removed: tuple[Repository, ...] = Field(default=(), strict=False)
+    repositories_added: tuple[InstallationRepository, ...] = Field(default=(), strict=False)
+    repositories_removed: tuple[InstallationRepository, ...] = Field(default=(), strict=False)
 
 
 class IssuesEvent(RepositoryEvent):
+    action: str | None = None
     issue: Issue
     label: Label | None = None
     changes: Changes | None = None
 
 
 class IssueCommentEvent(RepositoryEvent):
+    action: str | None = None
     issue: Issue
     comment: Comment
     changes: Changes | None = None
 
 
 class PullRequestEvent(RepositoryEvent):
+    action: str | None = None
     pull_request: PullRequest
 
 
 class PullRequestReviewEvent(RepositoryEvent):
-    pull_request: PullRequest
+    action: str | None = None
+    pull_request: PullRequestSummary
     review: Review
 
 
 class PullRequestReviewCommentEvent(RepositoryEvent):
-    pull_request: PullRequest
-    comment: Comment
+    action: str | None = None
+    pull_request: PullRequestSummary
+    comment: ReviewComment
 
 
 class CheckRunEvent(RepositoryEvent):
+    action: str | None = None
     check_run: CheckRun
     requested_action: RequestedAction | None = None
 
 
 class CheckSuiteEvent(RepositoryEvent):
+    action: str | None = None
     check_suite: CheckSuite
 
 

@@ -103,8 +103,7 @@ def _carried_suite(run: CheckRun) -> CheckSuite | None:
     if suite is None or suite.id is None or not suite.head_sha or not suite.updated_at:
         return None
     return CheckSuite(id=suite.id, head_sha=suite.head_sha, status=suite.status, conclusion=suite.conclusion,
-                      app=suite.app or run.app, latest_check_runs_count=suite.latest_check_runs_count,
-                      updated_at=suite.updated_at)
+                      app=suite.app or run.app, updated_at=suite.updated_at)
 
 
 def records_from(event: CIEvent) -> list[CIRecord]:

@@ -21,12 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
-from agentz_app.github.events import BadPayload, InstallationEvent, InstallationRepositoriesEvent, Repository
+from agentz_app.github.events import (
+    BadPayload,
+    InstallationEvent,
+    InstallationRepositoriesEvent,
+    InstallationRepository,
+)
 from agentz_app.logs import get_logger
 from agentz_app.store import snapshots as store
 from agentz_app.store.db import Database
-from agentz_app.store.models import Installation
-from agentz_app.store.models import Repository as RepositoryRow
+from agentz_app.store.models import Installation, Repository
 
 router = routing.Router()
 log = get_logger(__name__)
@@ -39,10 +43,10 @@ def _id(obj: Mapping[str, Any]) -> int:
     return value
 
 
-def _add(session: Session, repositories: Sequence[Repository], installation_id: int) -> None:
-    """Upsert the listed repositories that have an id."""
+def _add(session: Session, repositories: Sequence[InstallationRepository], installation_id: int) -> None:
+    """Upsert the listed repositories that have an id and a name."""
     for repository in repositories:
-        if repository.id is not None:
+        if repository.id is not None and repository.full_name is not None:
             store.upsert_repository(session, repository.model_dump(exclude_none=True), installation_id=installation_id)
 
 
@@ -103,8 +107,8 @@ class Discovery:
 def _active_names(session: Session, installation_id: int) -> dict[int, str]:
     return {
         repo_id: name for repo_id, name in session.execute(
-            select(RepositoryRow.id, RepositoryRow.full_name).where(
-                RepositoryRow.installation_id == installation_id, RepositoryRow.active.is_(True)
+            select(Repository.id, Repository.full_name).where(
+                Repository.installation_id == installation_id, Repository.active.is_(True)
             )
         )
     }

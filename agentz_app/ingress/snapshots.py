@@ -198,5 +198,5 @@ async def on_pull_request_review_comment(
         else:
             store.upsert_comment(
                 session, repo, number, event.data["comment"], kind="review_comment",
-                from_app=comment_from_app(comment, settings),
+                from_app=written_by_app(comment.user, None, settings),
             )
