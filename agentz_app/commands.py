@@ -15,7 +15,7 @@ new command runs it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from agentz_app.domain.commands import (
 from agentz_app.domain.markdown import prose_lines
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
+from agentz_app.github.events import BadPayload, Comment, parse_payload
 from agentz_app.ingress.permissions import (
     Actor,
     Clock,
@@ -82,15 +83,24 @@ def mentions_app(body: str, slug: str) -> bool:
     return any(mention.search(line) for line in prose_lines(body))
 
 
-def ignores_commenter(comment: dict[str, Any], settings: Settings) -> bool:
+def ignores_comment(comment: Comment, settings: Settings) -> bool:
     """True for comments that never command and get no reply: our App's own (no loops), and
     any bot not listed in ``TRUSTED_BOTS``."""
-    app = comment.get("performed_via_github_app") or {}
-    if settings.github_app_id is not None and isinstance(app, dict) and app.get("id") == settings.github_app_id:
+    app = comment.performed_via_github_app
+    if settings.github_app_id is not None and app is not None and app.id == settings.github_app_id:
         return True
-    actor = Actor.from_user(comment.get("user"))
+    actor = Actor.of(comment.user)
     policy = TrustPolicy.from_settings(settings)
     return policy.is_own(actor) or (actor.bot and actor.login.lower() not in policy.trusted_bots)
+
+
+def ignores_commenter(comment: Mapping[str, Any], settings: Settings) -> bool:
+    """:func:`ignores_comment` for a raw comment object; one that does not parse is ignored."""
+    try:
+        parsed = parse_payload(Comment, "comment", {"id": 0, **comment})
+    except BadPayload:
+        return True
+    return ignores_comment(parsed, settings)
 
 
 def can_write(answer: dict[str, Any]) -> bool:

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.github.events import User
 from agentz_app.logs import get_logger
 from agentz_app.store import trust
 from agentz_app.store.db import Database
@@ -56,12 +58,18 @@ class Actor:
     bot: bool = False
 
     @classmethod
+    def of(cls, user: User | None) -> Actor:
+        """The actor of a parsed payload user (``sender``, ``comment.user`` …); None is nobody."""
+        return cls("") if user is None else cls(user.login, bot=user.is_bot)
+
+    @classmethod
     def from_user(cls, user: Any) -> Actor:
-        """The actor of a payload's user object (``sender``, ``comment.user`` …)."""
+        """The actor of a raw payload user object (for callers that have not parsed the payload)."""
         if not isinstance(user, Mapping):
             return cls("")
-        login = str(user.get("login") or "")
-        return cls(login, bot=user.get("type") == "Bot" or login.lower().endswith("[bot]"))
+        login = user.get("login")
+        kind = user.get("type")
+        return cls.of(User(login=str(login or ""), type=kind if isinstance(kind, str) else None))
 
     @classmethod
     def from_login(cls, login: str) -> Actor:
@@ -156,8 +164,8 @@ def _from_row(row: ActorPermission) -> Permission:
     return Permission(row.permission, row.role_name)
 
 
-async def fetch_permission(gh: Any, db: Database, repo: str, login: str, *, ttl: float = PERMISSION_TTL_SECONDS,
-                           clock: Clock = now) -> Permission:
+async def fetch_permission(gh: GitHubAPI | None, db: Database, repo: str, login: str, *,
+                           ttl: float = PERMISSION_TTL_SECONDS, clock: Clock = now) -> Permission:
     """``login``'s permission on ``repo``: the stored answer when younger than ``ttl``, else GitHub's.
 
     Raises whatever the request raises; the caller decides (see :func:`check_actor`).
@@ -177,7 +185,7 @@ async def fetch_permission(gh: Any, db: Database, repo: str, login: str, *, ttl:
     return permission
 
 
-async def check_actor(gh: Any, db: Database, settings: Settings, repo: str, actor: Actor, *,
+async def check_actor(gh: GitHubAPI | None, db: Database, settings: Settings, repo: str, actor: Actor, *,
                       ttl: float = PERMISSION_TTL_SECONDS, clock: Clock = now) -> Decision:
     """Apply the rule to ``actor``, asking GitHub when needed; never raises for a failed look-up."""
     policy = TrustPolicy.from_settings(settings)

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from agentz_app.commands import (
     Command,
     CommandTarget,
     handle_comment_command,
-    ignores_commenter,
+    ignores_comment,
     issue_for_pull,
     known_issue,
     parse_command,
@@ -32,6 +33,7 @@ from agentz_app.domain.commands import (
     decide_trigger_label,
     edit_skip_reason,
 )
+from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent
 from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
@@ -45,15 +47,9 @@ router = routing.Router()
 log = get_logger(__name__)
 
 
-def _installation_id(data: dict[str, Any]) -> int | None:
-    installation = data.get("installation") or {}
-    value = installation.get("id") if isinstance(installation, dict) else None
-    return value if isinstance(value, int) else None
-
-
-def _sender_is_us(data: dict[str, Any], settings: Settings) -> bool:
-    sender = data.get("sender") or {}
-    return str(sender.get("login", "")).lower() == f"{settings.github_app_slug}[bot]".lower()
+def _sender_is_us(event: WebhookEvent, settings: Settings) -> bool:
+    login = event.sender.login if event.sender is not None else ""
+    return login.lower() == f"{settings.github_app_slug}[bot]".lower()
 
 
 def scheduling_labels(settings: Settings) -> set[str]:
@@ -63,22 +59,21 @@ def scheduling_labels(settings: Settings) -> set[str]:
 
 @router.register("issues", action="labeled")
 async def issue_labeled(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, clock: Clock = now,
-    **_: Any,
+    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, queue: RunQueue,
+    clock: Clock = now, **_: Any,
 ) -> None:
     """Record who added a scheduling label; enqueue the issue when someone who may steer adds the trigger label."""
-    data = event.data
-    settings = settings_for(db, settings, str((data.get("repository") or {}).get("full_name", "")))
-    label = str((data.get("label") or {}).get("name", ""))
-    if label.lower() not in scheduling_labels(settings) or _sender_is_us(data, settings):
+    parsed = IssuesEvent.from_event(event)
+    repo, issue = parsed.repo, parsed.issue
+    settings = settings_for(db, settings, repo)
+    label = parsed.label.name if parsed.label is not None else ""
+    if label.lower() not in scheduling_labels(settings) or _sender_is_us(parsed, settings):
         return
-    issue = data["issue"]
-    repo = data["repository"]["full_name"]
-    number = int(issue["number"])
-    actor = Actor.from_user(data.get("sender"))
+    number = issue.number
+    actor = Actor.of(parsed.sender)
     sender = actor.login
     is_trigger = label.lower() == settings.trigger_label.lower()
-    closed = closed_to_labels(issue_state=str(issue.get("state")), is_pull_request=bool(issue.get("pull_request")))
+    closed = closed_to_labels(issue_state=issue.state or "", is_pull_request=issue.is_pull_request)
     if closed is not None:
         if is_trigger:
             queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
@@ -88,7 +83,7 @@ async def issue_labeled(
     trust.record_label(db, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
     if not is_trigger:
         return
-    updated_at = str(issue.get("updated_at") or "")
+    updated_at = issue.updated_at or ""
     answered = queue.requested_since(repo, number, updated_at) if decision.allowed else None
     verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
                                    answered=run_facts(answered))
@@ -100,8 +95,8 @@ async def issue_labeled(
     run, created = queue.enqueue(
         repo,
         number,
-        installation_id=_installation_id(data),
-        title=issue.get("title") or "",
+        installation_id=parsed.installation_id,
+        title=issue.title or "",
         mode=verdict.enqueue.mode,
         requested_by=sender or None,
         reason=verdict.enqueue.reason,
@@ -115,15 +110,16 @@ async def issue_labeled(
 
 
 @router.register("issues", action="unlabeled")
-async def issue_unlabeled(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
+async def issue_unlabeled(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
+                          **_: Any) -> None:
     """A scheduling label was removed: whoever added it no longer vouches for the issue."""
-    data = event.data
-    label = str((data.get("label") or {}).get("name", ""))
+    parsed = IssuesEvent.from_event(event)
+    label = parsed.label.name if parsed.label is not None else ""
     if label.lower() in scheduling_labels(settings):
-        trust.forget_label(db, data["repository"]["full_name"], int(data["issue"]["number"]), label)
+        trust.forget_label(db, parsed.repo, parsed.issue.number, label)
 
 
-async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
+async def _pull_head_ref(gh: GitHubAPI | None, repo: str, number: int) -> str | None:
     if gh is None:
         return None
     pull = await gh.getitem(f"/repos/{repo}/pulls/{number}")
@@ -131,28 +127,32 @@ async def _pull_head_ref(gh: Any, repo: str, number: int) -> str | None:
     return str(head.get("ref")) if isinstance(head, dict) and head.get("ref") else None
 
 
-def _edit_repeats_nothing(data: dict[str, Any], comment: dict[str, Any], command: Command) -> str | None:
+def _edit_repeats_nothing(parsed: IssueCommentEvent, command: Command) -> str | None:
     """Why an edited comment's command must not run (None: it may)."""
-    changes = data.get("changes") or {}
-    previous = (changes.get("body") or {}).get("from") if isinstance(changes, dict) else None
     return edit_skip_reason(
-        sender=str((data.get("sender") or {}).get("login") or ""),
-        author=str((comment.get("user") or {}).get("login") or ""),
-        previous_body=previous if isinstance(previous, str) else None,
+        sender=parsed.sender.login if parsed.sender is not None else "",
+        author=parsed.comment.user.login if parsed.comment.user is not None else "",
+        previous_body=parsed.changes.previous_body if parsed.changes is not None else None,
         command=command,
     )
 
 
-async def _send_feedback(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, text: str,
-                         author: Actor) -> Run:
+async def _send_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run,
+                         text: str, author: Actor) -> Run:
     return await request_conversation_fix(gh, db, settings, queue, run, text=text, author=author)
+
+
+def _comments_url(parsed: IssueCommentEvent) -> str:
+    if not parsed.issue.comments_url:
+        raise BadPayload("issue_comment", "issue.comments_url", "is missing")
+    return parsed.issue.comments_url
 
 
 @router.register("issue_comment", action="created")
 @router.register("issue_comment", action="edited")
 async def comment_command(
-    event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue, clock: Clock = now,
-    **_: Any,
+    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, queue: RunQueue,
+    clock: Clock = now, **_: Any,
 ) -> None:
     """Carry out an ``/agent-z`` command, new or added by an edit, from someone who may steer.
 
@@ -160,41 +160,39 @@ async def comment_command(
     processed twice) is dropped without a reply. On a pull request that is not
     Agent-Z's, only someone who may steer gets an explanation; others get nothing.
     """
-    data = event.data
-    comment = data.get("comment") or {}
-    if ignores_commenter(comment, settings):
+    parsed = IssueCommentEvent.from_event(event)
+    comment, issue, repo = parsed.comment, parsed.issue, parsed.repo
+    if ignores_comment(comment, settings):
         return
-    command = parse_command(str(comment.get("body") or ""))
+    command = parse_command(comment.body or "")
     if command is None:
         return
-    repo = data["repository"]["full_name"]
-    issue = data["issue"]
-    actor = Actor.from_user(comment.get("user"))
+    actor = Actor.of(comment.user)
     user = actor.login
-    number = int(issue["number"])
-    comment_id = int(comment["id"]) if isinstance(comment.get("id"), int) else None
-    if data.get("action") == "edited":
-        skipped = _edit_repeats_nothing(data, comment, command)
+    number = issue.number
+    edited = parsed.action == "edited"
+    if edited:
+        skipped = _edit_repeats_nothing(parsed, command)
         if skipped is not None:
             queue.add_event(None, "command", command=command.name, user=user, repo=repo, issue=number,
                             accepted=False, reason=skipped)
             return
-    title = issue.get("title") or ""
-    state = issue.get("state") or "open"
+    title = issue.title or ""
+    state = issue.state or "open"
     decision = None
-    if issue.get("pull_request"):
+    if issue.is_pull_request:
         mapped = issue_for_pull(db, repo, number)
         if mapped is None:
             decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
             if decision.allowed:
                 mapped = issue_for_pull(db, repo, number, head_ref=await _pull_head_ref(gh, repo, number) or "")
         if mapped is None:
-            await _not_our_pull(gh, db, queue, data, command, actor, allowed=bool(decision and decision.allowed),
-                                comment_id=comment_id, clock=clock)
+            await _not_our_pull(gh, db, queue, parsed, command, actor, allowed=bool(decision and decision.allowed),
+                                clock=clock)
             return
         number = mapped
         title, state = known_issue(db, repo, number)
-    requested_at = str(comment.get("updated_at" if data.get("action") == "edited" else "created_at") or "")
+    requested_at = (comment.updated_at if edited else comment.created_at) or ""
     answered = queue.requested_since(repo, number, requested_at) if command.name in ("run", "plan") else None
     dropped = answered_request(command, run_facts(answered))
     if answered is not None and dropped is not None:
@@ -205,29 +203,28 @@ async def comment_command(
         repo=repo,
         issue_number=number,
         title=title,
-        installation_id=_installation_id(data),
-        comments_url=issue["comments_url"],
+        installation_id=parsed.installation_id,
+        comments_url=_comments_url(parsed),
         state=state,
-        requested_at=max(requested_at, str(issue.get("updated_at") or "")),
-        comment_id=comment_id,
+        requested_at=max(requested_at, issue.updated_at or ""),
+        comment_id=comment.id,
     )
     await handle_comment_command(gh, db, settings, queue, target=target, command=command, actor=actor,
-                                 comment_id=comment_id, decision=decision, clock=clock,
+                                 comment_id=comment.id, decision=decision, clock=clock,
                                  send_feedback=_send_feedback)
 
 
-async def _not_our_pull(gh: Any, db: Database, queue: RunQueue, data: dict[str, Any], command: Command,
-                        actor: Actor, *, allowed: bool, comment_id: int | None, clock: Clock) -> None:
+async def _not_our_pull(gh: GitHubAPI | None, db: Database, queue: RunQueue, parsed: IssueCommentEvent,
+                        command: Command, actor: Actor, *, allowed: bool, clock: Clock) -> None:
     """A command on someone else's pull request: explain to a maintainer, once; stay silent to others."""
-    repo = data["repository"]["full_name"]
-    number = int(data["issue"]["number"])
-    reply = allowed and gh is not None and (comment_id is None or trust.claim_command(
+    repo, number, comment_id = parsed.repo, parsed.issue.number, parsed.comment.id
+    reply = allowed and gh is not None and trust.claim_command(
         db, comment_id=comment_id, command_hash="not-our-pull", repo=repo, issue_number=number,
         login=actor.login, at=clock(),
-    ))
+    )
     queue.add_event(None, "command", command=command.name, user=actor.login, repo=repo, issue=number,
                     accepted=False, reason="pull request is not one of Agent-Z's", replied=reply)
-    if reply:
-        await gh.post(data["issue"]["comments_url"], data={
+    if reply and gh is not None:
+        await gh.post(_comments_url(parsed), data={
             "body": f"@{actor.login} Agent-Z commands work on issues and on Agent-Z's own pull requests."
         })

@@ -23,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from agentz_app.fakehub.contract import Exchange
+from agentz_app.github.events import EVENT_MODELS, BadPayload, parse_event
 
 SPEC_PATH = Path(__file__).with_name("github-spec.json")
 SPEC_URI = "urn:agentz:github-spec"
@@ -223,6 +224,11 @@ class ContractRecorder:
 
     def webhook(self, event: str, payload: Mapping[str, Any]) -> None:
         self.violations += self.contract.webhook_errors(event, payload)
+        if event in EVENT_MODELS:  # Agent-Z's own models must read every payload GitHub's schema allows
+            try:
+                parse_event(event, payload)
+            except BadPayload as exc:
+                self.violations.append(f"webhook {event}.{payload.get('action')}: Agent-Z cannot read it: {exc}")
 
     def report(self) -> str:
         """The violations, one a line, deduplicated."""

@@ -351,3 +351,18 @@ async def test_commit_status_error_counts_as_a_failure(db: Database, settings: S
     with db.read() as session:
         check = session.scalars(select(CheckResult)).one()
         assert (check.status, check.conclusion, check.summary) == ("completed", "failure", "build crashed")
+
+
+async def test_a_malformed_payload_records_which_field_is_wrong_and_dies_like_any_failure(
+    db: Database, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"max_delivery_attempts": 1})
+    data = load("issues.labeled.json")
+    data["issue"]["number"] = "1; DROP TABLE runs"
+    deliver(db, "issues.labeled.json", data, "malformed")
+    await process_pending(db, settings, github=None)
+    with db.read() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        assert delivery.processed_at is None and delivery.dead_at is not None and delivery.attempts == 1
+        assert delivery.error == "BadPayload: issues payload: issue.number is invalid: Input should be a valid integer"
+        assert session.scalars(select(IssueSnapshot)).all() == []
