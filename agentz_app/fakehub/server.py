@@ -16,12 +16,13 @@ from aiohttp import web
 
 from agentz_app.fakehub import grants, render
 from agentz_app.fakehub.contract import Exchange
+from agentz_app.fakehub.errors import ApiError, names_list
 from agentz_app.fakehub.faults import FaultConfig
-from agentz_app.fakehub.hub import ApiError, FakeHub, names_list
+from agentz_app.fakehub.model import HubModel
 from agentz_app.fakehub.state import NotFoundError, Record
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-HUB: web.AppKey[FakeHub] = web.AppKey("hub", FakeHub)
+HUB: web.AppKey[HubModel] = web.AppKey("hub", HubModel)
 ACTOR: web.RequestKey[Record] = web.RequestKey("actor", dict)
 DOCS = "https://docs.github.com/rest"
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -166,7 +167,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-async def observe(hub: FakeHub, request: web.Request, response: web.Response) -> None:
+async def observe(hub: HubModel, request: web.Request, response: web.Response) -> None:
     """Show one answered API request to the hub's traffic observers."""
     body = response.body if isinstance(response.body, bytes) and response.content_type == "application/json" else None
     exchange = Exchange(method=request.method, path=request.raw_path.split("?", 1)[0], query=dict(request.query),
@@ -176,7 +177,7 @@ async def observe(hub: FakeHub, request: web.Request, response: web.Response) ->
         observer.exchange(exchange)
 
 
-def rate_headers(hub: FakeHub) -> dict[str, str]:
+def rate_headers(hub: HubModel) -> dict[str, str]:
     """Primary rate-limit headers (5000 an hour, counted from the requests served)."""
     used = sum(hub.requests.values()) - hub.not_modified
     reset = (int(time.time()) // 3600 + 1) * 3600
@@ -184,7 +185,7 @@ def rate_headers(hub: FakeHub) -> dict[str, str]:
             "x-ratelimit-used": str(used), "x-ratelimit-reset": str(reset), "x-ratelimit-resource": "core"}
 
 
-def fault_response(hub: FakeHub, fault: str) -> web.Response:
+def fault_response(hub: HubModel, fault: str) -> web.Response:
     """The answer for an injected API fault."""
     cfg = hub.faults.config
     if fault == "server_error":
@@ -202,7 +203,7 @@ def fault_response(hub: FakeHub, fault: str) -> web.Response:
     return response
 
 
-def authenticate(hub: FakeHub, request: web.Request) -> Record:
+def authenticate(hub: HubModel, request: web.Request) -> Record:
     """Who is calling: ``{"kind": "app"|"installation"|"user"|"anonymous", "login": ..., ...}``."""
     as_user = request.headers.get("X-Fakehub-As")
     if as_user:
@@ -216,7 +217,7 @@ def authenticate(hub: FakeHub, request: web.Request) -> Record:
         verify_jwt(hub, credential)
         return {"kind": "app", "login": None}
     if credential.startswith("ghs_"):
-        installation = hub.token_installation(credential)
+        installation = hub.apps.token_installation(credential)
         if installation is None:
             raise ApiError(401, "Bad credentials")
         return {"kind": "installation", "login": hub.app.bot_login, "installation_id": installation}
@@ -225,7 +226,7 @@ def authenticate(hub: FakeHub, request: web.Request) -> Record:
     return {"kind": "user", "login": hub.default_user}
 
 
-def check_grant(hub: FakeHub, request: web.Request) -> None:
+def check_grant(hub: HubModel, request: web.Request) -> None:
     """403 like GitHub when an installation token calls an API its App was not granted."""
     if request[ACTOR]["kind"] != "installation":
         return
@@ -237,20 +238,20 @@ def check_grant(hub: FakeHub, request: web.Request) -> None:
         raise ApiError(403, "Resource not accessible by integration")
 
 
-def verify_jwt(hub: FakeHub, token: str) -> None:
+def verify_jwt(hub: HubModel, token: str) -> None:
     """Check an App JWT: RS256 signed by the App key when one is configured."""
     try:
         header = jwt.get_unverified_header(token)
         if header.get("alg") != "RS256":
             raise ApiError(401, "A JSON web token could not be decoded (algorithm must be RS256)")
-        if hub.public_key_pem is None:
+        if hub.apps.public_key_pem is None:
             claims = jwt.decode(token, options={"verify_signature": False})
         else:
-            claims = jwt.decode(token, hub.public_key_pem, algorithms=["RS256"], leeway=60,
+            claims = jwt.decode(token, hub.apps.public_key_pem, algorithms=["RS256"], leeway=60,
                                 options={"require": ["exp", "iat", "iss"]})
     except jwt.PyJWTError as exc:
         raise ApiError(401, f"A JSON web token could not be decoded ({type(exc).__name__})") from None
-    if hub.public_key_pem is not None and str(claims.get("iss")) not in (str(hub.app.id), ""):
+    if hub.apps.public_key_pem is not None and str(claims.get("iss")) not in (str(hub.app.id), ""):
         raise ApiError(401, "'Issuer' claim ('iss') must be an Integer and the App's id")
     exp, iat = claims.get("exp"), claims.get("iat")
     if isinstance(exp, int | float) and isinstance(iat, int | float) and exp - iat > 660:
@@ -291,7 +292,7 @@ def number(request: web.Request, key: str = "number") -> int:
 class Routes:
     """Route handlers bound to one FakeHub."""
 
-    def __init__(self, hub: FakeHub) -> None:
+    def __init__(self, hub: HubModel) -> None:
         self.hub = hub
 
     async def get_app(self, request: web.Request) -> web.Response:
@@ -305,7 +306,7 @@ class Routes:
 
     async def access_token(self, request: web.Request) -> web.Response:
         need_app(request)
-        return json_response(self.hub.issue_token(number(request, "id")), 201)
+        return json_response(self.hub.apps.issue_token(number(request, "id")), 201)
 
     async def repo_installation(self, request: web.Request) -> web.Response:
         need_app(request)
@@ -340,7 +341,7 @@ class Routes:
         return json_response({}, 202)
 
     async def manifest_conversion(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.convert_manifest(request.match_info["code"]), 201)
+        return json_response(self.hub.apps.convert_manifest(request.match_info["code"]), 201)
 
     async def rate_limit(self, request: web.Request) -> web.Response:
         core = {k.removeprefix("x-ratelimit-"): int(v) for k, v in rate_headers(self.hub).items()
@@ -353,180 +354,180 @@ class Routes:
 
     async def list_issues(self, request: web.Request) -> web.Response:
         q = request.query
-        items = self.hub.list_issues(repo_name(request), state=q.get("state", "open"), labels=q.get("labels"),
+        items = self.hub.issues.find(repo_name(request), state=q.get("state", "open"), labels=q.get("labels"),
                                      direction=q.get("direction", "desc"), since=q.get("since"))
         return paginate(request, items)
 
     async def create_issue(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        issue = self.hub.create_issue(repo_name(request), str(body.get("title") or ""), body.get("body"),
+        issue = self.hub.issues.create(repo_name(request), str(body.get("title") or ""), body.get("body"),
                                       user=writer(request), labels=names_list(body.get("labels", []), "labels"),
                                       assignees=names_list(body.get("assignees", []), "assignees"))
         return json_response(issue, 201)
 
     async def get_issue(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.get_issue(repo_name(request), number(request)))
+        return json_response(self.hub.issues.get(repo_name(request), number(request)))
 
     async def patch_issue(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(self.hub.update_issue(repo_name(request), number(request), body, actor=writer(request)))
+        return json_response(self.hub.issues.update(repo_name(request), number(request), body, actor=writer(request)))
 
     async def list_comments(self, request: web.Request) -> web.Response:
-        return paginate(request, self.hub.list_comments(repo_name(request), number(request),
+        return paginate(request, self.hub.comments.find(repo_name(request), number(request),
                                                         since=request.query.get("since")))
 
     async def create_comment(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        comment = self.hub.add_comment(repo_name(request), number(request), str(body.get("body") or ""),
+        comment = self.hub.comments.create(repo_name(request), number(request), str(body.get("body") or ""),
                                        user=writer(request))
         return json_response(comment, 201)
 
     async def get_comment(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.get_comment(repo_name(request), number(request, "id")))
+        return json_response(self.hub.comments.get(repo_name(request), number(request, "id")))
 
     async def patch_comment(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(self.hub.edit_comment(repo_name(request), number(request, "id"), body.get("body"),
+        return json_response(self.hub.comments.edit(repo_name(request), number(request, "id"), body.get("body"),
                                                    actor=writer(request)))
 
     async def delete_comment(self, request: web.Request) -> web.Response:
-        self.hub.delete_comment(repo_name(request), number(request, "id"), actor=writer(request))
+        self.hub.comments.delete(repo_name(request), number(request, "id"), actor=writer(request))
         return web.Response(status=204)
 
     async def add_labels(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        labels = self.hub.add_labels(repo_name(request), number(request), names_list(body, "labels"),
+        labels = self.hub.issues.add_labels(repo_name(request), number(request), names_list(body, "labels"),
                                      actor=writer(request))
         return json_response(labels)
 
     async def set_labels(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        labels = self.hub.set_labels(repo_name(request), number(request), names_list(body, "labels"),
+        labels = self.hub.issues.set_labels(repo_name(request), number(request), names_list(body, "labels"),
                                      actor=writer(request))
         return json_response(labels)
 
     async def remove_label(self, request: web.Request) -> web.Response:
-        labels = self.hub.remove_label(repo_name(request), number(request), request.match_info["name"],
+        labels = self.hub.issues.remove_label(repo_name(request), number(request), request.match_info["name"],
                                        actor=writer(request))
         return json_response(labels)
 
     async def remove_all_labels(self, request: web.Request) -> web.Response:
-        self.hub.set_labels(repo_name(request), number(request), [], actor=writer(request))
+        self.hub.issues.set_labels(repo_name(request), number(request), [], actor=writer(request))
         return web.Response(status=204)
 
     async def add_assignees(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        issue = self.hub.change_assignees(repo_name(request), number(request), names_list(body, "assignees"), add=True,
-                                          actor=writer(request))
+        issue = self.hub.issues.change_assignees(repo_name(request), number(request), names_list(body, "assignees"),
+                                                 add=True, actor=writer(request))
         return json_response(issue, 201)
 
     async def remove_assignees(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        issue = self.hub.change_assignees(repo_name(request), number(request), names_list(body, "assignees"), add=False,
-                                          actor=writer(request))
+        issue = self.hub.issues.change_assignees(repo_name(request), number(request), names_list(body, "assignees"),
+                                                 add=False, actor=writer(request))
         return json_response(issue)
 
     async def issue_reaction(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        reaction, created = self.hub.add_reaction(repo_name(request), body.get("content"), actor=writer(request),
+        reaction, created = self.hub.reactions.add(repo_name(request), body.get("content"), actor=writer(request),
                                                   issue_number=number(request))
         return json_response(reaction, 201 if created else 200)
 
     async def comment_reaction(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        reaction, created = self.hub.add_reaction(repo_name(request), body.get("content"), actor=writer(request),
+        reaction, created = self.hub.reactions.add(repo_name(request), body.get("content"), actor=writer(request),
                                                   comment_id=number(request, "id"))
         return json_response(reaction, 201 if created else 200)
 
     async def permission(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.permission_json(repo_name(request), request.match_info["user"]))
+        return json_response(self.hub.repos.permission_json(repo_name(request), request.match_info["user"]))
 
     # ---- pulls ----------------------------------------------------------------------
     async def list_pulls(self, request: web.Request) -> web.Response:
         q = request.query
-        items = self.hub.list_pulls(repo_name(request), state=q.get("state", "open"), head=q.get("head"),
+        items = self.hub.pulls.find(repo_name(request), state=q.get("state", "open"), head=q.get("head"),
                                     base=q.get("base"), direction=q.get("direction", "desc"))
         return paginate(request, items)
 
     async def create_pull(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(await self.hub.create_pull(repo_name(request), body, actor=writer(request)), 201)
+        return json_response(await self.hub.pulls.create(repo_name(request), body, actor=writer(request)), 201)
 
     async def request_reviewers(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(self.hub.request_reviewers(repo_name(request), number(request), body,
+        return json_response(self.hub.pulls.request_reviewers(repo_name(request), number(request), body,
                                                         actor=writer(request)), 201)
 
     async def get_pull(self, request: web.Request) -> web.Response:
-        return json_response(await self.hub.get_pull(repo_name(request), number(request)))
+        return json_response(await self.hub.pulls.get(repo_name(request), number(request)))
 
     async def patch_pull(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(await self.hub.update_pull(repo_name(request), number(request), body,
+        return json_response(await self.hub.pulls.update(repo_name(request), number(request), body,
                                                         actor=writer(request)))
 
     async def merge_pull(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        result = await self.hub.merge_pull(repo_name(request), number(request), actor=writer(request),
+        result = await self.hub.pulls.merge(repo_name(request), number(request), actor=writer(request),
                                            sha=body.get("sha"), merge_method=body.get("merge_method", "merge"),
                                            commit_title=body.get("commit_title"))
         return json_response(result)
 
     async def list_reviews(self, request: web.Request) -> web.Response:
-        return paginate(request, self.hub.list_reviews(repo_name(request), number(request)))
+        return paginate(request, self.hub.reviews.find(repo_name(request), number(request)))
 
     async def create_review(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        return json_response(self.hub.create_review(repo_name(request), number(request), body,
+        return json_response(self.hub.reviews.create(repo_name(request), number(request), body,
                                                     actor=writer(request)))
 
     async def review_comments(self, request: web.Request) -> web.Response:
-        return paginate(request, self.hub.list_review_comments(repo_name(request), number(request)))
+        return paginate(request, self.hub.reviews.comments(repo_name(request), number(request)))
 
     async def review_comments_of_review(self, request: web.Request) -> web.Response:
-        return paginate(request, self.hub.list_review_comments(repo_name(request), number(request),
+        return paginate(request, self.hub.reviews.comments(repo_name(request), number(request),
                                                                review_id=number(request, "review_id")))
 
     async def pull_files(self, request: web.Request) -> web.Response:
-        return paginate(request, await self.hub.pull_files(repo_name(request), number(request)))
+        return paginate(request, await self.hub.pulls.files(repo_name(request), number(request)))
 
     # ---- checks ----------------------------------------------------------------------
     async def create_check_run(self, request: web.Request) -> web.Response:
         if request[ACTOR]["kind"] != "installation":
             raise ApiError(403, "You must authenticate via a GitHub App.")
         body = await read_object(request)
-        return json_response(await self.hub.create_check_run(repo_name(request), body, actor=writer(request)), 201)
+        return json_response(await self.hub.checks.create_run(repo_name(request), body, actor=writer(request)), 201)
 
     async def patch_check_run(self, request: web.Request) -> web.Response:
         if request[ACTOR]["kind"] != "installation":
             raise ApiError(403, "You must authenticate via a GitHub App.")
         body = await read_object(request)
-        return json_response(self.hub.update_check_run(repo_name(request), number(request, "id"), body,
+        return json_response(self.hub.checks.update_run(repo_name(request), number(request, "id"), body,
                                                        actor=writer(request)))
 
     async def get_check_run(self, request: web.Request) -> web.Response:
-        return json_response(self.hub.get_check_run(repo_name(request), number(request, "id")))
+        return json_response(self.hub.checks.get_run(repo_name(request), number(request, "id")))
 
     async def check_run_annotations(self, request: web.Request) -> web.Response:
-        return paginate(request, self.hub.check_run_annotations(repo_name(request), number(request, "id")))
+        return paginate(request, self.hub.checks.annotations(repo_name(request), number(request, "id")))
 
     async def ref_check_runs(self, request: web.Request) -> web.Response:
         q = request.query
-        runs = await self.hub.list_check_runs(repo_name(request), request.match_info["ref"],
+        runs = await self.hub.checks.find_runs(repo_name(request), request.match_info["ref"],
                                               check_name=q.get("check_name"), status=q.get("status"),
                                               latest=q.get("filter", "latest") == "latest")
         return paginate(request, runs, key="check_runs")
 
     async def ref_check_suites(self, request: web.Request) -> web.Response:
-        suites = await self.hub.list_check_suites(repo_name(request), request.match_info["ref"])
+        suites = await self.hub.checks.find_suites(repo_name(request), request.match_info["ref"])
         return paginate(request, suites, key="check_suites")
 
     async def ref_status(self, request: web.Request) -> web.Response:
-        return json_response(await self.hub.combined_status(repo_name(request), request.match_info["ref"]))
+        return json_response(await self.hub.statuses.combined(repo_name(request), request.match_info["ref"]))
 
     async def ref_statuses(self, request: web.Request) -> web.Response:
-        sha = await self.hub.resolve_ref(repo_name(request), request.match_info["ref"])
-        return paginate(request, self.hub.statuses_of(repo_name(request), sha))
+        sha = await self.hub.repos.resolve_ref(repo_name(request), request.match_info["ref"])
+        return paginate(request, self.hub.statuses.find(repo_name(request), sha))
 
     async def job_logs(self, request: web.Request) -> web.Response:
         """Like GitHub: 302 to a short-lived signed URL on another host."""
@@ -559,8 +560,8 @@ class Routes:
 
     async def create_status(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        sha = await self.hub.resolve_ref(repo_name(request), request.match_info["sha"])
-        return json_response(self.hub.create_status(repo_name(request), sha, body, actor=writer(request)), 201)
+        sha = await self.hub.repos.resolve_ref(repo_name(request), request.match_info["sha"])
+        return json_response(self.hub.statuses.create(repo_name(request), sha, body, actor=writer(request)), 201)
 
     # ---- test and admin hooks -------------------------------------------------------
     async def hook_info(self, request: web.Request) -> web.Response:
@@ -576,38 +577,38 @@ class Routes:
         kwargs: Record = {}
         if "ci_command" in body:
             kwargs["ci_command"] = body["ci_command"]
-        repo = await self.hub.create_repo(str(body.get("full_name", "")), files,
+        repo = await self.hub.repos.create(str(body.get("full_name", "")), files,
                                           default_branch=str(body.get("default_branch", "main")),
                                           private=bool(body.get("private", False)), **kwargs)
         return json_response(repo, 201)
 
     async def hook_create_issue(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        issue = self.hub.create_issue(repo_name(request), str(body.get("title") or ""), body.get("body", ""),
+        issue = self.hub.issues.create(repo_name(request), str(body.get("title") or ""), body.get("body", ""),
                                       user=body.get("user"), labels=names_list(body.get("labels", []), "labels"),
                                       assignees=names_list(body.get("assignees", []), "assignees"))
         return json_response(issue, 201)
 
     async def hook_comment(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        comment = self.hub.add_comment(repo_name(request), number(request), str(body.get("body") or ""),
+        comment = self.hub.comments.create(repo_name(request), number(request), str(body.get("body") or ""),
                                        user=body.get("user"))
         return json_response(comment, 201)
 
     async def hook_permission(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        self.hub.set_permission(repo_name(request), request.match_info["user"], str(body.get("permission")))
-        return json_response(self.hub.permission_json(repo_name(request), request.match_info["user"]))
+        self.hub.repos.set_permission(repo_name(request), request.match_info["user"], str(body.get("permission")))
+        return json_response(self.hub.repos.permission_json(repo_name(request), request.match_info["user"]))
 
     async def hook_merge(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        result = await self.hub.merge_pull(repo_name(request), number(request), actor=body.get("user"),
+        result = await self.hub.pulls.merge(repo_name(request), number(request), actor=body.get("user"),
                                            merge_method=body.get("merge_method", "merge"))
         return json_response(result)
 
     async def hook_requested_action(self, request: web.Request) -> web.Response:
         body = await read_object(request)
-        self.hub.request_action(repo_name(request), number(request, "id"), str(body.get("identifier")),
+        self.hub.checks.request_action(repo_name(request), number(request, "id"), str(body.get("identifier")),
                                 user=body.get("user"))
         return json_response({}, 202)
 
@@ -644,7 +645,7 @@ class Routes:
         updates = body.get("updates")
         if not isinstance(updates, list):
             raise ApiError(422, "updates must be a list")
-        await self.hub.handle_push(str(body.get("repository")), updates, pusher=body.get("pusher") or None)
+        await self.hub.pushes.record(str(body.get("repository")), updates, pusher=body.get("pusher") or None)
         return json_response({"ok": True})
 
     async def hook_manifest(self, request: web.Request) -> web.Response:
@@ -652,18 +653,18 @@ class Routes:
         manifest = body.get("manifest", body)
         if not isinstance(manifest, dict):
             raise ApiError(422, "manifest must be an object")
-        return json_response({"code": self.hub.create_manifest_code(manifest)}, 201)
+        return json_response({"code": self.hub.apps.create_manifest_code(manifest)}, 201)
 
     async def hook_ci_command(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         command = body.get("ci_command")
         if command is not None and not isinstance(command, str):
             raise ApiError(422, "ci_command must be a string or null")
-        self.hub.set_ci_command(repo_name(request), command)
+        self.hub.repos.set_ci_command(repo_name(request), command)
         return json_response({"ci_command": command})
 
 
-def create_app(hub: FakeHub) -> web.Application:
+def create_app(hub: HubModel) -> web.Application:
     """Build the aiohttp application serving ``hub``."""
     app = web.Application(middlewares=[api_middleware], client_max_size=32 * 1024 * 1024)
     app[HUB] = hub
