@@ -17,8 +17,8 @@ from agentz_app.fakehub.contract import Exchange
 from agentz_app.fakehub.errors import ApiError
 from agentz_app.fakehub.model import HubModel
 from agentz_app.fakehub.routes import apps, checks, hooks, issues, pulls, repos
-from agentz_app.fakehub.routes.common import ACTOR, HUB, error_body, json_response, rate_headers
-from agentz_app.fakehub.state import NotFoundError, Record
+from agentz_app.fakehub.routes.common import ACTOR, HUB, Caller, error_body, json_response, rate_headers
+from agentz_app.fakehub.state import NotFoundError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -117,8 +117,8 @@ def fault_response(hub: HubModel, fault: str) -> web.Response:
     return response
 
 
-def authenticate(hub: HubModel, request: web.Request) -> Record:
-    """Who is calling: ``{"kind": "app"|"installation"|"user"|"anonymous", "login": ..., ...}``."""
+def authenticate(hub: HubModel, request: web.Request) -> Caller:
+    """Who is calling (401 for bad credentials or a bad App JWT)."""
     as_user = request.headers.get("X-Fakehub-As")
     if as_user:
         return {"kind": "user", "login": as_user}

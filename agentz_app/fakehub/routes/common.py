@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -14,7 +14,17 @@ from agentz_app.fakehub.model import HubModel
 from agentz_app.fakehub.state import NotFoundError, Record
 
 HUB: web.AppKey[HubModel] = web.AppKey("hub", HubModel)
-ACTOR: web.RequestKey[Record] = web.RequestKey("actor", dict)
+
+
+class Caller(TypedDict):
+    """Who is calling: an App (JWT), an installation token, a user (token or test header) or nobody."""
+
+    kind: Literal["app", "installation", "user", "anonymous"]
+    login: str | None
+    installation_id: NotRequired[int]
+
+
+ACTOR: web.RequestKey[Caller] = web.RequestKey("actor", Caller)
 DOCS = "https://docs.github.com/rest"
 
 
@@ -109,9 +119,9 @@ def need_app(request: web.Request) -> None:
 def writer(request: web.Request) -> str:
     """The login a write is attributed to (401 for anonymous callers)."""
     actor = request[ACTOR]
-    if actor["kind"] in ("anonymous", "app"):
+    login = actor["login"]
+    if actor["kind"] in ("anonymous", "app") or login is None:
         raise ApiError(401, "Requires authentication")
-    login: str = actor["login"]
     return login
 
 
