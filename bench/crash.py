@@ -196,8 +196,8 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
             numbers = []
             for _ in range(min(wave, trials - opened)):
                 title, body = note_title(opened + 1), f"Add {note_path(opened + 1)}."
-                issue = hub.create_issue(demo_scenario.REPO, title, body, user=demo_scenario.MAINTAINER)
-                hub.add_labels(demo_scenario.REPO, int(issue["number"]), [TRIGGER_LABEL],
+                issue = hub.issues.create(demo_scenario.REPO, title, body, user=demo_scenario.MAINTAINER)
+                hub.issues.add_labels(demo_scenario.REPO, int(issue["number"]), [TRIGGER_LABEL],
                                actor=demo_scenario.MAINTAINER)
                 numbers.append(int(issue["number"]))
                 opened += 1

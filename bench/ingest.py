@@ -59,8 +59,8 @@ async def _fakehub_payload(folder: Path) -> dict[str, Any]:
     from agentz_app.fakehub import FakeHub
 
     hub = FakeHub(folder / "fakehub", webhook_secret=SECRET)
-    await hub.create_repo(REPO, {"README.md": "# ingest\n"})
-    hub.create_issue(REPO, "Ingest benchmark issue", "", user="octocat", labels=["bug"])
+    await hub.repos.create(REPO, {"README.md": "# ingest\n"})
+    hub.issues.create(REPO, "Ingest benchmark issue", "", user="octocat", labels=["bug"])
     payload: dict[str, Any] = hub.emitted(EVENT, "opened")[-1]["payload"]
     return payload
 

@@ -75,11 +75,11 @@ def burst_events(hub: Any, numbers: Sequence[int], count: int) -> list[dict[str,
         number = numbers[index % len(numbers)]
         change = (index // len(numbers)) % 3
         if change == 0:
-            hub.update_issue(REPO, number, {"body": f"Make step {index} faster; revision {index}."}, actor="octocat")
+            hub.issues.update(REPO, number, {"body": f"Make step {index} faster; revision {index}."}, actor="octocat")
         elif change == 1:
-            hub.add_labels(REPO, number, ["bug"], actor="octocat")
+            hub.issues.add_labels(REPO, number, ["bug"], actor="octocat")
         else:
-            hub.remove_label(REPO, number, "bug", actor="octocat")
+            hub.issues.remove_label(REPO, number, "bug", actor="octocat")
     events: list[dict[str, Any]] = hub.emitted("issues")[start:]
     if len(events) != count:
         raise RuntimeError(f"expected {count} issue events from fakehub, got {len(events)}")
@@ -151,8 +151,8 @@ async def measure(events: int, idle_seconds: float, workdir: Path, db_url: str, 
     from bench.services import hermetic_env, start, start_receiver, stop_all
 
     hub = FakeHub(workdir / "fakehub", webhook_secret=SECRET)
-    await hub.create_repo(REPO, {"README.md": "# scheduler\n"}, ci_command=None)
-    numbers = [hub.create_issue(REPO, f"Speed up step {i}", f"Step {i} is slow.")["number"]
+    await hub.repos.create(REPO, {"README.md": "# scheduler\n"}, ci_command=None)
+    numbers = [hub.issues.create(REPO, f"Speed up step {i}", f"Step {i} is slow.")["number"]
                for i in range(1, ISSUES + 1)]
     opened = hub.emitted("issues", "opened")
     steps_path = workdir / "steps.json"

@@ -113,7 +113,7 @@ class Trigger:
         """Deliver the comment on ``number`` by ``user``; return when the POST started (epoch seconds)."""
         from agentz_app.fakehub import sign
 
-        self.hub.add_comment(REPO, number, "/agent-z run", user=user)
+        self.hub.comments.create(REPO, number, "/agent-z run", user=user)
         emitted = self.hub.emitted("issue_comment", "created")[-1]
         body = json.dumps(emitted["payload"], separators=(",", ":")).encode()
         headers = {
@@ -156,12 +156,12 @@ async def measure(trials: int, workdir: Path, db_url: str) -> Figures:
     with ExitStack() as stack:
         stack.callback(db.dispose)
         try:
-            await hub.create_repo(REPO, {"hello.py": "print('hello')\n"}, ci_command=None)
-            numbers = [hub.create_issue(REPO, f"Greeting {i}", "Say hello politely.")["number"]
+            await hub.repos.create(REPO, {"hello.py": "print('hello')\n"}, ci_command=None)
+            numbers = [hub.issues.create(REPO, f"Greeting {i}", "Say hello politely.")["number"]
                        for i in range(trials + 1)]
             users = [f"maintainer{i}" for i in range(trials + 1)]
             for user in users:
-                hub.set_permission(REPO, user, "write")
+                hub.repos.set_permission(REPO, user, "write")
             env = hermetic_env({
                 "DATABASE_URL": db_url,
                 "GITHUB_WEBHOOK_SECRET": SECRET,

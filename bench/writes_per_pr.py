@@ -57,27 +57,27 @@ async def cancelled_run_figures(demo: Demo) -> Figures:
 
     hub = demo.hub
     assert hub is not None
-    issue = hub.create_issue(scenario.REPO, CANCELLED_TITLE, "Add `calc.mod(a, b)`.", user=scenario.MAINTAINER)
+    issue = hub.issues.create(scenario.REPO, CANCELLED_TITLE, "Add `calc.mod(a, b)`.", user=scenario.MAINTAINER)
     number = int(issue["number"])
     if not await demo.settle(quiet=2.0):
         raise RuntimeError("the demo did not settle after the new issue")
     before = _writes(demo)
     started = time.monotonic()
-    run_comment = hub.add_comment(scenario.REPO, number, "/agent-z run", user=scenario.MAINTAINER)
+    run_comment = hub.comments.create(scenario.REPO, number, "/agent-z run", user=scenario.MAINTAINER)
 
     def acknowledged() -> bool:
         reactions = [r for r in hub.state.data["reactions"].values() if r.get("comment_id") == run_comment["id"]]
         return bool(reactions) and any("<!-- agent-z:status" in str(c["body"])
-                                       for c in hub.list_comments(scenario.REPO, number))
+                                       for c in hub.comments.find(scenario.REPO, number))
 
     if not await demo.wait_for(acknowledged, timeout=ACK_TIMEOUT):
         raise RuntimeError("GitHub did not show the triggered run")
     ack_s = time.monotonic() - started
-    hub.add_comment(scenario.REPO, number, "/agent-z cancel", user=scenario.MAINTAINER)
+    hub.comments.create(scenario.REPO, number, "/agent-z cancel", user=scenario.MAINTAINER)
 
     def cancelled() -> bool:
         run = demo.runs().get(number)
-        bodies = [str(c["body"]) for c in hub.list_comments(scenario.REPO, number)]
+        bodies = [str(c["body"]) for c in hub.comments.find(scenario.REPO, number)]
         return run is not None and run.status == "cancelled" and any("🚫 Cancelled" in b for b in bodies)
 
     if not await demo.wait_for(cancelled, timeout=ACK_TIMEOUT) or not await demo.settle(quiet=2.0):

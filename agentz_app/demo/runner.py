@@ -360,11 +360,11 @@ class Demo:
         """Create the repository and the chosen issues, as a maintainer would."""
         assert self.hub is not None
         ci = self.options.ci_command or scenario.TEST_COMMAND.replace("python", shlex.quote(sys.executable), 1)
-        await self.hub.create_repo(scenario.REPO, scenario.FILES, ci_command=ci)
-        self.hub.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
+        await self.hub.repos.create(scenario.REPO, scenario.FILES, ci_command=ci)
+        self.hub.repos.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
         issues = self.options.seeded()
         for issue in issues:
-            self.hub.create_issue(scenario.REPO, issue.title, issue.body, user=issue.author,
+            self.hub.issues.create(scenario.REPO, issue.title, issue.body, user=issue.author,
                                   labels=list(issue.labels), assignees=list(issue.assignees))
         self.say(f"created {scenario.REPO} (its test suite fails) and {len(issues)} issues")
 
@@ -507,15 +507,15 @@ class Demo:
         """PRs and status comments per issue and check runs reported twice on one head."""
         assert self.hub is not None
         pulls: dict[int, list[int]] = {}
-        for pull in self.hub.list_pulls(scenario.REPO, state="all", direction="asc"):
+        for pull in self.hub.pulls.find(scenario.REPO, state="all", direction="asc"):
             match = _BRANCH_ISSUE.match(str((pull.get("head") or {}).get("ref") or ""))
             if match:
                 pulls.setdefault(int(match.group(1)), []).append(int(pull["number"]))
         comments = {}
-        for issue in self.hub.list_issues(scenario.REPO, state="all"):
+        for issue in self.hub.issues.find(scenario.REPO, state="all"):
             if issue.get("pull_request"):
                 continue
-            bodies = [str(c.get("body") or "") for c in self.hub.list_comments(scenario.REPO, int(issue["number"]))]
+            bodies = [str(c.get("body") or "") for c in self.hub.comments.find(scenario.REPO, int(issue["number"]))]
             comments[int(issue["number"])] = sum("<!-- agent-z:status" in body for body in bodies)
         seen: dict[tuple[str, str], int] = {}
         for check in self.hub.state.data["check_runs"].values():
@@ -541,7 +541,7 @@ class Demo:
                     ours = str(check.get("external_id") or "").startswith(f"agent-z:{run.id}:")
                     if ours or (run.head_sha and check["head_sha"] == run.head_sha):
                         checks[check["name"]] = check.get("conclusion") or check.get("status") or "?"
-            comments = self.hub.list_comments(scenario.REPO, issue.number)
+            comments = self.hub.comments.find(scenario.REPO, issue.number)
             status_comments = sum("<!-- agent-z:status" in (c.get("body") or "") for c in comments)
             outcomes.append(IssueOutcome(
                 number=issue.number, title=issue.title,

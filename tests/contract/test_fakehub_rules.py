@@ -45,8 +45,8 @@ class Api:
 
 @pytest.fixture
 async def api(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[Api]:
-    await fakehub.create_repo(REPO, FILES, ci_command=None)
-    sha = await fakehub.resolve_ref(REPO, "main")
+    await fakehub.repos.create(REPO, FILES, ci_command=None)
+    sha = await fakehub.repos.resolve_ref(REPO, "main")
     async with aiohttp.ClientSession() as session:
         yield Api(session, fakehub, await installation_token(session, fakehub, app_private_key, REPO), sha)
 
@@ -113,17 +113,17 @@ async def test_an_api_the_manifest_does_not_grant_is_refused_with_403(api: Api) 
 async def test_events_go_only_to_an_app_subscribed_and_permitted(api: Api, webhook_sink: WebhookSink,
                                                                  tmp_path: Any) -> None:
     await push_branch(api.hub, tmp_path, "one", {"a.txt": "a\n"}, full_name=REPO)
-    api.hub.create_status(REPO, api.sha, {"state": "success", "context": "ci/other"}, actor="other-ci")
+    api.hub.statuses.create(REPO, api.sha, {"state": "success", "context": "ci/other"}, actor="other-ci")
     await webhook_sink.wait_for("status")
     assert webhook_sink.of("push") == []  # the manifest does not subscribe to push
 
-    api.hub.subscribe("push")
+    api.hub.apps.subscribe("push")
     sha = await push_branch(api.hub, tmp_path, "two", {"b.txt": "b\n"}, full_name=REPO)
     await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
 
     api.hub.app.permissions.pop("statuses")
-    api.hub.create_status(REPO, api.sha, {"state": "failure", "context": "ci/other"}, actor="other-ci")
-    api.hub.create_issue(REPO, "after the status")
+    api.hub.statuses.create(REPO, api.sha, {"state": "failure", "context": "ci/other"}, actor="other-ci")
+    api.hub.issues.create(REPO, "after the status")
     await webhook_sink.wait_for("issues", "opened")
     assert [d.payload["state"] for d in webhook_sink.of("status")] == ["success"]
 

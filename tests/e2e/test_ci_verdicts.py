@@ -68,7 +68,7 @@ class CI:
         return await push_branch(self.hub, self.tmp, branch, {"app.txt": content}, full_name=REPO)
 
     def waiting_run(self, run_id: str, sha: str, branch: str) -> Run:
-        number = int(self.hub.create_issue(REPO, f"Issue for {run_id}", "x", labels=["agent-z"])["number"])
+        number = int(self.hub.issues.create(REPO, f"Issue for {run_id}", "x", labels=["agent-z"])["number"])
         installation = int(self.hub.state.repo(REPO)["installation_id"])
         with self.db.begin() as session:
             session.add(Run(id=run_id, repo=REPO, issue_number=number, title="x", status="waiting_checks", attempt=1,
@@ -118,7 +118,7 @@ async def ci(tmp_path: Path, app_private_key: str) -> AsyncIterator[CI]:  # noqa
     site = web.TCPSite(receiver, "127.0.0.1", 0)
     await site.start()
     hub.set_webhook(url=f"http://127.0.0.1:{receiver.addresses[0][1]}{WEBHOOK_PATH}")
-    await hub.create_repo(REPO, FILES, ci_command=None)
+    await hub.repos.create(REPO, FILES, ci_command=None)
     try:
         async with aiohttp.ClientSession() as http:
             deps = build_deps(settings, db, http)
@@ -136,7 +136,7 @@ async def test_a_later_success_of_a_same_named_job_does_not_hide_a_failure_and_t
     noisy_failure = ("i=0; while [ $i -lt 3000 ]; do echo \"noise line $i\"; i=$((i+1)); done; "
                      "printf '\\033[31mFAILED\\033[0m test_speed\\n'; "
                      f"echo 'E   assert speed() >= 1'; echo 'using token {TOKEN}'; exit 1")
-    ci.hub.set_workflows(REPO, [Workflow("Tests", (Job("test", noisy_failure),)),
+    ci.hub.repos.set_workflows(REPO, [Workflow("Tests", (Job("test", noisy_failure),)),
                                 Workflow("Lint", (Job("test", ci.gate("lint") + "; echo lint ok"),))])
     sha = await ci.push("feature", "1")
     ci.waiting_run("r1", sha, "feature")
@@ -164,7 +164,7 @@ async def test_a_later_success_of_a_same_named_job_does_not_hide_a_failure_and_t
 
 
 async def test_a_suite_created_after_the_first_suite_completed_is_waited_for(ci: CI) -> None:
-    ci.hub.set_workflows(REPO, [
+    ci.hub.repos.set_workflows(REPO, [
         Workflow("CI", (Job("build", "echo built"),)),
         Workflow("Coverage", (Job("coverage", "echo 'coverage dropped to 41%'; exit 1"),), app="codecov",
                  after="CI", delay=0.5),
@@ -183,7 +183,7 @@ async def test_a_suite_created_after_the_first_suite_completed_is_waited_for(ci:
 
 
 async def test_statuses_only_ci_decides_the_run(ci: CI) -> None:
-    ci.hub.set_workflows(REPO, [Workflow("jenkins", (Job("build", "echo ok"), Job("test", ci.gate("test"))),
+    ci.hub.repos.set_workflows(REPO, [Workflow("jenkins", (Job("build", "echo ok"), Job("test", ci.gate("test"))),
                                          reports="status")])
     sha = await ci.push("feature", "1")
     ci.waiting_run("r3", sha, "feature")
@@ -201,7 +201,7 @@ async def test_statuses_only_ci_decides_the_run(ci: CI) -> None:
 
 async def test_a_re_run_of_a_failed_job_replaces_its_failure(ci: CI) -> None:
     marker = ci.tmp / "flake-fixed"
-    ci.hub.set_workflows(REPO, [Workflow("CI", (Job("flaky", f"test -f {shlex.quote(str(marker))}"),
+    ci.hub.repos.set_workflows(REPO, [Workflow("CI", (Job("flaky", f"test -f {shlex.quote(str(marker))}"),
                                                 Job("slow", ci.gate("slow"))))])
     sha = await ci.push("feature", "1")
     ci.waiting_run("r4", sha, "feature")
@@ -219,12 +219,12 @@ async def test_a_re_run_of_a_failed_job_replaces_its_failure(ci: CI) -> None:
 
 
 async def test_the_grace_period_stops_applying_once_the_repository_has_had_ci(ci: CI) -> None:
-    ci.hub.set_workflows(REPO, [Workflow("CI", (Job("build", "echo ok"),))])
+    ci.hub.repos.set_workflows(REPO, [Workflow("CI", (Job("build", "echo ok"),))])
     first = await ci.push("first", "1")
     ci.waiting_run("r5", first, "first")
     assert (await ci.until("r5", lambda r: r.status != "waiting_checks")).status == "done"
 
-    ci.hub.set_workflows(REPO, [])  # the next head gets no CI at all
+    ci.hub.repos.set_workflows(REPO, [])  # the next head gets no CI at all
     second = await ci.push("second", "2")
     ci.waiting_run("r6", second, "second")
     with ci.db.begin() as session:

@@ -61,7 +61,7 @@ async def wait_for_labels(demo: Demo, *, timeout: float = 45.0) -> None:
     hub = demo.hub
 
     def cleared() -> bool:
-        return all(not {label["name"] for label in hub.get_issue(scenario.REPO, number)["labels"]}
+        return all(not {label["name"] for label in hub.issues.get(scenario.REPO, number)["labels"]}
                    & {"ongoing", "agent-z:running", "agent-z:queued"} for number in demo.options.deliverable())
 
     await demo.wait_for(cleared, timeout=timeout, interval=0.5)
@@ -86,9 +86,9 @@ def assert_clean_end_state(demo: Demo, report: DemoReport) -> None:
         assert by_number(report, 2).check_runs.get("Agent-Z / ci-fix") == "success"
     assert demo.hub is not None
     for number in delivered:
-        labels = {label["name"] for label in demo.hub.get_issue(scenario.REPO, number)["labels"]}
+        labels = {label["name"] for label in demo.hub.issues.get(scenario.REPO, number)["labels"]}
         assert not labels & {"ongoing", "agent-z:running", "agent-z:queued"}, (number, labels)
-        comments = demo.hub.list_comments(scenario.REPO, number)
+        comments = demo.hub.comments.find(scenario.REPO, number)
         [status] = [c["body"] for c in comments if "<!-- agent-z:status" in c["body"]]
         assert "Done" in status, status
     audit = demo.audit()

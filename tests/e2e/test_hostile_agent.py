@@ -85,8 +85,8 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
         tokens = list(demo.hub.state.data["tokens"])
         secrets = [WEBHOOK_SECRET, FAKE_TOKEN, "PRIVATE KEY", *key_lines[:3], *tokens]
         pushed = blobs(demo.workspace / "github")
-        texts = [str(c.get("body") or "") for issue in demo.hub.list_issues(scenario.REPO, state="all")
-                 for c in demo.hub.list_comments(scenario.REPO, int(issue["number"]))]
+        texts = [str(c.get("body") or "") for issue in demo.hub.issues.find(scenario.REPO, state="all")
+                 for c in demo.hub.comments.find(scenario.REPO, int(issue["number"]))]
         checks = list(demo.hub.state.data["check_runs"].values())
         texts += [str(check.get("output") or "") for check in checks]
         review = next(str(check.get("output")) for check in checks if check["name"] == "Agent-Z / review")

@@ -70,8 +70,8 @@ async def kill_host_a_worker_mid_development(tmp_path: Path, postgres_url: str, 
         if planner_on_b:
             demo.add_host(HOST_B, ("planner",))  # B's planner leaves B a working copy of the run at the base
         await demo.seed()
-        issue = demo.hub.create_issue(scenario.REPO, TITLE, "Add notes/a.md and notes/b.md.", user=scenario.MAINTAINER)
-        demo.hub.add_labels(scenario.REPO, int(issue["number"]), ["agent-z"], actor=scenario.MAINTAINER)
+        issue = demo.hub.issues.create(scenario.REPO, TITLE, "Add notes/a.md and notes/b.md.", user=scenario.MAINTAINER)
+        demo.hub.issues.add_labels(scenario.REPO, int(issue["number"]), ["agent-z"], actor=scenario.MAINTAINER)
 
         def checkpointed_on_a() -> bool:
             run = demo.runs().get(1)

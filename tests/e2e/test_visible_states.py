@@ -33,14 +33,14 @@ def options(tmp_path: Path) -> DemoOptions:
 
 def status_comment(demo: Demo, number: int) -> str:
     assert demo.hub is not None
-    [body] = [str(c["body"]) for c in demo.hub.list_comments(scenario.REPO, number)
+    [body] = [str(c["body"]) for c in demo.hub.comments.find(scenario.REPO, number)
               if "<!-- agent-z:status" in str(c["body"])]
     return body
 
 
 def labels(demo: Demo, number: int) -> set[str]:
     assert demo.hub is not None
-    return {label["name"] for label in demo.hub.get_issue(scenario.REPO, number)["labels"]}
+    return {label["name"] for label in demo.hub.issues.get(scenario.REPO, number)["labels"]}
 
 
 async def test_a_commanded_run_is_acknowledged_delivered_and_asks_its_requester_for_review(tmp_path: Path) -> None:
@@ -48,20 +48,20 @@ async def test_a_commanded_run_is_acknowledged_delivered_and_asks_its_requester_
         hub = demo.hub
         assert hub is not None
         await demo.seed()
-        comment = hub.add_comment(scenario.REPO, 1, "/agent-z run", user=scenario.MAINTAINER)
+        comment = hub.comments.create(scenario.REPO, 1, "/agent-z run", user=scenario.MAINTAINER)
 
         def acknowledged() -> bool:
             eyes = [r for r in hub.state.data["reactions"].values()
                     if r.get("comment_id") == comment["id"] and r["content"] == "eyes"]
             return bool(eyes) and any("<!-- agent-z:status" in str(c["body"])
-                                      for c in hub.list_comments(scenario.REPO, 1))
+                                      for c in hub.comments.find(scenario.REPO, 1))
 
         assert await demo.wait_for(acknowledged, timeout=ACK_TIMEOUT)
         assert await demo.wait_delivered()
         assert await demo.settle(quiet=2.0)
         run = demo.runs()[1]
         assert run.status == "done" and run.pr_number is not None and run.requested_by == scenario.MAINTAINER
-        pull = await hub.get_pull(scenario.REPO, run.pr_number)
+        pull = await hub.pulls.get(scenario.REPO, run.pr_number)
         assert [user["login"] for user in pull["requested_reviewers"]] == [scenario.MAINTAINER]
         assert "✅ Done" in status_comment(demo, 1) and not labels(demo, 1) & WORK_LABELS
 
@@ -79,7 +79,7 @@ async def test_a_run_cancelled_from_the_command_line_is_shown_cancelled(tmp_path
         hub = demo.hub
         assert hub is not None and demo.db is not None
         await demo.seed()
-        hub.add_comment(scenario.REPO, 1, "/agent-z run", user=scenario.MAINTAINER)
+        hub.comments.create(scenario.REPO, 1, "/agent-z run", user=scenario.MAINTAINER)
 
         def working() -> bool:
             run = demo.runs().get(1)

@@ -23,7 +23,7 @@ REPO = "acme/widgets"
 async def test_a_summary_of_70000_multibyte_characters_is_accepted_cut_to_githubs_byte_limit(
     fakehub: FakeHub, app_private_key: str, settings: Settings, sqlite_db: Database
 ) -> None:
-    await fakehub.create_repo(REPO, {"README.md": "# widgets\n"}, ci_command=None)
+    await fakehub.repos.create(REPO, {"README.md": "# widgets\n"}, ci_command=None)
     head = await gitrepos.rev_parse(gitrepos.repo_path(fakehub.root, REPO), "refs/heads/main")
     assert head is not None
     configured = settings.model_copy(update={"github_api_url": fakehub.api_url, "github_app_id": APP_ID,
@@ -37,7 +37,7 @@ async def test_a_summary_of_70000_multibyte_characters_is_accepted_cut_to_github
         check_id = await coordinator.report_check(
             run, CheckReport("review", "completed", "success", "Approved", summary, text=summary), head_sha=head)
 
-    stored = fakehub.get_check_run(REPO, check_id)["output"]
+    stored = fakehub.checks.get_run(REPO, check_id)["output"]
     for field in ("summary", "text"):
         body = stored[field].encode()
         assert len(body) <= MAX_SUMMARY

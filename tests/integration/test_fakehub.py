@@ -49,7 +49,7 @@ class Api:
 
 @pytest.fixture
 async def api(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[Api]:
-    await fakehub.create_repo(REPO, FILES, ci_command=None)
+    await fakehub.repos.create(REPO, FILES, ci_command=None)
     async with aiohttp.ClientSession() as session:
         token = await installation_token(session, fakehub, app_private_key, REPO)
         yield Api(session, fakehub, token)
@@ -96,7 +96,7 @@ async def test_missing_issue_and_repository_answer_404(api: Api) -> None:
 
 
 async def test_assignees_and_reactions(api: Api) -> None:
-    api.hub.create_issue(REPO, "Task", user="alice")
+    api.hub.issues.create(REPO, "Task", user="alice")
     status, _, issue = await api.call("POST", f"/repos/{REPO}/issues/1/assignees", body={"assignees": ["bob"]})
     assert status == 201 and [a["login"] for a in issue["assignees"]] == ["bob"]
     status, _, issue = await api.call("DELETE", f"/repos/{REPO}/issues/1/assignees", body={"assignees": ["bob"]})
@@ -109,7 +109,7 @@ async def test_assignees_and_reactions(api: Api) -> None:
 
 
 async def test_webhooks_are_signed_and_carry_github_fields(api: Api, webhook_sink: WebhookSink) -> None:
-    api.hub.create_issue(REPO, "Bug", "details", user="alice", labels=["bug"])
+    api.hub.issues.create(REPO, "Bug", "details", user="alice", labels=["bug"])
     opened = await webhook_sink.wait_for("issues", "opened")
     assert opened.signature_ok
     expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), opened.body, hashlib.sha256).hexdigest()
@@ -131,7 +131,7 @@ async def test_webhooks_are_signed_and_carry_github_fields(api: Api, webhook_sin
     assert labeled.payload["sender"]["login"] == "agent-z-test[bot]"
     assert labeled.payload["issue"]["updated_at"] > payload["issue"]["updated_at"]
 
-    api.hub.add_comment(REPO, 1, "/agent-z run", user="bob")
+    api.hub.comments.create(REPO, 1, "/agent-z run", user="bob")
     comment = await webhook_sink.wait_for("issue_comment", "created")
     assert comment.payload["comment"]["body"] == "/agent-z run"
     assert comment.payload["issue"]["number"] == 1 and "pull_request" not in comment.payload["issue"]
@@ -140,7 +140,7 @@ async def test_webhooks_are_signed_and_carry_github_fields(api: Api, webhook_sin
 
 
 async def test_test_user_header_acts_as_a_human_and_is_not_counted(api: Api, webhook_sink: WebhookSink) -> None:
-    api.hub.create_issue(REPO, "Task")
+    api.hub.issues.create(REPO, "Task")
     api.hub.reset_counters()
     status, _, comment = await api.call("POST", f"/repos/{REPO}/issues/1/comments", body={"body": "hi"},
                                         headers={"X-Fakehub-As": "carol"})
@@ -149,8 +149,8 @@ async def test_test_user_header_acts_as_a_human_and_is_not_counted(api: Api, web
 
 
 async def test_permission_endpoint_reports_roles(api: Api) -> None:
-    api.hub.set_permission(REPO, "maint", "maintain")
-    api.hub.set_permission(REPO, "reader", "read")
+    api.hub.repos.set_permission(REPO, "maint", "maintain")
+    api.hub.repos.set_permission(REPO, "reader", "read")
     status, _, owner = await api.call("GET", f"/repos/{REPO}/collaborators/acme/permission")
     assert status == 200 and owner["permission"] == "admin" and owner["user"]["login"] == "acme"
     _, _, maint = await api.call("GET", f"/repos/{REPO}/collaborators/maint/permission")
@@ -160,12 +160,12 @@ async def test_permission_endpoint_reports_roles(api: Api) -> None:
 
 
 async def test_permission_endpoint_answers_like_github_for_outsiders_unknown_users_and_bots(api: Api) -> None:
-    api.hub.add_user("stranger")  # a GitHub user who is no collaborator of this public repository
+    api.hub.repos.add_user("stranger")  # a GitHub user who is no collaborator of this public repository
     status, _, stranger = await api.call("GET", f"/repos/{REPO}/collaborators/stranger/permission")
     assert status == 200 and (stranger["permission"], stranger["role_name"]) == ("read", "read")
     status, _, _ = await api.call("GET", f"/repos/{REPO}/collaborators/no-such-user/permission")
     assert status == 404
-    api.hub.add_user("github-actions[bot]")
+    api.hub.repos.add_user("github-actions[bot]")
     status, _, _ = await api.call("GET", f"/repos/{REPO}/collaborators/github-actions%5Bbot%5D/permission")
     assert status == 404
 
@@ -175,7 +175,7 @@ async def test_pull_request_duplicate_head_is_rejected(api: Api, tmp_path: Path)
     body = {"title": "Add x", "head": "feature", "base": "main", "body": "Fixes #1"}
     status, _, pull = await api.call("POST", f"/repos/{REPO}/pulls", body=body)
     assert status == 201 and pull["head"]["ref"] == "feature" and pull["base"]["ref"] == "main"
-    assert pull["head"]["sha"] == await api.hub.resolve_ref(REPO, "feature")
+    assert pull["head"]["sha"] == await api.hub.repos.resolve_ref(REPO, "feature")
     status, _, err = await api.call("POST", f"/repos/{REPO}/pulls", body=body)
     assert status == 422 and "already exists" in err["errors"][0]["message"]
     status, _, found = await api.call("GET", f"/repos/{REPO}/pulls?head=acme:feature&state=open")
@@ -209,7 +209,7 @@ async def test_reviews_and_inline_comments(api: Api, tmp_path: Path, webhook_sin
 
 
 async def test_check_run_limits_and_updates(api: Api, webhook_sink: WebhookSink) -> None:
-    sha = await api.hub.resolve_ref(REPO, "main")
+    sha = await api.hub.repos.resolve_ref(REPO, "main")
     base = {"name": "Agent-Z / plan", "head_sha": sha, "status": "in_progress", "external_id": "run-1"}
     status, _, _ = await api.call("POST", f"/repos/{REPO}/check-runs",
                                   body={**base, "output": {"title": "t", "summary": "x" * 65536}})
@@ -239,18 +239,18 @@ async def test_check_run_limits_and_updates(api: Api, webhook_sink: WebhookSink)
     assert status == 200 and combined["sha"] == sha
 
     await api.hub.wait_idle()
-    api.hub.request_action(REPO, run["id"], "retry", user="alice")
+    api.hub.checks.request_action(REPO, run["id"], "retry", user="alice")
     clicked = await webhook_sink.wait_for("check_run", "requested_action")
     assert clicked.payload["requested_action"] == {"identifier": "retry"}
 
 
 async def test_etag_answers_304_when_unchanged(api: Api) -> None:
-    api.hub.create_issue(REPO, "One")
+    api.hub.issues.create(REPO, "One")
     status, headers, _ = await api.call("GET", f"/repos/{REPO}/issues")
     etag = headers["ETag"]
     status, headers, body = await api.call("GET", f"/repos/{REPO}/issues", headers={"If-None-Match": etag})
     assert status == 304 and body is None and headers["ETag"] == etag
-    api.hub.create_issue(REPO, "Two")
+    api.hub.issues.create(REPO, "Two")
     status, _, _ = await api.call("GET", f"/repos/{REPO}/issues", headers={"If-None-Match": etag})
     assert status == 200
     assert api.hub.counters()["not_modified"] == 1
@@ -258,7 +258,7 @@ async def test_etag_answers_304_when_unchanged(api: Api) -> None:
 
 async def test_lists_paginate_with_link_headers(api: Api) -> None:
     for i in range(5):
-        api.hub.create_issue(REPO, f"Issue {i}")
+        api.hub.issues.create(REPO, f"Issue {i}")
     _, headers, page1 = await api.call("GET", f"/repos/{REPO}/issues?per_page=2")
     assert [i["number"] for i in page1] == [5, 4]
     assert 'rel="next"' in headers["Link"] and "page=2" in headers["Link"] and 'rel="last"' in headers["Link"]
@@ -322,7 +322,7 @@ async def test_rate_limit_faults_carry_github_headers(api: Api) -> None:
 
 async def test_duplicate_delivery_is_sent_twice(api: Api, webhook_sink: WebhookSink) -> None:
     api.hub.faults.configure(FaultConfig(duplicate_next=1))
-    api.hub.create_issue(REPO, "Dup")
+    api.hub.issues.create(REPO, "Dup")
     await api.hub.wait_idle()
     opened = webhook_sink.of("issues", "opened")
     assert len(opened) == 2 and opened[0].guid == opened[1].guid
@@ -330,8 +330,8 @@ async def test_duplicate_delivery_is_sent_twice(api: Api, webhook_sink: WebhookS
 
 async def test_out_of_order_deliveries_swap_a_pair(api: Api, webhook_sink: WebhookSink) -> None:
     api.hub.faults.configure(FaultConfig(out_of_order_rate=1.0))
-    api.hub.create_issue(REPO, "First")
-    api.hub.create_issue(REPO, "Second")
+    api.hub.issues.create(REPO, "First")
+    api.hub.issues.create(REPO, "Second")
     await api.hub.wait_idle()
     assert [d.payload["issue"]["title"] for d in webhook_sink.of("issues", "opened")] == ["Second", "First"]
 
@@ -339,7 +339,7 @@ async def test_out_of_order_deliveries_swap_a_pair(api: Api, webhook_sink: Webho
 async def test_dropped_delivery_is_recorded_failed_and_redelivered(api: Api, webhook_sink: WebhookSink,
                                                                    app_private_key: str) -> None:
     api.hub.faults.configure(FaultConfig(drop_next=1))
-    api.hub.create_issue(REPO, "Lost")
+    api.hub.issues.create(REPO, "Lost")
     await api.hub.wait_idle()
     assert webhook_sink.of("issues", "opened") == []
     app_headers = {"Authorization": f"Bearer {app_jwt(app_private_key)}"}
@@ -358,7 +358,7 @@ async def test_dropped_delivery_is_recorded_failed_and_redelivered(api: Api, web
 
 async def test_receiver_errors_are_retried_and_every_attempt_recorded(api: Api, webhook_sink: WebhookSink) -> None:
     webhook_sink.fail_next = 2
-    api.hub.create_issue(REPO, "Retry me")
+    api.hub.issues.create(REPO, "Retry me")
     await api.hub.wait_idle()
     assert len(webhook_sink.of("issues", "opened")) == 1
     attempts = [d for d in api.hub.state.data["deliveries"].values() if d["action"] == "opened"]
@@ -383,9 +383,9 @@ async def test_state_survives_restart(tmp_path: Path, webhook_sink: WebhookSink)
     hub = FakeHub(tmp_path / "root", webhook_url=webhook_sink.url, webhook_secret=WEBHOOK_SECRET,
                   state_path=state_file)
     await hub.start()
-    await hub.create_repo(REPO, FILES, ci_command=None)
-    hub.create_issue(REPO, "Persist me", labels=["agent-z"])
-    hub.add_comment(REPO, 1, "hello", user="alice")
+    await hub.repos.create(REPO, FILES, ci_command=None)
+    hub.issues.create(REPO, "Persist me", labels=["agent-z"])
+    hub.comments.create(REPO, 1, "hello", user="alice")
     await hub.wait_idle()
     await hub.stop()
 
@@ -393,10 +393,10 @@ async def test_state_survives_restart(tmp_path: Path, webhook_sink: WebhookSink)
                     state_path=state_file)
     await again.start()
     try:
-        issue = again.get_issue(REPO, 1)
+        issue = again.issues.get(REPO, 1)
         assert issue["title"] == "Persist me" and issue["comments"] == 1
         assert [lbl["name"] for lbl in issue["labels"]] == ["agent-z"]
-        assert again.create_issue(REPO, "Next")["number"] == 2
+        assert again.issues.create(REPO, "Next")["number"] == 2
         assert again.state.data["deliveries"]
         sha = await push_branch(again, tmp_path, "after-restart", {"x.txt": "x\n"})
         await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
@@ -408,7 +408,7 @@ async def test_gidgethub_client_paginates_and_writes(api: Api) -> None:
     from gidgethub.aiohttp import GitHubAPI
 
     for i in range(3):
-        api.hub.create_issue(REPO, f"Issue {i}")
+        api.hub.issues.create(REPO, f"Issue {i}")
     gh = GitHubAPI(api.session, "agent-z-test", oauth_token=api.token, base_url=api.hub.api_url)
     titles = [issue["title"] async for issue in gh.getiter(f"/repos/{REPO}/issues?state=open&per_page=2")]
     assert titles == ["Issue 2", "Issue 1", "Issue 0"]
@@ -419,7 +419,7 @@ async def test_gidgethub_client_paginates_and_writes(api: Api) -> None:
 
 
 async def test_issue_urls_point_at_working_endpoints(api: Api) -> None:
-    api.hub.create_issue(REPO, "Task", user="alice")
+    api.hub.issues.create(REPO, "Task", user="alice")
     _, _, issue = await api.call("GET", f"/repos/{REPO}/issues/1")
     path = issue["comments_url"].removeprefix(api.hub.api_url)
     status, _, comment = await api.call("POST", path, body={"body": "hello"})

@@ -40,8 +40,8 @@ def on_sha(sha: str) -> Callable[[Delivery], bool]:
 
 async def test_push_emits_push_and_runs_pytest_ci_on_the_head_sha(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                                    tmp_path: Path) -> None:
-    fakehub.subscribe("push")  # Agent-Z's manifest does not subscribe to push events
-    await fakehub.create_repo(REPO, PASSING)
+    fakehub.apps.subscribe("push")  # Agent-Z's manifest does not subscribe to push events
+    await fakehub.repos.create(REPO, PASSING)
     sha = await push_branch(fakehub, tmp_path, "agent-z/issue-1-x", {"notes.txt": "hi\n"}, pusher="alice")
 
     push = await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
@@ -57,13 +57,13 @@ async def test_push_emits_push_and_runs_pytest_ci_on_the_head_sha(fakehub: FakeH
     assert suite.payload["check_suite"]["head_sha"] == sha
     assert suite.payload["check_suite"]["conclusion"] == "success"
     assert suite.payload["check_suite"]["head_branch"] == "agent-z/issue-1-x"
-    runs = await fakehub.list_check_runs(REPO, "agent-z/issue-1-x", check_name="ci")
+    runs = await fakehub.checks.find_runs(REPO, "agent-z/issue-1-x", check_name="ci")
     assert [r["conclusion"] for r in runs] == ["success"]
 
 
 async def test_failing_ci_command_concludes_failure_with_output_tail(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                                       tmp_path: Path) -> None:
-    await fakehub.create_repo(REPO, PASSING, ci_command="echo first-line; echo broken-build >&2; exit 3")
+    await fakehub.repos.create(REPO, PASSING, ci_command="echo first-line; echo broken-build >&2; exit 3")
     sha = await push_branch(fakehub, tmp_path, "feature", {"x.txt": "x\n"})
     run = await webhook_sink.wait_for("check_run", "completed", where=on_sha(sha))
     check = run.payload["check_run"]
@@ -75,9 +75,9 @@ async def test_failing_ci_command_concludes_failure_with_output_tail(fakehub: Fa
 
 async def test_push_to_pull_request_head_emits_synchronize_and_links_ci(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                                          tmp_path: Path) -> None:
-    await fakehub.create_repo(REPO, PASSING, ci_command="true")
+    await fakehub.repos.create(REPO, PASSING, ci_command="true")
     first = await push_branch(fakehub, tmp_path, "feature", {"a.txt": "1\n"})
-    pull = await fakehub.create_pull(REPO, {"title": "A", "head": "feature", "base": "main"}, actor=BOT)
+    pull = await fakehub.pulls.create(REPO, {"title": "A", "head": "feature", "base": "main"}, actor=BOT)
     assert pull["head"]["sha"] == first
     second = await push_branch(fakehub, tmp_path, "feature", {"a.txt": "2\n"})
 
@@ -95,9 +95,9 @@ async def test_push_to_pull_request_head_emits_synchronize_and_links_ci(fakehub:
 
 async def test_fork_like_head_has_empty_pull_requests(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                       tmp_path: Path) -> None:
-    await fakehub.create_repo(REPO, PASSING, ci_command="true")
+    await fakehub.repos.create(REPO, PASSING, ci_command="true")
     await push_branch(fakehub, tmp_path, "patch", {"a.txt": "1\n"})
-    await fakehub.create_pull(REPO, {"title": "Fork", "head": "forker:patch", "base": "main"}, actor="forker")
+    await fakehub.pulls.create(REPO, {"title": "Fork", "head": "forker:patch", "base": "main"}, actor="forker")
     sha = await push_branch(fakehub, tmp_path, "patch", {"a.txt": "2\n"})
     run = await webhook_sink.wait_for("check_run", "completed", where=on_sha(sha))
     assert run.payload["check_run"]["pull_requests"] == []
@@ -105,13 +105,13 @@ async def test_fork_like_head_has_empty_pull_requests(fakehub: FakeHub, webhook_
 
 async def test_merge_updates_base_branch_in_the_bare_repo(fakehub: FakeHub, webhook_sink: WebhookSink,
                                                           tmp_path: Path) -> None:
-    fakehub.subscribe("push")
-    await fakehub.create_repo(REPO, PASSING, ci_command=None)
-    issue = fakehub.create_issue(REPO, "Add feature", user="alice")
+    fakehub.apps.subscribe("push")
+    await fakehub.repos.create(REPO, PASSING, ci_command=None)
+    issue = fakehub.issues.create(REPO, "Add feature", user="alice")
     head = await push_branch(fakehub, tmp_path, "feature", {"feature.txt": "new\n"})
-    pull = await fakehub.create_pull(REPO, {"title": "Feature", "head": "feature", "base": "main",
+    pull = await fakehub.pulls.create(REPO, {"title": "Feature", "head": "feature", "base": "main",
                                             "body": f"Fixes #{issue['number']}"}, actor=BOT)
-    result = await fakehub.merge_pull(REPO, pull["number"], actor="alice")
+    result = await fakehub.pulls.merge(REPO, pull["number"], actor="alice")
     assert result["merged"] is True
 
     bare = fakehub.repo_git(REPO)
@@ -129,20 +129,20 @@ async def test_merge_updates_base_branch_in_the_bare_repo(fakehub: FakeHub, webh
     assert push.payload["after"] == main_sha
     issue_closed = await webhook_sink.wait_for("issues", "closed")
     assert issue_closed.payload["issue"]["state_reason"] == "completed"
-    again = await fakehub.get_pull(REPO, pull["number"])
+    again = await fakehub.pulls.get(REPO, pull["number"])
     assert again["state"] == "closed" and again["merged"] is True
 
 
 async def test_conflicting_merge_is_refused(fakehub: FakeHub, tmp_path: Path) -> None:
-    await fakehub.create_repo(REPO, {"a.txt": "base\n"}, ci_command=None)
+    await fakehub.repos.create(REPO, {"a.txt": "base\n"}, ci_command=None)
     await push_branch(fakehub, tmp_path, "left", {"a.txt": "left\n"})
     await push_branch(fakehub, tmp_path, "right", {"a.txt": "right\n"})
-    first = await fakehub.create_pull(REPO, {"title": "L", "head": "left", "base": "main"}, actor=BOT)
-    second = await fakehub.create_pull(REPO, {"title": "R", "head": "right", "base": "main"}, actor=BOT)
-    await fakehub.merge_pull(REPO, first["number"])
-    assert (await fakehub.get_pull(REPO, second["number"]))["mergeable"] is False
+    first = await fakehub.pulls.create(REPO, {"title": "L", "head": "left", "base": "main"}, actor=BOT)
+    second = await fakehub.pulls.create(REPO, {"title": "R", "head": "right", "base": "main"}, actor=BOT)
+    await fakehub.pulls.merge(REPO, first["number"])
+    assert (await fakehub.pulls.get(REPO, second["number"]))["mergeable"] is False
     with pytest.raises(ApiError) as refused:
-        await fakehub.merge_pull(REPO, second["number"])
+        await fakehub.pulls.merge(REPO, second["number"])
     assert refused.value.status == 405
 
 
@@ -150,7 +150,7 @@ async def test_stop_kills_running_ci(tmp_path: Path, webhook_sink: WebhookSink) 
     pid_file = tmp_path / "ci.pid"
     hub = FakeHub(tmp_path / "root", webhook_url=webhook_sink.url, webhook_secret=webhook_sink.secret)
     await hub.start()
-    await hub.create_repo(REPO, {"a.txt": "a\n"},
+    await hub.repos.create(REPO, {"a.txt": "a\n"},
                           ci_command=f"echo $$ > {shlex.quote(str(pid_file))}; exec sleep 60")
     await push_branch(hub, tmp_path, "slow", {"b.txt": "b\n"})
     for _ in range(500):

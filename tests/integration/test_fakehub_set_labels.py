@@ -15,8 +15,8 @@ REPO = "acme/widgets"
 async def test_set_labels_replaces_them_in_one_write_and_emits_label_events(
     fakehub: FakeHub, app_private_key: str
 ) -> None:
-    await fakehub.create_repo(REPO, {"README.md": "# widgets\n"}, ci_command=None)
-    fakehub.create_issue(REPO, "Bug", "details", labels=["bug", "ongoing"])
+    await fakehub.repos.create(REPO, {"README.md": "# widgets\n"}, ci_command=None)
+    fakehub.issues.create(REPO, "Bug", "details", labels=["bug", "ongoing"])
     async with aiohttp.ClientSession() as session:
         token = await installation_token(session, fakehub, app_private_key, REPO)
         fakehub.reset_counters()
@@ -26,7 +26,7 @@ async def test_set_labels_replaces_them_in_one_write_and_emits_label_events(
             assert response.status == 200
             labels = await response.json()
     assert [label["name"] for label in labels] == ["bug", "agent-z:needs-human"]
-    assert [label["name"] for label in fakehub.get_issue(REPO, 1)["labels"]] == ["bug", "agent-z:needs-human"]
+    assert [label["name"] for label in fakehub.issues.get(REPO, 1)["labels"]] == ["bug", "agent-z:needs-human"]
     assert fakehub.counters()["writes"] == 1
     actions = [(e["action"], e["payload"]["label"]["name"]) for e in fakehub.emitted("issues")
                if e["action"] in ("labeled", "unlabeled")]

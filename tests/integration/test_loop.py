@@ -18,11 +18,11 @@ from workers.foreground import run_loop
 async def test_loop_delivers_the_eligible_issue_and_stops_when_none_is_left(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
-    await fakehub.create_repo(scenario.REPO, scenario.FILES)
-    fakehub.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
-    fakehub.create_issue(scenario.REPO, scenario.ISSUES[0].title, scenario.ISSUES[0].body, user=scenario.MAINTAINER)
-    fakehub.create_issue(scenario.REPO, "Someone else's", "taken", assignees=["octocat"])
-    fakehub.create_issue(scenario.REPO, "From outside", "Please do this.", user=scenario.OUTSIDER)
+    await fakehub.repos.create(scenario.REPO, scenario.FILES)
+    fakehub.repos.set_permission(scenario.REPO, scenario.MAINTAINER, "admin")
+    fakehub.issues.create(scenario.REPO, scenario.ISSUES[0].title, scenario.ISSUES[0].body, user=scenario.MAINTAINER)
+    fakehub.issues.create(scenario.REPO, "Someone else's", "taken", assignees=["octocat"])
+    fakehub.issues.create(scenario.REPO, "From outside", "Please do this.", user=scenario.OUTSIDER)
     script = tmp_path / "agent.json"
     steps = [step for step in scenario.ScriptBuilder().build() if step["role"] != "scheduler"]
     steps.insert(0, {"role": "scheduler", "json": {"ranking": [{"number": 1, "score": 90, "reason": "bug"}]}})
@@ -45,4 +45,4 @@ async def test_loop_delivers_the_eligible_issue_and_stops_when_none_is_left(
     assert any("#2 skipped:assigned" in line for line in lines), lines
     assert any("#3 skipped:untrusted_author" in line for line in lines), lines
     assert lines[-1] == "no eligible issue left"
-    assert len(fakehub.list_pulls(scenario.REPO, state="all")) == 1
+    assert len(fakehub.pulls.find(scenario.REPO, state="all")) == 1

@@ -51,9 +51,9 @@ def settings_for(tmp_path: Path, hub: Any, private_key: str, agent_steps: list[d
 async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_request(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
-    await fakehub.create_repo(REPO, APP_FILES, ci_command=None)
-    docs = int(fakehub.create_issue(REPO, "Document speed", "Explain speed()")["number"])
-    speed = int(fakehub.create_issue(REPO, "Make speed faster", "speed() is too slow")["number"])
+    await fakehub.repos.create(REPO, APP_FILES, ci_command=None)
+    docs = int(fakehub.issues.create(REPO, "Document speed", "Explain speed()")["number"])
+    speed = int(fakehub.issues.create(REPO, "Make speed faster", "speed() is too slow")["number"])
     settings = settings_for(tmp_path, fakehub, app_private_key, [
         {"role": "task_lead", "call": 1, "json": IMPACT},
         {"role": "task_lead", "call": 2, "match": "Q1: 3", "json": REVISED},
@@ -92,7 +92,7 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
     assert run is not None and run.status == "done" and run.pr_number is not None, lines
     assert any(line.endswith(f"/{REPO}/pull/{run.pr_number}") for line in lines), lines
     assert any(line.strip() == "developing" for line in lines)  # live stage output
-    assert len(fakehub.list_pulls(REPO, state="all")) == 1
+    assert len(fakehub.pulls.find(REPO, state="all")) == 1
     db = Database.from_url(settings.database_url)
     try:
         kinds = [event.kind for event in RunQueue(db).events(run.id)]

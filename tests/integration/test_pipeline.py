@@ -341,8 +341,8 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
 
     from workers.pool import build_deps, deliver_issue
 
-    await fakehub.create_repo("acme/widgets", APP_FILES)
-    issue = fakehub.create_issue("acme/widgets", "Make speed faster", "speed() should return more",
+    await fakehub.repos.create("acme/widgets", APP_FILES)
+    issue = fakehub.issues.create("acme/widgets", "Make speed faster", "speed() should return more",
                                  labels=["agent-z"])
     number = int(issue["number"])
     settings = Settings.load(
@@ -371,8 +371,8 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
         db.dispose()
     assert run.status == "done", lines
     assert run.ci_round == 1 and run.pr_number is not None
-    assert len(fakehub.list_pulls("acme/widgets", state="all")) == 1
-    comments = fakehub.list_comments("acme/widgets", number)
+    assert len(fakehub.pulls.find("acme/widgets", state="all")) == 1
+    comments = fakehub.comments.find("acme/widgets", number)
     assert len(comments) == 1 and "Done" in comments[0]["body"]
     checks = {c["name"] for c in fakehub.state.data["check_runs"].values()}
     assert {"Agent-Z / plan", "Agent-Z / review", "Agent-Z / ci-fix"} <= checks
@@ -401,8 +401,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
     from agentz_app.reconciler import reconcile_once
     from workers.pool import build_deps
 
-    await fakehub.create_repo("acme/widgets", APP_FILES, ci_command=None)
-    number = int(fakehub.create_issue("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
+    await fakehub.repos.create("acme/widgets", APP_FILES, ci_command=None)
+    number = int(fakehub.issues.create("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
     agent_steps = json.dumps([
         {"role": "task_lead", "json": {**PLAN, "files": ["app.py"]}},
         {"role": "developer", "write": [{"path": "app.py", "content": FAST}]},
@@ -456,8 +456,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
     finally:
         db.dispose()
     assert finished.status == "waiting_checks"
-    assert len(fakehub.list_pulls("acme/widgets", state="all")) == 1
-    assert len(fakehub.list_comments("acme/widgets", number)) == 1
+    assert len(fakehub.pulls.find("acme/widgets", state="all")) == 1
+    assert len(fakehub.comments.find("acme/widgets", number)) == 1
 
 
 async def test_a_policy_violation_the_developer_keeps_ends_needs_human_and_nothing_is_pushed(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ class TokenGH:
 
 @pytest.fixture
 async def gh(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[TokenGH]:
-    await fakehub.create_repo(REPO, {"README.md": "# widgets\n", ".github/agent-z.yml": INVALID}, ci_command=None)
+    await fakehub.repos.create(REPO, {"README.md": "# widgets\n", ".github/agent-z.yml": INVALID}, ci_command=None)
     async with aiohttp.ClientSession() as session:
         yield TokenGH(session, fakehub, await installation_token(session, fakehub, app_private_key, REPO))
 

@@ -316,7 +316,7 @@ async def test_discovery_lists_every_page_through_the_app_client(tmp_path: Any, 
     await hub.start()
     try:
         for name in ("acme/one", "acme/two", "other/three"):
-            await hub.create_repo(name, {"README.md": "hi\n"}, ci_command=None)
+            await hub.repos.create(name, {"README.md": "hi\n"}, ci_command=None)
         configured = settings.model_copy(update={"github_api_url": hub.api_url, "github_app_id": APP_ID,
                                                  "github_private_key": SecretStr(key)})
         async with aiohttp.ClientSession() as http:

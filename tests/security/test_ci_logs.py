@@ -41,7 +41,7 @@ async def storage_host(log: bytes) -> tuple[web.AppRunner, str, list[dict[str, s
 async def test_a_job_log_is_fetched_from_the_storage_host_without_our_token_and_bounded(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
-    await fakehub.create_repo(REPO, {"README.md": "x\n"}, ci_command=None)
+    await fakehub.repos.create(REPO, {"README.md": "x\n"}, ci_command=None)
     huge = b"x" * 3_000_000 + b"\nthe end\n"
     runner, storage, seen = await storage_host(huge)
     fakehub.actions.logs[4242] = "unused"

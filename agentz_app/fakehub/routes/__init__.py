@@ -1,0 +1,1 @@
+"""The fake GitHub's route handlers, one module per resource; each ``register``s its routes."""
