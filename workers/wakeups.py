@@ -63,11 +63,13 @@ async def _settle(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
 async def _pull_closed(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:
     merged = bool(payload.get("merged"))
     target = Status.MERGED if merged else Status.CANCELLED
-    if run.status in (Status.MERGED, Status.CANCELLED) or not states.can_transition(run.status, target):
-        return
-    reason = "pull request merged" if merged else "pull request closed without merging"
-    run = deps.queue.set_status(run.id, target, reason=reason, actor="github", expected_attempt=run.attempt)
-    await finish_run(deps, await deps.github(run), run)
+    gh = await deps.github(run)  # before the change: a retry after a failure here still cleans up
+    if run.status != target:
+        if run.status in (Status.MERGED, Status.CANCELLED) or not states.can_transition(run.status, target):
+            return
+        reason = "pull request merged" if merged else "pull request closed without merging"
+        run = deps.queue.set_status(run.id, target, reason=reason, actor="github", expected_attempt=run.attempt)
+    await finish_run(deps, gh, run)
 
 
 async def _feedback(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:

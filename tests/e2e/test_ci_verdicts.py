@@ -34,6 +34,7 @@ from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.contract.validator import ContractRecorder, GitHubContract
 from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_key, push_branch  # noqa: F401
 from workers.pipeline import PipelineDeps, settle_waiting
+from workers.wakeups import act_on_wakeups
 from workers.pool import build_deps
 from workers.roles.prompts import feedback_prompt
 
@@ -77,10 +78,11 @@ class CI:
         return self.queue.get(run_id)
 
     async def until(self, run_id: str, done: Callable[[Run], bool], *, timeout: float = 90.0) -> Run:
-        """Work the inbox and settle waiting runs (as the receiver and idle workers do) until ``done``."""
+        """Work the inbox, act on wake-ups and settle waiting runs (as the receiver and workers do) until ``done``."""
         deadline = time.monotonic() + timeout
         while True:
             await process_pending(self.db, self.settings, github=self.github)
+            await act_on_wakeups(self.deps, "worker-1")
             await settle_waiting(self.deps)
             run = self.queue.get(run_id)
             if done(run):
