@@ -34,9 +34,9 @@ from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.contract.validator import ContractRecorder, GitHubContract
 from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_key, push_branch  # noqa: F401
 from workers.pipeline import PipelineDeps, settle_waiting
-from workers.wakeups import act_on_wakeups
 from workers.pool import build_deps
 from workers.roles.prompts import feedback_prompt
+from workers.wakeups import act_on_wakeups
 
 pytestmark = pytest.mark.slow
 
