@@ -4,8 +4,10 @@ One run at a time per process (parallelism is the number of worker processes).
 While idle a loop polls the database about twice a second with a cheap read and
 makes no GitHub request, except to finish a waiting run that no webhook will wake
 (its CI finished before anyone waited, or it got no CI result within
-``CI_GRACE_SECONDS``). SIGTERM/SIGINT hand the current run back (its agent's process
-group is killed and the run resumes from its recorded stage elsewhere).
+``CI_GRACE_SECONDS``). Alongside its stage work, every worker acts on the runs webhooks
+woke (:mod:`workers.wakeups`: CI results, closed pull requests, review feedback, re-runs),
+so a busy worker does not delay them. SIGTERM/SIGINT hand the current run back (its
+agent's process group is killed and the run resumes from its recorded stage elsewhere).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from workers.ci_github import refresh_ci
 from workers.pipeline import PipelineDeps, Progress, finish_run, plan_run, settle_ci, settle_waiting, work_run
 from workers.reporter import Reporter, report_forever
 from workers.sandbox import Sandbox
+from workers.wakeups import act_on_wakeups, wake_forever
 from workers.worktrees import Worktrees
 
 IDLE_POLL_SECONDS = 0.5
@@ -162,12 +165,15 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     statuses = states.CLAIMABLE_BY_PLANNER if role == "planner" else states.CLAIMABLE_BY_WORKER
     outcomes: list[Outcome] = []
     reporting: asyncio.Task[None] | None = None
+    waking: asyncio.Task[None] | None = None
     try:
         async with aiohttp.ClientSession() as http:
             active = deps or build_deps(settings, database, http)
             if not once:
                 # Alongside the work: show every run's state on GitHub, this process's runs included.
                 reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), stop))
+            if role == "worker" and not once:
+                waking = asyncio.ensure_future(wake_forever(active, owner, stop))
             housekeeping = role == "worker" and not once
             next_gc = next_settle = 0.0 if housekeeping else float("inf")
             while not stop.is_set():
@@ -205,14 +211,17 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                     log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
                 if once:
                     break
-            if reporting is not None:
+            if reporting is not None or waking is not None:
                 stop.set()
-                await reporting
+            for task in (reporting, waking):
+                if task is not None:
+                    await task
     finally:
-        if reporting is not None and not reporting.done():
-            reporting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporting
+        for task in (reporting, waking):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         remove()
         if own_db:
             database.dispose()
@@ -307,6 +316,7 @@ async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[
             await step(active, "worker", owner, run_id=run.id)
         elif run.status == Status.WAITING_CHECKS:
             try:
+                await act_on_wakeups(active, owner)  # feedback or a close a receiver recorded
                 await poll_ci(active, await active.github(run), run)
             except GitHubError as exc:
                 echo(f"  could not read checks: {exc}")

@@ -1,21 +1,21 @@
 """Webhooks that wake submitted runs: CI results, PR reviews, PR closes, check-run actions.
 
-A run in ``waiting_checks`` holds no lease. Results are matched by head SHA (fork
-PRs carry no ``pull_requests``); once CI on the head is decided
-(:func:`agentz_app.domain.ci.decide_ci`), the run is done or goes back to a worker with
-the failures as feedback, and a done run goes back when CI on its head fails later.
-"Re-run" on one of Agent-Z's own checks re-runs that stage, like the Retry button.
-Reviews, their inline comments and check-run buttons steer a run only when their
-author passes the permission rule (:mod:`agentz_app.ingress.permissions`).
+Handlers only record facts and wake runs, in one transaction per delivery: the wake-up
+(:mod:`agentz_app.store.wakeups`) says what happened, and a worker acts on it (settles
+CI, finishes a run whose pull request closed, asks for a fix, re-runs a stage). A run
+in ``waiting_checks`` holds no lease. CI results are matched by head SHA (fork PRs carry
+no ``pull_requests``) and wake the runs waiting on (or done with) that head. "Re-run" on
+one of Agent-Z's own checks re-runs that stage, like the Retry button. Reviews, their
+inline comments and check-run buttons steer a run only when their author passes the
+permission rule (:mod:`agentz_app.ingress.permissions`); anyone else's wakes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from gidgethub import routing, sansio
 from sqlalchemy import select
 
@@ -24,24 +24,30 @@ from agentz_app.config import Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
-from agentz_app.ingress.checks import STATUS_CONCLUSIONS, record_event
+from agentz_app.ingress.checks import STATUS_CONCLUSIONS, records_of
 from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
-from agentz_app.ingress.snapshots import section
+from agentz_app.ingress.snapshots import note_repository, section
 from agentz_app.logs import get_logger
 from agentz_app.reporting.checks import is_own_check
 from agentz_app.store import trust
+from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.trust import add_run_note
-from workers.coordinator import Coordinator, status_view
-from workers.pipeline import PipelineDeps, finish_run, request_fix, settle_ci
-from workers.worktrees import Worktrees
+from agentz_app.store.wakeups import record_wakeup, runs_on_head
 
 router = routing.Router()
 log = get_logger(__name__)
 
 _EXTERNAL_PREFIX = "agent-z:"
+# Runs a CI result on their head can move: waiting ones settle, done ones reopen on a failure.
+_SETTLED_BY_CI = (Status.WAITING_CHECKS, Status.DONE)
+# Runs that take feedback from their pull request.
+_TAKES_FEEDBACK = (Status.WAITING_CHECKS, Status.DONE)
+
+
+# Reading payloads -------------------------------------------------------------------
 
 
 def _repo(event: sansio.Event) -> str:
@@ -50,26 +56,6 @@ def _repo(event: sansio.Event) -> str:
     if not isinstance(name, str) or "/" not in name:
         raise AgentZError("webhook payload has no repository.full_name")
     return name
-
-
-def _deps(gh: Any, db: Database, settings: Settings, queue: RunQueue) -> PipelineDeps:
-    async def github(_: Run) -> Any:
-        return gh
-
-    return PipelineDeps(settings=settings, db=db, queue=queue, github=github, worktrees=Worktrees(settings))
-
-
-@asynccontextmanager
-async def _cleanup_deps(gh: Any, db: Database, settings: Settings) -> AsyncIterator[PipelineDeps]:
-    """Dependencies for a terminal cleanup, built as the worker pool builds them.
-
-    GitHub calls go through the handler's client; git (deleting the checkpoint ref) gets
-    the installation token from the App, as a worker's pushes do.
-    """
-    from workers.pool import build_deps
-
-    async with aiohttp.ClientSession() as http:
-        yield build_deps(settings, db, http, client=gh)
 
 
 def _own(event: sansio.Event, settings: Settings) -> bool:
@@ -84,57 +70,88 @@ def _own(event: sansio.Event, settings: Settings) -> bool:
     return event.event == "check_run" and is_own_check(str(obj.get("name") or ""))
 
 
-async def _wake(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue) -> None:
-    """Record the delivery's CI signals, then settle the runs waiting on (or done with) that head."""
-    repo, records = record_event(db, settings, event)
-    deps = _deps(gh, db, settings, queue)
-    for head_sha in dict.fromkeys(record.head_sha for record in records):
-        for run in queue.runs_waiting_on_sha(repo, head_sha):
-            await settle_ci(deps, gh, run)
+def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _pull_number(event: sansio.Event) -> int:
+    return int(_mapping(event.data, "pull_request").get("number") or 0)
+
+
+def _sender(event: sansio.Event) -> Actor:
+    return Actor.from_user(event.data.get("sender"))
+
+
+# Waking runs --------------------------------------------------------------------
+
+
+def wake_run(db: Database, run_id: str, *, reason: str, key: str | None = None,
+             payload: Mapping[str, Any] | None = None) -> None:
+    """Record one wake-up of ``run_id`` in its own transaction."""
+    with db.begin() as session:
+        record_wakeup(session, run_id, reason=reason, key=key, payload=payload, at=now())
+
+
+def record_ci_and_wake(db: Database, settings: Settings, event: sansio.Event) -> list[str]:
+    """Store the delivery's CI signals and wake the runs on their heads, in one transaction; the runs woken."""
+    records = records_of(event)
+    woken: list[str] = []
+    with db.begin() as session:
+        repo = note_repository(session, event.data)
+        for record in records:
+            record_ci(session, repo, record, own_slug=settings.github_app_slug)
+        at = now()
+        for head_sha in dict.fromkeys(record.head_sha for record in records):
+            for run_id in runs_on_head(session, repo, head_sha, _SETTLED_BY_CI):
+                record_wakeup(session, run_id, reason="ci", at=at)
+                woken.append(run_id)
+    return woken
 
 
 @router.register("check_run", action="completed")
 async def on_check_run_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                 queue: RunQueue, **_: Any) -> None:
-    """A check run finished: settle runs waiting on its head SHA (our own checks are ignored)."""
+                                 **_: Any) -> None:
+    """A check run finished: wake runs waiting on its head SHA (our own checks are ignored)."""
     if not _own(event, settings):
-        await _wake(event, gh, db=db, settings=settings, queue=queue)
+        record_ci_and_wake(db, settings, event)
 
 
 @router.register("check_suite", action="completed")
 async def on_check_suite_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                   queue: RunQueue, **_: Any) -> None:
-    """A check suite finished: settle runs waiting on its head SHA."""
+                                   **_: Any) -> None:
+    """A check suite finished: wake runs waiting on its head SHA."""
     if not _own(event, settings):
-        await _wake(event, gh, db=db, settings=settings, queue=queue)
+        record_ci_and_wake(db, settings, event)
 
 
 @router.register("status")
-async def on_status(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, queue: RunQueue,
-                    **_: Any) -> None:
-    """A commit status changed: settle runs waiting on that SHA once it is final."""
+async def on_status(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
+    """A commit status changed: wake runs waiting on that SHA once it is final."""
     if str(event.data.get("state") or "") in STATUS_CONCLUSIONS:
-        await _wake(event, gh, db=db, settings=settings, queue=queue)
+        record_ci_and_wake(db, settings, event)
 
 
-async def _rerun_stage(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, sender: Actor,
-                       *, what: str) -> None:
-    """GitHub's "Re-run" on one of our checks: the Retry button's semantics, for people who may steer."""
-    actor = sender.login or "github"
-    decision = await check_actor(gh, db, settings, run.repo, sender)
-    if not decision.allowed:
-        queue.add_event(run.id, "check_run_action_refused", action="rerun", actor=actor, reason=decision.reason)
-        log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
+# Re-runs ------------------------------------------------------------------------
+
+
+async def _rerun_stages(gh: Any, db: Database, settings: Settings, queue: RunQueue, runs: list[Run],
+                        sender: Actor, *, reason: str, action: str = "rerun") -> None:
+    """GitHub's "Re-run" (or the Retry button) on our checks: for people who may steer, wake the
+    runs for a worker to re-run their stage (the Retry button's semantics); refusals are recorded."""
+    if not runs:
         return
-    try:
-        if run.status in states.RETRYABLE:
-            queue.resume(run.id, reason=f"re-run requested on {what}", actor=actor)
-        elif run.status == Status.WAITING_CHECKS:
-            await settle_ci(_deps(gh, db, settings, queue), gh, run)
-        else:
-            queue.add_event(run.id, "retry_ignored", status=str(run.status), actor=actor)
-    except (LeaseLost, IllegalTransition, AgentZError) as exc:
-        log.info("re-run ignored", run_id=run.id, reason=str(exc))
+    actor = sender.login or "github"
+    decision = await check_actor(gh, db, settings, runs[0].repo, sender)
+    if not decision.allowed:
+        for run in runs:
+            queue.add_event(run.id, "check_run_action_refused", action=action, actor=actor, reason=decision.reason)
+            log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
+        return
+    with db.begin() as session:
+        at = now()
+        for run in runs:
+            record_wakeup(session, run.id, reason="rerun", payload={"actor": actor, "reason": reason}, at=at)
 
 
 @router.register("check_run", action="rerequested")
@@ -151,8 +168,8 @@ async def on_check_run_rerequested(event: sansio.Event, gh: Any, *, db: Database
         run = queue.get(run_id)
     except NotFound:
         return
-    await _rerun_stage(gh, db, settings, queue, run, Actor.from_user(event.data.get("sender")),
-                       what=str(check_run.get("name") or "a check run"))
+    await _rerun_stages(gh, db, settings, queue, [run], _sender(event),
+                        reason=f"re-run requested on {check_run.get('name') or 'a check run'}")
 
 
 @router.register("check_suite", action="rerequested")
@@ -161,11 +178,13 @@ async def on_check_suite_rerequested(event: sansio.Event, gh: Any, *, db: Databa
     """GitHub's "Re-run all checks" on our suite re-runs the runs whose head it is; another App's is only recorded."""
     if not _own(event, settings):
         return
-    suite = section(event.data, "check_suite")
-    head_sha = str(suite.get("head_sha") or "")
-    sender = Actor.from_user(event.data.get("sender"))
-    for run in queue.runs_waiting_on_sha(_repo(event), head_sha, statuses=list(Status)):
-        await _rerun_stage(gh, db, settings, queue, run, sender, what="Agent-Z's checks")
+    head_sha = str(section(event.data, "check_suite").get("head_sha") or "")
+    runs = queue.runs_waiting_on_sha(_repo(event), head_sha, statuses=list(Status))
+    await _rerun_stages(gh, db, settings, queue, runs, _sender(event),
+                        reason="re-run requested on Agent-Z's checks")
+
+
+# Pull request feedback ------------------------------------------------------------
 
 
 def run_for_pull(db: Database, repo: str, number: int) -> Run | None:
@@ -176,28 +195,15 @@ def run_for_pull(db: Database, repo: str, number: int) -> Run | None:
         ).first()
 
 
-def _last_review_summary(queue: RunQueue, run_id: str) -> str | None:
-    for event in reversed(queue.events(run_id)):
-        review = event.payload.get("review") if event.kind == "review" else None
-        if isinstance(review, Mapping) and isinstance(review.get("summary"), str):
-            return str(review["summary"])
-    return None
-
-
-async def note_ignored_feedback(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
-                                actor: Actor, decision: Decision, kind: str) -> None:
-    """Record feedback that was not used, and show it once per person on the run's status comment."""
-    why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
+def note_ignored_feedback(db: Database, queue: RunQueue, run: Run, *, actor: Actor, decision: Decision,
+                          kind: str) -> None:
+    """Record feedback that was not used, and wake the run to show it once per person on its status comment."""
     queue.add_event(run.id, "feedback_ignored", source=kind, user=actor.login, reason=decision.reason)
     log.info("feedback ignored", run_id=run.id, kind=kind, user=actor.login, reason=decision.reason)
+    why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
     noted = add_run_note(db, run.id, f"Ignored feedback from @{actor.login} ({why}).")
-    if noted is None or gh is None or noted.status not in (Status.WAITING_CHECKS, Status.DONE):
-        return  # a working run shows the note at its next status update
-    view = status_view(noted, review_summary=_last_review_summary(queue, run.id))
-    try:
-        await Coordinator(gh, db, settings).status_comment(noted, view)
-    except AgentZError as exc:
-        log.warning("status comment not updated", run_id=run.id, error=str(exc))
+    if noted is not None and noted.status in _TAKES_FEEDBACK:
+        wake_run(db, run.id, reason="notes")  # a working run shows the note at its next status update
 
 
 def _thread_of(comment: Mapping[str, Any]) -> Any:
@@ -248,17 +254,21 @@ async def review_threads(gh: Any, db: Database, settings: Settings, repo: str, n
     return kept, dropped
 
 
+def _feedback_key(text: str, author: Actor) -> str:
+    digest = hashlib.sha256(f"{author.login.lower()}\n{text}".encode()).hexdigest()[:24]
+    return f"conversation:{digest}"
+
+
 async def request_conversation_fix(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
                                    text: str, author: Actor, association: str | None = None) -> Run:
     """Feedback from the PR conversation (``/agent-z fix`` or a mention of the App) by someone who
-    may steer (checked by the caller): back to the developer with the text and every review thread,
-    on the same branch and pull request."""
-    if run.pr_number is None:
+    may steer (checked by the caller): wake the run for a worker to send it back to the developer
+    with the text and every review thread, on the same branch and pull request."""
+    if run.pr_number is None or run.status not in _TAKES_FEEDBACK:
         raise IllegalTransition(run.id, run.status, Status.FIXING_CI)
     comments, dropped = await review_threads(gh, db, settings, run.repo, run.pr_number, trusted=author)
     for outsider, refusal in dropped.items():
-        await note_ignored_feedback(gh, db, settings, queue, run, actor=outsider, decision=refusal,
-                                    kind="review_comment")
+        note_ignored_feedback(db, queue, run, actor=outsider, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": text,
@@ -267,8 +277,9 @@ async def request_conversation_fix(gh: Any, db: Database, settings: Settings, qu
         "comments": comments,
         "source": "conversation",
     }
-    return await request_fix(_deps(gh, db, settings, queue), gh, run, feedback,
-                             reason=f"fix requested by @{author.login}")
+    wake_run(db, run.id, reason="feedback", key=_feedback_key(text, author),
+             payload={"feedback": feedback, "reason": f"fix requested by @{author.login}"})
+    return run
 
 
 @router.register("issue_comment", action="created")
@@ -276,22 +287,21 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: Any, *, db: Data
                                        queue: RunQueue, clock: Clock = now, **_: Any) -> None:
     """A comment mentioning the App in an Agent-Z pull request's conversation, by someone who may
     steer, is feedback for the developer (``/agent-z`` commands go through the command path)."""
-    data = event.data
-    comment = data.get("comment") or {}
-    issue = data.get("issue") or {}
+    comment = _mapping(event.data, "comment")
+    issue = _mapping(event.data, "issue")
     body = str(comment.get("body") or "")
-    if not issue.get("pull_request") or ignores_commenter(comment, settings):
+    if not issue.get("pull_request") or ignores_commenter(dict(comment), settings):
         return
     if parse_command(body) is not None or not mentions_app(body, settings.github_app_slug):
         return
     repo = _repo(event)
     run = run_for_pull(db, repo, int(issue.get("number") or 0))
-    if run is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
+    if run is None or run.status not in _TAKES_FEEDBACK:
         return
     author = Actor.from_user(comment.get("user"))
     decision = await check_actor(gh, db, settings, repo, author, clock=clock)
     if not decision.allowed:
-        await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=decision, kind="comment")
+        note_ignored_feedback(db, queue, run, actor=author, decision=decision, kind="comment")
         return
     comment_id = comment.get("id")
     if isinstance(comment_id, int) and not trust.claim_command(
@@ -310,30 +320,28 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: Any, *, db: Data
 @router.register("pull_request_review", action="submitted")
 async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
-    """Changes requested on a run's PR by someone who may steer: back to a worker with the review.
-
-    Reviews and inline comments by anyone else are not used: the run notes them instead.
+    """Changes requested on a run's PR by someone who may steer: wake the run for a worker to send it
+    back with the review. Reviews and inline comments by anyone else are not used: the run notes them.
     """
-    review = event.data.get("review") or {}
+    review = _mapping(event.data, "review")
     if str(review.get("state", "")).lower() != "changes_requested":
         return
     repo = _repo(event)
-    number = int((event.data.get("pull_request") or {}).get("number") or 0)
+    number = _pull_number(event)
     run = run_for_pull(db, repo, number)
-    if run is None or run.status not in (Status.WAITING_CHECKS, Status.DONE):
+    if run is None or run.status not in _TAKES_FEEDBACK:
         return
     reviewer = Actor.from_user(review.get("user"))
     decision = await check_actor(gh, db, settings, repo, reviewer)
     if not decision.allowed:
-        await note_ignored_feedback(gh, db, settings, queue, run, actor=reviewer, decision=decision, kind="review")
+        note_ignored_feedback(db, queue, run, actor=reviewer, decision=decision, kind="review")
         return
     comments: list[dict[str, Any]] = []
     if review.get("id"):
         comments, dropped = await review_threads(gh, db, settings, repo, number, review_id=review["id"],
                                                  trusted=reviewer)
         for author, refusal in dropped.items():
-            await note_ignored_feedback(gh, db, settings, queue, run, actor=author, decision=refusal,
-                                        kind="review_comment")
+            note_ignored_feedback(db, queue, run, actor=author, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": str(review.get("body") or ""),
@@ -341,32 +349,24 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
         "reviewer_association": review.get("author_association"),
         "comments": comments,
     }
-    try:
-        await request_fix(_deps(gh, db, settings, queue), gh, run, feedback, reason="changes requested")
-    except (LeaseLost, IllegalTransition) as exc:
-        log.info("review ignored", run_id=run.id, reason=str(exc))
+    wake_run(db, run.id, reason="feedback", key=f"review:{review.get('id') or 'unknown'}",
+             payload={"feedback": feedback, "reason": "changes requested"})
+
+
+# Pull request closed, check-run buttons ---------------------------------------------
 
 
 @router.register("pull_request", action="closed")
-async def on_pull_closed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                         queue: RunQueue, **_: Any) -> None:
-    """A run's PR was merged (→ merged) or closed unmerged (→ cancelled); clean up either way."""
-    pull = event.data.get("pull_request") or {}
-    run = run_for_pull(db, _repo(event), int(pull.get("number") or 0))
+async def on_pull_closed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
+    """A run's PR was merged or closed unmerged: wake the run for a worker to end it (merged or
+    cancelled) and clean up."""
+    pull = _mapping(event.data, "pull_request")
+    run = run_for_pull(db, _repo(event), _pull_number(event))
     if run is None or run.status in (Status.MERGED, Status.CANCELLED):
         return
     merged = bool(pull.get("merged"))
-    target = Status.MERGED if merged else Status.CANCELLED
-    if not states.can_transition(run.status, target):
-        return
-    reason = "pull request merged" if merged else "pull request closed without merging"
-    try:
-        run = queue.set_status(run.id, target, reason=reason, actor="github", expected_attempt=run.attempt)
-    except (LeaseLost, IllegalTransition) as exc:
-        log.info("close ignored", run_id=run.id, reason=str(exc))
-        return
-    async with _cleanup_deps(gh, db, settings) as deps:
-        await finish_run(deps, gh, run)
+    if states.can_transition(run.status, Status.MERGED if merged else Status.CANCELLED):
+        wake_run(db, run.id, reason="pull_closed", payload={"merged": merged})
 
 
 def run_id_of_external(external_id: str) -> str | None:
@@ -380,35 +380,37 @@ def run_id_of_external(external_id: str) -> str | None:
 @router.register("check_run", action="requested_action")
 async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
-    """The Retry and Stop buttons on Agent-Z's check runs, obeyed only from someone who may steer."""
-    check_run = event.data.get("check_run") or {}
-    identifier = str((event.data.get("requested_action") or {}).get("identifier") or "")
+    """The Retry and Stop buttons on Agent-Z's check runs, obeyed only from someone who may steer.
+
+    Stop cancels the run at once (its holder loses the lease) and wakes it for a worker to clean
+    up; Retry wakes it for a worker to re-run its stage.
+    """
+    check_run = _mapping(event.data, "check_run")
+    identifier = str(_mapping(event.data, "requested_action").get("identifier") or "")
     run_id = run_id_of_external(str(check_run.get("external_id") or ""))
     if run_id is None or identifier not in ("retry", "stop"):
         return
-    sender = Actor.from_user(event.data.get("sender"))
-    actor = sender.login or "github"
     try:
         run = queue.get(run_id)
     except NotFound:
         return
+    if identifier == "retry":
+        await _rerun_stages(gh, db, settings, queue, [run], _sender(event),
+                            reason="retry requested from a check run", action="retry")
+        return
+    sender = _sender(event)
+    actor = sender.login or "github"
     decision = await check_actor(gh, db, settings, run.repo, sender)
     if not decision.allowed:
         queue.add_event(run_id, "check_run_action_refused", action=identifier, actor=actor, reason=decision.reason)
         log.info("check run action refused", run_id=run_id, action=identifier, user=actor, reason=decision.reason)
         return
-    try:
-        if identifier == "stop":
-            if run.status in states.TERMINAL and run.status != Status.DONE:
-                return
-            run = queue.cancel(run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
-            async with _cleanup_deps(gh, db, settings) as deps:
-                await finish_run(deps, gh, run)
-        elif run.status in states.RETRYABLE:
-            queue.resume(run_id, reason="retry requested from a check run", actor=actor)
-        elif run.status == Status.WAITING_CHECKS:
-            await settle_ci(_deps(gh, db, settings, queue), gh, run)
-        else:
-            queue.add_event(run_id, "retry_ignored", status=str(run.status), actor=actor)
-    except (LeaseLost, IllegalTransition, AgentZError) as exc:
-        log.info("check run action ignored", run_id=run_id, action=identifier, reason=str(exc))
+    if run.status in states.TERMINAL and run.status not in (Status.DONE, Status.CANCELLED):
+        return
+    if run.status != Status.CANCELLED:
+        try:
+            queue.cancel(run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
+        except (LeaseLost, IllegalTransition) as exc:
+            log.info("check run action ignored", run_id=run_id, action=identifier, reason=str(exc))
+            return
+    wake_run(db, run_id, reason="finish")  # again on a redelivery: the cleanup may not have happened

@@ -438,3 +438,26 @@ class RepoConfigRow(Base):
     problems: Mapped[list[Any]] = mapped_column(default=list)
     reported_sha: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class RunWakeup(Base):
+    """A fact a webhook recorded about a run, waiting for a worker to act on it.
+
+    One row per run and ``key`` (the kind of fact, e.g. ``ci`` or ``review:<id>``): recording
+    it again while it waits bumps ``generation``, so a worker acting on older facts keeps
+    the row for the next pass. A worker holds it under a lease while it acts.
+    """
+
+    __tablename__ = "run_wakeups"
+    __table_args__ = (Index("ix_run_wakeups_due", "due_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    woken_at: Mapped[float] = mapped_column(Float, default=now)
+    due_at: Mapped[float] = mapped_column(Float, default=now)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)

@@ -36,6 +36,7 @@ from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_k
 from workers.pipeline import PipelineDeps, settle_waiting
 from workers.pool import build_deps
 from workers.roles.prompts import feedback_prompt
+from workers.wakeups import act_on_wakeups
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +78,11 @@ class CI:
         return self.queue.get(run_id)
 
     async def until(self, run_id: str, done: Callable[[Run], bool], *, timeout: float = 90.0) -> Run:
-        """Work the inbox and settle waiting runs (as the receiver and idle workers do) until ``done``."""
+        """Work the inbox, act on wake-ups and settle waiting runs (as the receiver and workers do) until ``done``."""
         deadline = time.monotonic() + timeout
         while True:
             await process_pending(self.db, self.settings, github=self.github)
+            await act_on_wakeups(self.deps, "worker-1")
             await settle_waiting(self.deps)
             run = self.queue.get(run_id)
             if done(run):

@@ -1,23 +1,32 @@
-"""CI, review, close and check-run-action webhooks wake runs that wait without a lease."""
+"""CI, review, close and check-run-action webhooks wake runs that wait without a lease; a worker acts."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gidgethub import sansio
+from sqlalchemy import update
 
 from agentz_app.config import Settings
+from agentz_app.errors import GitHubError
 from agentz_app.ingress.checks import check_run_record, check_suite_record
 from agentz_app.ingress.routers import build_router
 from agentz_app.ingress.runs import router, run_id_of_external
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
-from agentz_app.store.models import CheckResult, Claim, Run
+from agentz_app.store.models import CheckResult, Claim, Run, RunWakeup
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.wakeups import WAKE_LEASE_SECONDS, claim_wakeups, finish_wakeup, pending_wakeups
 from tests.integration.test_coordinator import REPO, MemoryGH
 from workers.pipeline import PipelineDeps, settle_waiting
+from workers.wakeups import act_on_wakeups
 from workers.worktrees import Worktrees
 
 SHA = "c" * 40
@@ -79,7 +88,9 @@ def gh() -> MemoryGH:
 
 
 async def dispatch(ev: sansio.Event, gh: MemoryGH, db: Database, settings: Settings, queue: RunQueue) -> None:
+    """Deliver ``ev`` to the handlers, then let a worker act on what it woke."""
     await router.dispatch(ev, gh, db=db, settings=settings, queue=queue)
+    await act_on_wakeups(sweep_deps(gh, db, settings, queue), "worker-1")
 
 
 async def test_fork_pr_success_without_pull_requests_is_matched_by_head_sha(
@@ -429,3 +440,158 @@ async def test_comments_that_do_not_mention_the_app_in_prose_change_nothing(
                                            "comment": {"id": 78, "body": body, "user": {"login": "carol"}}}),
                    gh, db, ci_settings, queue)
     assert queue.get("run1").status == "waiting_checks"
+
+
+# Handlers record and wake; workers act -------------------------------------------------
+
+
+def review_event(login: str, review_id: int = 55) -> sansio.Event:
+    return event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
+                                         "review": {"id": review_id, "state": "CHANGES_REQUESTED",
+                                                    "body": "Please rename", "user": {"login": login}}})
+
+
+WEBHOOKS_THAT_WAKE = {
+    "ci": (lambda gh: check_run_event("tests", "success", gh=gh), "ci", "done"),
+    "merged": (lambda gh: event("pull_request", {"action": "closed",
+                                                 "pull_request": {"number": 12, "merged": True}}),
+               "pull_closed", "merged"),
+    "review": (lambda gh: review_event("carol"), "feedback", "fixing_ci"),
+    "re-run": (lambda gh: rerequested("carol"), "rerun", "done"),
+}
+
+
+@pytest.mark.parametrize("name", list(WEBHOOKS_THAT_WAKE))
+async def test_a_webhook_alone_only_records_and_wakes_then_a_worker_acts(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings, name: str
+) -> None:
+    build, reason, after = WEBHOOKS_THAT_WAKE[name]
+    waiting_run(db)
+    gh.roles["carol"] = "write"
+    stored(db, "lint", "completed", "success", gh=gh)
+    await router.dispatch(build(gh), gh, db=db, settings=ci_settings, queue=queue)
+    run = queue.get("run1")
+    assert (run.status, run.attempt, run.feedback) == ("waiting_checks", 3, None)
+    assert not gh.writes()
+    assert [w.reason for w in pending_wakeups(db, "run1")] == [reason]
+
+    assert await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1") == 1
+    assert queue.get("run1").status == after
+    assert pending_wakeups(db) == []
+
+
+async def test_ci_results_on_one_head_wake_each_run_once_until_a_worker_acts(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    for check_id in (1, 2, 3):
+        ev = check_run_event(f"job{check_id}", "success", check_id=check_id, gh=gh)
+        await router.dispatch(ev, gh, db=db, settings=ci_settings, queue=queue)
+    await router.dispatch(check_run_event("job1", "success", check_id=1, gh=gh), gh, db=db, settings=ci_settings,
+                          queue=queue)  # a duplicate delivery
+    [wakeup] = pending_wakeups(db)
+    assert (wakeup.run_id, wakeup.reason, wakeup.generation) == ("run1", "ci", 4)
+    assert await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1") == 1
+    assert [e.to_status for e in queue.events("run1") if e.to_status] == ["done"]
+
+
+async def test_cancelled_and_terminal_runs_are_not_woken_by_ci(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db, status="cancelled")
+    await router.dispatch(check_run_event("tests", "failure", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
+    await router.dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
+                          gh, db=db, settings=ci_settings, queue=queue)
+    assert pending_wakeups(db) == [] and queue.get("run1").status == "cancelled"
+
+
+async def test_an_outsiders_review_wakes_no_feedback(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    await router.dispatch(review_event("mallory"), gh, db=db, settings=ci_settings, queue=queue)
+    assert [w.reason for w in pending_wakeups(db)] == ["notes"]  # only the note that it was ignored
+    await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1")
+    run = queue.get("run1")
+    assert (run.status, run.feedback) == ("waiting_checks", None)
+    assert run.notes == ["Ignored feedback from @mallory (no write access)."]
+
+    await router.dispatch(review_event("mallory", review_id=56), gh, db=db, settings=ci_settings, queue=queue)
+    assert pending_wakeups(db) == []  # noted once per person
+
+
+async def test_two_workers_racing_on_one_wake_act_once(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "lint", "completed", "success", gh=gh)
+    await router.dispatch(check_run_event("tests", "success", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
+    at = time.time()
+    start = threading.Barrier(8)
+
+    def claim(owner: str) -> int:
+        start.wait()
+        return len(claim_wakeups(db, owner, at=at))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(claim, [f"worker-{n}" for n in range(8)])) == 1
+
+    with db.begin() as session:  # the lease ends: two workers now race on acting
+        session.execute(update(RunWakeup).values(lease_expires_at=0.0))
+    deps = sweep_deps(gh, db, ci_settings, queue)
+    counts = await asyncio.gather(act_on_wakeups(deps, "worker-a"), act_on_wakeups(deps, "worker-b"))
+    assert sorted(counts) == [0, 1]
+    assert [e.to_status for e in queue.events("run1") if e.to_status] == ["done"]
+    assert len(gh.comments) == 1 and pending_wakeups(db) == []
+
+
+async def test_a_worker_killed_while_acting_leaves_the_wake_to_be_retried(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    stored(db, "lint", "completed", "success", gh=gh)
+    await router.dispatch(check_run_event("tests", "success", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
+    at = time.time()
+    [held] = claim_wakeups(db, "worker-dead", at=at)  # ... and the process dies before it acts
+    deps = sweep_deps(gh, db, ci_settings, queue)
+    assert await act_on_wakeups(deps, "worker-2", clock=lambda: at + 1) == 0  # still leased
+    assert queue.get("run1").status == "waiting_checks"
+
+    later = at + WAKE_LEASE_SECONDS + 1
+    assert await act_on_wakeups(deps, "worker-2", clock=lambda: later) == 1
+    assert queue.get("run1").status == "done" and pending_wakeups(db) == []
+    assert not finish_wakeup(db, held)  # the dead worker's lease is fenced out
+
+
+async def test_a_wake_recorded_while_a_worker_acts_is_kept_for_the_next_pass(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    await router.dispatch(check_run_event("tests", "success", check_id=1, gh=gh), gh, db=db, settings=ci_settings,
+                          queue=queue)
+    [held] = claim_wakeups(db, "worker-1", at=time.time())
+    await router.dispatch(check_run_event("lint", "failure", check_id=2, gh=gh), gh, db=db, settings=ci_settings,
+                          queue=queue)
+    assert not finish_wakeup(db, held)
+    [again] = pending_wakeups(db)
+    assert (again.generation, again.owner) == (2, "")
+
+
+async def test_a_wake_that_fails_on_github_is_retried_later(
+    db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
+) -> None:
+    waiting_run(db)
+    await router.dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
+                          gh, db=db, settings=ci_settings, queue=queue)
+    deps = sweep_deps(gh, db, ci_settings, queue)
+
+    async def unreachable(_: Run) -> Any:
+        raise GitHubError("GitHub is unreachable")
+
+    failing = dataclasses.replace(deps, github=unreachable)
+    assert await act_on_wakeups(failing, "worker-1") == 1
+    [waiting] = pending_wakeups(db)
+    assert waiting.owner == "" and waiting.attempts == 1
+    assert await act_on_wakeups(deps, "worker-1") == 0  # backing off
+    assert await act_on_wakeups(deps, "worker-1", clock=lambda: time.time() + 60) == 1
+    assert pending_wakeups(db) == [] and gh.labels[7] == ["agent-z"]

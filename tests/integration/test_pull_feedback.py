@@ -8,8 +8,10 @@ from gidgethub import sansio
 
 from agentz_app.ingress import runs as runs_ingress
 from agentz_app.ingress import triggers
+from agentz_app.store.wakeups import pending_wakeups
 from tests.integration.test_coordinator import REPO, sh
 from tests.integration.test_pipeline import APPROVE, PLAN, Harness
+from workers.wakeups import act_on_wakeups
 
 
 def comment_event(body: str, *, login: str = "carol", comment_id: int = 501) -> sansio.Event:
@@ -62,6 +64,8 @@ async def test_fix_command_in_the_pull_request_updates_the_same_branch_and_pull_
     event = comment_event("/agent-z fix use the name from the review thread")
     event.data["issue"]["number"] = pr
     await triggers.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
+    assert h.queue.get(run_id).status == "waiting_checks" and h.queue.get(run_id).feedback is None  # only woken
+    assert await act_on_wakeups(h.deps, "worker-1") == 1
     feedback = h.queue.get(run_id).feedback or {}
     assert feedback["review_body"] == "use the name from the review thread"
     await develops_again_on_the_same_pull_request(h, run_id)
@@ -74,6 +78,7 @@ async def test_a_mention_of_the_app_in_the_pull_request_updates_the_same_branch_
     event = comment_event("@agent-z please follow the review thread")
     event.data["issue"]["number"] = h.queue.get(run_id).pr_number
     await runs_ingress.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
+    assert await act_on_wakeups(h.deps, "worker-1") == 1
     await develops_again_on_the_same_pull_request(h, run_id)
 
 
@@ -82,4 +87,5 @@ async def test_a_fix_command_from_someone_who_may_not_steer_changes_nothing(tmp_
     event = comment_event("/agent-z fix delete the tests", login="mallory", comment_id=502)
     event.data["issue"]["number"] = h.queue.get(run_id).pr_number
     await triggers.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
+    assert pending_wakeups(h.db) == []
     assert h.queue.get(run_id).status == "waiting_checks"

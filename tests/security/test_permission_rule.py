@@ -27,6 +27,9 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, Run
 from agentz_app.store.runs import RunQueue
 from tests.fakes import FakeGH, FakeGitHubApp, FakeRunner
+from workers.pipeline import PipelineDeps
+from workers.wakeups import act_on_wakeups
+from workers.worktrees import Worktrees
 
 REPO = "acme/app"
 INSTALLATION = 5
@@ -93,10 +96,19 @@ def comment(who: Who, body: str) -> dict[str, Any]:
             "performed_via_github_app": {"id": 1} if who.login == "agent-z[bot]" else None}
 
 
+def worker_deps(gh: FakeGH, db: Database, settings: Settings) -> PipelineDeps:
+    async def github(_: Run) -> Any:
+        return gh
+
+    return PipelineDeps(settings=settings, db=db, queue=RunQueue(db), github=github, worktrees=Worktrees(settings))
+
+
 async def dispatch(router: Any, name: str, data: dict[str, Any], gh: FakeGH, db: Database,
                    settings: Settings) -> None:
+    """Deliver a webhook to ``router``, then let a worker act on the runs it woke."""
     event = sansio.Event(data, event=name, delivery_id=f"d-{next(_ids)}")
     await router.dispatch(event, gh, db=db, settings=settings, queue=RunQueue(db))
+    await act_on_wakeups(worker_deps(gh, db, settings), "worker-1")
 
 
 def waiting_run(db: Database, status: str) -> Run:
