@@ -1,7 +1,9 @@
 """Record CI signals (check runs, check suites, commit statuses) per head SHA.
 
-Waking runs that wait on CI is the runs router's job; this module only keeps the
-``check_results`` table current, so any process can read CI state without GitHub calls.
+This module keeps the ``check_results`` table current, so any process can read CI state
+without GitHub calls, and in the same transaction wakes the runs on a head whose CI a
+delivery can decide (a completed check run or suite of another App, a final status);
+a worker settles them.
 Check runs and suites are keyed by id, statuses by context. Commit statuses are mapped
 onto the check-run vocabulary: ``pending`` is in progress, ``success`` succeeds,
 ``failure`` and ``error`` fail. The same mappings read GitHub's listings
@@ -17,6 +19,7 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from agentz_app.config import Settings
+from agentz_app.domain.states import Status
 from agentz_app.github.events import (
     BadPayload,
     CheckRun,
@@ -28,8 +31,11 @@ from agentz_app.github.events import (
     parse_payload,
 )
 from agentz_app.ingress.snapshots import note_repository
+from agentz_app.reporting.checks import is_own_check
 from agentz_app.store.ci import CIRecord, record_ci
 from agentz_app.store.db import Database
+from agentz_app.store.models import now
+from agentz_app.store.wakeups import record_wakeup, runs_on_head
 
 router = routing.Router()
 
@@ -38,6 +44,8 @@ STATUS_CONCLUSIONS = {"success": "success", "failure": "failure", "error": "fail
 _REOPENING_SUITE_ACTIONS = frozenset({"requested", "rerequested"})
 
 CIEvent = CheckRunEvent | CheckSuiteEvent | StatusEvent
+# Runs a CI result on their head can move: waiting ones settle, done ones reopen on a failure.
+SETTLED_BY_CI = (Status.WAITING_CHECKS, Status.DONE)
 
 
 def _text(value: str | None) -> str:
@@ -128,32 +136,56 @@ def parse_ci_event(event: sansio.Event) -> CIEvent:
     return CheckRunEvent.from_event(event)
 
 
-def record_event(db: Database, settings: Settings, event: sansio.Event) -> tuple[str, list[CIRecord]]:
-    """Store the delivery's CI records; returns the repository and the records."""
+def own_check(event: CheckRunEvent | CheckSuiteEvent, settings: Settings) -> bool:
+    """True when the delivery's check run or suite is Agent-Z's own."""
+    app = event.check_run.app if isinstance(event, CheckRunEvent) else event.check_suite.app
+    if app is not None and app.slug:
+        return app.slug == settings.github_app_slug
+    return isinstance(event, CheckRunEvent) and is_own_check(event.check_run.name or "")
+
+
+def decides_ci(event: CIEvent, settings: Settings) -> bool:
+    """True when the delivery can decide CI on its head: another App's completed check run or
+    suite, or a final commit status."""
+    if isinstance(event, StatusEvent):
+        return (event.state or "") in STATUS_CONCLUSIONS
+    return event.action == "completed" and not own_check(event, settings)
+
+
+def record_event(db: Database, settings: Settings, event: sansio.Event) -> list[str]:
+    """Store the delivery's CI records and wake the runs it may settle, in one transaction;
+    returns the ids of the runs woken."""
     parsed = parse_ci_event(event)
     records = records_from(parsed)
+    woken: list[str] = []
     with db.begin() as session:
         repo = note_repository(session, parsed)
         for record in records:
             record_ci(session, repo, record, own_slug=settings.github_app_slug)
-    return repo, records
+        if decides_ci(parsed, settings):
+            at = now()
+            for head_sha in dict.fromkeys(record.head_sha for record in records):
+                for run_id in runs_on_head(session, repo, head_sha, SETTLED_BY_CI):
+                    record_wakeup(session, run_id, reason="ci", at=at)
+                    woken.append(run_id)
+    return woken
 
 
 @router.register("check_run")
 async def on_check_run(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                        **_: Any) -> None:
-    """Record the check run (and the suite it carries)."""
+    """Record the check run (and the suite it carries); a completed one wakes the runs on its head."""
     record_event(db, settings, event)
 
 
 @router.register("check_suite")
 async def on_check_suite(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                          **_: Any) -> None:
-    """Record the check suite's status and conclusion."""
+    """Record the check suite's status and conclusion; a completed one wakes the runs on its head."""
     record_event(db, settings, event)
 
 
 @router.register("status")
 async def on_status(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: Any) -> None:
-    """Record a commit status."""
+    """Record a commit status; a final one wakes the runs on its head."""
     record_event(db, settings, event)

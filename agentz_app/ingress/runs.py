@@ -3,11 +3,12 @@
 Handlers only record facts and wake runs, in one transaction per delivery: the wake-up
 (:mod:`agentz_app.store.wakeups`) says what happened, and a worker acts on it (settles
 CI, finishes a run whose pull request closed, asks for a fix, re-runs a stage). A run
-in ``waiting_checks`` holds no lease. CI results are matched by head SHA (fork PRs carry
-no ``pull_requests``) and wake the runs waiting on (or done with) that head. "Re-run" on
-one of Agent-Z's own checks re-runs that stage, like the Retry button. Reviews, their
-inline comments and check-run buttons steer a run only when their author passes the
-permission rule (:mod:`agentz_app.ingress.permissions`); anyone else's wakes nothing.
+in ``waiting_checks`` holds no lease. CI results are recorded by the checks router
+(:mod:`agentz_app.ingress.checks`), which wakes the runs waiting on (or done with) their
+head SHA (fork PRs carry no ``pull_requests``). "Re-run" on one of Agent-Z's own checks
+re-runs that stage, like the Retry button. Reviews, their inline comments and check-run
+buttons steer a run only when their author passes the permission rule
+(:mod:`agentz_app.ingress.permissions`); anyone else's wakes nothing.
 """
 
 from __future__ import annotations
@@ -24,25 +25,22 @@ from agentz_app.config import Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
-from agentz_app.ingress.checks import STATUS_CONCLUSIONS, records_of
+from agentz_app.github.events import StatusEvent
+from agentz_app.ingress.checks import own_check, parse_ci_event
 from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
-from agentz_app.ingress.snapshots import note_repository, section
+from agentz_app.ingress.snapshots import section
 from agentz_app.logs import get_logger
-from agentz_app.reporting.checks import is_own_check
 from agentz_app.store import trust
-from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
 from agentz_app.store.trust import add_run_note
-from agentz_app.store.wakeups import record_wakeup, runs_on_head
+from agentz_app.store.wakeups import record_wakeup
 
 router = routing.Router()
 log = get_logger(__name__)
 
 _EXTERNAL_PREFIX = "agent-z:"
-# Runs a CI result on their head can move: waiting ones settle, done ones reopen on a failure.
-_SETTLED_BY_CI = (Status.WAITING_CHECKS, Status.DONE)
 # Runs that take feedback from their pull request.
 _TAKES_FEEDBACK = (Status.WAITING_CHECKS, Status.DONE)
 
@@ -60,14 +58,8 @@ def _repo(event: sansio.Event) -> str:
 
 def _own(event: sansio.Event, settings: Settings) -> bool:
     """True when the delivery's check run or suite is Agent-Z's own."""
-    obj = event.data.get(event.event) if event.event in ("check_run", "check_suite") else None
-    if not isinstance(obj, Mapping):
-        return False
-    app = obj.get("app")
-    slug = app.get("slug") if isinstance(app, Mapping) else None
-    if isinstance(slug, str) and slug:
-        return slug == settings.github_app_slug
-    return event.event == "check_run" and is_own_check(str(obj.get("name") or ""))
+    parsed = parse_ci_event(event)
+    return not isinstance(parsed, StatusEvent) and own_check(parsed, settings)
 
 
 def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -91,45 +83,6 @@ def wake_run(db: Database, run_id: str, *, reason: str, key: str | None = None,
     """Record one wake-up of ``run_id`` in its own transaction."""
     with db.begin() as session:
         record_wakeup(session, run_id, reason=reason, key=key, payload=payload, at=now())
-
-
-def record_ci_and_wake(db: Database, settings: Settings, event: sansio.Event) -> list[str]:
-    """Store the delivery's CI signals and wake the runs on their heads, in one transaction; the runs woken."""
-    records = records_of(event)
-    woken: list[str] = []
-    with db.begin() as session:
-        repo = note_repository(session, event.data)
-        for record in records:
-            record_ci(session, repo, record, own_slug=settings.github_app_slug)
-        at = now()
-        for head_sha in dict.fromkeys(record.head_sha for record in records):
-            for run_id in runs_on_head(session, repo, head_sha, _SETTLED_BY_CI):
-                record_wakeup(session, run_id, reason="ci", at=at)
-                woken.append(run_id)
-    return woken
-
-
-@router.register("check_run", action="completed")
-async def on_check_run_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                 **_: Any) -> None:
-    """A check run finished: wake runs waiting on its head SHA (our own checks are ignored)."""
-    if not _own(event, settings):
-        record_ci_and_wake(db, settings, event)
-
-
-@router.register("check_suite", action="completed")
-async def on_check_suite_completed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                   **_: Any) -> None:
-    """A check suite finished: wake runs waiting on its head SHA."""
-    if not _own(event, settings):
-        record_ci_and_wake(db, settings, event)
-
-
-@router.register("status")
-async def on_status(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
-    """A commit status changed: wake runs waiting on that SHA once it is final."""
-    if str(event.data.get("state") or "") in STATUS_CONCLUSIONS:
-        record_ci_and_wake(db, settings, event)
 
 
 # Re-runs ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from agentz_app.config import Settings
 from agentz_app.errors import GitHubError
 from agentz_app.ingress.checks import check_run_record, check_suite_record
 from agentz_app.ingress.routers import build_router
-from agentz_app.ingress.runs import router, run_id_of_external
+from agentz_app.ingress.runs import run_id_of_external
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import CheckResult, Claim, Run, RunWakeup
@@ -87,9 +87,14 @@ def gh() -> MemoryGH:
     return hub
 
 
+async def deliver(ev: sansio.Event, gh: MemoryGH, db: Database, settings: Settings, queue: RunQueue) -> None:
+    """Deliver ``ev`` to every router, as the inbox does; no worker acts."""
+    await build_router().dispatch(ev, gh, db=db, settings=settings, queue=queue)
+
+
 async def dispatch(ev: sansio.Event, gh: MemoryGH, db: Database, settings: Settings, queue: RunQueue) -> None:
-    """Deliver ``ev`` to the handlers, then let a worker act on what it woke."""
-    await router.dispatch(ev, gh, db=db, settings=settings, queue=queue)
+    """Deliver ``ev`` to every router, then let a worker act on what it woke."""
+    await deliver(ev, gh, db, settings, queue)
     await act_on_wakeups(sweep_deps(gh, db, settings, queue), "worker-1")
 
 
@@ -138,7 +143,7 @@ async def test_our_own_check_runs_never_settle_a_run(
     waiting_run(db)
     await dispatch(check_run_event("Agent-Z / review", "success", slug="agent-z"), gh, db, ci_settings, queue)
     await dispatch(event("check_suite", {"action": "completed", "check_suite": {
-        "head_sha": SHA, "status": "completed", "conclusion": "success", "app": {"slug": "agent-z"}}}),
+        "id": 9, "head_sha": SHA, "status": "completed", "conclusion": "success", "app": {"slug": "agent-z"}}}),
         gh, db, ci_settings, queue)
     assert queue.get("run1").status == "waiting_checks"
     assert not gh.writes()
@@ -265,7 +270,7 @@ async def test_stop_and_retry_buttons(db: Database, queue: RunQueue, gh: MemoryG
 
     def action(identifier: str) -> sansio.Event:
         return event("check_run", {"action": "requested_action", "requested_action": {"identifier": identifier},
-                                   "check_run": {"name": "Agent-Z / review", "head_sha": SHA,
+                                   "check_run": {"id": 78, "name": "Agent-Z / review", "head_sha": SHA,
                                                  "external_id": "agent-z:run1:review", "app": {"slug": "agent-z"}}})
 
     await dispatch(action("stop"), gh, db, ci_settings, queue)
@@ -345,7 +350,7 @@ async def test_a_suite_another_app_reopens_makes_a_waiting_run_wait_again(
     reopened = event("check_suite", {"action": "rerequested", "sender": {"login": "maria"}, "check_suite": {
         "id": 5, "head_sha": SHA, "status": "completed", "conclusion": "failure", "app": {"slug": "ci"},
         "latest_check_runs_count": 1, "updated_at": "2026-01-01T00:00:05Z"}})
-    await build_router().dispatch(reopened, gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(reopened, gh, db, ci_settings, queue)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
     assert queue.get("run1").status == "waiting_checks"
 
@@ -469,7 +474,7 @@ async def test_a_webhook_alone_only_records_and_wakes_then_a_worker_acts(
     waiting_run(db)
     gh.roles["carol"] = "write"
     stored(db, "lint", "completed", "success", gh=gh)
-    await router.dispatch(build(gh), gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(build(gh), gh, db, ci_settings, queue)
     run = queue.get("run1")
     assert (run.status, run.attempt, run.feedback) == ("waiting_checks", 3, None)
     assert not gh.writes()
@@ -486,9 +491,9 @@ async def test_ci_results_on_one_head_wake_each_run_once_until_a_worker_acts(
     waiting_run(db)
     for check_id in (1, 2, 3):
         ev = check_run_event(f"job{check_id}", "success", check_id=check_id, gh=gh)
-        await router.dispatch(ev, gh, db=db, settings=ci_settings, queue=queue)
-    await router.dispatch(check_run_event("job1", "success", check_id=1, gh=gh), gh, db=db, settings=ci_settings,
-                          queue=queue)  # a duplicate delivery
+        await deliver(ev, gh, db, ci_settings, queue)
+    duplicate = check_run_event("job1", "success", check_id=1, gh=gh)
+    await deliver(duplicate, gh, db, ci_settings, queue)
     [wakeup] = pending_wakeups(db)
     assert (wakeup.run_id, wakeup.reason, wakeup.generation) == ("run1", "ci", 4)
     assert await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1") == 1
@@ -499,9 +504,9 @@ async def test_cancelled_and_terminal_runs_are_not_woken_by_ci(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db, status="cancelled")
-    await router.dispatch(check_run_event("tests", "failure", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
-    await router.dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
-                          gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(check_run_event("tests", "failure", gh=gh), gh, db, ci_settings, queue)
+    await deliver(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
+                  gh, db, ci_settings, queue)
     assert pending_wakeups(db) == [] and queue.get("run1").status == "cancelled"
 
 
@@ -509,14 +514,14 @@ async def test_an_outsiders_review_wakes_no_feedback(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)
-    await router.dispatch(review_event("mallory"), gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(review_event("mallory"), gh, db, ci_settings, queue)
     assert [w.reason for w in pending_wakeups(db)] == ["notes"]  # only the note that it was ignored
     await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1")
     run = queue.get("run1")
     assert (run.status, run.feedback) == ("waiting_checks", None)
     assert run.notes == ["Ignored feedback from @mallory (no write access)."]
 
-    await router.dispatch(review_event("mallory", review_id=56), gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(review_event("mallory", review_id=56), gh, db, ci_settings, queue)
     assert pending_wakeups(db) == []  # noted once per person
 
 
@@ -525,7 +530,7 @@ async def test_two_workers_racing_on_one_wake_act_once(
 ) -> None:
     waiting_run(db)
     stored(db, "lint", "completed", "success", gh=gh)
-    await router.dispatch(check_run_event("tests", "success", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(check_run_event("tests", "success", gh=gh), gh, db, ci_settings, queue)
     at = time.time()
     start = threading.Barrier(8)
 
@@ -550,7 +555,7 @@ async def test_a_worker_killed_while_acting_leaves_the_wake_to_be_retried(
 ) -> None:
     waiting_run(db)
     stored(db, "lint", "completed", "success", gh=gh)
-    await router.dispatch(check_run_event("tests", "success", gh=gh), gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(check_run_event("tests", "success", gh=gh), gh, db, ci_settings, queue)
     at = time.time()
     [held] = claim_wakeups(db, "worker-dead", at=at)  # ... and the process dies before it acts
     deps = sweep_deps(gh, db, ci_settings, queue)
@@ -567,11 +572,9 @@ async def test_a_wake_recorded_while_a_worker_acts_is_kept_for_the_next_pass(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)
-    await router.dispatch(check_run_event("tests", "success", check_id=1, gh=gh), gh, db=db, settings=ci_settings,
-                          queue=queue)
+    await deliver(check_run_event("tests", "success", check_id=1, gh=gh), gh, db, ci_settings, queue)
     [held] = claim_wakeups(db, "worker-1", at=time.time())
-    await router.dispatch(check_run_event("lint", "failure", check_id=2, gh=gh), gh, db=db, settings=ci_settings,
-                          queue=queue)
+    await deliver(check_run_event("lint", "failure", check_id=2, gh=gh), gh, db, ci_settings, queue)
     assert not finish_wakeup(db, held)
     [again] = pending_wakeups(db)
     assert (again.generation, again.owner) == (2, "")
@@ -581,8 +584,8 @@ async def test_a_wake_that_fails_on_github_is_retried_later(
     db: Database, queue: RunQueue, gh: MemoryGH, ci_settings: Settings
 ) -> None:
     waiting_run(db)
-    await router.dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
-                          gh, db=db, settings=ci_settings, queue=queue)
+    await deliver(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
+                  gh, db, ci_settings, queue)
     deps = sweep_deps(gh, db, ci_settings, queue)
 
     async def unreachable(_: Run) -> Any:

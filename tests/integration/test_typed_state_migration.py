@@ -1,4 +1,4 @@
-"""0013_typed_state: the kv rows move into their own tables and back on a downgrade."""
+"""0012_typed_state: the kv rows move into their own tables and back on a downgrade."""
 
 from __future__ import annotations
 

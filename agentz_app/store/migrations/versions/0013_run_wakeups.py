@@ -4,15 +4,15 @@ Webhook handlers no longer act on runs themselves: they record what happened (CI
 settled, pull request closed, review feedback, a re-run) as a row per run and kind
 of fact, and a worker claims the row with a lease, acts and removes it.
 
-Revision ID: 0012_run_wakeups
-Revises: 0013_typed_state
+Revision ID: 0013_run_wakeups
+Revises: 0012_typed_state
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0012_run_wakeups'
-down_revision = '0013_typed_state'
+revision = '0013_run_wakeups'
+down_revision = '0012_typed_state'
 branch_labels = None
 depends_on = None
 

@@ -8,7 +8,7 @@ coordinator's rendered digests (``agentz:render:``). Existing rows are copied ac
 and ``kv`` is dropped; the downgrade writes them back. The GitHub request counters
 (``metrics:github``) now live in Prometheus' per-process files and are not copied.
 
-Revision ID: 0013_typed_state
+Revision ID: 0012_typed_state
 Revises: 0011_cross_host
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0013_typed_state'
+revision = '0012_typed_state'
 down_revision = '0011_cross_host'
 branch_labels = None
 depends_on = None
