@@ -1,0 +1,260 @@
+"""The claim and completion statements of the hot path, as SQLAlchemy Core built once per shape.
+
+Each builder is memoised on its arguments (dialect name and statement shape), so a
+worker builds a statement once and SQLAlchemy's compiled cache finds it on every later
+call. Values travel as bound parameters; no ORM object is built.
+
+On PostgreSQL a claim is one statement: the candidate rows are locked with
+``FOR UPDATE SKIP LOCKED`` in a CTE, updated, and their ``claimed`` events inserted by a
+data-modifying CTE. A completion likewise locks the fenced row (id, attempt, owner and a
+status that may move to the goal), updates it, drops the claims the goal gives back and
+inserts its ``transition`` event in one statement. SQLite has no data-modifying CTEs, but
+``BEGIN IMMEDIATE`` already serialises writers: there the event is inserted from the rows
+it describes (``INSERT … SELECT … RETURNING``) and the runs updated by the next statement.
+"""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Delete, Insert, Update
+
+from agentz_app.domain.states import LEASED, Status
+from agentz_app.store.models import Claim, Event, Run
+
+RUNS = typing.cast(Table, Run.__table__)
+EVENTS = typing.cast(Table, Event.__table__)
+CLAIMS = typing.cast(Table, Claim.__table__)
+
+# How a completion gives back claims: every claim, all but the issue claim, only the issue claim, none.
+DROP_ALL, DROP_NON_ISSUE, DROP_ISSUE, DROP_NONE = "all", "non_issue", "issue", "none"
+_EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "created_at")
+
+
+def _candidates(*, by_id: bool, per_repo: bool) -> Select[Any]:
+    """Unleased runs in ``:statuses``, oldest first, locked with SKIP LOCKED; at most ``:limit``."""
+    statement = (
+        select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
+        .where(RUNS.c.status.in_(bindparam("statuses", expanding=True)), RUNS.c.lease_owner.is_(None))
+        .order_by(RUNS.c.created_at, RUNS.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+    if by_id:
+        statement = statement.where(RUNS.c.id == bindparam("lease_run_id", type_=String))
+    if per_repo:
+        statement = statement.where(RUNS.c.repo.not_in(_busy_repos()))
+    return statement
+
+
+def _leased() -> Any:
+    return or_(RUNS.c.status.in_(sorted(LEASED)), RUNS.c.lease_owner.is_not(None))
+
+
+def _busy_repos() -> Select[Any]:
+    return (select(RUNS.c.repo).where(_leased()).group_by(RUNS.c.repo)
+            .having(func.count() >= bindparam("per_repo_limit", type_=Integer)))
+
+
+def _chosen(*, by_id: bool, per_repo: bool) -> Any:
+    """The runs a claim takes: the candidates, and with a per-repository limit only as many of
+    each repository as its leased runs leave room for (counting the ones this claim takes)."""
+    picked = _candidates(by_id=by_id, per_repo=per_repo).cte("picked")
+    if not per_repo:
+        return picked
+    ranked = select(
+        picked.c.id, picked.c.status, picked.c.attempt, picked.c.repo,
+        func.row_number().over(partition_by=picked.c.repo, order_by=(picked.c.created_at, picked.c.id))
+        .label("rank"),
+    ).cte("ranked")
+    counts = select(RUNS.c.repo, func.count().label("held")).where(_leased()).group_by(RUNS.c.repo).cte("counts")
+    return (
+        select(ranked.c.id, ranked.c.status, ranked.c.attempt)
+        .select_from(ranked.outerjoin(counts, counts.c.repo == ranked.c.repo))
+        .where(func.coalesce(counts.c.held, 0) + ranked.c.rank <= bindparam("per_repo_limit", type_=Integer))
+        .cte("chosen")
+    )
+
+
+def _lease_values(*, retarget: bool) -> dict[str, Any]:
+    return {
+        "status": bindparam("target", type_=String) if retarget else RUNS.c.status,
+        "attempt": RUNS.c.attempt + 1,
+        "lease_owner": bindparam("owner", type_=String),
+        "lease_expires_at": bindparam("expires", type_=Float),
+        "heartbeat_at": bindparam("stamp", type_=Float),
+        "updated_at": bindparam("stamp", type_=Float),
+    }
+
+
+@cache
+def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool) -> Select[Any]:
+    """PostgreSQL: lock, lease and log up to ``:limit`` runs in one statement; returns the claimed rows."""
+    chosen = _chosen(by_id=by_id, per_repo=per_repo)
+    claimed = (
+        update(RUNS)
+        .where(RUNS.c.id == chosen.c.id, RUNS.c.lease_owner.is_(None))
+        .values(_lease_values(retarget=retarget))
+        .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, chosen.c.status.label("from_status"),
+                   RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
+        .cte("claimed")
+    )
+    payload = func.json_build_object(
+        literal_column("'owner'"), cast(bindparam("owner", type_=String), String),
+        literal_column("'attempt'"), claimed.c.attempt,
+        literal_column("'expires_at'"), cast(bindparam("expires", type_=Float), Float),
+    )
+    logged = insert(EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(claimed.c.id, literal_column("'claimed'"), claimed.c.from_status, claimed.c.status, payload,
+               cast(bindparam("stamp", type_=Float), Float)),
+    ).cte("logged")
+    return (
+        select(claimed.c.id, claimed.c.repo, claimed.c.issue_number, claimed.c.from_status, claimed.c.status,
+               claimed.c.attempt)
+        .add_cte(logged)
+        .order_by(claimed.c.created_at, claimed.c.id)
+    )
+
+
+@cache
+def sqlite_claim_events(*, retarget: bool, by_id: bool, per_repo: bool) -> Insert:
+    """SQLite: insert the ``claimed`` events of the runs a claim takes; returns (run id, from, to)."""
+    chosen = _chosen(by_id=by_id, per_repo=per_repo)
+    source = select(RUNS.c.id, RUNS.c.status, RUNS.c.attempt).where(RUNS.c.id.in_(select(chosen.c.id)))
+    rows = source.subquery("taken")
+    payload = func.json_object(
+        literal_column("'owner'"), bindparam("owner", type_=String),
+        literal_column("'attempt'"), rows.c.attempt + 1,
+        literal_column("'expires_at'"), bindparam("expires", type_=Float),
+    )
+    to_status = bindparam("target", type_=String) if retarget else rows.c.status
+    return insert(EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(rows.c.id, literal_column("'claimed'"), rows.c.status, to_status, payload,
+               bindparam("stamp", type_=Float)),
+    ).returning(EVENTS.c.run_id, EVENTS.c.from_status, EVENTS.c.to_status)
+
+
+@cache
+def sqlite_claim_runs(*, retarget: bool) -> Update:
+    """SQLite: lease the runs whose claim events were just written (``:ids``); returns the leased rows."""
+    return (
+        update(RUNS)
+        .where(RUNS.c.id.in_(bindparam("ids", expanding=True)), RUNS.c.lease_owner.is_(None))
+        .values(_lease_values(retarget=retarget))
+        .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, RUNS.c.attempt, RUNS.c.created_at)
+    )
+
+
+def _fenced_row() -> Any:
+    """The row a lease holds, in a status that may move to the goal."""
+    return (
+        (RUNS.c.id == bindparam("lease_run_id", type_=String))
+        & (RUNS.c.attempt == bindparam("lease_attempt", type_=Integer))
+        & (RUNS.c.lease_owner == bindparam("owner", type_=String))
+        & RUNS.c.status.in_(bindparam("movable", expanding=True))
+    )
+
+
+def _completion_values(columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: bindparam(f"v_{name}", type_=RUNS.c[name].type) for name in columns}
+
+
+def _dropping(run_ids: Any, drop: str) -> Delete:
+    statement = delete(CLAIMS).where(CLAIMS.c.run_id.in_(run_ids))
+    if drop == DROP_ISSUE:
+        return statement.where(CLAIMS.c.kind == "issue")
+    if drop == DROP_NON_ISSUE:
+        return statement.where(CLAIMS.c.kind != "issue")
+    return statement
+
+
+@cache
+def pg_complete(columns: tuple[str, ...], drop: str) -> Select[Any]:
+    """PostgreSQL: a fenced status change, its claim release and its event in one statement.
+
+    Returns one row (id, repo, issue number, from status, status, claims dropped, whether the
+    repository has deferred runs) or none when the lease is lost or the move is illegal."""
+    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row()).with_for_update().cte("old")
+    moved = (
+        update(RUNS)
+        .where(RUNS.c.id == old.c.id)
+        .values(_completion_values(columns))
+        .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, old.c.status.label("from_status"), RUNS.c.status)
+        .cte("moved")
+    )
+    logged = insert(EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(moved.c.id, literal_column("'transition'"), moved.c.from_status, moved.c.status,
+               bindparam("event_payload", type_=EVENTS.c.payload.type), cast(bindparam("stamp", type_=Float), Float)),
+    ).cte("logged")
+    deferred = exists().where(RUNS.c.repo == moved.c.repo, RUNS.c.status == Status.DEFERRED.value)
+    freed: Any = literal_column("0")
+    statement = select(moved.c.id, moved.c.repo, moved.c.issue_number, moved.c.from_status, moved.c.status)
+    if drop != DROP_NONE:
+        dropped = _dropping(select(moved.c.id), drop).returning(CLAIMS.c.kind).cte("dropped")
+        freed = select(func.count()).select_from(dropped).scalar_subquery()
+    return statement.add_columns(freed.label("freed"), deferred.label("deferred")).add_cte(logged)
+
+
+@cache
+def sqlite_complete_event() -> Insert:
+    """SQLite: the ``transition`` event of a fenced change, inserted only while the lease holds."""
+    return insert(EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, bindparam("goal", type_=String),
+               bindparam("event_payload", type_=EVENTS.c.payload.type), bindparam("stamp", type_=Float))
+        .where(_fenced_row()),
+    )
+
+
+@cache
+def sqlite_complete_run(columns: tuple[str, ...]) -> Update:
+    """SQLite: the fenced update itself; returns (id, repo, issue number, status)."""
+    return (
+        update(RUNS)
+        .where(RUNS.c.id == bindparam("lease_run_id", type_=String),
+               RUNS.c.attempt == bindparam("lease_attempt", type_=Integer),
+               RUNS.c.lease_owner == bindparam("owner", type_=String))
+        .values(_completion_values(columns))
+        .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, RUNS.c.status)
+    )
+
+
+@cache
+def sqlite_drop_claims(drop: str) -> Delete:
+    """SQLite: give back the claims a completion's goal no longer needs."""
+    return _dropping([bindparam("lease_run_id", type_=String)], drop)
+
+
+@cache
+def has_deferred() -> Select[Any]:
+    """Whether ``:repo`` has deferred runs (that freed claims could wake)."""
+    return select(exists().where(RUNS.c.repo == bindparam("repo", type_=String),
+                                 RUNS.c.status == Status.DEFERRED.value))
+
+
+@cache
+def advisory_lock() -> Any:
+    """PostgreSQL: the transaction-scoped advisory lock ``:key``."""
+    return select(func.pg_advisory_xact_lock(bindparam("key", type_=Integer)))

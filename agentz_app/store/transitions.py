@@ -1,0 +1,391 @@
+"""Status changes: fenced ones by the lease holder, unfenced ones by operators, webhooks and the reconciler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agentz_app.domain.states import LEASED, LIVE, RETRYABLE, TERMINAL, Status, can_transition
+from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
+from agentz_app.store import claim_sql
+from agentz_app.store.models import Claim, Event, Run
+from agentz_app.store.queue_core import ISSUE_ONLY, RETRIES, Lease, QueueCore, check_fields, resume_status
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A run a fenced change just moved: what the holder needs without loading the whole run.
+
+    ``from_status`` is empty where the database could not return it in the same statement."""
+
+    run_id: str
+    repo: str
+    issue_number: int
+    from_status: str
+    status: str
+    freed: bool
+    deferred: bool
+
+
+def _drop_for(goal: Status) -> str:
+    """Which claims moving to ``goal`` gives back (see :meth:`QueueCore._drop_claims_for`)."""
+    if goal == Status.DONE:
+        return claim_sql.DROP_ISSUE
+    if goal in TERMINAL:
+        return claim_sql.DROP_ALL
+    if goal in ISSUE_ONLY:
+        return claim_sql.DROP_NON_ISSUE
+    return claim_sql.DROP_NONE
+
+
+class Transitions(QueueCore):
+    """Move runs between statuses; every change appends its event in the same transaction."""
+
+    def transition(
+        self,
+        lease: Lease,
+        target: str,
+        *,
+        stage: str | None = None,
+        error: str | None = None,
+        release: bool = False,
+        event: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Fenced status change + event row; ``release`` drops the lease (and for
+        terminal statuses all claims). Raises LeaseLost or IllegalTransition.
+
+        Moving to a status that needs no lease (ready, queued, waiting_checks,
+        deferred, terminal ...) always drops the lease; moving to queued or deferred
+        also gives back the run's file and module claims, so two waiting runs never
+        block each other. The run is loaded after the change commits (see :meth:`complete`).
+        """
+        self.complete(lease, target, stage=stage, error=error, release=release, event=event, **fields)
+        return self.get_run(lease.run_id)
+
+    def complete(
+        self,
+        lease: Lease,
+        target: str,
+        *,
+        stage: str | None = None,
+        error: str | None = None,
+        release: bool = False,
+        event: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Moved:
+        """The fenced change of :meth:`transition` without loading the run afterwards.
+
+        One statement on PostgreSQL (update, claim release and event in CTEs); on SQLite
+        the event is inserted only while the lease holds, then the run is updated. Freed
+        claims wake the repository's deferred runs in the same transaction.
+        """
+        check_fields(fields)
+        goal = Status(target)
+        error = self._clean_error(error)
+        stamp = self.clock()
+        values: dict[str, Any] = {"status": goal.value, "updated_at": stamp, **fields}
+        if stage is not None:
+            values["stage"] = stage
+        if error is not None:
+            values["error"] = error
+        if release or goal not in LEASED:
+            values.update(lease_owner=None, lease_expires_at=None)
+        if goal in TERMINAL:
+            values["finished_at"] = stamp
+        payload = {key: value for key, value in
+                   {"actor": lease.owner, "attempt": lease.attempt, "stage": stage, "error": error, **(event or {})}
+                   .items() if value is not None}
+        columns = tuple(sorted(values))
+        drop = _drop_for(goal)
+        params: dict[str, Any] = {
+            "lease_run_id": lease.run_id, "lease_attempt": lease.attempt, "owner": lease.owner, "goal": goal.value,
+            "movable": [s.value for s in Status if can_transition(s, goal)], "event_payload": payload, "stamp": stamp,
+            **{f"v_{name}": value for name, value in values.items()},
+        }
+        with self.db.engine.begin() as connection:
+            if self.db.is_sqlite:
+                moved = self._complete_sqlite(connection, params, columns, drop)
+            else:
+                row = connection.execute(claim_sql.pg_complete(columns, drop), params).first()
+                moved = None if row is None else Moved(row.id, row.repo, row.issue_number, row.from_status,
+                                                       row.status, freed=bool(row.freed) and goal != Status.DONE,
+                                                       deferred=bool(row.deferred))
+            if moved is None:
+                self._refuse(connection, lease, goal)
+            if moved.freed and moved.deferred:
+                with Session(bind=connection) as session:
+                    self._wake_deferred(session, moved.repo)
+                    session.flush()
+            return moved
+
+    @staticmethod
+    def _complete_sqlite(connection: Connection, params: dict[str, Any], columns: tuple[str, ...],
+                         drop: str) -> Moved | None:
+        if not connection.execute(claim_sql.sqlite_complete_event(), params).rowcount:
+            return None
+        row = connection.execute(claim_sql.sqlite_complete_run(columns), params).one()
+        freed = False
+        if drop != claim_sql.DROP_NONE:
+            dropped = connection.execute(claim_sql.sqlite_drop_claims(drop), params).rowcount
+            freed = bool(dropped) and drop != claim_sql.DROP_ISSUE
+        deferred = freed and bool(connection.execute(claim_sql.has_deferred(), {"repo": row.repo}).scalar())
+        return Moved(row.id, row.repo, row.issue_number, "", row.status, freed=freed, deferred=deferred)
+
+    @staticmethod
+    def _refuse(connection: Connection, lease: Lease, goal: Status) -> NoReturn:
+        """Raise why a fenced change matched no row: the lease is lost, or the move is illegal."""
+        row = connection.execute(
+            select(Run.attempt, Run.lease_owner, Run.status).where(Run.id == lease.run_id)
+        ).first()
+        if row is None or row.attempt != lease.attempt or row.lease_owner != lease.owner:
+            raise LeaseLost(lease.run_id, lease.attempt)
+        raise IllegalTransition(lease.run_id, row.status, goal)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run, or :class:`NotFound` (a read after a committed change)."""
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def transition_many(
+        self,
+        leases: Sequence[Lease],
+        target: str,
+        *,
+        error: str | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> tuple[list[Run], list[Lease]]:
+        """Move several held runs to ``target`` in one transaction; returns (moved runs, lost leases).
+
+        Leases that are no longer held are skipped and returned, not raised; an
+        illegal transition for any held run raises IllegalTransition and changes nothing.
+        """
+        goal = Status(target)
+        error = self._clean_error(error)
+        if not leases:
+            return [], []
+        with self.db.begin() as session:
+            rows = session.scalars(
+                select(Run).where(Run.id.in_([lease.run_id for lease in leases])).order_by(Run.id)
+                .with_for_update(),
+                execution_options={"populate_existing": True},
+            ).all()
+            current = {run.id: run for run in rows}
+            held: list[tuple[Lease, str]] = []
+            lost: list[Lease] = []
+            for lease in leases:
+                run = current.get(lease.run_id)
+                if run is None or run.attempt != lease.attempt or run.lease_owner != lease.owner:
+                    lost.append(lease)
+                elif not can_transition(run.status, goal):
+                    raise IllegalTransition(run.id, run.status, goal)
+                else:
+                    held.append((lease, run.status))
+            if not held:
+                return [], lost
+            stamp = self.clock()
+            values: dict[str, Any] = {"status": goal, "updated_at": stamp}
+            if error is not None:
+                values["error"] = error
+            if goal not in LEASED:
+                values.update(lease_owner=None, lease_expires_at=None)
+            if goal in TERMINAL:
+                values["finished_at"] = stamp
+            ids = [lease.run_id for lease, _ in held]
+            moved = session.scalars(
+                update(Run).where(Run.id.in_(ids)).values(**values).returning(Run),
+                execution_options={"populate_existing": True},
+            ).all()
+            freed = 0
+            if goal in TERMINAL or goal in ISSUE_ONLY:
+                dropping = delete(Claim).where(Claim.run_id.in_(ids))
+                if goal == Status.DONE:  # file and module claims stay until the PR is merged or closed
+                    dropping = dropping.where(Claim.kind == "issue")
+                elif goal not in TERMINAL:
+                    dropping = dropping.where(Claim.kind != "issue")
+                dropped = session.execute(dropping).rowcount  # type: ignore[attr-defined]
+                freed = 0 if goal == Status.DONE else dropped
+            extra = {k: v for k, v in (event or {}).items() if v is not None}
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "run_id": lease.run_id, "kind": "transition", "from_status": previous, "to_status": goal,
+                        "created_at": stamp,
+                        "payload": {"actor": lease.owner, "attempt": lease.attempt,
+                                    **({"error": error} if error is not None else {}), **extra},
+                    }
+                    for lease, previous in held
+                ],
+            )
+            if freed:
+                for repo in sorted({run.repo for run in moved}):
+                    self._wake_deferred(session, repo)
+            return list(moved), lost
+
+    def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict",
+              stage: str | None = None) -> Run:
+        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts;
+        ``stage`` says where it continues once woken."""
+        return self.transition(lease, Status.DEFERRED, release=True, stage=stage,
+                               event={"reason": reason, "conflicts": sorted(conflicts)})
+
+    def update(self, lease: Lease, **fields: Any) -> Run:
+        """Fenced update of run fields (plan, session ids, PR number, cost ...).
+
+        A new checkpoint is also recorded as a ``checkpoint`` event: the reconciler compares
+        it with the last reported progress to tell whether a lost attempt's work is saved.
+        """
+        check_fields(fields)
+        with self.db.begin() as session:
+            run = self._write(session, lease, {**fields, "updated_at": self.clock()})
+            if fields.get("checkpoint_sha"):
+                self._event(session, run.id, "checkpoint", from_status=run.status, to_status=run.status,
+                            sha=fields["checkpoint_sha"], attempt=lease.attempt)
+            return run
+
+    def add_cost(self, lease: Lease, cost_usd: float, tokens: int) -> Run:
+        """Add an agent call's cost and tokens to the run (fenced)."""
+        if cost_usd < 0 or tokens < 0:
+            raise StoreError("cost and tokens must not be negative")
+        with self.db.begin() as session:
+            return self._write(
+                session, lease,
+                {"cost_usd": Run.cost_usd + cost_usd, "tokens": Run.tokens + tokens, "updated_at": self.clock()},
+            )
+
+    def add_leased_event(self, lease: Lease, kind: str, **payload: Any) -> None:
+        """Append an event while ``lease`` still holds the run (fenced: LeaseLost otherwise); the run is unchanged."""
+        with self.db.begin() as session:
+            self._write(session, lease, {"lease_owner": Run.lease_owner})
+            self._event(session, lease.run_id, kind, **payload)
+
+    def _set_status_in(
+        self,
+        session: Session,
+        run: Run,
+        goal: Status,
+        *,
+        reason: str,
+        actor: str,
+        kind: str = "transition",
+        event: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Run:
+        current = run.status
+        stamp = self.clock()
+        values: dict[str, Any] = {
+            "status": goal, "attempt": run.attempt + 1, "lease_owner": None, "lease_expires_at": None,
+            "updated_at": stamp, **fields,
+        }
+        if goal in TERMINAL:
+            values["finished_at"] = stamp
+        elif current in TERMINAL:
+            values["finished_at"] = None
+            self._take_issue_claim(session, run)
+        session.execute(
+            update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        freed = self._drop_claims_for(session, run, goal)
+        self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
+                    attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
+        if freed:
+            self._wake_deferred(session, run.repo)
+        session.flush()
+        return self._locked(session, run.id)
+
+    def set_status(
+        self,
+        run_id: str,
+        target: str,
+        *,
+        reason: str,
+        actor: str = "system",
+        expected_attempt: int | None = None,
+        guard: Callable[[Run], bool] | None = None,
+        event: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Unfenced status change for operators, webhooks and the reconciler.
+
+        Bumps ``attempt`` so any current lease holder's next write raises LeaseLost,
+        clears the lease, and releases claims on terminal statuses. With
+        ``expected_attempt`` (or a ``guard`` evaluated on the locked row) the change
+        only happens if the run is still as the caller saw it, LeaseLost otherwise,
+        so a decision made on a stale read is dropped. ``event`` adds to the payload.
+        """
+        check_fields(fields)
+        goal = Status(target)
+        for _ in range(RETRIES):
+            try:
+                with self.db.begin() as session:
+                    run = self._locked(session, run_id)
+                    if expected_attempt is not None and run.attempt != expected_attempt:
+                        raise LeaseLost(run_id, expected_attempt)
+                    if guard is not None and not guard(run):
+                        raise LeaseLost(run_id, run.attempt)
+                    if not can_transition(run.status, goal):
+                        raise IllegalTransition(run_id, run.status, goal)
+                    return self._set_status_in(session, run, goal, reason=reason, actor=actor, event=event,
+                                               **fields)
+            except IntegrityError:
+                continue  # a concurrent enqueue took the issue claim; re-check
+        raise StoreError(f"run {run_id}: could not change status, concurrent updates")
+
+    def cancel(self, run_id: str, *, reason: str, actor: str = "operator", **fields: Any) -> Run:
+        """Cancel a run: its holder loses the lease at its next write and all claims are freed."""
+        return self.set_status(run_id, Status.CANCELLED, reason=reason, actor=actor, **fields)
+
+    def resume(self, run_id: str, *, reason: str = "resumed by operator", actor: str = "operator",
+               trigger_ref: str | None = None) -> Run:
+        """Make a failed, needs_human, cancelled, deferred or stuck run claimable again.
+
+        Retryable runs go back to ``queued`` with their infrastructure attempts reset;
+        a deferred run goes to its resume status; a run in a leased status whose lease
+        expired (or that nobody holds) goes where the reconciler would send it.
+        """
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            status = Status(run.status)
+            if trigger_ref is not None:
+                run.trigger_ref = trigger_ref
+            if status in RETRYABLE:
+                return self._set_status_in(session, run, Status.QUEUED, reason=reason, actor=actor,
+                                           infra_attempts=0, error=None, trigger_ref=run.trigger_ref)
+            if status == Status.DEFERRED:
+                return self._set_status_in(session, run, resume_status(run), reason=reason, actor=actor)
+            expired = run.lease_owner is None or (run.lease_expires_at or 0.0) < self.clock()
+            if status in LEASED and expired:
+                goal = Status.QUEUED if status == Status.PLANNING else Status.READY
+                return self._set_status_in(session, run, goal, reason=reason, actor=actor,
+                                           stage=run.stage or (None if goal == Status.QUEUED else status))
+            if status in LEASED:
+                raise StoreError(
+                    f"run {run_id} is {status} and leased by {run.lease_owner}; cancel it to stop it"
+                )
+            raise StoreError(f"run {run_id} is {status}; only failed, needs_human, cancelled, deferred "
+                             "or stuck runs can be resumed")
+
+    def adopt_pr(self, run_id: str, pr_number: int, *, head_sha: str | None, branch: str | None,
+                 reason: str, actor: str = "reconciler") -> Run:
+        """Attach someone else's open PR to a live run and wait for its checks.
+
+        The one deliberate jump outside the state machine: any live run without a PR
+        moves to ``waiting_checks``; its lease is revoked and file/module claims freed.
+        """
+        with self.db.begin() as session:
+            run = self._locked(session, run_id)
+            if run.status not in LIVE or run.pr_number is not None:
+                raise IllegalTransition(run_id, run.status, Status.WAITING_CHECKS)
+            self._drop_claims(session, run, keep_issue=True)
+            return self._set_status_in(session, run, Status.WAITING_CHECKS, reason=reason, actor=actor,
+                                       kind="adopted", pr_number=pr_number, head_sha=head_sha, branch=branch)
