@@ -33,8 +33,10 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
@@ -258,3 +260,53 @@ def has_deferred() -> Select[Any]:
 def advisory_lock() -> Any:
     """PostgreSQL: the transaction-scoped advisory lock ``:key``."""
     return select(func.pg_advisory_xact_lock(bindparam("key", type_=Integer)))
+
+
+@cache
+def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
+    """PostgreSQL: fenced changes of several leases (``:leases``, (id, attempt, owner) tuples) in one statement.
+
+    Returns one row per held run (id, status before, whether it moved) plus the claims dropped
+    and whether its repository has deferred runs. Nothing moves when any held run may not
+    move to the goal (``:movable``)."""
+    held = (
+        select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.lease_owner)
+        .where(tuple_(RUNS.c.id, RUNS.c.attempt, RUNS.c.lease_owner).in_(bindparam("leases", expanding=True)))
+        .order_by(RUNS.c.id)
+        .with_for_update()
+        .cte("held")
+    )
+    illegal = exists().where(held.c.status.not_in(bindparam("movable", expanding=True)))
+    moved = (
+        update(RUNS)
+        .where(RUNS.c.id == held.c.id, ~illegal)
+        .values(_completion_values(columns))
+        .returning(RUNS.c.id, RUNS.c.repo, held.c.status.label("from_status"), held.c.attempt, held.c.lease_owner,
+                   RUNS.c.status)
+        .cte("moved")
+    )
+    payload = cast(func.json_build_object(
+        literal_column("'actor'"), moved.c.lease_owner, literal_column("'attempt'"), moved.c.attempt,
+    ), JSONB).op("||")(cast(bindparam("event_payload", type_=EVENTS.c.payload.type), JSONB))
+    logged = insert(EVENTS).from_select(
+        _EVENT_COLUMNS,
+        select(moved.c.id, literal_column("'transition'"), moved.c.from_status, moved.c.status,
+               cast(payload, JSON), cast(bindparam("stamp", type_=Float), Float)),
+    ).cte("logged")
+    freed: Any = literal_column("0")
+    if drop != DROP_NONE:
+        dropped = _dropping(select(moved.c.id), drop).returning(CLAIMS.c.kind).cte("dropped")
+        freed = select(func.count()).select_from(dropped).scalar_subquery()
+    waiting = exists().where(RUNS.c.repo == held.c.repo, RUNS.c.status == Status.DEFERRED.value)
+    return (
+        select(held.c.id, held.c.repo, held.c.status, moved.c.status.label("moved_to"), freed.label("freed"),
+               waiting.label("deferred"))
+        .select_from(held.outerjoin(moved, moved.c.id == held.c.id))
+        .add_cte(logged)
+    )
+
+
+@cache
+def sqlite_drop_claims_of(drop: str) -> Delete:
+    """SQLite: give back the claims of several runs (``:ids``) that a goal no longer needs."""
+    return _dropping(bindparam("ids", expanding=True), drop)
