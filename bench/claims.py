@@ -3,7 +3,8 @@
 ``python -m bench claims [--db sqlite|postgres] [--workers 8] [--jobs 2000]`` prints
 ``claims: db=sqlite workers=8 jobs=2000 claims_per_s=<n> double_claims=<n> lost=<n> batch=<n>``
 for the requested worker count and for 2 workers (``--quick``: only the requested count,
-200 jobs), on each database. ``--batch N``
+200 jobs), on each database. ``--peers`` compares with a plain SKIP LOCKED loop and pgqueuer
+instead (:mod:`bench.claim_peers`). ``--batch N``
 claims and completes N runs per transaction (default 32, like batching queues do;
 ``--batch 1`` measures one transaction per claim and one per completion). Double claims
 are counted from the events table; ``lost`` is enqueued runs not completed.
@@ -117,6 +118,8 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=32, help="runs claimed and completed per transaction")
+    parser.add_argument("--peers", action="store_true", help="compare with a plain SKIP LOCKED loop and pgqueuer")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds of --peers")
     args, _ = parser.parse_known_args(list(extra))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -126,6 +129,10 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
         parser.error("--jobs must be at least 1")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.rounds is None:
+        args.rounds = 1 if quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
@@ -134,6 +141,10 @@ def scenario(options: BenchOptions) -> list[Figures]:
     from bench.common import postgres_available, postgres_server, sqlite_database
 
     args = _parse(options.extra, options.quick)
+    if args.peers:
+        from bench.claim_peers import compare
+
+        return compare(workers=args.workers, jobs=args.jobs, rounds=args.rounds, check=not options.quick)
     dbs = args.db or (["sqlite", "postgres"] if postgres_available() else ["sqlite"])
     counts = [args.workers] if options.quick else list(dict.fromkeys([args.workers, 2]))
     lines: list[Figures] = []

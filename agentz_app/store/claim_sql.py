@@ -20,10 +20,13 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Float,
     Integer,
     String,
     Table,
+    all_,
+    any_,
     bindparam,
     cast,
     delete,
@@ -52,11 +55,19 @@ DROP_ALL, DROP_NON_ISSUE, DROP_ISSUE, DROP_NONE = "all", "non_issue", "issue", "
 _EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "created_at")
 
 
-def _candidates(*, by_id: bool, per_repo: bool) -> Select[Any]:
+def _one_of(column: Any, name: str, *, pg: bool) -> Any:
+    """``column`` is one of the list ``:name``: ``= ANY(array)`` on PostgreSQL (one parameter, nothing
+    to re-render per call), an expanding ``IN`` elsewhere."""
+    if pg:
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _candidates(*, by_id: bool, per_repo: bool, pg: bool) -> Select[Any]:
     """Unleased runs in ``:statuses``, oldest first, locked with SKIP LOCKED; at most ``:limit``."""
     statement = (
         select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
-        .where(RUNS.c.status.in_(bindparam("statuses", expanding=True)), RUNS.c.lease_owner.is_(None))
+        .where(_one_of(RUNS.c.status, "statuses", pg=pg), RUNS.c.lease_owner.is_(None))
         .order_by(RUNS.c.created_at, RUNS.c.id)
         .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
@@ -77,10 +88,10 @@ def _busy_repos() -> Select[Any]:
             .having(func.count() >= bindparam("per_repo_limit", type_=Integer)))
 
 
-def _chosen(*, by_id: bool, per_repo: bool) -> Any:
+def _chosen(*, by_id: bool, per_repo: bool, pg: bool) -> Any:
     """The runs a claim takes: the candidates, and with a per-repository limit only as many of
     each repository as its leased runs leave room for (counting the ones this claim takes)."""
-    picked = _candidates(by_id=by_id, per_repo=per_repo).cte("picked")
+    picked = _candidates(by_id=by_id, per_repo=per_repo, pg=pg).cte("picked")
     if not per_repo:
         return picked
     ranked = select(
@@ -111,7 +122,7 @@ def _lease_values(*, retarget: bool) -> dict[str, Any]:
 @cache
 def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool) -> Select[Any]:
     """PostgreSQL: lock, lease and log up to ``:limit`` runs in one statement; returns the claimed rows."""
-    chosen = _chosen(by_id=by_id, per_repo=per_repo)
+    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=True)
     claimed = (
         update(RUNS)
         .where(RUNS.c.id == chosen.c.id, RUNS.c.lease_owner.is_(None))
@@ -141,7 +152,7 @@ def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool) -> Select[Any]:
 @cache
 def sqlite_claim_events(*, retarget: bool, by_id: bool, per_repo: bool) -> Insert:
     """SQLite: insert the ``claimed`` events of the runs a claim takes; returns (run id, from, to)."""
-    chosen = _chosen(by_id=by_id, per_repo=per_repo)
+    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=False)
     source = select(RUNS.c.id, RUNS.c.status, RUNS.c.attempt).where(RUNS.c.id.in_(select(chosen.c.id)))
     rows = source.subquery("taken")
     payload = func.json_object(
@@ -168,13 +179,13 @@ def sqlite_claim_runs(*, retarget: bool) -> Update:
     )
 
 
-def _fenced_row() -> Any:
+def _fenced_row(*, pg: bool) -> Any:
     """The row a lease holds, in a status that may move to the goal."""
     return (
         (RUNS.c.id == bindparam("lease_run_id", type_=String))
         & (RUNS.c.attempt == bindparam("lease_attempt", type_=Integer))
         & (RUNS.c.lease_owner == bindparam("owner", type_=String))
-        & RUNS.c.status.in_(bindparam("movable", expanding=True))
+        & _one_of(RUNS.c.status, "movable", pg=pg)
     )
 
 
@@ -197,7 +208,7 @@ def pg_complete(columns: tuple[str, ...], drop: str) -> Select[Any]:
 
     Returns one row (id, repo, issue number, from status, status, claims dropped, whether the
     repository has deferred runs) or none when the lease is lost or the move is illegal."""
-    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row()).with_for_update().cte("old")
+    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row(pg=True)).with_for_update().cte("old")
     moved = (
         update(RUNS)
         .where(RUNS.c.id == old.c.id)
@@ -226,7 +237,7 @@ def sqlite_complete_event() -> Insert:
         _EVENT_COLUMNS,
         select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, bindparam("goal", type_=String),
                bindparam("event_payload", type_=EVENTS.c.payload.type), bindparam("stamp", type_=Float))
-        .where(_fenced_row()),
+        .where(_fenced_row(pg=False)),
     )
 
 
@@ -264,19 +275,25 @@ def advisory_lock() -> Any:
 
 @cache
 def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
-    """PostgreSQL: fenced changes of several leases (``:leases``, (id, attempt, owner) tuples) in one statement.
+    """PostgreSQL: fenced changes of several leases in one statement.
+
+    The leases come as three arrays: ``:lease_ids``, ``:lease_attempts`` and ``:lease_owners``.
 
     Returns one row per held run (id, status before, whether it moved) plus the claims dropped
     and whether its repository has deferred runs. Nothing moves when any held run may not
     move to the goal (``:movable``)."""
     held = (
         select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.lease_owner)
-        .where(tuple_(RUNS.c.id, RUNS.c.attempt, RUNS.c.lease_owner).in_(bindparam("leases", expanding=True)))
+        .where(tuple_(RUNS.c.id, RUNS.c.attempt, RUNS.c.lease_owner).in_(select(
+            func.unnest(bindparam("lease_ids", type_=ARRAY(String))),
+            func.unnest(bindparam("lease_attempts", type_=ARRAY(Integer))),
+            func.unnest(bindparam("lease_owners", type_=ARRAY(String))),
+        )))
         .order_by(RUNS.c.id)
         .with_for_update()
         .cte("held")
     )
-    illegal = exists().where(held.c.status.not_in(bindparam("movable", expanding=True)))
+    illegal = exists().where(held.c.status != all_(bindparam("movable", type_=ARRAY(String))))
     moved = (
         update(RUNS)
         .where(RUNS.c.id == held.c.id, ~illegal)

@@ -116,15 +116,19 @@ class LeaseClaims(QueueCore):
             "lease_run_id": run_id, "per_repo_limit": per_repo_limit,
         }
         shape = {"retarget": target is not None, "by_id": run_id is not None, "per_repo": per_repo_limit is not None}
-        with self.db.engine.begin() as connection:
-            if self.db.is_sqlite:
+        if self.db.is_sqlite:
+            with self.db.engine.begin() as connection:
                 rows = self._take_sqlite(connection, params, shape)
-            else:
-                if per_repo_limit is not None:
-                    # Count and claim under one lock: with SKIP LOCKED alone, two workers could each
-                    # see a repository below its limit and both take a run of it. (SQLite's
-                    # BEGIN IMMEDIATE already serialises claims.)
-                    connection.execute(claim_sql.advisory_lock(), {"key": _PER_REPO_CLAIM_LOCK})
+        elif per_repo_limit is not None:
+            with self.db.engine.begin() as connection:
+                # Count and claim under one lock: with SKIP LOCKED alone, two workers could each
+                # see a repository below its limit and both take a run of it. (SQLite's
+                # BEGIN IMMEDIATE already serialises claims.)
+                connection.execute(claim_sql.advisory_lock(), {"key": _PER_REPO_CLAIM_LOCK})
+                rows = list(connection.execute(claim_sql.pg_claim(**shape), params))
+        else:
+            # One statement is its own transaction: no BEGIN and COMMIT round trips.
+            with self.single_statements.connect() as connection:
                 rows = list(connection.execute(claim_sql.pg_claim(**shape), params))
         return [Claimed(run_id=row.id, repo=row.repo, issue_number=row.issue_number, from_status=row.from_status,
                         status=row.status, lease=Lease(row.id, row.attempt, owner)) for row in rows]

@@ -73,6 +73,8 @@ class QueueCore:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.secret_values = tuple(secret_values)
+        # Single statements that are their own transaction (PostgreSQL autocommit).
+        self.single_statements = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _clean_error(self, error: str | None) -> str | None:
         return None if error is None else redact_text(error, values=self.secret_values)
@@ -187,6 +189,17 @@ class QueueCore:
             )
             woken.append(run.id)
         return woken
+
+    def wake_deferred(self, repo: str | None = None) -> list[str]:
+        """Make deferred runs claimable again where their conflicting claims are free."""
+        with self.db.begin() as session:
+            repos = [repo] if repo is not None else list(
+                session.scalars(select(Run.repo).where(Run.status == Status.DEFERRED).distinct()).all()
+            )
+            woken: list[str] = []
+            for name in repos:
+                woken += self._wake_deferred(session, name)
+            return woken
 
     @staticmethod
     def _last_conflicts(session: Session, run_id: str) -> list[str]:

@@ -8,7 +8,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agentz_app.domain.states import Status
 from agentz_app.errors import StoreError
 from agentz_app.store.models import Claim, Run
 from agentz_app.store.queue_core import RETRIES, Lease, QueueCore
@@ -75,14 +74,3 @@ class ResourceClaims(QueueCore):
                 self._event(session, run.id, "resources_released", from_status=run.status,
                             to_status=run.status, keep_issue=keep_issue)
             self._wake_deferred(session, run.repo)
-
-    def wake_deferred(self, repo: str | None = None) -> list[str]:
-        """Make deferred runs claimable again where their conflicting claims are free."""
-        with self.db.begin() as session:
-            repos = [repo] if repo is not None else list(
-                session.scalars(select(Run.repo).where(Run.status == Status.DEFERRED).distinct()).all()
-            )
-            woken: list[str] = []
-            for name in repos:
-                woken += self._wake_deferred(session, name)
-            return woken

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -108,21 +108,33 @@ class Transitions(QueueCore):
             "movable": [s.value for s in Status if can_transition(s, goal)], "event_payload": payload, "stamp": stamp,
             **{f"v_{name}": value for name, value in values.items()},
         }
-        with self.db.engine.begin() as connection:
-            if self.db.is_sqlite:
+        if self.db.is_sqlite:
+            with self.db.engine.begin() as connection:
                 moved = self._complete_sqlite(connection, params, columns, drop)
-            else:
-                row = connection.execute(claim_sql.pg_complete(columns, drop), params).first()
-                moved = None if row is None else Moved(row.id, row.repo, row.issue_number, row.from_status,
-                                                       row.status, freed=bool(row.freed) and goal != Status.DONE,
-                                                       deferred=bool(row.deferred))
-            if moved is None:
-                self._refuse(connection, lease, goal)
-            if moved.freed and moved.deferred:
-                with Session(bind=connection) as session:
-                    self._wake_deferred(session, moved.repo)
-                    session.flush()
+                if moved is None:
+                    self._refuse(connection, lease, goal)
+                if moved.freed and moved.deferred:
+                    self._wake_in(connection, [moved.repo])
             return moved
+        # One statement is its own transaction: no BEGIN and COMMIT round trips.
+        with self.single_statements.connect() as connection:
+            row = connection.execute(claim_sql.pg_complete(columns, drop), params).first()
+            if row is None:
+                self._refuse(connection, lease, goal)
+        moved = Moved(row.id, row.repo, row.issue_number, row.from_status, row.status,
+                      freed=bool(row.freed) and goal != Status.DONE, deferred=bool(row.deferred))
+        if moved.freed and moved.deferred:
+            # Rare (the repository has deferred runs): wake them right after; the
+            # reconciler's sweep covers a crash in between.
+            self.wake_deferred(moved.repo)
+        return moved
+
+    def _wake_in(self, connection: Connection, repos: Iterable[str]) -> None:
+        """Wake deferred runs of ``repos`` inside the transaction of ``connection``."""
+        with Session(bind=connection) as session:
+            for repo in sorted(set(repos)):
+                self._wake_deferred(session, repo)
+            session.flush()
 
     @staticmethod
     def _complete_sqlite(connection: Connection, params: dict[str, Any], columns: tuple[str, ...],
@@ -206,27 +218,31 @@ class Transitions(QueueCore):
         drop = _drop_for(goal)
         params: dict[str, Any] = {
             "leases": [(lease.run_id, lease.attempt, lease.owner) for lease in leases],
+            "lease_ids": [lease.run_id for lease in leases], "lease_attempts": [lease.attempt for lease in leases],
+            "lease_owners": [lease.owner for lease in leases],
             "movable": [s.value for s in Status if can_transition(s, goal)], "event_payload": extra, "stamp": stamp,
             **{f"v_{name}": value for name, value in values.items()},
         }
-        with self.db.engine.begin() as connection:
-            if self.db.is_sqlite:
+        order = {lease.run_id: index for index, lease in enumerate(leases)}
+        if self.db.is_sqlite:
+            with self.db.engine.begin() as connection:
                 moved, held = self._complete_many_sqlite(connection, params, columns, drop, goal)
-            else:
+                self._wake_in(connection, [m.repo for m in moved if m.freed and m.deferred])
+        else:
+            # One statement is its own transaction; nothing moves when any held run may not move.
+            with self.single_statements.connect() as connection:
                 rows = connection.execute(claim_sql.pg_complete_many(columns, drop), params).all()
-                held = {row.id for row in rows}
-                illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
-                if illegal is not None:
-                    raise IllegalTransition(illegal.id, illegal.status, goal)
-                freed = bool(rows and rows[0].freed) and goal != Status.DONE
-                moved = [Moved(row.id, row.repo, 0, row.status, goal.value, freed=freed, deferred=bool(row.deferred))
-                         for row in rows]
-            order = {lease.run_id: index for index, lease in enumerate(leases)}
-            moved.sort(key=lambda m: order[m.run_id])
-            for repo in sorted({m.repo for m in moved if m.freed and m.deferred}):
-                with Session(bind=connection) as session:
-                    self._wake_deferred(session, repo)
-                    session.flush()
+            held = {row.id for row in rows}
+            illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
+            if illegal is not None:
+                raise IllegalTransition(illegal.id, illegal.status, goal)
+            freed = bool(rows and rows[0].freed) and goal != Status.DONE
+            moved = [Moved(row.id, row.repo, 0, row.status, goal.value, freed=freed, deferred=bool(row.deferred))
+                     for row in rows]
+            waiting = {m.repo for m in moved if m.freed and m.deferred}
+            for repo in sorted(waiting):
+                self.wake_deferred(repo)
+        moved.sort(key=lambda m: order[m.run_id])
         return moved, [lease for lease in leases if lease.run_id not in held]
 
     @staticmethod
