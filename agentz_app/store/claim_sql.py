@@ -55,19 +55,22 @@ DROP_ALL, DROP_NON_ISSUE, DROP_ISSUE, DROP_NONE = "all", "non_issue", "issue", "
 _EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "created_at")
 
 
-def _one_of(column: Any, name: str, *, pg: bool) -> Any:
+def _one_of(column: Any, name: str, *, pg: bool, single: bool = False) -> Any:
     """``column`` is one of the list ``:name``: ``= ANY(array)`` on PostgreSQL (one parameter, nothing
-    to re-render per call), an expanding ``IN`` elsewhere."""
+    to re-render per call), an expanding ``IN`` elsewhere. With ``single`` the list has one value
+    and PostgreSQL compares with ``=`` (so an index can return rows in order)."""
+    if pg and single:
+        return column == bindparam(f"{name}_one", type_=String)
     if pg:
         return column == any_(bindparam(name, type_=ARRAY(String)))
     return column.in_(bindparam(name, expanding=True))
 
 
-def _candidates(*, by_id: bool, per_repo: bool, pg: bool) -> Select[Any]:
+def _candidates(*, by_id: bool, per_repo: bool, pg: bool, single: bool) -> Select[Any]:
     """Unleased runs in ``:statuses``, oldest first, locked with SKIP LOCKED; at most ``:limit``."""
     statement = (
         select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
-        .where(_one_of(RUNS.c.status, "statuses", pg=pg), RUNS.c.lease_owner.is_(None))
+        .where(_one_of(RUNS.c.status, "statuses", pg=pg, single=single), RUNS.c.lease_owner.is_(None))
         .order_by(RUNS.c.created_at, RUNS.c.id)
         .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
@@ -88,10 +91,10 @@ def _busy_repos() -> Select[Any]:
             .having(func.count() >= bindparam("per_repo_limit", type_=Integer)))
 
 
-def _chosen(*, by_id: bool, per_repo: bool, pg: bool) -> Any:
+def _chosen(*, by_id: bool, per_repo: bool, pg: bool, single: bool = False) -> Any:
     """The runs a claim takes: the candidates, and with a per-repository limit only as many of
     each repository as its leased runs leave room for (counting the ones this claim takes)."""
-    picked = _candidates(by_id=by_id, per_repo=per_repo, pg=pg).cte("picked")
+    picked = _candidates(by_id=by_id, per_repo=per_repo, pg=pg, single=single).cte("picked")
     if not per_repo:
         return picked
     ranked = select(
@@ -120,12 +123,12 @@ def _lease_values(*, retarget: bool) -> dict[str, Any]:
 
 
 @cache
-def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool) -> Select[Any]:
+def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool, single: bool) -> Select[Any]:
     """PostgreSQL: lock, lease and log up to ``:limit`` runs in one statement; returns the claimed rows."""
-    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=True)
+    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=True, single=single)
     claimed = (
         update(RUNS)
-        .where(RUNS.c.id == chosen.c.id, RUNS.c.lease_owner.is_(None))
+        .where(RUNS.c.id == chosen.c.id)  # locked unleased by the CTE: nobody can lease them meanwhile
         .values(_lease_values(retarget=retarget))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, chosen.c.status.label("from_status"),
                    RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)

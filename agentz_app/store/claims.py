@@ -113,7 +113,7 @@ class LeaseClaims(QueueCore):
         params: dict[str, Any] = {
             "statuses": [s.value for s in wanted], "limit": limit, "owner": owner, "stamp": stamp,
             "expires": stamp + self.lease_seconds, "target": None if target is None else Status(target).value,
-            "lease_run_id": run_id, "per_repo_limit": per_repo_limit,
+            "lease_run_id": run_id, "per_repo_limit": per_repo_limit, "statuses_one": wanted[0].value,
         }
         shape = {"retarget": target is not None, "by_id": run_id is not None, "per_repo": per_repo_limit is not None}
         if self.db.is_sqlite:
@@ -125,11 +125,11 @@ class LeaseClaims(QueueCore):
                 # see a repository below its limit and both take a run of it. (SQLite's
                 # BEGIN IMMEDIATE already serialises claims.)
                 connection.execute(claim_sql.advisory_lock(), {"key": _PER_REPO_CLAIM_LOCK})
-                rows = list(connection.execute(claim_sql.pg_claim(**shape), params))
+                rows = list(connection.execute(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params))
         else:
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
             with self.single_statements.connect() as connection:
-                rows = list(connection.execute(claim_sql.pg_claim(**shape), params))
+                rows = list(connection.execute(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params))
         return [Claimed(run_id=row.id, repo=row.repo, issue_number=row.issue_number, from_status=row.from_status,
                         status=row.status, lease=Lease(row.id, row.attempt, owner)) for row in rows]
 

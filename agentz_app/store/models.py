@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -174,7 +174,13 @@ class Run(Base):
     """One attempt to deliver one issue as a reviewed pull request."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status", "status"), Index("ix_runs_issue", "repo", "issue_number"))
+    __table_args__ = (
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_issue", "repo", "issue_number"),
+        # Claim order over the runs nobody holds (see the claim statements in claim_sql).
+        Index("ix_runs_claim_order", "status", "created_at", "id",
+              postgresql_where=text("lease_owner IS NULL"), sqlite_where=text("lease_owner IS NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     repo: Mapped[str] = mapped_column(String(200))
