@@ -40,7 +40,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSON, JSONB
-from sqlalchemy.sql import Select
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
 from agentz_app.domain.states import LEASED, Status
@@ -330,3 +331,19 @@ def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
 def sqlite_drop_claims_of(drop: str) -> Delete:
     """SQLite: give back the claims of several runs (``:ids``) that a goal no longer needs."""
     return _dropping(bindparam("ids", expanding=True), drop)
+
+
+@cache
+def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """``statement`` compiled once for ``dialect``: the SQL text and the values of its literal parameters.
+
+    The hot path executes this text with :meth:`Connection.exec_driver_sql`, skipping the
+    per-call cache lookup and parameter processing; JSON parameters must be passed serialised."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, dict(compiled.params)
+
+
+def run_driver_sql(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> CursorResult[Any]:
+    """Execute a statement compiled by :func:`driver_sql` with ``params`` (and its literal parameters)."""
+    sql, defaults = driver_sql(statement, connection.dialect)
+    return connection.exec_driver_sql(sql, {**defaults, **params})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, insert, select, update
@@ -30,6 +32,12 @@ class Moved:
     status: str
     freed: bool
     deferred: bool
+
+
+@cache
+def _movable(goal: Status) -> list[str]:
+    """The statuses that may move to ``goal`` (a completion's fencing condition)."""
+    return [status.value for status in Status if can_transition(status, goal)]
 
 
 def _drop_for(goal: Status) -> str:
@@ -105,7 +113,7 @@ class Transitions(QueueCore):
         drop = _drop_for(goal)
         params: dict[str, Any] = {
             "lease_run_id": lease.run_id, "lease_attempt": lease.attempt, "owner": lease.owner, "goal": goal.value,
-            "movable": [s.value for s in Status if can_transition(s, goal)], "event_payload": payload, "stamp": stamp,
+            "movable": _movable(goal), "event_payload": payload, "stamp": stamp,
             **{f"v_{name}": value for name, value in values.items()},
         }
         if self.db.is_sqlite:
@@ -118,7 +126,8 @@ class Transitions(QueueCore):
             return moved
         # One statement is its own transaction: no BEGIN and COMMIT round trips.
         with self.single_statements.connect() as connection:
-            row = connection.execute(claim_sql.pg_complete(columns, drop), params).first()
+            params["event_payload"] = json.dumps(payload)
+            row = claim_sql.run_driver_sql(connection, claim_sql.pg_complete(columns, drop), params).first()
             if row is None:
                 self._refuse(connection, lease, goal)
         moved = Moved(row.id, row.repo, row.issue_number, row.from_status, row.status,
@@ -220,7 +229,7 @@ class Transitions(QueueCore):
             "leases": [(lease.run_id, lease.attempt, lease.owner) for lease in leases],
             "lease_ids": [lease.run_id for lease in leases], "lease_attempts": [lease.attempt for lease in leases],
             "lease_owners": [lease.owner for lease in leases],
-            "movable": [s.value for s in Status if can_transition(s, goal)], "event_payload": extra, "stamp": stamp,
+            "movable": _movable(goal), "event_payload": extra, "stamp": stamp,
             **{f"v_{name}": value for name, value in values.items()},
         }
         order = {lease.run_id: index for index, lease in enumerate(leases)}
@@ -231,7 +240,8 @@ class Transitions(QueueCore):
         else:
             # One statement is its own transaction; nothing moves when any held run may not move.
             with self.single_statements.connect() as connection:
-                rows = connection.execute(claim_sql.pg_complete_many(columns, drop), params).all()
+                params["event_payload"] = json.dumps(extra)
+                rows = claim_sql.run_driver_sql(connection, claim_sql.pg_complete_many(columns, drop), params).all()
             held = {row.id for row in rows}
             illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
             if illegal is not None:
