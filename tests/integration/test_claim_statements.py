@@ -48,7 +48,8 @@ def test_a_claim_is_one_statement_on_postgres_and_writes_its_event(queue: RunQue
     assert (last.kind, last.from_status, last.to_status) == ("claimed", "queued", "planning")
     assert last.payload == {"owner": "w1", "attempt": 1, "expires_at": pytest.approx(1_000_060.0)}
     after = queue.get(run.id)
-    assert (after.status, after.lease_owner, after.attempt, after.lease_expires_at) == ("planning", "w1", 1, 1_000_060.0)
+    assert (after.status, after.lease_owner, after.attempt) == ("planning", "w1", 1)
+    assert after.lease_expires_at == 1_000_060.0
 
 
 def test_a_completion_is_one_statement_on_postgres_and_writes_its_event(queue: RunQueue) -> None:
