@@ -16,6 +16,8 @@ it describes (``INSERT … SELECT … RETURNING``) and the runs updated by the n
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -42,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
 from agentz_app.domain.states import LEASED, Status
@@ -333,17 +336,37 @@ def sqlite_drop_claims_of(drop: str) -> Delete:
     return _dropping(bindparam("ids", expanding=True), drop)
 
 
-@cache
-def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, dict[str, Any]]:
-    """``statement`` compiled once for ``dialect``: the SQL text and the values of its literal parameters.
+@dataclass(frozen=True)
+class DriverStatement:
+    """A statement compiled for one dialect: its SQL text, the values of its literal parameters
+    and the converters of parameters whose type needs one (JSON, for instance)."""
 
-    The hot path executes this text with :meth:`Connection.exec_driver_sql`, skipping the
-    per-call cache lookup and parameter processing; JSON parameters must be passed serialised."""
-    compiled = statement.compile(dialect=dialect)
-    return compiled.string, dict(compiled.params)
+    sql: str
+    defaults: dict[str, Any]
+    converters: dict[str, Callable[[Any], Any]]
+
+    def parameters(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` converted for the driver, with the literal parameters added."""
+        converted = {**self.defaults, **params}
+        for name, convert in self.converters.items():
+            if name in params:
+                converted[name] = convert(params[name])
+        return converted
+
+
+@cache
+def driver_sql(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+    """``statement`` compiled once for ``dialect`` (the hot path then skips the per-call cache lookup)."""
+    compiled = typing.cast(SQLCompiler, statement.compile(dialect=dialect))
+    converters: dict[str, Callable[[Any], Any]] = {}
+    for name, bind in compiled.binds.items():
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:
+            converters[name] = convert
+    return DriverStatement(compiled.string, dict(compiled.params), converters)
 
 
 def run_driver_sql(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> CursorResult[Any]:
-    """Execute a statement compiled by :func:`driver_sql` with ``params`` (and its literal parameters)."""
-    sql, defaults = driver_sql(statement, connection.dialect)
-    return connection.exec_driver_sql(sql, {**defaults, **params})
+    """Execute ``statement``, compiled once by :func:`driver_sql`, with ``params``."""
+    compiled = driver_sql(statement, connection.dialect)
+    return connection.exec_driver_sql(compiled.sql, compiled.parameters(params))

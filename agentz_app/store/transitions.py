@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -126,7 +125,6 @@ class Transitions(QueueCore):
             return moved
         # One statement is its own transaction: no BEGIN and COMMIT round trips.
         with self.single_statements.connect() as connection:
-            params["event_payload"] = json.dumps(payload)
             row = claim_sql.run_driver_sql(connection, claim_sql.pg_complete(columns, drop), params).first()
             if row is None:
                 self._refuse(connection, lease, goal)
@@ -240,7 +238,6 @@ class Transitions(QueueCore):
         else:
             # One statement is its own transaction; nothing moves when any held run may not move.
             with self.single_statements.connect() as connection:
-                params["event_payload"] = json.dumps(extra)
                 rows = claim_sql.run_driver_sql(connection, claim_sql.pg_complete_many(columns, drop), params).all()
             held = {row.id for row in rows}
             illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
