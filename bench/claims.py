@@ -144,7 +144,7 @@ def scenario(options: BenchOptions) -> list[Figures]:
     if args.peers:
         from bench.claim_peers import compare
 
-        return compare(workers=args.workers, jobs=args.jobs, rounds=args.rounds, check=not options.quick)
+        return compare(workers=args.workers, jobs=args.jobs, rounds=args.rounds)
     dbs = args.db or (["sqlite", "postgres"] if postgres_available() else ["sqlite"])
     counts = [args.workers] if options.quick else list(dict.fromkeys([args.workers, 2]))
     lines: list[Figures] = []
