@@ -41,18 +41,15 @@ def claim_worker(url: str, name: str, batch: int, ready: Any, go: Any, results: 
     go.wait(_START_TIMEOUT)
     try:
         while True:
+            claimed = queue.take(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)
+            if not claimed:
+                break
             if batch == 1:
-                claimed = queue.claim(name, statuses=(Status.QUEUED,), target=Status.PLANNING)
-                if claimed is None:
-                    break
-                queue.transition(claimed[1], Status.CANCELLED, event={"reason": "benchmark complete"})
+                queue.complete(claimed[0].lease, Status.CANCELLED, event={"reason": "benchmark complete"})
                 done += 1
                 continue
-            leases = [lease for _, lease in
-                      queue.claim_batch(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)]
-            if not leases:
-                break
-            moved, _ = queue.transition_many(leases, Status.CANCELLED, event={"reason": "benchmark complete"})
+            moved, _ = queue.complete_many([c.lease for c in claimed], Status.CANCELLED,
+                                           event={"reason": "benchmark complete"})
             done += len(moved)
     finally:
         results.put((name, done))
