@@ -15,7 +15,7 @@ new command runs it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from agentz_app.domain.commands import (
 from agentz_app.domain.markdown import prose_lines
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
-from agentz_app.github.events import BadPayload, Comment, parse_payload
+from agentz_app.github.events import Comment
 from agentz_app.ingress.permissions import (
     Actor,
     Clock,
@@ -92,15 +92,6 @@ def ignores_comment(comment: Comment, settings: Settings) -> bool:
     actor = Actor.of(comment.user)
     policy = TrustPolicy.from_settings(settings)
     return policy.is_own(actor) or (actor.bot and actor.login.lower() not in policy.trusted_bots)
-
-
-def ignores_commenter(comment: Mapping[str, Any], settings: Settings) -> bool:
-    """:func:`ignores_comment` for a raw comment object; one that does not parse is ignored."""
-    try:
-        parsed = parse_payload(Comment, "comment", {"id": 0, **comment})
-    except BadPayload:
-        return True
-    return ignores_comment(parsed, settings)
 
 
 def can_write(answer: dict[str, Any]) -> bool:

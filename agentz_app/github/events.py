@@ -148,6 +148,12 @@ class ReviewComment(CommentBase):
     in_reply_to_id: int | None = None
     path: str | None = None
     line: int | None = None
+    original_line: int | None = None
+
+    @property
+    def thread(self) -> int:
+        """The id of the thread the comment belongs to: the comment it replies to, else its own."""
+        return self.in_reply_to_id or self.id
 
 
 class Review(Slice):

@@ -63,15 +63,6 @@ class Actor:
         return cls("") if user is None else cls(user.login, bot=user.is_bot)
 
     @classmethod
-    def from_user(cls, user: Any) -> Actor:
-        """The actor of a raw payload user object (for callers that have not parsed the payload)."""
-        if not isinstance(user, Mapping):
-            return cls("")
-        login = user.get("login")
-        kind = user.get("type")
-        return cls.of(User(login=str(login or ""), type=kind if isinstance(kind, str) else None))
-
-    @classmethod
     def from_login(cls, login: str) -> Actor:
         """An actor known by login only (a stored author): ``[bot]`` logins are bots."""
         return cls(login, bot=login.lower().endswith("[bot]"))

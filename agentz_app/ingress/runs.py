@@ -18,17 +18,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
-from agentz_app.commands import ignores_commenter, mentions_app, parse_command
+from agentz_app.commands import ignores_comment, mentions_app, parse_command
 from agentz_app.config import Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
-from agentz_app.github.events import StatusEvent
-from agentz_app.ingress.checks import own_check, parse_ci_event
+from agentz_app.github.events import (
+    CheckRunEvent,
+    CheckSuiteEvent,
+    IssueCommentEvent,
+    PullRequestEvent,
+    PullRequestReviewEvent,
+    ReviewComment,
+    parse_payload,
+)
+from agentz_app.ingress.checks import own_check
 from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
-from agentz_app.ingress.snapshots import section
 from agentz_app.logs import get_logger
 from agentz_app.store import trust
 from agentz_app.store.db import Database
@@ -48,31 +56,16 @@ _TAKES_FEEDBACK = (Status.WAITING_CHECKS, Status.DONE)
 # Reading payloads -------------------------------------------------------------------
 
 
-def _repo(event: sansio.Event) -> str:
-    repository = event.data.get("repository")
-    name = repository.get("full_name") if isinstance(repository, Mapping) else None
-    if not isinstance(name, str) or "/" not in name:
-        raise AgentZError("webhook payload has no repository.full_name")
-    return name
+def _client(gh: GitHubAPI | None) -> GitHubAPI:
+    """The delivery's installation client; feedback cannot be read without one."""
+    if gh is None:
+        raise AgentZError("the delivery names no installation, so its pull request cannot be read")
+    return gh
 
 
-def _own(event: sansio.Event, settings: Settings) -> bool:
+def _own(event: CheckRunEvent | CheckSuiteEvent, settings: Settings) -> bool:
     """True when the delivery's check run or suite is Agent-Z's own."""
-    parsed = parse_ci_event(event)
-    return not isinstance(parsed, StatusEvent) and own_check(parsed, settings)
-
-
-def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = data.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _pull_number(event: sansio.Event) -> int:
-    return int(_mapping(event.data, "pull_request").get("number") or 0)
-
-
-def _sender(event: sansio.Event) -> Actor:
-    return Actor.from_user(event.data.get("sender"))
+    return own_check(event, settings)
 
 
 # Waking runs --------------------------------------------------------------------
@@ -88,7 +81,7 @@ def wake_run(db: Database, run_id: str, *, reason: str, key: str | None = None,
 # Re-runs ------------------------------------------------------------------------
 
 
-async def _rerun_stages(gh: Any, db: Database, settings: Settings, queue: RunQueue, runs: list[Run],
+async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, runs: list[Run],
                         sender: Actor, *, reason: str, action: str = "rerun") -> None:
     """GitHub's "Re-run" (or the Retry button) on our checks: for people who may steer, wake the
     runs for a worker to re-run their stage (the Retry button's semantics); refusals are recorded."""
@@ -108,32 +101,32 @@ async def _rerun_stages(gh: Any, db: Database, settings: Settings, queue: RunQue
 
 
 @router.register("check_run", action="rerequested")
-async def on_check_run_rerequested(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                   queue: RunQueue, **_: Any) -> None:
+async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
+                                   settings: Settings, queue: RunQueue, **_: Any) -> None:
     """GitHub's "Re-run" on one of our check runs re-runs its stage; another App's re-run is only recorded."""
-    if not _own(event, settings):
+    parsed = CheckRunEvent.from_event(event)
+    if not _own(parsed, settings):
         return  # the checks router recorded the reset; the new attempt's webhooks settle the run
-    check_run = section(event.data, "check_run")
-    run_id = run_id_of_external(str(check_run.get("external_id") or ""))
+    run_id = run_id_of_external(parsed.check_run.external_id or "")
     if run_id is None:
         return
     try:
         run = queue.get(run_id)
     except NotFound:
         return
-    await _rerun_stages(gh, db, settings, queue, [run], _sender(event),
-                        reason=f"re-run requested on {check_run.get('name') or 'a check run'}")
+    await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
+                        reason=f"re-run requested on {parsed.check_run.name or 'a check run'}")
 
 
 @router.register("check_suite", action="rerequested")
-async def on_check_suite_rerequested(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                     queue: RunQueue, **_: Any) -> None:
+async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
+                                     settings: Settings, queue: RunQueue, **_: Any) -> None:
     """GitHub's "Re-run all checks" on our suite re-runs the runs whose head it is; another App's is only recorded."""
-    if not _own(event, settings):
+    parsed = CheckSuiteEvent.from_event(event)
+    if not _own(parsed, settings):
         return
-    head_sha = str(section(event.data, "check_suite").get("head_sha") or "")
-    runs = queue.runs_waiting_on_sha(_repo(event), head_sha, statuses=list(Status))
-    await _rerun_stages(gh, db, settings, queue, runs, _sender(event),
+    runs = queue.runs_waiting_on_sha(parsed.repo, parsed.check_suite.head_sha, statuses=list(Status))
+    await _rerun_stages(gh, db, settings, queue, runs, Actor.of(parsed.sender),
                         reason="re-run requested on Agent-Z's checks")
 
 
@@ -159,13 +152,12 @@ def note_ignored_feedback(db: Database, queue: RunQueue, run: Run, *, actor: Act
         wake_run(db, run.id, reason="notes")  # a working run shows the note at its next status update
 
 
-def _thread_of(comment: Mapping[str, Any]) -> Any:
-    """The id of the thread an inline comment belongs to: the comment it replies to, else its own."""
-    return comment.get("in_reply_to_id") or comment.get("id")
+async def _review_comments(gh: GitHubAPI, url: str) -> list[ReviewComment]:
+    return [parse_payload(ReviewComment, "review comments", c) async for c in gh.getiter(url)]
 
 
-async def review_threads(gh: Any, db: Database, settings: Settings, repo: str, number: int, *,
-                         review_id: Any = None, trusted: Actor | None = None,
+async def review_threads(gh: GitHubAPI, db: Database, settings: Settings, repo: str, number: int, *,
+                         review_id: int | None = None, trusted: Actor | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[Actor, Decision]]:
     """The pull request's inline review threads, each first comment then its replies (oldest first),
     keeping comments by people who may steer; and who was dropped (with why).
@@ -173,21 +165,21 @@ async def review_threads(gh: Any, db: Database, settings: Settings, repo: str, n
     With ``review_id`` only the threads that review touched are read. ``trusted`` is the
     person whose feedback this is (already checked).
     """
-    listed = [c async for c in gh.getiter(f"/repos/{repo}/pulls/{number}/comments?per_page=100")]
+    listed = await _review_comments(gh, f"/repos/{repo}/pulls/{number}/comments?per_page=100")
     if review_id is not None:
-        own = [c async for c in gh.getiter(f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100")]
-        known = {c.get("id") for c in listed if c.get("id") is not None}
-        listed += [c for c in own if c.get("id") is None or c.get("id") not in known]
-        touched = {_thread_of(c) for c in own}
-        listed = [c for c in listed if _thread_of(c) in touched]
-    listed.sort(key=lambda c: (int(_thread_of(c) or 0), bool(c.get("in_reply_to_id")), int(c.get("id") or 0)))
+        own = await _review_comments(gh, f"/repos/{repo}/pulls/{number}/reviews/{review_id}/comments?per_page=100")
+        known = {c.id for c in listed}
+        listed += [c for c in own if c.id not in known]
+        touched = {c.thread for c in own}
+        listed = [c for c in listed if c.thread in touched]
+    listed.sort(key=lambda c: (c.thread, c.in_reply_to_id is not None, c.id))
     kept: list[dict[str, Any]] = []
     decisions: dict[str, Decision] = {}
     if trusted is not None:
         decisions[trusted.login.lower()] = Decision(True, "the person giving the feedback")
     dropped: dict[Actor, Decision] = {}
     for comment in listed:
-        author = Actor.from_user(comment.get("user"))
+        author = Actor.of(comment.user)
         key = author.login.lower()
         if key not in decisions:
             decisions[key] = await check_actor(gh, db, settings, repo, author)
@@ -196,13 +188,13 @@ async def review_threads(gh: Any, db: Database, settings: Settings, repo: str, n
             continue
         entry: dict[str, Any] = {
             "author": author.login,
-            "author_association": comment.get("author_association"),
-            "path": comment.get("path"),
-            "line": comment.get("line") or comment.get("original_line"),
-            "body": comment.get("body", ""),
+            "author_association": comment.author_association,
+            "path": comment.path,
+            "line": comment.line or comment.original_line,
+            "body": comment.body or "",
         }
-        if comment.get("in_reply_to_id"):
-            entry["reply_to"] = comment["in_reply_to_id"]
+        if comment.in_reply_to_id:
+            entry["reply_to"] = comment.in_reply_to_id
         kept.append(entry)
     return kept, dropped
 
@@ -212,14 +204,14 @@ def _feedback_key(text: str, author: Actor) -> str:
     return f"conversation:{digest}"
 
 
-async def request_conversation_fix(gh: Any, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
+async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
                                    text: str, author: Actor, association: str | None = None) -> Run:
     """Feedback from the PR conversation (``/agent-z fix`` or a mention of the App) by someone who
     may steer (checked by the caller): wake the run for a worker to send it back to the developer
     with the text and every review thread, on the same branch and pull request."""
     if run.pr_number is None or run.status not in _TAKES_FEEDBACK:
         raise IllegalTransition(run.id, run.status, Status.FIXING_CI)
-    comments, dropped = await review_threads(gh, db, settings, run.repo, run.pr_number, trusted=author)
+    comments, dropped = await review_threads(_client(gh), db, settings, run.repo, run.pr_number, trusted=author)
     for outsider, refusal in dropped.items():
         note_ignored_feedback(db, queue, run, actor=outsider, decision=refusal, kind="review_comment")
     feedback = {
@@ -236,73 +228,72 @@ async def request_conversation_fix(gh: Any, db: Database, settings: Settings, qu
 
 
 @router.register("issue_comment", action="created")
-async def on_pull_conversation_comment(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
-                                       queue: RunQueue, clock: Clock = now, **_: Any) -> None:
+async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
+                                       settings: Settings, queue: RunQueue, clock: Clock = now,
+                                       **_: Any) -> None:
     """A comment mentioning the App in an Agent-Z pull request's conversation, by someone who may
     steer, is feedback for the developer (``/agent-z`` commands go through the command path)."""
-    comment = _mapping(event.data, "comment")
-    issue = _mapping(event.data, "issue")
-    body = str(comment.get("body") or "")
-    if not issue.get("pull_request") or ignores_commenter(dict(comment), settings):
+    parsed = IssueCommentEvent.from_event(event)
+    comment = parsed.comment
+    body = comment.body or ""
+    if not parsed.issue.is_pull_request or ignores_comment(comment, settings):
         return
     if parse_command(body) is not None or not mentions_app(body, settings.github_app_slug):
         return
-    repo = _repo(event)
-    run = run_for_pull(db, repo, int(issue.get("number") or 0))
+    repo = parsed.repo
+    run = run_for_pull(db, repo, parsed.issue.number)
     if run is None or run.status not in _TAKES_FEEDBACK:
         return
-    author = Actor.from_user(comment.get("user"))
+    author = Actor.of(comment.user)
     decision = await check_actor(gh, db, settings, repo, author, clock=clock)
     if not decision.allowed:
         note_ignored_feedback(db, queue, run, actor=author, decision=decision, kind="comment")
         return
-    comment_id = comment.get("id")
-    if isinstance(comment_id, int) and not trust.claim_command(
-        db, comment_id=comment_id, command_hash="mention", repo=repo, issue_number=run.issue_number,
+    if not trust.claim_command(
+        db, comment_id=comment.id, command_hash="mention", repo=repo, issue_number=run.issue_number,
         login=author.login, at=clock(),
     ):
         return  # a redelivery: this comment was already used
-    association = comment.get("author_association")
     try:
         await request_conversation_fix(gh, db, settings, queue, run, text=body, author=author,
-                                       association=association if isinstance(association, str) else None)
+                                       association=comment.author_association)
     except (LeaseLost, IllegalTransition) as exc:
         log.info("comment feedback ignored", run_id=run.id, reason=str(exc))
 
 
 @router.register("pull_request_review", action="submitted")
-async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
     """Changes requested on a run's PR by someone who may steer: wake the run for a worker to send it
     back with the review. Reviews and inline comments by anyone else are not used: the run notes them.
     """
-    review = _mapping(event.data, "review")
-    if str(review.get("state", "")).lower() != "changes_requested":
+    parsed = PullRequestReviewEvent.from_event(event)
+    review = parsed.review
+    if (review.state or "").lower() != "changes_requested":
         return
-    repo = _repo(event)
-    number = _pull_number(event)
+    repo, number = parsed.repo, parsed.pull_request.number
     run = run_for_pull(db, repo, number)
     if run is None or run.status not in _TAKES_FEEDBACK:
         return
-    reviewer = Actor.from_user(review.get("user"))
+    reviewer = Actor.of(review.user)
     decision = await check_actor(gh, db, settings, repo, reviewer)
     if not decision.allowed:
         note_ignored_feedback(db, queue, run, actor=reviewer, decision=decision, kind="review")
         return
     comments: list[dict[str, Any]] = []
-    if review.get("id"):
-        comments, dropped = await review_threads(gh, db, settings, repo, number, review_id=review["id"],
+    if review.id:
+        comments, dropped = await review_threads(_client(gh), db, settings, repo, number, review_id=review.id,
                                                  trusted=reviewer)
         for author, refusal in dropped.items():
             note_ignored_feedback(db, queue, run, actor=author, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
-        "review_body": str(review.get("body") or ""),
+        "review_body": review.body or "",
         "reviewer": reviewer.login,
-        "reviewer_association": review.get("author_association"),
+        "reviewer_association": review.author_association,
         "comments": comments,
     }
-    wake_run(db, run.id, reason="feedback", key=f"review:{review.get('id') or 'unknown'}",
+    wake_run(db, run.id, reason="feedback", key=f"review:{review.id or 'unknown'}",
              payload={"feedback": feedback, "reason": "changes requested"})
 
 
@@ -310,14 +301,15 @@ async def on_review_submitted(event: sansio.Event, gh: Any, *, db: Database, set
 
 
 @router.register("pull_request", action="closed")
-async def on_pull_closed(event: sansio.Event, gh: Any, *, db: Database, settings: Settings, **_: Any) -> None:
+async def on_pull_closed(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
+                         **_: Any) -> None:
     """A run's PR was merged or closed unmerged: wake the run for a worker to end it (merged or
     cancelled) and clean up."""
-    pull = _mapping(event.data, "pull_request")
-    run = run_for_pull(db, _repo(event), _pull_number(event))
+    parsed = PullRequestEvent.from_event(event)
+    run = run_for_pull(db, parsed.repo, parsed.pull_request.number)
     if run is None or run.status in (Status.MERGED, Status.CANCELLED):
         return
-    merged = bool(pull.get("merged"))
+    merged = bool(parsed.pull_request.merged)
     if states.can_transition(run.status, Status.MERGED if merged else Status.CANCELLED):
         wake_run(db, run.id, reason="pull_closed", payload={"merged": merged})
 
@@ -331,16 +323,16 @@ def run_id_of_external(external_id: str) -> str | None:
 
 
 @router.register("check_run", action="requested_action")
-async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, settings: Settings,
+async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                               queue: RunQueue, **_: Any) -> None:
     """The Retry and Stop buttons on Agent-Z's check runs, obeyed only from someone who may steer.
 
     Stop cancels the run at once (its holder loses the lease) and wakes it for a worker to clean
     up; Retry wakes it for a worker to re-run its stage.
     """
-    check_run = _mapping(event.data, "check_run")
-    identifier = str(_mapping(event.data, "requested_action").get("identifier") or "")
-    run_id = run_id_of_external(str(check_run.get("external_id") or ""))
+    parsed = CheckRunEvent.from_event(event)
+    identifier = parsed.requested_action.identifier if parsed.requested_action is not None else ""
+    run_id = run_id_of_external(parsed.check_run.external_id or "")
     if run_id is None or identifier not in ("retry", "stop"):
         return
     try:
@@ -348,10 +340,10 @@ async def on_requested_action(event: sansio.Event, gh: Any, *, db: Database, set
     except NotFound:
         return
     if identifier == "retry":
-        await _rerun_stages(gh, db, settings, queue, [run], _sender(event),
+        await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
                             reason="retry requested from a check run", action="retry")
         return
-    sender = _sender(event)
+    sender = Actor.of(parsed.sender)
     actor = sender.login or "github"
     decision = await check_actor(gh, db, settings, run.repo, sender)
     if not decision.allowed:

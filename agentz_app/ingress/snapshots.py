@@ -8,7 +8,6 @@ never cause re-judging.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from gidgethub import routing, sansio
@@ -19,7 +18,6 @@ from agentz_app.config import Settings
 from agentz_app.domain.dependencies import parse_dependencies
 from agentz_app.github.events import (
     App,
-    BadPayload,
     Comment,
     IssueCommentEvent,
     IssuesEvent,
@@ -56,14 +54,6 @@ PULL_ACTIONS_THAT_LINK = frozenset({"opened", "edited", "reopened"})
 
 
 # Pure payload helpers ----------------------------------------------------------------
-
-
-def section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """``data[key]`` as an object, or BadPayload naming the missing key (for raw payload readers)."""
-    value = data.get(key)
-    if not isinstance(value, Mapping):
-        raise BadPayload("webhook", key, "is missing")
-    return value
 
 
 def app_bot_login(settings: Settings) -> str:

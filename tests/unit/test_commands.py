@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from agentz_app.commands import Command, can_write, ignores_commenter, mentions_app, parse_command, refusal_text
+from agentz_app.commands import Command, can_write, ignores_comment, mentions_app, parse_command, refusal_text
 from agentz_app.config import Settings
+from agentz_app.github.events import Comment
 
 
 @pytest.mark.parametrize(
@@ -61,7 +62,7 @@ def app_settings() -> Settings:
     ],
 )
 def test_own_and_bot_comments_are_ignored(app_settings: Settings, comment: dict[str, Any], ignored: bool) -> None:
-    assert ignores_commenter(comment, app_settings) is ignored
+    assert ignores_comment(Comment.model_validate({"id": 1, **comment}), app_settings) is ignored
 
 
 @pytest.mark.parametrize(

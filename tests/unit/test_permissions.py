@@ -6,6 +6,7 @@ import pytest
 
 from agentz_app.config import Settings
 from agentz_app.errors import ConfigError
+from agentz_app.github.events import User
 from agentz_app.ingress.permissions import (
     NO_WRITE_ACCESS,
     OWN_APP,
@@ -60,7 +61,7 @@ def test_may_steer(actor: Actor, permission: Permission | None, allowed: bool, r
     ],
 )
 def test_actors_from_payload_users(user: object, expected: Actor) -> None:
-    assert Actor.from_user(user) == expected
+    assert Actor.of(None if user is None else User.model_validate(user)) == expected
 
 
 def test_only_people_are_looked_up() -> None:
