@@ -11,13 +11,14 @@ from click.testing import CliRunner
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Log, Static, TextArea
 
+from agentz_app.bootstrap import open_services, picker_for
 from agentz_app.cli import cli
 from agentz_app.config import Settings
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import IssueAssessment
 from agentz_app.store.runs import RunQueue
-from agentz_app.tui.pick import ImpactScreen, filled, picker_for
+from agentz_app.tui.pick import ImpactScreen, filled
 from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, fakehub, webhook_sink  # noqa: F401
 from tests.integration.test_pipeline import APP_FILES, APPROVE
 
@@ -69,9 +70,9 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
                             reason="small and well specified"),
             IssueAssessment(repo=REPO, number=docs, fingerprint="f", outcome="ranked", score=40, reason="vague"),
         ])
-    app = picker_for(settings, db, ci_poll_seconds=0.1)
     try:
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with open_services(settings, db) as services, \
+                (app := picker_for(services, ci_poll_seconds=0.1)).run_test(size=(160, 48)) as pilot:
             table = app.query_one("#candidates", DataTable)
             await until(pilot, lambda: table.row_count == 2)  # no snapshots: read from GitHub
             first = [str(cell) for cell in table.get_row_at(0)]
