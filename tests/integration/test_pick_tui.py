@@ -79,7 +79,8 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
             assert first[0] == str(speed) and first[3] == "90" and first[4] == "small and well specified"
 
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, ImpactScreen))
+            # The dialog is pushed before it is composed: wait for its content.
+            await until(pilot, lambda: isinstance(app.screen, ImpactScreen) and bool(app.screen.query("#impact")))
             shown = str(app.screen.query_one("#impact", Static).render())
             assert "Should speed() return 2 or 3?" in shown and "app.py" in shown and "medium" in shown
             app.screen.query_one("#answers", TextArea).text = "Q1: 3, keep the signature"
