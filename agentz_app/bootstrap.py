@@ -117,7 +117,7 @@ class Services:
 
     def pipeline(self, *, progress: Progress | None = None) -> PipelineDeps:
         """The pipeline's dependencies over this process's App (its Worktrees get the App's tokens)."""
-        return pool.build_deps(self.settings, self.db, self.github, progress=progress)
+        return pool.build_deps(self.settings, self.db, self.github, progress=progress, clock=self.clock)
 
 
 @asynccontextmanager

@@ -26,14 +26,13 @@ from sqlalchemy import select
 
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.domain import states
-from agentz_app.domain.runner import Runner
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, GitHubError
 from agentz_app.github.app import GitHubApp
 from agentz_app.logs import get_logger
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
-from agentz_app.store.models import Repository, Run
+from agentz_app.store.models import Repository, Run, now
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from workers.ci_github import refresh_ci
@@ -72,9 +71,8 @@ def _installation_of(db: Database, run_repo: str) -> int | None:
         return row.installation_id if row is not None else None
 
 
-def build_deps(settings: Settings, db: Database, app: GitHubApp, *,
-               progress: Progress | None = None, client: GitHubAPI | None = None,
-               runner_for: Callable[[str], Runner] | None = None) -> PipelineDeps:
+def build_deps(settings: Settings, db: Database, app: GitHubApp, *, progress: Progress | None = None,
+               client: GitHubAPI | None = None, clock: Callable[[], float] = now) -> PipelineDeps:
     """Pipeline dependencies backed by the process's one GitHub App and the configured runners.
 
     With ``client`` (a webhook handler's installation client) every run uses that client;
@@ -93,9 +91,10 @@ def build_deps(settings: Settings, db: Database, app: GitHubApp, *,
     async def token(repo: str) -> str | None:
         return await app.installation_token(await installation(repo))
 
-    queue = RunQueue(db, lease_seconds=settings.lease_seconds, secret_values=configured_secret_values(settings))
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds, clock=clock,
+                     secret_values=configured_secret_values(settings))
     return PipelineDeps(settings=settings, db=db, queue=queue, github=github,
-                        worktrees=Worktrees(settings, token_provider=token), progress=progress, runner_for=runner_for)
+                        worktrees=Worktrees(settings, token_provider=token), progress=progress)
 
 
 # Claims -------------------------------------------------------------------------
