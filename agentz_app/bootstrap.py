@@ -8,6 +8,9 @@ cache), the runner registry and the clock; the pipeline's ``Worktrees`` always g
 App's installation token provider. Handlers and services receive these instead of
 building their own. This module and :mod:`agentz_app.cli` are the only parts of
 ``agentz_app`` that import ``workers``.
+
+Every role process imports this module, so the Textual screens and the demo's fake
+GitHub are imported only by the functions that need them (about 10 MB per process).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -26,7 +29,6 @@ from agentz_app import reconciler as reconciler_service
 from agentz_app import supervisor as supervisor_service
 from agentz_app import web
 from agentz_app.config import Settings
-from agentz_app.demo.runner import HostProbes
 from agentz_app.domain.runner import Runner
 from agentz_app.domain.scheduling import CandidateReport
 from agentz_app.errors import ConfigError
@@ -39,17 +41,20 @@ from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database, check_sqlite_path
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
-from agentz_app.tui.app import supervisor_dashboard
 from agentz_app.tui.candidates import Candidate
 from agentz_app.tui.data import web_base_for
-from agentz_app.tui.pick import Consult, Echo, IssuePicker
 from workers import foreground, pool
-from workers.pipeline import PipelineDeps, Progress
+from workers.pipeline import Consult, PipelineDeps, Progress
 from workers.runners.cli import find_binary
 from workers.runners.registry import get_runner
 from workers.sandbox import bwrap_works
 
+if TYPE_CHECKING:
+    from agentz_app.demo.runner import HostProbes
+    from agentz_app.tui.pick import IssuePicker
+
 Clock = Callable[[], float]
+Echo = Callable[[str], None]
 # Builds the runner for a backend name (``claude``, ``codex``, ``opencode``, ``scripted``).
 RunnerFactory = Callable[[str, Settings], Runner]
 
@@ -227,6 +232,8 @@ async def run_loop(settings: Settings, db: Database, count: int, *, force: bool,
 
 def picker_for(services: Services, *, ci_poll_seconds: float = 5.0) -> IssuePicker:
     """The interactive picker over ``GITHUB_REPO`` with this process's GitHub App and agent backends."""
+    from agentz_app.tui.pick import IssuePicker  # Textual: only a terminal session needs it
+
     settings = services.settings
     repo = settings.github_repo
     if not repo:
@@ -258,6 +265,8 @@ def run_picker(settings: Settings, db: Database) -> Run | None:
 def run_serve(settings: Settings, db: Database, *, workers: int | None = None, tui: bool = False,
               env_file: str | None = None, web_base: str | None = None) -> None:
     """``agentz serve``: supervise every role; with ``tui`` the dashboard runs in-process."""
+    from agentz_app.tui.app import supervisor_dashboard  # Textual: only a terminal session needs it
+
 
     def dashboard(supervisor: supervisor_service.Supervisor) -> Any:
         return supervisor_dashboard(supervisor, db, settings, web_base=web_base)
@@ -268,4 +277,6 @@ def run_serve(settings: Settings, db: Database, *, workers: int | None = None, t
 
 def host_probes() -> HostProbes:
     """The demo's checks of this host: the agent CLI is installed, bubblewrap works."""
+    from agentz_app.demo.runner import HostProbes  # with the fake GitHub and model: only the demo needs them
+
     return HostProbes(find_cli=find_binary, sandbox_works=bwrap_works)

@@ -35,7 +35,8 @@ async def until(pilot: Pilot[Any], condition: Callable[[], bool], *, rounds: int
         if condition():
             return
         await pilot.pause(0.1)
-    assert condition()
+    output = list(pilot.app.query("#output").first(Log).lines) if pilot.app.query("#output") else []
+    assert condition(), output
 
 
 def settings_for(tmp_path: Path, hub: Any, private_key: str, agent_steps: list[dict[str, Any]]) -> Settings:
@@ -84,7 +85,9 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
             shown = str(app.screen.query_one("#impact", Static).render())
             assert "Should speed() return 2 or 3?" in shown and "app.py" in shown and "medium" in shown
             app.screen.query_one("#answers", TextArea).text = "Q1: 3, keep the signature"
+            await until(pilot, lambda: app.screen.query_one("#develop").region.area > 0)  # laid out: clickable
             await pilot.click("#develop")
+            await until(pilot, lambda: not isinstance(app.screen, ImpactScreen))
 
             await until(pilot, lambda: app.outcome is not None)
             lines = list(app.query_one("#output", Log).lines)
