@@ -166,54 +166,53 @@ async def run_role(settings: Settings, role: str, *, deps: PipelineDeps, once: b
     reporting: asyncio.Task[None] | None = None
     waking: asyncio.Task[None] | None = None
     try:
-        async with contextlib.nullcontext(deps) as active:
-            if not once:
-                # Alongside the work: show every run's state on GitHub, this process's runs included.
-                reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), stop))
-            if role == "worker" and not once:
-                waking = asyncio.ensure_future(wake_forever(active, owner, stop))
-            housekeeping = role == "worker" and not once
-            next_gc = next_settle = 0.0 if housekeeping else float("inf")
-            while not stop.is_set():
-                if not _claimable(database, statuses):
-                    if once:
-                        break
-                    if time.monotonic() >= next_gc:
-                        next_gc = time.monotonic() + GC_INTERVAL_SECONDS
-                        await _collect_worktrees(active)
-                    if time.monotonic() >= next_settle:
-                        next_settle = time.monotonic() + settle_interval(settings)
-                        await settle_waiting(active)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
-                    continue
-                work = asyncio.ensure_future(step(active, role, owner))
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if not work.done():
-                    work.cancel()  # hand the run back; the pipeline releases it for resumption
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
-                    break
-                try:
-                    outcome = work.result()
-                except AgentZError as exc:
-                    log.error("stage failed", role=role, error=str(exc))
-                    if once:
-                        raise
-                    await asyncio.sleep(IDLE_POLL_SECONDS)
-                    continue
-                if outcome is not None:
-                    outcomes.append(outcome)
-                    log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+        if not once:
+            # Alongside the work: show every run's state on GitHub, this process's runs included.
+            reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(deps), stop))
+        if role == "worker" and not once:
+            waking = asyncio.ensure_future(wake_forever(deps, owner, stop))
+        housekeeping = role == "worker" and not once
+        next_gc = next_settle = 0.0 if housekeeping else float("inf")
+        while not stop.is_set():
+            if not _claimable(database, statuses):
                 if once:
                     break
-            if reporting is not None or waking is not None:
-                stop.set()
-            for task in (reporting, waking):
-                if task is not None:
-                    await task
+                if time.monotonic() >= next_gc:
+                    next_gc = time.monotonic() + GC_INTERVAL_SECONDS
+                    await _collect_worktrees(deps)
+                if time.monotonic() >= next_settle:
+                    next_settle = time.monotonic() + settle_interval(settings)
+                    await settle_waiting(deps)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+                continue
+            work = asyncio.ensure_future(step(deps, role, owner))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not work.done():
+                work.cancel()  # hand the run back; the pipeline releases it for resumption
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                break
+            try:
+                outcome = work.result()
+            except AgentZError as exc:
+                log.error("stage failed", role=role, error=str(exc))
+                if once:
+                    raise
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+                log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+            if once:
+                break
+        if reporting is not None or waking is not None:
+            stop.set()
+        for task in (reporting, waking):
+            if task is not None:
+                await task
     finally:
         for task in (reporting, waking):
             if task is not None and not task.done():
