@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
 from agentz_app.config import SANDBOX_WARNING, Settings
@@ -72,11 +71,10 @@ def _installation_of(db: Database, run_repo: str) -> int | None:
 
 
 def build_deps(settings: Settings, db: Database, app: GitHubApp, *, progress: Progress | None = None,
-               client: GitHubAPI | None = None, clock: Callable[[], float] = now) -> PipelineDeps:
+               clock: Callable[[], float] = now) -> PipelineDeps:
     """Pipeline dependencies backed by the process's one GitHub App and the configured runners.
 
-    With ``client`` (a webhook handler's installation client) every run uses that client;
-    git still gets the installation's token from the App.
+    GitHub calls use the run's installation client; git gets the installation's token from the App.
     """
 
     async def installation(repo: str, known: int | None = None) -> int:
@@ -84,8 +82,6 @@ def build_deps(settings: Settings, db: Database, app: GitHubApp, *, progress: Pr
         return found if found else await app.installation_for_repo(repo)
 
     async def github(run: Run) -> Any:
-        if client is not None:
-            return client
         return app.client(await installation(run.repo, run.installation_id))
 
     async def token(repo: str) -> str | None:

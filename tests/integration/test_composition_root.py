@@ -21,7 +21,8 @@ from agentz_app.ingress import checks, installations, routers, runs, snapshots, 
 from agentz_app.ingress.inbox import InboxProcessor
 from agentz_app.store.db import Database
 from agentz_app.store.models import Repository, Run
-from workers.pool import build_deps
+from workers import pool
+from workers.pipeline import PipelineDeps
 
 
 class Built:
@@ -155,26 +156,30 @@ async def test_the_pipelines_github_and_git_tokens_come_from_the_roles_one_app(
         assert requested == [7]
 
 
-async def test_a_handlers_cleanup_gets_worktrees_that_push_with_the_installation_token(
+async def test_the_workers_wake_up_path_cleans_up_with_worktrees_that_push_with_the_installation_token(
     app_settings: Settings, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The closed-PR clean-up deletes the checkpoint ref with git: it needs the App's token, like a worker's push."""
-    handler_client = object()
-    async with aiohttp.ClientSession() as http:
-        app = GitHubApp(app_settings, http)
+    """A closed pull request's clean-up (deleting the checkpoint ref with git) runs on the worker's
+    wake-up loop: it must get the role's Worktrees with the App's token, like a worker's push."""
+    acted_with: list[PipelineDeps] = []
+
+    async def wake_forever(deps: PipelineDeps, owner: str, stop: asyncio.Event, **_: Any) -> None:
+        acted_with.append(deps)
+        stop.set()
+
+    monkeypatch.setattr(pool, "wake_forever", wake_forever)
+    async with bootstrap.open_services(app_settings, sqlite_db) as services:
 
         async def token(installation_id: int) -> str:
             return f"token-{installation_id}"
 
-        async def installation(repo: str) -> int:
-            return 9
-
-        monkeypatch.setattr(app, "installation_token", token)
-        monkeypatch.setattr(app, "installation_for_repo", installation)
-        deps = build_deps(app_settings, sqlite_db, app, client=handler_client)  # type: ignore[arg-type]
-        run = Run(id="r1", repo="acme/app", issue_number=1)
-        assert await deps.github(run) is handler_client
-        assert await deps.worktrees._token_provider("acme/app") == "token-9"
+        monkeypatch.setattr(services.github, "installation_token", token)
+        with sqlite_db.begin() as session:
+            session.add(Repository(id=90, full_name="acme/app", installation_id=9))
+        deps = services.pipeline()
+        await asyncio.wait_for(pool.run_worker(app_settings, deps=deps, stop=asyncio.Event()), 30)
+    assert acted_with == [deps]
+    assert await acted_with[0].worktrees._token_provider("acme/app") == "token-9"
 
 
 def test_every_feature_router_is_imported_directly() -> None:
