@@ -1,14 +1,64 @@
-"""One place that wires settings, logging and the database for every entry point."""
+"""The composition root: what each process role is built from, made once and handed down.
+
+Every role (receiver and inbox, scheduler, reconciler, planner and worker, foreground
+delivery and the interactive picker, the supervisor's dashboard) starts here. Per
+process it builds the settings and logging, the database, one HTTP session with one
+:class:`GitHubApp` (sharing installation tokens, per-installation pacing and the ETag
+cache), the runner registry and the clock; the pipeline's ``Worktrees`` always get the
+App's installation token provider. Handlers and services receive these instead of
+building their own. This module and :mod:`agentz_app.cli` are the only parts of
+``agentz_app`` that import ``workers``.
+
+Every role process imports this module, so the Textual screens and the demo's fake
+GitHub are imported only by the functions that need them (about 10 MB per process).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
+from agentz_app import reconciler as reconciler_service
+from agentz_app import supervisor as supervisor_service
+from agentz_app import web
 from agentz_app.config import Settings
-from agentz_app.logs import configure_logging
+from agentz_app.domain.runner import Runner
+from agentz_app.domain.scheduling import CandidateReport
+from agentz_app.errors import ConfigError
+from agentz_app.github.app import GitHubApp
+from agentz_app.ingress.inbox import OpenGitHub
+from agentz_app.logs import configure_logging, get_logger
+from agentz_app.scheduling import service as scheduling
+from agentz_app.scheduling.resync import resync_all
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database, check_sqlite_path
 from agentz_app.store.migrate import migrate
+from agentz_app.store.models import Run
+from agentz_app.tui.candidates import Candidate
+from agentz_app.tui.data import web_base_for
+from workers import foreground, pool
+from workers.pipeline import Consult, PipelineDeps, Progress
+from workers.runners.cli import find_binary
+from workers.runners.registry import get_runner
+from workers.sandbox import bwrap_works
+
+if TYPE_CHECKING:
+    from agentz_app.demo.runner import HostProbes
+    from agentz_app.tui.pick import IssuePicker
+
+Clock = Callable[[], float]
+Echo = Callable[[str], None]
+# Builds the runner for a backend name (``claude``, ``codex``, ``opencode``, ``scripted``).
+RunnerFactory = Callable[[str, Settings], Runner]
+
+log = get_logger("agentz.bootstrap")
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
@@ -34,3 +84,199 @@ def open_database(settings: Settings, *, run_migrations: bool = True, create: bo
         db.dispose()
         raise
     return db
+
+
+def app_configured(settings: Settings) -> bool:
+    """True when the GitHub App's id and private key are set."""
+    return settings.github_app_id is not None and (
+        settings.github_private_key is not None or settings.github_private_key_path is not None
+    )
+
+
+# Services -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Services:
+    """What one process role is built from; made once per process by :func:`open_services`."""
+
+    settings: Settings
+    db: Database
+    http: aiohttp.ClientSession
+    github: GitHubApp
+    clock: Clock
+    runners: RunnerFactory
+
+    @property
+    def configured_github(self) -> GitHubApp | None:
+        """The GitHub App, or None when it is not configured (roles that also work without it)."""
+        return self.github if app_configured(self.settings) else None
+
+    def runner(self, role: str) -> Runner:
+        """The runner of ``role``'s configured backend."""
+        return self.runner_for(self.settings.backend_for(role))
+
+    def runner_for(self, backend: str) -> Runner:
+        """The runner of ``backend`` (a repository's ``.github/agent-z.yml`` may choose another)."""
+        return self.runners(backend, self.settings)
+
+    def pipeline(self, *, progress: Progress | None = None) -> PipelineDeps:
+        """The pipeline's dependencies over this process's App (its Worktrees get the App's tokens)."""
+        return pool.build_deps(self.settings, self.db, self.github, progress=progress, clock=self.clock)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, db: Database, *, clock: Clock = time.time,
+                        runners: RunnerFactory = get_runner) -> AsyncIterator[Services]:
+    """Open this process's one HTTP session and GitHub App over ``db``; close the session on exit."""
+    async with aiohttp.ClientSession() as http:
+        yield Services(settings=settings, db=db, http=http, github=GitHubApp(settings, http, clock=clock),
+                       clock=clock, runners=runners)
+
+
+def github_opener(settings: Settings, db: Database) -> OpenGitHub:
+    """For a role whose GitHub work runs on its own loop (the receiver's inbox): opens its services there."""
+
+    @asynccontextmanager
+    async def open_github() -> AsyncIterator[GitHubApp | None]:
+        async with open_services(settings, db) as services:
+            yield services.configured_github
+
+    return open_github
+
+
+# Roles --------------------------------------------------------------------------
+
+
+def run_receiver(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """The receiver role: store webhooks and work the inbox with the process's GitHub App."""
+    db = open_database(settings)
+    try:
+        web.run_receiver(settings, db, open_github=github_opener(settings, db), host=host, port=port)
+    finally:
+        db.dispose()
+
+
+async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """The scheduler role: event-driven passes plus periodic resync when GitHub is configured."""
+    db = open_database(settings)
+    try:
+        async with open_services(settings, db) as services:
+            github = services.configured_github
+
+            async def resync() -> None:
+                if github is not None:
+                    await resync_all(github, db, settings)
+
+            log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
+            await scheduling.run_scheduler(
+                db, settings, services.runner("scheduler"), stop=stop or asyncio.Event(),
+                resync=resync if github is not None else None, github=github, runner_for=services.runner_for,
+                clock=services.clock,
+            )
+    finally:
+        db.dispose()
+
+
+async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
+    """One scheduling pass with the configured backend."""
+    db = open_database(settings)
+    try:
+        async with open_services(settings, db) as services:
+            return await scheduling.schedule_once(db, settings, services.runner("scheduler"), force=force,
+                                                  github=services.configured_github, runner_for=services.runner_for)
+    finally:
+        db.dispose()
+
+
+def run_reconciler(settings: Settings) -> None:
+    """The reconciler role (database work only: no GitHub client)."""
+    db = open_database(settings)
+    try:
+        reconciler_service.run_reconciler(settings, db=db)
+    finally:
+        db.dispose()
+
+
+async def run_role(settings: Settings, role: str, *, once: bool = False) -> list[pool.Outcome]:
+    """The planner or worker role (``once``: at most one claim)."""
+    db = open_database(settings)
+    try:
+        async with open_services(settings, db) as services:
+            return await pool.run_role(settings, role, deps=services.pipeline(), once=once)
+    finally:
+        db.dispose()
+
+
+def _stage_echo(echo: Echo) -> Progress:
+    return lambda run, status: echo(f"  {status}")
+
+
+async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Echo) -> Run:
+    """Deliver one issue in the foreground, echoing each stage."""
+    db = open_database(settings)
+    try:
+        async with open_services(settings, db) as services:
+            deps = services.pipeline(progress=_stage_echo(echo))
+            return await pool.deliver_issue(settings, repo, number, echo=echo, deps=deps)
+    finally:
+        db.dispose()
+
+
+async def run_loop(settings: Settings, db: Database, count: int, *, force: bool, echo: Echo) -> list[Run]:
+    """``agentz loop``: schedule and deliver up to ``count`` issues of ``GITHUB_REPO`` in the foreground."""
+    async with open_services(settings, db) as services:
+        return await foreground.run_loop(services.pipeline(progress=_stage_echo(echo)), services.github,
+                                         services.runner_for, count, force=force, echo=echo)
+
+
+def picker_for(services: Services, *, ci_poll_seconds: float = 5.0) -> IssuePicker:
+    """The interactive picker over ``GITHUB_REPO`` with this process's GitHub App and agent backends."""
+    from agentz_app.tui.pick import IssuePicker  # Textual: only a terminal session needs it
+
+    settings = services.settings
+    repo = settings.github_repo
+    if not repo:
+        raise ConfigError("GITHUB_REPO", "required by the interactive mode")
+    deps = services.pipeline()
+
+    async def load() -> list[Candidate]:
+        return await foreground.load_candidates(services.github, services.db, settings)
+
+    async def deliver(number: int, consult: Consult, echo: Echo) -> Run:
+        return await foreground.deliver_with_operator(deps, number, consult=consult, echo=echo,
+                                                      ci_poll_seconds=ci_poll_seconds)
+
+    return IssuePicker(repo=repo, load=load, deliver=deliver, web_base=web_base_for(settings.github_api_url))
+
+
+def run_picker(settings: Settings, db: Database) -> Run | None:
+    """``agentz`` on a terminal: run the picker until the operator quits; returns the last run."""
+
+    async def pick() -> Run | None:
+        async with open_services(settings, db) as services:
+            app = picker_for(services)
+            await app.run_async()
+            return app.outcome
+
+    return asyncio.run(pick())
+
+
+def run_serve(settings: Settings, db: Database, *, workers: int | None = None, tui: bool = False,
+              env_file: str | None = None, web_base: str | None = None) -> None:
+    """``agentz serve``: supervise every role; with ``tui`` the dashboard runs in-process."""
+    from agentz_app.tui.app import supervisor_dashboard  # Textual: only a terminal session needs it
+
+
+    def dashboard(supervisor: supervisor_service.Supervisor) -> Any:
+        return supervisor_dashboard(supervisor, db, settings, web_base=web_base)
+
+    supervisor_service.run_serve(settings, db, workers=workers, dashboard=dashboard if tui else None,
+                                 env_file=env_file)
+
+
+def host_probes() -> HostProbes:
+    """The demo's checks of this host: the agent CLI is installed, bubblewrap works."""
+    from agentz_app.demo.runner import HostProbes  # with the fake GitHub and model: only the demo needs them
+
+    return HostProbes(find_cli=find_binary, sandbox_works=bwrap_works)

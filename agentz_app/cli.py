@@ -13,6 +13,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
+from agentz_app import bootstrap
 from agentz_app.bootstrap import load_settings, open_database
 from agentz_app.config import InvalidSettings, Settings
 from agentz_app.errors import AgentZError
@@ -105,12 +106,10 @@ def cli(ctx: click.Context, env_file: str) -> None:
         return  # the demo builds its own settings in a temporary workspace; config reads only its file
     ctx.obj["settings"] = load_settings(env_file)
     if ctx.invoked_subcommand is None:
-        from agentz_app.tui.pick import run_picker
-
         settings = _settings(ctx)
         db = open_database(settings)
         try:
-            run_picker(settings, db)
+            bootstrap.run_picker(settings, db)
         finally:
             db.dispose()
 
@@ -147,10 +146,8 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def receiver(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Receive GitHub webhooks and process the deliveries inbox."""
-    from agentz_app.web import run_receiver
-
     try:
-        run_receiver(_settings(ctx), host=host, port=port)
+        bootstrap.run_receiver(_settings(ctx), host=host, port=port)
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -170,7 +167,6 @@ def _root_env_file(ctx: click.Context) -> str:
 def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
     """Check this host as `agentz doctor` does, then run every role under one supervisor."""
     from agentz_app.doctor import ROLES, problems_line, render
-    from agentz_app.supervisor import run_serve
 
     settings = _settings(ctx)
     checks = _doctor_checks(settings, ROLES, migrated_at_start=True)
@@ -182,7 +178,7 @@ def serve(ctx: click.Context, workers: int | None, no_tui: bool) -> None:
         raise click.ClickException(f"not starting: {problems_line(checks)}. Run `agentz doctor` for every check.")
     db = open_database(settings)
     try:
-        run_serve(settings, db, workers=workers, tui=sys.stdout.isatty() and not no_tui,
+        bootstrap.run_serve(settings, db, workers=workers, tui=sys.stdout.isatty() and not no_tui,
                   env_file=_root_env_file(ctx))
     finally:
         db.dispose()
@@ -431,10 +427,8 @@ def runs_cancel(ctx: click.Context, run_id: str, reason: str) -> None:
 @click.pass_context
 def reconciler(ctx: click.Context) -> None:
     """Reconcile leases, merged PRs and deferred runs every RECONCILE_INTERVAL_SECONDS."""
-    from agentz_app.reconciler import run_reconciler
-
     try:
-        run_reconciler(_settings(ctx))
+        bootstrap.run_reconciler(_settings(ctx))
     except KeyboardInterrupt:
         pass
     except AgentZError as exc:
@@ -533,14 +527,8 @@ def prune(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
 @click.pass_context
 def scheduler(ctx: click.Context) -> None:
     """Schedule issues when snapshots change (debounced), resyncing every RESYNC_INTERVAL_SECONDS."""
-    import asyncio
-
-    from agentz_app.scheduling.service import scheduler_role
-    from workers.runners.registry import get_runner
-
-    settings = _settings(ctx)
     try:
-        asyncio.run(scheduler_role(settings, runner_for=lambda backend: get_runner(backend, settings)))
+        asyncio.run(bootstrap.run_scheduler(_settings(ctx)))
     except KeyboardInterrupt:
         pass
     except AgentZError as exc:
@@ -554,15 +542,11 @@ def scheduler(ctx: click.Context) -> None:
 @click.pass_context
 def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> None:
     """Run one scheduling pass; print each candidate with its gate verdict or rank and reason."""
-    import asyncio
-
-    from agentz_app.scheduling.service import describe, run_schedule_once
-    from workers.runners.registry import get_runner
+    from agentz_app.scheduling.service import describe
 
     settings = _settings(ctx)
     try:
-        reports = asyncio.run(run_schedule_once(settings, runner_for=lambda backend: get_runner(backend, settings),
-                                                force=force))
+        reports = asyncio.run(bootstrap.run_schedule_once(settings, force=force))
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -578,12 +562,8 @@ def schedule_once_command(ctx: click.Context, as_json: bool, force: bool) -> Non
 
 
 def _run_role(ctx: click.Context, role: str, once: bool) -> list[Any]:
-    import asyncio
-
-    from workers.pool import run_role
-
     try:
-        return asyncio.run(run_role(_settings(ctx), role, once=once))
+        return asyncio.run(bootstrap.run_role(_settings(ctx), role, once=once))
     except KeyboardInterrupt:
         return []
     except AgentZError as exc:
@@ -637,17 +617,13 @@ def run_next(ctx: click.Context) -> None:
 @click.pass_context
 def issue_command(ctx: click.Context, number: int, repo: str | None) -> None:
     """Deliver issue NUMBER unattended in the foreground: plan, develop, review, PR, CI, done."""
-    import asyncio
-
-    from workers.pool import deliver_issue
-
     settings = _settings(ctx)
     target = repo or settings.github_repo
     if not target:
         raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
     _require_ready(settings, ("planner", "worker"))
     try:
-        run = asyncio.run(deliver_issue(settings, target, number, echo=click.echo))
+        run = asyncio.run(bootstrap.deliver_issue(settings, target, number, echo=click.echo))
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; the run resumes with `agentz run-next` or a worker") from None
     except AgentZError as exc:
@@ -683,8 +659,6 @@ def _require_ready(settings: Settings, roles: Sequence[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) -> None:
     """Run the whole loop offline: fake GitHub, every role, sample issues, green PRs."""
-    import asyncio
-
     from agentz_app.demo.model import cli_dir_for
     from agentz_app.demo.report import render_table
     from agentz_app.demo.runner import DemoInterrupted, DemoOptions, run_demo
@@ -703,7 +677,7 @@ def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     options = DemoOptions(backend=backend, workers=workers, timeout=timeout, keep=keep)
     try:
-        report = asyncio.run(run_demo(options, echo))
+        report = asyncio.run(run_demo(options, echo, probes=bootstrap.host_probes()))
     except DemoInterrupted as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(128 + exc.signum) from None
@@ -727,14 +701,10 @@ def demo(backend: str, workers: int, timeout: float, keep: bool, as_json: bool) 
 @click.pass_context
 def loop(ctx: click.Context, count: int, force: bool) -> None:
     """Schedule and deliver up to COUNT issues of GITHUB_REPO, one after another, in the foreground."""
-    import asyncio
-
-    from workers.foreground import run_loop
-
     settings = _settings(ctx)
     db = open_database(settings)
     try:
-        runs = asyncio.run(run_loop(settings, db, count, force=force, echo=click.echo))
+        runs = asyncio.run(bootstrap.run_loop(settings, db, count, force=force, echo=click.echo))
     except AgentZError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

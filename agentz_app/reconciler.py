@@ -361,7 +361,7 @@ def reconcile_once(
 def run_reconciler(
     settings: Settings,
     *,
-    db: Database | None = None,
+    db: Database,
     stop: threading.Event | None = None,
     on_report: Callable[[ReconcileReport], None] | None = None,
     on_prune: Callable[[PruneReport], None] | None = None,
@@ -370,33 +370,26 @@ def run_reconciler(
     """Reconcile every RECONCILE_INTERVAL_SECONDS until ``stop`` is set; errors are logged, not fatal.
 
     After each pass, prune old records once a day (the day's prune is claimed in the
-    database, so several reconcilers and restarts still prune once).
+    database, so several reconcilers and restarts still prune once). The caller owns ``db``.
     """
-    from agentz_app.bootstrap import open_database
-
-    own_db = db is None
-    database = db or open_database(settings)
+    database = db
     stopping = stop or threading.Event()
     log = get_logger("agentz.reconciler")
-    try:
-        while not stopping.is_set():
-            try:
-                report = reconcile_once(database, settings, clock=clock)
-            except Exception as exc:  # keep the loop alive through database hiccups
-                log.error("reconcile pass failed", error=str(exc))
-            else:
-                if report.total:
-                    log.info("reconciled", summary=report.summary())
-                if on_report is not None:
-                    on_report(report)
-            try:
-                pruned = prune_if_due(database, settings, clock=clock)
-            except Exception as exc:
-                log.error("prune failed", error=str(exc))
-            else:
-                if pruned is not None and on_prune is not None:
-                    on_prune(pruned)
-            stopping.wait(settings.reconcile_interval_seconds)
-    finally:
-        if own_db:
-            database.dispose()
+    while not stopping.is_set():
+        try:
+            report = reconcile_once(database, settings, clock=clock)
+        except Exception as exc:  # keep the loop alive through database hiccups
+            log.error("reconcile pass failed", error=str(exc))
+        else:
+            if report.total:
+                log.info("reconciled", summary=report.summary())
+            if on_report is not None:
+                on_report(report)
+        try:
+            pruned = prune_if_due(database, settings, clock=clock)
+        except Exception as exc:
+            log.error("prune failed", error=str(exc))
+        else:
+            if pruned is not None and on_prune is not None:
+                on_prune(pruned)
+        stopping.wait(settings.reconcile_interval_seconds)

@@ -476,11 +476,10 @@ def run_serve(
     db: Database,
     *,
     workers: int | None = None,
-    tui: bool = False,
+    dashboard: Callable[[Supervisor], Any] | None = None,
     env_file: str | None = None,
-    web_base: str | None = None,
 ) -> None:
-    """``agentz serve``: supervise every role; with ``tui`` show the dashboard in-process.
+    """``agentz serve``: supervise every role; with ``dashboard`` (built from the supervisor) show it in-process.
 
     Without the dashboard, children's output is echoed as ``name | line`` on stdout.
     With it, the supervisor's own log goes to ``<logs_dir>/supervisor.log`` so the
@@ -488,20 +487,14 @@ def run_serve(
     """
     specs = build_specs(workers or settings.workers, env_file=env_file)
     log_file = None
-    if tui:
+    if dashboard is not None:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_file = (settings.logs_dir / "supervisor.log").open("a")
         configure_logging("json", settings.log_level, stream=log_file,
                           secret_values=configured_secret_values(settings))
-    supervisor = Supervisor(specs, db, settings.logs_dir, echo=None if tui else _print_line, host=settings.host_id,
+    echo = None if dashboard is not None else _print_line
+    supervisor = Supervisor(specs, db, settings.logs_dir, echo=echo, host=settings.host_id,
                             metrics_dir=settings.metrics_dir)
-    dashboard = None
-    if tui:
-        from agentz_app.tui.app import supervisor_dashboard
-
-        def dashboard(sup: Supervisor) -> Any:
-            return supervisor_dashboard(sup, db, settings, web_base=web_base)
-
     try:
         asyncio.run(serve(supervisor, dashboard=dashboard))
     finally:

@@ -29,7 +29,7 @@ from aiohttp import HttpVersion11, web
 from agentz_app.config import Settings
 from agentz_app.github.signatures import signature_matches
 from agentz_app.ingress.body import BodyTimeout, BodyTooLarge, InFlight, receive_body
-from agentz_app.ingress.inbox import DeliveryWriter, InboxProcessor, InvalidDelivery, delivery_row
+from agentz_app.ingress.inbox import DeliveryWriter, InboxProcessor, InvalidDelivery, OpenGitHub, delivery_row
 from agentz_app.ingress.limits import (
     MAX_BODY_BYTES,
     ReceiverLimits,
@@ -219,8 +219,12 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "database unavailable"}, status=503)
 
 
-def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) -> web.Application:
-    """Build the receiver application; with ``process_inbox`` it also works the inbox."""
+def create_app(settings: Settings, db: Database, *, process_inbox: bool = True,
+               open_github: OpenGitHub | None = None) -> web.Application:
+    """Build the receiver application; with ``process_inbox`` it also works the inbox.
+
+    ``open_github`` (from the composition root) opens the process's GitHub App for the inbox.
+    """
     # Bodies are never inflated (a compressed one is refused), and a refused body is
     # not drained: the connection closes right after the answer.
     app = web.Application(client_max_size=MAX_BODY_BYTES,
@@ -240,7 +244,7 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True) 
         writer = DeliveryWriter(db)
         processor = None
         if process_inbox:
-            processor = InboxProcessor(db, settings, ingest_busy=lambda: writer.busy)
+            processor = InboxProcessor(db, settings, ingest_busy=lambda: writer.busy, open_github=open_github)
             writer.on_stored = processor.wake
         writer.start()
         # One thread signs and writes spooled bodies, so large bodies never stall the loop
@@ -273,21 +277,16 @@ def limit_malloc_arenas(count: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, count)
 
 
-def run_receiver(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve the receiver (with inbox processing) until interrupted."""
-    from agentz_app.bootstrap import open_database
-
+def run_receiver(settings: Settings, db: Database, *, open_github: OpenGitHub, host: str | None = None,
+                 port: int | None = None) -> None:
+    """Serve the receiver (with inbox processing) until interrupted; the caller owns ``db``."""
     limit_malloc_arenas()
-    db = open_database(settings)
     # Two threads are enough for the group-commit writer and the rare large body; every
     # extra thread costs memory (its stack and a malloc arena) for nothing.
     loop = asyncio.new_event_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentz-receiver"))
-    try:
-        app = create_app(settings, db)
-        bind_host = host or settings.receiver_host
-        bind_port = settings.receiver_port if port is None else port
-        log.info("receiver listening", host=bind_host, port=bind_port, path=WEBHOOK_PATH)
-        web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None, loop=loop)
-    finally:
-        db.dispose()
+    app = create_app(settings, db, open_github=open_github)
+    bind_host = host or settings.receiver_host
+    bind_port = settings.receiver_port if port is None else port
+    log.info("receiver listening", host=bind_host, port=bind_port, path=WEBHOOK_PATH)
+    web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None, loop=loop)

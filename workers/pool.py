@@ -20,7 +20,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import structlog
 from sqlalchemy import select
 
@@ -28,10 +27,11 @@ from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, GitHubError
+from agentz_app.github.app import GitHubApp
 from agentz_app.logs import get_logger
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database
-from agentz_app.store.models import Repository, Run
+from agentz_app.store.models import Repository, Run, now
 from agentz_app.store.owners import current_owner
 from agentz_app.store.runs import RunQueue
 from workers.ci_github import refresh_ci
@@ -70,30 +70,25 @@ def _installation_of(db: Database, run_repo: str) -> int | None:
         return row.installation_id if row is not None else None
 
 
-def build_deps(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               progress: Progress | None = None, client: Any | None = None) -> PipelineDeps:
-    """Pipeline dependencies backed by the real GitHub App and the configured runners.
+def build_deps(settings: Settings, db: Database, app: GitHubApp, *, progress: Progress | None = None,
+               clock: Callable[[], float] = now) -> PipelineDeps:
+    """Pipeline dependencies backed by the process's one GitHub App and the configured runners.
 
-    With ``client`` (a webhook handler's installation client) every run uses that client;
-    git still gets the installation's token from the App.
+    GitHub calls use the run's installation client; git gets the installation's token from the App.
     """
-    from agentz_app.github.app import GitHubApp
-
-    app = GitHubApp(settings, http)
 
     async def installation(repo: str, known: int | None = None) -> int:
         found = known or _installation_of(db, repo)
         return found if found else await app.installation_for_repo(repo)
 
     async def github(run: Run) -> Any:
-        if client is not None:
-            return client
         return app.client(await installation(run.repo, run.installation_id))
 
     async def token(repo: str) -> str | None:
         return await app.installation_token(await installation(repo))
 
-    queue = RunQueue(db, lease_seconds=settings.lease_seconds, secret_values=configured_secret_values(settings))
+    queue = RunQueue(db, lease_seconds=settings.lease_seconds, clock=clock,
+                     secret_values=configured_secret_values(settings))
     return PipelineDeps(settings=settings, db=db, queue=queue, github=github,
                         worktrees=Worktrees(settings, token_provider=token), progress=progress)
 
@@ -149,13 +144,13 @@ def _install_stop(stop: asyncio.Event) -> Callable[[], None]:
     return remove
 
 
-async def run_role(settings: Settings, role: str, *, once: bool = False, db: Database | None = None,
-                   stop: asyncio.Event | None = None, deps: PipelineDeps | None = None) -> list[Outcome]:
-    """Loop claim → execute for ``role`` until stopped; with ``once``, at most one claim."""
-    from agentz_app.bootstrap import open_database
+async def run_role(settings: Settings, role: str, *, deps: PipelineDeps, once: bool = False,
+                   db: Database | None = None, stop: asyncio.Event | None = None) -> list[Outcome]:
+    """Loop claim → execute for ``role`` until stopped; with ``once``, at most one claim.
 
-    own_db = db is None
-    database = db or open_database(settings)
+    ``deps`` come from the composition root; ``db`` defaults to theirs and is not closed here.
+    """
+    database = db or deps.db
     stop = stop or asyncio.Event()
     remove = _install_stop(stop)
     owner = current_owner(role, host=settings.host_id)
@@ -167,55 +162,53 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
     reporting: asyncio.Task[None] | None = None
     waking: asyncio.Task[None] | None = None
     try:
-        async with aiohttp.ClientSession() as http:
-            active = deps or build_deps(settings, database, http)
-            if not once:
-                # Alongside the work: show every run's state on GitHub, this process's runs included.
-                reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), stop))
-            if role == "worker" and not once:
-                waking = asyncio.ensure_future(wake_forever(active, owner, stop))
-            housekeeping = role == "worker" and not once
-            next_gc = next_settle = 0.0 if housekeeping else float("inf")
-            while not stop.is_set():
-                if not _claimable(database, statuses):
-                    if once:
-                        break
-                    if time.monotonic() >= next_gc:
-                        next_gc = time.monotonic() + GC_INTERVAL_SECONDS
-                        await _collect_worktrees(active)
-                    if time.monotonic() >= next_settle:
-                        next_settle = time.monotonic() + settle_interval(settings)
-                        await settle_waiting(active)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
-                    continue
-                work = asyncio.ensure_future(step(active, role, owner))
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if not work.done():
-                    work.cancel()  # hand the run back; the pipeline releases it for resumption
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
-                    break
-                try:
-                    outcome = work.result()
-                except AgentZError as exc:
-                    log.error("stage failed", role=role, error=str(exc))
-                    if once:
-                        raise
-                    await asyncio.sleep(IDLE_POLL_SECONDS)
-                    continue
-                if outcome is not None:
-                    outcomes.append(outcome)
-                    log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+        if not once:
+            # Alongside the work: show every run's state on GitHub, this process's runs included.
+            reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(deps), stop))
+        if role == "worker" and not once:
+            waking = asyncio.ensure_future(wake_forever(deps, owner, stop))
+        housekeeping = role == "worker" and not once
+        next_gc = next_settle = 0.0 if housekeeping else float("inf")
+        while not stop.is_set():
+            if not _claimable(database, statuses):
                 if once:
                     break
-            if reporting is not None or waking is not None:
-                stop.set()
-            for task in (reporting, waking):
-                if task is not None:
-                    await task
+                if time.monotonic() >= next_gc:
+                    next_gc = time.monotonic() + GC_INTERVAL_SECONDS
+                    await _collect_worktrees(deps)
+                if time.monotonic() >= next_settle:
+                    next_settle = time.monotonic() + settle_interval(settings)
+                    await settle_waiting(deps)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+                continue
+            work = asyncio.ensure_future(step(deps, role, owner))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not work.done():
+                work.cancel()  # hand the run back; the pipeline releases it for resumption
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                break
+            try:
+                outcome = work.result()
+            except AgentZError as exc:
+                log.error("stage failed", role=role, error=str(exc))
+                if once:
+                    raise
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+                log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+            if once:
+                break
+        if reporting is not None or waking is not None:
+            stop.set()
+        for task in (reporting, waking):
+            if task is not None:
+                await task
     finally:
         for task in (reporting, waking):
             if task is not None and not task.done():
@@ -223,8 +216,6 @@ async def run_role(settings: Settings, role: str, *, once: bool = False, db: Dat
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         remove()
-        if own_db:
-            database.dispose()
     return outcomes
 
 
@@ -241,14 +232,14 @@ async def _collect_worktrees(deps: PipelineDeps) -> None:
         log.warning("worktree collection failed", error=str(exc))
 
 
-async def run_worker(settings: Settings, *, once: bool = False, **kwargs: Any) -> list[Outcome]:
+async def run_worker(settings: Settings, *, deps: PipelineDeps, once: bool = False, **kwargs: Any) -> list[Outcome]:
     """The worker role: develop, review, submit and CI-fix runs."""
-    return await run_role(settings, "worker", once=once, **kwargs)
+    return await run_role(settings, "worker", deps=deps, once=once, **kwargs)
 
 
-async def run_planner(settings: Settings, *, once: bool = False, **kwargs: Any) -> list[Outcome]:
+async def run_planner(settings: Settings, *, deps: PipelineDeps, once: bool = False, **kwargs: Any) -> list[Outcome]:
     """The planner role: turn queued runs into plans."""
-    return await run_role(settings, "planner", once=once, **kwargs)
+    return await run_role(settings, "planner", deps=deps, once=once, **kwargs)
 
 
 # One issue in the foreground --------------------------------------------------------
@@ -271,32 +262,27 @@ async def poll_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
 
 
 async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Callable[[str], None],
-                        db: Database | None = None, deps: PipelineDeps | None = None,
+                        deps: PipelineDeps, db: Database | None = None,
                         ci_poll_seconds: float = CI_POLL_SECONDS) -> Run:
-    """Enqueue one issue and drive it through plan → … → done in the foreground."""
-    from agentz_app.bootstrap import open_database
+    """Enqueue one issue and drive it through plan → … → done in the foreground.
 
-    own_db = db is None
-    database = db or open_database(settings)
+    ``deps`` come from the composition root (their progress echoes stage changes); ``db``
+    defaults to theirs and is not closed here.
+    """
+    database = db or deps.db
     owner = current_owner("issue", host=settings.host_id)
+    run, created = deps.queue.enqueue(
+        repo, number, installation_id=_installation_of(database, repo), force=True, requested_by="cli",
+        reason="delivered from the command line",
+    )
+    echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
+    done = asyncio.Event()
+    reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(deps), done))
     try:
-        async with aiohttp.ClientSession() as http:
-            active = deps or build_deps(settings, database, http, progress=lambda r, s: echo(f"  {s}"))
-            run, created = active.queue.enqueue(
-                repo, number, installation_id=_installation_of(database, repo), force=True, requested_by="cli",
-                reason="delivered from the command line",
-            )
-            echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
-            done = asyncio.Event()
-            reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(active), done))
-            try:
-                return await _drive(active, run, owner, echo=echo, ci_poll_seconds=ci_poll_seconds)
-            finally:
-                done.set()
-                await reporting
+        return await _drive(deps, run, owner, echo=echo, ci_poll_seconds=ci_poll_seconds)
     finally:
-        if own_db:
-            database.dispose()
+        done.set()
+        await reporting
 
 
 async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[str], None],

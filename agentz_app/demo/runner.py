@@ -34,10 +34,12 @@ from sqlalchemy import select
 
 from agentz_app.config import default_host_id
 from agentz_app.demo import scenario
+from agentz_app.demo.model import model_scenario
 from agentz_app.demo.report import DemoReport, IssueOutcome, ci_failure, verdict_for
 from agentz_app.errors import AgentZError
 from agentz_app.fakehub.faults import FaultConfig
 from agentz_app.fakehub.hub import FakeHub
+from agentz_app.fakemodel.server import FakeModelServer
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import IssueSnapshot, Process, Run
@@ -51,6 +53,20 @@ APP_SLUG = "agent-z"
 # Model credentials that make a real CLI use the real model instead of the fake one.
 REAL_MODEL_KEYS = {"claude": ("ANTHROPIC_API_KEY",), "codex": ("OPENAI_API_KEY", "CODEX_API_KEY"),
                    "opencode": ("OPENAI_API_KEY",)}
+
+
+
+
+@dataclass(frozen=True)
+class HostProbes:
+    """What the demo asks of this host before starting: the entry point passes the real ones.
+
+    ``find_cli(backend, environ)`` raises with an install hint when the backend's CLI is missing;
+    ``sandbox_works()`` says whether bubblewrap can confine agents here.
+    """
+
+    find_cli: Callable[[str, Mapping[str, str]], object]
+    sandbox_works: Callable[[], bool]
 
 
 FINISHED = frozenset({"done", "merged"})
@@ -208,9 +224,10 @@ class Demo:
     :meth:`wait_for`, :meth:`settle`, :meth:`kill`, :meth:`audit` and :meth:`report`.
     """
 
-    def __init__(self, options: DemoOptions, echo: Echo | None = None) -> None:
+    def __init__(self, options: DemoOptions, echo: Echo | None = None, *, probes: HostProbes | None = None) -> None:
         options.seeded()  # validate the issue subset before starting anything
         self.options = options
+        self.probes = probes
         self.echo = echo or _nothing
         self.workspace = options.workspace or Path(tempfile.mkdtemp(prefix="agentz-demo-"))
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -266,15 +283,11 @@ class Demo:
         backend = self.options.backend
         if backend not in REAL_BACKENDS:
             return
-        from workers.runners.cli import find_binary
-
-        find_binary(backend, os.environ)  # fail early with the install hint when the CLI is missing
+        if self.probes is not None:
+            self.probes.find_cli(backend, os.environ)  # fail early with the install hint when the CLI is missing
         if any(os.environ.get(name) for name in REAL_MODEL_KEYS[backend]):
             self.say(f"using the real model through {backend} (credentials found in the environment)")
             return
-        from agentz_app.demo.model import model_scenario
-        from agentz_app.fakemodel.server import FakeModelServer
-
         self._model = FakeModelServer(model_scenario())
         url = await self._model.start()
         self._extra_env["AGENTZ_MODEL_BASE_URL"] = url
@@ -303,10 +316,12 @@ class Demo:
         return env
 
     def _sandbox_env(self) -> dict[str, str]:
-        """Agents run in the bubblewrap sandbox where this host can; the demo says so when it cannot."""
-        from workers.sandbox import bwrap_works
+        """Agents run in the bubblewrap sandbox where this host can; the demo says so when it cannot.
 
-        if "AGENT_SANDBOX" in self.options.env or bwrap_works():
+        Without probes (a test or benchmark harness) the sandbox is assumed to work: the roles
+        still check it at start and stop with the fix when it does not.
+        """
+        if "AGENT_SANDBOX" in self.options.env or self.probes is None or self.probes.sandbox_works():
             return {}
         self.say("warning: bubblewrap is not usable here, so the demo's agents run unsandboxed "
                  "(apt-get install bubblewrap)")
@@ -588,7 +603,7 @@ class DemoInterrupted(AgentZError):
         super().__init__(f"stopped by {signal.Signals(signum).name}; every process the demo started has exited")
 
 
-async def run_demo(options: DemoOptions, echo: Echo) -> DemoReport:
+async def run_demo(options: DemoOptions, echo: Echo, *, probes: HostProbes | None = None) -> DemoReport:
     """Run the demo scenario end to end and return its report.
 
     SIGTERM and SIGINT cancel it: every child process stops, the fake GitHub closes its port and
@@ -611,7 +626,7 @@ async def run_demo(options: DemoOptions, echo: Echo) -> DemoReport:
             loop.add_signal_handler(signum, on_signal, signum)
             handled.append(signum)
     try:
-        return await Demo(options, echo).run()
+        return await Demo(options, echo, probes=probes).run()
     except asyncio.CancelledError:
         if received:
             raise DemoInterrupted(received[0]) from None

@@ -19,7 +19,8 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
@@ -30,9 +31,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agentz_app.config import Settings
 from agentz_app.errors import NotFound, StoreError
+from agentz_app.ingress.routers import build_router
 from agentz_app.logs import get_logger, redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
+from agentz_app.store.runs import RunQueue
 
 MAX_BATCH = 500
 ARRIVAL_QUIET_SECONDS = 0.05  # the inbox processor waits for a pause this long in arriving deliveries
@@ -456,11 +459,7 @@ async def process_pending(
     webhook ingestion go first); when it returns False the rest of the batch is
     released for immediate pickup and processing stops.
     """
-    from agentz_app.store.runs import RunQueue
-
     if router is None:
-        from agentz_app.ingress.routers import build_router
-
         router = build_router()
     batch = await asyncio.to_thread(claim_pending, db, limit=limit, claim_seconds=claim_seconds)
     if not batch:
@@ -497,23 +496,22 @@ async def process_pending(
     return len(batch)
 
 
-def github_app_for(settings: Settings, http_session: Any) -> Any | None:
-    """The GitHub App client factory, or None when the App is not configured."""
-    if settings.github_app_id is None or (
-        settings.github_private_key is None and settings.github_private_key_path is None
-    ):
-        return None
-    try:
-        from agentz_app.github.app import GitHubApp
-    except ImportError:
-        log.warning("GitHub client unavailable; processing deliveries without GitHub access")
-        return None
-    return GitHubApp(settings, http_session)
+# Opens the process's GitHub App (None when not configured) for the processor's loop.
+OpenGitHub = Callable[[], AbstractAsyncContextManager[Any | None]]
+
+
+@contextlib.asynccontextmanager
+async def _without_github() -> AsyncIterator[None]:
+    yield None
 
 
 class InboxProcessor:
     """Processes the inbox on its own thread and event loop, so handlers' database
     work never stalls the receiver's request loop.
+
+    ``open_github`` (from the composition root) opens, on the processor's own loop, the
+    process's one GitHub App and its HTTP session; it yields None when the App is not
+    configured, and handlers then get no client.
 
     :meth:`wake` may be called from any thread; otherwise the processor polls every
     ``poll_seconds`` and when the earliest retry falls due. While ``ingest_busy()``
@@ -531,8 +529,10 @@ class InboxProcessor:
         router: routing.Router | None = None,
         ingest_busy: Callable[[], bool] | None = None,
         max_defer_seconds: float = 0.5,
+        open_github: OpenGitHub | None = None,
     ) -> None:
         self.db = db
+        self.open_github = open_github or _without_github
         self.ingest_busy = ingest_busy
         self.max_defer_seconds = max_defer_seconds
         self.settings = settings
@@ -575,18 +575,11 @@ class InboxProcessor:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        import aiohttp
-
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._ready.set()
-        router = self.router
-        if router is None:
-            from agentz_app.ingress.routers import build_router
-
-            router = build_router()
-        async with aiohttp.ClientSession() as http:
-            github = github_app_for(self.settings, http)
+        router = self.router or build_router()
+        async with self.open_github() as github:
             while not self._stopping.is_set():
                 self._wakeup.clear()
                 claimed = 0

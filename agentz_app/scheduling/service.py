@@ -33,11 +33,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-import aiohttp
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from agentz_app.bootstrap import open_database
 from agentz_app.config import Settings
 from agentz_app.domain import gates
 from agentz_app.domain.admission import Capacity, admission_order, admission_refusal, forced_numbers
@@ -59,14 +57,11 @@ from agentz_app.domain.scheduling import (
 )
 from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.errors import InvalidAgentOutput, RunnerError
-from agentz_app.github.app import GitHubApp
-from agentz_app.ingress.inbox import github_app_for
 from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
 from agentz_app.repo_config import settings_for
 from agentz_app.scheduling.agent import plan_batches, rank_candidates
 from agentz_app.scheduling.lookups import AppClients, look_up, stored_lookups
-from agentz_app.scheduling.resync import resync_all
 from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust
 from agentz_app.store.db import Database
@@ -583,42 +578,6 @@ def _schedulable(db: Database, repos: Iterable[str]) -> list[str]:
     """The given repositories that have open issues and are not deactivated."""
     with db.read() as session:
         return sorted(set(repos) & set(scheduled_repos(session)))
-
-
-# Entry points for the command line ------------------------------------------------
-
-
-async def run_schedule_once(settings: Settings, *, runner_for: RunnerFactory,
-                            force: bool = False) -> list[CandidateReport]:
-    """Open the database, run one scheduling pass with the configured backend, close."""
-    db = open_database(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
-            return await schedule_once(db, settings, runner_for(settings.backend_for("scheduler")), force=force,
-                                       github=github_app_for(settings, http), runner_for=runner_for)
-    finally:
-        db.dispose()
-
-
-async def scheduler_role(settings: Settings, *, runner_for: RunnerFactory, stop: asyncio.Event | None = None) -> None:
-    """The long-running scheduler: event-driven passes plus periodic resync when GitHub is configured."""
-    stop = stop or asyncio.Event()
-    db = open_database(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
-            github: GitHubApp | None = github_app_for(settings, http)
-
-            async def resync() -> None:
-                if github is not None:
-                    await resync_all(github, db, settings)
-
-            log.info("scheduler started", backend=settings.backend_for("scheduler"), resync=github is not None)
-            await run_scheduler(
-                db, settings, runner_for(settings.backend_for("scheduler")), stop=stop,
-                resync=resync if github is not None else None, github=github, runner_for=runner_for,
-            )
-    finally:
-        db.dispose()
 
 
 def describe(report: CandidateReport) -> str:

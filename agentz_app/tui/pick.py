@@ -7,6 +7,9 @@ person at the terminal answers the questions or edits the plan (Ctrl+S or the
 button continues; an empty answer keeps the plan). Stage output streams below the
 list and the run ends with its pull request's link.
 
+The candidates and the delivery are handed in (:mod:`agentz_app.bootstrap` builds
+them over the process's database and GitHub App).
+
 Everything the Task Lead wrote is shown as plain text (no markup), since it may
 repeat the issue's untrusted text.
 """
@@ -25,16 +28,16 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Log, Static, TextArea
 
-from agentz_app.config import Settings
 from agentz_app.domain.plans import Impact
-from agentz_app.errors import AgentZError, ConfigError
-from agentz_app.store.db import Database
+from agentz_app.errors import AgentZError
 from agentz_app.store.models import Run
-from agentz_app.tui.data import web_base_for
-from workers.foreground import Candidate, Echo, deliver_with_operator, load_candidates
-from workers.pipeline import Consult
+from agentz_app.tui.candidates import Candidate
 
+Echo = Callable[[str], None]
+# Shows the Task Lead's impact analysis to the operator; resolves to their answers.
+Consult = Callable[[Run, Impact], Awaitable[str]]
 LoadCandidates = Callable[[], Awaitable[list[Candidate]]]
+# Delivers issue N in the foreground (the composition root builds it over the process's services).
 Deliver = Callable[[int, Consult, Echo], Awaitable[Run]]
 
 
@@ -180,28 +183,3 @@ class IssuePicker(App[Run | None]):
         else:
             self.echo(f"{run.id}: {run.status}" + (f" ({run.error})" if run.error else ""))
         self.busy = False
-
-
-def picker_for(settings: Settings, db: Database, *, ci_poll_seconds: float = 5.0) -> IssuePicker:
-    """The picker over ``GITHUB_REPO`` with the configured GitHub App and agent backends."""
-    if not settings.github_repo:
-        raise ConfigError("GITHUB_REPO", "required by the interactive mode")
-
-    async def load() -> list[Candidate]:
-        async with aiohttp.ClientSession() as http:
-            return await load_candidates(settings, db, http)
-
-    async def deliver(number: int, consult: Consult, echo: Echo) -> Run:
-        async with aiohttp.ClientSession() as http:
-            return await deliver_with_operator(settings, db, http, number, consult=consult, echo=echo,
-                                               ci_poll_seconds=ci_poll_seconds)
-
-    return IssuePicker(repo=settings.github_repo, load=load, deliver=deliver,
-                       web_base=web_base_for(settings.github_api_url))
-
-
-def run_picker(settings: Settings, db: Database) -> Run | None:
-    """``agentz`` on a terminal: run the picker until the operator quits; returns the last run."""
-    app = picker_for(settings, db)
-    app.run()
-    return app.outcome

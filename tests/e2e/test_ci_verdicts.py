@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 
+from agentz_app.bootstrap import open_services
 from agentz_app.config import Settings
 from agentz_app.fakehub import FakeHub
 from agentz_app.fakehub.ci import Job, Workflow
-from agentz_app.ingress.inbox import github_app_for, process_pending
+from agentz_app.ingress.inbox import process_pending
 from agentz_app.store.ci import repo_has_ci
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
@@ -34,7 +34,6 @@ from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.contract.validator import ContractRecorder, GitHubContract
 from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_key, push_branch  # noqa: F401
 from workers.pipeline import PipelineDeps, settle_waiting
-from workers.pool import build_deps
 from workers.roles.prompts import feedback_prompt
 from workers.wakeups import act_on_wakeups
 
@@ -122,9 +121,9 @@ async def ci(tmp_path: Path, app_private_key: str) -> AsyncIterator[CI]:  # noqa
     hub.set_webhook(url=f"http://127.0.0.1:{receiver.addresses[0][1]}{WEBHOOK_PATH}")
     await hub.repos.create(REPO, FILES, ci_command=None)
     try:
-        async with aiohttp.ClientSession() as http:
-            deps = build_deps(settings, db, http)
-            yield CI(hub, settings, db, deps.queue, deps, github_app_for(settings, http), tmp_path)
+        async with open_services(settings, db) as services:
+            deps = services.pipeline()
+            yield CI(hub, settings, db, deps.queue, deps, services.github, tmp_path)
     finally:
         await hub.stop()
         await receiver.cleanup()

@@ -46,23 +46,24 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
         seen.append(("run_loop", {"count": count, "force": force}))
         return [finished]
 
-    async def scheduler_role(settings: Settings, *, runner_for: Any) -> None:
-        seen.append(("scheduler_role", {}))
+    async def run_scheduler(settings: Settings) -> None:
+        seen.append(("run_scheduler", {}))
 
-    async def run_schedule_once(settings: Settings, *, runner_for: Any, force: bool = False) -> list[Any]:
+    async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[Any]:
         seen.append(("run_schedule_once", {"force": force}))
         return []
 
     def run_serve(settings: Settings, db: Database, *, workers: int | None, **_: Any) -> None:
         seen.append(("run_serve", {"workers": workers}))
 
-    monkeypatch.setattr("workers.pool.run_role", run_role)
-    monkeypatch.setattr("workers.pool.deliver_issue", deliver_issue)
-    monkeypatch.setattr("workers.foreground.run_loop", run_loop)
-    monkeypatch.setattr("agentz_app.scheduling.service.scheduler_role", scheduler_role)
-    monkeypatch.setattr("agentz_app.scheduling.service.run_schedule_once", run_schedule_once)
-    monkeypatch.setattr("agentz_app.supervisor.run_serve", run_serve)
-    monkeypatch.setattr("agentz_app.reconciler.run_reconciler", lambda settings: seen.append(("run_reconciler", {})))
+    # The command line starts every role through the composition root.
+    monkeypatch.setattr("agentz_app.bootstrap.run_role", run_role)
+    monkeypatch.setattr("agentz_app.bootstrap.deliver_issue", deliver_issue)
+    monkeypatch.setattr("agentz_app.bootstrap.run_loop", run_loop)
+    monkeypatch.setattr("agentz_app.bootstrap.run_scheduler", run_scheduler)
+    monkeypatch.setattr("agentz_app.bootstrap.run_schedule_once", run_schedule_once)
+    monkeypatch.setattr("agentz_app.bootstrap.run_serve", run_serve)
+    monkeypatch.setattr("agentz_app.bootstrap.run_reconciler", lambda settings: seen.append(("run_reconciler", {})))
     monkeypatch.setattr("agentz_app.reconciler.reconcile_once",
                         lambda db, settings: seen.append(("reconcile_once", {})) or ReconcileReport())
     monkeypatch.setattr(cli_module, "_doctor_checks", lambda *args, **kwargs: [])
@@ -85,7 +86,7 @@ SPELLINGS: list[tuple[tuple[str, ...], tuple[str, dict[str, Any]]]] = [
     (("--worker",), ("run_role", {"role": "worker", "once": False})),
     (("--plan-next",), ("run_role", {"role": "planner", "once": True})),
     (("--run-next",), ("run_role", {"role": "worker", "once": True})),
-    (("--scheduler",), ("scheduler_role", {})),
+    (("--scheduler",), ("run_scheduler", {})),
     (("--schedule-once",), ("run_schedule_once", {"force": False})),
     (("--schedule-once", "--force"), ("run_schedule_once", {"force": True})),
     (("--reconciler",), ("run_reconciler", {})),

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agentz_app.bootstrap import run_loop
 from agentz_app.config import Settings
 from agentz_app.demo import scenario
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, fakehub, webhook_sink  # noqa: F401
-from workers.foreground import run_loop
 
 
 async def test_loop_delivers_the_eligible_issue_and_stops_when_none_is_left(

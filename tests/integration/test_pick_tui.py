@@ -11,13 +11,14 @@ from click.testing import CliRunner
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Log, Static, TextArea
 
+from agentz_app.bootstrap import open_services, picker_for
 from agentz_app.cli import cli
 from agentz_app.config import Settings
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import IssueAssessment
 from agentz_app.store.runs import RunQueue
-from agentz_app.tui.pick import ImpactScreen, filled, picker_for
+from agentz_app.tui.pick import ImpactScreen, filled
 from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, fakehub, webhook_sink  # noqa: F401
 from tests.integration.test_pipeline import APP_FILES, APPROVE
 
@@ -34,7 +35,8 @@ async def until(pilot: Pilot[Any], condition: Callable[[], bool], *, rounds: int
         if condition():
             return
         await pilot.pause(0.1)
-    assert condition()
+    output = list(pilot.app.query("#output").first(Log).lines) if pilot.app.query("#output") else []
+    assert condition(), output
 
 
 def settings_for(tmp_path: Path, hub: Any, private_key: str, agent_steps: list[dict[str, Any]]) -> Settings:
@@ -69,20 +71,23 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
                             reason="small and well specified"),
             IssueAssessment(repo=REPO, number=docs, fingerprint="f", outcome="ranked", score=40, reason="vague"),
         ])
-    app = picker_for(settings, db, ci_poll_seconds=0.1)
     try:
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with open_services(settings, db) as services, \
+                (app := picker_for(services, ci_poll_seconds=0.1)).run_test(size=(160, 48)) as pilot:
             table = app.query_one("#candidates", DataTable)
             await until(pilot, lambda: table.row_count == 2)  # no snapshots: read from GitHub
             first = [str(cell) for cell in table.get_row_at(0)]
             assert first[0] == str(speed) and first[3] == "90" and first[4] == "small and well specified"
 
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, ImpactScreen))
+            # The dialog is pushed before it is composed: wait for its content.
+            await until(pilot, lambda: isinstance(app.screen, ImpactScreen) and bool(app.screen.query("#impact")))
             shown = str(app.screen.query_one("#impact", Static).render())
             assert "Should speed() return 2 or 3?" in shown and "app.py" in shown and "medium" in shown
             app.screen.query_one("#answers", TextArea).text = "Q1: 3, keep the signature"
+            await until(pilot, lambda: app.screen.query_one("#develop").region.area > 0)  # laid out: clickable
             await pilot.click("#develop")
+            await until(pilot, lambda: not isinstance(app.screen, ImpactScreen))
 
             await until(pilot, lambda: app.outcome is not None)
             lines = list(app.query_one("#output", Log).lines)

@@ -337,9 +337,8 @@ FAST = "def speed():\n    return 2\n"
 async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
-    import aiohttp
-
-    from workers.pool import build_deps, deliver_issue
+    from agentz_app.bootstrap import open_services
+    from workers.pool import deliver_issue
 
     await fakehub.repos.create("acme/widgets", APP_FILES)
     issue = fakehub.issues.create("acme/widgets", "Make speed faster", "speed() should return more",
@@ -356,8 +355,8 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
     plan = {**PLAN, "files": ["app.py"]}
     lines: list[str] = []
     try:
-        async with aiohttp.ClientSession() as http:
-            deps = build_deps(settings, db, http)
+        async with open_services(settings, db) as services:
+            deps = services.pipeline()
             deps.extra_agent_env = steps(
                 {"role": "task_lead", "json": plan},
                 {"role": "developer", "call": 1, "write": [{"path": "app.py", "content": SLOW}]},
@@ -396,10 +395,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
     import signal
     import sys
 
-    import aiohttp
-
+    from agentz_app.bootstrap import open_services
     from agentz_app.reconciler import reconcile_once
-    from workers.pool import build_deps
 
     await fakehub.repos.create("acme/widgets", APP_FILES, ci_command=None)
     number = int(fakehub.issues.create("acme/widgets", "Make speed faster", "x", labels=["agent-z"])["number"])
@@ -420,8 +417,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
     migrate(db)
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
     try:
-        async with aiohttp.ClientSession() as http:
-            deps = build_deps(settings, db, http)
+        async with open_services(settings, db) as services:
+            deps = services.pipeline()
             deps.extra_agent_env = {"AGENTZ_SCRIPTED_STEPS": agent_steps}
             run, _ = queue.enqueue("acme/widgets", number, title="Make speed faster")
             claimed = queue.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from agentz_app.bootstrap import open_services
 from agentz_app.config import Settings
 from agentz_app.store.db import Database
 from workers.pool import run_worker
@@ -14,11 +15,12 @@ async def test_an_idle_worker_removes_orphaned_worktrees(settings: Settings, sql
     orphan.mkdir(parents=True)
     (orphan / "file.txt").write_text("left by a crashed run")
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, db=sqlite_db, stop=stop))
-    for _ in range(100):
-        if not orphan.exists():
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(worker, 10)
+    async with open_services(settings, sqlite_db) as services:
+        worker = asyncio.create_task(run_worker(settings, deps=services.pipeline(), stop=stop))
+        for _ in range(100):
+            if not orphan.exists():
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(worker, 10)
     assert not orphan.exists()

@@ -18,7 +18,7 @@ environment:
   ``AGENTZ_OPENCODE_MODEL`` override it for one backend.
 
 Those, and the provider's credentials, are read from ``.env`` too (``Settings.agent_variables``);
-the agent process gets only its own provider's (``registry.provider_env``). With
+the agent process gets only its own provider's (``environment.provider_env``). With
 ``AGENT_CLAUDE_LOGIN_DIR`` / ``AGENT_CODEX_LOGIN_DIR`` the credential files of the private
 ``CLAUDE_CONFIG_DIR`` / ``CODEX_HOME`` link to that login folder, mounted read-only.
 """
@@ -41,7 +41,7 @@ from agentz_app.domain.runner import LogSink, RunnerResult
 from agentz_app.errors import RunnerError
 from agentz_app.procs import ProcessResult, run_process
 from workers.netproxy import Destination
-from workers.runners.registry import agent_env
+from workers.runners.environment import agent_env
 from workers.sandbox import Confinement, Sandbox
 
 ROLE_HEADER = "X-Agentz-Role"

@@ -60,8 +60,8 @@ from agentz_app.errors import ConfigError
 from agentz_app.patterns import Pattern
 from agentz_app.procs import run_process
 from workers.runners.cli import agent_home, endpoint_destinations
+from workers.runners.environment import agent_env
 from workers.runners.output import extract_json, json_fence
-from workers.runners.registry import agent_env
 from workers.sandbox import Confinement, Sandbox, python_for_sandbox
 
 STEPS_VARIABLE = "AGENTZ_SCRIPTED_STEPS"
