@@ -3,7 +3,7 @@
 ``/agent-z run|cancel|retry|status|plan|fix`` is recognised on the first line or on any
 line that starts with it (case-insensitive); fenced code, inline code and quoted
 lines are ignored. Only people who pass the permission rule
-(:mod:`agentz_app.ingress.permissions`: write, maintain or admin, or a bot listed in
+(:mod:`agentz_app.permissions`: write, maintain or admin, or a bot listed in
 ``TRUSTED_BOTS``) may command. Anyone else gets at most one polite reply per issue per
 hour (:data:`REFUSAL_REPLY_SECONDS`, remembered in ``refusal_replies``) and nothing runs.
 
@@ -47,7 +47,8 @@ from agentz_app.domain.markdown import prose_lines
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
 from agentz_app.github.events import Comment
-from agentz_app.ingress.permissions import (
+from agentz_app.logs import get_logger
+from agentz_app.permissions import (
     Actor,
     Clock,
     Decision,
@@ -55,7 +56,6 @@ from agentz_app.ingress.permissions import (
     TrustPolicy,
     check_actor,
 )
-from agentz_app.logs import get_logger
 from agentz_app.reporting.comments import MAX_COMMENT
 from agentz_app.reporting.text import truncate_bytes
 from agentz_app.secrets import configured_secret_values, redact_text

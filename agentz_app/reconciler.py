@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from agentz_app.config import Settings
 from agentz_app.domain.states import LEASED, LIVE, Status, can_transition
 from agentz_app.errors import IllegalTransition, LeaseLost
-from agentz_app.ingress.permissions import Actor, stored_decision
 from agentz_app.logs import get_logger
+from agentz_app.permissions import Actor, stored_decision
 from agentz_app.store.db import Database
 from agentz_app.store.models import Process, PullSnapshot, Run, now
 from agentz_app.store.owners import owner_host, owner_is_dead

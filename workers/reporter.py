@@ -20,21 +20,18 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError
-from agentz_app.ingress.permissions import Actor, check_actor
 from agentz_app.logs import get_logger
+from agentz_app.permissions import Actor, check_actor
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, Run, now
 from agentz_app.store.runs import RunQueue
 from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, Coordinator, content_digest, status_view
-
-if TYPE_CHECKING:
-    from workers.pipeline import PipelineDeps
 
 CLAIM_SECONDS = 120.0  # a reporter that dies holding a run frees it after this long
 RETRY_SECONDS = 30.0  # after GitHub refused, leave the run alone this long
@@ -126,6 +123,19 @@ def run_notes(settings: Settings, events: Sequence[Event]) -> list[str]:
 # The reporter -------------------------------------------------------------------
 
 
+class ReporterDeps(Protocol):
+    """What a reporter needs from a process's pipeline dependencies."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def queue(self) -> RunQueue: ...
+    @property
+    def github(self) -> GitHubFor: ...
+
+
 class Reporter:
     """Brings the GitHub view of runs in line with the database."""
 
@@ -138,7 +148,7 @@ class Reporter:
         self.clock = clock
 
     @classmethod
-    def from_deps(cls, deps: PipelineDeps) -> Reporter:
+    def from_deps(cls, deps: ReporterDeps) -> Reporter:
         """The reporter of a process's pipeline dependencies."""
         return cls(deps.settings, deps.db, deps.queue, deps.github)
 

@@ -8,7 +8,7 @@ in ``waiting_checks`` holds no lease. CI results are recorded by the checks rout
 head SHA (fork PRs carry no ``pull_requests``). "Re-run" on one of Agent-Z's own checks
 re-runs that stage, like the Retry button. Reviews, their inline comments and check-run
 buttons steer a run only when their author passes the permission rule
-(:mod:`agentz_app.ingress.permissions`); anyone else's wakes nothing.
+(:mod:`agentz_app.permissions`); anyone else's wakes nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from agentz_app.github.events import (
     parse_payload,
 )
 from agentz_app.ingress.checks import own_check
-from agentz_app.ingress.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
 from agentz_app.logs import get_logger
+from agentz_app.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_actor
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now

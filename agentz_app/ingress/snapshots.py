@@ -28,10 +28,10 @@ from agentz_app.github.events import (
     User,
     WebhookEvent,
 )
-from agentz_app.ingress.permissions import Actor, check_actor
-from agentz_app.scheduling.signals import mark_dirty
+from agentz_app.permissions import Actor, check_actor
 from agentz_app.store import snapshots as store
 from agentz_app.store.db import Database
+from agentz_app.store.scheduler_state import mark_dirty
 
 router = routing.Router()
 

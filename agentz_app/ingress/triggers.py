@@ -1,7 +1,7 @@
 """Webhook triggers: the ``TRIGGER_LABEL`` label and ``/agent-z`` comment commands.
 
 Handlers take ``(event, gh, *, db, settings, queue, clock)``. Every path applies the
-permission rule (:mod:`agentz_app.ingress.permissions`) to the person who acted: the
+permission rule (:mod:`agentz_app.permissions`) to the person who acted: the
 label's ``sender`` (not the issue author), the comment's author. Our own App's actions
 and untrusted bots' comments are ignored without a reply, so Agent-Z never triggers
 itself and never answers another bot. Who added a scheduling label (an eligible label
@@ -34,9 +34,9 @@ from agentz_app.domain.commands import (
     edit_skip_reason,
 )
 from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent
-from agentz_app.ingress.permissions import Actor, Clock, check_actor
 from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
+from agentz_app.permissions import Actor, Clock, check_actor
 from agentz_app.repo_config import settings_for
 from agentz_app.store import trust
 from agentz_app.store.db import Database

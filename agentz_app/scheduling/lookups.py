@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 from agentz_app.domain.dependencies import IssueRef
 from agentz_app.errors import GitHubError
 from agentz_app.logs import get_logger
-from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store.db import Database
 from agentz_app.store.models import DependencyLookup, Repository, now
+from agentz_app.store.scheduler_state import mark_dirty
 
 log = get_logger(__name__)
 

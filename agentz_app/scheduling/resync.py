@@ -23,11 +23,10 @@ from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.installations import discover_repositories
 from agentz_app.logs import get_logger
 from agentz_app.scheduling.lookups import refresh_lookups
-from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store import snapshots
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, IssueSnapshot, PullSnapshot, Repository, now
-from agentz_app.store.scheduler_state import record_resync
+from agentz_app.store.scheduler_state import mark_dirty, record_resync
 from agentz_app.timestamps import github_time
 
 log = get_logger(__name__)

@@ -57,12 +57,11 @@ from agentz_app.domain.scheduling import (
 )
 from agentz_app.domain.states import LIVE, TERMINAL
 from agentz_app.errors import InvalidAgentOutput, RunnerError
-from agentz_app.ingress.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.logs import get_logger
+from agentz_app.permissions import Actor, TrustPolicy, check_actor, stored_decision
 from agentz_app.repo_config import settings_for
 from agentz_app.scheduling.agent import plan_batches, rank_candidates
 from agentz_app.scheduling.lookups import AppClients, look_up, stored_lookups
-from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import (
@@ -75,7 +74,7 @@ from agentz_app.store.models import (
     now,
 )
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.scheduler_state import PassSummary, record_pass, resync_state
+from agentz_app.store.scheduler_state import PassSummary, clear_dirty, dirty_repos, record_pass, resync_state
 
 log = get_logger(__name__)
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from agentz_app.config import Settings
 from agentz_app.github.signatures import sign
 from agentz_app.ingress.inbox import delivery_row, insert_deliveries, process_pending
-from agentz_app.scheduling.signals import clear_dirty, dirty_repos
 from agentz_app.store.db import Database
 from agentz_app.store.models import (
     CheckResult,
@@ -27,6 +26,7 @@ from agentz_app.store.models import (
     Repository,
     now,
 )
+from agentz_app.store.scheduler_state import clear_dirty, dirty_repos
 from agentz_app.web import WEBHOOK_PATH, create_app
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "webhooks"

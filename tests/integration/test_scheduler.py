@@ -14,11 +14,10 @@ from agentz_app.domain.states import LIVE
 from agentz_app.scheduling.recheck import apply_skip_label, recheck_before_development
 from agentz_app.scheduling.resync import redeliver_failed, resync_repo
 from agentz_app.scheduling.service import run_scheduler, schedule_once
-from agentz_app.scheduling.signals import clear_dirty, dirty_repos, mark_dirty
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, IssueComment, IssueSnapshot, PullSnapshot, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.scheduler_state import record_resync, resync_state
+from agentz_app.store.scheduler_state import clear_dirty, dirty_repos, mark_dirty, record_resync, resync_state
 from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
 

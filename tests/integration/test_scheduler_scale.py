@@ -18,7 +18,6 @@ from agentz_app.errors import GitHubError
 from agentz_app.ingress.installations import discover_repositories
 from agentz_app.scheduling.resync import redeliver_failed
 from agentz_app.scheduling.service import run_scheduler, schedule_once
-from agentz_app.scheduling.signals import mark_dirty
 from agentz_app.store.db import Database
 from agentz_app.store.models import (
     DependencyLookup,
@@ -29,6 +28,7 @@ from agentz_app.store.models import (
     Repository,
 )
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.scheduler_state import mark_dirty
 from tests.fakes import FakeClock, FakeGH, FakeGitHubApp, FakeRunner
 from tests.integration.test_scheduler import REPO, add_issue, verdicts
 
@@ -218,7 +218,7 @@ async def test_a_failed_look_up_leaves_the_dependency_unknown_and_asks_again(db:
 async def test_a_resync_refreshes_old_look_ups_and_wakes_the_dependent_repository(db: Database,
                                                                                   cfg: Settings) -> None:
     from agentz_app.scheduling.lookups import refresh_lookups
-    from agentz_app.scheduling.signals import dirty_repos
+    from agentz_app.store.scheduler_state import dirty_repos
 
     install_repo(db)
     add_issue(db, 3, body="Depends on other/lib#9")

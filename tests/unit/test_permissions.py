@@ -7,7 +7,7 @@ import pytest
 from agentz_app.config import Settings
 from agentz_app.errors import ConfigError
 from agentz_app.github.events import User
-from agentz_app.ingress.permissions import (
+from agentz_app.permissions import (
     NO_WRITE_ACCESS,
     OWN_APP,
     TRUSTED_BOT,
