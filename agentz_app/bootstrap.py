@@ -35,6 +35,7 @@ from agentz_app.errors import ConfigError
 from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.inbox import OpenGitHub
 from agentz_app.logs import configure_logging, get_logger
+from agentz_app.metrics import process_github_metrics
 from agentz_app.scheduling import service as scheduling
 from agentz_app.scheduling.resync import resync_all
 from agentz_app.secrets import configured_secret_values
@@ -128,10 +129,12 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings, db: Database, *, clock: Clock = time.time,
                         runners: RunnerFactory = get_runner) -> AsyncIterator[Services]:
-    """Open this process's one HTTP session and GitHub App over ``db``; close the session on exit."""
+    """Open this process's one HTTP session and GitHub App over ``db``; close the session on exit.
+
+    Every GitHub response is counted in the process's metrics (``/metrics``)."""
     async with aiohttp.ClientSession() as http:
-        yield Services(settings=settings, db=db, http=http, github=GitHubApp(settings, http, clock=clock),
-                       clock=clock, runners=runners)
+        github = GitHubApp(settings, http, clock=clock, on_response=process_github_metrics().on_response)
+        yield Services(settings=settings, db=db, http=http, github=github, clock=clock, runners=runners)
 
 
 def github_opener(settings: Settings, db: Database) -> OpenGitHub:

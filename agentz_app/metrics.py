@@ -26,6 +26,7 @@ reads the drop as a counter reset).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections import Counter, defaultdict
@@ -153,6 +154,13 @@ class GitHubMetrics:
         remaining = _as_float(lowered.get("x-ratelimit-remaining"))
         if remaining is not None:
             self.rate_limit_remaining.labels(lowered.get("x-ratelimit-resource") or "core").set(remaining)
+
+
+@functools.cache
+def process_github_metrics() -> GitHubMetrics:
+    """This process's GitHub counters: one set per process, as in multiprocess mode a second
+    set would overwrite the first's files."""
+    return GitHubMetrics()
 
 
 def _as_float(value: str | None) -> float | None:

@@ -40,7 +40,7 @@ from agentz_app.ingress.limits import (
     refuse_headers,
 )
 from agentz_app.logs import get_logger
-from agentz_app.metrics import install_metrics, multiproc_dir_from_env
+from agentz_app.metrics import install_metrics, multiproc_dir_from_env, process_github_metrics
 from agentz_app.store.db import Database
 from agentz_app.store.models import now
 
@@ -235,7 +235,8 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True,
     app[LIMITS_KEY] = limits = ReceiverLimits.from_settings(settings)
     app[IN_FLIGHT_KEY] = InFlight(limits.max_concurrency)
     app[RUNTIME_KEY] = runtime = _Runtime()
-    install_metrics(app, db, webhook_path=WEBHOOK_PATH, multiproc_dir=multiproc_dir_from_env())
+    install_metrics(app, db, github=process_github_metrics(), webhook_path=WEBHOOK_PATH,
+                    multiproc_dir=multiproc_dir_from_env())
     app.router.add_post(WEBHOOK_PATH, receive_webhook, expect_handler=expect_continue)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

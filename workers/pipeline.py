@@ -36,6 +36,7 @@ from agentz_app.reporting.checks import (
 )
 from agentz_app.reporting.comments import commit_message, pr_body
 from agentz_app.reporting.costs import call_costs, cost_markdown
+from agentz_app.scheduling.recheck import recheck_before_development
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
 from agentz_app.store.db import Database
@@ -71,7 +72,7 @@ from workers.roles.prompts import (
 )
 from workers.runners.logfile import run_log
 from workers.runners.prices import configured_model, estimate_call_cost
-from workers.runners.registry import agent_env
+from workers.runners.registry import agent_env, get_runner
 from workers.worktrees import ForeignBranch, Snapshot, Worktrees, branch_name
 
 T = TypeVar("T")
@@ -97,13 +98,6 @@ class StopRun(AgentZError):
         super().__init__(f"{status}: {reason}")
 
 
-async def _default_recheck(gh: Any, settings: Settings, repo: str, issue_number: int, *, run_branch: str,
-                           force: bool = False) -> str | None:
-    from agentz_app.scheduling.recheck import recheck_before_development
-
-    return await recheck_before_development(gh, settings, repo, issue_number, run_branch=run_branch, force=force)
-
-
 @dataclass
 class PipelineDeps:
     """What the stages need; built once per process by the pool."""
@@ -114,7 +108,7 @@ class PipelineDeps:
     github: GitHubFactory
     worktrees: Worktrees
     runner_for: Callable[[str], Runner] | None = None
-    recheck: Recheck = _default_recheck
+    recheck: Recheck = recheck_before_development
     progress: Progress | None = None
     consult: Consult | None = None
     extra_agent_env: Mapping[str, str] = field(default_factory=dict)
@@ -123,8 +117,6 @@ class PipelineDeps:
         """The runner for a role (task_lead/developer share the Task Lead backend); ``settings``: the run's."""
         if self.runner_for is not None:
             return self.runner_for(role)
-        from workers.runners.registry import get_runner
-
         return get_runner((settings or self.settings).backend_for(role), self.settings)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.domain import states
 from agentz_app.domain.states import Status
@@ -220,8 +222,6 @@ class Reporter:
 
 def structlog_run(run_id: str) -> contextlib.AbstractContextManager[Any]:
     """Bind the run id to every log line inside."""
-    import structlog
-
     return structlog.contextvars.bound_contextvars(run_id=run_id)
 
 

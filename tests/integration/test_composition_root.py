@@ -19,6 +19,7 @@ from agentz_app.errors import RunnerError
 from agentz_app.github.app import GitHubApp
 from agentz_app.ingress import checks, installations, routers, runs, snapshots, triggers
 from agentz_app.ingress.inbox import InboxProcessor
+from agentz_app.metrics import process_github_metrics
 from agentz_app.store.db import Database
 from agentz_app.store.models import Repository, Run
 from workers import pool
@@ -200,3 +201,16 @@ def test_the_command_lines_demo_probes_the_real_host() -> None:
     probes = bootstrap.host_probes()
     with pytest.raises(RunnerError, match="not found"):
         probes.find_cli("no-such-agent-cli", {"PATH": "/nonexistent"})
+
+
+async def test_every_github_response_of_a_role_is_counted_in_its_process_metrics(
+    app_settings: Settings, sqlite_db: Database
+) -> None:
+    counted = process_github_metrics()
+    before = counted.requests.labels("GET", "200")._value.get()
+    async with bootstrap.open_services(app_settings, sqlite_db) as services:
+        client = services.github.client(7)
+        assert client._on_response is not None
+        client._on_response("GET", "https://api.github.com/repos/acme/app", 200, {"X-RateLimit-Remaining": "41"})
+    assert counted.requests.labels("GET", "200")._value.get() == before + 1
+    assert counted.rate_limit_remaining.labels("core")._value.get() == 41

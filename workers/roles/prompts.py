@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentz_app.domain.plans import Finding, Impact, Plan, Review, plan_markdown
 from agentz_app.untrusted import UNTRUSTED_NOTICE, untrusted_block
-
-if TYPE_CHECKING:  # the content policy renders through reporting, which renders plans from here
-    from workers.content_policy import Violation
+from workers.content_policy import Violation
 
 MAX_BODY_CHARS = 20_000
 MAX_FEEDBACK_CHARS = 30_000
