@@ -385,6 +385,14 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _is_scripted_agent(pid: int) -> bool:
+    """True for the scripted agent's process (sandboxed or not), not for a git call of the worker."""
+    try:
+        return b"child process of the scripted backend" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
@@ -427,7 +435,10 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
                 env={**os.environ, **env, "AGENTZ_SCRIPTED_STEPS": agent_steps},
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
             def reviewer_running() -> list[int]:
-                return _children(proc.pid) if queue.get(run.id).status == "reviewing" else []
+                if queue.get(run.id).status != "reviewing":
+                    return []
+                children = _children(proc.pid)
+                return children if any(_is_scripted_agent(child) for child in children) else []
 
             agent = await wait_for(reviewer_running, timeout=20, what="the worker's reviewer agent running")
             # the developer's work is checkpointed
