@@ -191,7 +191,9 @@ async def run_process(
         return await proc.wait()
 
     try:
-        code = await asyncio.wait_for(communicate(), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancel that arrives as the child exits.
+        async with asyncio.timeout(timeout):
+            code = await communicate()
     except TimeoutError:
         _kill_group(proc)
         await proc.wait()

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentz_app.fakehub import FakeHub
 from tests.contract.validator import ContractRecorder, GitHubContract
+from tests.waiting import wait_for
 
 APP_MANIFEST = Path(__file__).resolve().parent.parent / "app-manifest.yml"
 WEBHOOK_SECRET = "fakehub-test-secret"
@@ -91,14 +92,12 @@ class WebhookSink:
     async def wait_for(self, event: str, action: str | None = None, *,
                        where: Callable[[Delivery], bool] = lambda d: True, timeout: float = 30.0) -> Delivery:
         """Wait until a matching delivery arrives and return it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for delivery in self.of(event, action):
-                if where(delivery):
-                    return delivery
-            await asyncio.sleep(0.02)
-        seen = [(d.event, d.action) for d in self.deliveries]
-        raise AssertionError(f"no {event}.{action} delivery within {timeout}s; got {seen}")
+        try:
+            return await wait_for(lambda: next((d for d in self.of(event, action) if where(d)), None),
+                                  timeout=timeout, what=f"a {event}.{action} delivery")
+        except AssertionError as exc:
+            seen = [(d.event, d.action) for d in self.deliveries]
+            raise AssertionError(f"{exc}; got {seen}") from None
 
 
 def make_private_key() -> str:

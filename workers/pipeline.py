@@ -323,8 +323,11 @@ class Attempt:
     async def _checkpoint_every(self, workdir: Path, stop: asyncio.Event) -> None:
         last_tree: str | None = None
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the
+            # interval ends, and the saver then outlives the cancelled call forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.checkpoint_seconds)
+                async with asyncio.timeout(self.settings.checkpoint_seconds):
+                    await stop.wait()
             if stop.is_set():
                 return
             try:

@@ -8,9 +8,7 @@ run. Jobs that must finish in a given order wait for a gate file the test create
 
 from __future__ import annotations
 
-import asyncio
 import shlex
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from agentz_app.store.runs import RunQueue
 from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.contract.validator import ContractRecorder, GitHubContract
 from tests.fakehub_fixtures import APP_ID, APP_MANIFEST, APP_SLUG, app_private_key, push_branch  # noqa: F401
+from tests.waiting import wait_for
 from workers.pipeline import PipelineDeps, settle_waiting
 from workers.roles.prompts import feedback_prompt
 from workers.wakeups import act_on_wakeups
@@ -78,17 +77,18 @@ class CI:
 
     async def until(self, run_id: str, done: Callable[[Run], bool], *, timeout: float = 90.0) -> Run:
         """Work the inbox, act on wake-ups and settle waiting runs (as the receiver and workers do) until ``done``."""
-        deadline = time.monotonic() + timeout
-        while True:
+        async def settled() -> Run | None:
             await process_pending(self.db, self.settings, github=self.github)
             await act_on_wakeups(self.deps, "worker-1")
             await settle_waiting(self.deps)
             run = self.queue.get(run_id)
-            if done(run):
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} still {run.status}: {[e.kind for e in self.queue.events(run_id)]}")
-            await asyncio.sleep(0.1)
+            return run if done(run) else None
+
+        try:
+            return await wait_for(settled, timeout=timeout, what=f"run {run_id} to settle", interval=0.05)
+        except AssertionError as exc:
+            events = [e.kind for e in self.queue.events(run_id)]
+            raise AssertionError(f"{exc}; run still {self.queue.get(run_id).status}: {events}") from None
 
     def check_runs(self, name: str) -> list[dict[str, Any]]:
         return sorted((r for r in self.hub.state.data["check_runs"].values() if r["name"] == name),

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for_sync
 
 pytestmark = pytest.mark.slow
 
@@ -73,9 +74,7 @@ def test_a_signal_stops_every_child_closes_the_ports_and_removes_the_workspace(
     output = "".join(lines) + rest
     assert demo.returncode == 128 + signum, output[-3000:]
     assert f"received {signum.name}" in output
-    deadline = time.monotonic() + 10  # orphans are reaped by init, not by the demo
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in children if _alive(pid)] == []
+    # orphans are reaped by init, not by the demo
+    wait_for_sync(lambda: not any(_alive(pid) for pid in children), timeout=10, what="every demo child gone")
     assert not _port_open(receiver_port) and not _port_open(hub_port)
     assert not workspace.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -15,6 +14,7 @@ from agentz_app.config import Settings
 from agentz_app.domain.runner import Runner
 from agentz_app.errors import AgentTimeout
 from agentz_app.fakemodel import FakeModelServer, FileWrite, Scenario, ScenarioStep
+from tests.waiting import wait_for
 
 INSTALL_HINT = "run `export AGENTZ_CLI_DIR=$(bash scripts/install-agent-clis.sh)`"
 
@@ -118,11 +118,7 @@ async def check_timeout_kills_process_group(runner: Runner, cli_dir: str, workdi
         with pytest.raises(AgentTimeout):
             await runner.run("developer", "please stall", workdir, timeout=timeout, env=cli_env(cli_dir, server))
         assert server.requests, "the CLI never reached the model"
-    for _ in range(30):
-        if not processes_in(workdir):
-            break
-        await asyncio.sleep(0.1)
-    assert processes_in(workdir) == []
+    await wait_for(lambda: processes_in(workdir) == [], timeout=10, what=f"no process left in {workdir}")
 
 
 async def check_server_down_fails(runner: Runner, cli_dir: str, workdir: Path, *, timeout: float) -> None:

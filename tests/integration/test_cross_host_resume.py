@@ -15,7 +15,8 @@ from agentz_app.domain.runner import RunnerResult
 from agentz_app.store.models import Run
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import sh
-from tests.integration.test_pipeline import APPROVE, BLOCKING, PLAN, Harness, steps
+from tests.integration.test_pipeline import APPROVE, BLOCKING, PLAN, Harness, agent_started, steps
+from tests.waiting import wait_for
 from workers.pipeline import PipelineDeps, plan_run, work_run
 from workers.runners.scripted import ScriptedRunner
 from workers.worktrees import Worktrees, checkpoint_ref
@@ -57,12 +58,27 @@ def other_host(h: Harness, tmp_path: Path, host_id: str, *items: dict[str, Any])
     return deps, runner
 
 
-async def until(predicate: Any, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+async def until(what: str, predicate: Any, timeout: float = 20.0) -> None:
+    await wait_for(predicate, timeout=timeout, what=what)
+
+
+def count_snapshots(worktrees: Worktrees, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the working-copy snapshots taken from now on (each checkpoint interval takes one)."""
+    taken = [0]
+    original = worktrees.snapshot
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        taken[0] += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(worktrees, "snapshot", counted)
+    return taken
+
+
+async def more_snapshots(taken: list[int], count: int) -> None:
+    """Wait until ``count`` more checkpoint intervals have looked at the working copy."""
+    target = taken[0] + count
+    await wait_for(lambda: taken[0] >= target, timeout=20, what=f"{count} more checkpoint intervals")
 
 
 async def interrupt(task: asyncio.Task[Run]) -> None:
@@ -71,39 +87,44 @@ async def interrupt(task: asyncio.Task[Run]) -> None:
         await task
 
 
-async def test_a_long_developer_call_is_checkpointed_while_it_runs(tmp_path: Path) -> None:
+async def test_a_long_developer_call_is_checkpointed_while_it_runs(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     h = Harness(tmp_path, [
         {"role": "task_lead", "json": PLAN},
         {"role": "developer", "write": [{"path": "src/app.py", "content": "print('fast')\n"}], "run": ["sleep 30"]},
-    ], checkpoint_seconds=0.3)
+    ], checkpoint_seconds=0.1)
     run_id = h.enqueue()
     await h.plan()
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
+    taken = count_snapshots(h.deps.worktrees, monkeypatch)
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until(lambda: h.queue.get(run_id).checkpoint_sha is not None)
+    await until("a checkpoint", lambda: h.queue.get(run_id).checkpoint_sha is not None)
     during = h.queue.get(run_id)
     assert during.status == "developing"  # the agent is still working
     assert sh("git", "rev-parse", checkpoint_ref(run_id), cwd=h.origin) == during.checkpoint_sha
     assert sh("git", "show", f"{during.checkpoint_sha}:src/app.py", cwd=h.origin) == "print('fast')"
-    await asyncio.sleep(1.0)  # the tree did not change since: no second checkpoint
+    await more_snapshots(taken, 3)  # the tree did not change since: no second checkpoint
     assert [e.payload["sha"] for e in h.queue.events(run_id) if e.kind == "checkpoint"] == [during.checkpoint_sha]
     await interrupt(task)
 
 
-async def test_a_tree_the_content_policy_refuses_is_never_checkpointed_mid_call(tmp_path: Path) -> None:
+async def test_a_tree_the_content_policy_refuses_is_never_checkpointed_mid_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = Harness(tmp_path, [
         {"role": "task_lead", "json": PLAN},
         {"role": "developer", "match": DEVELOP, "run": ["sleep 30"],
          "write": [{"path": ".github/workflows/steal.yml", "content": "on: push\n"}]},
-    ], checkpoint_seconds=0.2)
+    ], checkpoint_seconds=0.1)
     run_id = h.enqueue()
     await h.plan()
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
+    taken = count_snapshots(h.deps.worktrees, monkeypatch)
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until(lambda: h.queue.get(run_id).status == "developing")
-    await asyncio.sleep(1.5)
+    await until("the developer call", lambda: agent_started(h.queue, run_id, "developer"))
+    await more_snapshots(taken, 5)  # the agent wrote the file at once; every interval since saw it
     assert h.queue.get(run_id).checkpoint_sha is None
     assert [e for e in h.queue.events(run_id) if e.kind == "checkpoint"] == []
     assert sh("git", "ls-remote", "origin", cwd=h.origin).count("refs/agent-z/") == 0
@@ -122,8 +143,9 @@ async def test_a_run_interrupted_while_fixing_goes_back_to_fixing_with_the_store
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until(lambda: h.queue.get(run_id).status == "fixing")
-    await asyncio.sleep(0.3)
+    await until("the fixing call", lambda: h.queue.get(run_id).status == "fixing"
+                and sum(e.kind == "agent_started" and e.payload.get("role") == "developer"
+                        for e in h.queue.events(run_id)) == 2)
     await interrupt(task)
     assert (h.queue.get(run_id).status, h.queue.get(run_id).stage) == ("ready", "fixing")
 
@@ -163,7 +185,7 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     claimed = h.queue.claim("worker-a", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until(lambda: h.queue.get(run_id).checkpoint_sha is not None)
+    await until("a checkpoint", lambda: h.queue.get(run_id).checkpoint_sha is not None)
     await interrupt(task)
     stopped = h.queue.get(run_id)
     # Host A could not use host B's planning session and started its own, which died with it.

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from agentz_app.fakemodel import FakeModelServer, FileWrite, Scenario, ScenarioStep, issue_scenario
+from tests.waiting import wait_for
 from workers.runners.output import extract_json
 
 ROLE = {"X-Agentz-Role": "developer"}
@@ -157,12 +158,14 @@ async def test_standalone_server_serves_a_scenario_file(tmp_path: Path) -> None:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
         assert f"127.0.0.1:{port}" in line.decode()
         body = {"model": "m", "tools": [{"name": "Write"}], "messages": [{"role": "user", "content": "ping"}]}
-        for _ in range(50):
+
+        async def answer() -> tuple[int, Any] | None:
             try:
-                status, reply = await _post(f"http://127.0.0.1:{port}/v1/messages", body)
-                break
+                return await _post(f"http://127.0.0.1:{port}/v1/messages", body)
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+                return None  # it prints its address just before it listens
+
+        status, reply = await wait_for(answer, timeout=10, what=f"the fake model answering on port {port}")
         assert status == 200 and reply["content"][0]["text"] == "pong"
     finally:
         proc.terminate()

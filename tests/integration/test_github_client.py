@@ -32,6 +32,7 @@ from agentz_app.github.client import (
     GitHubConnectionError,
 )
 from agentz_app.logs import configure_logging
+from tests.waiting import wait_for
 
 PREFIX = "/api/v3"
 APP_ID = 4242
@@ -66,7 +67,8 @@ class FakeGitHub:
 
     public_key: Any
     token_lifetime: float = 3600.0
-    token_delay: float = 0.0
+    token_gate: asyncio.Event | None = None  # when set up, tokens are minted only once it opens
+    mint_requests: int = 0
     replies: dict[tuple[str, str], list[Reply]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     minted: list[str] = field(default_factory=list)
@@ -97,8 +99,9 @@ class FakeGitHub:
         assert scheme.lower() == "bearer"
         claims = jwt.decode(token, self.public_key, algorithms=["RS256"])
         assert claims["iss"] == str(APP_ID)
-        if self.token_delay:
-            await asyncio.sleep(self.token_delay)
+        self.mint_requests += 1
+        if self.token_gate is not None:
+            await self.token_gate.wait()
         minted = f"v1.{len(self.minted) + 1:02d}-opaque-installation-credential"  # not redaction-shaped
         self.minted.append(minted)
         expires = datetime.fromtimestamp(time.time() + self.token_lifetime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -175,9 +178,12 @@ async def test_fifty_concurrent_callers_cause_one_token_request(
     fake: tuple[FakeGitHub, str], make_app: Callable[..., GitHubApp]
 ) -> None:
     hub, _ = fake
-    hub.token_delay = 0.05
+    hub.token_gate = asyncio.Event()
     app = make_app()
-    tokens = await asyncio.gather(*(app.installation_token(7) for _ in range(50)))
+    callers = asyncio.gather(*(app.installation_token(7) for _ in range(50)))
+    await wait_for(lambda: hub.mint_requests > 0, timeout=10, what="the first token request")
+    hub.token_gate.set()  # every caller has asked while the first mint was held
+    tokens = await callers
     assert set(tokens) == {hub.minted[0]}
     assert len(hub.requests_to("POST", "/app/installations/7/access_tokens")) == 1
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from agentz_app.ingress.inbox import (
 )
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
+from tests.waiting import wait_for_sync
 
 
 def row(delivery_id: str, event: str = "issues", data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -193,9 +193,8 @@ def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Se
     try:
         insert_deliveries(db, [row("woken")])
         processor.wake()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and deliveries(db)["woken"].processed_at is None:
-            time.sleep(0.02)
+        wait_for_sync(lambda: deliveries(db)["woken"].processed_at is not None, timeout=10,
+                      what="the woken delivery processed")
     finally:
         processor.stop()
     assert deliveries(db)["woken"].processed_at is not None
@@ -225,19 +224,24 @@ def test_background_processor_lets_busy_ingestion_go_first(db: Database, setting
     recorder = Recorder()
     busy = threading.Event()
     busy.set()
+    asked: list[bool] = []
+
+    def ingest_busy() -> bool:
+        asked.append(busy.is_set())
+        return asked[-1]
+
     processor = InboxProcessor(
-        db, settings, poll_seconds=60, router=recorder.router, ingest_busy=busy.is_set, max_defer_seconds=30
+        db, settings, poll_seconds=60, router=recorder.router, ingest_busy=ingest_busy, max_defer_seconds=30
     )
     processor.start()
     try:
         insert_deliveries(db, [row("burst")])
         processor.wake()
-        time.sleep(0.3)
+        wait_for_sync(lambda: asked.count(True) >= 3, timeout=10, what="the processor to defer three times")
         assert recorder.calls == []  # still deferring to the burst
         busy.clear()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and deliveries(db)["burst"].processed_at is None:
-            time.sleep(0.02)
+        wait_for_sync(lambda: deliveries(db)["burst"].processed_at is not None, timeout=10,
+                      what="the burst delivery processed")
     finally:
         processor.stop()
     assert [call[0] for call in recorder.calls] == ["burst"]

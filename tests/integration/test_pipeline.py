@@ -16,9 +16,10 @@ from agentz_app.ingress.checks import check_run_record
 from agentz_app.store.ci import record_ci
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
-from agentz_app.store.models import Run
+from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
 from tests.integration.test_coordinator import REPO, MemoryGH, make_origin, sh
+from tests.waiting import wait_for
 from workers.pipeline import PipelineDeps, plan_run, settle_ci, work_run
 from workers.worktrees import Worktrees
 
@@ -43,6 +44,11 @@ HAPPY = [
     {"role": "reviewer", "call": 1, "json": BLOCKING},
     {"role": "reviewer", "call": 2, "json": APPROVE},
 ]
+
+
+def agent_started(queue: RunQueue, run_id: str, role: str) -> bool:
+    """True once the run recorded the start of a ``role`` agent call."""
+    return any(e.kind == "agent_started" and e.payload.get("role") == role for e in queue.events(run_id))
 
 
 class Harness:
@@ -226,11 +232,8 @@ async def test_a_worker_stopped_mid_develop_resumes_without_a_second_pr(tmp_path
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if h.queue.get(run_id).status == "developing":
-            break
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
+    assert h.queue.get(run_id).status == "developing"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -253,10 +256,7 @@ async def test_losing_the_lease_stops_the_agent_without_further_writes(tmp_path:
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if h.queue.get(run_id).status == "developing":
-            break
+    await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
     h.queue.cancel(run_id, reason="operator stop")
     run = await asyncio.wait_for(task, 10)
     assert run.status == "cancelled"
@@ -288,10 +288,7 @@ async def test_stopping_the_worker_hands_the_run_back(tmp_path: Path) -> None:
     await h.plan()
     stop = asyncio.Event()
     loop_task = asyncio.create_task(run_worker(h.settings, db=h.db, deps=h.deps, stop=stop))
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if h.queue.get(run_id).status == "developing":
-            break
+    await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
     stop.set()
     assert await asyncio.wait_for(loop_task, 10) == []
     run = h.queue.get(run_id)
@@ -305,13 +302,13 @@ async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path
     lines: list[str] = []
 
     async def ci_passes_once_pushed() -> None:
-        while True:
-            await asyncio.sleep(0.05)
+        def pushed() -> Run | None:
             runs = h.queue.list_runs()
-            if runs and runs[0].head_sha and runs[0].status == "waiting_checks":
-                h.gh.checks[1] = {"id": 1, "name": "tests", "head_sha": runs[0].head_sha, "status": "completed",
-                                  "conclusion": "success", "app": {"slug": "ci"}, "output": {"summary": "ok"}}
-                return
+            return runs[0] if runs and runs[0].head_sha and runs[0].status == "waiting_checks" else None
+
+        run = await wait_for(pushed, timeout=60, what="the change pushed and waiting for checks")
+        h.gh.checks[1] = {"id": 1, "name": "tests", "head_sha": run.head_sha, "status": "completed",
+                          "conclusion": "success", "app": {"slug": "ci"}, "output": {"summary": "ok"}}
 
     ci = asyncio.create_task(ci_passes_once_pushed())
     run = await asyncio.wait_for(
@@ -388,6 +385,14 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _is_scripted_agent(pid: int) -> bool:
+    """True for the scripted agent's process (sandboxed or not), not for a git call of the worker."""
+    try:
+        return b"child process of the scripted backend" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr(
     tmp_path: Path, fakehub: Any, app_private_key: str  # noqa: F811
 ) -> None:
@@ -429,20 +434,21 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
                 sys.executable, "-m", "agentz_app", "run-next", cwd=tmp_path,
                 env={**os.environ, **env, "AGENTZ_SCRIPTED_STEPS": agent_steps},
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
-            agent: list[int] = []
-            for _ in range(400):
-                await asyncio.sleep(0.05)
-                agent = _children(proc.pid)
-                if queue.get(run.id).status == "reviewing" and agent:
-                    break
-            assert queue.get(run.id).status == "reviewing"  # the developer's work is checkpointed
+            def reviewer_running() -> list[int]:
+                if queue.get(run.id).status != "reviewing":
+                    return []
+                children = _children(proc.pid)
+                return children if any(_is_scripted_agent(child) for child in children) else []
+
+            agent = await wait_for(reviewer_running, timeout=20, what="the worker's reviewer agent running")
+            # the developer's work is checkpointed
             for child in agent:  # the agent runs in its own process group; end it with its worker
                 os.killpg(child, signal.SIGKILL)
             os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
-            await asyncio.sleep(settings.lease_seconds + 0.5)
-            report = reconcile_once(db, settings)
+            past_the_lease = now() + settings.lease_seconds + 1
+            report = reconcile_once(db, settings, clock=lambda: past_the_lease)
             assert run.id in report.as_dict()["resumed"], report.as_dict()
             resumed = queue.get(run.id)
             assert resumed.status == "ready" and resumed.stage == "reviewing"

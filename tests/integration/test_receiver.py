@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from agentz_app.ingress.inbox import process_pending
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, IssueSnapshot
 from agentz_app.web import MAX_BODY_BYTES, WEBHOOK_PATH, create_app
+from tests.waiting import wait_for
 
 SECRET = b"test-secret"
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -231,10 +231,8 @@ async def test_receiver_processes_stored_deliveries_in_the_background(
     client = await aiohttp_client(create_app(settings, sqlite_db))
     payload = issue_payload(title="from the background", updated_at="2024-05-02T10:00:00Z", action="opened")
     assert (await post(client, json.dumps(payload).encode())).status == 202
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and stored(sqlite_db)[0].processed_at is None:
-        await asyncio.sleep(0.05)
-    assert stored(sqlite_db)[0].processed_at is not None
+    await wait_for(lambda: stored(sqlite_db)[0].processed_at is not None, timeout=10,
+                   what="the stored delivery processed in the background")
     with sqlite_db.read() as session:
         assert session.scalars(select(IssueSnapshot.title)).one() == "from the background"
 

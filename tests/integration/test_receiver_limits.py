@@ -23,6 +23,7 @@ from agentz_app.github.signatures import sign
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery
 from agentz_app.web import IN_FLIGHT_KEY, MAX_BODY_BYTES, WEBHOOK_PATH, create_app
+from tests.waiting import wait_for
 
 SECRET = b"test-secret"
 BODY = json.dumps({"action": "opened", "issue": {"number": 7}, "repository": {"full_name": "acme/app"}}).encode()
@@ -102,9 +103,7 @@ async def raw_request(client: TestClient[Any, Any], headers: dict[str, str]) -> 
 async def wait_in_flight(client: TestClient[Any, Any], count: int) -> None:
     """Wait until the server is receiving ``count`` bodies."""
     in_flight = client.server.app[IN_FLIGHT_KEY]
-    async with asyncio.timeout(_GUARD):
-        while in_flight.count != count:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: in_flight.count == count, timeout=_GUARD, what=f"{count} bodies in flight")
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from agentz_app.store.retention import (
 )
 from agentz_app.store.retention_files import home_key
 from tests.fakes import FakeClock
+from tests.waiting import wait_for_sync
 
 DAY = 86400.0
 NOW = 1_000_000_000.0
@@ -309,9 +310,7 @@ def test_reconciler_loops_on_two_connections_prune_the_database_and_files_once(
     try:
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 30
-        while min(passes) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_sync(lambda: min(passes) >= 10, timeout=30, what="ten reconciler passes in each thread")
     finally:
         stop.set()
         for thread in threads:

@@ -17,6 +17,7 @@ from agentz_app.errors import AgentTimeout
 from agentz_app.fakemodel.scenario import Scenario
 from agentz_app.fakemodel.server import FakeModelServer
 from tests.conftest import needs_sandbox
+from tests.waiting import wait_for
 from workers.netproxy import AllowlistProxy, Destination
 from workers.runners.scripted import ScriptedRunner
 from workers.sandbox_check import self_test
@@ -75,8 +76,7 @@ async def test_a_double_forked_daemon_dies_with_the_call_even_on_timeout(tmp_pat
               "hang": True}]
     with pytest.raises(AgentTimeout):
         await _play(settings, tmp_path / "work", steps, timeout=3)
-    await asyncio.sleep(0.3)
-    assert _processes_with(tag) == []
+    await wait_for(lambda: _processes_with(tag) == [], timeout=10, what=f"no process mentioning {tag}")
 
 
 async def test_the_fake_model_is_reachable_but_another_local_port_is_not(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from agentz_app.store.runs import RunQueue
 from agentz_app.store.scheduler_state import clear_dirty, dirty_repos, mark_dirty, record_resync, resync_state
 from agentz_app.store.trust import save_permission
 from tests.fakes import FakeGH, FakeRunner
+from tests.waiting import wait_for
 
 REPO = "acme/app"
 
@@ -210,12 +211,8 @@ async def test_stale_snapshots_stop_new_enqueues_but_keep_queued_work(db: Databa
     assert RunQueue(db).get(queued.id).status == "queued"
 
 
-async def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
+async def _wait_for(predicate: Any, timeout: float = 10.0, *, what: str = "the scheduler pass") -> None:
+    await wait_for(predicate, timeout=timeout, what=what)
 
 
 async def test_a_burst_of_dirty_marks_costs_exactly_one_agent_call(sqlite_db: Database, cfg: Settings) -> None:

@@ -20,6 +20,7 @@ from agentz_app.supervisor import (
     Supervisor,
 )
 from tests.fakehub_fixtures import make_private_key
+from tests.waiting import wait_for
 
 SLEEPER = "import time, sys\nprint('hello from', sys.argv[1], flush=True)\nwhile True: time.sleep(0.05)\n"
 CRASHER = "import sys\nprint('crashing', flush=True)\nsys.exit(3)\n"
@@ -43,12 +44,8 @@ def _rows(db: Database) -> dict[str, Process]:
         return {row.name: row for row in session.scalars(select(Process))}
 
 
-async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+async def _until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    await wait_for(check, timeout=timeout, what=what)
 
 
 def _alive(pid: int) -> bool:
@@ -68,9 +65,9 @@ async def test_children_run_are_recorded_and_stop_on_request(tmp_path: Path, sql
     specs = [_spec(tmp_path, "alpha", SLEEPER), _spec(tmp_path, "beta", SLEEPER)]
     sup = Supervisor(specs, sqlite_db, tmp_path / "logs", poll_interval=0.05, grace_seconds=2.0)
     task = asyncio.create_task(sup.run())
-    await _until(lambda: all(row.state == "running" for row in _rows(sqlite_db).values())
+    await _until("both children running", lambda: all(row.state == "running" for row in _rows(sqlite_db).values())
                  and len(_rows(sqlite_db)) == 2)
-    await _until(lambda: (tmp_path / "logs" / "beta.log").exists()
+    await _until("beta's greeting in its log", lambda: (tmp_path / "logs" / "beta.log").exists()
                  and "hello from beta" in (tmp_path / "logs" / "beta.log").read_text())
     pids = [row.pid for row in _rows(sqlite_db).values()]
     assert all(pid is not None and _alive(pid) for pid in pids)
@@ -88,16 +85,18 @@ async def test_a_crashing_child_backs_off_then_the_breaker_leaves_it_broken(
 ) -> None:
     policy = RestartPolicy(base_delay=0.01, max_delay=0.05, max_crashes=2, crash_window=60.0)
     sup = Supervisor([_spec(tmp_path, "crashy", CRASHER)], sqlite_db, tmp_path / "logs",
-                     policy=policy, poll_interval=0.05)
+                     policy=policy, poll_interval=0.05, heartbeat_interval=0.0)
     task = asyncio.create_task(sup.run())
-    await _until(lambda: sup.state_of("crashy") == "broken")
+    await _until("crashy recorded as broken", lambda: sup.state_of("crashy") == "broken"
+                 and _rows(sqlite_db)["crashy"].state == "broken")
     row = _rows(sqlite_db)["crashy"]
-    assert row.state == "broken"
     assert row.restarts == 3
     assert "code 3" in row.detail
     assert (tmp_path / "logs" / "crashy.log").read_text().count("crashing") == 3
-    # Broken means it stays down.
-    await asyncio.sleep(0.2)
+    # Broken means it stays down: the supervisor keeps polling (and beating) without starting it again.
+    for _ in range(3):
+        beat = _rows(sqlite_db)["crashy"].heartbeat_at
+        await _until("a supervisor heartbeat", lambda beat=beat: _rows(sqlite_db)["crashy"].heartbeat_at != beat)
     assert (tmp_path / "logs" / "crashy.log").read_text().count("crashing") == 3
     sup.stop()
     await asyncio.wait_for(task, 10)
@@ -106,12 +105,12 @@ async def test_a_crashing_child_backs_off_then_the_breaker_leaves_it_broken(
 async def test_a_restart_request_in_the_database_restarts_the_child(tmp_path: Path, sqlite_db: Database) -> None:
     sup = Supervisor([_spec(tmp_path, "alpha", SLEEPER)], sqlite_db, tmp_path / "logs", poll_interval=0.05)
     task = asyncio.create_task(sup.run())
-    await _until(lambda: "alpha" in _rows(sqlite_db) and _rows(sqlite_db)["alpha"].state == "running")
+    await _until("alpha running", lambda: "alpha" in _rows(sqlite_db) and _rows(sqlite_db)["alpha"].state == "running")
     first_pid = _rows(sqlite_db)["alpha"].pid
 
     request_restart(sqlite_db, "alpha", host="elsewhere")  # another host's child of the same name
     request_restart(sqlite_db, "alpha", host=sup.host)
-    await _until(lambda: _rows(sqlite_db)["alpha"].pid not in (None, first_pid)
+    await _until("alpha restarted with a new pid", lambda: _rows(sqlite_db)["alpha"].pid not in (None, first_pid)
                  and _rows(sqlite_db)["alpha"].state == "running")
     row = _rows(sqlite_db)["alpha"]
     assert row.restarts == 1
@@ -131,10 +130,10 @@ async def test_a_broken_child_comes_back_when_an_operator_restarts_it(tmp_path: 
     sup = Supervisor([_spec(tmp_path, "flaky", source)], sqlite_db, tmp_path / "logs",
                      policy=policy, poll_interval=0.05)
     task = asyncio.create_task(sup.run())
-    await _until(lambda: sup.state_of("flaky") == "broken")
+    await _until("flaky broken", lambda: sup.state_of("flaky") == "broken")
     flag.write_text("ok")
     sup.restart("flaky")
-    await _until(lambda: sup.state_of("flaky") == "running")
+    await _until("flaky running again", lambda: sup.state_of("flaky") == "running")
     sup.stop()
     await asyncio.wait_for(task, 10)
 
@@ -146,13 +145,14 @@ async def test_a_child_ignoring_sigterm_is_killed_with_its_group_after_the_grace
                      poll_interval=0.05, grace_seconds=0.3)
     task = asyncio.create_task(sup.run())
     log = tmp_path / "logs" / "stubborn.log"
-    await _until(lambda: log.exists() and log.read_text().strip().isdigit())
+    await _until("the stubborn child's pid in its log", lambda: log.exists() and log.read_text().strip().isdigit())
     grandchild = int(log.read_text().strip())
     leader = _rows(sqlite_db)["stubborn"].pid
     sup.stop()
     await asyncio.wait_for(task, 10)
     assert leader is not None
-    await _until(lambda: not _alive(leader) and not _alive(grandchild), timeout=5)
+    await _until("the stubborn child and its grandchild gone",
+                 lambda: not _alive(leader) and not _alive(grandchild), timeout=5)
     assert _rows(sqlite_db)["stubborn"].state == "stopped"
 
 
@@ -161,7 +161,7 @@ async def test_child_output_is_echoed_with_its_name(tmp_path: Path, sqlite_db: D
     sup = Supervisor([_spec(tmp_path, "alpha", SLEEPER)], sqlite_db, tmp_path / "logs",
                      poll_interval=0.05, echo=lambda name, line: lines.append((name, line)))
     task = asyncio.create_task(sup.run())
-    await _until(lambda: ("alpha", "hello from alpha") in lines)
+    await _until("alpha's greeting echoed", lambda: ("alpha", "hello from alpha") in lines)
     sup.stop()
     await asyncio.wait_for(task, 10)
 
@@ -192,9 +192,10 @@ async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_p
             except Exception:
                 return False  # tables not created yet
 
-        await _until(all_recorded, timeout=30)
+        await _until("every process recorded", all_recorded, timeout=30)
         # The receiver writes its latency histogram where /metrics sums every child's files.
-        await _until(lambda: any(metrics_dir.glob("histogram_*.db")), timeout=30)
+        await _until("the receiver's latency histogram file", lambda: any(metrics_dir.glob("histogram_*.db")),
+                     timeout=30)
         assert not (metrics_dir / "counter_1.db").exists()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
@@ -214,7 +215,8 @@ async def test_a_child_in_backoff_records_when_it_restarts_and_its_recent_crashe
     sup = Supervisor([_spec(tmp_path, "crashy", CRASHER)], sqlite_db, tmp_path / "logs", policy=policy,
                      poll_interval=0.05, clock=lambda: clock[0])
     task = asyncio.create_task(sup.run())
-    await _until(lambda: "crashy" in _rows(sqlite_db) and _rows(sqlite_db)["crashy"].state == "backoff")
+    await _until("crashy in backoff",
+                 lambda: "crashy" in _rows(sqlite_db) and _rows(sqlite_db)["crashy"].state == "backoff")
     row = _rows(sqlite_db)["crashy"]
     assert (row.restart_at, row.recent_crashes) == (1030.0, 1)
     assert row.detail == "exited with code 3; restart in 30s"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -17,6 +16,7 @@ from agentz_app.store.runs import RunQueue
 from agentz_app.store.trust import save_permission
 from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.fakes import FakeGitHubApp
+from tests.waiting import wait_for
 
 REPO = "acme/app"
 
@@ -91,9 +91,5 @@ async def test_trigger_label_through_the_running_inbox_becomes_a_queued_run(
     }
     assert await post_delivery(client, settings, "issues", payload) == 202
     queue = RunQueue(sqlite_db)
-    for _ in range(200):
-        if queue.live_run_for_issue(REPO, 9) is not None:
-            break
-        await asyncio.sleep(0.05)
-    run = queue.live_run_for_issue(REPO, 9)
-    assert run is not None and run.status == "queued"
+    run = await wait_for(lambda: queue.live_run_for_issue(REPO, 9), timeout=10, what="a run queued for issue 9")
+    assert run.status == "queued"

@@ -7,6 +7,7 @@ import asyncio
 from agentz_app.bootstrap import open_services
 from agentz_app.config import Settings
 from agentz_app.store.db import Database
+from tests.waiting import wait_for
 from workers.pool import run_worker
 
 
@@ -17,10 +18,7 @@ async def test_an_idle_worker_removes_orphaned_worktrees(settings: Settings, sql
     stop = asyncio.Event()
     async with open_services(settings, sqlite_db) as services:
         worker = asyncio.create_task(run_worker(settings, deps=services.pipeline(), stop=stop))
-        for _ in range(100):
-            if not orphan.exists():
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: not orphan.exists(), timeout=10, what="the orphaned worktree removed")
         stop.set()
         await asyncio.wait_for(worker, 10)
     assert not orphan.exists()

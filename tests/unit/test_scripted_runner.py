@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentTimeout, ConfigError
+from tests.waiting import wait_for
 from workers.runners.logfile import run_log, run_log_path
 from workers.runners.registry import get_runner
 from workers.runners.scripted import STEPS_VARIABLE, ScriptedRunner, load_steps
@@ -127,11 +127,7 @@ async def test_hanging_step_times_out_and_its_process_group_is_killed(settings: 
         await ScriptedRunner(settings).run("developer", "p", workdir, timeout=2, env=_inline(steps), log=lines.append)
     commands = [json.loads(line)["command"] for line in lines if '"hang"' in line]
     assert commands, lines
-    for _ in range(50):
-        if not _running(commands[0]):
-            break
-        await asyncio.sleep(0.1)
-    assert not _running(commands[0])
+    await wait_for(lambda: not _running(commands[0]), timeout=10, what=f"{commands[0]!r} gone")
 
 
 def _running(command: str) -> bool:
