@@ -228,8 +228,8 @@ async def test_changes_requested_review_brings_inline_comments_as_feedback(
 ) -> None:
     waiting_run(db, status="done")
     gh.roles["carol"] = "write"
-    gh.review_comments[55] = [{"user": {"login": "carol"}, "author_association": "MEMBER", "path": "src/app.py",
-                               "line": 3, "body": "rename this"}]
+    gh.review_comments[55] = [{"id": 301, "user": {"login": "carol"}, "author_association": "MEMBER",
+                               "path": "src/app.py", "line": 3, "body": "rename this"}]
     await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
                                                  "review": {"id": 55, "state": "CHANGES_REQUESTED",
                                                             "body": "Please rename", "user": {"login": "carol"},
