@@ -80,33 +80,38 @@ async def issue_labeled(
                             reason=closed)
         return
     decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
-    trust.record_label(db, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
-    if not is_trigger:
-        return
     updated_at = issue.updated_at or ""
-    answered = queue.requested_since(repo, number, updated_at) if decision.allowed else None
+    answered = queue.requested_since(repo, number, updated_at) if is_trigger and decision.allowed else None
     verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
                                    answered=run_facts(answered))
-    if verdict.enqueue is None:
-        queue.add_event(verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason=verdict.refusal)
+    with db.begin() as session:  # the label's adder and what the trigger label does, together
+        trust.record_label_in(session, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
+        if not is_trigger:
+            return
+        if verdict.enqueue is None:
+            queue.add_event_in(session, verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender,
+                               accepted=False, reason=verdict.refusal)
+            run, created = None, False
+        else:
+            run, created = queue.enqueue_in(
+                session,
+                repo,
+                number,
+                installation_id=parsed.installation_id,
+                title=issue.title or "",
+                mode=verdict.enqueue.mode,
+                requested_by=sender or None,
+                reason=verdict.enqueue.reason,
+                issue_updated_at=updated_at,
+                trigger_ref=verdict.enqueue.trigger_ref,
+            )
+            if not created:
+                queue.add_event_in(session, run.id, "trigger_label", repo=repo, issue=number, user=sender,
+                                   accepted=False, reason=f"run already {run.status}")
+    if run is None:
         log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=verdict.refusal)
-        return
-    run, created = queue.enqueue(
-        repo,
-        number,
-        installation_id=parsed.installation_id,
-        title=issue.title or "",
-        mode=verdict.enqueue.mode,
-        requested_by=sender or None,
-        reason=verdict.enqueue.reason,
-        issue_updated_at=updated_at,
-        trigger_ref=verdict.enqueue.trigger_ref,
-    )
-    if not created:
-        queue.add_event(run.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason=f"run already {run.status}")
-    log.info("trigger label", repo=repo, issue=number, run_id=run.id, created=created)
+    else:
+        log.info("trigger label", repo=repo, issue=number, run_id=run.id, created=created)
 
 
 @router.register("issues", action="unlabeled")
@@ -218,12 +223,14 @@ async def _not_our_pull(gh: GitHubAPI | None, db: Database, queue: RunQueue, par
                         command: Command, actor: Actor, *, allowed: bool, clock: Clock) -> None:
     """A command on someone else's pull request: explain to a maintainer, once; stay silent to others."""
     repo, number, comment_id = parsed.repo, parsed.issue.number, parsed.comment.id
-    reply = allowed and gh is not None and trust.claim_command(
-        db, comment_id=comment_id, command_hash="not-our-pull", repo=repo, issue_number=number,
-        login=actor.login, at=clock(),
-    )
-    queue.add_event(None, "command", command=command.name, user=actor.login, repo=repo, issue=number,
-                    accepted=False, reason="pull request is not one of Agent-Z's", replied=reply)
+    with db.begin() as session:  # the reply's claim and the command event, together
+        reply = allowed and gh is not None and trust.claim_command_in(
+            session, comment_id=comment_id, command_hash="not-our-pull", repo=repo, issue_number=number,
+            login=actor.login, at=clock(),
+        )
+        queue.add_event_in(session, None, "command", command=command.name, user=actor.login, repo=repo,
+                           issue=number, accepted=False, reason="pull request is not one of Agent-Z's",
+                           replied=reply)
     if reply and gh is not None:
         await gh.post(_comments_url(parsed), data={
             "body": f"@{actor.login} Agent-Z commands work on issues and on Agent-Z's own pull requests."
