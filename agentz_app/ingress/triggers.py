@@ -6,6 +6,8 @@ label's ``sender`` (not the issue author), the comment's author. Our own App's a
 and untrusted bots' comments are ignored without a reply, so Agent-Z never triggers
 itself and never answers another bot. Who added a scheduling label (an eligible label
 or the trigger label) is recorded for auto mode (``SCHEDULER_TRUST``).
+What one label or command decides is written in one transaction; replies go to GitHub after
+it commits.
 """
 
 from __future__ import annotations
