@@ -378,35 +378,52 @@ async def _schedule_repo(
     by_number = {issue.number: issue for issue in candidates}
     order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
     forced = forced_numbers(assessments.values(), force=force)
-    with db.begin() as session:  # the batch's enqueues and every verdict, together
-        admitted, capacity = _admit_in(session, settings, queue, state, order, by_number, forced, capacity, reports)
-        for issue in candidates:
-            if issue.number not in reports:
-                reports[issue.number] = unadmitted_report(issue, assessments.get(issue.number), failure=failure)
-        summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
-                              assessed=len(plan.unassessed), admitted=admitted)
-        _record_outcome_in(session, repo, forgotten=plan.forgotten, summary=summary, reports=reports.values())
+    admission = Admission(order, forced, capacity, reports)
+    summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
+                          assessed=len(plan.unassessed), admitted=0)
+    admitted, capacity = admit(queue, settings, state, admission, candidates, assessments, failure=failure,
+                               forgotten=plan.forgotten, summary=summary)
     if calls:
         log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates),
                  assessed=len(plan.unassessed), calls=calls, admitted=admitted)
     return sorted(reports.values(), key=lambda report: report.number), capacity
 
 
-def _admit_in(
-    session: Session,
-    settings: Settings,
-    queue: RunQueue,
-    state: RepoState,
-    order: Sequence[Assessment],
-    by_number: dict[int, IssueView],
-    forced: frozenset[int],
-    capacity: Capacity,
-    reports: dict[int, CandidateReport],
-) -> tuple[int, Capacity]:
+@dataclass
+class Admission:
+    """A repository's admission: candidates in order, the forced ones, the capacity, and the reports so far."""
+
+    order: Sequence[Assessment]
+    forced: frozenset[int]
+    capacity: Capacity
+    reports: dict[int, CandidateReport]
+
+
+def admit(queue: RunQueue, settings: Settings, state: RepoState, admission: Admission,
+          candidates: Sequence[IssueView], assessments: dict[int, Assessment], *, failure: str,
+          forgotten: Iterable[int], summary: PassSummary) -> tuple[int, Capacity]:
+    """Enqueue the admitted candidates and write every verdict and the pass summary, in one transaction.
+
+    Adds each candidate's report to ``admission.reports``; returns (runs admitted, capacity left).
+    """
+    with queue.db.begin() as session:
+        admitted, capacity = _admit_in(session, settings, queue, state, admission)
+        reports = admission.reports
+        for issue in candidates:
+            if issue.number not in reports:
+                reports[issue.number] = unadmitted_report(issue, assessments.get(issue.number), failure=failure)
+        _record_outcome_in(session, state.repo, forgotten=forgotten, summary=replace(summary, admitted=admitted),
+                           reports=reports.values())
+    return admitted, capacity
+
+
+def _admit_in(session: Session, settings: Settings, queue: RunQueue, state: RepoState,
+              admission: Admission) -> tuple[int, Capacity]:
     """Enqueue ranked candidates while admission allows, adding each one's report; returns (admitted, capacity left)."""
-    repo = state.repo
+    repo, capacity, reports = state.repo, admission.capacity, admission.reports
+    by_number = {issue.number: issue for issue in state.issues}
     admitted = 0
-    for rank, item in enumerate(order, start=1):
+    for rank, item in enumerate(admission.order, start=1):
         issue = by_number[item.number]
         refusal = admission_refusal(capacity, repo, admitted=admitted, batch_size=settings.scheduler_batch_size)
         if refusal is not None:
@@ -415,7 +432,7 @@ def _admit_in(
             continue
         run, created = queue.enqueue_in(
             session, repo, issue.number, installation_id=state.installation_id, title=issue.title,
-            force=issue.number in forced, requested_by="scheduler",
+            force=issue.number in admission.forced, requested_by="scheduler",
             reason=f"ranked #{rank} (score {item.score}): {item.reason}", issue_updated_at=issue.updated_at,
         )
         if created:  # a run someone else enqueued meanwhile takes no new slot
