@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
 from agentz_app.domain.commands import (
@@ -65,8 +66,8 @@ from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
 from agentz_app.store.runs import RunQueue
 
 __all__ = [
-    "COMMANDS", "Command", "CommandOutcome", "CommandTarget", "command_key", "execute", "handle_comment_command",
-    "parse_command", "refusal_text", "same_command",
+    "COMMANDS", "Command", "CommandOutcome", "CommandRecord", "CommandTarget", "command_key", "execute",
+    "handle_comment_command", "parse_command", "refusal_text", "same_command",
 ]
 
 log = get_logger(__name__)
@@ -123,6 +124,17 @@ class CommandOutcome:
     accepted: bool
     message: str
     run_id: str | None = None
+    replied: bool = False  # the outcome is to be posted as a reply (set when the command is recorded)
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """How a comment's command is recorded with its effects: the ``command`` event and the comment's claim."""
+
+    command: Command
+    permission: str  # the permission rule's reason
+    at: float
+    comment_id: int | None = None
 
 
 def latest_run(db: Database, repo: str, issue_number: int) -> Run | None:
@@ -193,11 +205,12 @@ def _ack(trigger_ref: str | None) -> dict[str, Any]:
     return {"trigger_ref": trigger_ref} if trigger_ref else {}
 
 
-def _apply(queue: RunQueue, target: CommandTarget, user: str, effect: Effect) -> CommandOutcome | None:
+def _apply(session: Session, queue: RunQueue, target: CommandTarget, user: str,
+           effect: Effect) -> CommandOutcome | None:
     """Carry out one database effect; an outcome when the result differs from the decision's."""
     if isinstance(effect, Enqueue):
-        run, created = queue.enqueue(
-            target.repo, target.issue_number, installation_id=target.installation_id, title=target.title,
+        run, created = queue.enqueue_in(
+            session, target.repo, target.issue_number, installation_id=target.installation_id, title=target.title,
             mode=effect.mode, requested_by=user, reason=effect.reason, issue_updated_at=target.requested_at,
             trigger_ref=effect.trigger_ref,
         )
@@ -205,20 +218,62 @@ def _apply(queue: RunQueue, target: CommandTarget, user: str, effect: Effect) ->
             return CommandOutcome(True, f"queued run {run.id}", run.id)
         return CommandOutcome(False, already_working(RunFacts(run.id, str(run.status))), run.id)
     if isinstance(effect, Approve):
-        queue.set_status(effect.run_id, Status.READY, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
+        queue.set_status_in(session, effect.run_id, Status.READY, reason=effect.reason, actor=user,
+                            **_ack(effect.trigger_ref))
     elif isinstance(effect, Cancel):
-        queue.cancel(effect.run_id, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
+        queue.cancel_in(session, effect.run_id, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
     elif isinstance(effect, Retry):
-        queue.resume(effect.run_id, reason=effect.reason, actor=user, trigger_ref=effect.trigger_ref)
+        queue.resume_in(session, effect.run_id, reason=effect.reason, actor=user, trigger_ref=effect.trigger_ref)
     return None
 
 
-def perform(queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision) -> CommandOutcome:
-    """Carry out a decision's database effects (feedback excepted); the outcome to record and report."""
-    outcome = CommandOutcome(decision.accepted, decision.message, decision.run_id)
+def _perform_in(session: Session, queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision,
+                outcome: CommandOutcome) -> CommandOutcome:
     for effect in decision.effects:
         if not isinstance(effect, SendFeedback):
-            outcome = _apply(queue, target, user, effect) or outcome
+            outcome = _apply(session, queue, target, user, effect) or outcome
+    return outcome
+
+
+def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision,
+               outcome: CommandOutcome, record: CommandRecord) -> CommandOutcome:
+    """Claim the refusal window of a throttled refusal, give back a released claim, append the ``command`` event."""
+    reply = decision.reply or not outcome.accepted
+    if decision.throttled:
+        reply = trust.claim_refusal_reply_in(session, repo=target.repo, issue_number=target.issue_number,
+                                             login=user, at=record.at, window=REFUSAL_REPLY_SECONDS)
+    elif decision.release:
+        reply = False
+    if decision.release and record.comment_id is not None:  # refused for now; a redelivery may ask again
+        trust.release_command_in(session, comment_id=record.comment_id, command_hash=command_key(record.command))
+    queue.add_event_in(session, outcome.run_id, "command", command=record.command.name, user=user,
+                       repo=target.repo, issue=target.issue_number, accepted=outcome.accepted,
+                       reason=outcome.message, permission=record.permission, replied=reply)
+    return replace(outcome, replied=reply)
+
+
+def perform(queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision, *,
+            record: CommandRecord | None = None, feedback: CommandOutcome | None = None) -> CommandOutcome:
+    """Carry out a decision's database effects in one transaction; the outcome to record and report.
+
+    With ``record``, the same transaction also claims the refusal window of a throttled
+    refusal, gives back the comment's command claim when the decision releases it, and
+    appends the ``command`` event; an effect the store refuses (:class:`AgentZError`) then
+    changes nothing and is recorded as the outcome, and ``outcome.replied`` says whether to
+    reply. ``feedback`` is the outcome of a :class:`SendFeedback` effect carried out before
+    (it reads GitHub, so it cannot run inside the transaction). Nothing is written to GitHub here.
+    """
+    outcome = feedback or CommandOutcome(decision.accepted, decision.message, decision.run_id)
+    with queue.db.begin() as session:
+        try:
+            with session.begin_nested():
+                outcome = _perform_in(session, queue, target, user, decision, outcome)
+        except AgentZError as exc:
+            if record is None:
+                raise
+            outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
+        if record is not None:
+            outcome = _record_in(session, queue, target, user, decision, outcome, record)
     return outcome
 
 
@@ -252,7 +307,8 @@ async def handle_comment_command(
 ) -> CommandOutcome:
     """Handle a command once per comment and command: decide (:func:`decide_command`), then carry it out.
 
-    The database changes come first, then the command event, then the reply on GitHub.
+    The decision's database changes, its refusal window and the command event commit in one
+    transaction (:func:`perform`); the reply goes to GitHub after that.
     ``send_feedback`` carries out ``/agent-z fix`` (without it, ``fix`` is refused).
     """
     user = actor.login
@@ -270,45 +326,42 @@ async def handle_comment_command(
         if decision is None:
             decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
         verdict = decide_command(command_facts(queue, db, target, command, user, permission_facts(decision)))
-        outcome = await _carry_out(gh, db, settings, queue, target=target, command=command, actor=actor,
-                                   decision=decision, verdict=verdict, clock=clock, send_feedback=send_feedback)
+        record = CommandRecord(command, decision.reason, clock(), comment_id)
+        return await _carry_out(gh, db, settings, queue, target=target, actor=actor, verdict=verdict,
+                                record=record, send_feedback=send_feedback)
     except BaseException:
         if comment_id is not None:  # let a redelivery of this delivery try again
             trust.release_command(db, comment_id=comment_id, command_hash=key)
         raise
-    if verdict.release and comment_id is not None:  # refused for now; a redelivery may ask again
-        trust.release_command(db, comment_id=comment_id, command_hash=key)
-    return outcome
 
 
 async def _carry_out(
     gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget,
-    command: Command, actor: Actor, decision: Decision, verdict: CommandDecision, clock: Clock,
-    send_feedback: FeedbackSender | None,
+    actor: Actor, verdict: CommandDecision, record: CommandRecord, send_feedback: FeedbackSender | None,
 ) -> CommandOutcome:
+    """Send feedback (it needs GitHub), then the decision's database effects and its record in one
+    transaction, then the reply once that transaction committed."""
     user = actor.login
-    try:
-        outcome = perform(queue, target, user, verdict)
-        for effect in verdict.effects:
-            if isinstance(effect, SendFeedback):
-                if send_feedback is None:
-                    raise AgentZError("feedback cannot be sent from here")
-                moved = await send_feedback(gh, db, settings, queue, queue.get(effect.run_id), effect.text, actor)
-                outcome = CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)
-    except AgentZError as exc:
-        outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
-    reply = verdict.reply or not outcome.accepted
-    if verdict.throttled:
-        reply = trust.claim_refusal_reply(db, repo=target.repo, issue_number=target.issue_number, login=user,
-                                          at=clock(), window=REFUSAL_REPLY_SECONDS)
-    elif verdict.release:
-        reply = False
-    queue.add_event(outcome.run_id, "command", command=command.name, user=user, repo=target.repo,
-                    issue=target.issue_number, accepted=outcome.accepted, reason=outcome.message,
-                    permission=decision.reason, replied=reply)
-    if reply and gh is not None:
+    feedback = None
+    for effect in verdict.effects:
+        if isinstance(effect, SendFeedback):
+            feedback = await _feedback(gh, db, settings, queue, effect, actor, send_feedback)
+    outcome = perform(queue, target, user, verdict, record=record, feedback=feedback)
+    if outcome.replied and gh is not None:
         body = truncate_bytes(redact_text(outcome.message, values=configured_secret_values(settings)), MAX_COMMENT)
         await gh.post(target.comments_url, data={"body": body})
-    log.info("command handled", command=command.name, user=user, repo=target.repo, issue=target.issue_number,
-             accepted=outcome.accepted, permission=decision.reason)
+    log.info("command handled", command=record.command.name, user=user, repo=target.repo,
+             issue=target.issue_number, accepted=outcome.accepted, permission=record.permission)
     return outcome
+
+
+async def _feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, effect: SendFeedback,
+                    actor: Actor, send_feedback: FeedbackSender | None) -> CommandOutcome:
+    """Carry out a :class:`SendFeedback` effect; a refusal by the store becomes the outcome."""
+    try:
+        if send_feedback is None:
+            raise AgentZError("feedback cannot be sent from here")
+        moved = await send_feedback(gh, db, settings, queue, queue.get(effect.run_id), effect.text, actor)
+    except AgentZError as exc:
+        return CommandOutcome(False, f"Agent-Z could not do that: {exc}")
+    return CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)

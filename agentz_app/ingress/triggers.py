@@ -6,6 +6,8 @@ label's ``sender`` (not the issue author), the comment's author. Our own App's a
 and untrusted bots' comments are ignored without a reply, so Agent-Z never triggers
 itself and never answers another bot. Who added a scheduling label (an eligible label
 or the trigger label) is recorded for auto mode (``SCHEDULER_TRUST``).
+What one label or command decides is written in one transaction; replies go to GitHub after
+it commits.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from agentz_app.commands import (
 )
 from agentz_app.config import Settings
 from agentz_app.domain.commands import (
+    LabelDecision,
     answered_request,
     closed_to_labels,
     decide_trigger_label,
@@ -80,33 +83,42 @@ async def issue_labeled(
                             reason=closed)
         return
     decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
-    trust.record_label(db, repo, number, label, added_by=sender, trusted=decision.allowed, at=clock())
-    if not is_trigger:
-        return
     updated_at = issue.updated_at or ""
-    answered = queue.requested_since(repo, number, updated_at) if decision.allowed else None
+    answered = queue.requested_since(repo, number, updated_at) if is_trigger and decision.allowed else None
     verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
                                    answered=run_facts(answered))
-    if verdict.enqueue is None:
-        queue.add_event(verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason=verdict.refusal)
-        log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=verdict.refusal)
+    run, created = perform_label(queue, parsed, label, verdict, sender=sender, trusted=decision.allowed,
+                                 at=clock(), is_trigger=is_trigger)
+    if not is_trigger:
         return
-    run, created = queue.enqueue(
-        repo,
-        number,
-        installation_id=parsed.installation_id,
-        title=issue.title or "",
-        mode=verdict.enqueue.mode,
-        requested_by=sender or None,
-        reason=verdict.enqueue.reason,
-        issue_updated_at=updated_at,
-        trigger_ref=verdict.enqueue.trigger_ref,
-    )
-    if not created:
-        queue.add_event(run.id, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                        reason=f"run already {run.status}")
-    log.info("trigger label", repo=repo, issue=number, run_id=run.id, created=created)
+    if run is None:
+        log.info("trigger label refused", repo=repo, issue=number, user=sender, reason=verdict.refusal)
+    else:
+        log.info("trigger label", repo=repo, issue=number, run_id=run.id, created=created)
+
+
+def perform_label(queue: RunQueue, parsed: IssuesEvent, label: str, verdict: LabelDecision, *, sender: str,
+                  trusted: bool, at: float, is_trigger: bool) -> tuple[Run | None, bool]:
+    """Record who added a scheduling label and, for the trigger label, carry out ``verdict``, in one
+    transaction; returns (the run enqueued or found, created)."""
+    repo, number = parsed.repo, parsed.issue.number
+    with queue.db.begin() as session:
+        trust.record_label_in(session, repo, number, label, added_by=sender, trusted=trusted, at=at)
+        if not is_trigger:
+            return None, False
+        if verdict.enqueue is None:
+            queue.add_event_in(session, verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender,
+                               accepted=False, reason=verdict.refusal)
+            return None, False
+        run, created = queue.enqueue_in(
+            session, repo, number, installation_id=parsed.installation_id, title=parsed.issue.title or "",
+            mode=verdict.enqueue.mode, requested_by=sender or None, reason=verdict.enqueue.reason,
+            issue_updated_at=parsed.issue.updated_at or "", trigger_ref=verdict.enqueue.trigger_ref,
+        )
+        if not created:
+            queue.add_event_in(session, run.id, "trigger_label", repo=repo, issue=number, user=sender,
+                               accepted=False, reason=f"run already {run.status}")
+        return run, created
 
 
 @router.register("issues", action="unlabeled")
@@ -217,14 +229,23 @@ async def comment_command(
 async def _not_our_pull(gh: GitHubAPI | None, db: Database, queue: RunQueue, parsed: IssueCommentEvent,
                         command: Command, actor: Actor, *, allowed: bool, clock: Clock) -> None:
     """A command on someone else's pull request: explain to a maintainer, once; stay silent to others."""
-    repo, number, comment_id = parsed.repo, parsed.issue.number, parsed.comment.id
-    reply = allowed and gh is not None and trust.claim_command(
-        db, comment_id=comment_id, command_hash="not-our-pull", repo=repo, issue_number=number,
-        login=actor.login, at=clock(),
-    )
-    queue.add_event(None, "command", command=command.name, user=actor.login, repo=repo, issue=number,
-                    accepted=False, reason="pull request is not one of Agent-Z's", replied=reply)
+    reply = _record_not_our_pull(queue, parsed, command, actor, may_reply=allowed and gh is not None, at=clock())
     if reply and gh is not None:
         await gh.post(_comments_url(parsed), data={
             "body": f"@{actor.login} Agent-Z commands work on issues and on Agent-Z's own pull requests."
         })
+
+
+def _record_not_our_pull(queue: RunQueue, parsed: IssueCommentEvent, command: Command, actor: Actor, *,
+                         may_reply: bool, at: float) -> bool:
+    """Claim the one explanation and append the command event, in one transaction; True: reply."""
+    repo, number = parsed.repo, parsed.issue.number
+    with queue.db.begin() as session:
+        reply = may_reply and trust.claim_command_in(
+            session, comment_id=parsed.comment.id, command_hash="not-our-pull", repo=repo, issue_number=number,
+            login=actor.login, at=at,
+        )
+        queue.add_event_in(session, None, "command", command=command.name, user=actor.login, repo=repo,
+                           issue=number, accepted=False, reason="pull request is not one of Agent-Z's",
+                           replied=reply)
+    return reply

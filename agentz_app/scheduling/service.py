@@ -15,9 +15,9 @@ repositories that are due.
 The decisions are pure functions in :mod:`agentz_app.domain.scheduling` (wake-ups,
 gate results, what to assess, reports) and :mod:`agentz_app.domain.admission`
 (capacity, order, batch size); this module reads the snapshot, calls them and writes
-their outcome, one transaction per step. The runners come from the caller: a runner
-for the host's scheduler backend and a :data:`RunnerFactory` for repositories whose
-``.github/agent-z.yml`` chooses another.
+their outcome; a repository's admission (its enqueues) and every verdict form one
+transaction. The runners come from the caller: a runner for the host's scheduler backend
+and a :data:`RunnerFactory` for repositories whose ``.github/agent-z.yml`` chooses another.
 
 Verdicts written to ``issues.verdict``: ``queued`` (enqueued, or its run is still
 queued), ``ran`` (its run is past the queue), ``skipped:<gate>``,
@@ -281,28 +281,26 @@ def _store_assessments(db: Database, repo: str, assessments: Iterable[Assessment
             row.reason, row.assessed_at = item.reason[:2000], stamp
 
 
-def _record_outcome(db: Database, repo: str, *, forgotten: Iterable[int], summary: PassSummary,
-                    reports: Iterable[CandidateReport]) -> None:
-    """Write a repository's pass in one transaction: forget closed issues' assessments, the pass
-    summary, and every issue's verdict."""
+def _record_outcome_in(session: Session, repo: str, *, forgotten: Iterable[int], summary: PassSummary,
+                       reports: Iterable[CandidateReport]) -> None:
+    """Write a repository's pass: forget closed issues' assessments, the pass summary, and every issue's verdict."""
     gone = sorted(set(forgotten))
     by_number = {report.number: report for report in reports}
     stamp = now()
-    with db.begin() as session:
-        if gone:
-            session.execute(delete(IssueAssessment).where(IssueAssessment.repo == repo,
-                                                          IssueAssessment.number.in_(gone)))
-        record_pass(session, repo, summary)
-        if not by_number:
-            return
-        for issue in session.scalars(
-            select(IssueSnapshot).where(IssueSnapshot.repo == repo, IssueSnapshot.number.in_(list(by_number)))
-        ):
-            report = by_number[issue.number]
-            if issue.verdict != report.verdict or issue.verdict_reason != report.reason:
-                issue.verdict = report.verdict
-                issue.verdict_reason = report.reason
-                issue.verdict_at = stamp
+    if gone:
+        session.execute(delete(IssueAssessment).where(IssueAssessment.repo == repo,
+                                                      IssueAssessment.number.in_(gone)))
+    record_pass(session, repo, summary)
+    if not by_number:
+        return
+    for issue in session.scalars(
+        select(IssueSnapshot).where(IssueSnapshot.repo == repo, IssueSnapshot.number.in_(list(by_number)))
+    ):
+        report = by_number[issue.number]
+        if issue.verdict != report.verdict or issue.verdict_reason != report.reason:
+            issue.verdict = report.verdict
+            issue.verdict_reason = report.reason
+            issue.verdict_at = stamp
 
 
 # The pass -------------------------------------------------------------------------
@@ -380,17 +378,61 @@ async def _schedule_repo(
     by_number = {issue.number: issue for issue in candidates}
     order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
     forced = forced_numbers(assessments.values(), force=force)
+    admission = Admission(order, forced, capacity, reports)
+    summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
+                          assessed=len(plan.unassessed), admitted=0)
+    admitted, capacity = admit(queue, settings, state, admission, candidates, assessments, failure=failure,
+                               forgotten=plan.forgotten, summary=summary)
+    if calls:
+        log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates),
+                 assessed=len(plan.unassessed), calls=calls, admitted=admitted)
+    return sorted(reports.values(), key=lambda report: report.number), capacity
+
+
+@dataclass
+class Admission:
+    """A repository's admission: candidates in order, the forced ones, the capacity, and the reports so far."""
+
+    order: Sequence[Assessment]
+    forced: frozenset[int]
+    capacity: Capacity
+    reports: dict[int, CandidateReport]
+
+
+def admit(queue: RunQueue, settings: Settings, state: RepoState, admission: Admission,
+          candidates: Sequence[IssueView], assessments: dict[int, Assessment], *, failure: str,
+          forgotten: Iterable[int], summary: PassSummary) -> tuple[int, Capacity]:
+    """Enqueue the admitted candidates and write every verdict and the pass summary, in one transaction.
+
+    Adds each candidate's report to ``admission.reports``; returns (runs admitted, capacity left).
+    """
+    with queue.db.begin() as session:
+        admitted, capacity = _admit_in(session, settings, queue, state, admission)
+        reports = admission.reports
+        for issue in candidates:
+            if issue.number not in reports:
+                reports[issue.number] = unadmitted_report(issue, assessments.get(issue.number), failure=failure)
+        _record_outcome_in(session, state.repo, forgotten=forgotten, summary=replace(summary, admitted=admitted),
+                           reports=reports.values())
+    return admitted, capacity
+
+
+def _admit_in(session: Session, settings: Settings, queue: RunQueue, state: RepoState,
+              admission: Admission) -> tuple[int, Capacity]:
+    """Enqueue ranked candidates while admission allows, adding each one's report; returns (admitted, capacity left)."""
+    repo, capacity, reports = state.repo, admission.capacity, admission.reports
+    by_number = {issue.number: issue for issue in state.issues}
     admitted = 0
-    for rank, item in enumerate(order, start=1):
+    for rank, item in enumerate(admission.order, start=1):
         issue = by_number[item.number]
         refusal = admission_refusal(capacity, repo, admitted=admitted, batch_size=settings.scheduler_batch_size)
         if refusal is not None:
             reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "ranked",
                                                     f"{refusal}; {item.reason}", rank=rank, score=item.score)
             continue
-        run, created = queue.enqueue(
-            repo, issue.number, installation_id=state.installation_id, title=issue.title,
-            force=issue.number in forced, requested_by="scheduler",
+        run, created = queue.enqueue_in(
+            session, repo, issue.number, installation_id=state.installation_id, title=issue.title,
+            force=issue.number in admission.forced, requested_by="scheduler",
             reason=f"ranked #{rank} (score {item.score}): {item.reason}", issue_updated_at=issue.updated_at,
         )
         if created:  # a run someone else enqueued meanwhile takes no new slot
@@ -398,16 +440,7 @@ async def _schedule_repo(
             admitted += 1
         reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "queued", item.reason, rank=rank,
                                                 score=item.score, run_id=run.id)
-    for issue in candidates:
-        if issue.number not in reports:
-            reports[issue.number] = unadmitted_report(issue, assessments.get(issue.number), failure=failure)
-    summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
-                          assessed=len(plan.unassessed), admitted=admitted)
-    _record_outcome(db, repo, forgotten=plan.forgotten, summary=summary, reports=reports.values())
-    if calls:
-        log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates),
-                 assessed=len(plan.unassessed), calls=calls, admitted=admitted)
-    return sorted(reports.values(), key=lambda report: report.number), capacity
+    return admitted, capacity
 
 
 async def _assess(

@@ -73,6 +73,36 @@ class Enqueueing(QueueCore):
         if mode not in MODES:
             raise StoreError(f"mode must be one of {', '.join(sorted(MODES))}, got {mode!r}")
 
+    def enqueue_in(
+        self,
+        session: Session,
+        repo: str,
+        issue_number: int,
+        *,
+        installation_id: int | None = None,
+        title: str = "",
+        mode: str = "full",
+        force: bool = False,
+        requested_by: str | None = None,
+        reason: str = "",
+        issue_updated_at: str = "",
+        trigger_ref: str | None = None,
+    ) -> tuple[Run, bool]:
+        """:meth:`enqueue` inside the caller's transaction (a savepoint per attempt, so a lost race
+        rolls back only this enqueue before it re-reads)."""
+        self._validate_enqueue(repo, issue_number, mode)
+        for _ in range(RETRIES):
+            try:
+                with session.begin_nested():
+                    return self._enqueue_in(
+                        session, repo, issue_number, installation_id=installation_id, title=title, mode=mode,
+                        force=force, requested_by=requested_by, reason=reason, issue_updated_at=issue_updated_at,
+                        trigger_ref=trigger_ref,
+                    )
+            except IntegrityError:
+                continue  # a concurrent enqueue took the issue claim first; re-read
+        raise StoreError(f"could not enqueue {repo}#{issue_number}: concurrent updates")
+
     def enqueue(
         self,
         repo: str,
@@ -95,18 +125,11 @@ class Enqueueing(QueueCore):
         request delivered late can be told from a new one (:meth:`requested_since`).
         ``trigger_ref`` names what GitHub acknowledges (``issue`` or ``comment:<id>``).
         """
-        self._validate_enqueue(repo, issue_number, mode)
-        for _ in range(RETRIES):
-            try:
-                with self.db.begin() as session:
-                    return self._enqueue_in(
-                        session, repo, issue_number, installation_id=installation_id, title=title, mode=mode,
-                        force=force, requested_by=requested_by, reason=reason, issue_updated_at=issue_updated_at,
-                        trigger_ref=trigger_ref,
-                    )
-            except IntegrityError:
-                continue  # a concurrent enqueue took the issue claim first; re-read
-        raise StoreError(f"could not enqueue {repo}#{issue_number}: concurrent updates")
+        with self.db.begin() as session:
+            return self.enqueue_in(
+                session, repo, issue_number, installation_id=installation_id, title=title, mode=mode, force=force,
+                requested_by=requested_by, reason=reason, issue_updated_at=issue_updated_at, trigger_ref=trigger_ref,
+            )
 
     def enqueue_many(
         self, repo: str, issue_numbers: Iterable[int], *, reason: str = "", **options: Any

@@ -213,7 +213,11 @@ class QueueCore:
             return []
         return [str(r) for r in event.payload.get("resources", [])]
 
+    def add_event_in(self, session: Session, run_id: str | None, kind: str, **payload: Any) -> None:
+        """:meth:`add_event` inside the caller's transaction."""
+        self._event(session, run_id, kind, **payload)
+
     def add_event(self, run_id: str | None, kind: str, **payload: Any) -> None:
         """Append a free-form event (notable facts that are not status changes)."""
         with self.db.begin() as session:
-            self._event(session, run_id, kind, **payload)
+            self.add_event_in(session, run_id, kind, **payload)

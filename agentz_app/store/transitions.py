@@ -322,7 +322,7 @@ class Transitions(QueueCore):
             self._write(session, lease, {"lease_owner": Run.lease_owner})
             self._event(session, lease.run_id, kind, **payload)
 
-    def _set_status_in(
+    def _move_in(
         self,
         session: Session,
         run: Run,
@@ -357,6 +357,38 @@ class Transitions(QueueCore):
         session.flush()
         return self._locked(session, run.id)
 
+    def set_status_in(
+        self,
+        session: Session,
+        run_id: str,
+        target: str,
+        *,
+        reason: str,
+        actor: str = "system",
+        expected_attempt: int | None = None,
+        guard: Callable[[Run], bool] | None = None,
+        event: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Run:
+        """:meth:`set_status` inside the caller's transaction (a savepoint per attempt, so a lost race
+        for the issue claim rolls back only this change before it re-checks)."""
+        check_fields(fields)
+        goal = Status(target)
+        for _ in range(RETRIES):
+            try:
+                with session.begin_nested():
+                    run = self._locked(session, run_id)
+                    if expected_attempt is not None and run.attempt != expected_attempt:
+                        raise LeaseLost(run_id, expected_attempt)
+                    if guard is not None and not guard(run):
+                        raise LeaseLost(run_id, run.attempt)
+                    if not can_transition(run.status, goal):
+                        raise IllegalTransition(run_id, run.status, goal)
+                    return self._move_in(session, run, goal, reason=reason, actor=actor, event=event, **fields)
+            except IntegrityError:
+                continue  # a concurrent enqueue took the issue claim; re-check
+        raise StoreError(f"run {run_id}: could not change status, concurrent updates")
+
     def set_status(
         self,
         run_id: str,
@@ -377,27 +409,43 @@ class Transitions(QueueCore):
         only happens if the run is still as the caller saw it, LeaseLost otherwise,
         so a decision made on a stale read is dropped. ``event`` adds to the payload.
         """
-        check_fields(fields)
-        goal = Status(target)
-        for _ in range(RETRIES):
-            try:
-                with self.db.begin() as session:
-                    run = self._locked(session, run_id)
-                    if expected_attempt is not None and run.attempt != expected_attempt:
-                        raise LeaseLost(run_id, expected_attempt)
-                    if guard is not None and not guard(run):
-                        raise LeaseLost(run_id, run.attempt)
-                    if not can_transition(run.status, goal):
-                        raise IllegalTransition(run_id, run.status, goal)
-                    return self._set_status_in(session, run, goal, reason=reason, actor=actor, event=event,
-                                               **fields)
-            except IntegrityError:
-                continue  # a concurrent enqueue took the issue claim; re-check
-        raise StoreError(f"run {run_id}: could not change status, concurrent updates")
+        with self.db.begin() as session:
+            return self.set_status_in(session, run_id, target, reason=reason, actor=actor,
+                                      expected_attempt=expected_attempt, guard=guard, event=event, **fields)
+
+    def cancel_in(self, session: Session, run_id: str, *, reason: str, actor: str = "operator",
+                  **fields: Any) -> Run:
+        """:meth:`cancel` inside the caller's transaction."""
+        return self.set_status_in(session, run_id, Status.CANCELLED, reason=reason, actor=actor, **fields)
 
     def cancel(self, run_id: str, *, reason: str, actor: str = "operator", **fields: Any) -> Run:
         """Cancel a run: its holder loses the lease at its next write and all claims are freed."""
-        return self.set_status(run_id, Status.CANCELLED, reason=reason, actor=actor, **fields)
+        with self.db.begin() as session:
+            return self.cancel_in(session, run_id, reason=reason, actor=actor, **fields)
+
+    def resume_in(self, session: Session, run_id: str, *, reason: str = "resumed by operator",
+                  actor: str = "operator", trigger_ref: str | None = None) -> Run:
+        """:meth:`resume` inside the caller's transaction."""
+        run = self._locked(session, run_id)
+        status = Status(run.status)
+        if trigger_ref is not None:
+            run.trigger_ref = trigger_ref
+        if status in RETRYABLE:
+            return self._move_in(session, run, Status.QUEUED, reason=reason, actor=actor,
+                                 infra_attempts=0, error=None, trigger_ref=run.trigger_ref)
+        if status == Status.DEFERRED:
+            return self._move_in(session, run, resume_status(run), reason=reason, actor=actor)
+        expired = run.lease_owner is None or (run.lease_expires_at or 0.0) < self.clock()
+        if status in LEASED and expired:
+            goal = Status.QUEUED if status == Status.PLANNING else Status.READY
+            return self._move_in(session, run, goal, reason=reason, actor=actor,
+                                 stage=run.stage or (None if goal == Status.QUEUED else status))
+        if status in LEASED:
+            raise StoreError(
+                f"run {run_id} is {status} and leased by {run.lease_owner}; cancel it to stop it"
+            )
+        raise StoreError(f"run {run_id} is {status}; only failed, needs_human, cancelled, deferred "
+                         "or stuck runs can be resumed")
 
     def resume(self, run_id: str, *, reason: str = "resumed by operator", actor: str = "operator",
                trigger_ref: str | None = None) -> Run:
@@ -408,26 +456,7 @@ class Transitions(QueueCore):
         expired (or that nobody holds) goes where the reconciler would send it.
         """
         with self.db.begin() as session:
-            run = self._locked(session, run_id)
-            status = Status(run.status)
-            if trigger_ref is not None:
-                run.trigger_ref = trigger_ref
-            if status in RETRYABLE:
-                return self._set_status_in(session, run, Status.QUEUED, reason=reason, actor=actor,
-                                           infra_attempts=0, error=None, trigger_ref=run.trigger_ref)
-            if status == Status.DEFERRED:
-                return self._set_status_in(session, run, resume_status(run), reason=reason, actor=actor)
-            expired = run.lease_owner is None or (run.lease_expires_at or 0.0) < self.clock()
-            if status in LEASED and expired:
-                goal = Status.QUEUED if status == Status.PLANNING else Status.READY
-                return self._set_status_in(session, run, goal, reason=reason, actor=actor,
-                                           stage=run.stage or (None if goal == Status.QUEUED else status))
-            if status in LEASED:
-                raise StoreError(
-                    f"run {run_id} is {status} and leased by {run.lease_owner}; cancel it to stop it"
-                )
-            raise StoreError(f"run {run_id} is {status}; only failed, needs_human, cancelled, deferred "
-                             "or stuck runs can be resumed")
+            return self.resume_in(session, run_id, reason=reason, actor=actor, trigger_ref=trigger_ref)
 
     def adopt_pr(self, run_id: str, pr_number: int, *, head_sha: str | None, branch: str | None,
                  reason: str, actor: str = "reconciler") -> Run:
@@ -441,5 +470,5 @@ class Transitions(QueueCore):
             if run.status not in LIVE or run.pr_number is not None:
                 raise IllegalTransition(run_id, run.status, Status.WAITING_CHECKS)
             self._drop_claims(session, run, keep_issue=True)
-            return self._set_status_in(session, run, Status.WAITING_CHECKS, reason=reason, actor=actor,
+            return self._move_in(session, run, Status.WAITING_CHECKS, reason=reason, actor=actor,
                                        kind="adopted", pr_number=pr_number, head_sha=head_sha, branch=branch)

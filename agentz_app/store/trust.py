@@ -59,65 +59,90 @@ def save_permission(db: Database, repo: str, login: str, *, permission: str | No
 # Commands -----------------------------------------------------------------------------
 
 
+def claim_command_in(session: Session, *, comment_id: int, command_hash: str, repo: str, issue_number: int,
+                     login: str, at: float) -> bool:
+    """:func:`claim_command` inside the caller's transaction."""
+    inserted = session.connection().execute(
+        _insert(session, CommandExecution)
+        .values(comment_id=comment_id, command_hash=command_hash, repo=repo, issue_number=issue_number,
+                login=login, created_at=at)
+        .on_conflict_do_nothing()
+        .returning(CommandExecution.comment_id)
+    )
+    return inserted.first() is not None
+
+
 def claim_command(db: Database, *, comment_id: int, command_hash: str, repo: str, issue_number: int, login: str,
                   at: float) -> bool:
     """Record that a comment's command is being handled; False when it already was."""
     with db.begin() as session:
-        inserted = session.connection().execute(
-            _insert(session, CommandExecution)
-            .values(comment_id=comment_id, command_hash=command_hash, repo=repo, issue_number=issue_number,
-                    login=login, created_at=at)
-            .on_conflict_do_nothing()
-            .returning(CommandExecution.comment_id)
+        return claim_command_in(session, comment_id=comment_id, command_hash=command_hash, repo=repo,
+                                issue_number=issue_number, login=login, at=at)
+
+
+def release_command_in(session: Session, *, comment_id: int, command_hash: str) -> None:
+    """:func:`release_command` inside the caller's transaction."""
+    session.execute(
+        delete(CommandExecution).where(
+            CommandExecution.comment_id == comment_id, CommandExecution.command_hash == command_hash
         )
-        return inserted.first() is not None
+    )
 
 
 def release_command(db: Database, *, comment_id: int, command_hash: str) -> None:
     """Forget a claim whose handling did not finish, so a redelivery may try again."""
     with db.begin() as session:
-        session.execute(
-            delete(CommandExecution).where(
-                CommandExecution.comment_id == comment_id, CommandExecution.command_hash == command_hash
-            )
-        )
+        release_command_in(session, comment_id=comment_id, command_hash=command_hash)
+
+
+def claim_refusal_reply_in(session: Session, *, repo: str, issue_number: int, login: str, at: float,
+                           window: float) -> bool:
+    """:func:`claim_refusal_reply` inside the caller's transaction."""
+    key = {"repo": repo, "issue_number": issue_number, "login": login.lower()}
+    connection = session.connection()
+    created = connection.execute(
+        _insert(session, RefusalReply).values(**key, replied_at=at).on_conflict_do_nothing()
+        .returning(RefusalReply.login)
+    )
+    if created.first() is not None:
+        return True
+    changed = connection.execute(
+        update(RefusalReply)
+        .where(RefusalReply.repo == repo, RefusalReply.issue_number == issue_number,
+               RefusalReply.login == key["login"], RefusalReply.replied_at <= at - window)
+        .values(replied_at=at)
+        .returning(RefusalReply.login)
+    )
+    return changed.first() is not None
 
 
 def claim_refusal_reply(db: Database, *, repo: str, issue_number: int, login: str, at: float,
                         window: float) -> bool:
     """True (and recorded) when ``login`` was not refused on this issue within ``window`` seconds."""
-    key = {"repo": repo, "issue_number": issue_number, "login": login.lower()}
     with db.begin() as session:
-        connection = session.connection()
-        created = connection.execute(
-            _insert(session, RefusalReply).values(**key, replied_at=at).on_conflict_do_nothing()
-            .returning(RefusalReply.login)
-        )
-        if created.first() is not None:
-            return True
-        changed = connection.execute(
-            update(RefusalReply)
-            .where(RefusalReply.repo == repo, RefusalReply.issue_number == issue_number,
-                   RefusalReply.login == key["login"], RefusalReply.replied_at <= at - window)
-            .values(replied_at=at)
-            .returning(RefusalReply.login)
-        )
-        return changed.first() is not None
+        return claim_refusal_reply_in(session, repo=repo, issue_number=issue_number, login=login, at=at,
+                                      window=window)
 
 
 # Scheduling labels -------------------------------------------------------------------
 
 
+def record_label_in(session: Session, repo: str, issue_number: int, label: str, *, added_by: str, trusted: bool,
+                    at: float) -> None:
+    """:func:`record_label` inside the caller's transaction."""
+    values = {"added_by": added_by, "trusted": trusted, "added_at": at}
+    session.execute(
+        _insert(session, LabelActor)
+        .values(repo=repo, issue_number=issue_number, label=label.lower(), **values)
+        .on_conflict_do_update(index_elements=["repo", "issue_number", "label"], set_=values)
+    )
+
+
 def record_label(db: Database, repo: str, issue_number: int, label: str, *, added_by: str, trusted: bool,
                  at: float) -> None:
     """Remember who added ``label`` to an issue and whether they may steer (the latest addition wins)."""
-    values = {"added_by": added_by, "trusted": trusted, "added_at": at}
     with db.begin() as session:
-        session.execute(
-            _insert(session, LabelActor)
-            .values(repo=repo, issue_number=issue_number, label=label.lower(), **values)
-            .on_conflict_do_update(index_elements=["repo", "issue_number", "label"], set_=values)
-        )
+        record_label_in(session, repo, issue_number, label, added_by=added_by, trusted=trusted, at=at)
 
 
 def forget_label(db: Database, repo: str, issue_number: int, label: str) -> None:

@@ -1,0 +1,217 @@
+"""A decision's database effects commit together or not at all, and a redelivery then does them once.
+
+Each test makes the store fail inside the decision's transaction, after its first effect,
+and checks that nothing of the decision is left; then it delivers the same event again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from agentz_app.config import Settings
+from agentz_app.domain.states import LIVE
+from agentz_app.scheduling import service
+from agentz_app.scheduling.service import schedule_once
+from agentz_app.store import trust
+from agentz_app.store.db import Database
+from agentz_app.store.models import CommandExecution, Event, IssueSnapshot, LabelActor, RefusalReply
+from agentz_app.store.queue_core import QueueCore
+from agentz_app.store.runs import RunQueue
+from tests.fakes import FakeRunner
+from tests.integration.test_scheduler import add_issue, verdicts
+from tests.integration.test_triggers import COMMENTS_URL, REPO, comment_event, dispatch, label_event, make_gh
+
+
+class StoreFault(RuntimeError):
+    """The failure injected into the store."""
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, *,
+              when: Callable[..., bool] = lambda *_, **__: True, skip: int = 0) -> None:
+    """Make ``owner.name`` raise StoreFault once, on the first call ``when`` accepts after ``skip`` such calls."""
+    original = getattr(owner, name)
+    seen = {"matching": 0, "failed": 0}
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if not seen["failed"] and when(*args, **kwargs):
+            seen["matching"] += 1
+            if seen["matching"] > skip:
+                seen["failed"] = 1
+                raise StoreFault(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+
+
+def is_command_event(_queue: object, _session: object, _run_id: object, kind: str, **_: Any) -> bool:
+    return kind == "command"
+
+
+def count(db: Database, model: Any, *where: Any) -> int:
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def command_events(db: Database) -> list[Event]:
+    with db.read() as session:
+        return list(session.scalars(select(Event).where(Event.kind == "command")))
+
+
+def live_runs(queue: RunQueue) -> list[tuple[int, str]]:
+    return sorted((run.issue_number, run.id) for run in queue.list_runs(statuses=LIVE))
+
+
+@pytest.fixture
+def queue(db: Database) -> RunQueue:
+    return RunQueue(db)
+
+
+async def test_a_run_is_never_enqueued_without_its_command_event(db: Database, settings: Settings, queue: RunQueue,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    event = comment_event("/agent-z run")
+    with pytest.raises(StoreFault):
+        await dispatch(event, make_gh(alice="write"), db, settings, queue)
+    assert live_runs(queue) == []
+    assert command_events(db) == []
+    assert count(db, CommandExecution) == 0  # released: the redelivery may act
+
+    gh = make_gh(alice="write")
+    await dispatch(event, gh, db, settings, queue)
+    [(number, run_id)] = live_runs(queue)
+    [recorded] = command_events(db)
+    assert (number, recorded.run_id, recorded.payload["accepted"]) == (7, run_id, True)
+    assert count(db, Event, Event.kind == "enqueued") == 1
+    assert gh.writes() == []
+
+    await dispatch(event, gh, db, settings, queue)  # once more: already handled, nothing new
+    assert [run_id for _, run_id in live_runs(queue)] == [run_id]
+    assert count(db, Event, Event.kind == "enqueued") == 1
+
+
+async def test_a_cancel_is_never_carried_out_without_its_command_event(db: Database, settings: Settings,
+                                                                       queue: RunQueue,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    run, _ = queue.enqueue(REPO, 7, reason="test")
+    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    event = comment_event("/agent-z cancel")
+    with pytest.raises(StoreFault):
+        await dispatch(event, make_gh(alice="write"), db, settings, queue)
+    assert queue.get(run.id).status == "queued"
+    assert count(db, Event, Event.run_id == run.id, Event.kind == "transition") == 0
+
+    await dispatch(event, make_gh(alice="write"), db, settings, queue)
+    assert queue.get(run.id).status == "cancelled"
+    assert [(e.run_id, e.payload["accepted"]) for e in command_events(db)] == [(run.id, True)]
+
+
+async def test_a_refusal_window_is_never_taken_without_its_reply_decision(db: Database, settings: Settings,
+                                                                          queue: RunQueue,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    event = comment_event("/agent-z run", "mallory")
+    gh = make_gh(mallory="read")
+    with pytest.raises(StoreFault):
+        await dispatch(event, gh, db, settings, queue)
+    assert count(db, RefusalReply) == 0  # else the redelivery would stay silent for an hour
+    assert command_events(db) == []
+    assert gh.writes() == []
+
+    await dispatch(event, gh, db, settings, queue)
+    [reply] = gh.writes()
+    assert reply.url == COMMENTS_URL and "@mallory" in reply.data["body"]
+    [recorded] = command_events(db)
+    assert (recorded.payload["accepted"], recorded.payload["replied"]) == (False, True)
+    assert count(db, RefusalReply) == 1
+    assert live_runs(queue) == []
+
+
+async def test_a_failed_refusal_window_leaves_no_command_event(db: Database, settings: Settings, queue: RunQueue,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_once(monkeypatch, trust, "claim_refusal_reply_in")
+    event = comment_event("/agent-z plan", "mallory")
+    gh = make_gh(mallory="read")
+    with pytest.raises(StoreFault):
+        await dispatch(event, gh, db, settings, queue)
+    assert (command_events(db), count(db, RefusalReply), gh.writes()) == ([], 0, [])
+
+    await dispatch(event, gh, db, settings, queue)
+    assert len(gh.writes()) == 1
+    assert len(command_events(db)) == 1
+
+
+async def test_a_trigger_label_is_recorded_with_its_run_or_not_at_all(db: Database, settings: Settings,
+                                                                       queue: RunQueue,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_once(monkeypatch, RunQueue, "enqueue_in")
+    event = label_event(settings.trigger_label)
+    with pytest.raises(StoreFault):
+        await dispatch(event, make_gh(alice="write"), db, settings, queue)
+    assert count(db, LabelActor) == 0
+    assert live_runs(queue) == []
+
+    await dispatch(event, make_gh(alice="write"), db, settings, queue)
+    assert count(db, LabelActor, LabelActor.trusted.is_(True)) == 1
+    assert [number for number, _ in live_runs(queue)] == [7]
+    assert count(db, Event, Event.kind == "enqueued") == 1
+
+
+async def test_a_refused_trigger_label_is_recorded_with_its_refusal_or_not_at_all(
+    db: Database, settings: Settings, queue: RunQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_once(monkeypatch, QueueCore, "add_event_in")
+    event = label_event(settings.trigger_label, "mallory")
+    with pytest.raises(StoreFault):
+        await dispatch(event, make_gh(mallory="read"), db, settings, queue)
+    assert count(db, LabelActor) == 0
+
+    await dispatch(event, make_gh(mallory="read"), db, settings, queue)
+    assert count(db, LabelActor, LabelActor.trusted.is_(False)) == 1
+    assert count(db, Event, Event.kind == "trigger_label") == 1
+    assert live_runs(queue) == []
+
+
+@pytest.fixture
+def cfg(settings: Settings) -> Settings:
+    return settings.model_copy(update={"max_parallel_tasks": 3})
+
+
+async def test_a_scheduler_batch_is_admitted_whole_or_not_at_all(db: Database, cfg: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for number in (1, 2, 3):
+        add_issue(db, number)
+    fail_once(monkeypatch, RunQueue, "enqueue_in", skip=1)  # the second enqueue of the batch fails
+    runner = FakeRunner()
+    with pytest.raises(StoreFault):
+        await schedule_once(db, cfg, runner)
+    queue = RunQueue(db)
+    assert live_runs(queue) == []
+    assert verdicts(db) == {1: None, 2: None, 3: None}
+    assert count(db, Event, Event.kind == "enqueued") == 0
+
+    await schedule_once(db, cfg, runner)  # the next pass admits the whole batch, once
+    assert [number for number, _ in live_runs(queue)] == [1, 2, 3]
+    assert verdicts(db) == {1: "queued", 2: "queued", 3: "queued"}
+    assert count(db, Event, Event.kind == "enqueued") == 3
+    assert runner.calls == 1  # the stored assessments are reused
+
+
+async def test_a_scheduler_batch_is_not_admitted_without_its_verdicts(db: Database, cfg: Settings,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for number in (1, 2):
+        add_issue(db, number)
+    fail_once(monkeypatch, service, "record_pass")
+    with pytest.raises(StoreFault):
+        await schedule_once(db, cfg, FakeRunner())
+    assert live_runs(RunQueue(db)) == []
+    with db.read() as session:
+        assert session.scalars(select(IssueSnapshot.verdict_at).where(IssueSnapshot.verdict_at.is_not(None))).all() \
+            == []
+
+    await schedule_once(db, cfg, FakeRunner())
+    assert [number for number, _ in live_runs(RunQueue(db))] == [1, 2]
+    assert verdicts(db) == {1: "queued", 2: "queued"}
