@@ -53,11 +53,14 @@ async def api(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[Api]:
 
 async def test_check_run_summary_is_limited_in_utf8_bytes_not_characters(api: Api) -> None:
     status, body = await api.check_run(output={"title": "t", "summary": "é" * 35_000})  # 70,000 bytes
-    assert status == 422 and "summary exceeds a maximum bytesize of 65535" in str(body)
+    assert status == 422
+    assert "summary exceeds a maximum bytesize of 65535" in str(body)
     status, body = await api.check_run(output={"title": "t", "summary": "s", "text": "€" * 21_846})
-    assert status == 422 and "text exceeds a maximum bytesize" in str(body)
+    assert status == 422
+    assert "text exceeds a maximum bytesize" in str(body)
     status, run = await api.check_run(output={"title": "t", "summary": "é" * 32_767})  # 65,534 bytes
-    assert status == 201 and run["output"]["summary"] == "é" * 32_767
+    assert status == 201
+    assert run["output"]["summary"] == "é" * 32_767
 
 
 async def test_annotations_are_at_most_fifty_a_request_and_appended_on_every_patch(api: Api) -> None:
@@ -86,7 +89,8 @@ async def test_comment_bodies_are_limited_to_65536_characters(api: Api) -> None:
     status, issue = await api.call("POST", f"/repos/{REPO}/issues", {"title": "t"})
     assert status == 201
     status, body = await api.call("POST", f"/repos/{REPO}/issues/{issue['number']}/comments", {"body": "x" * 65_537})
-    assert status == 422 and "65536" in str(body)
+    assert status == 422
+    assert "65536" in str(body)
     status, _ = await api.call("POST", f"/repos/{REPO}/issues/{issue['number']}/comments", {"body": "é" * 65_536})
     assert status == 201
 
@@ -95,16 +99,19 @@ async def test_an_app_may_not_set_maintainer_can_modify(api: Api, tmp_path: Any)
     await push_branch(api.hub, tmp_path, "feature", {"f.txt": "x\n"}, full_name=REPO)
     pull = {"title": "Feature", "head": "feature", "base": "main"}
     status, body = await api.call("POST", f"/repos/{REPO}/pulls", {**pull, "maintainer_can_modify": True})
-    assert status == 422 and body["errors"][0]["field"] == "maintainer_can_modify"
+    assert status == 422
+    assert body["errors"][0]["field"] == "maintainer_can_modify"
     status, _ = await api.call("POST", f"/repos/{REPO}/pulls", pull)
     assert status == 201
 
 
 async def test_an_api_the_manifest_does_not_grant_is_refused_with_403(api: Api) -> None:
     status, body = await api.call("POST", f"/repos/{REPO}/statuses/{api.sha}", {"state": "success"})
-    assert status == 403 and body["message"] == "Resource not accessible by integration"  # statuses: read only
+    assert status == 403
+    assert body["message"] == "Resource not accessible by integration"  # statuses: read only
     status, combined = await api.call("GET", f"/repos/{REPO}/commits/{api.sha}/status")
-    assert status == 200 and combined["sha"] == api.sha
+    assert status == 200
+    assert combined["sha"] == api.sha
     api.hub.app.permissions.pop("checks")
     status, _ = await api.call("GET", f"/repos/{REPO}/commits/{api.sha}/check-runs")
     assert status == 403

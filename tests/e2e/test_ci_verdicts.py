@@ -153,15 +153,23 @@ async def test_a_later_success_of_a_same_named_job_does_not_hide_a_failure_and_t
     [failed] = run.feedback["checks"]
     assert (failed["name"], failed["conclusion"], failed["app"]) == ("test", "failure", "github-actions")
     log = failed["log"]
-    assert "E   assert speed() >= 1" in log and "##[error]Process completed with exit code 1." in log
-    assert "FAILED test_speed" in log and "\x1b" not in log
-    assert TOKEN not in log and "[redacted]" in log
-    assert "noise line 2999" in log and "noise line 10\n" not in log and len(log) <= 8_100
+    assert "E   assert speed() >= 1" in log
+    assert "##[error]Process completed with exit code 1." in log
+    assert "FAILED test_speed" in log
+    assert "\x1b" not in log
+    assert TOKEN not in log
+    assert "[redacted]" in log
+    assert "noise line 2999" in log
+    assert "noise line 10\n" not in log
+    assert len(log) <= 8_100
     assert "Syncing repository" not in log  # only the failing step
     prompt = feedback_prompt(run.feedback)
-    assert "E   assert speed() >= 1" in prompt and TOKEN not in prompt and "untrusted" in prompt.lower()
+    assert "E   assert speed() >= 1" in prompt
+    assert TOKEN not in prompt
+    assert "untrusted" in prompt.lower()
     downloads = ci.hub.actions.blob_requests
-    assert downloads and not any("Authorization" in headers for headers in downloads)
+    assert downloads
+    assert not any("Authorization" in headers for headers in downloads)
 
 
 async def test_a_suite_created_after_the_first_suite_completed_is_waited_for(ci: CI) -> None:
@@ -174,7 +182,8 @@ async def test_a_suite_created_after_the_first_suite_completed_is_waited_for(ci:
     ci.waiting_run("r2", sha, "feature")
     run = await ci.until("r2", lambda r: r.status != "waiting_checks")
 
-    assert run.status == "fixing_ci" and "done" not in ci.statuses_seen("r2")
+    assert run.status == "fixing_ci"
+    assert "done" not in ci.statuses_seen("r2")
     assert run.feedback is not None
     [failed] = run.feedback["checks"]
     assert (failed["name"], failed["app"]) == ("coverage", "codecov")

@@ -39,7 +39,8 @@ def test_demo_delivers_the_deliverable_issues_and_explains_the_rest(tmp_path: Pa
             assert outcome["check_runs"]["Agent-Z / plan"] == "success"
             assert outcome["status_comments"] == 1
         else:
-            assert outcome["run_status"] is None and outcome["pr"] is None
+            assert outcome["run_status"] is None
+            assert outcome["pr"] is None
             assert outcome["status_comments"] == 0
     # The review round trip on #1 and the CI-fix loop on #2 both happened.
     assert by_number[1]["check_runs"]["Agent-Z / review"] == "success"

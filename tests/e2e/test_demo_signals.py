@@ -63,7 +63,8 @@ def test_a_signal_stops_every_child_closes_the_ports_and_removes_the_workspace(
         hub_port = int(settings["GITHUB_API_URL"].rsplit(":", 1)[1].split("/")[0])
         children = _pids_mentioning(str(workspace)) - {demo.pid}
         assert len(children) >= 5, children  # receiver, scheduler, planner, workers, reconciler
-        assert _port_open(receiver_port) and _port_open(hub_port)
+        assert _port_open(receiver_port)
+        assert _port_open(hub_port)
 
         demo.send_signal(signum)
         rest, _ = demo.communicate(timeout=60)
@@ -76,5 +77,6 @@ def test_a_signal_stops_every_child_closes_the_ports_and_removes_the_workspace(
     assert f"received {signum.name}" in output
     # orphans are reaped by init, not by the demo
     wait_for_sync(lambda: not any(_alive(pid) for pid in children), timeout=10, what="every demo child gone")
-    assert not _port_open(receiver_port) and not _port_open(hub_port)
+    assert not _port_open(receiver_port)
+    assert not _port_open(hub_port)
     assert not workspace.exists()

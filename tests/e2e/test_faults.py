@@ -78,7 +78,8 @@ def assert_clean_end_state(demo: Demo, report: DemoReport) -> None:
             assert outcome.check_runs.get("ci") == "success", outcome
             assert outcome.check_runs.get("Agent-Z / plan") == "success", outcome
         else:
-            assert outcome.run_status is None and outcome.pr is None, outcome
+            assert outcome.run_status is None, outcome
+            assert outcome.pr is None, outcome
     # The review round trip on #1 and the CI-fix loop on #2 still happened.
     if 1 in delivered:
         assert by_number(report, 1).check_runs.get("Agent-Z / review") == "success"
@@ -124,7 +125,8 @@ async def test_secondary_rate_limits_and_dropped_deliveries_are_recovered(tmp_pa
         faulted = count_api_faults(demo)
         await demo.seed()
         ok = await demo.wait_delivered()
-        assert demo.hub is not None and demo.db is not None
+        assert demo.hub is not None
+        assert demo.db is not None
         hub, db = demo.hub, demo.db
 
         def dropped() -> set[str]:
@@ -160,7 +162,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_duplicates(
         assert victim.lease_owner is not None
         owner = parse_owner(victim.lease_owner)
         name = demo.name_of(owner.pid)
-        assert name is not None and name.startswith("worker-")
+        assert name is not None
+        assert name.startswith("worker-")
         assert demo.kill(name) == owner.pid
 
         ok = await demo.wait_delivered()

@@ -79,7 +79,8 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
         ok = await demo.wait_delivered()
         assert await demo.settle()
         report = demo.report(ok)
-        assert demo.hub is not None and demo.db is not None
+        assert demo.hub is not None
+        assert demo.db is not None
         key_lines = [line for line in (demo.workspace / "app.private-key.pem").read_text().splitlines()
                      if line and not line.startswith("-----")]
         tokens = list(demo.hub.state.data["tokens"])
@@ -95,7 +96,8 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
 
     assert ok, report
     run = next(outcome for outcome in report.issues if outcome.number == 1)
-    assert run.run_status == "done" and run.check_runs.get("ci") == "success", run
+    assert run.run_status == "done", run
+    assert run.check_runs.get("ci") == "success", run
     for secret in secrets:
         assert not any(secret.encode() in blob for blob in pushed), secret
         assert not any(secret in text for text in texts), secret
@@ -105,4 +107,5 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
     assert listing.strip() == ""
     assert all(count == 0 for name, count in restarts.items()), restarts
     status = next(text for text in texts if "<!-- agent-z:status" in text)
-    assert "api.github.com:443" in status and "api.github.com:443" in review
+    assert "api.github.com:443" in status
+    assert "api.github.com:443" in review

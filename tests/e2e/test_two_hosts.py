@@ -93,13 +93,17 @@ async def kill_host_a_worker_mid_development(tmp_path: Path, postgres_url: str, 
         assert await demo.wait_for(finished, timeout=120, interval=0.2), demo.runs()
         assert await demo.settle(quiet=2.0)
         run = demo.runs()[1]
-        assert str(run.status) == "done" and run.pr_number is not None and run.head_sha is not None
-        assert run.lease_owner is None and run.session_host == HOST_B
+        assert str(run.status) == "done"
+        assert run.pr_number is not None
+        assert run.head_sha is not None
+        assert run.lease_owner is None
+        assert run.session_host == HOST_B
         # The work done on A before the kill is in the pull request, next to B's.
         assert show(demo, run.head_sha, BEFORE_KILL[0]) == BEFORE_KILL[1]
         assert show(demo, run.head_sha, AFTER_KILL[0]) == AFTER_KILL[1]
         audit = demo.audit()
-        assert audit.pulls == {1: [run.pr_number]} and audit.status_comments == {1: 1}
+        assert audit.pulls == {1: [run.pr_number]}
+        assert audit.status_comments == {1: 1}
         assert audit.duplicate_checks == []
         assert count_double_claims(load_events(postgres_url)) == 0
         assert demo.db is not None
@@ -107,7 +111,8 @@ async def kill_host_a_worker_mid_development(tmp_path: Path, postgres_url: str, 
             events = list(session.scalars(select(Event).where(Event.run_id == run.id).order_by(Event.id)))
         claimed_by = [parse_owner(str(e.payload["owner"])).host for e in events if e.kind == "claimed"
                       and "worker" in str(e.payload["owner"])]
-        assert claimed_by[0] == HOST_A and claimed_by[-1] == HOST_B
+        assert claimed_by[0] == HOST_A
+        assert claimed_by[-1] == HOST_B
         assert any(e.kind == "session_elsewhere" for e in events)
 
 

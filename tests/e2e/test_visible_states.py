@@ -60,16 +60,20 @@ async def test_a_commanded_run_is_acknowledged_delivered_and_asks_its_requester_
         assert await demo.wait_delivered()
         assert await demo.settle(quiet=2.0)
         run = demo.runs()[1]
-        assert run.status == "done" and run.pr_number is not None and run.requested_by == scenario.MAINTAINER
+        assert run.status == "done"
+        assert run.pr_number is not None
+        assert run.requested_by == scenario.MAINTAINER
         pull = await hub.pulls.get(scenario.REPO, run.pr_number)
         assert [user["login"] for user in pull["requested_reviewers"]] == [scenario.MAINTAINER]
-        assert "✅ Done" in status_comment(demo, 1) and not labels(demo, 1) & WORK_LABELS
+        assert "✅ Done" in status_comment(demo, 1)
+        assert not labels(demo, 1) & WORK_LABELS
 
         # Started and cancelled by command: four writes (two 👀, the comment and its edit).
         figures = await cancelled_run_figures(demo)
         cancelled = next(n for n, r in demo.runs().items() if r.title == CANCELLED_TITLE)
         body = status_comment(demo, cancelled)
-        assert "🚫 Cancelled" in body and f"cancelled by @{scenario.MAINTAINER}" in body
+        assert "🚫 Cancelled" in body
+        assert f"cancelled by @{scenario.MAINTAINER}" in body
         assert not labels(demo, cancelled) & WORK_LABELS
         assert figures["cancelled_run_writes"] <= 4
 
@@ -77,7 +81,8 @@ async def test_a_commanded_run_is_acknowledged_delivered_and_asks_its_requester_
 async def test_a_run_cancelled_from_the_command_line_is_shown_cancelled(tmp_path: Path) -> None:
     async with Demo(options(tmp_path)) as demo:
         hub = demo.hub
-        assert hub is not None and demo.db is not None
+        assert hub is not None
+        assert demo.db is not None
         await demo.seed()
         hub.comments.create(scenario.REPO, 1, "/agent-z run", user=scenario.MAINTAINER)
 

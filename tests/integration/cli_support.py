@@ -107,7 +107,8 @@ async def check_resumes_session(runner: Runner, cli_dir: str, workdir: Path) -> 
     assert second.session_id == first.session_id
     assert second.json == {"turn": 2}
     later = [request for request in server.requests[seen:] if request.turn.has_tools]
-    assert later and "Second request" in later[0].turn.prompt
+    assert later
+    assert "Second request" in later[0].turn.prompt
     assert "First request for issue #1" in later[0].turn.context
 
 
@@ -127,12 +128,14 @@ async def check_server_down_fails(runner: Runner, cli_dir: str, workdir: Path, *
                               env=cli_env(cli_dir, base_url=closed_port_url()))
     assert not result.ok
     assert result.exit_code != 0
-    assert result.error and re.search(r"connect|connection|refused|network|fetch", result.error, re.I), result.error
+    assert result.error
+    assert re.search(r"connect|connection|refused|network|fetch", result.error, re.I), result.error
 
 
 async def check_rejected_request_fails(runner: Runner, cli_dir: str, workdir: Path) -> None:
     """A model error response fails the run with an error message."""
     async with FakeModelServer(write_then_answer("a.txt", "a\n", ANSWER)) as server:
         result = await runner.run("developer", "reject this", workdir, timeout=60, env=cli_env(cli_dir, server))
-    assert not result.ok and result.error
+    assert not result.ok
+    assert result.error
     assert not (workdir / "a.txt").exists()

@@ -107,7 +107,8 @@ async def test_fork_pr_success_without_pull_requests_is_matched_by_head_sha(
     run = queue.get("run1")
     assert run.status == "done"
     assert gh.labels[7] == ["agent-z"]
-    assert len(gh.comments) == 1 and queue.claims_of("run1") == []
+    assert len(gh.comments) == 1
+    assert queue.claims_of("run1") == []
 
 
 async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
@@ -121,8 +122,11 @@ async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
     gh.checks[2].update(status="completed", conclusion="success")
     await dispatch(check_run_event("lint", "success", check_id=2, gh=gh), gh, db, ci_settings, queue)
     run = queue.get("run1")
-    assert run.status == "fixing_ci" and run.ci_round == 1 and run.lease_owner is None
-    assert run.feedback is not None and [c["name"] for c in run.feedback["checks"]] == ["tests"]
+    assert run.status == "fixing_ci"
+    assert run.ci_round == 1
+    assert run.lease_owner is None
+    assert run.feedback is not None
+    assert [c["name"] for c in run.feedback["checks"]] == ["tests"]
 
 
 async def test_a_failure_on_the_head_of_a_done_run_reopens_it(
@@ -133,7 +137,8 @@ async def test_a_failure_on_the_head_of_a_done_run_reopens_it(
     assert queue.get("run1").status == "done"
     await dispatch(check_run_event("tests", "failure", check_id=4, gh=gh), gh, db, ci_settings, queue)
     run = queue.get("run1")
-    assert run.status == "fixing_ci" and run.feedback is not None
+    assert run.status == "fixing_ci"
+    assert run.feedback is not None
     assert [c["name"] for c in run.feedback["checks"]] == ["tests"]
 
 
@@ -169,14 +174,17 @@ async def test_a_pr_without_any_ci_is_done_after_the_grace_period(
     waiting_run(db)
     stored(db, "Agent-Z / review", "completed", "success", slug="agent-z")
     deps = sweep_deps(gh, db, ci_settings, queue)
-    assert await settle_waiting(deps) == [] and not gh.writes()  # still within CI_GRACE_SECONDS
+    assert await settle_waiting(deps) == []
+    assert not gh.writes()  # still within CI_GRACE_SECONDS
 
     backdate(db, ci_settings.ci_grace_seconds + 1)
     [run] = await settle_waiting(deps)
-    assert run.status == "done" and queue.get("run1").status == "done"
+    assert run.status == "done"
+    assert queue.get("run1").status == "done"
     done = next(e for e in queue.events("run1") if e.to_status == "done")
     assert done.payload["reason"] == "no CI result within 600 s"
-    assert gh.labels[7] == ["agent-z"] and len(gh.comments) == 1  # cleaned up like any finished run
+    assert gh.labels[7] == ["agent-z"]
+    assert len(gh.comments) == 1  # cleaned up like any finished run
 
 
 async def test_the_grace_period_does_not_apply_once_the_repository_has_had_ci(
@@ -189,7 +197,8 @@ async def test_the_grace_period_does_not_apply_once_the_repository_has_had_ci(
     waiting_run(db)
     backdate(db, ci_settings.ci_grace_seconds * 10)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
-    assert queue.get("run1").status == "waiting_checks" and not gh.calls
+    assert queue.get("run1").status == "waiting_checks"
+    assert not gh.calls
 
 
 async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
@@ -199,7 +208,8 @@ async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
     stored(db, "tests", "in_progress", None)
     backdate(db, ci_settings.ci_grace_seconds + 1)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
-    assert queue.get("run1").status == "waiting_checks" and not gh.writes()
+    assert queue.get("run1").status == "waiting_checks"
+    assert not gh.writes()
 
 
 async def test_a_zero_grace_waits_for_ci_forever(
@@ -220,7 +230,8 @@ async def test_commit_status_failure_after_too_many_rounds_needs_a_human(
                    gh, db, ci_settings, queue)
     run = queue.get("run1")
     assert run.status == "needs_human"
-    assert "agent-z:needs-human" in gh.labels[7] and "agent-z:running" not in gh.labels[7]
+    assert "agent-z:needs-human" in gh.labels[7]
+    assert "agent-z:running" not in gh.labels[7]
 
 
 async def test_changes_requested_review_brings_inline_comments_as_feedback(
@@ -290,7 +301,8 @@ async def test_a_waiting_run_whose_ci_already_finished_is_settled_without_a_webh
     waiting_run(db)  # e.g. a pull request adopted after its checks had run
     stored(db, "tests", "completed", "success", gh=gh)
     [run] = await settle_waiting(sweep_deps(gh, db, ci_settings, queue))
-    assert run.status == "done" and gh.labels[7] == ["agent-z"]
+    assert run.status == "done"
+    assert gh.labels[7] == ["agent-z"]
 
 
 def rerequested(sender: str, *, slug: str = "agent-z", external_id: str = "agent-z:run1:review") -> sansio.Event:
@@ -315,7 +327,8 @@ async def test_re_running_our_own_check_is_refused_to_someone_who_may_not_steer(
     await dispatch(rerequested("mallory"), gh, db, ci_settings, queue)  # read permission only
     assert queue.get("run1").status == "needs_human"
     refused = [e for e in queue.events("run1") if e.kind == "check_run_action_refused"]
-    assert refused and refused[0].payload["actor"] == "mallory"
+    assert refused
+    assert refused[0].payload["actor"] == "mallory"
 
 
 async def test_another_apps_check_named_like_ours_cannot_re_run_our_stage(
@@ -415,7 +428,8 @@ async def test_a_comment_mentioning_the_app_in_its_pull_request_is_feedback_with
                            "author_association": "MEMBER"}}
     await dispatch(event("issue_comment", mention), gh, db, ci_settings, queue)
     run = queue.get("run1")
-    assert run.status == "fixing_ci" and run.ci_round == 1
+    assert run.status == "fixing_ci"
+    assert run.ci_round == 1
     feedback = run.feedback or {}
     assert (feedback["kind"], feedback["source"], feedback["reviewer"]) == ("review", "conversation", "carol")
     assert feedback["review_body"] == "@agent-z please also update the README"
@@ -507,7 +521,8 @@ async def test_cancelled_and_terminal_runs_are_not_woken_by_ci(
     await deliver(check_run_event("tests", "failure", gh=gh), gh, db, ci_settings, queue)
     await deliver(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
                   gh, db, ci_settings, queue)
-    assert pending_wakeups(db) == [] and queue.get("run1").status == "cancelled"
+    assert pending_wakeups(db) == []
+    assert queue.get("run1").status == "cancelled"
 
 
 async def test_an_outsiders_review_wakes_no_feedback(
@@ -547,7 +562,8 @@ async def test_two_workers_racing_on_one_wake_act_once(
     counts = await asyncio.gather(act_on_wakeups(deps, "worker-a"), act_on_wakeups(deps, "worker-b"))
     assert sorted(counts) == [0, 1]
     assert [e.to_status for e in queue.events("run1") if e.to_status] == ["done"]
-    assert len(gh.comments) == 1 and pending_wakeups(db) == []
+    assert len(gh.comments) == 1
+    assert pending_wakeups(db) == []
 
 
 async def test_a_worker_killed_while_acting_leaves_the_wake_to_be_retried(
@@ -564,7 +580,8 @@ async def test_a_worker_killed_while_acting_leaves_the_wake_to_be_retried(
 
     later = at + WAKE_LEASE_SECONDS + 1
     assert await act_on_wakeups(deps, "worker-2", clock=lambda: later) == 1
-    assert queue.get("run1").status == "done" and pending_wakeups(db) == []
+    assert queue.get("run1").status == "done"
+    assert pending_wakeups(db) == []
     assert not finish_wakeup(db, held)  # the dead worker's lease is fenced out
 
 
@@ -594,7 +611,9 @@ async def test_a_wake_that_fails_on_github_is_retried_later(
     failing = dataclasses.replace(deps, github=unreachable)
     assert await act_on_wakeups(failing, "worker-1") == 1
     [waiting] = pending_wakeups(db)
-    assert waiting.owner == "" and waiting.attempts == 1
+    assert waiting.owner == ""
+    assert waiting.attempts == 1
     assert await act_on_wakeups(deps, "worker-1") == 0  # backing off
     assert await act_on_wakeups(deps, "worker-1", clock=lambda: time.time() + 60) == 1
-    assert pending_wakeups(db) == [] and gh.labels[7] == ["agent-z"]
+    assert pending_wakeups(db) == []
+    assert gh.labels[7] == ["agent-z"]

@@ -69,8 +69,10 @@ def test_list_shows_every_delivery_or_only_dead_ones(env: dict[str, str], db: Da
     dead = invoke(env, "deliveries", "list", "--dead")
     [row] = dead.output.splitlines()[1:]
     assert row.split()[:6] == [str(ids["aaaa-dead"]), "aaaa-dead", "issue_comment/created", "octo/demo", "dead", "8"]
-    assert "RuntimeError: ?[2J?]0;pwned? handler broke xxx" in row and row.endswith("…")
-    assert "\x1b" not in dead.output and "\x07" not in dead.output
+    assert "RuntimeError: ?[2J?]0;pwned? handler broke xxx" in row
+    assert row.endswith("…")
+    assert "\x1b" not in dead.output
+    assert "\x07" not in dead.output
 
 
 def test_list_as_json_has_the_full_record(env: dict[str, str], db: Database) -> None:
@@ -79,7 +81,8 @@ def test_list_as_json_has_the_full_record(env: dict[str, str], db: Database) -> 
     [record] = records
     assert (record["id"], record["delivery_id"], record["event"], record["action"], record["state"]) == (
         ids["aaaa-dead"], "aaaa-dead", "issue_comment", "created", "dead")
-    assert record["error"].endswith("x" * 200) and record["dead_at"] is not None
+    assert record["error"].endswith("x" * 200)
+    assert record["dead_at"] is not None
     assert {r["state"] for r in json.loads(invoke(env, "deliveries", "list", "--json").stdout)} == {
         "dead", "processed", "pending"}
 
@@ -97,18 +100,22 @@ def test_retry_makes_a_dead_delivery_pending_again(env: dict[str, str], db: Data
     with db.read() as session:
         row = session.scalars(select(Delivery).where(Delivery.delivery_id == "aaaa-dead")).one()
     assert (row.dead_at, row.attempts, row.processed_at) == (None, 0, None)
-    assert row.next_attempt_at is not None and row.next_attempt_at <= now()
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at <= now()
     assert invoke(env, "deliveries", "list", "--dead").output.strip() == "no dead deliveries"
 
 
 def test_retry_of_an_unknown_or_live_delivery_is_a_clear_error(env: dict[str, str], db: Database) -> None:
     ids = _seed(db)
     unknown = invoke(env, "deliveries", "retry", "no-such-delivery")
-    assert unknown.exit_code == 1 and "delivery no-such-delivery not found" in unknown.output
+    assert unknown.exit_code == 1
+    assert "delivery no-such-delivery not found" in unknown.output
     pending = invoke(env, "deliveries", "retry", "cccc-pending")
-    assert pending.exit_code == 1 and "is pending, not dead" in pending.output
+    assert pending.exit_code == 1
+    assert "is pending, not dead" in pending.output
     done = invoke(env, "deliveries", "retry", str(ids["bbbb-done"]))
-    assert done.exit_code == 1 and "is processed, not dead" in done.output
+    assert done.exit_code == 1
+    assert "is processed, not dead" in done.output
 
 
 def test_prune_dry_run_reports_and_deletes_nothing_then_prune_deletes(env: dict[str, str], db: Database) -> None:

@@ -40,8 +40,10 @@ def invoke(env: dict[str, str], *args: str) -> Result:
 def test_enqueue_creates_one_run_per_live_issue(env: dict[str, str], queue: RunQueue) -> None:
     first = invoke(env, "enqueue", "5", "--repo", "octo/demo")
     again = invoke(env, "enqueue", "5", "--repo", "octo/demo")
-    assert first.exit_code == 0 and "enqueued run" in first.output
-    assert again.exit_code == 0 and "already queued" in again.output
+    assert first.exit_code == 0
+    assert "enqueued run" in first.output
+    assert again.exit_code == 0
+    assert "already queued" in again.output
     [run] = queue.list_runs()
     assert (run.repo, run.issue_number, run.mode, run.requested_by) == ("octo/demo", 5, "full", "cli")
 
@@ -55,12 +57,14 @@ def test_enqueue_uses_github_repo_and_plan_only(env: dict[str, str], queue: RunQ
 
 def test_enqueue_without_a_repository_is_a_clear_error(env: dict[str, str]) -> None:
     result = invoke(env, "enqueue", "5")
-    assert result.exit_code == 2 and "GITHUB_REPO" in result.output
+    assert result.exit_code == 2
+    assert "GITHUB_REPO" in result.output
 
 
 def test_enqueue_rejects_a_malformed_repository(env: dict[str, str]) -> None:
     result = invoke(env, "enqueue", "5", "--repo", "not a repo")
-    assert result.exit_code == 1 and "owner/name" in result.output
+    assert result.exit_code == 1
+    assert "owner/name" in result.output
 
 
 def test_runs_list_shows_a_table_and_json(env: dict[str, str], queue: RunQueue) -> None:
@@ -72,14 +76,16 @@ def test_runs_list_shows_a_table_and_json(env: dict[str, str], queue: RunQueue) 
     assert table.exit_code == 0, table.output
     header, *rows = table.output.splitlines()
     assert header.split() == ["ID", "ISSUE", "STATUS", "STAGE", "LEASE", "AGE", "PR", "ERROR"]
-    assert len(rows) == 2 and any("host:1:1 (" in row for row in rows)
+    assert len(rows) == 2
+    assert any("host:1:1 (" in row for row in rows)
     planning = json.loads(invoke(env, "--list-runs", "--status", "planning", "--json").stdout)
     assert [(r["id"], r["status"]) for r in planning] == [(claimed[0].id, "planning")]
 
 
 def test_runs_list_rejects_unknown_status(env: dict[str, str]) -> None:
     result = invoke(env, "runs", "list", "--status", "sleeping")
-    assert result.exit_code == 2 and "sleeping" in result.output
+    assert result.exit_code == 2
+    assert "sleeping" in result.output
 
 
 def test_inspect_shows_state_and_timeline(env: dict[str, str], queue: RunQueue) -> None:
@@ -90,8 +96,11 @@ def test_inspect_shows_state_and_timeline(env: dict[str, str], queue: RunQueue) 
     queue.transition(claimed[1], Status.READY, plan={"summary": "Rename the flag", "steps": ["edit cli.py"]})
     text = invoke(env, "runs", "inspect", run.id[:8])
     assert text.exit_code == 0, text.output
-    assert "status: ready" in text.output and "Rename the flag" in text.output and "- edit cli.py" in text.output
-    assert "enqueued" in text.output and "planning -> ready" in text.output
+    assert "status: ready" in text.output
+    assert "Rename the flag" in text.output
+    assert "- edit cli.py" in text.output
+    assert "enqueued" in text.output
+    assert "planning -> ready" in text.output
     data = json.loads(invoke(env, "--inspect", run.id, "--json").stdout)
     assert [e["kind"] for e in data["events"]] == ["enqueued", "claimed", "transition"]
     assert data["claims"] == ["issue:octo/demo#3"]
@@ -100,7 +109,8 @@ def test_inspect_shows_state_and_timeline(env: dict[str, str], queue: RunQueue) 
 def test_inspect_of_an_unknown_run_fails_cleanly(env: dict[str, str]) -> None:
     assert invoke(env, "migrate").exit_code == 0
     result = invoke(env, "runs", "inspect", "abc123")
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 1
+    assert "not found" in result.output
 
 
 def test_cancel_then_resume(env: dict[str, str], queue: RunQueue) -> None:
@@ -109,13 +119,16 @@ def test_cancel_then_resume(env: dict[str, str], queue: RunQueue) -> None:
     claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
     cancelled = invoke(env, "runs", "cancel", run.id)
-    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+    assert cancelled.exit_code == 0
+    assert "cancelled" in cancelled.output
     assert queue.claims_of(run.id) == []
     resumed = invoke(env, "--resume", run.id)
-    assert resumed.exit_code == 0 and "queued" in resumed.output
+    assert resumed.exit_code == 0
+    assert "queued" in resumed.output
     assert queue.claims_of(run.id) == ["issue:octo/demo#4"]
     refused = invoke(env, "runs", "resume", run.id)
-    assert refused.exit_code == 1 and "only failed" in refused.output
+    assert refused.exit_code == 1
+    assert "only failed" in refused.output
 
 
 def test_reconcile_once_reports_json(env: dict[str, str], queue: RunQueue) -> None:

@@ -52,7 +52,8 @@ async def work_in_parallel(h: Harness) -> list[Run]:
 async def green(h: Harness, run_id: str) -> str:
     """CI passes and the run is done; returns its head."""
     run = h.queue.get(run_id)
-    assert run.status == "waiting_checks" and run.head_sha is not None
+    assert run.status == "waiting_checks"
+    assert run.head_sha is not None
     h.ci(run.head_sha, "success")
     assert (await settle_ci(h.deps, h.gh, run)).status == "done"
     return run.head_sha
@@ -89,7 +90,9 @@ async def one_waits_then_both_are_green(h: Harness, first: str, second: str) -> 
     assert h.queue.get(loser).status == "ready"
 
     resumed = await h.work()
-    assert resumed.id == loser and resumed.status == "waiting_checks" and resumed.head_sha is not None
+    assert resumed.id == loser
+    assert resumed.status == "waiting_checks"
+    assert resumed.head_sha is not None
     # Built on the merged change: the second PR merges without conflicts.
     assert is_ancestor(h, winner_head, resumed.head_sha)
     await green_and_merged(h, loser)
@@ -133,14 +136,19 @@ async def test_a_change_outside_its_plan_waits_for_the_holder_then_is_rebased_no
     assert (await h.work()).status == "waiting_checks"  # issue 7 holds src/app.py and module src
 
     deferred = await h.work()
-    assert deferred.id == second and deferred.status == "deferred" and deferred.stage == "rebasing"
-    assert deferred.pr_number is None and len(h.gh.pulls) == 1  # nothing was submitted
+    assert deferred.id == second
+    assert deferred.status == "deferred"
+    assert deferred.stage == "rebasing"
+    assert deferred.pr_number is None
+    assert len(h.gh.pulls) == 1  # nothing was submitted
     conflict = [e for e in h.queue.events(second) if e.kind == "claims_conflict"][-1]
     assert f"module:{REPO}:src" in conflict.payload["resources"]
 
     merged_head = await green_and_merged(h, first)
     resumed = await h.work()
-    assert resumed.id == second and resumed.status == "waiting_checks" and resumed.head_sha is not None
+    assert resumed.id == second
+    assert resumed.status == "waiting_checks"
+    assert resumed.head_sha is not None
     assert is_ancestor(h, merged_head, resumed.head_sha)
     assert sh("git", "show", f"{resumed.head_sha}:src/app.py", cwd=h.origin) == "print('fast')"
     assert sh("git", "show", f"{resumed.head_sha}:src/size.py", cwd=h.origin) == "SIZE = 1"
@@ -163,7 +171,8 @@ async def test_a_change_that_conflicts_after_the_merge_is_developed_again_on_the
     merged_head = await green_and_merged(h, first)
 
     resumed = await h.work()
-    assert resumed.status == "waiting_checks" and resumed.head_sha is not None
+    assert resumed.status == "waiting_checks"
+    assert resumed.head_sha is not None
     assert is_ancestor(h, merged_head, resumed.head_sha)
     assert sh("git", "show", f"{resumed.head_sha}:src/app.py", cwd=h.origin) == "print('fast and small')"
     calls = [e.payload["role"] for e in h.queue.events(second) if e.kind == "agent_call"]
@@ -181,7 +190,8 @@ async def test_a_plan_without_files_or_modules_claims_the_whole_repository(tmp_p
     assert (await h.work()).status == "waiting_checks"
     assert f"module:{REPO}:*" in h.queue.claims_of(first)
     blocked = await h.work()
-    assert blocked.id == second and blocked.status == "deferred"
+    assert blocked.id == second
+    assert blocked.status == "deferred"
 
 
 async def test_with_claims_released_at_done_the_waiting_run_goes_on_when_the_other_is_green(tmp_path: Path) -> None:
@@ -197,4 +207,5 @@ async def test_with_claims_released_at_done_the_waiting_run_goes_on_when_the_oth
     winner = first if results[first] == "waiting_checks" else second
     loser = second if winner == first else first
     await green(h, winner)
-    assert h.queue.claims_of(winner) == [] and h.queue.get(loser).status == "ready"
+    assert h.queue.claims_of(winner) == []
+    assert h.queue.get(loser).status == "ready"

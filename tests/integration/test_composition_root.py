@@ -148,7 +148,8 @@ async def test_the_pipelines_github_and_git_tokens_come_from_the_roles_one_app(
         run = Run(id="r1", repo="acme/app", issue_number=1, installation_id=7)
         client = await deps.github(run)
         # The role's one session, ETag cache and installation pacer.
-        assert client._session is services.http and client._etags is services.github.etags
+        assert client._session is services.http
+        assert client._etags is services.github.etags
         assert client._pacer is services.github.client(7)._pacer
         assert client.installation_id == 7
         with sqlite_db.begin() as session:

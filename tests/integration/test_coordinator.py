@@ -266,7 +266,9 @@ async def test_repeated_submit_opens_one_pr_one_comment_and_no_duplicate_checks(
     second = await _submit(Coordinator(gh, co_db, co_settings), run)
 
     assert first == second
-    assert len(gh.pulls) == 1 and len(gh.comments) == 1 and len(gh.checks) == 2
+    assert len(gh.pulls) == 1
+    assert len(gh.comments) == 1
+    assert len(gh.checks) == 2
     assert len(gh.writes()) == writes_after_first  # nothing unchanged was written again
     log = sh("git", "log", "--format=%s|%an <%ae>", f"refs/heads/{run.branch}", cwd=origin).splitlines()
     assert log[0] == "Fix #7: Make it faster|Agent-Z <agent-z@users.noreply.github.com>"
@@ -308,10 +310,12 @@ async def test_changed_check_content_is_patched_and_annotations_go_in_chunks(
 
     assert len(gh.checks) == 1
     check = next(iter(gh.checks.values()))
-    assert check["status"] == "completed" and check["conclusion"] == "success"
+    assert check["status"] == "completed"
+    assert check["conclusion"] == "success"
     assert len(check["annotations"]) == 120
     patches = gh.writes("PATCH")
-    assert len(patches) == 3 and all(len(p[2]["output"].get("annotations", [])) <= 50 for p in patches)
+    assert len(patches) == 3
+    assert all(len(p[2]["output"].get("annotations", [])) <= 50 for p in patches)
     assert check["external_id"] == f"agent-z:{run.id}:review"
 
 
@@ -359,11 +363,13 @@ async def test_deleted_status_comment_is_posted_again(co_settings: Settings, co_
     first = await coordinator.status_comment(run, StatusView(run.id, "waiting_checks", REPO, 7))
     del gh.comments[first]
     second = await coordinator.status_comment(run, StatusView(run.id, "done", REPO, 7))
-    assert second != first and list(gh.comments) == [second]
+    assert second != first
+    assert list(gh.comments) == [second]
 
 
 def test_findings_fit_check_annotations() -> None:
     from agentz_app.reporting.checks import finding_annotations
 
     note = finding_annotations([Finding(file="a.py", severity="info", message="x", blocking=False)])[0]
-    assert note["start_line"] == 1 and note["annotation_level"] == "notice"
+    assert note["start_line"] == 1
+    assert note["annotation_level"] == "notice"

@@ -153,7 +153,8 @@ async def test_a_run_interrupted_while_fixing_goes_back_to_fixing_with_the_store
     set_steps(h.deps, {"role": "developer", "match": FIX, "write": [test_file]}, {"role": "reviewer", "json": APPROVE})
     run = await h.work()
 
-    assert run.status == "waiting_checks" and run.review_round == 2
+    assert run.status == "waiting_checks"
+    assert run.review_round == 2
     resumed = [(e.from_status, e.to_status) for e in h.queue.events(run_id) if e.kind == "transition"]
     after_interrupt = resumed[resumed.index(("fixing", "ready")) + 1:]
     assert after_interrupt[0] == ("ready", "fixing")  # no review round in between
@@ -178,7 +179,8 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     claimed = h.queue.claim("planner-b", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
     assert claimed is not None
     planned = await plan_run(host_b, *claimed)
-    assert planned.session_host == "host-b" and planned.session_id
+    assert planned.session_host == "host-b"
+    assert planned.session_id
     stale_copy = host_b.worktrees.worktree_path(run_id)
     assert stale_copy.exists()
 
@@ -196,7 +198,8 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     assert claimed is not None
     run = await work_run(host_b, *claimed)
 
-    assert run.status == "waiting_checks" and run.head_sha is not None, run.error
+    assert run.status == "waiting_checks", run.error
+    assert run.head_sha is not None
     assert sh("git", "show", f"{run.head_sha}:src/app.py", cwd=h.origin) == "print('fast')"  # host A's work
     assert sh("git", "show", f"{run.head_sha}:tests/test_app.py", cwd=h.origin) == "def test(): pass"
     assert len(h.gh.pulls) == 1
@@ -206,6 +209,7 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     [(session, prompt)] = [(session, prompt) for role, session, prompt in runner_b.calls if role == "developer"]
     assert session is None  # host A's session id is never named to host B's CLI
     context, task = prompt.split("Your task:")
-    assert "+print('fast')" in context and "Implement the plan below" in task
+    assert "+print('fast')" in context
+    assert "Implement the plan below" in task
     reviewer_sessions = [session for role, session, _ in runner_b.calls if role == "reviewer"]
     assert reviewer_sessions == [None]

@@ -57,7 +57,8 @@ def test_a_host_whose_leases_expired_and_heartbeats_went_stale_is_declared_dead(
     assert report.dead_hosts == [HOST_B]
     assert sorted(report.resumed) == sorted([first.run_id, second.run_id])
     [event] = _host_events(queue.db)
-    assert event.payload["host"] == HOST_B and event.payload["runs"] == sorted([first.run_id, second.run_id])
+    assert event.payload["host"] == HOST_B
+    assert event.payload["runs"] == sorted([first.run_id, second.run_id])
     assert event.payload["by"] == settings.host_id
     assert _process_states(queue.db, HOST_B) == ["dead", "dead"]
     recovered = [e for e in queue.events(first.run_id) if e.to_status == "ready" and e.payload.get("actor")
@@ -74,7 +75,8 @@ def test_a_host_whose_supervisor_still_beats_is_not_declared_dead(
 
     report = reconcile_once(queue.db, settings, clock=clock, is_dead=lambda owner: False)
 
-    assert report.dead_hosts == [] and _host_events(queue.db) == []
+    assert report.dead_hosts == []
+    assert _host_events(queue.db) == []
     assert _process_states(queue.db, HOST_B) == ["running"]
     assert report.resumed == [lease.run_id]  # its expired lease is still recovered, run by run
 
@@ -89,7 +91,8 @@ def test_a_host_with_one_lease_still_current_is_not_declared_dead(
 
     report = reconcile_once(queue.db, settings, clock=clock, is_dead=lambda owner: False)
 
-    assert report.dead_hosts == [] and _host_events(queue.db) == []
+    assert report.dead_hosts == []
+    assert _host_events(queue.db) == []
     assert report.resumed == [stale.run_id]
     assert queue.get(live.run_id).lease_owner == live.owner
 
@@ -102,5 +105,6 @@ def test_the_reconcilers_own_host_is_never_declared_dead(
 
     report = reconcile_once(queue.db, settings, clock=clock, is_dead=lambda owner: False)
 
-    assert report.dead_hosts == [] and _host_events(queue.db) == []
+    assert report.dead_hosts == []
+    assert _host_events(queue.db) == []
     assert len(report.resumed) == 1

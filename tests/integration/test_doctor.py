@@ -67,7 +67,8 @@ def test_an_unconfigured_host_gets_every_problem_at_once_with_its_fix(tmp_path: 
     failed = {name for name, check in checks.items() if not check["passed"]}
     assert {"webhook_secret", "app_id", "private_key", "database", "agent_cli_claude",
             "model_credentials_claude", "model_credentials_codex"} <= failed
-    assert checks["agent_cli_codex"]["passed"] and "codex-cli 9.9.9" in str(checks["agent_cli_codex"]["detail"])
+    assert checks["agent_cli_codex"]["passed"]
+    assert "codex-cli 9.9.9" in str(checks["agent_cli_codex"]["detail"])
     assert all(check["fix"] for name, check in checks.items() if name in failed)
     assert "agentz setup" in str(checks["app_id"]["fix"])
     assert "ANTHROPIC_API_KEY" in str(checks["model_credentials_claude"]["fix"])
@@ -83,7 +84,8 @@ def test_a_configured_host_passes(tmp_path: Path, bin_dir: Path) -> None:
     result = invoke(env, "doctor", "--role", "receiver", "--role", "scheduler", "--role", "reconciler")
     assert result.exit_code == 0, result.output
     assert "FAIL" not in result.output
-    assert "model_credentials_codex" in result.output and "OPENAI_API_KEY" in result.output
+    assert "model_credentials_codex" in result.output
+    assert "OPENAI_API_KEY" in result.output
     assert "sk-test-0123456789" not in result.output
 
 
@@ -94,12 +96,15 @@ def test_an_old_schema_and_an_unreadable_or_bogus_key_fail_with_their_fixes(tmp_
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "agentz.db").touch()  # a database without a schema
     checks = _by_name(invoke(env, "doctor", "--json", "--role", "reconciler"))
-    assert not checks["private_key"]["passed"] and "not a PEM private key" in str(checks["private_key"]["detail"])
-    assert not checks["database_schema"]["passed"] and "agentz migrate" in str(checks["database_schema"]["fix"])
+    assert not checks["private_key"]["passed"]
+    assert "not a PEM private key" in str(checks["private_key"]["detail"])
+    assert not checks["database_schema"]["passed"]
+    assert "agentz migrate" in str(checks["database_schema"]["fix"])
 
     missing = {**env, "GITHUB_PRIVATE_KEY_PATH": str(tmp_path / "absent.pem")}
     checks = _by_name(invoke(missing, "doctor", "--json", "--role", "reconciler"))
-    assert not checks["private_key"]["passed"] and "cannot read key file" in str(checks["private_key"]["detail"])
+    assert not checks["private_key"]["passed"]
+    assert "cannot read key file" in str(checks["private_key"]["detail"])
 
 
 def test_a_reused_cli_login_counts_as_credentials_only_when_it_holds_one(tmp_path: Path, bin_dir: Path) -> None:
@@ -138,6 +143,7 @@ def test_issue_without_app_credentials_queues_nothing(tmp_path: Path, bin_dir: P
     migrate(db)
     result = invoke(env, "issue", "5", "--repo", "octo/demo")
     assert result.exit_code == 1
-    assert "GITHUB_APP_ID is not set" in result.output and "nothing was queued" in result.output
+    assert "GITHUB_APP_ID is not set" in result.output
+    assert "nothing was queued" in result.output
     assert RunQueue(db).list_runs() == []
     db.dispose()

@@ -45,8 +45,10 @@ async def test_push_emits_push_and_runs_pytest_ci_on_the_head_sha(fakehub: FakeH
     sha = await push_branch(fakehub, tmp_path, "agent-z/issue-1-x", {"notes.txt": "hi\n"}, pusher="alice")
 
     push = await webhook_sink.wait_for("push", where=lambda d: d.payload["after"] == sha)
-    assert push.payload["ref"] == "refs/heads/agent-z/issue-1-x" and push.payload["created"] is True
-    assert push.payload["head_commit"]["id"] == sha and push.payload["sender"]["login"] == "alice"
+    assert push.payload["ref"] == "refs/heads/agent-z/issue-1-x"
+    assert push.payload["created"] is True
+    assert push.payload["head_commit"]["id"] == sha
+    assert push.payload["sender"]["login"] == "alice"
     assert push.payload["commits"][-1]["added"] == ["notes.txt"]
 
     run = await webhook_sink.wait_for("check_run", "completed", where=on_sha(sha))
@@ -68,7 +70,8 @@ async def test_failing_ci_command_concludes_failure_with_output_tail(fakehub: Fa
     run = await webhook_sink.wait_for("check_run", "completed", where=on_sha(sha))
     check = run.payload["check_run"]
     assert check["conclusion"] == "failure"
-    assert "broken-build" in check["output"]["summary"] and "exited with 3" in check["output"]["summary"]
+    assert "broken-build" in check["output"]["summary"]
+    assert "exited with 3" in check["output"]["summary"]
     suite = await webhook_sink.wait_for("check_suite", "completed")
     assert suite.payload["check_suite"]["conclusion"] == "failure"
 
@@ -130,7 +133,8 @@ async def test_merge_updates_base_branch_in_the_bare_repo(fakehub: FakeHub, webh
     issue_closed = await webhook_sink.wait_for("issues", "closed")
     assert issue_closed.payload["issue"]["state_reason"] == "completed"
     again = await fakehub.pulls.get(REPO, pull["number"])
-    assert again["state"] == "closed" and again["merged"] is True
+    assert again["state"] == "closed"
+    assert again["merged"] is True
 
 
 async def test_conflicting_merge_is_refused(fakehub: FakeHub, tmp_path: Path) -> None:
@@ -179,7 +183,8 @@ async def test_standalone_process_serves_and_stops(tmp_path: Path) -> None:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         info = json.loads(line)
         async with aiohttp.ClientSession() as session, session.get(info["api_url"] + "/_fakehub/info") as r:
-            assert r.status == 200 and (await r.json())["git_url_template"] == info["git_url_template"]
+            assert r.status == 200
+            assert (await r.json())["git_url_template"] == info["git_url_template"]
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0

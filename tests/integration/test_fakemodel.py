@@ -65,7 +65,8 @@ async def test_anthropic_without_stream_gets_a_whole_message_and_title_calls_get
     async with FakeModelServer(_scenario()) as server:
         status, body = await _post(f"{server.base_url}/v1/messages",
                                    {"model": "m", "messages": [{"role": "user", "content": "Name this chat"}]})
-    assert status == 200 and body["content"] == [{"type": "text", "text": "Greeting fix"}]
+    assert status == 200
+    assert body["content"] == [{"type": "text", "text": "Greeting fix"}]
 
 
 async def test_responses_api_uses_codex_exec_command_with_apply_patch() -> None:
@@ -76,7 +77,8 @@ async def test_responses_api_uses_codex_exec_command_with_apply_patch() -> None:
                 "input": [prompt]}
         _, events = await _post(url, body, ROLE)
         call = next(e["item"] for e in events if e["type"] == "response.output_item.done")
-        assert call["type"] == "function_call" and call["name"] == "exec_command"
+        assert call["type"] == "function_call"
+        assert call["name"] == "exec_command"
         command = json.loads(call["arguments"])["cmd"]
         assert "*** Add File: src/hello.txt\n+hi\n*** End Patch" in command
         assert events[-1]["type"] == "response.completed"
@@ -139,9 +141,11 @@ async def test_scripted_status_and_invalid_bodies_are_errors() -> None:
     async with FakeModelServer(scenario) as server:
         body = {"model": "m", "tools": [{"name": "write"}], "messages": [{"role": "user", "content": "boom"}]}
         status, reply = await _post(f"{server.base_url}/v1/chat/completions", body)
-        assert status == 503 and reply["error"]["type"] == "api_error"
+        assert status == 503
+        assert reply["error"]["type"] == "api_error"
         status, reply = await _post(f"{server.base_url}/v1/messages", {"model": "m"})
-        assert status == 400 and "messages" in reply["error"]["message"]
+        assert status == 400
+        assert "messages" in reply["error"]["message"]
     assert server.requests[0].status == 503
 
 
@@ -166,7 +170,8 @@ async def test_standalone_server_serves_a_scenario_file(tmp_path: Path) -> None:
                 return None  # it prints its address just before it listens
 
         status, reply = await wait_for(answer, timeout=10, what=f"the fake model answering on port {port}")
-        assert status == 200 and reply["content"][0]["text"] == "pong"
+        assert status == 200
+        assert reply["content"][0]["text"] == "pong"
     finally:
         proc.terminate()
         await proc.wait()

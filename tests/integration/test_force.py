@@ -27,7 +27,9 @@ def test_a_block_label_stops_development_unless_the_run_is_forced() -> None:
     settings = Settings.load(None, scheduler_block_labels="blocked,on-hold")
     issue = gh_issue(7, labels=[{"name": "On-Hold"}])
     problem = issue_problem(issue, settings)
-    assert problem is not None and "'On-Hold'" in problem and "--force" in problem
+    assert problem is not None
+    assert "'On-Hold'" in problem
+    assert "--force" in problem
     assert issue_problem(issue, settings, force=True) is None
 
 
@@ -39,7 +41,8 @@ def test_a_block_label_stops_development_unless_the_run_is_forced() -> None:
 def test_a_forced_run_still_stops_for_a_closed_pull_request_or_assigned_issue(fields: dict[str, Any],
                                                                               expected: str) -> None:
     problem = issue_problem(gh_issue(7, labels=[{"name": "blocked"}], **fields), Settings.load(None), force=True)
-    assert problem is not None and expected in problem
+    assert problem is not None
+    assert expected in problem
 
 
 async def developed_despite_block_label(tmp_path: Path, *, force: bool) -> str:

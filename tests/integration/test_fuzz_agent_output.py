@@ -115,10 +115,12 @@ def _parses_or_is_invalid(model: type[BaseModel], text: str, structured: Any = N
     try:
         value = parse_output(model, text, structured)
     except InvalidAgentOutput as exc:
-        assert exc.raw == text
-        return None
-    assert isinstance(value, model)
-    return value
+        invalid = exc
+    else:
+        assert isinstance(value, model)
+        return value
+    assert invalid.raw == text
+    return None
 
 
 @FUZZ
@@ -126,7 +128,8 @@ def _parses_or_is_invalid(model: type[BaseModel], text: str, structured: Any = N
 def test_plan_parsing_returns_a_plan_or_invalid_output(text: str, structured: Any) -> None:
     plan = _parses_or_is_invalid(Plan, text, structured)
     if isinstance(plan, Plan):
-        assert plan.steps and plan.summary
+        assert plan.steps
+        assert plan.summary
         assert all(not path.startswith("/") and ".." not in path.split("/") for path in plan.files)
 
 
@@ -147,7 +150,8 @@ def test_ranking_validation_returns_a_ranking_or_invalid_output(data: Any) -> No
         return
     assert isinstance(ranking, Ranking)
     numbers = [item.number for item in ranking.ranking] + [item.number for item in ranking.rejected]
-    assert set(numbers) <= set(CANDIDATES) and len(numbers) == len(set(numbers))
+    assert set(numbers) <= set(CANDIDATES)
+    assert len(numbers) == len(set(numbers))
 
 
 @FUZZ

@@ -83,7 +83,8 @@ async def test_a_non_fast_forward_push_is_not_retried(tmp_path: Path, origin: Pa
     waits: list[float] = []
     result = await git_remote("push", "origin", f"{unrelated}:refs/heads/trunk", cwd=mirror, check=False,
                               retry=recording_sleep(waits))
-    assert result.exit_code != 0 and "[rejected]" in result.stderr
+    assert result.exit_code != 0
+    assert "[rejected]" in result.stderr
     assert waits == []
 
 
@@ -115,7 +116,8 @@ async def test_bad_credentials_are_not_retried(tmp_path: Path, aiohttp_server: C
     waits: list[float] = []
     with pytest.raises(GitError, match="Authentication failed"):
         await git_remote("ls-remote", url, cwd=tmp_path / "m.git", token="bad-token", retry=recording_sleep(waits))
-    assert waits == [] and requests
+    assert waits == []
+    assert requests
 
 
 @pytest.mark.parametrize(("exit_code", "stderr", "permanent"), [

@@ -126,12 +126,12 @@ class FakeTime:
 @pytest.fixture
 async def fake(
     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], rsa_key: rsa.RSAPrivateKey
-) -> AsyncIterator[tuple[FakeGitHub, str]]:
+) -> tuple[FakeGitHub, str]:
     hub = FakeGitHub(public_key=rsa_key.public_key())
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", hub.handle)
     server = await aiohttp_server(app)
-    yield hub, str(server.make_url(PREFIX))
+    return hub, str(server.make_url(PREFIX))
 
 
 @pytest.fixture
@@ -497,7 +497,7 @@ async def test_installation_for_repo_asks_as_the_app(
     with pytest.raises(GitHubError) as caught:
         await app.installation_for_repo("o/missing")
     assert caught.value.status_code == 404
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must look like owner/name"):
         await app.installation_for_repo("not a repo")
 
 
@@ -515,7 +515,9 @@ async def test_tokens_never_reach_log_output(
     with pytest.raises(GitHubError) as caught:
         await gh.getitem("/repos/o/gone")
     output = stream.getvalue()
-    assert "github.token_rejected" in output and "github.retry" in output and "github.rate_limited" in output
+    assert "github.token_rejected" in output
+    assert "github.retry" in output
+    assert "github.rate_limited" in output
     assert len(hub.minted) == 2
     for token in hub.minted:
         assert token not in output
@@ -532,7 +534,8 @@ async def test_shared_etag_cache_is_bounded_by_size() -> None:
     cache.get("a")
     cache.put("c", CachedResponse(etag="3", body=b"123"))
     assert cache.get("b") is None
-    assert cache.get("a") is not None and cache.get("c") is not None
+    assert cache.get("a") is not None
+    assert cache.get("c") is not None
     assert cache.size == 8
     cache.put("huge", CachedResponse(etag="4", body=b"x" * 11))
     assert cache.get("huge") is None

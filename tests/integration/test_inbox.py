@@ -72,7 +72,8 @@ async def test_writer_commits_concurrent_submissions_and_flags_duplicates(db: Da
         results = await asyncio.gather(*(writer.submit(row(f"d-{i % 50}")) for i in range(100)))
     finally:
         await writer.stop()
-    assert results.count(True) == 50 and results.count(False) == 50
+    assert results.count(True) == 50
+    assert results.count(False) == 50
     assert len(deliveries(db)) == 50
     assert wakes
 
@@ -98,11 +99,13 @@ async def test_pending_delivery_is_dispatched_once_with_its_dependencies(db: Dat
     assert await process_pending(db, settings, github=None, router=recorder.router) == 0
     [(delivery_id, gh, deps)] = recorder.calls
     assert (delivery_id, gh) == ("a", None)
-    assert deps["db"] is db and deps["settings"] is settings
+    assert deps["db"] is db
+    assert deps["settings"] is settings
     assert deps["queue"].lease_seconds == settings.lease_seconds
     assert deps["log"]["delivery_id"] == "a"
     stored = deliveries(db)["a"]
-    assert stored.processed_at is not None and stored.error is None
+    assert stored.processed_at is not None
+    assert stored.error is None
 
 
 async def test_handlers_get_a_client_for_the_deliverys_installation(db: Database, settings: Settings) -> None:
@@ -134,7 +137,8 @@ async def test_failing_handler_leaves_the_delivery_unprocessed_and_it_is_retried
     assert failed.processed_at is None
     assert failed.attempts == 1
     assert failed.error == "RuntimeError: handler broke"
-    assert failed.next_attempt_at is not None and failed.next_attempt_at >= before + retry_delay(1)
+    assert failed.next_attempt_at is not None
+    assert failed.next_attempt_at >= before + retry_delay(1)
 
     # Not due yet: nothing is claimed.
     assert await process_pending(db, settings, github=None, router=recorder.router) == 0
@@ -144,7 +148,9 @@ async def test_failing_handler_leaves_the_delivery_unprocessed_and_it_is_retried
         session.execute(update(Delivery).values(next_attempt_at=now() - 1))
     assert await process_pending(db, settings, github=None, router=recorder.router) == 1
     done = deliveries(db)["a"]
-    assert done.processed_at is not None and done.error is None and done.attempts == 1
+    assert done.processed_at is not None
+    assert done.error is None
+    assert done.attempts == 1
     assert [call[0] for call in recorder.calls] == ["a", "a"]
 
 
@@ -159,7 +165,8 @@ def test_a_claimed_batch_is_not_claimed_again_until_its_lease_expires(db: Databa
     insert_deliveries(db, [row(f"d-{i}") for i in range(5)])
     first = claim_pending(db, limit=3, claim_seconds=60)
     second = claim_pending(db, limit=10, claim_seconds=60)
-    assert len(first) == 3 and len(second) == 2
+    assert len(first) == 3
+    assert len(second) == 2
     assert not {d.id for d in first} & {d.id for d in second}
     assert claim_pending(db, limit=10) == []
     with db.begin() as session:
@@ -183,7 +190,8 @@ def test_concurrent_claimers_never_share_a_delivery(db: Database) -> None:
     for thread in threads:
         thread.join()
     ids = [delivery for batch in claimed for delivery in batch]
-    assert len(ids) == 60 and len(set(ids)) == 60
+    assert len(ids) == 60
+    assert len(set(ids)) == 60
 
 
 def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Settings) -> None:
@@ -214,8 +222,10 @@ async def test_stopping_mid_batch_makes_the_untouched_deliveries_due_again(db: D
     assert stored["first"].processed_at is not None
     for name in ("second", "third"):
         untouched = stored[name]
-        assert untouched.processed_at is None and untouched.attempts == 0
-        assert untouched.next_attempt_at is not None and untouched.next_attempt_at <= now()
+        assert untouched.processed_at is None
+        assert untouched.attempts == 0
+        assert untouched.next_attempt_at is not None
+        assert untouched.next_attempt_at <= now()
     assert await process_pending(db, settings, github=None, router=recorder.router) == 2
     assert [call[0] for call in recorder.calls] == ["first", "second", "third"]
 
@@ -268,10 +278,12 @@ async def test_a_delivery_failing_max_attempts_times_is_dead_and_never_processed
     insert_deliveries(db, [row("doomed")])
     await fail_until_dead(db, settings, recorder, 2)
     waiting = deliveries(db)["doomed"]
-    assert waiting.dead_at is None and waiting.next_attempt_at is not None  # two failures: backing off
+    assert waiting.dead_at is None
+    assert waiting.next_attempt_at is not None  # two failures: backing off
     await fail_until_dead(db, settings, recorder, 1)
     dead = deliveries(db)["doomed"]
-    assert dead.dead_at is not None and dead.processed_at is None
+    assert dead.dead_at is not None
+    assert dead.processed_at is None
     assert (dead.attempts, dead.error, dead.next_attempt_at) == (3, "RuntimeError: handler broke", None)
 
     insert_deliveries(db, [row("fine")])
@@ -303,7 +315,9 @@ async def test_retrying_a_dead_delivery_processes_it_exactly_once_more(db: Datab
     assert await process_pending(db, settings, github=None, router=recorder.router) == 0
     assert [call[0] for call in recorder.calls] == ["doomed"] * 3
     done = deliveries(db)["doomed"]
-    assert done.processed_at is not None and done.dead_at is None and done.attempts == 0
+    assert done.processed_at is not None
+    assert done.dead_at is None
+    assert done.attempts == 0
 
 
 async def test_a_retried_delivery_that_fails_again_gets_all_its_attempts_back(

@@ -95,11 +95,13 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
             if event == "pull_request_review":
                 assert pull.review_state == data["review"]["state"].lower()
                 review = session.get(IssueComment, data["review"]["id"])
-                assert review is not None and review.kind == "review"
+                assert review is not None
+                assert review.kind == "review"
                 assert review.author_association == data["review"]["author_association"]
             if event == "pull_request_review_comment":
                 comment = session.get(IssueComment, data["comment"]["id"])
-                assert comment is not None and comment.kind == "review_comment"
+                assert comment is not None
+                assert comment.kind == "review_comment"
                 assert comment.body == data["comment"]["body"]
                 assert comment.author_association == data["comment"]["author_association"]
         elif event in ("check_run", "check_suite", "status"):
@@ -109,7 +111,8 @@ def expect_snapshot(db: Database, name: str, data: dict[str, Any]) -> None:
             if event == "check_run":
                 run = data["check_run"]
                 assert (check.head_sha, check.name, check.source) == (run["head_sha"], run["name"], "check_run")
-                assert check.key == str(run["id"]) and check.suite_id == run["check_suite"]["id"]
+                assert check.key == str(run["id"])
+                assert check.suite_id == run["check_suite"]["id"]
                 assert (check.status, check.conclusion) == (run["status"], run["conclusion"])
             elif event == "check_suite":
                 suite = data["check_suite"]
@@ -295,7 +298,8 @@ async def test_deleted_installation_deactivates_its_repositories(db: Database, s
     await process(db, settings)
     with db.read() as session:
         installation = session.get(Installation, created["installation"]["id"])
-        assert installation is not None and installation.deleted
+        assert installation is not None
+        assert installation.deleted
         assert [repo.active for repo in session.scalars(select(Repository))] == [False]
 
 
@@ -309,7 +313,8 @@ async def test_suspended_installation_deactivates_and_unsuspend_restores(db: Dat
     with db.read() as session:
         assert [repo.active for repo in session.scalars(select(Repository))] == [False]
         installation = session.get(Installation, created["installation"]["id"])
-        assert installation is not None and installation.suspended
+        assert installation is not None
+        assert installation.suspended
     unsuspended = copy.deepcopy(created)
     unsuspended["action"] = "unsuspend"
     deliver(db, "installation.created.json", unsuspended, "unsuspend")
@@ -363,6 +368,8 @@ async def test_a_malformed_payload_records_which_field_is_wrong_and_dies_like_an
     await process_pending(db, settings, github=None)
     with db.read() as session:
         delivery = session.scalars(select(Delivery)).one()
-        assert delivery.processed_at is None and delivery.dead_at is not None and delivery.attempts == 1
+        assert delivery.processed_at is None
+        assert delivery.dead_at is not None
+        assert delivery.attempts == 1
         assert delivery.error == "BadPayload: issues payload: issue.number is invalid: Input should be a valid integer"
         assert session.scalars(select(IssueSnapshot)).all() == []

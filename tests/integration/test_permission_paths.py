@@ -129,7 +129,8 @@ async def test_a_command_added_to_someone_elses_comment_does_not_run(sqlite_db: 
     gh = make_gh(alice="admin", mallory="read")
     await dispatch(comment_event("/agent-z run", "mallory", action="edited", previous="hi", sender="alice"),
                    gh, sqlite_db, settings)
-    assert RunQueue(sqlite_db).list_runs() == [] and gh.calls == []
+    assert RunQueue(sqlite_db).list_runs() == []
+    assert gh.calls == []
     assert command_reasons(sqlite_db) == ["comment edited by someone other than its author"]
 
 
@@ -144,7 +145,8 @@ async def test_refusal_replies_are_throttled_per_user_per_issue_per_hour(sqlite_
         await dispatch(comment_event(body, "mallory"), gh, sqlite_db, settings, clock=clock)
     await dispatch(comment_event("/agent-z run", "eve"), gh, sqlite_db, settings, clock=clock)
     await dispatch(comment_event("/agent-z run", "mallory", number=8), gh, sqlite_db, settings, clock=clock)
-    assert len(replies(gh, 7)) == 2 and len(replies(gh, 8)) == 1
+    assert len(replies(gh, 7)) == 2
+    assert len(replies(gh, 8)) == 1
     clock.now += 3599
     await dispatch(comment_event("/agent-z run", "mallory"), gh, sqlite_db, settings, clock=clock)
     assert len(replies(gh, 7)) == 2
@@ -177,7 +179,8 @@ async def test_a_failed_permission_lookup_refuses_silently_and_a_redelivery_may_
     event = comment_event("/agent-z run", "alice")
     await dispatch(event, gh, sqlite_db, settings)
     await dispatch(label_event("agent-z", "alice"), gh, sqlite_db, settings)
-    assert RunQueue(sqlite_db).list_runs() == [] and gh.writes() == []
+    assert RunQueue(sqlite_db).list_runs() == []
+    assert gh.writes() == []
     assert "permission lookup failed" in command_reasons(sqlite_db)[0]
     grant(gh, "alice", "write")
     await dispatch(event, gh, sqlite_db, settings)
@@ -268,7 +271,8 @@ async def test_auto_mode_skips_an_outsiders_issue_until_a_maintainer_adds_an_eli
     github = FakeGitHubApp(clients={5: gh})
     seed_issue(sqlite_db, 7, "mallory", ["ready"])
     [report] = await schedule_once(sqlite_db, cfg, FakeRunner(), github=github)
-    assert report.verdict == "skipped:untrusted_author" and "@mallory" in report.reason
+    assert report.verdict == "skipped:untrusted_author"
+    assert "@mallory" in report.reason
 
     # A triage user can add labels, but does not vouch for the issue.
     await dispatch(label_event("ready", "tina"), gh, sqlite_db, cfg)

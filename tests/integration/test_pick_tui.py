@@ -77,13 +77,17 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
             table = app.query_one("#candidates", DataTable)
             await until(pilot, lambda: table.row_count == 2)  # no snapshots: read from GitHub
             first = [str(cell) for cell in table.get_row_at(0)]
-            assert first[0] == str(speed) and first[3] == "90" and first[4] == "small and well specified"
+            assert first[0] == str(speed)
+            assert first[3] == "90"
+            assert first[4] == "small and well specified"
 
             await pilot.press("enter")
             # The dialog is pushed before it is composed: wait for its content.
             await until(pilot, lambda: isinstance(app.screen, ImpactScreen) and bool(app.screen.query("#impact")))
             shown = str(app.screen.query_one("#impact", Static).render())
-            assert "Should speed() return 2 or 3?" in shown and "app.py" in shown and "medium" in shown
+            assert "Should speed() return 2 or 3?" in shown
+            assert "app.py" in shown
+            assert "medium" in shown
             app.screen.query_one("#answers", TextArea).text = "Q1: 3, keep the signature"
             await until(pilot, lambda: app.screen.query_one("#develop").region.area > 0)  # laid out: clickable
             await pilot.click("#develop")
@@ -94,7 +98,9 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
     finally:
         db.dispose()
     run = app.outcome
-    assert run is not None and run.status == "done" and run.pr_number is not None, lines
+    assert run is not None, lines
+    assert run.status == "done", lines
+    assert run.pr_number is not None
     assert any(line.endswith(f"/{REPO}/pull/{run.pr_number}") for line in lines), lines
     assert any(line.strip() == "developing" for line in lines)  # live stage output
     assert len(fakehub.pulls.find(REPO, state="all")) == 1
@@ -104,9 +110,11 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
         stored = RunQueue(db).get(run.id)
     finally:
         db.dispose()
-    assert "impact" in kinds and "operator_answers" in kinds
+    assert "impact" in kinds
+    assert "operator_answers" in kinds
     # Planning, the answers and development share one Task Lead session.
-    assert stored.plan is not None and stored.plan["summary"] == "Return 3 from speed()"
+    assert stored.plan is not None
+    assert stored.plan["summary"] == "Return 3 from speed()"
     assert stored.session_id is not None
 
 
@@ -118,4 +126,5 @@ def test_unanswered_question_lines_are_dropped_from_the_answer() -> None:
 def test_without_a_terminal_agentz_prints_its_help() -> None:
     result = CliRunner().invoke(cli, [])
     assert result.exit_code == 0
-    assert "Usage:" in result.output and "pick an issue" in result.output
+    assert "Usage:" in result.output
+    assert "pick an issue" in result.output

@@ -107,32 +107,40 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     run_id = h.enqueue()
 
     planned = await h.plan()
-    assert planned.status == "ready" and planned.plan is not None and planned.plan["files"] == ["src/app.py"]
+    assert planned.status == "ready"
+    assert planned.plan is not None
+    assert planned.plan["files"] == ["src/app.py"]
     assert planned.cost_usd == pytest.approx(0.01)
 
     submitted = await h.work()
-    assert submitted.status == "waiting_checks" and submitted.lease_owner is None
-    assert submitted.review_round == 2 and submitted.pr_number is not None
+    assert submitted.status == "waiting_checks"
+    assert submitted.lease_owner is None
+    assert submitted.review_round == 2
+    assert submitted.pr_number is not None
     first_head = submitted.head_sha
     assert first_head is not None
     assert sh("git", "rev-parse", f"refs/heads/{submitted.branch}", cwd=h.origin) == first_head
     assert h.check_names(first_head) == ["Agent-Z / plan", "Agent-Z / review"]
     review = next(c for c in h.gh.checks.values() if c["name"] == "Agent-Z / review")
-    assert review["conclusion"] == "success" and len(review["annotations"]) == 1
+    assert review["conclusion"] == "success"
+    assert len(review["annotations"]) == 1
     assert h.gh.labels[7] == ["agent-z", "ongoing", "agent-z:running"]
     assert [e.payload["approved"] for e in h.queue.events(run_id) if e.kind == "review"] == [False, True]
     assert "fixing" in h.progress
 
     h.ci(first_head, "failure")
     failing = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
-    assert failing.status == "fixing_ci" and failing.ci_round == 1
-    assert failing.feedback is not None and failing.feedback["checks"][0]["name"] == "tests"
+    assert failing.status == "fixing_ci"
+    assert failing.ci_round == 1
+    assert failing.feedback is not None
+    assert failing.feedback["checks"][0]["name"] == "tests"
 
     # The fix happens on "another host": no local worktree or mirror survives.
     await h.deps.worktrees.remove(run_id, REPO)
     shutil.rmtree(h.deps.worktrees.mirror_path(REPO))
     resubmitted = await h.work()
-    assert resubmitted.status == "waiting_checks" and resubmitted.head_sha != first_head
+    assert resubmitted.status == "waiting_checks"
+    assert resubmitted.head_sha != first_head
     assert resubmitted.head_sha is not None
     assert h.check_names(resubmitted.head_sha) == ["Agent-Z / ci-fix"]
     subjects = sh("git", "log", "--format=%s", f"refs/heads/{submitted.branch}", cwd=h.origin).splitlines()
@@ -141,7 +149,8 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     h.ci(resubmitted.head_sha, "success")
     done = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
     assert done.status == "done"
-    assert len(h.gh.pulls) == 1 and len(h.gh.comments) == 1
+    assert len(h.gh.pulls) == 1
+    assert len(h.gh.comments) == 1
     assert h.gh.labels[7] == ["agent-z"]
     assert "Done" in next(iter(h.gh.comments.values()))["body"]
     assert not (h.settings.state_dir / "worktrees" / run_id).exists()
@@ -173,14 +182,16 @@ async def test_plan_only_waits_for_approval_with_the_plan_in_the_status_comment(
     run = await h.plan()
     assert run.status == "awaiting_approval"
     body = next(iter(h.gh.comments.values()))["body"]
-    assert "Make the app print fast" in body and "waiting for approval" in body
+    assert "Make the app print fast" in body
+    assert "waiting for approval" in body
 
 
 async def test_an_unparseable_plan_fails_the_run_and_keeps_the_raw_text(tmp_path: Path) -> None:
     h = Harness(tmp_path, [{"role": "task_lead", "text": "I would rather not plan."}])
     run_id = h.enqueue()
     run = await h.plan()
-    assert run.status == "failed" and run.plan is None
+    assert run.status == "failed"
+    assert run.plan is None
     assert h.queue.get(run_id).plan_raw == "I would rather not plan."
     assert "no valid plan" in (run.error or "")
 
@@ -193,9 +204,11 @@ async def test_cost_guard_stops_before_the_next_call_would_exceed_the_limit(tmp_
     run_id = h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and "cost limit" in (run.error or "")
+    assert run.status == "needs_human"
+    assert "cost limit" in (run.error or "")
     assert h.queue.get(run_id).cost_usd == pytest.approx(0.04)
-    assert "agent-z:needs-human" in h.gh.labels[7] and "agent-z:running" not in h.gh.labels[7]
+    assert "agent-z:needs-human" in h.gh.labels[7]
+    assert "agent-z:running" not in h.gh.labels[7]
 
 
 async def test_review_that_never_approves_ends_in_needs_human(tmp_path: Path) -> None:
@@ -207,7 +220,9 @@ async def test_review_that_never_approves_ends_in_needs_human(tmp_path: Path) ->
     h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and run.review_round == 2 and not h.gh.pulls
+    assert run.status == "needs_human"
+    assert run.review_round == 2
+    assert not h.gh.pulls
 
 
 async def test_closed_issue_is_cancelled_before_development(tmp_path: Path) -> None:
@@ -216,7 +231,8 @@ async def test_closed_issue_is_cancelled_before_development(tmp_path: Path) -> N
     await h.plan()
     h.gh.issues[7]["state"] = "closed"
     run = await h.work()
-    assert run.status == "cancelled" and "closed" in (run.error or "")
+    assert run.status == "cancelled"
+    assert "closed" in (run.error or "")
     assert not h.gh.pulls
 
 
@@ -238,10 +254,13 @@ async def test_a_worker_stopped_mid_develop_resumes_without_a_second_pr(tmp_path
     with pytest.raises(asyncio.CancelledError):
         await task
     interrupted = h.queue.get(run_id)
-    assert interrupted.status == "ready" and interrupted.stage == "developing" and interrupted.lease_owner is None
+    assert interrupted.status == "ready"
+    assert interrupted.stage == "developing"
+    assert interrupted.lease_owner is None
 
     run = await h.work()
-    assert run.status == "waiting_checks" and len(h.gh.pulls) == 1
+    assert run.status == "waiting_checks"
+    assert len(h.gh.pulls) == 1
     assert run.head_sha is not None
     assert sh("git", "show", f"{run.head_sha}:src/app.py", cwd=h.origin) == "print('fast')"
 
@@ -292,7 +311,9 @@ async def test_stopping_the_worker_hands_the_run_back(tmp_path: Path) -> None:
     stop.set()
     assert await asyncio.wait_for(loop_task, 10) == []
     run = h.queue.get(run_id)
-    assert run.status == "ready" and run.lease_owner is None and run.stage == "developing"
+    assert run.status == "ready"
+    assert run.lease_owner is None
+    assert run.stage == "developing"
 
 
 async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path: Path) -> None:
@@ -314,7 +335,8 @@ async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path
     run = await asyncio.wait_for(
         deliver_issue(h.settings, REPO, 7, echo=lines.append, db=h.db, deps=h.deps, ci_poll_seconds=0.05), 60)
     await ci
-    assert run.status == "done" and run.pr_number is not None
+    assert run.status == "done"
+    assert run.pr_number is not None
     statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
     assert statuses == ["queued", "ready", "waiting_checks", "done"]
 
@@ -366,14 +388,17 @@ async def test_fakehub_delivery_with_a_ci_failure_fixed_then_done(
     finally:
         db.dispose()
     assert run.status == "done", lines
-    assert run.ci_round == 1 and run.pr_number is not None
+    assert run.ci_round == 1
+    assert run.pr_number is not None
     assert len(fakehub.pulls.find("acme/widgets", state="all")) == 1
     comments = fakehub.comments.find("acme/widgets", number)
-    assert len(comments) == 1 and "Done" in comments[0]["body"]
+    assert len(comments) == 1
+    assert "Done" in comments[0]["body"]
     checks = {c["name"] for c in fakehub.state.data["check_runs"].values()}
     assert {"Agent-Z / plan", "Agent-Z / review", "Agent-Z / ci-fix"} <= checks
     labels = fakehub.state.issue("acme/widgets", number)["labels"]
-    assert "agent-z:running" not in labels and "ongoing" not in labels
+    assert "agent-z:running" not in labels
+    assert "ongoing" not in labels
     statuses = [line.split(": ", 1)[1] for line in lines if line.startswith(run.id + ": ")]
     assert statuses[-3:] == ["fixing_ci", "waiting_checks", "done"]
 
@@ -451,7 +476,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
             report = reconcile_once(db, settings, clock=lambda: past_the_lease)
             assert run.id in report.as_dict()["resumed"], report.as_dict()
             resumed = queue.get(run.id)
-            assert resumed.status == "ready" and resumed.stage == "reviewing"
+            assert resumed.status == "ready"
+            assert resumed.stage == "reviewing"
 
             claimed = queue.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
             assert claimed is not None

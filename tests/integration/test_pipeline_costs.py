@@ -42,7 +42,8 @@ async def test_the_default_cap_lets_a_cheap_run_through_and_the_review_check_sho
     h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "waiting_checks" and run.cost_usd == pytest.approx(0.28)
+    assert run.status == "waiting_checks"
+    assert run.cost_usd == pytest.approx(0.28)
     review = next(c for c in h.gh.checks.values() if c["name"] == "Agent-Z / review")
     summary = review["output"]["summary"]
     assert "**Cost**: $0.28 of the $10.00 cap, 12,200 tokens, 3 agent calls" in summary

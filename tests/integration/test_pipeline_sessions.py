@@ -50,7 +50,8 @@ async def deliver_with_a_review_fix_and_a_ci_fix(h: Harness) -> Run:
     run_id = h.enqueue()
     await h.plan()
     submitted = await h.work()
-    assert submitted.head_sha is not None and submitted.status == "waiting_checks"
+    assert submitted.head_sha is not None
+    assert submitted.status == "waiting_checks"
     h.ci(submitted.head_sha, "failure")
     assert (await settle_ci(h.deps, h.gh, h.queue.get(run_id))).status == "fixing_ci"
     fixed = await h.work()
@@ -63,7 +64,8 @@ async def test_development_and_every_fix_continue_the_task_leads_planning_sessio
     calls = recording(h)
     run = await deliver_with_a_review_fix_and_a_ci_fix(h)
     [planning] = [call for call in calls if call.role == "task_lead"]
-    assert planning.given is None and planning.returned
+    assert planning.given is None
+    assert planning.returned
     developer = [call for call in calls if call.role == "developer"]
     assert len(developer) == 3  # develop, the review fix, the CI fix
     assert [call.given for call in developer] == [planning.returned] * 3

@@ -30,9 +30,11 @@ async def test_a_70_kb_line_reaches_the_log_cut_and_is_still_parsed() -> None:
     result = await run_process(_child(code), on_line=lines.append, timeout=60)
     assert result.exit_code == 0
     cut = len(json.dumps(event)) - LOG_LINE_BYTES
-    assert len(lines) == 1 and lines[0].endswith(f"[agent-z: {cut} more bytes of this line not logged]")
+    assert len(lines) == 1
+    assert lines[0].endswith(f"[agent-z: {cut} more bytes of this line not logged]")
     parsed = parse_claude(result.stdout, result.stderr, result.exit_code)
-    assert parsed.ok and parsed.text == "done"
+    assert parsed.ok
+    assert parsed.text == "done"
 
 
 async def test_a_10_mb_line_between_events_is_skipped_and_the_events_around_it_are_parsed() -> None:
@@ -47,7 +49,8 @@ async def test_a_10_mb_line_between_events_is_skipped_and_the_events_around_it_a
     finally:
         tracemalloc.stop()
     assert [event.get("type") for event in json_lines(result.stdout)] == ["system", "result"]
-    assert len(lines) == 3 and all(len(line) < LOG_LINE_BYTES + 100 for line in lines)
+    assert len(lines) == 3
+    assert all(len(line) < LOG_LINE_BYTES + 100 for line in lines)
     assert parse_claude(result.stdout, result.stderr, 0).session_id == "s1"
     assert peak < 64 * MB
 
@@ -69,7 +72,8 @@ async def test_200_mb_without_a_newline_keeps_memory_bounded_and_says_what_was_d
     dropped = 200 * MB + header - 4 * MB
     assert f"[agent-z: {dropped} bytes of output dropped here]" in result.stdout
     assert json_lines(result.stdout) == [{"type": "thread.started", "thread_id": "t"}]
-    assert len(lines) == 2 and lines[1].endswith(f"{200 * MB - LOG_LINE_BYTES} more bytes of this line not logged]")
+    assert len(lines) == 2
+    assert lines[1].endswith(f"{200 * MB - LOG_LINE_BYTES} more bytes of this line not logged]")
     assert peak < 32 * MB
 
 
@@ -79,9 +83,11 @@ async def test_binary_garbage_is_logged_and_captured_without_crashing() -> None:
             "sys.stderr.buffer.write(random[:100000])")
     lines: list[str] = []
     result = await run_process(_child(code), on_line=lines.append, timeout=120)
-    assert result.exit_code == 0 and lines
+    assert result.exit_code == 0
+    assert lines
     parsed = parse_claude(result.stdout, result.stderr, 0)
-    assert parsed.ok and parsed.text == "fine"
+    assert parsed.ok
+    assert parsed.text == "fine"
 
 
 async def test_secrets_in_output_lines_never_reach_the_sink() -> None:
@@ -90,7 +96,8 @@ async def test_secrets_in_output_lines_never_reach_the_sink() -> None:
     lines: list[str] = []
     await run_process(_child(code), on_line=lines.append, timeout=60)
     logged = "\n".join(lines)
-    assert samples.GITHUB_TOKEN not in logged and f"token {REDACTED}" in logged
+    assert samples.GITHUB_TOKEN not in logged
+    assert f"token {REDACTED}" in logged
     assert not any(body in logged for body in samples.pem_body_lines(pem))
 
 

@@ -36,7 +36,8 @@ async def submitted(tmp_path: Path) -> tuple[Harness, str]:
     run_id = h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "waiting_checks" and run.pr_number is not None
+    assert run.status == "waiting_checks"
+    assert run.pr_number is not None
     h.gh.pull_comments[run.pr_number] = [
         {"id": 10, "user": {"login": "carol"}, "path": "src/app.py", "line": 1, "body": "this name is unclear"},
         {"id": 11, "user": {"login": "carol"}, "path": "src/app.py", "line": 1, "body": "call it speed_limit",
@@ -47,10 +48,14 @@ async def submitted(tmp_path: Path) -> tuple[Harness, str]:
 
 async def develops_again_on_the_same_pull_request(h: Harness, run_id: str) -> None:
     before = h.queue.get(run_id)
-    assert before.status == "fixing_ci" and before.session_id is not None
+    assert before.status == "fixing_ci"
+    assert before.session_id is not None
     after = await h.work()
-    assert after.status == "waiting_checks" and after.head_sha != before.head_sha
-    assert after.pr_number == before.pr_number and after.branch == before.branch and len(h.gh.pulls) == 1
+    assert after.status == "waiting_checks"
+    assert after.head_sha != before.head_sha
+    assert after.pr_number == before.pr_number
+    assert after.branch == before.branch
+    assert len(h.gh.pulls) == 1
     assert sh("git", "show", f"refs/heads/{after.branch}:src/app.py", cwd=h.origin) == "speed_limit = 1"
     subjects = sh("git", "log", "--format=%s", f"refs/heads/{after.branch}", cwd=h.origin).splitlines()
     assert subjects[0] == "Address review feedback on #7 (round 1)"
@@ -64,7 +69,8 @@ async def test_fix_command_in_the_pull_request_updates_the_same_branch_and_pull_
     event = comment_event("/agent-z fix use the name from the review thread")
     event.data["issue"]["number"] = pr
     await triggers.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
-    assert h.queue.get(run_id).status == "waiting_checks" and h.queue.get(run_id).feedback is None  # only woken
+    assert h.queue.get(run_id).status == "waiting_checks"
+    assert h.queue.get(run_id).feedback is None  # only woken
     assert await act_on_wakeups(h.deps, "worker-1") == 1
     feedback = h.queue.get(run_id).feedback or {}
     assert feedback["review_body"] == "use the name from the review thread"

@@ -70,7 +70,8 @@ def queue_machine(db: Database, app_settings: Settings) -> type[RuleBasedStateMa
                 return
             run, lease = claimed
             assert run.id not in self.leases, "a run was claimed while its lease was held"
-            assert run.lease_owner == lease.owner and run.attempt == lease.attempt
+            assert run.lease_owner == lease.owner
+            assert run.attempt == lease.attempt
             self.leases[run.id] = lease
 
         # Rules -------------------------------------------------------------
@@ -87,7 +88,8 @@ def queue_machine(db: Database, app_settings: Settings) -> type[RuleBasedStateMa
             if created:
                 self.enqueued.append(run.id)
             else:
-                assert run.status in LIVE and run.id in self.enqueued
+                assert run.status in LIVE
+                assert run.id in self.enqueued
 
         @precondition(lambda self: self._count(CLAIMABLE_BY_PLANNER) > 0)
         @rule()
@@ -205,7 +207,8 @@ def queue_machine(db: Database, app_settings: Settings) -> type[RuleBasedStateMa
             # At most one live lease per run, and it is the latest claim's.
             for run in runs.values():
                 if run.lease_owner is not None:
-                    assert run.status not in TERMINAL and run.lease_expires_at is not None
+                    assert run.status not in TERMINAL
+                    assert run.lease_expires_at is not None
                     last = last_claims[run.id]
                     assert (last.payload["owner"], last.payload["attempt"]) == (run.lease_owner, run.attempt)
                 if run.status in LEASED:

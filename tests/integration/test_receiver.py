@@ -84,7 +84,8 @@ async def test_signed_delivery_is_stored_with_its_raw_body_and_accepted(
     assert (row.delivery_id, row.event, row.action, row.installation_id, row.repo) == (
         "d-1", "issues", "opened", 42, "octo/repo",
     )
-    assert row.processed_at is None and row.attempts == 0
+    assert row.processed_at is None
+    assert row.attempts == 0
 
 
 @pytest.mark.parametrize(

@@ -330,7 +330,8 @@ async def test_valid_delivery_past_1_mb_is_spooled_verified_and_stored_exactly_o
     [row] = stored(sqlite_db)
     assert row.payload == body.decode()
     spool = settings.state_dir / "spool"
-    assert spool.is_dir() and list(spool.iterdir()) == []
+    assert spool.is_dir()
+    assert list(spool.iterdir()) == []
 
 
 async def test_large_body_with_a_forged_signature_is_read_refused_and_not_kept(

@@ -63,7 +63,8 @@ def test_expired_development_resumes_from_its_stage(queue: RunQueue, settings: S
     assert (after.status, after.stage, after.checkpoint_sha) == ("ready", "developing", "c0ffee")
     assert queue.events(lease.run_id)[-1].payload["checkpoint_sha"] == "c0ffee"
     again = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
-    assert again is not None and again[0].id == lease.run_id
+    assert again is not None
+    assert again[0].id == lease.run_id
 
 
 def test_expired_development_without_a_checkpoint_is_quarantined(
@@ -73,9 +74,13 @@ def test_expired_development_without_a_checkpoint_is_quarantined(
     clock.now += 61
     report = _reconcile(queue, settings, clock)
     after = queue.get(lease.run_id)
-    assert report.needs_human == [lease.run_id] and report.resumed == []
-    assert after.status == "needs_human" and after.lease_owner is None
-    assert after.error is not None and after.error.startswith("quarantined:") and "no checkpoint" in after.error
+    assert report.needs_human == [lease.run_id]
+    assert report.resumed == []
+    assert after.status == "needs_human"
+    assert after.lease_owner is None
+    assert after.error is not None
+    assert after.error.startswith("quarantined:")
+    assert "no checkpoint" in after.error
 
 
 def test_expired_development_with_a_checkpoint_older_than_its_progress_is_quarantined(
@@ -87,7 +92,8 @@ def test_expired_development_with_a_checkpoint_older_than_its_progress_is_quaran
     report = _reconcile(queue, settings, clock)
     after = queue.get(lease.run_id)
     assert report.needs_human == [lease.run_id]
-    assert after.error is not None and "older than its last progress" in after.error
+    assert after.error is not None
+    assert "older than its last progress" in after.error
 
 
 def test_a_reviewer_call_after_the_checkpoint_does_not_quarantine(
@@ -125,7 +131,8 @@ def test_repeated_infrastructure_failures_fail_the_run(queue: RunQueue, settings
         clock.now += 61
         _reconcile(queue, settings, clock)
     after = queue.get(run.id)
-    assert after.status == "failed" and "infrastructure attempts" in (after.error or "")
+    assert after.status == "failed"
+    assert "infrastructure attempts" in (after.error or "")
     assert queue.claims_of(run.id) == []
 
 
@@ -137,7 +144,8 @@ def test_closed_pull_while_submitting_needs_a_human(queue: RunQueue, settings: S
     report = _reconcile(queue, settings, clock)
     after = queue.get(lease.run_id)
     assert report.needs_human == [lease.run_id]
-    assert after.status == "needs_human" and "#9" in (after.error or "")
+    assert after.status == "needs_human"
+    assert "#9" in (after.error or "")
 
 
 def test_merged_pull_completes_the_run(queue: RunQueue, settings: Settings, clock: FakeClock) -> None:

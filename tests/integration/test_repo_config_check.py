@@ -72,13 +72,16 @@ async def test_an_invalid_file_fails_the_config_check_on_the_default_branch_head
     worktrees, db = parts
     await worktrees.ensure_mirror(REPO)
     stored = await load_repo_config(worktrees, db, REPO, "main", gh=gh)
-    assert stored.config is None and [p.line for p in stored.problems] == [3, 4]
+    assert stored.config is None
+    assert [p.line for p in stored.problems] == [3, 4]
     [check] = await config_checks(gh, stored.commit_sha)
-    assert check["conclusion"] == "failure" and check["output"]["title"] == ".github/agent-z.yml: 2 problems"
+    assert check["conclusion"] == "failure"
+    assert check["output"]["title"] == ".github/agent-z.yml: 2 problems"
     assert ".github/agent-z.yml:3: backends.reviewer" in check["output"]["summary"]
 
     again = await load_repo_config(worktrees, db, REPO, "main", gh=gh)
-    assert again.commit_sha == stored.commit_sha and gh.posts == 1  # unchanged file: not parsed or reported again
+    assert again.commit_sha == stored.commit_sha
+    assert gh.posts == 1  # unchanged file: not parsed or reported again
 
 
 async def test_fixing_the_file_passes_the_check_on_the_new_head_and_applies_it(
@@ -94,7 +97,9 @@ async def test_fixing_the_file_passes_the_check_on_the_new_head_and_applies_it(
     head = await run_git("rev-parse", "HEAD", cwd=clone_dir)
     await worktrees.ensure_mirror(REPO)
     stored = await load_repo_config(worktrees, db, REPO, "main", gh=gh)
-    assert stored.commit_sha == head and stored.config is not None and stored.config.setup == ["pip install -e ."]
+    assert stored.commit_sha == head
+    assert stored.config is not None
+    assert stored.config.setup == ["pip install -e ."]
     [check] = await config_checks(gh, head)
     assert check["conclusion"] == "success"
     assert stored_config(db, REPO) == stored

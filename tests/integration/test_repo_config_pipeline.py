@@ -53,7 +53,8 @@ async def test_setup_commands_run_in_the_agents_sandbox_before_the_first_develop
     assert run.branch is not None
     assert pushed_file(h, run.branch, "src/app.py") == "deps installed"
     setup_log = (h.settings.logs_dir / "runs" / run_id / "setup.log").read_text()
-    assert "setup-finished" in setup_log and "$ echo setup-finished" in setup_log
+    assert "setup-finished" in setup_log
+    assert "$ echo setup-finished" in setup_log
     assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "setup"] == [True]
 
 
@@ -68,7 +69,8 @@ async def test_a_failing_setup_command_needs_a_human_with_the_command_and_its_ou
     await h.plan()
     run = await h.work()
     assert run.status == "needs_human"
-    assert "setup command failed (exit 3)" in (run.error or "") and failing in (run.error or "")
+    assert "setup command failed (exit 3)" in (run.error or "")
+    assert failing in (run.error or "")
     assert "resolver: no package widgets-core" in (run.error or "")
     assert agent_roles(h, run_id) == ["task_lead"]
     assert "never" not in (h.settings.logs_dir / "runs" / run_id / "setup.log").read_text().replace("echo never", "")
@@ -90,7 +92,8 @@ async def test_a_failing_local_test_sends_the_change_back_to_the_developer(tmp_p
     await h.plan()
     run = await h.work()
     assert run.status == "waiting_checks", run.error
-    assert run.branch is not None and pushed_file(h, run.branch, "src/app.py") == "print('fixed')"
+    assert run.branch is not None
+    assert pushed_file(h, run.branch, "src/app.py") == "print('fixed')"
     assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "local_test"] == [False, True]
     assert agent_roles(h, run_id) == ["task_lead", "developer", "reviewer", "developer", "reviewer"]
     assert "fixing" in h.progress
@@ -106,7 +109,8 @@ async def test_a_local_test_that_never_passes_needs_a_human_after_max_review_rou
     run_id = h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and not h.gh.pulls
+    assert run.status == "needs_human"
+    assert not h.gh.pulls
     assert "after 2 rounds, test command failed (exit 1):" in (run.error or "")
     assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "local_test"] == [False, False]
 
@@ -125,10 +129,14 @@ async def test_an_invalid_file_fails_the_config_check_and_the_run_uses_the_hosts
     config_checks = [c for c in h.gh.checks.values() if c["name"] == "Agent-Z / config"]
     assert len(config_checks) == 1  # planner and worker read the same file: reported once
     [check] = config_checks
-    assert check["head_sha"] == head and check["conclusion"] == "failure"
+    assert check["head_sha"] == head
+    assert check["conclusion"] == "failure"
     assert [(n["path"], n["start_line"]) for n in check["annotations"]] == [(".github/agent-z.yml", 3)]
     stored = stored_config(h.db, REPO)
-    assert stored is not None and stored.commit_sha == head and stored.config is None and not stored.valid
+    assert stored is not None
+    assert stored.commit_sha == head
+    assert stored.config is None
+    assert not stored.valid
 
 
 @pytest.mark.parametrize(("host_limit", "repo_limit"), [(10.0, 0.05), (0.05, 10.0)])
@@ -143,7 +151,8 @@ async def test_the_lower_of_the_host_and_repository_budgets_stops_the_run(
     run_id = h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and "(MAX_COST_PER_RUN_USD is $0.05)" in (run.error or "")
+    assert run.status == "needs_human"
+    assert "(MAX_COST_PER_RUN_USD is $0.05)" in (run.error or "")
     assert agent_roles(h, run_id) == ["task_lead"]
 
 
@@ -157,7 +166,9 @@ async def test_a_repository_cannot_allow_workflow_changes_the_host_forbids(tmp_p
     h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and "workflow" in (run.error or "") and not h.gh.pulls
+    assert run.status == "needs_human"
+    assert "workflow" in (run.error or "")
+    assert not h.gh.pulls
 
 
 async def test_the_repository_chooses_the_backend_of_a_role(tmp_path: Path) -> None:
@@ -166,4 +177,5 @@ async def test_the_repository_chooses_the_backend_of_a_role(tmp_path: Path) -> N
     commit_config(h, tmp_path, {"backends": {"task_lead": "codex"}})
     h.enqueue()
     run = await h.plan()
-    assert run.status == "queued" and "codex not found in AGENTZ_CLI_DIR" in (run.error or "")
+    assert run.status == "queued"
+    assert "codex not found in AGENTZ_CLI_DIR" in (run.error or "")

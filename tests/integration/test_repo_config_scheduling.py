@@ -56,5 +56,6 @@ async def test_a_repository_chooses_its_scheduler_backend(db: Database, settings
     await schedule_once(db, settings, host_runner, runner_for=runner_for)
 
     assert built == ["codex"]
-    assert len(per_repo.prompts) == 1 and "### #1:" in per_repo.prompts[0]  # acme/app's pass
+    assert len(per_repo.prompts) == 1
+    assert "### #1:" in per_repo.prompts[0]  # acme/app's pass
     assert len(host_runner.prompts) == 1  # the other repository keeps the host's backend

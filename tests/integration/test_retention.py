@@ -164,7 +164,8 @@ def test_a_dry_run_deletes_nothing_and_reports_what_a_prune_would(db: Database, 
     assert after == before
     assert not list((state.state_dir / "mirrors").glob("*/*.lock"))  # not even a lock file appears
     real = prune(db, state, clock=FakeClock(NOW))
-    assert dry.dry_run and not real.dry_run
+    assert dry.dry_run
+    assert not real.dry_run
     assert dry.parts() == real.parts()
     assert dry.summary().startswith("would remove deliveries=2 (200 B) events=7")
 
@@ -235,7 +236,8 @@ def test_two_reconcilers_sharing_a_database_prune_once_a_day(db_url: str, db: Da
             session.add(_delivery("old", processed_at=NOW - 20 * DAY))
         first = prune_if_due(db, state, clock=clock)
         second = prune_if_due(other, state, clock=clock)
-        assert first is not None and first.deliveries.count == 1
+        assert first is not None
+        assert first.deliveries.count == 1
         assert second is None
 
         with db.begin() as session:
@@ -245,7 +247,8 @@ def test_two_reconcilers_sharing_a_database_prune_once_a_day(db_url: str, db: Da
         assert prune_if_due(db, state, clock=clock) is None
         clock.now += 2 * 3600
         again = prune_if_due(other, state, clock=clock)
-        assert again is not None and again.deliveries.count == 1
+        assert again is not None
+        assert again.deliveries.count == 1
         assert prune_if_due(db, state, clock=clock) is None
     finally:
         other.dispose()

@@ -15,14 +15,17 @@ def _ready(queue: RunQueue, number: int, owner: str = "planner") -> str:
     queue.clock.now += 1
     run, _ = queue.enqueue("o/r", number)
     claimed = queue.claim(owner, statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
-    assert claimed is not None and claimed[0].id == run.id
+    assert claimed is not None
+    assert claimed[0].id == run.id
     queue.transition(claimed[1], Status.READY, plan={"steps": []})
     return run.id
 
 
 def test_enqueue_takes_the_issue_claim_and_logs_an_event(queue: RunQueue) -> None:
     run, created = queue.enqueue("o/r", 7, title="Fix it", requested_by="alice", reason="label")
-    assert created and run.status == Status.QUEUED and len(run.id) == 12
+    assert created
+    assert run.status == Status.QUEUED
+    assert len(run.id) == 12
     assert queue.claims_of(run.id) == [issue_resource("o/r", 7)]
     [event] = queue.events(run.id)
     assert (event.kind, event.to_status, event.payload["requested_by"]) == ("enqueued", "queued", "alice")
@@ -39,11 +42,12 @@ def test_enqueue_after_a_terminal_run_creates_a_new_run(queue: RunQueue) -> None
     first, _ = queue.enqueue("o/r", 7)
     queue.cancel(first.id, reason="no")
     second, created = queue.enqueue("o/r", 7)
-    assert created and second.id != first.id
+    assert created
+    assert second.id != first.id
     assert queue.claims_of(second.id) == [issue_resource("o/r", 7)]
 
 
-@pytest.mark.parametrize("repo,number,mode", [("bad", 1, "full"), ("o/r", 0, "full"), ("o/r", 1, "fast")])
+@pytest.mark.parametrize(("repo", "number", "mode"), [("bad", 1, "full"), ("o/r", 0, "full"), ("o/r", 1, "fast")])
 def test_enqueue_rejects_invalid_input(queue: RunQueue, repo: str, number: int, mode: str) -> None:
     with pytest.raises(StoreError):
         queue.enqueue(repo, number, mode=mode)
@@ -73,7 +77,8 @@ def test_claim_skips_repos_at_their_parallel_limit(queue: RunQueue, clock: FakeC
     other, _ = queue.enqueue("o/free", 1)
     assert queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
     claimed = queue.claim("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1)
-    assert claimed is not None and claimed[0].id == other.id
+    assert claimed is not None
+    assert claimed[0].id == other.id
     assert queue.claim("w3", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, per_repo_limit=1) is None
 
 
@@ -120,7 +125,8 @@ def test_stale_attempt_cannot_write_after_a_new_claim(queue: RunQueue) -> None:
     assert claimed is not None
     queue.set_status(run_id, Status.READY, reason="lease expired")
     again = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
-    assert again is not None and again[1].attempt > claimed[1].attempt
+    assert again is not None
+    assert again[1].attempt > claimed[1].attempt
     with pytest.raises(LeaseLost):
         queue.update(claimed[1], session_id="zombie")
     assert queue.update(again[1], session_id="fresh").session_id == "fresh"
@@ -131,7 +137,8 @@ def test_resource_claims_are_all_or_nothing(queue: RunQueue) -> None:
     b = _ready(queue, 2)
     lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
     lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
-    assert lease_a is not None and lease_b is not None
+    assert lease_a is not None
+    assert lease_b is not None
     shared, own = file_resource("o/r", "x.py"), module_resource("o/r", "core")
     assert queue.claim_resources(lease_a[1], [shared]) == []
     assert queue.claim_resources(lease_a[1], [shared]) == []  # re-claiming is a no-op
@@ -145,7 +152,8 @@ def test_deferred_run_becomes_claimable_when_the_conflict_is_released(queue: Run
     b = _ready(queue, 2)
     lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
     lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
-    assert lease_a is not None and lease_b is not None
+    assert lease_a is not None
+    assert lease_b is not None
     shared = file_resource("o/r", "x.py")
     queue.claim_resources(lease_a[1], [shared])
     conflicts = queue.claim_resources(lease_b[1], [shared])
@@ -161,7 +169,8 @@ def test_terminal_transition_frees_claims_and_wakes_deferred_runs(queue: RunQueu
     b = _ready(queue, 2)
     lease_a = queue.claim("w1", statuses=CLAIMABLE_BY_WORKER)
     lease_b = queue.claim("w2", statuses=CLAIMABLE_BY_WORKER)
-    assert lease_a is not None and lease_b is not None
+    assert lease_a is not None
+    assert lease_b is not None
     queue.claim_resources(lease_a[1], [file_resource("o/r", "x.py")])
     queue.defer(lease_b[1], queue.claim_resources(lease_b[1], [file_resource("o/r", "x.py")]))
     queue.transition(lease_a[1], Status.FAILED, error="boom")
@@ -270,7 +279,8 @@ def test_claim_can_target_one_run(queue: RunQueue, clock: FakeClock) -> None:
     clock.now += 1
     second, _ = queue.enqueue("o/r", 2)
     claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id)
-    assert claimed is not None and claimed[0].id == second.id
+    assert claimed is not None
+    assert claimed[0].id == second.id
     assert queue.claim("w2", statuses=CLAIMABLE_BY_PLANNER, run_id=second.id) is None
 
 
@@ -296,8 +306,10 @@ def test_requested_since_compares_github_times_of_the_request_and_the_run(queue:
     assert _id(queue.requested_since("o/r", 1, "2026-11-25T10:00:05Z")) == run.id
     assert _id(queue.requested_since("o/r", 1, "2026-11-25T09:59:00+00:00")) == run.id
     assert queue.requested_since("o/r", 1, "2026-11-25T10:00:06Z") is None
-    assert queue.requested_since("o/r", 1, "") is None and queue.requested_since("o/r", 1, "garbage") is None
+    assert queue.requested_since("o/r", 1, "") is None
+    assert queue.requested_since("o/r", 1, "garbage") is None
     queue.cancel(run.id, reason="done", actor="test")
     clock.now += 1
     unknown, _ = queue.enqueue("o/r", 1)  # enqueued without an issue time: never counts as an answer
-    assert queue.requested_since("o/r", 1, "2000-01-01T00:00:00Z") is None and unknown.id != run.id
+    assert queue.requested_since("o/r", 1, "2000-01-01T00:00:00Z") is None
+    assert unknown.id != run.id

@@ -57,7 +57,8 @@ async def test_claude_permission_denial_is_reported_as_failure(runner: ClaudeRun
     assert result.exit_code == 0
     assert not result.ok
     assert result.permission_denials == ["Write"]
-    assert result.error and "Write" in result.error
+    assert result.error
+    assert "Write" in result.error
     assert not (workdir / "denied.txt").exists()
 
 
@@ -70,8 +71,10 @@ def test_error_result_fails_even_when_subtype_says_success() -> None:
                     {"type": "result", "subtype": "success", "is_error": True, "session_id": "s1",
                      "result": "API Error: Unable to connect to API (ConnectionRefused)"})
     result = parse_stream(stdout, "", 1)
-    assert not result.ok and result.session_id == "s1"
-    assert result.error and "Unable to connect" in result.error
+    assert not result.ok
+    assert result.session_id == "s1"
+    assert result.error
+    assert "Unable to connect" in result.error
 
 
 def test_max_turns_result_is_a_failure() -> None:
@@ -81,7 +84,9 @@ def test_max_turns_result_is_a_failure() -> None:
 
 def test_missing_result_event_reports_stderr() -> None:
     result = parse_stream("not json\n", "Error: invalid API key\n", 1)
-    assert not result.ok and result.error and "invalid API key" in result.error
+    assert not result.ok
+    assert result.error
+    assert "invalid API key" in result.error
 
 
 def test_cost_tokens_and_last_json_are_read_from_the_result() -> None:
@@ -90,5 +95,6 @@ def test_cost_tokens_and_last_json_are_read_from_the_result() -> None:
                      "total_cost_usd": 0.5, "usage": {"input_tokens": 10, "output_tokens": 5},
                      "permission_denials": []})
     result = parse_stream(stdout, "", 0)
-    assert result.ok and result.json == {"b": 2}
+    assert result.ok
+    assert result.json == {"b": 2}
     assert (result.cost_usd, result.tokens) == (0.5, 15)

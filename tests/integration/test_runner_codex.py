@@ -61,13 +61,17 @@ def test_turn_failed_is_a_failure_with_its_message() -> None:
                     {"type": "error", "message": "stream disconnected"},
                     {"type": "turn.failed", "error": {"message": "stream disconnected before completion"}})
     result = parse_stream(stdout, "", 1)
-    assert not result.ok and result.session_id == "t1"
-    assert result.error and "stream disconnected before completion" in result.error
+    assert not result.ok
+    assert result.session_id == "t1"
+    assert result.error
+    assert "stream disconnected before completion" in result.error
 
 
 def test_error_event_fails_even_with_exit_zero() -> None:
     result = parse_stream(_lines({"type": "error", "message": "quota exceeded"}), "", 0)
-    assert result.exit_code == 1 and result.error and "quota exceeded" in result.error
+    assert result.exit_code == 1
+    assert result.error
+    assert "quota exceeded" in result.error
 
 
 def test_non_fatal_error_items_do_not_fail_the_run() -> None:
@@ -76,4 +80,6 @@ def test_non_fatal_error_items_do_not_fail_the_run() -> None:
                     {"type": "item.completed", "item": {"type": "agent_message", "text": 'ok {"verdict": "approve"}'}},
                     {"type": "turn.completed", "usage": {"input_tokens": 7, "output_tokens": 3}})
     result = parse_stream(stdout, "", 0)
-    assert result.ok and result.json == {"verdict": "approve"} and result.tokens == 10
+    assert result.ok
+    assert result.json == {"verdict": "approve"}
+    assert result.tokens == 10

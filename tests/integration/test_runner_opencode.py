@@ -63,8 +63,10 @@ def test_error_event_is_a_failure_with_its_message() -> None:
                     {"type": "error", "sessionID": "ses_1",
                      "error": {"name": "APIError", "data": {"message": "Cannot connect to API"}}})
     result = parse_stream(stdout, "", 1)
-    assert not result.ok and result.session_id == "ses_1"
-    assert result.error and "Cannot connect to API" in result.error
+    assert not result.ok
+    assert result.session_id == "ses_1"
+    assert result.error
+    assert "Cannot connect to API" in result.error
 
 
 def test_final_text_is_the_last_steps_text_with_tokens_and_cost_summed() -> None:
@@ -77,6 +79,8 @@ def test_final_text_is_the_last_steps_text_with_tokens_and_cost_summed() -> None
         {"type": "step_finish", "sessionID": "s", "part": {"tokens": {"input": 20, "output": 3}, "cost": 0.02}},
     )
     result = parse_stream(stdout, "", 0)
-    assert result.ok and result.json == {"verdict": "approve"}
+    assert result.ok
+    assert result.json == {"verdict": "approve"}
     assert result.text.startswith("```json")
-    assert result.tokens == 35 and abs(result.cost_usd - 0.03) < 1e-9
+    assert result.tokens == 35
+    assert abs(result.cost_usd - 0.03) < 1e-9

@@ -79,10 +79,12 @@ async def test_top_ranked_candidates_fill_the_free_slots(db: Database, cfg: Sett
     by_number = {report.number: report for report in reports}
     assert (by_number[3].rank, by_number[3].score) == (1, 90)
     assert "no free slot" in by_number[2].reason
-    assert "### #3:" in runner.prompts[0] and "Title: Issue 3" in runner.prompts[0]
+    assert "### #3:" in runner.prompts[0]
+    assert "Title: Issue 3" in runner.prompts[0]
     # The issue state a run came from is kept, so the same label arriving late starts nothing.
     answered = RunQueue(db).requested_since(REPO, 3, "2026-01-01T00:00:00Z")
-    assert answered is not None and answered.id == by_number[3].run_id
+    assert answered is not None
+    assert answered.id == by_number[3].run_id
 
 
 async def test_unchanged_backlog_costs_no_agent_call(db: Database, cfg: Settings) -> None:
@@ -178,7 +180,8 @@ async def test_rejections_are_recorded_and_force_admits_high_risk(db: Database, 
     await schedule_once(db, cfg, FakeRunner(answer), force=True)
     assert live_issue_numbers(db) == [1]
     run = RunQueue(db).live_run_for_issue(REPO, 1)
-    assert run is not None and run.force
+    assert run is not None
+    assert run.force
 
 
 async def test_per_repository_limit_and_batch_size(db: Database, cfg: Settings) -> None:
@@ -307,7 +310,8 @@ async def test_failed_resync_is_recorded(db: Database) -> None:
         await resync_repo(gh, db, REPO)
     with db.read() as session:
         cursor = resync_state(session, REPO)
-        assert cursor is not None and "502" in cursor.error
+        assert cursor is not None
+        assert "502" in cursor.error
 
 
 async def test_failed_deliveries_we_never_stored_are_redelivered(db: Database) -> None:
@@ -349,7 +353,8 @@ async def test_recheck_before_development(
     if expected is None:
         assert reason is None
     else:
-        assert reason is not None and expected in reason
+        assert reason is not None
+        assert expected in reason
 
 
 async def test_skip_label_is_applied(settings: Settings) -> None:
@@ -383,8 +388,10 @@ def test_schedule_once_command_prints_each_candidate(tmp_path: Any) -> None:
     reports = {item["number"]: item for item in json.loads(result.output)}
     assert (reports[1]["verdict"], reports[1]["rank"], reports[1]["score"]) == ("queued", 1, 80)
     assert reports[2]["verdict"] == "skipped:block_label"
-    assert reports[3]["verdict"] == "skipped:untrusted_author" and "@mallory" in reports[3]["reason"]
+    assert reports[3]["verdict"] == "skipped:untrusted_author"
+    assert "@mallory" in reports[3]["reason"]
     again = CliRunner().invoke(cli, ["--env-file", str(tmp_path / "none.env"), "schedule-once"], env=env)
     assert again.exit_code == 0, again.output
-    assert "acme/app#1 queued" in again.output and "acme/app#2 skipped:block_label" in again.output
+    assert "acme/app#1 queued" in again.output
+    assert "acme/app#2 skipped:block_label" in again.output
     assert "acme/app#3 skipped:untrusted_author: opened by @mallory" in again.output

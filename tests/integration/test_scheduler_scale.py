@@ -85,10 +85,12 @@ async def test_the_queue_is_ranked_from_stored_scores_across_prompts(db: Databas
     reports = await schedule_once(db, cfg, FakeRunner(score_by_number))
     assert sorted(run.issue_number for run in RunQueue(db).list_runs(statuses=LIVE)) == [26, 27]
     ranks = {report.number: report.rank for report in reports if report.rank is not None}
-    assert ranks[27] == 1 and ranks[1] == 30
+    assert ranks[27] == 1
+    assert ranks[1] == 30
     with db.read() as session:
         stored = {row.number: row.score for row in session.scalars(select(IssueAssessment))}
-    assert stored[27] == 100 and len(stored) == 30
+    assert stored[27] == 100
+    assert len(stored) == 30
 
 
 async def test_a_failed_prompt_keeps_earlier_answers_and_retries_only_its_issues(db: Database, cfg: Settings) -> None:
@@ -97,10 +99,12 @@ async def test_a_failed_prompt_keeps_earlier_answers_and_retries_only_its_issues
     runner = FakeRunner(FakeRunner.rank_all, "no json", "still no json")
     await schedule_once(db, cfg, runner)
     assert runner.calls == 3
-    assert verdicts(db)[30] in ("queued", "ranked") and verdicts(db)[1] == "unranked"
+    assert verdicts(db)[30] in ("queued", "ranked")
+    assert verdicts(db)[1] == "unranked"
     retry = FakeRunner()
     await schedule_once(db, cfg, retry)
-    assert retry.calls == 1 and sorted(numbers_in(retry.prompts[0])) == [1, 2, 3, 4, 5]
+    assert retry.calls == 1
+    assert sorted(numbers_in(retry.prompts[0])) == [1, 2, 3, 4, 5]
 
 
 async def test_assessments_of_closed_issues_are_forgotten(db: Database, cfg: Settings) -> None:
@@ -152,9 +156,11 @@ async def test_a_steady_stream_is_scheduled_by_the_ceiling_and_never_delays_anot
     assert [(round(at - stream_from, 1), repos) for at, repos in quiet_passes] == [(3.0, {quiet})]
     # The busy one is scheduled at most 10 s after its first unscheduled change, throughout the stream
     # (the first change after a pass comes 0.5 s later; the loop looks every 0.25 s).
-    assert busy_passes and busy_passes[0] - stream_from <= 10.0 + 0.25
+    assert busy_passes
+    assert busy_passes[0] - stream_from <= 10.0 + 0.25
     gaps = [later - earlier for earlier, later in itertools.pairwise(busy_passes)]
-    assert len(busy_passes) >= 3 and max(gaps) <= 10.0 + 0.5 + 0.25
+    assert len(busy_passes) >= 3
+    assert max(gaps) <= 10.0 + 0.5 + 0.25
 
 
 # Dependencies looked up, never unknown forever ------------------------------------------
@@ -178,7 +184,8 @@ async def test_a_dependency_missing_from_snapshots_is_looked_up_and_stored(db: D
                               "/repos/other/lib/issues/9": {"number": 9, "state": "open"}})
     reports = {r.number: r for r in await schedule_once(db, cfg, FakeRunner(), github=github)}
     assert reports[2].verdict == "queued"
-    assert reports[3].verdict == "skipped:dependency" and reports[3].reason == "blocked by other/lib#9 (open)"
+    assert reports[3].verdict == "skipped:dependency"
+    assert reports[3].reason == "blocked by other/lib#9 (open)"
     with db.read() as session:
         stored = {(row.repo, row.number): (row.state, row.needed_by) for row in session.scalars(
             select(DependencyLookup))}
@@ -285,7 +292,8 @@ async def test_discovery_reconciles_added_removed_suspended_and_deleted(db: Data
     assert active_repos(db) == {"org1/a": 1, "org1/d": 1}
     app.installations = [installation(2)]  # installation 1 uninstalled, 2 unsuspended
     third = await discover_repositories(app, db)
-    assert third.deleted == [1] and third.added == ["org2/c"]
+    assert third.deleted == [1]
+    assert third.added == ["org2/c"]
     assert active_repos(db) == {"org2/c": 2}
     with db.read() as session:
         assert {row.id: (row.suspended, row.deleted) for row in session.scalars(select(Installation))} == {
@@ -298,7 +306,8 @@ async def test_a_failed_repository_listing_changes_nothing_for_that_installation
     await discover_repositories(app, db)
     app.repositories[1] = GitHubError(502, "bad gateway")
     result = await discover_repositories(app, db)
-    assert result.failed == [1] and not result.changed
+    assert result.failed == [1]
+    assert not result.changed
     assert active_repos(db) == {"org1/a": 1}
 
 
@@ -325,7 +334,8 @@ async def test_discovery_lists_every_page_through_the_app_client(tmp_path: Any, 
             assert sorted(result.added) == ["acme/one", "acme/two", "other/three"]
             before = hub.not_modified
             again = await discover_repositories(app, sqlite_db)
-            assert not again.changed and hub.not_modified > before  # ETag-cached listings
+            assert not again.changed
+            assert hub.not_modified > before  # ETag-cached listings
     finally:
         await hub.stop()
 

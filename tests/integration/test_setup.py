@@ -74,7 +74,8 @@ async def _form(session: ClientSession, url: str) -> tuple[str, dict[str, Any]]:
         page = await response.text()
     action = re.search(r"action='([^']*)'", page)
     value = re.search(r"name='manifest' value='([^']*)'", page)
-    assert action is not None and value is not None
+    assert action is not None
+    assert value is not None
     return html.unescape(action.group(1)), json.loads(html.unescape(value.group(1)))
 
 
@@ -228,7 +229,8 @@ async def test_setup_registers_the_packaged_manifest_with_fakehub_and_the_creden
     # GitHub Enterprise Server: the API and clone addresses go to .env with the credentials.
     assert settings.github_api_url == hub.api_url.rstrip("/")
     assert settings.git_url_template == f"{GHES}/{{full_name}}.git"
-    assert _mode(result.key_path) == 0o600 and result.key_path.is_absolute()
+    assert _mode(result.key_path) == 0o600
+    assert result.key_path.is_absolute()
     assert [step.split(" ")[0] for step in steps] == ["checking", "the", "GitHub", "GitHub"]
 
 

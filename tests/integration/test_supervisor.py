@@ -115,7 +115,8 @@ async def test_a_restart_request_in_the_database_restarts_the_child(tmp_path: Pa
     row = _rows(sqlite_db)["alpha"]
     assert row.restarts == 1
     assert pending_restarts(sqlite_db) == [("elsewhere", "alpha")]
-    assert first_pid is not None and not _alive(first_pid)
+    assert first_pid is not None
+    assert not _alive(first_pid)
     sup.stop()
     await asyncio.wait_for(task, 10)
 

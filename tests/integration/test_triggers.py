@@ -76,11 +76,14 @@ async def test_write_user_run_command_enqueues(db: Database, settings: Settings,
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z run"), gh, db, settings, queue)
     run = queue.live_run_for_issue(REPO, 7)
-    assert run is not None and run.status == Status.QUEUED and run.mode == "full"
+    assert run is not None
+    assert run.status == Status.QUEUED
+    assert run.mode == "full"
     assert (run.requested_by, run.installation_id) == ("alice", 5)
     assert gh.writes() == []
     [recorded] = command_events(db)
-    assert recorded["accepted"] is True and recorded["user"] == "alice"
+    assert recorded["accepted"] is True
+    assert recorded["user"] == "alice"
 
 
 async def test_read_only_user_gets_one_reply_and_nothing_runs(db: Database, settings: Settings,
@@ -89,8 +92,10 @@ async def test_read_only_user_gets_one_reply_and_nothing_runs(db: Database, sett
     await dispatch(comment_event("/agent-z run", "mallory"), gh, db, settings, queue)
     assert queue.live_run_for_issue(REPO, 7) is None
     [reply] = gh.writes()
-    assert reply.method == "POST" and reply.url == COMMENTS_URL
-    assert "@mallory" in reply.data["body"] and "write" in reply.data["body"]
+    assert reply.method == "POST"
+    assert reply.url == COMMENTS_URL
+    assert "@mallory" in reply.data["body"]
+    assert "write" in reply.data["body"]
     [recorded] = command_events(db)
     assert recorded["accepted"] is False
 
@@ -126,7 +131,8 @@ async def test_plan_then_run_approves_the_plan(db: Database, settings: Settings,
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z plan"), gh, db, settings, queue)
     run = queue.live_run_for_issue(REPO, 7)
-    assert run is not None and run.mode == "plan_only"
+    assert run is not None
+    assert run.mode == "plan_only"
     queue.set_status(run.id, Status.PLANNING, reason="planner")
     queue.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
     await dispatch(comment_event("/agent-z run"), gh, db, settings, queue)
@@ -187,7 +193,8 @@ async def test_comment_on_someone_elses_pull_request_is_refused(db: Database, se
 async def test_trigger_label_enqueues(db: Database, settings: Settings, queue: RunQueue) -> None:
     await dispatch(label_event("agent-z"), make_gh(alice="write"), db, settings, queue)
     run = queue.live_run_for_issue(REPO, 7)
-    assert run is not None and run.requested_by == "alice"
+    assert run is not None
+    assert run.requested_by == "alice"
 
 
 @pytest.mark.parametrize(
@@ -237,7 +244,8 @@ async def test_a_run_command_processed_twice_starts_one_run_and_the_repeat_is_si
     _finish(queue)
 
     await dispatch(event, gh, db, settings, queue)  # after a crash, or a late redelivery
-    assert queue.live_run_for_issue(REPO, 7) is None and gh.writes() == []
+    assert queue.live_run_for_issue(REPO, 7) is None
+    assert gh.writes() == []
     assert command_events(db)[-1]["reason"] == "already answered by this run"
     await dispatch(comment_event("/agent-z run", at="2026-11-25T11:00:00Z"), gh, db, settings, queue)
     assert queue.live_run_for_issue(REPO, 7) is not None
@@ -287,7 +295,8 @@ async def test_a_run_enqueued_between_decision_and_effect_is_reported_not_duplic
     decided = CommandDecision(True, "queued a run", None, (Enqueue("full", "/agent-z run by @alice"),))
     first = perform(queue, target, "alice", decided)  # decided on facts without a live run …
     again = perform(queue, target, "bob", decided)  # … and so was this one, concurrently
-    assert first.accepted and first.run_id is not None
+    assert first.accepted
+    assert first.run_id is not None
     assert (again.accepted, again.run_id) == (False, first.run_id)
     assert "already working" in again.message
     assert [run.id for run in queue.list_runs() if run.status in LIVE] == [first.run_id]

@@ -32,7 +32,8 @@ def test_stored_permissions_are_replaced_by_newer_answers(db: Database) -> None:
     trust.save_permission(db, REPO, "alice", permission="read", role_name="read", at=2.0)
     with db.read() as session:
         row = trust.stored_permission(session, REPO, "ALICE")
-        assert row is not None and (row.permission, row.checked_at) == ("read", 2.0)
+        assert row is not None
+        assert (row.permission, row.checked_at) == ("read", 2.0)
         assert set(trust.stored_permissions(session, REPO, ["alice", "bob"])) == {"alice"}
 
 
@@ -51,7 +52,8 @@ def test_run_notes_are_added_once_and_capped(db: Database) -> None:
     run, _ = RunQueue(db).enqueue(REPO, 7)
     assert run.notes == []
     noted = trust.add_run_note(db, run.id, "Ignored feedback from @a (no write access).")
-    assert noted is not None and noted.notes == ["Ignored feedback from @a (no write access)."]
+    assert noted is not None
+    assert noted.notes == ["Ignored feedback from @a (no write access)."]
     assert trust.add_run_note(db, run.id, "Ignored feedback from @a (no write access).") is None
     for index in range(10):
         trust.add_run_note(db, run.id, f"note {index}")

@@ -180,10 +180,12 @@ async def test_enter_expands_the_details_with_the_run_log(seeded: Database, tmp_
     app = _app(seeded, tmp_path, FakeClock(1000.0))
     async with app.run_test() as pilot:
         collapsed = str(app.query_one("#details", Static).content)
-        assert "line 29" in collapsed and "line 15" not in collapsed
+        assert "line 29" in collapsed
+        assert "line 15" not in collapsed
         await pilot.press("enter")
         expanded = str(app.query_one("#details", Static).content)
-        assert "line 15" in expanded and "develop.log" in expanded
+        assert "line 15" in expanded
+        assert "develop.log" in expanded
         await pilot.press("space")
         assert str(app.query_one("#details", Static).content) == collapsed
 

@@ -143,7 +143,8 @@ async def test_quick_transitions_cost_one_edit_after_the_quiet_window(tmp_path: 
     assert await reporter(h).report_stale() == 0  # still changing: wait for quiet
     later = reporter(h, clock=lambda: time.time() + 6)
     assert await later.report_stale() == 1
-    assert len(h.gh.writes("PATCH")) == 1 and "Planned" in status_body(h)
+    assert len(h.gh.writes("PATCH")) == 1
+    assert "Planned" in status_body(h)
 
 
 # Cancel through every path --------------------------------------------------------
@@ -191,9 +192,11 @@ async def test_cancelling_by_any_path_leaves_github_consistent(tmp_path: Path, c
     await reporter(h).report_stale()
     assert h.gh.labels[7] == ["agent-z"]
     body = status_body(h)
-    assert "Cancelled" in body and reason in body
+    assert "Cancelled" in body
+    assert reason in body
     ours = [c for c in h.gh.checks.values() if c["head_sha"] == run.head_sha]
-    assert ours and all(c["conclusion"] == "cancelled" for c in ours)
+    assert ours
+    assert all(c["conclusion"] == "cancelled" for c in ours)
     writes = len(h.gh.writes())
     await reporter(h).report_stale()
     assert len(h.gh.writes()) == writes  # consistent: a second pass writes nothing

@@ -60,7 +60,9 @@ async def test_signed_run_comment_becomes_a_queued_run(aiohttp_client: Any, db: 
         "permission": "write", "role_name": "write"}
     assert await process_pending(db, settings, github=github, router=build_router()) == 1
     run = RunQueue(db).live_run_for_issue(REPO, 7)
-    assert run is not None and run.status == "queued" and run.requested_by == "alice"
+    assert run is not None
+    assert run.status == "queued"
+    assert run.requested_by == "alice"
     assert github.client(5).writes() == []
 
 

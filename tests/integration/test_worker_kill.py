@@ -74,7 +74,8 @@ def test_killed_developer_is_resumable_at_once(
         "ready", "developing", "c0ffee", None, 1,
     )
     again = queue.claim("worker-2", statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
-    assert again is not None and again[0].id == run_id
+    assert again is not None
+    assert again[0].id == run_id
     assert queue.claim_resources(again[1], [file_resource("o/r", "src/app.py")]) == []
 
 

@@ -160,7 +160,9 @@ async def test_gc_after_a_crash_leaves_no_orphan(wt_settings: Settings) -> None:
     removed = await trees.gc(db)
 
     assert sorted(removed) == ["done1", "ghost1"]
-    assert live.exists() and not finished.exists() and not orphan.exists()
+    assert live.exists()
+    assert not finished.exists()
+    assert not orphan.exists()
     db.dispose()
 
 

@@ -78,7 +78,8 @@ def _secret_values(values: dict[str, str]) -> list[str]:
 
 def test_scrubbed_env_from_the_real_process_environment_has_no_secrets(secret_environment: dict[str, str]) -> None:
     env = scrubbed_env({"EXTRA": "1"})
-    assert env["EXTRA"] == "1" and "PATH" in env
+    assert env["EXTRA"] == "1"
+    assert "PATH" in env
     assert not set(secret_environment) & set(env)
     dumped = json.dumps(env)
     assert [value for value in _secret_values(secret_environment) if value in dumped] == []
@@ -114,7 +115,8 @@ async def test_cli_agents_get_no_secret_in_env_arguments_stdin_or_home(
         await runner.run("developer", "Implement the issue.", workdir, timeout=30, env=env)
     recorded = {name: (workdir / name).read_text() for name in ("agent-env.txt", "agent-argv.txt", "agent-stdin.txt")}
     names = {line.split("=", 1)[0] for line in recorded["agent-env.txt"].splitlines() if "=" in line}
-    assert "HOME" in names and "PATH" in names
+    assert "HOME" in names
+    assert "PATH" in names
     assert not names & set(secret_environment)
     written = [path.read_text(errors="replace") for path in (tmp_path / ".agent-z").rglob("*") if path.is_file()]
     everything = "\n".join([*recorded.values(), *written])

@@ -54,7 +54,8 @@ HOSTILE_TITLES = [
 
 def assert_safe(number: int, title: str) -> None:
     name = branch_name(number, title)
-    assert name.startswith(f"agent-z/issue-{number}") and len(name) <= MAX_BRANCH_LENGTH
+    assert name.startswith(f"agent-z/issue-{number}")
+    assert len(name) <= MAX_BRANCH_LENGTH
     assert name == f"agent-z/issue-{number}" or name.startswith(f"agent-z/issue-{number}-")
     result = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True, text=True, check=False)
     assert result.returncode == 0, (title, name, result.stderr)

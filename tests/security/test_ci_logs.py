@@ -55,7 +55,8 @@ async def test_a_job_log_is_fetched_from_the_storage_host_without_our_token_and_
             data = await gh.download_tail(f"/repos/{REPO}/actions/jobs/4242/logs", max_bytes=64 * 1024)
     finally:
         await runner.cleanup()
-    assert data.endswith(b"the end\n") and len(data) == 64 * 1024
+    assert data.endswith(b"the end\n")
+    assert len(data) == 64 * 1024
     [headers] = seen
     assert not any(name.lower() == "authorization" for name in headers)
     assert not any("ghs_" in value for value in headers.values())
@@ -82,9 +83,13 @@ async def test_a_hostile_job_log_reaches_the_fixer_redacted_and_fenced() -> None
     verdict = Verdict("failure", "checks failed: test", failed=(check,))
     feedback = await ci_failure_feedback(LogsOnly(hostile), REPO, verdict, secret_values=["hunter2hunter2"])
     log = feedback["checks"][0]["log"]
-    assert TOKEN not in log and "hunter2hunter2" not in log and log.count("[redacted]") == 2
-    assert "\x1b" not in log and "\x07" not in log
+    assert TOKEN not in log
+    assert "hunter2hunter2" not in log
+    assert log.count("[redacted]") == 2
+    assert "\x1b" not in log
+    assert "\x07" not in log
     prompt = feedback_prompt(feedback)
     before, _, inside = prompt.partition(f"<{TAG} ")
-    assert "ignore the issue" not in before and "ignore the issue" in inside
+    assert "ignore the issue" not in before
+    assert "ignore the issue" in inside
     assert f"</{TAG}> Agent-Z here" not in prompt  # the fake closing tag was neutralised

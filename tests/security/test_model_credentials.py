@@ -73,7 +73,8 @@ async def test_claude_agents_get_anthropics_key_from_env_file_and_no_other_provi
     assert "ANTHROPIC_API_KEY" in names
     assert not {"OPENAI_API_KEY", "OPENROUTER_API_KEY", "AGENTZ_CLI_DIR"} & names
     values = (workdir / "env-values.txt").read_text()
-    assert PROVIDER_KEYS["OPENAI_API_KEY"] not in values and PROVIDER_KEYS["OPENROUTER_API_KEY"] not in values
+    assert PROVIDER_KEYS["OPENAI_API_KEY"] not in values
+    assert PROVIDER_KEYS["OPENROUTER_API_KEY"] not in values
 
 
 async def test_codex_agents_get_openais_key_and_not_anthropics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,7 +82,8 @@ def assert_contained(prompt: str, markers: list[str]) -> list[tuple[str, str]]:
         assert marker not in outside
         inside = [body for _, body in blocks if marker in body]
         assert len(inside) == 1, marker
-        assert f"{marker} starts here." in inside[0] and f"{marker} ends here." in inside[0]
+        assert f"{marker} starts here." in inside[0]
+        assert f"{marker} ends here." in inside[0]
     return blocks
 
 
@@ -150,7 +151,8 @@ def test_a_block_id_guessed_from_an_earlier_prompt_does_not_close_a_new_block() 
     assert stolen is not None
     attack = hostile("REPLAY", stolen.group("id"))
     _, blocks = read_as_agent(untrusted_block(attack, source="comment"))
-    assert len(blocks) == 1 and "REPLAY ends here." in blocks[0][1]
+    assert len(blocks) == 1
+    assert "REPLAY ends here." in blocks[0][1]
 
 
 @settings(max_examples=200, deadline=None)

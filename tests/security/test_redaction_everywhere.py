@@ -145,7 +145,8 @@ def _failed_run(queue: RunQueue, number: int, error: str) -> str:
 def test_stored_run_errors_and_their_events(kind: str, text: str, forbidden: list[str], queue: RunQueue) -> None:
     run_id = _failed_run(queue, 100 + IDS.index(kind), text)
     run = queue.get(run_id)
-    assert run.error and "[redacted]" in run.error
+    assert run.error
+    assert "[redacted]" in run.error
     _assert_clean(run.error + json.dumps([event.payload for event in queue.events(run_id)]), forbidden)
 
 

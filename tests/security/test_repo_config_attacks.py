@@ -21,7 +21,9 @@ async def test_an_agent_cannot_drop_the_test_command_by_rewriting_the_config_in_
     h.enqueue()
     await h.plan()
     run = await h.work()
-    assert run.status == "needs_human" and "test command failed" in (run.error or "") and not h.gh.pulls
+    assert run.status == "needs_human"
+    assert "test command failed" in (run.error or "")
+    assert not h.gh.pulls
 
 
 async def test_setup_output_cannot_mention_anyone_or_add_markup_to_the_status_comment(tmp_path: Path) -> None:

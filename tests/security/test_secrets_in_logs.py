@@ -154,13 +154,16 @@ async def test_secrets_never_appear_in_logs(
 
     # The scenario really ran: both tokens and the App JWT were used, one permission lookup failed
     # (refused and logged; the delivery itself succeeds).
-    assert run is not None and run.requested_by == "alice"
+    assert run is not None
+    assert run.requested_by == "alice"
     assert errors == []
     assert any(auth.startswith("Bearer eyJ") for auth in github.authorizations)
     assert {f"token {token}" for token in TOKENS} <= set(github.authorizations)
     jwts = {auth.removeprefix("Bearer ") for auth in github.authorizations if auth.startswith("Bearer ")}
     text = log_buffer.getvalue()
-    assert "github.token_rejected" in text and "github.retry" in text and "permission lookup failed" in text
+    assert "github.token_rejected" in text
+    assert "github.retry" in text
+    assert "permission lookup failed" in text
 
     pem_lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
     secrets = [WEBHOOK_SECRET, DB_PASSWORD, database_url, *TOKENS, *jwts, *pem_lines]

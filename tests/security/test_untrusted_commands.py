@@ -136,4 +136,5 @@ async def test_the_same_deliveries_from_a_maintainer_do_start_a_run(
         await deliver(aiohttp_client, sqlite_db, settings, "issues",
                       labeled(settings.trigger_label, "alice", "User"), github)
     run = RunQueue(sqlite_db).live_run_for_issue(REPO, 7)
-    assert run is not None and run.requested_by == "alice"
+    assert run is not None
+    assert run.requested_by == "alice"

@@ -142,7 +142,8 @@ async def test_replayed_delivery_is_stored_once_and_handled_once(
     assert await process_pending(sqlite_db, settings, github=None, router=router) == 0
     assert handled == ["old-1"]
     [row] = stored(sqlite_db)
-    assert row.processed_at is not None and row.attempts == 0
+    assert row.processed_at is not None
+    assert row.attempts == 0
 
 
 async def test_replayed_delivery_id_cannot_replace_the_stored_payload(
@@ -152,4 +153,5 @@ async def test_replayed_delivery_id_cannot_replace_the_stored_payload(
     other = BODY.replace(b'"opened"', b'"deleted"')
     assert await post(client, other, sign(SECRET, other), delivery="same-id") == 200
     [row] = stored(sqlite_db)
-    assert row.payload == BODY.decode() and row.action == "opened"
+    assert row.payload == BODY.decode()
+    assert row.action == "opened"

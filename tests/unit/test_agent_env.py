@@ -21,7 +21,8 @@ def test_agent_env_drops_secret_variables_and_keeps_its_providers_settings(setti
             **SECRETS}
     env = agent_env(settings, {"GH_TOKEN": "ghp_x", "EXTRA": "yes"}, base=base, backend="claude")
     assert env["PATH"] == "/usr/bin"
-    assert env["ANTHROPIC_API_KEY"] == "sk-ant" and env["ANTHROPIC_BASE_URL"] == "http://x"
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant"
+    assert env["ANTHROPIC_BASE_URL"] == "http://x"
     assert env["EXTRA"] == "yes"
     assert "RANDOM" not in env
     assert not set(SECRET_VARIABLES) & set(env)
@@ -58,8 +59,10 @@ def test_model_credentials_in_the_env_file_reach_the_backend_that_needs_them(
     settings = Settings.load(env_file, state_dir=tmp_path / "state")
     claude = agent_env(settings, base={"PATH": "/bin"}, backend="claude")
     codex = agent_env(settings, base={"PATH": "/bin"}, backend="codex")
-    assert claude["ANTHROPIC_API_KEY"] == "sk-ant-from-file-0123" and "OPENAI_API_KEY" not in claude
-    assert codex["OPENAI_API_KEY"] == "sk-openai-from-file-0123" and "ANTHROPIC_API_KEY" not in codex
+    assert claude["ANTHROPIC_API_KEY"] == "sk-ant-from-file-0123"
+    assert "OPENAI_API_KEY" not in claude
+    assert codex["OPENAI_API_KEY"] == "sk-openai-from-file-0123"
+    assert "ANTHROPIC_API_KEY" not in codex
     assert claude["AGENTZ_MODEL"] == codex["AGENTZ_MODEL"] == "claude-from-file"
     # The process environment wins over the file, as for every other setting.
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0123")
@@ -72,12 +75,14 @@ def test_model_keys_from_the_env_file_are_redacted(tmp_path: Path, monkeypatch: 
     env_file.write_text("ANTHROPIC_API_KEY=sk-ant-api03-from-the-file-0123456789\n")
     settings = Settings.load(env_file)
     assert "sk-ant-api03-from-the-file-0123456789" in configured_secret_values(settings, {})
-    assert "from-the-file" not in repr(settings) and "from-the-file" not in str(settings.model_dump())
+    assert "from-the-file" not in repr(settings)
+    assert "from-the-file" not in str(settings.model_dump())
 
 
 def test_agent_env_drops_variables_carrying_a_secret_value_under_another_name(settings: Settings) -> None:
     env = agent_env(settings, {"SNEAKY": "test-secret", "DB": settings.database_url}, base={"PATH": "/bin"})
-    assert "SNEAKY" not in env and "DB" not in env
+    assert "SNEAKY" not in env
+    assert "DB" not in env
 
 
 async def test_agent_process_sees_none_of_the_secret_variables(

@@ -58,7 +58,8 @@ def test_percentile_is_nearest_rank() -> None:
 def test_delivery_plan_repeats_five_percent_of_unique_ids() -> None:
     plan = delivery_plan(200, repeat_fraction=0.05, seed=3)
     ids = [delivery_id for delivery_id, _ in plan]
-    assert len(plan) == 210 and len(set(ids)) == 200
+    assert len(plan) == 210
+    assert len(set(ids)) == 200
     assert plan == delivery_plan(200, repeat_fraction=0.05, seed=3)
 
 
@@ -96,6 +97,7 @@ def test_overhead_leaves_out_runs_that_went_through_a_ci_fix_round() -> None:
     times = [RunTimes(wall=5.0, agent=2.0, ci=1.5, submit=0.5, fix_rounds=0),
              RunTimes(wall=20.0, agent=4.0, ci=3.0, submit=1.0, fix_rounds=1)]
     figures = overhead_figures(times)
-    assert figures["runs"] == 1 and figures["overhead_s_per_run"] == pytest.approx(1.5)
+    assert figures["runs"] == 1
+    assert figures["overhead_s_per_run"] == pytest.approx(1.5)
     with pytest.raises(RuntimeError, match="exactly once"):
         overhead_figures(times[1:])

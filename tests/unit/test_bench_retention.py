@@ -15,5 +15,6 @@ def test_payloads_are_json_of_about_the_asked_size() -> None:
 
 def test_a_day_of_rows_arrives_within_that_day_with_unique_ids() -> None:
     rows = day_rows(3, 10, payload_text(500, 0))
-    assert len(rows) == 11 and len({row["delivery_id"] for row in rows}) == 11
+    assert len(rows) == 11
+    assert len({row["delivery_id"] for row in rows}) == 11
     assert all(START + 3 * DAY <= row["received_at"] < START + 4 * DAY for row in rows)

@@ -39,13 +39,13 @@ def test_long_titles_are_cut_without_a_trailing_dash() -> None:
 
 
 def test_issue_number_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="issue number must be positive"):
         branch_name(0, "x")
 
 
 def test_checkpoint_refs_reject_path_tricks() -> None:
     assert checkpoint_ref("abc123") == "refs/agent-z/runs/abc123"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid run id"):
         checkpoint_ref("../heads/main")
 
 
@@ -53,4 +53,5 @@ def test_checkpoint_refs_reject_path_tricks() -> None:
 def test_any_title_gives_a_safe_name(number: int, title: str) -> None:
     name = branch_name(number, title)
     assert SAFE.match(name), name
-    assert ".." not in name and len(name) <= MAX_BRANCH_LENGTH
+    assert ".." not in name
+    assert len(name) <= MAX_BRANCH_LENGTH

@@ -30,7 +30,8 @@ def suite(suite_id: int, state: str = "completed", conclusion: str | None = "suc
 def test_two_workflows_with_a_test_job_are_two_checks_and_a_later_success_does_not_hide_a_failure() -> None:
     signals = [run(11, "test", conclusion="failure", suite=1, at=NOW - 40), run(12, "test", suite=2, at=NOW - 30)]
     verdict = decide_ci(signals, [suite(1, conclusion="failure"), suite(2)], NOW, policy=POLICY)
-    assert verdict.outcome == "failure" and [s.key for s in verdict.failed] == ["11"]
+    assert verdict.outcome == "failure"
+    assert [s.key for s in verdict.failed] == ["11"]
 
 
 def test_a_re_run_of_a_failed_job_replaces_the_failed_attempt() -> None:
@@ -50,13 +51,15 @@ def test_an_open_suite_with_check_runs_blocks_even_when_every_known_check_passed
     signals = [run(11, "build", suite=1)]
     suites = [suite(1), suite(2, "in_progress", None, runs=2)]
     verdict = decide_ci(signals, suites, NOW, policy=POLICY)
-    assert verdict.outcome == "pending" and "suite" in verdict.reason
+    assert verdict.outcome == "pending"
+    assert "suite" in verdict.reason
 
 
 def test_an_empty_suite_blocks_while_young_and_is_ignored_once_old() -> None:
     signals = [run(11, "build")]
     young = decide_ci(signals, [suite(1), suite(2, "queued", None, runs=0, seen=NOW - 3)], NOW, policy=POLICY)
-    assert young.outcome == "pending" and young.recheck_at == NOW + 7
+    assert young.outcome == "pending"
+    assert young.recheck_at == NOW + 7
     old = decide_ci(signals, [suite(1), suite(2, "queued", None, runs=0, seen=NOW - 3600)], NOW, policy=POLICY)
     assert old.outcome == "success"
 
@@ -64,7 +67,8 @@ def test_an_empty_suite_blocks_while_young_and_is_ignored_once_old() -> None:
 def test_nothing_is_decided_within_the_quiet_window_after_the_last_change() -> None:
     signals = [run(11, "build", at=NOW - 2)]
     verdict = decide_ci(signals, [suite(1, seen=NOW - 2)], NOW, policy=POLICY)
-    assert verdict.outcome == "pending" and verdict.recheck_at == NOW + 8
+    assert verdict.outcome == "pending"
+    assert verdict.recheck_at == NOW + 8
     assert decide_ci(signals, [suite(1, seen=NOW - 2)], NOW + 8, policy=POLICY).outcome == "success"
 
 
@@ -80,7 +84,8 @@ def test_commit_statuses_alone_are_ci(states: list[str], outcome: str) -> None:
 def test_statuses_and_checks_are_judged_together() -> None:
     signals = [run(11, "build"), status("ci/jenkins", "failure")]
     verdict = decide_ci(signals, [suite(1)], NOW, policy=POLICY)
-    assert verdict.outcome == "failure" and [s.name for s in verdict.failed] == ["ci/jenkins"]
+    assert verdict.outcome == "failure"
+    assert [s.name for s in verdict.failed] == ["ci/jenkins"]
 
 
 def test_our_own_checks_and_suites_never_count() -> None:
@@ -93,13 +98,15 @@ def test_our_own_checks_and_suites_never_count() -> None:
 
 def test_a_workflow_that_cannot_start_fails_its_suite_without_check_runs() -> None:
     verdict = decide_ci([], [suite(3, conclusion="startup_failure", runs=0)], NOW, policy=POLICY)
-    assert verdict.outcome == "failure" and [s.id for s in verdict.failed_suites] == [3]
+    assert verdict.outcome == "failure"
+    assert [s.id for s in verdict.failed_suites] == [3]
 
 
 def test_the_grace_period_only_applies_to_a_repository_that_never_had_ci() -> None:
     long_ago = CIPolicy(own_slug="agent-z", grace_seconds=600, repo_has_ci=False, waiting_since=NOW - 601)
     done = decide_ci([], [], NOW, policy=long_ago)
-    assert done.outcome == "success" and done.reason == "no CI result within 600 s"
+    assert done.outcome == "success"
+    assert done.reason == "no CI result within 600 s"
     has_ci = CIPolicy(own_slug="agent-z", grace_seconds=600, repo_has_ci=True, waiting_since=NOW - 10**6)
     assert decide_ci([], [], NOW, policy=has_ci).outcome == "none"
     fresh = CIPolicy(own_slug="agent-z", grace_seconds=600, repo_has_ci=False, waiting_since=NOW - 100)

@@ -83,12 +83,15 @@ def test_write_maintain_and_admin_may_command(answer: dict[str, Any], allowed: b
 
 def test_refusal_is_polite_and_explains_why() -> None:
     text = refusal_text("mallory", "read")
-    assert "@mallory" in text and "write, maintain or admin" in text and "`read`" in text
+    assert "@mallory" in text
+    assert "write, maintain or admin" in text
+    assert "`read`" in text
 
 
 def test_fix_is_a_command_with_its_text() -> None:
     command = parse_command("Thanks!\n/agent-z fix rename speed to speed_limit")
-    assert command is not None and (command.name, command.args) == ("fix", "rename speed to speed_limit")
+    assert command is not None
+    assert (command.name, command.args) == ("fix", "rename speed to speed_limit")
     assert parse_command("```\n/agent-z fix inside code\n```") is None
 
 

@@ -62,7 +62,8 @@ def test_jwts_and_example_urls_with_passwords_are_not_policy_violations() -> Non
 def test_a_file_full_of_secrets_reports_a_bounded_number() -> None:
     content = "\n".join(f"t{i} = '{samples.GITHUB_TOKEN[:-2]}{i:02d}'" for i in range(60)).encode()
     violations = check_changes([_file("tokens.py", content)], ContentPolicy(10_000, False, (), ()))
-    assert len(violations) == 21 and violations[-1].detail == "more secrets in this file are not listed"
+    assert len(violations) == 21
+    assert violations[-1].detail == "more secrets in this file are not listed"
 
 
 @pytest.mark.parametrize(("path", "target", "escapes"), [
@@ -133,7 +134,8 @@ def test_policy_from_settings(tmp_path: Path) -> None:
     settings = Settings.load(None, state_dir=tmp_path, allow_workflow_changes="true", max_file_bytes="42",
                              protected_paths="deploy/**, *.pem", github_webhook_secret=samples.WEBHOOK_SECRET)
     policy = ContentPolicy.from_settings(settings, environ={"OPENAI_API_KEY": samples.OPENAI_KEY})
-    assert policy.allow_workflow_changes and policy.max_file_bytes == 42
+    assert policy.allow_workflow_changes
+    assert policy.max_file_bytes == 42
     assert policy.protected_paths == ("deploy/**", "*.pem")
     assert {samples.WEBHOOK_SECRET, samples.OPENAI_KEY} <= set(policy.secret_values)
 
@@ -169,8 +171,10 @@ def test_markdown_table_cannot_be_broken_by_hostile_paths() -> None:
     hostile = "a|b\n| x | y |<img src=x onerror=alert(1)> @org/team `code`.py"
     table = violations_markdown([Violation(hostile, "secret", "contains a JSON Web Token", 2)])
     rows = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(rows) == 3 and rows[2].count("|") == 4
-    assert "<img" not in table and "&lt;img" in table
+    assert len(rows) == 3
+    assert rows[2].count("|") == 4
+    assert "<img" not in table
+    assert "&lt;img" in table
     assert ":2</code>" in rows[2]
     assert violations_markdown([]) == "No content policy violations."
 

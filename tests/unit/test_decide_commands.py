@@ -168,7 +168,8 @@ def test_command_decision(case: str, given: CommandFacts, expected: CommandDecis
 
 def test_only_refusals_are_throttled() -> None:
     throttled = [row[0] for row in ROWS if decide_command(row[1]).throttled]
-    assert throttled and all(row[1].permission in (OUTSIDER, UNTRUSTED_BOT) for row in ROWS if row[0] in throttled)
+    assert throttled
+    assert all(row[1].permission in (OUTSIDER, UNTRUSTED_BOT) for row in ROWS if row[0] in throttled)
 
 
 def test_no_effect_without_permission() -> None:

@@ -77,7 +77,9 @@ def test_open_or_unknown_dependencies_block(states: dict[IssueRef, str], passes:
     if passes:
         assert verdict is None
     else:
-        assert verdict is not None and verdict.gate == "dependency" and reason_part in verdict.reason
+        assert verdict is not None
+        assert verdict.gate == "dependency"
+        assert reason_part in verdict.reason
 
 
 def test_self_reference_is_not_a_dependency() -> None:

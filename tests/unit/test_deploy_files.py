@@ -61,7 +61,8 @@ def test_dockerfile_runs_serve_as_a_non_root_user_with_a_health_check() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
     user = re.findall(r"^USER\s+(\S+)", text, re.M)
-    assert user and user[-1] not in ("root", "0")
+    assert user
+    assert user[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*\n?.*?/healthz", text, re.M)
     assert _dockerfile_json("ENTRYPOINT") == ["agentz"]
     cmd = _dockerfile_json("CMD")
@@ -207,7 +208,8 @@ def test_systemd_units_own_their_state_directory_and_receive_settings_and_key_fr
     environment = " ".join(_directives(text, "Environment"))
     assert "STATE_DIR=/var/lib/agentz" in environment
     # Hardening that would break bubblewrap's user namespaces stays out.
-    assert not _directives(text, "RestrictNamespaces") and not _directives(text, "PrivateUsers")
+    assert not _directives(text, "RestrictNamespaces")
+    assert not _directives(text, "PrivateUsers")
     assert _directives(text, "NoNewPrivileges") == ["true"]
 
 
@@ -271,7 +273,8 @@ def test_documented_compose_commands_call_real_subcommands() -> None:
         args = shlex.split(command.replace("\\\n#", " ").replace("\\\n", " "))
         _check_invocation([arg for arg in args if arg != "…"])
     setups = [command for command in commands if " setup " in f" {command} "]
-    assert setups and all("--host 0.0.0.0" in command for command in setups)
+    assert setups
+    assert all("--host 0.0.0.0" in command for command in setups)
 
 
 def test_deploy_guide_explains_the_sandbox_settings_and_what_doctor_says_without_them() -> None:
@@ -316,7 +319,8 @@ def test_workflow_installs_the_sandbox_and_postgres_then_runs_the_readme_test_co
     steps = _workflow()["jobs"]["test"]["steps"]
     scripts = [step.get("run", "") for step in steps]
     install = next(script for script in scripts if "apt-get install" in script)
-    assert "bubblewrap" in install and "postgresql" in install
+    assert "bubblewrap" in install
+    assert "postgresql" in install
     assert any(script.strip() == _readme_test_command() for script in scripts)
     assert any("doctor" in script for script in scripts)
     checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))

@@ -119,7 +119,9 @@ def test_a_maintainers_explicit_request_needs_no_trusted_author() -> None:
 def test_untrusted_author_reason_names_the_author_and_the_way_out() -> None:
     verdict = evaluate(replace(OUTSIDER, labels=("ready",)), with_ctx(eligible_labels=("ready",)))
     assert verdict.label == "skipped:untrusted_author"
-    assert "@mallory" in verdict.reason and "ready" in verdict.reason and "agent-z" in verdict.reason
+    assert "@mallory" in verdict.reason
+    assert "ready" in verdict.reason
+    assert "agent-z" in verdict.reason
 
 
 def test_trust_follows_scheduler_trust_setting(settings: Any) -> None:

@@ -82,7 +82,8 @@ def test_app_jwt_is_reused_then_signed_again_before_it_expires(rsa_key: rsa.RSAP
     assert renewed != first
     claims = jwt.decode(renewed, rsa_key.public_key(), algorithms=["RS256"], options={"verify_iat": False})
     assert claims["iat"] == int(now[0]) - 60
-    assert "BEGIN" not in repr(issuer) and first not in repr(issuer)
+    assert "BEGIN" not in repr(issuer)
+    assert first not in repr(issuer)
 
 
 def test_token_response_sample_parses() -> None:
@@ -131,8 +132,10 @@ async def test_concurrent_callers_share_one_fetch_per_installation() -> None:
     fetch = CountingFetch()
     tokens = InstallationTokens(fetch)
     results = await asyncio.gather(*(tokens.get(1) for _ in range(50)), *(tokens.get(2) for _ in range(50)))
-    assert len(set(results[:50])) == 1 and results[0].startswith("tok-1-")
-    assert len(set(results[50:])) == 1 and results[50].startswith("tok-2-")
+    assert len(set(results[:50])) == 1
+    assert results[0].startswith("tok-1-")
+    assert len(set(results[50:])) == 1
+    assert results[50].startswith("tok-2-")
     assert sorted(fetch.calls) == [1, 2]
 
 
@@ -176,5 +179,5 @@ async def test_failed_fetch_is_not_cached_and_next_caller_retries() -> None:
         await tokens.get(4)
     assert await tokens.get(4) == "ok"
     assert isinstance(await tokens.get_token(4), InstallationToken)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="installation id must be positive"):
         await tokens.get(0)

@@ -37,7 +37,9 @@ def test_retry_after_header_is_a_secondary_limit_with_that_wait() -> None:
 def test_retry_after_wins_over_exhausted_primary_headers() -> None:
     headers = {"retry-after": "3", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 600)}
     hit = classify(403, headers, b"", now=NOW)
-    assert hit is not None and hit.kind == "secondary" and hit.wait == 3.0
+    assert hit is not None
+    assert hit.kind == "secondary"
+    assert hit.wait == 3.0
 
 
 def test_exhausted_primary_limit_waits_until_reset() -> None:
@@ -52,7 +54,9 @@ def test_exhausted_primary_limit_waits_until_reset() -> None:
 
 def test_primary_reset_in_the_past_still_waits_a_moment() -> None:
     hit = classify(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) - 5)}, b"", now=NOW)
-    assert hit is not None and hit.kind == "primary" and hit.wait == MIN_PRIMARY_WAIT
+    assert hit is not None
+    assert hit.kind == "primary"
+    assert hit.wait == MIN_PRIMARY_WAIT
 
 
 def test_primary_limit_without_reset_waits_the_default() -> None:
@@ -67,7 +71,9 @@ def test_secondary_limit_message_without_headers_waits_a_minute() -> None:
 
 def test_bare_429_is_a_secondary_limit() -> None:
     hit = classify(429, {}, b"", now=NOW)
-    assert hit is not None and hit.kind == "secondary" and hit.wait == SECONDARY_DEFAULT_WAIT
+    assert hit is not None
+    assert hit.kind == "secondary"
+    assert hit.wait == SECONDARY_DEFAULT_WAIT
 
 
 def test_permission_403_is_not_a_rate_limit() -> None:
@@ -131,4 +137,5 @@ def test_repeated_secondary_limits_without_retry_after_back_off_exponentially() 
     ]
     assert waits == [60.0, 120.0, 240.0, 480.0]
     retry_after = classify(429, {"retry-after": "5"}, b"", now=NOW, previous_hits=3)
-    assert retry_after is not None and retry_after.wait == 5.0
+    assert retry_after is not None
+    assert retry_after.wait == 5.0

@@ -78,9 +78,11 @@ def test_an_empty_allowlist_allows_any_address_and_a_set_one_refuses_unknown_one
     assert refuse_address(parse_address("203.0.113.9"), []) is None
     assert refuse_address(None, []) is None
     refused = refuse_address(parse_address("203.0.113.9"), networks("192.30.252.0/22"))
-    assert refused is not None and refused.status == 403
+    assert refused is not None
+    assert refused.status == 403
     unknown = refuse_address(None, networks("192.30.252.0/22"))
-    assert unknown is not None and unknown.status == 403
+    assert unknown is not None
+    assert unknown.status == 403
     assert refuse_address(parse_address("192.30.255.1"), networks("192.30.252.0/22")) is None
     assert refuse_address(parse_address("2a0a:a440::1"), networks("192.30.252.0/22", "2a0a:a440::/29")) is None
 
@@ -117,7 +119,9 @@ def test_concurrency_share_for_large_bodies() -> None:
     places = InFlight(limit=4)
     assert places.try_enter(large=True)
     assert not places.try_enter(large=True)
-    assert places.try_enter(large=False) and places.try_enter(large=False) and places.try_enter(large=False)
+    assert places.try_enter(large=False)
+    assert places.try_enter(large=False)
+    assert places.try_enter(large=False)
     assert not places.try_enter(large=False)
     places.leave(large=True)
     assert places.try_enter(large=True)
@@ -183,7 +187,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_receiver_limit_defaults(clean_env: pytest.MonkeyPatch) -> None:
     limits = ReceiverLimits.from_settings(Settings.load(None))
     assert (limits.read_timeout, limits.max_concurrency) == (10.0, 64)
-    assert limits.allowed_networks == () and limits.trusted_proxies == ()
+    assert limits.allowed_networks == ()
+    assert limits.trusted_proxies == ()
 
 
 def test_receiver_limits_are_read_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:

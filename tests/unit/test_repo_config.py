@@ -57,10 +57,14 @@ def host(**overrides: object) -> Settings:
 
 def test_a_complete_file_is_read_into_the_model() -> None:
     config = parse_config(FULL)
-    assert config.backends.default == "codex" and config.backends.reviewer == "claude"
-    assert config.labels.block == ["wip", "blocked"] and config.parallelism == 3
-    assert config.setup == ["pip install -e .", "npm ci"] and config.test == "python -m pytest -q"
-    assert config.protected_paths == ["migrations/**", "*.lock"] and config.max_cost_per_run_usd == 2.5
+    assert config.backends.default == "codex"
+    assert config.backends.reviewer == "claude"
+    assert config.labels.block == ["wip", "blocked"]
+    assert config.parallelism == 3
+    assert config.setup == ["pip install -e .", "npm ci"]
+    assert config.test == "python -m pytest -q"
+    assert config.protected_paths == ["migrations/**", "*.lock"]
+    assert config.max_cost_per_run_usd == 2.5
 
 
 @pytest.mark.parametrize("text", ["", "# nothing configured\n", "---\n"])
@@ -80,7 +84,9 @@ def test_every_problem_is_listed_with_its_line() -> None:
 
 def test_broken_yaml_is_reported_at_its_line() -> None:
     [(line, _, message)] = problems_of("setup:\n  - a\n  b: [\n")
-    assert line is not None and line >= 3 and message
+    assert line is not None
+    assert line >= 3
+    assert message
 
 
 def test_a_list_instead_of_a_mapping_is_refused() -> None:
@@ -89,7 +95,8 @@ def test_a_list_instead_of_a_mapping_is_refused() -> None:
 
 def test_a_protected_path_cannot_climb_out_of_the_repository() -> None:
     [(line, field, message)] = problems_of("protected_paths:\n  - ../etc/passwd\n")
-    assert (line, field) == (2, "protected_paths.0") and "'..'" in message
+    assert (line, field) == (2, "protected_paths.0")
+    assert "'..'" in message
 
 
 def test_a_billion_laughs_is_refused_before_anything_is_expanded() -> None:
@@ -101,7 +108,8 @@ def test_a_billion_laughs_is_refused_before_anything_is_expanded() -> None:
 def test_deep_nesting_is_refused_without_recursing() -> None:
     deep = "setup: " + "[" * 30_000 + "]" * 30_000 + "\n"
     [(line, _, message)] = problems_of(deep)
-    assert line == 1 and "nested deeper" in message
+    assert line == 1
+    assert "nested deeper" in message
 
 
 def test_too_many_values_are_refused() -> None:
@@ -111,7 +119,8 @@ def test_too_many_values_are_refused() -> None:
 
 def test_an_oversized_file_is_refused_unread() -> None:
     [(line, _, message)] = problems_of(b"#" * (MAX_CONFIG_BYTES + 1))
-    assert line is None and "limit" in message
+    assert line is None
+    assert "limit" in message
 
 
 @pytest.mark.parametrize("text", ["a: !!python/object/apply:os.system [echo hi]\n", "!!set {a, b}\n",
@@ -139,9 +148,11 @@ def test_an_invalid_file_makes_a_failing_check_with_line_annotations() -> None:
     with pytest.raises(InvalidRepoConfig) as raised:
         parse_config("parallelism: lots\n")
     payload = config_check_payload("a" * 40, raised.value.problems)
-    assert payload["conclusion"] == "failure" and payload["name"] == "Agent-Z / config"
+    assert payload["conclusion"] == "failure"
+    assert payload["name"] == "Agent-Z / config"
     [note] = payload["output"]["annotations"]
-    assert note["path"] == ".github/agent-z.yml" and note["start_line"] == 1
+    assert note["path"] == ".github/agent-z.yml"
+    assert note["start_line"] == 1
     assert "parallelism" in note["message"]
 
 
@@ -150,15 +161,18 @@ def test_an_invalid_file_makes_a_failing_check_with_line_annotations() -> None:
 
 def test_backends_and_labels_are_the_repositorys_choice() -> None:
     settings = effective_settings(host(default_backend="claude", reviewer_backend="opencode"), parse_config(FULL))
-    assert settings.backend_for("developer") == "codex" and settings.backend_for("reviewer") == "claude"
-    assert settings.trigger_label == "robot" and settings.skip_labels == ["busy"]
+    assert settings.backend_for("developer") == "codex"
+    assert settings.backend_for("reviewer") == "claude"
+    assert settings.trigger_label == "robot"
+    assert settings.skip_labels == ["busy"]
     assert settings.scheduler_block_labels == ["wip", "blocked"]
 
 
 def test_a_repository_cannot_raise_the_budget_or_parallelism_above_the_hosts() -> None:
     generous = RepoConfig(parallelism=50, max_cost_per_run_usd=100.0)
     settings = effective_settings(host(max_cost_per_run_usd=1.0, max_parallel_per_repo=2), generous)
-    assert settings.max_cost_per_run_usd == 1.0 and settings.per_repo_limit == 2
+    assert settings.max_cost_per_run_usd == 1.0
+    assert settings.per_repo_limit == 2
 
 
 def test_a_repository_can_lower_the_budget_and_set_one_where_the_host_has_none() -> None:
@@ -179,7 +193,8 @@ def test_a_repository_can_forbid_workflow_changes_and_protect_more_paths() -> No
     repo = RepoConfig(allow_workflow_changes=False, protected_paths=["migrations/**"])
     policy = ContentPolicy.from_settings(host(allow_workflow_changes=True, protected_paths="secrets"), repo=repo,
                                          environ={})
-    assert not policy.allow_workflow_changes and policy.protected_paths == ("secrets", "migrations/**")
+    assert not policy.allow_workflow_changes
+    assert policy.protected_paths == ("secrets", "migrations/**")
     found = check_changes([Change("migrations/0001.sql", "100644", 3, b"x\n"), Change("secrets/a", "100644", 1, b"x")],
                           policy)
     assert [v.rule for v in found] == ["protected_path", "protected_path"]
@@ -213,4 +228,5 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
     good = tmp_path / "agent-z.yml"
     good.write_text(FULL)
     result = CliRunner().invoke(cli, ["config", "check", str(good)])
-    assert result.exit_code == 0 and "valid" in result.output
+    assert result.exit_code == 0
+    assert "valid" in result.output

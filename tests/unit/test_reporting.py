@@ -32,7 +32,8 @@ def test_long_summaries_are_truncated_with_a_marker() -> None:
     payload = check_run_payload("r1", "plan", head_sha="a" * 40, status="completed", conclusion="success",
                                 title="t", summary="x" * 100_000)
     summary = payload["output"]["summary"]
-    assert len(summary.encode()) == MAX_SUMMARY and summary.endswith(TRUNCATION_MARKER)
+    assert len(summary.encode()) == MAX_SUMMARY
+    assert summary.endswith(TRUNCATION_MARKER)
     assert truncate("short") == "short"
 
 
@@ -41,7 +42,8 @@ def test_multibyte_summaries_are_cut_to_github_byte_limit_marker_included() -> N
                                 title="t", summary="é" * 70_000, text="€" * 70_000)
     for key in ("summary", "text"):
         value = payload["output"][key]
-        assert len(value.encode("utf-8")) <= MAX_SUMMARY and value.endswith(TRUNCATION_MARKER)
+        assert len(value.encode("utf-8")) <= MAX_SUMMARY
+        assert value.endswith(TRUNCATION_MARKER)
         assert len(value.encode("utf-8")) > MAX_SUMMARY - 4  # cut at a character boundary, not far below
     assert truncate("€" * 20, 5 + len(TRUNCATION_MARKER.encode())) == "€" + TRUNCATION_MARKER
 
@@ -56,9 +58,9 @@ def test_check_runs_carry_name_external_id_and_actions() -> None:
 
 
 def test_completed_check_needs_a_conclusion() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="conclusion is required exactly when the check is completed"):
         check_run_payload("r1", "plan", head_sha="c", status="completed", title="t", summary="s")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown stage 'deploy'"):
         check_name("deploy")
 
 
@@ -75,23 +77,31 @@ def test_findings_become_annotations_in_chunks_of_fifty() -> None:
 
 def test_only_agent_z_checks_are_our_own() -> None:
     assert is_own_check("Agent-Z / plan")
-    assert not is_own_check("tests") and not is_own_check("Agent-Zebra")
+    assert not is_own_check("tests")
+    assert not is_own_check("Agent-Zebra")
 
 
 def test_review_with_blocking_findings_asks_for_action() -> None:
     review = Review(verdict="request_changes", summary="not LGTM", findings=[
         Finding(file="a.py", line=2, severity="critical", message="crash", blocking=True)])
     conclusion, title, summary = review_check(review, rounds=1)
-    assert conclusion == "action_required" and title == "1 blocking finding" and "crash" in summary
+    assert conclusion == "action_required"
+    assert title == "1 blocking finding"
+    assert "crash" in summary
 
 
 def test_review_check_also_lists_the_changed_files() -> None:
     review = Review(verdict="approve", summary="LGTM", findings=[])
     conclusion, title, summary = review_check(review, rounds=2, changed_files=["src/a.py", "README.md"])
-    assert conclusion == "success" and title == "Approved by the Reviewer"
-    assert "Rounds: 2" in summary and "**Changed files** (2)" in summary and "- `src/a.py`" in summary
+    assert conclusion == "success"
+    assert title == "Approved by the Reviewer"
+    assert "Rounds: 2" in summary
+    assert "**Changed files** (2)" in summary
+    assert "- `src/a.py`" in summary
     failed = review_check(None, rounds=1, changed_files=[], error="no JSON")
-    assert failed[0] == "failure" and "no JSON" in failed[2] and "(no files changed)" in failed[2]
+    assert failed[0] == "failure"
+    assert "no JSON" in failed[2]
+    assert "(no files changed)" in failed[2]
 
 
 def test_status_comment_has_a_findable_marker_and_is_deterministic() -> None:
@@ -100,7 +110,8 @@ def test_status_comment_has_a_findable_marker_and_is_deterministic() -> None:
     body = render_status_comment(view)
     assert body.startswith(status_marker("run42"))
     assert marker_run_id(body) == "run42"
-    assert "#9" in body and render_status_comment(view) == body
+    assert "#9" in body
+    assert render_status_comment(view) == body
     assert marker_run_id("no marker here") is None
 
 

@@ -20,7 +20,8 @@ PLAN = {"summary": "Add a flag", "steps": ["edit cli"], "files": ["src/cli.py"],
 def test_plan_is_read_from_a_fenced_block_after_prose() -> None:
     text = "Here is my plan.\n```json\n" + json.dumps(PLAN) + "\n```\nDone."
     plan = parse_output(Plan, text)
-    assert plan.files == ["src/cli.py"] and plan.risk == "low"
+    assert plan.files == ["src/cli.py"]
+    assert plan.risk == "low"
 
 
 def test_plan_is_read_from_a_bare_object_inside_prose() -> None:
@@ -73,15 +74,22 @@ def test_prompts_carry_issue_plan_and_feedback() -> None:
     issue = IssueContext(repo="o/r", number=7, title="Crash", body="It crashes",
                          comments=[AuthoredText("me too", author="bob", association="NONE")], default_branch="trunk")
     plan = Plan.model_validate(PLAN)
-    assert "Issue #7:" in plan_prompt(issue) and "Title: Crash" in plan_prompt(issue) and "trunk" in plan_prompt(issue)
+    assert "Issue #7:" in plan_prompt(issue)
+    assert "Title: Crash" in plan_prompt(issue)
+    assert "trunk" in plan_prompt(issue)
     assert "me too" in plan_prompt(issue)
     review = review_prompt(issue, plan, changed_files=["src/cli.py"], diff="+x", round_=2)
-    assert "round 2" in review and "src/cli.py" in review and "+x" in review
+    assert "round 2" in review
+    assert "src/cli.py" in review
+    assert "+x" in review
     fix = feedback_prompt({"kind": "review", "review_body": "Please rename", "comments": [
         {"author": "alice", "path": "src/cli.py", "line": 4, "body": "inline note"}]})
-    assert "Please rename" in fix and "src/cli.py:4" in fix and "inline note" in fix
+    assert "Please rename" in fix
+    assert "src/cli.py:4" in fix
+    assert "inline note" in fix
     ci = feedback_prompt({"kind": "ci", "checks": [{"name": "tests", "conclusion": "failure", "summary": "1 failed"}]})
-    assert "tests: failure" in ci and "1 failed" in ci
+    assert "tests: failure" in ci
+    assert "1 failed" in ci
 
 
 def _steps(*steps: dict[str, object]) -> dict[str, str]:
@@ -95,21 +103,28 @@ async def test_invalid_then_repaired_output_is_accepted_in_the_same_session(sett
     )
     plan, results, _raw, error = await run_structured(
         ScriptedRunner(settings), Plan, role="task_lead", prompt="plan it", workdir=tmp_path, timeout=30, env=env)
-    assert error is None and plan is not None and plan.summary == "Add a flag"
-    assert len(results) == 2 and results[0].session_id == results[1].session_id
+    assert error is None
+    assert plan is not None
+    assert plan.summary == "Add a flag"
+    assert len(results) == 2
+    assert results[0].session_id == results[1].session_id
 
 
 async def test_invalid_twice_fails_and_keeps_the_raw_text(settings: Settings, tmp_path: Path) -> None:
     env = _steps({"role": "reviewer", "text": "not LGTM, but no JSON either"})
     review, results, raw, error = await run_structured(
         ScriptedRunner(settings), Review, role="reviewer", prompt="review", workdir=tmp_path, timeout=30, env=env)
-    assert review is None and len(results) == 2
+    assert review is None
+    assert len(results) == 2
     assert raw == "not LGTM, but no JSON either"
-    assert error is not None and "Review" in error
+    assert error is not None
+    assert "Review" in error
 
 
 async def test_a_failing_agent_is_not_asked_to_repair(settings: Settings, tmp_path: Path) -> None:
     env = _steps({"role": "task_lead", "fail": {"exit_code": 3, "error": "model overloaded"}})
     plan, results, _, error = await run_structured(
         ScriptedRunner(settings), Plan, role="task_lead", prompt="plan", workdir=tmp_path, timeout=30, env=env)
-    assert plan is None and len(results) == 1 and error == "model overloaded"
+    assert plan is None
+    assert len(results) == 1
+    assert error == "model overloaded"

@@ -43,7 +43,8 @@ def _run(**values: Any) -> Run:
 
 
 def test_every_status_is_live_or_terminal_never_both() -> None:
-    assert set(Status) == LIVE | TERMINAL and not LIVE & TERMINAL
+    assert set(Status) == LIVE | TERMINAL
+    assert not LIVE & TERMINAL
 
 
 def test_only_merged_is_final_and_retryable_runs_can_be_requeued() -> None:
@@ -58,7 +59,8 @@ def test_claimable_statuses_hold_no_lease_until_claimed() -> None:
 
 def test_every_leased_status_can_be_recovered() -> None:
     for status in LEASED:
-        assert can_transition(status, Status.FAILED) and can_transition(status, Status.NEEDS_HUMAN)
+        assert can_transition(status, Status.FAILED)
+        assert can_transition(status, Status.NEEDS_HUMAN)
         assert can_transition(status, Status.QUEUED if status == Status.PLANNING else Status.READY)
 
 
@@ -140,14 +142,16 @@ def test_recovery_requeues_planning_and_resumes_work_at_its_stage() -> None:
 def test_recovery_gives_up_at_the_infra_attempt_limit() -> None:
     decision = plan_recovery(_run(status="developing", infra_attempts=2), cause="expired", max_infra_attempts=3,
                              pull=None)
-    assert decision.target == Status.FAILED and "3 infrastructure attempts" in decision.fields["error"]
+    assert decision.target == Status.FAILED
+    assert "3 infrastructure attempts" in decision.fields["error"]
 
 
 def test_recovery_of_a_submission_whose_pr_was_closed_needs_a_human() -> None:
     closed = PullSnapshot(repo="o/r", number=9, state="closed", merged=False)
     decision = plan_recovery(_run(status="submitting", pr_number=9), cause="expired", max_infra_attempts=3,
                              pull=closed)
-    assert decision.target == Status.NEEDS_HUMAN and "#9" in decision.fields["error"]
+    assert decision.target == Status.NEEDS_HUMAN
+    assert "#9" in decision.fields["error"]
     open_pull = PullSnapshot(repo="o/r", number=9, state="open", merged=False)
     assert plan_recovery(_run(status="submitting", pr_number=9), cause="x", max_infra_attempts=3,
                          pull=open_pull).target == Status.READY
@@ -196,7 +200,7 @@ def test_holder_moving_between_leased_statuses_keeps_its_lease() -> None:
     assert count_double_claims([_claimed("r1", 1, "a"), moved, _claimed("r1", 2, "b")]) == 1
 
 
-@pytest.mark.parametrize("seconds,text", [(-3, "0s"), (45, "45s"), (180, "3m"), (7500, "2h05m"), (273600, "3d4h")])
+@pytest.mark.parametrize(("seconds", "text"), [(-3, "0s"), (45, "45s"), (180, "3m"), (7500, "2h05m"), (273600, "3d4h")])
 def test_durations_are_compact(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 

@@ -35,7 +35,8 @@ def test_codex_failed_file_change_is_an_error_even_with_exit_zero() -> None:
     stdout = _codex({"type": "file_change", "status": "failed",
                      "changes": [{"path": "/work/.git/hooks/pre-commit", "kind": "add"}]})
     result = parse_codex(stdout, "", 0)
-    assert not result.ok and result.exit_code == 1
+    assert not result.ok
+    assert result.exit_code == 1
     assert result.error == ("codex tool call failed: a file change could not be applied (failed): "
                             "/work/.git/hooks/pre-commit")
     stderr = "ERROR codex_core::tools::router: error=Exit code: 1\nOutput:\nFailed to write file /work/.git/hooks/x\n"
@@ -47,7 +48,9 @@ def test_codex_command_refused_by_the_sandbox_carries_its_output() -> None:
                      "status": "failed", "aggregated_output": "touch: cannot touch '/etc/x': Read-only file system\n"})
     result = parse_codex(stdout, "", 0)
     assert not result.ok
-    assert result.error and "Read-only file system" in result.error and "touch /etc/x" in result.error
+    assert result.error
+    assert "Read-only file system" in result.error
+    assert "touch /etc/x" in result.error
 
 
 def test_codex_declined_command_is_an_error() -> None:
@@ -70,7 +73,8 @@ def test_codex_failing_test_command_is_not_a_runner_failure() -> None:
          "aggregated_output": "lint errors"},
     )
     result = parse_codex(stdout, "", 0)
-    assert result.ok and result.text == "All done."
+    assert result.ok
+    assert result.text == "All done."
 
 
 def test_codex_failed_patch_fixed_by_a_later_one_is_forgiven() -> None:
@@ -139,7 +143,8 @@ def test_opencode_tool_error_from_a_permission_rule_is_an_error() -> None:
     stdout = _opencode({"tool": "write", "state": {"status": "error", "input": {"filePath": "/etc/cron.d/x"},
                                                    "error": "EACCES: permission denied, open '/etc/cron.d/x'"}})
     result = parse_opencode(stdout, "", 0)
-    assert not result.ok and result.exit_code == 1
+    assert not result.ok
+    assert result.exit_code == 1
     assert result.error == "opencode's write call refused: EACCES: permission denied, open '/etc/cron.d/x'"
 
 
@@ -156,7 +161,8 @@ def test_opencode_ordinary_tool_errors_and_failing_tests_are_not_runner_failures
         {"tool": "bash", "state": {"status": "completed", "output": "1 failed, 3 passed", "metadata": {"exit": 1}}},
     )
     result = parse_opencode(stdout, "", 0)
-    assert result.ok and result.text == "Finished."
+    assert result.ok
+    assert result.text == "Finished."
 
 
 # Shared helpers -------------------------------------------------------------------------------
@@ -173,7 +179,8 @@ def test_json_lines_skips_an_oversized_line_with_a_note_in_the_log() -> None:
     with capture_logs() as logs:
         events = json_lines('{"type": "a"}\n' + huge + '\n{"type": "b"}\n', max_line=1000)
     assert events == [{"type": "a"}, {"type": "b"}]
-    assert logs and logs[0]["event"] == "agent output line too long to parse; skipped"
+    assert logs
+    assert logs[0]["event"] == "agent output line too long to parse; skipped"
 
 
 def test_json_lines_survives_nesting_too_deep_to_decode() -> None:

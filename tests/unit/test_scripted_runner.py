@@ -38,9 +38,11 @@ async def test_step_writes_files_and_returns_json_as_structured_output(settings:
     assert result.ok, result.error
     assert (workdir / "src/app.py").read_text() == "print('hi')\n"
     assert result.json == {"summary": "added app"}
-    assert result.text.startswith("Done.") and "```json" in result.text
+    assert result.text.startswith("Done.")
+    assert "```json" in result.text
     assert (result.cost_usd, result.tokens) == (0.25, 42)
-    assert result.session_id and result.session_id.startswith("scripted-")
+    assert result.session_id
+    assert result.session_id.startswith("scripted-")
 
 
 async def test_replace_edits_existing_file_and_fails_when_text_is_absent(settings: Settings, workdir: Path) -> None:
@@ -49,9 +51,12 @@ async def test_replace_edits_existing_file_and_fails_when_text_is_absent(setting
              {"role": "developer", "replace": [{"path": "README.md", "old": "missing", "new": "x"}]}]
     runner = ScriptedRunner(settings)
     ok = await runner.run("developer", "first edit", workdir, timeout=30, env=_inline(steps))
-    assert ok.ok and (workdir / "README.md").read_text() == "status: done\n"
+    assert ok.ok
+    assert (workdir / "README.md").read_text() == "status: done\n"
     bad = await runner.run("developer", "second edit", workdir, timeout=30, env=_inline(steps))
-    assert not bad.ok and bad.error and "not found" in bad.error
+    assert not bad.ok
+    assert bad.error
+    assert "not found" in bad.error
 
 
 async def test_steps_are_chosen_by_role_and_prompt_match(settings: Settings, workdir: Path) -> None:
@@ -64,7 +69,9 @@ async def test_steps_are_chosen_by_role_and_prompt_match(settings: Settings, wor
     assert (await runner.run("task_lead", "Plan issue #2 now", workdir, timeout=30, env=env)).text == "plan two"
     assert (await runner.run("reviewer", "Review issue #1", workdir, timeout=30, env=env)).text == "review"
     missing = await runner.run("task_lead", "Plan issue #10", workdir, timeout=30, env=env)
-    assert missing.exit_code != 0 and missing.error and "no scripted step" in missing.error
+    assert missing.exit_code != 0
+    assert missing.error
+    assert "no scripted step" in missing.error
 
 
 async def test_resumed_session_continues_call_sequence_in_another_runner(settings: Settings, workdir: Path) -> None:
@@ -76,7 +83,8 @@ async def test_resumed_session_continues_call_sequence_in_another_runner(setting
                                                 session_id=first.session_id)
     fresh = await ScriptedRunner(settings).run("reviewer", "review", workdir, timeout=30, env=env)
     assert first.json == {"verdict": "changes_requested"}
-    assert second.json == {"verdict": "approve"} and second.session_id == first.session_id
+    assert second.json == {"verdict": "approve"}
+    assert second.session_id == first.session_id
     assert fresh.json == {"verdict": "changes_requested"}
 
 
@@ -109,7 +117,9 @@ async def test_path_escaping_the_workdir_is_rejected(settings: Settings, workdir
     (workdir / "link").symlink_to(outside)
     steps = [{"role": "developer", "write": [{"path": "link/evil.txt", "content": "x"}]}]
     result = await ScriptedRunner(settings).run("developer", "p", workdir, timeout=30, env=_inline(steps))
-    assert not result.ok and result.error and "escapes the workdir" in result.error
+    assert not result.ok
+    assert result.error
+    assert "escapes the workdir" in result.error
     assert not (outside / "evil.txt").exists()
 
 

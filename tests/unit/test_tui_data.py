@@ -130,9 +130,12 @@ def test_collapsed_details_show_recent_items_and_expanded_show_all() -> None:
                         plan_steps=tuple(f"{n}. step" for n in range(1, 6)), events=(),
                         log_lines=tuple(str(n) for n in range(20)))
     collapsed = render_detail(detail, expanded=False)
-    assert "… 2 more steps" in collapsed and "  11" not in collapsed and "  19" in collapsed
+    assert "… 2 more steps" in collapsed
+    assert "  11" not in collapsed
+    assert "  19" in collapsed
     expanded = render_detail(detail, expanded=True)
-    assert "5. step" in expanded and "  11" in expanded
+    assert "5. step" in expanded
+    assert "  11" in expanded
     assert render_detail(None, expanded=False) == "No task selected."
 
 

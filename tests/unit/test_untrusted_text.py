@@ -51,7 +51,9 @@ def test_the_block_id_depends_on_the_text_only() -> None:
 def test_a_block_names_source_author_and_association() -> None:
     block = untrusted_block("hello", source="comment on #3", author="bob", association="COLLABORATOR")
     header, body, footer = block.split("\n")
-    assert header.startswith('<untrusted-data id="') and body == "hello" and footer.startswith("</untrusted-data id=")
+    assert header.startswith('<untrusted-data id="')
+    assert body == "hello"
+    assert footer.startswith("</untrusted-data id=")
     assert 'source="comment on #3" author="bob" author_association="COLLABORATOR (collaborator' in header
 
 
