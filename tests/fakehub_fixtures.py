@@ -90,11 +90,11 @@ class WebhookSink:
         return [d for d in self.deliveries if d.event == event and (action is None or d.action == action)]
 
     async def wait_for(self, event: str, action: str | None = None, *,
-                       where: Callable[[Delivery], bool] = lambda d: True, timeout: float = 30.0) -> Delivery:
-        """Wait until a matching delivery arrives and return it."""
+                       where: Callable[[Delivery], bool] = lambda d: True) -> Delivery:
+        """Wait (up to 30 seconds) until a matching delivery arrives and return it."""
         try:
             return await wait_for(lambda: next((d for d in self.of(event, action) if where(d)), None),
-                                  timeout=timeout, what=f"a {event}.{action} delivery")
+                                  timeout=30.0, what=f"a {event}.{action} delivery")
         except AssertionError as exc:
             seen = [(d.event, d.action) for d in self.deliveries]
             raise AssertionError(f"{exc}; got {seen}") from None

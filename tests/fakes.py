@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from gidgethub.abc import GitHubAPI
+
+from agentz_app.domain.runner import LogSink, RunnerResult
 from agentz_app.errors import GitHubError
 
 
@@ -24,8 +28,22 @@ class Call:
     data: Any = None
 
 
+class GitHubDouble(GitHubAPI):
+    """A gidgethub client whose subclasses answer ``getitem``, ``post`` and the rest themselves: no HTTP."""
+
+    def __init__(self) -> None:
+        super().__init__("agent-z-tests")
+
+    async def _request(self, method: str, url: str, headers: Mapping[str, str],
+                       body: bytes = b"") -> tuple[int, Mapping[str, str], bytes]:
+        raise AssertionError(f"{type(self).__name__} has no answer for {method} {url}")
+
+    async def sleep(self, seconds: float) -> None:
+        """Rate-limit pauses take no time."""
+
+
 @dataclass
-class FakeGH:
+class FakeGH(GitHubDouble):
     """Canned GitHub answers keyed by URL; records every request in ``calls``."""
 
     getitem_answers: dict[str, Any] = field(default_factory=dict)
@@ -34,6 +52,9 @@ class FakeGH:
     patch_answers: dict[str, Any] = field(default_factory=dict)
     delete_answers: dict[str, Any] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     @staticmethod
     def _lookup(answers: dict[str, Any], url: str, default: Any) -> Any:
@@ -49,28 +70,28 @@ class FakeGH:
             raise answer
         return answer
 
-    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+    async def getitem(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> Any:
         self.calls.append(Call("GET", url))
         return self._lookup(self.getitem_answers, url, _MISSING)
 
-    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> AsyncIterator[Any]:
+    async def getiter(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> AsyncGenerator[Any, None]:
         self.calls.append(Call("GET", url))
         for item in self._lookup(self.getiter_answers, url, _MISSING):
             yield item
 
-    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def post(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         self.calls.append(Call("POST", url, data))
         return self._lookup(self.post_answers, url, {})
 
-    async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def patch(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         self.calls.append(Call("PATCH", url, data))
         return self._lookup(self.patch_answers, url, {})
 
-    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def put(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         self.calls.append(Call("PUT", url, data))
         return {}
 
-    async def delete(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+    async def delete(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> Any:
         self.calls.append(Call("DELETE", url))
         return self._lookup(self.delete_answers, url, None)
 
@@ -119,10 +140,18 @@ class FakeRunner:
         numbers = [int(n) for n in re.findall(r"^### #(\d+):", prompt, re.MULTILINE)]
         return {"ranking": [{"number": n, "score": 90 - i, "reason": "useful"} for i, n in enumerate(numbers)]}
 
-    async def run(self, role: str, prompt: str, workdir: Any, *, session_id: str | None = None, timeout: float,
-                  env: Any = None, log: Any = None) -> Any:
-        from agentz_app.domain.runner import RunnerResult
-
+    async def run(
+        self,
+        role: str,
+        prompt: str,
+        workdir: Path,
+        *,
+        session_id: str | None = None,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        log: LogSink | None = None,
+        read_only: Sequence[Path] = (),
+    ) -> RunnerResult:
         self.prompts.append(prompt)
         self.session_ids.append(session_id)
         index = min(len(self.prompts), len(self.answers)) - 1

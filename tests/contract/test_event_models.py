@@ -269,18 +269,22 @@ shaped = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(event=st.sampled_from(sorted(EVENT_MODELS)), payload=shaped)
 def test_random_junk_raises_nothing_but_bad_payload(event: str, payload: Any) -> None:
+    message: str | None = None
     try:
         parsed = parse_event(event, payload)
     except BadPayload as exc:
-        assert str(exc).startswith(f"{event} payload: ")
+        message = str(exc)
     else:
         assert isinstance(parsed, EVENT_MODELS[event])
+    assert message is None or message.startswith(f"{event} payload: ")
 
 
 @settings(max_examples=150, deadline=None)
 @given(model=st.sampled_from([CheckRun, CheckSuite, CommitStatus]), payload=shaped)
 def test_random_rest_answers_raise_nothing_but_bad_payload(model: type[BaseModel], payload: Any) -> None:
+    message: str | None = None
     try:
         parse_payload(model, "answer", payload)
     except BadPayload as exc:
-        assert str(exc).startswith("answer payload: ")
+        message = str(exc)
+    assert message is None or message.startswith("answer payload: ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -95,7 +96,7 @@ async def test_comment_bodies_are_limited_to_65536_characters(api: Api) -> None:
     assert status == 201
 
 
-async def test_an_app_may_not_set_maintainer_can_modify(api: Api, tmp_path: Any) -> None:
+async def test_an_app_may_not_set_maintainer_can_modify(api: Api, tmp_path: Path) -> None:
     await push_branch(api.hub, tmp_path, "feature", {"f.txt": "x\n"}, full_name=REPO)
     pull = {"title": "Feature", "head": "feature", "base": "main"}
     status, body = await api.call("POST", f"/repos/{REPO}/pulls", {**pull, "maintainer_can_modify": True})
@@ -118,7 +119,7 @@ async def test_an_api_the_manifest_does_not_grant_is_refused_with_403(api: Api) 
 
 
 async def test_events_go_only_to_an_app_subscribed_and_permitted(api: Api, webhook_sink: WebhookSink,
-                                                                 tmp_path: Any) -> None:
+                                                                 tmp_path: Path) -> None:
     await push_branch(api.hub, tmp_path, "one", {"a.txt": "a\n"}, full_name=REPO)
     api.hub.statuses.create(REPO, api.sha, {"state": "success", "context": "ci/other"}, actor="other-ci")
     await webhook_sink.wait_for("status")

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from agentz_app.fakehub.contract import Exchange
@@ -56,7 +56,7 @@ class GitHubContract:
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = spec
-        self.registry: Registry[Any] = Registry().with_resource(SPEC_URI, Resource(spec, specification=DRAFT202012))
+        self.registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
         self.operations = sorted((self._operation(key, value) for key, value in spec["operations"].items()),
                                  key=lambda op: (-op.template.count("/"), op.template.count("{"), op.template))
 

@@ -75,7 +75,7 @@ class CI:
                             plan={"summary": "s", "steps": ["a"], "risk": "low"}))
         return self.queue.get(run_id)
 
-    async def until(self, run_id: str, done: Callable[[Run], bool], *, timeout: float = 90.0) -> Run:
+    async def until(self, run_id: str, done: Callable[[Run], bool]) -> Run:
         """Work the inbox, act on wake-ups and settle waiting runs (as the receiver and workers do) until ``done``."""
         async def settled() -> Run | None:
             await process_pending(self.db, self.settings, github=self.github)
@@ -85,7 +85,7 @@ class CI:
             return run if done(run) else None
 
         try:
-            return await wait_for(settled, timeout=timeout, what=f"run {run_id} to settle", interval=0.05)
+            return await wait_for(settled, timeout=90.0, what=f"run {run_id} to settle", interval=0.05)
         except AssertionError as exc:
             events = [e.kind for e in self.queue.events(run_id)]
             raise AssertionError(f"{exc}; run still {self.queue.get(run_id).status}: {events}") from None

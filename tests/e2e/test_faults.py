@@ -55,7 +55,7 @@ def count_api_faults(demo: Demo) -> Counter[str]:
     return drawn
 
 
-async def wait_for_labels(demo: Demo, *, timeout: float = 45.0) -> None:
+async def wait_for_labels(demo: Demo) -> None:
     """Let the reporter finish: a label change refused by an injected fault is retried after a pause."""
     assert demo.hub is not None
     hub = demo.hub
@@ -64,7 +64,7 @@ async def wait_for_labels(demo: Demo, *, timeout: float = 45.0) -> None:
         return all(not {label["name"] for label in hub.issues.get(scenario.REPO, number)["labels"]}
                    & {"ongoing", "agent-z:running", "agent-z:queued"} for number in demo.options.deliverable())
 
-    await demo.wait_for(cleared, timeout=timeout, interval=0.5)
+    await demo.wait_for(cleared, timeout=45.0, interval=0.5)
 
 
 def assert_clean_end_state(demo: Demo, report: DemoReport) -> None:

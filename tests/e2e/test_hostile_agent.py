@@ -11,6 +11,7 @@ comment or check run, no hook ran, no daemon survived, and no worker crashed.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def hostile_script() -> tuple[dict[str, object], ...]:
         if step.get("role") == "developer" and step.get("match") == "Issue #1:":
             step["run"] = ATTACK
             step["text"] = "minified: " + "x" * 70_000  # one 70 KB output line
-    policy = {"role": "developer", "match": "content policy", "run": CLEAN_UP, "text": "Removed them."}
-    rank_one = {"role": "scheduler", "json": {"ranking": [{"number": 1, "score": 90, "reason": "a real bug"}]}}
+    policy: dict[str, object] = {"role": "developer", "match": "content policy", "run": CLEAN_UP,
+                                 "text": "Removed them."}
+    rank_one: dict[str, object] = {"role": "scheduler",
+                                   "json": {"ranking": [{"number": 1, "score": 90, "reason": "a real bug"}]}}
     return (policy, rank_one, *steps)
 
 
@@ -72,7 +75,7 @@ def blobs(root: Path) -> list[bytes]:
 
 
 async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(tmp_path: Path) -> None:
-    HOOK_MARKER.unlink(missing_ok=True)
+    await asyncio.to_thread(HOOK_MARKER.unlink, missing_ok=True)
     options = DemoOptions(workspace=tmp_path / "demo", timeout=120, issues=(1,), script=hostile_script())
     async with Demo(options) as demo:
         await demo.seed()
@@ -102,9 +105,10 @@ async def test_a_hostile_agent_reaches_no_secret_and_the_run_still_ends_cleanly(
         assert not any(secret.encode() in blob for blob in pushed), secret
         assert not any(secret in text for text in texts), secret
     assert not any(blob.startswith(b"on: push") for blob in pushed)
-    assert not HOOK_MARKER.exists()
-    listing = subprocess.run(["pgrep", "-f", DAEMON_TAG], capture_output=True, text=True).stdout
-    assert listing.strip() == ""
+    assert not await asyncio.to_thread(HOOK_MARKER.exists)
+    pgrep = await asyncio.create_subprocess_exec("pgrep", "-f", DAEMON_TAG, stdout=asyncio.subprocess.PIPE)
+    listing, _ = await pgrep.communicate()
+    assert listing.strip() == b""
     assert all(count == 0 for name, count in restarts.items()), restarts
     status = next(text for text in texts if "<!-- agent-z:status" in text)
     assert "api.github.com:443" in status

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def cli_dir_or_skip(binary: str) -> str:
     return cli_dir
 
 
-def write_then_answer(path: str, content: str, answer: dict[str, object]) -> Scenario:
+def write_then_answer(path: str, content: str, answer: Mapping[str, object]) -> Scenario:
     """A developer step writing one file then answering with JSON, and a slow step for timeouts."""
     return Scenario(steps=[
         ScenarioStep(role="developer", match="stall", stall=60),

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,11 @@ def waiting_run(db: Database, *, status: str = "waiting_checks", ci_round: int =
 def stored(db: Database, name: str, status: str, conclusion: str | None, slug: str = "ci", *,
            check_id: int | None = None, gh: MemoryGH | None = None) -> None:
     """A check run of ``slug`` recorded from its webhook (and listed by ``gh`` when given)."""
-    check = {"id": check_id or (abs(hash(name)) % 10_000 + 1), "name": name, "head_sha": SHA, "status": status,
+    check_id = check_id or (abs(hash(name)) % 10_000 + 1)
+    check = {"id": check_id, "name": name, "head_sha": SHA, "status": status,
              "conclusion": conclusion, "app": {"slug": slug}, "output": {"summary": f"{name} says {conclusion}"}}
     if gh is not None:
-        gh.checks[check["id"]] = check
+        gh.checks[check_id] = check
     with db.begin() as session:
         record_ci(session, REPO, check_run_record(check), own_slug="agent-z")
 
@@ -470,7 +472,7 @@ def review_event(login: str, review_id: int = 55) -> sansio.Event:
                                                     "body": "Please rename", "user": {"login": login}}})
 
 
-WEBHOOKS_THAT_WAKE = {
+WEBHOOKS_THAT_WAKE: dict[str, tuple[Callable[[MemoryGH], sansio.Event], str, str]] = {
     "ci": (lambda gh: check_run_event("tests", "success", gh=gh), "ci", "done"),
     "merged": (lambda gh: event("pull_request", {"action": "closed",
                                                  "pull_request": {"number": 12, "merged": True}}),
@@ -606,7 +608,7 @@ async def test_a_wake_that_fails_on_github_is_retried_later(
     deps = sweep_deps(gh, db, ci_settings, queue)
 
     async def unreachable(_: Run) -> Any:
-        raise GitHubError("GitHub is unreachable")
+        raise GitHubError(0, "GitHub is unreachable")
 
     failing = dataclasses.replace(deps, github=unreachable)
     assert await act_on_wakeups(failing, "worker-1") == 1

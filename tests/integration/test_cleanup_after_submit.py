@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,15 @@ class SlowGH(MemoryGH):
 
     delay: float = 0.0
 
-    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    async def getitem(self, url: str, url_vars: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         await asyncio.sleep(self.delay)
         return await super().getitem(url, url_vars, **kwargs)
 
-    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **kwargs: Any) -> Any:
+    async def put(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **kwargs: Any) -> Any:
         await asyncio.sleep(self.delay)
         return await super().put(url, url_vars, data=data, **kwargs)
 
-    async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None,
+    async def patch(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None,
                     **kwargs: Any) -> Any:
         await asyncio.sleep(self.delay)
         return await super().patch(url, url_vars, data=data, **kwargs)

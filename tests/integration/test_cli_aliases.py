@@ -56,6 +56,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     def run_serve(settings: Settings, db: Database, *, workers: int | None, **_: Any) -> None:
         seen.append(("run_serve", {"workers": workers}))
 
+    def run_reconciler(settings: Settings) -> None:
+        seen.append(("run_reconciler", {}))
+
+    def reconcile_once(db: Database, settings: Settings) -> ReconcileReport:
+        seen.append(("reconcile_once", {}))
+        return ReconcileReport()
+
     # The command line starts every role through the composition root.
     monkeypatch.setattr("agentz_app.bootstrap.run_role", run_role)
     monkeypatch.setattr("agentz_app.bootstrap.deliver_issue", deliver_issue)
@@ -63,9 +70,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     monkeypatch.setattr("agentz_app.bootstrap.run_scheduler", run_scheduler)
     monkeypatch.setattr("agentz_app.bootstrap.run_schedule_once", run_schedule_once)
     monkeypatch.setattr("agentz_app.bootstrap.run_serve", run_serve)
-    monkeypatch.setattr("agentz_app.bootstrap.run_reconciler", lambda settings: seen.append(("run_reconciler", {})))
-    monkeypatch.setattr("agentz_app.reconciler.reconcile_once",
-                        lambda db, settings: seen.append(("reconcile_once", {})) or ReconcileReport())
+    monkeypatch.setattr("agentz_app.bootstrap.run_reconciler", run_reconciler)
+    monkeypatch.setattr("agentz_app.reconciler.reconcile_once", reconcile_once)
     monkeypatch.setattr(cli_module, "_doctor_checks", lambda *args, **kwargs: [])
     monkeypatch.setattr(cli_module, "_require_ready", lambda *args, **kwargs: None)
     return seen

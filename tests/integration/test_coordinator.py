@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -19,6 +19,7 @@ from agentz_app.reporting.comments import StatusView, status_marker
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
+from tests.fakes import GitHubDouble
 from workers.coordinator import CheckReport, Coordinator
 from workers.worktrees import Worktrees, branch_name
 
@@ -26,8 +27,20 @@ REPO = "octo/widgets"
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request to :class:`MemoryGH`, past its path."""
+
+    method: str
+    query: dict[str, str]
+    data: Any
+
+
+Route = Callable[["MemoryGH", re.Match[str], Request], Any]
+
+
 @dataclass
-class MemoryGH:
+class MemoryGH(GitHubDouble):
     """A small stateful GitHub for the endpoints the coordinator and pipeline use; records requests."""
 
     repo: str = REPO
@@ -46,6 +59,9 @@ class MemoryGH:
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     next_id: int = 100
 
+    def __post_init__(self) -> None:
+        super().__init__()
+
     def add_issue(self, number: int, title: str, body: str = "", labels: list[str] | None = None) -> None:
         self.issues[number] = {"number": number, "title": title, "body": body, "state": "open", "assignees": [],
                                "user": {"login": "alice"}}
@@ -61,97 +77,146 @@ class MemoryGH:
     def _route(self, method: str, url: str, data: Any) -> Any:
         self.calls.append((method, url, data))
         parts = urlsplit(url)
-        path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
         prefix = f"/repos/{self.repo}"
-        if not path.startswith(prefix):
+        if not parts.path.startswith(prefix):
             raise GitHubError(404, f"unknown repository in {url}")
-        rest = path[len(prefix):]
-        if rest == "" and method == "GET":
-            return {"full_name": self.repo, "default_branch": self.default_branch}
-        if m := re.fullmatch(r"/issues/(\d+)", rest):
-            return {**self.issues[int(m[1])], "labels": [{"name": n} for n in self.labels[int(m[1])]]}
-        if m := re.fullmatch(r"/issues/(\d+)/labels", rest):
-            number = int(m[1])
-            if method == "POST":
-                self.labels[number] += [n for n in data["labels"] if n not in self.labels[number]]
-            elif method == "PUT":
-                self.labels[number] = list(data["labels"])
-            return [{"name": n} for n in self.labels[number]]
-        if m := re.fullmatch(r"/issues/(\d+)/labels/(.+)", rest):
-            name = unquote(m[2])
-            if name not in self.labels[int(m[1])]:
-                raise GitHubError(404, "label not on issue")
-            self.labels[int(m[1])].remove(name)
-            return []
-        if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
-            if method == "POST":
-                comment = {"id": self._id(), "issue": int(m[1]), "body": data["body"]}
-                self.comments[comment["id"]] = comment
-                return comment
-            return [c for c in self.comments.values() if c["issue"] == int(m[1])]
-        if m := re.fullmatch(r"/issues/comments/(\d+)", rest):
-            comment = self.comments.get(int(m[1]))
-            if comment is None:
-                raise GitHubError(404, "comment gone")
-            comment["body"] = data["body"]
-            return comment
-        if rest == "/pulls" and method == "POST":
-            number = max([*self.issues, *self.pulls, 0]) + 1
-            pull = {"number": number, "state": "open", "title": data["title"], "body": data["body"],
-                    "head": {"ref": data["head"]}, "base": {"ref": data["base"]}, "merged": False}
-            self.pulls[number] = pull
-            return pull
-        if rest == "/pulls":
-            pulls = list(self.pulls.values())
-            if "head" in query:
-                pulls = [p for p in pulls if p["head"]["ref"] == query["head"].split(":", 1)[1]]
-            if query.get("state", "open") != "all":
-                pulls = [p for p in pulls if p["state"] == query.get("state", "open")]
-            return pulls
-        if m := re.fullmatch(r"/pulls/(\d+)", rest):
-            return self.pulls[int(m[1])]
-        if m := re.fullmatch(r"/commits/([0-9a-f]+)/statuses", rest):
-            return [st for st in reversed(self.statuses) if st["sha"] == m[1]]
-        if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-suites", rest):
-            suites = [su for su in self.suites.values() if su["head_sha"] == m[1]]
-            return {"total_count": len(suites), "check_suites": suites}
-        if m := re.fullmatch(r"/collaborators/([^/]+)/permission", rest):
-            role = self.roles.get(unquote(m[1]), "read")
-            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
-            return {"permission": legacy, "role_name": role, "user": {"login": unquote(m[1])}}
-        if m := re.fullmatch(r"/pulls/(\d+)/reviews/(\d+)/comments", rest):
-            return self.review_comments.get(int(m[2]), [])
-        if m := re.fullmatch(r"/pulls/(\d+)/comments", rest):
-            return self.pull_comments.get(int(m[1]), [])
-        if m := re.fullmatch(r"/commits/([0-9a-f]+)/check-runs", rest):
-            runs = [c for c in self.checks.values() if c["head_sha"] == m[1]
-                    and c["name"] == query.get("check_name", c["name"])]
-            return {"total_count": len(runs), "check_runs": runs}
-        if rest == "/check-runs" and method == "POST":
-            check = {"id": self._id(), **data, "annotations": list(data["output"].get("annotations", []))}
-            self.checks[check["id"]] = check
-            return check
-        if m := re.fullmatch(r"/check-runs/(\d+)/annotations", rest):
-            return list(self.checks[int(m[1])].get("annotations", []))
-        if (m := re.fullmatch(r"/check-runs/(\d+)", rest)) and method == "GET":
-            return self.checks[int(m[1])]
-        if m := re.fullmatch(r"/check-runs/(\d+)", rest):
-            check = self.checks[int(m[1])]
-            notes = data.get("output", {}).get("annotations", [])
-            check.update({k: v for k, v in data.items() if k != "output"})
-            if "output" in data:
-                check["output"] = {**check.get("output", {}), **data["output"]}
-            check["annotations"] += notes
-            return check
+        request = Request(method, {k: v[0] for k, v in parse_qs(parts.query).items()}, data)
+        for pattern, methods, handler in self.ROUTES:
+            if (m := re.fullmatch(pattern, parts.path[len(prefix):])) and (not methods or method in methods):
+                return handler(self, m, request)
         raise GitHubError(404, f"MemoryGH has no route for {method} {url}")
 
-    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+    # Routes, tried in order: the first whose path pattern and method match answers. ------------
+
+    def _repository(self, m: re.Match[str], request: Request) -> Any:
+        return {"full_name": self.repo, "default_branch": self.default_branch}
+
+    def _issue(self, m: re.Match[str], request: Request) -> Any:
+        return {**self.issues[int(m[1])], "labels": [{"name": n} for n in self.labels[int(m[1])]]}
+
+    def _issue_labels(self, m: re.Match[str], request: Request) -> Any:
+        number = int(m[1])
+        if request.method == "POST":
+            self.labels[number] += [n for n in request.data["labels"] if n not in self.labels[number]]
+        elif request.method == "PUT":
+            self.labels[number] = list(request.data["labels"])
+        return [{"name": n} for n in self.labels[number]]
+
+    def _remove_label(self, m: re.Match[str], request: Request) -> Any:
+        name = unquote(m[2])
+        if name not in self.labels[int(m[1])]:
+            raise GitHubError(404, "label not on issue")
+        self.labels[int(m[1])].remove(name)
+        return []
+
+    def _issue_comments(self, m: re.Match[str], request: Request) -> Any:
+        if request.method == "POST":
+            comment = {"id": self._id(), "issue": int(m[1]), "body": request.data["body"]}
+            self.comments[comment["id"]] = comment
+            return comment
+        return [c for c in self.comments.values() if c["issue"] == int(m[1])]
+
+    def _edit_comment(self, m: re.Match[str], request: Request) -> Any:
+        existing = self.comments.get(int(m[1]))
+        if existing is None:
+            raise GitHubError(404, "comment gone")
+        existing["body"] = request.data["body"]
+        return existing
+
+    def _open_pull(self, m: re.Match[str], request: Request) -> Any:
+        data = request.data
+        number = max([*self.issues, *self.pulls, 0]) + 1
+        pull = {"number": number, "state": "open", "title": data["title"], "body": data["body"],
+                "head": {"ref": data["head"]}, "base": {"ref": data["base"]}, "merged": False}
+        self.pulls[number] = pull
+        return pull
+
+    def _list_pulls(self, m: re.Match[str], request: Request) -> Any:
+        query = request.query
+        pulls = list(self.pulls.values())
+        if "head" in query:
+            pulls = [p for p in pulls if p["head"]["ref"] == query["head"].split(":", 1)[1]]
+        if query.get("state", "open") != "all":
+            pulls = [p for p in pulls if p["state"] == query.get("state", "open")]
+        return pulls
+
+    def _pull(self, m: re.Match[str], request: Request) -> Any:
+        return self.pulls[int(m[1])]
+
+    def _statuses(self, m: re.Match[str], request: Request) -> Any:
+        return [st for st in reversed(self.statuses) if st["sha"] == m[1]]
+
+    def _check_suites(self, m: re.Match[str], request: Request) -> Any:
+        suites = [su for su in self.suites.values() if su["head_sha"] == m[1]]
+        return {"total_count": len(suites), "check_suites": suites}
+
+    def _permission(self, m: re.Match[str], request: Request) -> Any:
+        role = self.roles.get(unquote(m[1]), "read")
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        return {"permission": legacy, "role_name": role, "user": {"login": unquote(m[1])}}
+
+    def _review_comments(self, m: re.Match[str], request: Request) -> Any:
+        return self.review_comments.get(int(m[2]), [])
+
+    def _pull_comments(self, m: re.Match[str], request: Request) -> Any:
+        return self.pull_comments.get(int(m[1]), [])
+
+    def _check_runs(self, m: re.Match[str], request: Request) -> Any:
+        runs = [c for c in self.checks.values() if c["head_sha"] == m[1]
+                and c["name"] == request.query.get("check_name", c["name"])]
+        return {"total_count": len(runs), "check_runs": runs}
+
+    def _create_check(self, m: re.Match[str], request: Request) -> Any:
+        data = request.data
+        check = {"id": self._id(), **data, "annotations": list(data["output"].get("annotations", []))}
+        self.checks[check["id"]] = check
+        return check
+
+    def _annotations(self, m: re.Match[str], request: Request) -> Any:
+        return list(self.checks[int(m[1])].get("annotations", []))
+
+    def _check(self, m: re.Match[str], request: Request) -> Any:
+        return self.checks[int(m[1])]
+
+    def _update_check(self, m: re.Match[str], request: Request) -> Any:
+        data = request.data
+        check = self.checks[int(m[1])]
+        notes = data.get("output", {}).get("annotations", [])
+        check.update({k: v for k, v in data.items() if k != "output"})
+        if "output" in data:
+            check["output"] = {**check.get("output", {}), **data["output"]}
+        check["annotations"] += notes
+        return check
+
+    ROUTES: ClassVar[list[tuple[str, tuple[str, ...], Route]]] = [
+        (r"", ("GET",), _repository),
+        (r"/issues/(\d+)", (), _issue),
+        (r"/issues/(\d+)/labels", (), _issue_labels),
+        (r"/issues/(\d+)/labels/(.+)", (), _remove_label),
+        (r"/issues/(\d+)/comments", (), _issue_comments),
+        (r"/issues/comments/(\d+)", (), _edit_comment),
+        (r"/pulls", ("POST",), _open_pull),
+        (r"/pulls", (), _list_pulls),
+        (r"/pulls/(\d+)", (), _pull),
+        (r"/commits/([0-9a-f]+)/statuses", (), _statuses),
+        (r"/commits/([0-9a-f]+)/check-suites", (), _check_suites),
+        (r"/collaborators/([^/]+)/permission", (), _permission),
+        (r"/pulls/(\d+)/reviews/(\d+)/comments", (), _review_comments),
+        (r"/pulls/(\d+)/comments", (), _pull_comments),
+        (r"/commits/([0-9a-f]+)/check-runs", (), _check_runs),
+        (r"/check-runs", ("POST",), _create_check),
+        (r"/check-runs/(\d+)/annotations", (), _annotations),
+        (r"/check-runs/(\d+)", ("GET",), _check),
+        (r"/check-runs/(\d+)", (), _update_check),
+    ]
+
+    async def getitem(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> Any:
         return self._route("GET", url, None)
 
-    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, *, iterable_key: str = "items",
-                      **_: Any) -> AsyncIterator[Any]:
+    async def getiter(self, url: str, url_vars: Mapping[str, Any] | None = None, *,
+                      iterable_key: str | None = "items", **_: Any) -> AsyncGenerator[Any, None]:
         data = self._route("GET", url, None)
-        for item in data[iterable_key] if isinstance(data, dict) else data:
+        for item in data[iterable_key] if isinstance(data, dict) and iterable_key in data else data:
             yield item
 
     async def download_tail(self, url: str, *, max_bytes: int) -> bytes:
@@ -161,16 +226,16 @@ class MemoryGH:
             raise GitHubError(404, f"no log at {url}")
         return self.job_logs[int(m[1])].encode()[-max_bytes:]
 
-    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def post(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         return self._route("POST", url, data)
 
-    async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def patch(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         return self._route("PATCH", url, data)
 
-    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def put(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         return self._route("PUT", url, data)
 
-    async def delete(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> Any:
+    async def delete(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> Any:
         return self._route("DELETE", url, None)
 
 

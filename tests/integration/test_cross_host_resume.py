@@ -58,8 +58,8 @@ def other_host(h: Harness, tmp_path: Path, host_id: str, *items: dict[str, Any])
     return deps, runner
 
 
-async def until(what: str, predicate: Any, timeout: float = 20.0) -> None:
-    await wait_for(predicate, timeout=timeout, what=what)
+async def until(what: str, predicate: Any) -> None:
+    await wait_for(predicate, timeout=20.0, what=what)
 
 
 def count_snapshots(worktrees: Worktrees, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -208,8 +208,8 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     assert elsewhere == [{"role": "developer", "session_host": "host-b", "host": "host-a"}]
     [(session, prompt)] = [(session, prompt) for role, session, prompt in runner_b.calls if role == "developer"]
     assert session is None  # host A's session id is never named to host B's CLI
-    context, task = prompt.split("Your task:")
+    context, instructions = prompt.split("Your task:")
     assert "+print('fast')" in context
-    assert "Implement the plan below" in task
+    assert "Implement the plan below" in instructions
     reviewer_sessions = [session for role, session, _ in runner_b.calls if role == "reviewer"]
     assert reviewer_sessions == [None]

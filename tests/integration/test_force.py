@@ -12,10 +12,11 @@ from agentz_app.scheduling.recheck import issue_problem
 from agentz_app.scheduling.service import schedule_once
 from agentz_app.store.db import Database
 from agentz_app.store.runs import RunQueue
+from tests.fakes import FakeRunner
 from tests.integration.test_coordinator import REPO
 from tests.integration.test_pipeline import HAPPY, Harness
 from tests.integration.test_scheduler import REPO as SCHEDULED_REPO
-from tests.integration.test_scheduler import FakeRunner, add_issue, gh_issue, live_issue_numbers
+from tests.integration.test_scheduler import add_issue, gh_issue, live_issue_numbers
 
 
 @pytest.fixture

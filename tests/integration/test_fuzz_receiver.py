@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient
 from gidgethub import routing, sansio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import delete, func, select
 
 from agentz_app.config import Settings
@@ -31,6 +31,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery
 from agentz_app.web import WEBHOOK_PATH, create_app
 from tests.fakes import FakeGitHubApp
+from tests.web_client import AppClient
 
 SECRET = b"test-secret"
 FUZZ = settings(
@@ -85,8 +86,8 @@ def quiet_logs() -> Iterator[None]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, sqlite_db: Database) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=False))
+async def client(aiohttp_client: AiohttpClient, settings: Settings, sqlite_db: Database) -> AppClient:
+    client: AppClient = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=False))
     return client
 
 
@@ -117,7 +118,7 @@ def _bad_signature(kind: str, body: bytes, noise: str) -> str | None:
     content_type=content_types,
 )
 async def test_unverified_requests_are_refused_and_never_stored(
-    client: TestClient[Any, Any], sqlite_db: Database, body: bytes, kind: str, noise: str,
+    client: AppClient, sqlite_db: Database, body: bytes, kind: str, noise: str,
     event: str | None, delivery: str | None, content_type: str,
 ) -> None:
     headers = {"Content-Type": content_type}
@@ -134,7 +135,7 @@ async def test_unverified_requests_are_refused_and_never_stored(
 @FUZZ
 @given(body=bodies, event=st.none() | header_text, delivery=st.none() | header_text, content_type=content_types)
 async def test_signed_garbage_is_never_a_server_error_and_stored_only_when_accepted(
-    client: TestClient[Any, Any], sqlite_db: Database, body: bytes, event: str | None, delivery: str | None,
+    client: AppClient, sqlite_db: Database, body: bytes, event: str | None, delivery: str | None,
     content_type: str,
 ) -> None:
     headers = {"Content-Type": content_type, "X-Hub-Signature-256": sign(SECRET, body)}
@@ -195,7 +196,7 @@ loose_objects = st.fixed_dictionaries(
     )
 )
 async def test_signed_random_objects_are_stored_and_processing_them_never_crashes(
-    client: TestClient[Any, Any], sqlite_db: Database, settings: Settings,
+    client: AppClient, sqlite_db: Database, settings: Settings,
     deliveries: list[tuple[str, dict[str, Any]]],
 ) -> None:
     with sqlite_db.begin() as session:  # examples share the database: start each from an empty inbox
@@ -221,7 +222,7 @@ async def test_signed_random_objects_are_stored_and_processing_them_never_crashe
         assert handled or failed, (row.event, row.payload, row.error)
 
 
-async def raw_post(client: TestClient[Any, Any], headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+async def raw_post(client: AppClient, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
     """POST with header bytes exactly as given (an HTTP client library would refuse to send some)."""
     lines = [b"POST " + WEBHOOK_PATH.encode() + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close",
              b"Content-Length: " + str(len(body)).encode()]
@@ -242,7 +243,7 @@ async def raw_post(client: TestClient[Any, Any], headers: list[tuple[bytes, byte
     ids=["event-not-utf8", "delivery-not-utf8", "delivery-not-ascii", "event-not-ascii"],
 )
 async def test_signed_delivery_with_undecodable_headers_is_a_bad_request(
-    client: TestClient[Any, Any], sqlite_db: Database, event: bytes, delivery: bytes
+    client: AppClient, sqlite_db: Database, event: bytes, delivery: bytes
 ) -> None:
     body = b'{"action": "opened"}'
     headers = [(b"Content-Type", b"application/json"), (b"X-GitHub-Event", event),
@@ -266,7 +267,7 @@ def echoing_router(seen: list[str]) -> routing.Router:
 @FUZZ
 @given(titles=st.lists(json_strings, min_size=1, max_size=4))
 async def test_handler_errors_quoting_hostile_payloads_are_recorded_not_raised(
-    client: TestClient[Any, Any], sqlite_db: Database, settings: Settings, titles: list[str]
+    client: AppClient, sqlite_db: Database, settings: Settings, titles: list[str]
 ) -> None:
     with sqlite_db.begin() as session:
         session.execute(delete(Delivery))

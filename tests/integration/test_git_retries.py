@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from agentz_app.config import Settings
 from agentz_app.procs import ProcessResult
@@ -42,7 +44,7 @@ def settings_for(tmp_path: Path, attempts: int = 3) -> Settings:
                          default_backend="scripted", github_retry_attempts=attempts)
 
 
-def recording_sleep(waits: list[float], on_wait: Callable[[], None] = lambda: None) -> RemoteRetry:
+def recording_sleep(waits: list[float], on_wait: Callable[[], object] = lambda: None) -> RemoteRetry:
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
         on_wait()
@@ -53,7 +55,7 @@ def recording_sleep(waits: list[float], on_wait: Callable[[], None] = lambda: No
 async def test_a_fetch_that_fails_while_the_remote_is_unreachable_succeeds_on_retry(
         tmp_path: Path, origin: Path) -> None:
     hidden = origin.with_name("away.git")
-    origin.rename(hidden)
+    await asyncio.to_thread(origin.rename, hidden)
     waits: list[float] = []
     trees = Worktrees(settings_for(tmp_path))
     trees.remote_retry = replace(recording_sleep(waits, lambda: hidden.rename(origin)), attempts=3)
@@ -65,7 +67,7 @@ async def test_a_fetch_that_fails_while_the_remote_is_unreachable_succeeds_on_re
 
 async def test_a_remote_that_stays_unreachable_fails_after_github_retry_attempts_with_growing_waits(
         tmp_path: Path, origin: Path) -> None:
-    origin.rename(origin.with_name("away.git"))
+    await asyncio.to_thread(origin.rename, origin.with_name("away.git"))
     waits: list[float] = []
     trees = Worktrees(settings_for(tmp_path, attempts=4))
     trees.remote_retry = replace(recording_sleep(waits), attempts=trees.remote_retry.attempts)
@@ -101,7 +103,7 @@ async def test_a_stale_force_with_lease_is_not_retried(tmp_path: Path, origin: P
     assert waits == []
 
 
-async def test_bad_credentials_are_not_retried(tmp_path: Path, aiohttp_server: Callable[..., object]) -> None:
+async def test_bad_credentials_are_not_retried(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     requests: list[str] = []
 
     async def refuse(request: web.Request) -> web.Response:
@@ -110,8 +112,8 @@ async def test_bad_credentials_are_not_retried(tmp_path: Path, aiohttp_server: C
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", refuse)
-    server = await aiohttp_server(app)  # type: ignore[operator]
-    url = f"http://127.0.0.1:{server.port}/octo/widgets.git"  # type: ignore[attr-defined]
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}/octo/widgets.git"
     sh("git", "init", "--quiet", "--bare", str(tmp_path / "m.git"), cwd=tmp_path)
     waits: list[float] = []
     with pytest.raises(GitError, match="Authentication failed"):

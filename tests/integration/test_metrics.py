@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
 from agentz_app.metrics import LEASE_EXPIRED, GitHubMetrics, install_metrics
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, Event, Process, Run
 from agentz_app.supervisor import ProcessSpec, Supervisor
+from tests.web_client import AppClient
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -44,7 +45,7 @@ def _seed(db: Database) -> None:
         ])
 
 
-async def _scrape(client: TestClient[Any, Any]) -> Samples:
+async def _scrape(client: AppClient) -> Samples:
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -55,7 +56,7 @@ async def _scrape(client: TestClient[Any, Any]) -> Samples:
     return samples
 
 
-async def _client(aiohttp_client: Any, db: Database, **kwargs: Any) -> TestClient[Any, Any]:
+async def _client(aiohttp_client: AiohttpClient, db: Database, **kwargs: Any) -> AppClient:
     app = web.Application()
 
     async def webhook(request: web.Request) -> web.Response:
@@ -64,11 +65,13 @@ async def _client(aiohttp_client: Any, db: Database, **kwargs: Any) -> TestClien
 
     app.router.add_post("/api/github/webhooks", webhook)
     install_metrics(app, db, **kwargs)
-    client: TestClient[Any, Any] = await aiohttp_client(app)
+    client: AppClient = await aiohttp_client(app)
     return client
 
 
-async def test_scrape_reports_deliveries_runs_cost_and_lease_expiries(aiohttp_client: Any, db: Database) -> None:
+async def test_scrape_reports_deliveries_runs_cost_and_lease_expiries(
+    aiohttp_client: AiohttpClient, db: Database
+) -> None:
     _seed(db)
     samples = await _scrape(await _client(aiohttp_client, db))
     assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "processed")))] == 2
@@ -81,7 +84,7 @@ async def test_scrape_reports_deliveries_runs_cost_and_lease_expiries(aiohttp_cl
     assert samples[("agentz_processes", (("state", "broken"),))] == 1
 
 
-async def test_scrape_counts_dead_deliveries(aiohttp_client: Any, db: Database) -> None:
+async def test_scrape_counts_dead_deliveries(aiohttp_client: AiohttpClient, db: Database) -> None:
     _seed(db)
     with db.begin() as session:
         session.add_all([
@@ -95,12 +98,12 @@ async def test_scrape_counts_dead_deliveries(aiohttp_client: Any, db: Database) 
     assert samples[("agentz_deliveries", (("event", "issues"), ("outcome", "failed")))] == 1  # still retried
 
 
-async def test_no_dead_deliveries_is_a_zero_not_a_missing_figure(aiohttp_client: Any, db: Database) -> None:
+async def test_no_dead_deliveries_is_a_zero_not_a_missing_figure(aiohttp_client: AiohttpClient, db: Database) -> None:
     samples = await _scrape(await _client(aiohttp_client, db))
     assert samples[("agentz_deliveries_dead", ())] == 0
 
 
-async def test_stage_durations_come_from_event_timings(aiohttp_client: Any, db: Database) -> None:
+async def test_stage_durations_come_from_event_timings(aiohttp_client: AiohttpClient, db: Database) -> None:
     _seed(db)
     samples = await _scrape(await _client(aiohttp_client, db))
     planning = (("stage", "planning"),)
@@ -112,7 +115,9 @@ async def test_stage_durations_come_from_event_timings(aiohttp_client: Any, db: 
     assert ("agentz_stage_duration_seconds_count", (("stage", "done"),)) not in samples
 
 
-async def test_webhook_latency_is_measured_for_webhook_requests_only(aiohttp_client: Any, db: Database) -> None:
+async def test_webhook_latency_is_measured_for_webhook_requests_only(
+    aiohttp_client: AiohttpClient, db: Database
+) -> None:
     client = await _client(aiohttp_client, db)
     for _ in range(3):
         assert (await client.post("/api/github/webhooks", data=b"{}")).status == 202
@@ -122,7 +127,7 @@ async def test_webhook_latency_is_measured_for_webhook_requests_only(aiohttp_cli
     assert samples[("agentz_webhook_latency_seconds_bucket", (("le", "+Inf"),))] == 3
 
 
-async def test_github_requests_and_rate_limit_of_this_process(aiohttp_client: Any, db: Database) -> None:
+async def test_github_requests_and_rate_limit_of_this_process(aiohttp_client: AiohttpClient, db: Database) -> None:
     github = GitHubMetrics()
     github.on_response("get", "https://api/x", 200, {"X-RateLimit-Remaining": "4999", "X-RateLimit-Limit": "5000"})
     github.on_response("POST", "https://api/y", 201, {"x-ratelimit-remaining": "4998"})
@@ -170,7 +175,7 @@ async def _until_counted(logs: Path, names: list[str]) -> None:
 
 
 async def test_one_scrape_adds_up_the_counters_of_every_supervised_process(
-    aiohttp_client: Any, sqlite_db: Database, tmp_path: Path
+    aiohttp_client: AiohttpClient, sqlite_db: Database, tmp_path: Path
 ) -> None:
     metrics_dir = tmp_path / "prometheus"
     stale = Supervisor([_counting_spec(tmp_path, "previous", 5)], sqlite_db, tmp_path / "old-logs",
@@ -196,7 +201,9 @@ async def test_one_scrape_adds_up_the_counters_of_every_supervised_process(
     assert samples[("agentz_deliveries_dead", ())] == 0  # the database figures are still there
 
 
-async def test_scrape_reports_tokens_run_costs_and_agent_calls_by_role(aiohttp_client: Any, db: Database) -> None:
+async def test_scrape_reports_tokens_run_costs_and_agent_calls_by_role(
+    aiohttp_client: AiohttpClient, db: Database
+) -> None:
     _seed(db)
     with db.begin() as session:
         session.add_all([

@@ -92,9 +92,10 @@ class Harness:
 
     def ci(self, sha: str, conclusion: str, name: str = "tests") -> None:
         """Another App's check run completes on ``sha``: GitHub lists it and its webhook was recorded."""
-        check = {"id": self.gh._id(), "name": name, "head_sha": sha, "status": "completed",
+        check_id = self.gh._id()
+        check = {"id": check_id, "name": name, "head_sha": sha, "status": "completed",
                  "conclusion": conclusion, "app": {"slug": "ci"}, "output": {"summary": f"{name}: {conclusion}"}}
-        self.gh.checks[check["id"]] = check
+        self.gh.checks[check_id] = check
         with self.db.begin() as session:
             record_ci(session, REPO, check_run_record(check), own_slug=self.settings.github_app_slug)
 

@@ -15,19 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import select
 
 from agentz_app.config import Settings
 from agentz_app.github.signatures import sign
+from agentz_app.ingress.limits import MAX_BODY_BYTES
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery
-from agentz_app.web import IN_FLIGHT_KEY, MAX_BODY_BYTES, WEBHOOK_PATH, create_app
+from agentz_app.web import IN_FLIGHT_KEY, WEBHOOK_PATH, create_app
 from tests.waiting import wait_for
+from tests.web_client import AppClient
 
 SECRET = b"test-secret"
 BODY = json.dumps({"action": "opened", "issue": {"number": 7}, "repository": {"full_name": "acme/app"}}).encode()
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 _GUARD = 20.0  # only stops a broken server from hanging the test
 
 
@@ -59,7 +61,7 @@ class RawRequest:
         self.answer: asyncio.Task[int] = asyncio.create_task(self._status())
 
     @classmethod
-    async def open(cls, client: TestClient[Any, Any], headers: dict[str, str]) -> RawRequest:
+    async def open(cls, client: AppClient, headers: dict[str, str]) -> RawRequest:
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
         request = cls(reader, writer)
         await request.send(head(headers))
@@ -92,7 +94,7 @@ class RawRequest:
 
 
 @contextlib.asynccontextmanager
-async def raw_request(client: TestClient[Any, Any], headers: dict[str, str]) -> AsyncIterator[RawRequest]:
+async def raw_request(client: AppClient, headers: dict[str, str]) -> AsyncIterator[RawRequest]:
     request = await RawRequest.open(client, headers)
     try:
         yield request
@@ -100,16 +102,17 @@ async def raw_request(client: TestClient[Any, Any], headers: dict[str, str]) -> 
         request.close()
 
 
-async def wait_in_flight(client: TestClient[Any, Any], count: int) -> None:
+async def wait_in_flight(client: AppClient, count: int) -> None:
     """Wait until the server is receiving ``count`` bodies."""
+    assert isinstance(client.server, TestServer)
     in_flight = client.server.app[IN_FLIGHT_KEY]
     await wait_for(lambda: in_flight.count == count, timeout=_GUARD, what=f"{count} bodies in flight")
 
 
 @pytest.fixture
-def make_client(aiohttp_client: ClientFactory, settings: Settings, sqlite_db: Database
-                ) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
-    async def make(**changes: Any) -> TestClient[Any, Any]:
+def make_client(aiohttp_client: AiohttpClient, settings: Settings, sqlite_db: Database
+                ) -> Callable[..., Awaitable[AppClient]]:
+    async def make(**changes: Any) -> AppClient:
         app = create_app(settings.model_copy(update=changes), sqlite_db, process_inbox=False)
         return await aiohttp_client(app)
 

@@ -33,7 +33,7 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 async def _play(settings: Settings, workdir: Path, steps: list[dict[str, Any]], *, timeout: float = 60,
                 env: dict[str, str] | None = None) -> Any:
-    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     return await ScriptedRunner(settings).run(
         "developer", "go", workdir, timeout=timeout, env={"AGENTZ_SCRIPTED_STEPS": json.dumps(steps), **(env or {})})
 

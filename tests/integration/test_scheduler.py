@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,8 +215,8 @@ async def test_stale_snapshots_stop_new_enqueues_but_keep_queued_work(db: Databa
     assert RunQueue(db).get(queued.id).status == "queued"
 
 
-async def _wait_for(predicate: Any, timeout: float = 10.0, *, what: str = "the scheduler pass") -> None:
-    await wait_for(predicate, timeout=timeout, what=what)
+async def _wait_for(predicate: Any, *, what: str = "the scheduler pass") -> None:
+    await wait_for(predicate, timeout=10.0, what=what)
 
 
 async def test_a_burst_of_dirty_marks_costs_exactly_one_agent_call(sqlite_db: Database, cfg: Settings) -> None:
@@ -364,7 +365,7 @@ async def test_skip_label_is_applied(settings: Settings) -> None:
     assert (call.url, call.data) == (f"/repos/{REPO}/issues/7/labels", {"labels": ["ongoing"]})
 
 
-def test_schedule_once_command_prints_each_candidate(tmp_path: Any) -> None:
+def test_schedule_once_command_prints_each_candidate(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from agentz_app.cli import cli

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -311,7 +312,7 @@ async def test_a_failed_repository_listing_changes_nothing_for_that_installation
     assert active_repos(db) == {"org1/a": 1}
 
 
-async def test_discovery_lists_every_page_through_the_app_client(tmp_path: Any, settings: Settings,
+async def test_discovery_lists_every_page_through_the_app_client(tmp_path: Path, settings: Settings,
                                                                  sqlite_db: Database) -> None:
     import aiohttp
     from pydantic import SecretStr
@@ -351,7 +352,7 @@ class PagedDeliveries(FakeGH):
         self.deliveries = deliveries
         self.pages = 0
 
-    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **_: Any) -> AsyncIterator[Any]:
+    async def getiter(self, url: str, url_vars: Mapping[str, Any] | None = None, **_: Any) -> AsyncGenerator[Any, None]:
         for start in range(0, len(self.deliveries), 2):
             self.pages += 1
             for item in self.deliveries[start:start + 2]:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import ClientSession, web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pytest_aiohttp import AiohttpServer
 
 from agentz_app.config import Settings
 from agentz_app.fakehub import FakeHub
@@ -90,7 +91,7 @@ def _mode(path: Path) -> int:
 
 
 async def test_manifest_flow_writes_the_app_credentials_to_env_and_key_file(
-    tmp_path: Path, aiohttp_server: Any
+    tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     pem = _pem()
     seen: list[str] = []
@@ -138,7 +139,7 @@ async def test_manifest_flow_writes_the_app_credentials_to_env_and_key_file(
     assert settings.private_key_pem() == pem
 
 
-async def test_organisation_apps_post_to_the_organisation_page(tmp_path: Path, aiohttp_server: Any) -> None:
+async def test_organisation_apps_post_to_the_organisation_page(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     github_api = await aiohttp_server(_conversions_app("", []))
     options = SetupOptions(webhook_url=WEBHOOK_URL, github_url="https://github.example", org="octo-org",
                            api_url=str(github_api.make_url("")), port=0, env_file=tmp_path / ".env",
@@ -150,7 +151,7 @@ async def test_organisation_apps_post_to_the_organisation_page(tmp_path: Path, a
     assert action.startswith("https://github.example/organizations/octo-org/settings/apps/new?state=")
 
 
-async def test_a_refused_code_shows_an_error_and_writes_nothing(tmp_path: Path, aiohttp_server: Any) -> None:
+async def test_a_refused_code_shows_an_error_and_writes_nothing(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     github_api = await aiohttp_server(_conversions_app("", [], status=404))
     env_file = tmp_path / ".env"
     options = SetupOptions(webhook_url=WEBHOOK_URL, api_url=str(github_api.make_url("")), port=0,
@@ -249,7 +250,7 @@ async def test_unreachable_github_fails_at_once_with_the_reason(tmp_path: Path) 
 
 
 async def test_github_going_away_during_the_exchange_ends_setup_with_the_reason(
-    tmp_path: Path, aiohttp_server: Any
+    tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     github_api = await aiohttp_server(_conversions_app(_pem(), []))
     options = SetupOptions(webhook_url=WEBHOOK_URL, api_url=str(github_api.make_url("")), port=0,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentz_app.store.db import Database
 from agentz_app.store.models import Process
@@ -22,6 +23,7 @@ from agentz_app.supervisor import (
 from tests.fakehub_fixtures import make_private_key
 from tests.waiting import wait_for
 
+UNTIL_SECONDS = 30.0  # how long a supervised state may take to show
 SLEEPER = "import time, sys\nprint('hello from', sys.argv[1], flush=True)\nwhile True: time.sleep(0.05)\n"
 CRASHER = "import sys\nprint('crashing', flush=True)\nsys.exit(3)\n"
 STUBBORN = (
@@ -44,8 +46,8 @@ def _rows(db: Database) -> dict[str, Process]:
         return {row.name: row for row in session.scalars(select(Process))}
 
 
-async def _until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
-    await wait_for(check, timeout=timeout, what=what)
+async def _until(what: str, check: Callable[[], bool]) -> None:
+    await wait_for(check, timeout=UNTIL_SECONDS, what=what)
 
 
 def _alive(pid: int) -> bool:
@@ -96,7 +98,11 @@ async def test_a_crashing_child_backs_off_then_the_breaker_leaves_it_broken(
     # Broken means it stays down: the supervisor keeps polling (and beating) without starting it again.
     for _ in range(3):
         beat = _rows(sqlite_db)["crashy"].heartbeat_at
-        await _until("a supervisor heartbeat", lambda beat=beat: _rows(sqlite_db)["crashy"].heartbeat_at != beat)
+
+        def beaten(before: float | None = beat) -> bool:
+            return _rows(sqlite_db)["crashy"].heartbeat_at != before
+
+        await _until("a supervisor heartbeat", beaten)
     assert (tmp_path / "logs" / "crashy.log").read_text().count("crashing") == 3
     sup.stop()
     await asyncio.wait_for(task, 10)
@@ -153,7 +159,7 @@ async def test_a_child_ignoring_sigterm_is_killed_with_its_group_after_the_grace
     await asyncio.wait_for(task, 10)
     assert leader is not None
     await _until("the stubborn child and its grandchild gone",
-                 lambda: not _alive(leader) and not _alive(grandchild), timeout=5)
+                 lambda: not _alive(leader) and not _alive(grandchild))
     assert _rows(sqlite_db)["stubborn"].state == "stopped"
 
 
@@ -190,13 +196,12 @@ async def test_agentz_serve_records_its_children_and_stops_them_on_sigterm(tmp_p
         def all_recorded() -> bool:
             try:
                 return set(_rows(db)) == names
-            except Exception:
+            except SQLAlchemyError:
                 return False  # tables not created yet
 
-        await _until("every process recorded", all_recorded, timeout=30)
+        await _until("every process recorded", all_recorded)
         # The receiver writes its latency histogram where /metrics sums every child's files.
-        await _until("the receiver's latency histogram file", lambda: any(metrics_dir.glob("histogram_*.db")),
-                     timeout=30)
+        await _until("the receiver's latency histogram file", lambda: any(metrics_dir.glob("histogram_*.db")))
         assert not (metrics_dir / "counter_1.db").exists()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

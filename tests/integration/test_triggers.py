@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -272,7 +273,7 @@ class RecordingGH(FakeGH):
         self.db = db
         self.seen_at_reply: list[list[dict[str, Any]]] = []
 
-    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
+    async def post(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any = None, **_: Any) -> Any:
         self.seen_at_reply.append(command_events(self.db))
         return await super().post(url, url_vars, data=data)
 

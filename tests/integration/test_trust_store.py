@@ -10,12 +10,15 @@ REPO = "acme/app"
 
 
 def test_a_command_is_claimed_once_until_released(db: Database) -> None:
-    claim = {"comment_id": 9, "command_hash": "h1", "repo": REPO, "issue_number": 7, "login": "alice", "at": 1.0}
-    assert trust.claim_command(db, **claim) is True
-    assert trust.claim_command(db, **claim) is False
-    assert trust.claim_command(db, **{**claim, "command_hash": "h2"}) is True
+    def claim(command_hash: str = "h1") -> bool:
+        return trust.claim_command(db, comment_id=9, command_hash=command_hash, repo=REPO, issue_number=7,
+                                   login="alice", at=1.0)
+
+    assert claim() is True
+    assert claim() is False
+    assert claim("h2") is True
     trust.release_command(db, comment_id=9, command_hash="h1")
-    assert trust.claim_command(db, **claim) is True
+    assert claim() is True
 
 
 def test_refusal_replies_are_claimed_once_per_window(db: Database) -> None:

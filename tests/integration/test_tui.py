@@ -249,7 +249,10 @@ async def test_the_detail_pane_shows_the_selected_process_with_its_breaker_and_c
         await pilot.press("tab", "tab")
         assert app.active_pane == "processes"
         assert app.query_one("#details-pane").border_title == "Selected process"
-        details = lambda: str(app.query_one("#details", Static).content)  # noqa: E731
+
+        def details() -> str:
+            return str(app.query_one("#details", Static).content)
+
         assert "receiver on h  [running]" in details()
         await pilot.press("j")
         assert "circuit breaker: open (0 recent crashes); press r twice to restart it" in details()

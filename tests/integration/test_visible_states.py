@@ -26,7 +26,7 @@ from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_RUNNING
 from workers.pipeline import settle_ci
 from workers.reporter import Reporter, wanted_labels
 
-DELIVER = [
+DELIVER: list[dict[str, Any]] = [
     {"role": "task_lead", "json": PLAN},
     {"role": "developer", "write": [{"path": "src/app.py", "content": "print('fast')\n"}]},
     {"role": "reviewer", "json": APPROVE},

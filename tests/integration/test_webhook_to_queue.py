@@ -6,6 +6,8 @@ import json
 import uuid
 from typing import Any
 
+from pytest_aiohttp import AiohttpClient
+
 from agentz_app.config import Settings
 from agentz_app.github.signatures import sign
 from agentz_app.ingress.inbox import process_pending
@@ -52,7 +54,9 @@ async def post_delivery(client: Any, settings: Settings, event: str, payload: di
     return int(response.status)
 
 
-async def test_signed_run_comment_becomes_a_queued_run(aiohttp_client: Any, db: Database, settings: Settings) -> None:
+async def test_signed_run_comment_becomes_a_queued_run(
+    aiohttp_client: AiohttpClient, db: Database, settings: Settings
+) -> None:
     client = await aiohttp_client(create_app(settings, db, process_inbox=False))
     assert await post_delivery(client, settings, "issue_comment", comment_payload("/agent-z run", "alice")) == 202
     github = FakeGitHubApp()
@@ -67,7 +71,7 @@ async def test_signed_run_comment_becomes_a_queued_run(aiohttp_client: Any, db: 
 
 
 async def test_read_only_comment_through_the_receiver_queues_nothing(
-    aiohttp_client: Any, db: Database, settings: Settings
+    aiohttp_client: AiohttpClient, db: Database, settings: Settings
 ) -> None:
     client = await aiohttp_client(create_app(settings, db, process_inbox=False))
     assert await post_delivery(client, settings, "issue_comment", comment_payload("/agent-z run", "eve")) == 202
@@ -81,7 +85,7 @@ async def test_read_only_comment_through_the_receiver_queues_nothing(
 
 
 async def test_trigger_label_through_the_running_inbox_becomes_a_queued_run(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings
 ) -> None:
     client = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=True))
     # The inbox here has no GitHub client: alice's permission was looked up a moment ago.

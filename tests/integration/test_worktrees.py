@@ -123,10 +123,11 @@ async def test_resume_on_the_same_host_drops_what_an_interrupted_attempt_left(wt
     (path / "scratch.txt").write_text("partial\n")
 
     # ... and its orphaned agent (an unsandboxed one) is still running in the working copy.
-    orphan = subprocess.Popen(["sleep", "60"], cwd=path, start_new_session=True)
+    orphan = await asyncio.create_subprocess_exec("sleep", "60", cwd=path, start_new_session=True)
 
     resumed = await trees.resume("rune", REPO, str(run.branch), "trunk", checkpoint=sha)
-    assert orphan.wait(timeout=10) == -signal.SIGKILL
+    async with asyncio.timeout(10):
+        assert await orphan.wait() == -signal.SIGKILL
     assert resumed == path
     assert (path / "feature.py").read_text() == "x = 1\n"
     assert not (path / "scratch.txt").exists()

@@ -15,7 +15,7 @@ import pytest
 
 from agentz_app.config import Settings
 from tests import secret_samples as samples
-from workers.content_policy import Change, ContentPolicy, check_changes, violations_markdown
+from workers.content_policy import Change, ContentPolicy, Violation, check_changes, violations_markdown
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -64,10 +64,10 @@ def policy(tmp_path: Path) -> ContentPolicy:
     return ContentPolicy.from_settings(settings, environ={"ANTHROPIC_API_KEY": samples.ANTHROPIC_KEY})
 
 
-def _by_rule(violations: list[object]) -> dict[str, set[str]]:
+def _by_rule(violations: list[Violation]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for violation in violations:
-        found.setdefault(violation.rule, set()).add(violation.path)  # type: ignore[attr-defined]
+        found.setdefault(violation.rule, set()).add(violation.path)
     return found
 
 

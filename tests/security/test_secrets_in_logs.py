@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select
 
 from agentz_app.bootstrap import open_database
@@ -112,7 +114,8 @@ def _comment(body: str, user: str, api_url: str) -> dict[str, Any]:
 
 
 async def test_secrets_never_appear_in_logs(
-    aiohttp_client: Any, aiohttp_server: Any, postgres_url: str, tmp_path: Any, log_buffer: io.StringIO
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, postgres_url: str, tmp_path: Path,
+    log_buffer: io.StringIO,
 ) -> None:
     pem = _private_key_pem()
     github = FakeGitHub()

@@ -6,6 +6,7 @@ pushes from it, so nothing planted in the agent's repository may run or be read.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -126,7 +127,9 @@ async def test_the_agents_own_commits_and_history_are_ignored(trees: Worktrees) 
     mirror = trees.mirror_path(REPO)
     assert sha != agent_head
     assert sh("git", "log", "--format=%an", "-1", sha, cwd=mirror) == "Agent-Z"
-    assert subprocess.run(["git", "cat-file", "-e", agent_head], cwd=mirror).returncode != 0
+    lookup = await asyncio.create_subprocess_exec("git", "cat-file", "-e", agent_head, cwd=mirror,
+                                                  stderr=asyncio.subprocess.DEVNULL)
+    assert await lookup.wait() != 0
 
 
 def _mirror_blobs(trees: Worktrees) -> list[bytes]:

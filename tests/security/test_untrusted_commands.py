@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from agentz_app.config import Settings
 from agentz_app.github.signatures import sign
@@ -49,7 +50,7 @@ def labeled(label: str, login: str, user_type: str) -> dict[str, Any]:
             "sender": {"login": login, "type": user_type}}
 
 
-async def deliver(aiohttp_client: Any, db: Database, settings: Settings, event: str, payload: dict[str, Any],
+async def deliver(aiohttp_client: AiohttpClient, db: Database, settings: Settings, event: str, payload: dict[str, Any],
                   github: FakeGitHubApp) -> None:
     client = await aiohttp_client(create_app(settings, db, process_inbox=False))
     body = json.dumps(payload).encode()
@@ -81,7 +82,8 @@ def admin_everywhere() -> FakeGitHubApp:
     ids=["own-bot", "own-bot-odd-case", "via-our-app", "other-bot", "bot-type"],
 )
 async def test_commands_from_bots_or_our_own_app_enqueue_nothing(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings, login: str, user_type: str, via_app: int | None
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings, login: str, user_type: str,
+    via_app: int | None,
 ) -> None:
     github = admin_everywhere()
     await deliver(aiohttp_client, sqlite_db, settings, "issue_comment",
@@ -91,7 +93,7 @@ async def test_commands_from_bots_or_our_own_app_enqueue_nothing(
 
 
 async def test_edited_comment_that_gains_a_command_from_a_read_only_user_enqueues_nothing(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings
 ) -> None:
     github = FakeGitHubApp()
     github.client(5).getitem_answers[f"/repos/{REPO}/collaborators/mallory/permission"] = {
@@ -102,7 +104,7 @@ async def test_edited_comment_that_gains_a_command_from_a_read_only_user_enqueue
 
 
 async def test_trigger_label_added_by_our_own_app_enqueues_nothing(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings
 ) -> None:
     github = admin_everywhere()
     await deliver(aiohttp_client, sqlite_db, settings, "issues",
@@ -111,7 +113,7 @@ async def test_trigger_label_added_by_our_own_app_enqueues_nothing(
 
 
 async def test_read_only_and_triage_users_enqueue_nothing_and_get_one_reply(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings
 ) -> None:
     github = FakeGitHubApp()
     answers = github.client(5).getitem_answers
@@ -127,7 +129,7 @@ async def test_read_only_and_triage_users_enqueue_nothing_and_get_one_reply(
 
 @pytest.mark.parametrize("kind", ["comment", "label"])
 async def test_the_same_deliveries_from_a_maintainer_do_start_a_run(
-    aiohttp_client: Any, sqlite_db: Database, settings: Settings, kind: str
+    aiohttp_client: AiohttpClient, sqlite_db: Database, settings: Settings, kind: str
 ) -> None:
     github = admin_everywhere()
     if kind == "comment":

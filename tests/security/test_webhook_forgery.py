@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from gidgethub import routing, sansio
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import select
 
 from agentz_app.config import Settings
@@ -22,6 +23,7 @@ from agentz_app.ingress.inbox import process_pending
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery
 from agentz_app.web import WEBHOOK_PATH, create_app
+from tests.web_client import AppClient
 
 SECRET = b"test-secret"
 BODY = json.dumps({"action": "opened", "issue": {"number": 7}, "repository": {"full_name": "acme/app"}}).encode()
@@ -35,12 +37,12 @@ def stored(db: Database) -> list[Delivery]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, sqlite_db: Database) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=False))
+async def client(aiohttp_client: AiohttpClient, settings: Settings, sqlite_db: Database) -> AppClient:
+    client: AppClient = await aiohttp_client(create_app(settings, sqlite_db, process_inbox=False))
     return client
 
 
-async def post(client: TestClient[Any, Any], body: bytes, signature: str | None, delivery: str = "d-1") -> int:
+async def post(client: AppClient, body: bytes, signature: str | None, delivery: str = "d-1") -> int:
     headers = {"Content-Type": "application/json", "X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery}
     if signature is not None:
         headers["X-Hub-Signature-256"] = signature
@@ -79,7 +81,7 @@ async def post(client: TestClient[Any, Any], body: bytes, signature: str | None,
          "empty-secret", "secret-with-space"],
 )
 async def test_altered_signatures_are_refused_and_nothing_is_stored(
-    client: TestClient[Any, Any], sqlite_db: Database, signature: str
+    client: AppClient, sqlite_db: Database, signature: str
 ) -> None:
     assert await post(client, BODY, signature) == 401
     assert stored(sqlite_db) == []
@@ -87,7 +89,7 @@ async def test_altered_signatures_are_refused_and_nothing_is_stored(
 
 
 async def test_signed_header_must_match_the_exact_bytes_received(
-    client: TestClient[Any, Any], sqlite_db: Database
+    client: AppClient, sqlite_db: Database
 ) -> None:
     reformatted = json.dumps(json.loads(BODY), indent=2).encode()  # same JSON value, other bytes
     assert await post(client, reformatted, RIGHT) == 401
@@ -95,7 +97,7 @@ async def test_signed_header_must_match_the_exact_bytes_received(
 
 
 async def test_non_ascii_signature_bytes_are_refused_not_a_server_error(
-    client: TestClient[Any, Any], sqlite_db: Database
+    client: AppClient, sqlite_db: Database
 ) -> None:
     for signature in (b"sha256=\xff" + DIGEST[1:].encode(), b"sha256=" + "\u00e9".encode() + DIGEST[2:].encode()):
         request = b"\r\n".join([
@@ -112,7 +114,7 @@ async def test_non_ascii_signature_bytes_are_refused_not_a_server_error(
     assert stored(sqlite_db) == []
 
 
-def test_receiver_refuses_to_start_without_a_webhook_secret(tmp_path: Any, sqlite_db: Database) -> None:
+def test_receiver_refuses_to_start_without_a_webhook_secret(tmp_path: Path, sqlite_db: Database) -> None:
     for secret in (None, ""):
         settings = Settings.load(None, database_url="sqlite://", state_dir=tmp_path, github_webhook_secret=secret)
         with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET"):
@@ -130,7 +132,7 @@ def counting_router(counter: list[str]) -> routing.Router:
 
 
 async def test_replayed_delivery_is_stored_once_and_handled_once(
-    client: TestClient[Any, Any], sqlite_db: Database, settings: Settings
+    client: AppClient, sqlite_db: Database, settings: Settings
 ) -> None:
     handled: list[str] = []
     router = counting_router(handled)
@@ -147,7 +149,7 @@ async def test_replayed_delivery_is_stored_once_and_handled_once(
 
 
 async def test_replayed_delivery_id_cannot_replace_the_stored_payload(
-    client: TestClient[Any, Any], sqlite_db: Database, settings: Settings
+    client: AppClient, sqlite_db: Database, settings: Settings
 ) -> None:
     assert await post(client, BODY, RIGHT, delivery="same-id") == 202
     other = BODY.replace(b'"opened"', b'"deleted"')

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from workers.runners.registry import get_runner
 from workers.runners.scripted import STEPS_VARIABLE, ScriptedRunner, load_steps
 
 
-def _inline(steps: list[dict[str, object]]) -> dict[str, str]:
+def _inline(steps: Sequence[Mapping[str, object]]) -> dict[str, str]:
     return {STEPS_VARIABLE: json.dumps(steps)}
 
 

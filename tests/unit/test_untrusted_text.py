@@ -44,7 +44,9 @@ def test_the_block_id_depends_on_the_text_only() -> None:
     first = untrusted_block("same", source="a", author="x")
     second = untrusted_block("same", source="b", author="y", association="OWNER")
     other = untrusted_block("different", source="a", author="x")
-    id_of = lambda block: block.split('"')[1]  # noqa: E731
+    def id_of(block: str) -> str:
+        return block.split('"')[1]
+
     assert id_of(first) == id_of(second) != id_of(other)
 
 
