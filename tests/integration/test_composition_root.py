@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ class Built:
 
 
 @pytest.fixture
-def built(monkeypatch: pytest.MonkeyPatch) -> Iterator[Built]:
+def built(monkeypatch: pytest.MonkeyPatch) -> Built:
     seen = Built()
     app_init = GitHubApp.__init__
     session_init = aiohttp.ClientSession.__init__
@@ -59,7 +58,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> Iterator[Built]:
 
     monkeypatch.setattr(GitHubApp, "__init__", count_app)
     monkeypatch.setattr(aiohttp.ClientSession, "__init__", count_session)
-    yield seen
+    return seen
 
 
 @pytest.fixture
