@@ -283,13 +283,13 @@ class GitHubUnreachable(SetupError):
     """GitHub's API did not answer at all (network, DNS, TLS or timeout)."""
 
 
-async def check_reachable(session: ClientSession, api_url: str, *, timeout: float = REACH_TIMEOUT) -> None:
-    """Raise GitHubUnreachable unless ``api_url`` answers an HTTP request (any status)."""
+async def check_reachable(session: ClientSession, api_url: str) -> None:
+    """Raise GitHubUnreachable unless ``api_url`` answers an HTTP request (any status) within REACH_TIMEOUT."""
     try:
-        async with session.get(f"{api_url.rstrip('/')}/", timeout=ClientTimeout(total=timeout)) as response:
+        async with session.get(f"{api_url.rstrip('/')}/", timeout=ClientTimeout(total=REACH_TIMEOUT)) as response:
             await response.read()
     except TimeoutError:
-        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: no answer within {timeout:.0f}s") from None
+        raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: no answer within {REACH_TIMEOUT:.0f}s") from None
     except ClientError as exc:
         raise GitHubUnreachable(f"cannot reach GitHub at {api_url}: {_reason(exc)}") from None
 
@@ -385,11 +385,11 @@ async def run_setup(
     *,
     on_ready: Callable[[str], Any] = print,
     on_step: Step = _nothing,
-    timeout: float | None = None,
 ) -> SetupResult:
     """Check GitHub answers, then serve the local page until GitHub's redirect has been handled.
 
-    ``on_ready`` gets the page's URL; ``on_step`` a line for each step.
+    ``on_ready`` gets the page's URL; ``on_step`` a line for each step. It waits for the
+    redirect as long as it takes: bound it with ``asyncio.timeout`` where that matters.
     """
     load_manifest(options.manifest_path)  # a bad manifest fails before anything is served
     on_step(f"checking that GitHub answers at {options.api_url}")
@@ -407,10 +407,7 @@ async def run_setup(
             raise SetupError(f"cannot listen on {options.host}:{options.port}: {exc.strerror}") from None
         host, port = runner.addresses[0][:2]
         on_ready(f"http://{host}:{port}/")
-        try:
-            return await asyncio.wait_for(asyncio.shield(done), timeout)
-        except TimeoutError:
-            raise SetupError("timed out waiting for GitHub's redirect") from None
+        return await done
     finally:
         await asyncio.sleep(0.1)  # let the success page reach the browser
         await runner.cleanup()

@@ -221,7 +221,7 @@ async def send_valid(spec: dict[str, Any]) -> dict[str, Any]:
     """The sender process: one signed delivery every interval during the flood; id, status, latency each."""
     import aiohttp
 
-    template = json.loads(Path(spec["template"]).read_text())
+    template = json.loads(await asyncio.to_thread(Path(spec["template"]).read_text))
     secret = str(spec["secret"]).encode()
     interval, count = float(spec["interval"]), int(float(spec["duration"]) / float(spec["interval"]))
     prepared = [signed_delivery(template, number, secret) for number in range(1, count + 1)]

@@ -70,7 +70,7 @@ class AllowlistProxy:
     async def start(self, socket_path: Path) -> None:
         """Listen on ``socket_path`` (mode 0600: only this user's sandboxes can connect)."""
         self._server = await asyncio.start_unix_server(self._serve, path=str(socket_path), limit=_HEAD_LIMIT)
-        socket_path.chmod(0o600)
+        await asyncio.to_thread(socket_path.chmod, 0o600)
 
     async def close(self) -> None:
         """Stop listening and cut every open tunnel."""

@@ -135,6 +135,8 @@ class CiRunner:
         self.timeout = timeout
         self._limit = asyncio.Semaphore(max(1, min(concurrency, 2)))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def pending(self) -> int:
@@ -149,7 +151,17 @@ class CiRunner:
         """Run ``work`` as CI work: counted as pending, cancelled by :meth:`stop`."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._idle.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no job is queued or running (bound the wait with ``asyncio.timeout``)."""
+        await self._idle.wait()
 
     async def _run(self, job: CiJob) -> None:
         async with self._limit:
@@ -158,7 +170,7 @@ class CiRunner:
                 outcome = await run_ci(job, timeout=self.timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # report an infrastructure failure as a failed check
+            except Exception as exc:  # a detached CI task: any failure is reported as a failed check
                 outcome = CiOutcome("failure", -1, f"CI could not run: {exc}")
             await self.on_finish(job, outcome)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
@@ -85,9 +86,7 @@ def write_hook(repo: Path, *, notify_url: str, full_name: str) -> None:
 async def create_bare_repo(repo: Path, files: dict[str, str], *, default_branch: str = "main",
                            message: str = "Initial commit") -> str | None:
     """Create a bare repository whose default branch holds ``files``; return the commit SHA."""
-    if repo.exists():
-        raise GitError(f"{repo} already exists")
-    repo.parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(_make_parent, repo)
     result = await run_process(["git", "init", "--bare", "-q", "-b", default_branch, str(repo)], env=_env())
     if result.exit_code != 0:
         raise GitError(f"git init failed: {result.stderr.strip()}")
@@ -95,16 +94,28 @@ async def create_bare_repo(repo: Path, files: dict[str, str], *, default_branch:
         return None
     with tempfile.TemporaryDirectory(prefix="fakehub-init-") as tmp:
         work = Path(tmp)
-        for rel, content in files.items():
-            target = (work / rel).resolve()
-            if not target.is_relative_to(work.resolve()) or rel.startswith("/"):
-                raise GitError(f"file path escapes the repository: {rel}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, "utf-8")
+        await asyncio.to_thread(_write_files, work, files)
         await git(repo, "add", "-A", work_tree=work)
         await git(repo, "commit", "-q", "-m", message, work_tree=work)
-    (repo / "index").unlink(missing_ok=True)
+    await asyncio.to_thread((repo / "index").unlink, missing_ok=True)
     return await rev_parse(repo, f"refs/heads/{default_branch}")
+
+
+def _make_parent(repo: Path) -> None:
+    """Create the folder ``repo`` will live in; refuse a repository that already exists."""
+    if repo.exists():
+        raise GitError(f"{repo} already exists")
+    repo.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_files(work: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (relative path -> text) under ``work``, refusing paths that leave it."""
+    for rel, content in files.items():
+        target = (work / rel).resolve()
+        if not target.is_relative_to(work.resolve()) or rel.startswith("/"):
+            raise GitError(f"file path escapes the repository: {rel}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, "utf-8")
 
 
 async def rev_parse(repo: Path, ref: str) -> str | None:
@@ -200,14 +211,14 @@ async def changed_files(repo: Path, *, base: str, head: str) -> list[dict[str, A
 
 async def export_commit(repo: Path, sha: str, dest: Path) -> None:
     """Check out ``sha`` into the empty directory ``dest`` (no .git inside)."""
-    dest.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     await git(repo, "read-tree", f"--index-output={dest}/.fakehub-index", sha)
     env_index = dest / ".fakehub-index"
     result = await run_process(
         ["git", f"--git-dir={repo}", f"--work-tree={dest}", "checkout-index", "-a", "-f"],
         env={**_env(), "GIT_INDEX_FILE": str(env_index)},
     )
-    env_index.unlink(missing_ok=True)
+    await asyncio.to_thread(env_index.unlink, missing_ok=True)
     if result.exit_code != 0:
         raise GitError(f"git checkout-index failed: {result.stderr.strip()}")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 from agentz_app.fakehub.core import HubCore
@@ -59,10 +57,12 @@ class HubModel(HubCore):
         self.pulls = Pulls(self, self.issues, self.repos, self.pushes)
         self.reviews = Reviews(self)
 
-    async def wait_idle(self, timeout: float = 60.0) -> None:
-        """Wait until no CI job runs and no webhook is pending."""
-        deadline = time.monotonic() + timeout
+    async def wait_idle(self) -> None:
+        """Wait until no CI job runs and no webhook is pending (bound the wait with ``asyncio.timeout``)."""
         while self.ci.pending or self.emitter.pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not idle: {self.ci.pending} CI jobs, {self.emitter.pending} deliveries")
-            await asyncio.sleep(0.02)
+            await self.ci.wait_idle()
+            await self.emitter.wait_idle()
+
+    def activity(self) -> str:
+        """What keeps the hub busy, for a wait that timed out."""
+        return f"{self.ci.pending} CI jobs, {self.emitter.pending} deliveries"

@@ -81,6 +81,8 @@ class WebhookEmitter:
         self.emitted: list[Record] = []
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -99,7 +101,7 @@ class WebhookEmitter:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        self._pending = 0
+        self._count(-self._pending)
 
     @property
     def pending(self) -> int:
@@ -125,16 +127,20 @@ class WebhookEmitter:
                            rec.get("installation_id"), rec.get("repository_id"), redelivery=True,
                            allow_faults=False))
 
-    async def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait until nothing is queued or in flight."""
-        deadline = time.monotonic() + timeout
-        while self._pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self._pending} webhook deliveries still pending")
-            await asyncio.sleep(0.01)
+    async def wait_idle(self) -> None:
+        """Wait until nothing is queued or in flight (bound the wait with ``asyncio.timeout``)."""
+        await self._idle.wait()
+
+    def _count(self, delta: int) -> None:
+        """Adjust the deliveries queued or in flight; :meth:`wait_idle` wakes when none are left."""
+        self._pending += delta
+        if self._pending:
+            self._idle.clear()
+        else:
+            self._idle.set()
 
     def _enqueue(self, job: _Job) -> None:
-        self._pending += 1
+        self._count(1)
         self._queue.put_nowait(job)
 
     async def _run(self) -> None:
@@ -161,10 +167,10 @@ class WebhookEmitter:
     async def _process(self, job: _Job, fault: str | None) -> None:
         if fault == "drop":
             self._record(job, status_code=502, status="failed to connect", duration=0.0, redelivery=False)
-            self._pending -= 1
+            self._count(-1)
             return
         if fault == "duplicate":
-            self._pending += 1
+            self._count(1)
             await self._deliver(job)
         await self._deliver(job)
 
@@ -176,10 +182,11 @@ class WebhookEmitter:
                 if await self._attempt(job, redelivery=job.redelivery or attempt > 0):
                     return
         finally:
-            self._pending -= 1
+            self._count(-1)
 
     async def _attempt(self, job: _Job, *, redelivery: bool) -> bool:
-        assert self._session is not None and self.url is not None
+        assert self._session is not None
+        assert self.url is not None
         headers = delivery_headers(event=job.event, guid=job.guid, signature=sign(self.secret.encode(), job.body),
                                    app_id=self.app_id)
         started = time.monotonic()

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.errors import GitHubError
 from agentz_app.github.events import (
     BadPayload,
     InstallationEvent,
@@ -170,7 +171,7 @@ async def discover_repositories(github: Any, db: Database) -> Discovery:
         if installation.get("suspended_at") is None:
             try:
                 repositories = await github.installation_repositories(int(installation["id"]))
-            except Exception as exc:
+            except GitHubError as exc:
                 log.warning("listing an installation's repositories failed", installation_id=installation["id"],
                             error=f"{type(exc).__name__}: {exc}")
                 result.failed.append(int(installation["id"]))

@@ -11,6 +11,7 @@ prompt; a second failure raises :class:`InvalidAgentOutput` carrying the raw tex
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -199,7 +200,7 @@ async def rank_candidates(
     """
     numbers = [issue.number for issue in candidates]
     prompt = prompt if prompt is not None else build_prompt(repo, candidates)
-    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     result = await runner.run(ROLE, prompt, workdir, timeout=timeout)
     cost = result.cost_usd
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -53,6 +54,12 @@ async def api(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         token = await installation_token(session, fakehub, app_private_key, REPO)
         yield Api(session, fakehub, token)
+
+
+async def idle(hub: FakeHub) -> None:
+    """Wait until the hub has no CI job or webhook delivery left; fail after 30 seconds."""
+    async with asyncio.timeout(30):
+        await hub.wait_idle()
 
 
 async def test_issue_round_trip_create_list_patch_comment_label(api: Api) -> None:
@@ -269,7 +276,7 @@ async def test_check_run_limits_and_updates(api: Api, webhook_sink: WebhookSink)
     assert status == 200
     assert combined["sha"] == sha
 
-    await api.hub.wait_idle()
+    await idle(api.hub)
     api.hub.checks.request_action(REPO, run["id"], "retry", user="alice")
     clicked = await webhook_sink.wait_for("check_run", "requested_action")
     assert clicked.payload["requested_action"] == {"identifier": "retry"}
@@ -367,7 +374,7 @@ async def test_rate_limit_faults_carry_github_headers(api: Api) -> None:
 async def test_duplicate_delivery_is_sent_twice(api: Api, webhook_sink: WebhookSink) -> None:
     api.hub.faults.configure(FaultConfig(duplicate_next=1))
     api.hub.issues.create(REPO, "Dup")
-    await api.hub.wait_idle()
+    await idle(api.hub)
     opened = webhook_sink.of("issues", "opened")
     assert len(opened) == 2
     assert opened[0].guid == opened[1].guid
@@ -377,7 +384,7 @@ async def test_out_of_order_deliveries_swap_a_pair(api: Api, webhook_sink: Webho
     api.hub.faults.configure(FaultConfig(out_of_order_rate=1.0))
     api.hub.issues.create(REPO, "First")
     api.hub.issues.create(REPO, "Second")
-    await api.hub.wait_idle()
+    await idle(api.hub)
     assert [d.payload["issue"]["title"] for d in webhook_sink.of("issues", "opened")] == ["Second", "First"]
 
 
@@ -385,7 +392,7 @@ async def test_dropped_delivery_is_recorded_failed_and_redelivered(api: Api, web
                                                                    app_private_key: str) -> None:
     api.hub.faults.configure(FaultConfig(drop_next=1))
     api.hub.issues.create(REPO, "Lost")
-    await api.hub.wait_idle()
+    await idle(api.hub)
     assert webhook_sink.of("issues", "opened") == []
     app_headers = {"Authorization": f"Bearer {app_jwt(app_private_key)}"}
     status, _, deliveries = await api.call("GET", "/app/hook/deliveries", headers=app_headers)
@@ -396,7 +403,7 @@ async def test_dropped_delivery_is_recorded_failed_and_redelivered(api: Api, web
     assert set(failed[0]) >= {"id", "guid", "status_code", "event", "action", "delivered_at", "redelivery"}
     status, _, _ = await api.call("POST", f"/app/hook/deliveries/{failed[0]['id']}/attempts", headers=app_headers)
     assert status == 202
-    await api.hub.wait_idle()
+    await idle(api.hub)
     redelivered = webhook_sink.of("issues", "opened")
     assert len(redelivered) == 1
     assert redelivered[0].guid == failed[0]["guid"]
@@ -407,7 +414,7 @@ async def test_dropped_delivery_is_recorded_failed_and_redelivered(api: Api, web
 async def test_receiver_errors_are_retried_and_every_attempt_recorded(api: Api, webhook_sink: WebhookSink) -> None:
     webhook_sink.fail_next = 2
     api.hub.issues.create(REPO, "Retry me")
-    await api.hub.wait_idle()
+    await idle(api.hub)
     assert len(webhook_sink.of("issues", "opened")) == 1
     attempts = [d for d in api.hub.state.data["deliveries"].values() if d["action"] == "opened"]
     assert [d["status_code"] for d in attempts] == [503, 503, 202]
@@ -436,7 +443,7 @@ async def test_state_survives_restart(tmp_path: Path, webhook_sink: WebhookSink)
     await hub.repos.create(REPO, FILES, ci_command=None)
     hub.issues.create(REPO, "Persist me", labels=["agent-z"])
     hub.comments.create(REPO, 1, "hello", user="alice")
-    await hub.wait_idle()
+    await idle(hub)
     await hub.stop()
 
     again = FakeHub(tmp_path / "root", webhook_url=webhook_sink.url, webhook_secret=WEBHOOK_SECRET,

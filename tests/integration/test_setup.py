@@ -65,7 +65,7 @@ def _conversions_app(pem: str, seen: list[str], status: int = 201) -> web.Applic
 
 async def _start(options: SetupOptions) -> tuple[asyncio.Task[Any], str]:
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_setup(options, on_ready=ready.set_result, timeout=30))
+    task = asyncio.create_task(run_setup(options, on_ready=ready.set_result))
     return task, await asyncio.wait_for(ready, 10)
 
 
@@ -215,7 +215,7 @@ async def test_setup_registers_the_packaged_manifest_with_fakehub_and_the_creden
                            state_dir=tmp_path / "state")
     try:
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(run_setup(options, on_ready=ready.set_result, on_step=steps.append, timeout=30))
+        task = asyncio.create_task(run_setup(options, on_ready=ready.set_result, on_step=steps.append))
         page = await asyncio.wait_for(ready, 10)
         async with ClientSession() as session:
             await _create_app_on_fakehub(session, hub, page)

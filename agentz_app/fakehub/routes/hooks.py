@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from agentz_app.fakehub.errors import ApiError, names_list
@@ -107,9 +109,10 @@ class HookRoutes:
 
     async def hook_wait_idle(self, request: web.Request) -> web.Response:
         try:
-            await self.hub.wait_idle(float(request.query.get("timeout", 60)))
-        except TimeoutError as exc:
-            raise ApiError(504, str(exc)) from None
+            async with asyncio.timeout(float(request.query.get("timeout", 60))):
+                await self.hub.wait_idle()
+        except TimeoutError:
+            raise ApiError(504, f"not idle: {self.hub.activity()}") from None
         return json_response({"idle": True})
 
     async def hook_push(self, request: web.Request) -> web.Response:
