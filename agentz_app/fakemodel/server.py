@@ -136,19 +136,25 @@ def _handler(api: str) -> Callable[[web.Request], Any]:
             record.status = status
             return _error(api, status, f"scripted {status} answer")
         record.reply = reply
-        if api == "anthropic":
-            message_id = state.next_id("msg")
-            if not turn.stream:
-                return web.json_response(anthropic_message(reply, turn.model, message_id))
-            return await _sse(request, anthropic_events(reply, turn.model, message_id))
-        if api == "chat":
-            completion_id = state.next_id("chatcmpl")
-            if not turn.stream:
-                return web.json_response(chat_completion(reply, turn.model, completion_id))
-            return await _sse(request, chat_events(reply, turn.model, completion_id))
-        return await _sse(request, responses_events(reply, turn.model, state.next_id("resp")))
+        return await _send_reply(request, state, api, turn, reply)
 
     return handle
+
+
+async def _send_reply(request: web.Request, state: ModelState, api: str, turn: Turn,
+                      reply: Reply) -> web.StreamResponse:
+    """Answer in ``api``'s format: one JSON message, or server-sent events for a streamed turn."""
+    if api == "anthropic":
+        message_id = state.next_id("msg")
+        if not turn.stream:
+            return web.json_response(anthropic_message(reply, turn.model, message_id))
+        return await _sse(request, anthropic_events(reply, turn.model, message_id))
+    if api == "chat":
+        completion_id = state.next_id("chatcmpl")
+        if not turn.stream:
+            return web.json_response(chat_completion(reply, turn.model, completion_id))
+        return await _sse(request, chat_events(reply, turn.model, completion_id))
+    return await _sse(request, responses_events(reply, turn.model, state.next_id("resp")))
 
 
 async def _models(request: web.Request) -> web.Response:

@@ -405,13 +405,7 @@ class GitHubClient(gh_abc.GitHubAPI):
         uses_jwt: bool,
     ) -> Response:
         headers["x-github-api-version"] = API_VERSION
-        cache_key: str | None = None
-        cached: CachedResponse | None = None
-        if method == "GET" and self._etags is not None and not explicit_auth and "if-none-match" not in headers:
-            cache_key = f"{self._identity(uses_jwt)}\n{headers.get('accept', '')}\n{url}"
-            cached = self._etags.get(cache_key)
-            if cached is not None:
-                headers["if-none-match"] = cached.etag
+        cache_key, cached = self._cached(method, url, headers, explicit_auth, uses_jwt)
         reauthorized = False
         rate_limit_waits = 0
         while True:
@@ -440,21 +434,41 @@ class GitHubClient(gh_abc.GitHubAPI):
                 return 200, _replay_headers(response_headers, cached), cached.body
             if not 200 <= status < 300:
                 _raise_for(status, response_headers, response_body)
-            if cache_key is not None and self._etags is not None:
-                etag = ratelimit.header(response_headers, "etag")
-                if etag and status == 200:
-                    self._etags.put(
-                        cache_key,
-                        CachedResponse(
-                            etag=etag,
-                            body=response_body,
-                            content_type=ratelimit.header(response_headers, "content-type"),
-                            link=ratelimit.header(response_headers, "link"),
-                        ),
-                    )
-                else:
-                    self._etags.discard(cache_key)
+            if cache_key is not None:
+                self._remember(cache_key, status, response_headers, response_body)
             return status, response_headers, response_body
+
+    def _cached(self, method: str, url: str, headers: dict[str, str], explicit_auth: bool,
+                uses_jwt: bool) -> tuple[str | None, CachedResponse | None]:
+        """The ETag cache key of a GET (None when it is not cached) and the response cached under it.
+
+        A cached response's ETag goes into ``headers`` as ``if-none-match``.
+        """
+        if method != "GET" or self._etags is None or explicit_auth or "if-none-match" in headers:
+            return None, None
+        cache_key = f"{self._identity(uses_jwt)}\n{headers.get('accept', '')}\n{url}"
+        cached = self._etags.get(cache_key)
+        if cached is not None:
+            headers["if-none-match"] = cached.etag
+        return cache_key, cached
+
+    def _remember(self, cache_key: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        """Cache a 200 answer that has an ETag; forget the key otherwise."""
+        if self._etags is None:
+            return
+        etag = ratelimit.header(headers, "etag")
+        if etag and status == 200:
+            self._etags.put(
+                cache_key,
+                CachedResponse(
+                    etag=etag,
+                    body=body,
+                    content_type=ratelimit.header(headers, "content-type"),
+                    link=ratelimit.header(headers, "link"),
+                ),
+            )
+        else:
+            self._etags.discard(cache_key)
 
     def _note_exhaustion(self, status: int, headers: Mapping[str, str], path: str, now: float) -> None:
         if status >= 400:

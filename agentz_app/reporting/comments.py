@@ -75,19 +75,8 @@ def cost_text(cost_usd: float, tokens: int) -> str:
 
 def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()) -> str:
     """The status comment's Markdown, redacted, deterministic for the same view."""
-    lines = [status_marker(view.run_id), f"**Agent-Z** · {_HEADLINES.get(view.status, view.status)}", ""]
-    facts = [f"run `{view.run_id}`"]
-    if view.pr_number:
-        facts.append(f"pull request #{view.pr_number}")
-    if view.branch:
-        facts.append(f"branch `{view.branch}`")
-    if view.review_rounds:
-        facts.append(f"review rounds: {view.review_rounds}")
-    if view.ci_rounds:
-        facts.append(f"fix rounds: {view.ci_rounds}")
-    if view.cost_usd or view.tokens:
-        facts.append(cost_text(view.cost_usd, view.tokens))
-    lines.append(" · ".join(facts))
+    lines = [status_marker(view.run_id), f"**Agent-Z** · {_HEADLINES.get(view.status, view.status)}", "",
+             " · ".join(_facts(view))]
     if view.reason and view.reason != view.error:
         reason = truncate_bytes(redact_text(view.reason, values=secret_values), 1000)
         lines += ["", f"Reason: {' '.join(reason.split())}"]
@@ -103,6 +92,22 @@ def render_status_comment(view: StatusView, *, secret_values: Sequence[str] = ()
         lines += ["", "<details><summary>Review</summary>", "", view.review_summary, "", "</details>"]
     lines += ["", "<sub>Commands: `/agent-z status` · `/agent-z retry` · `/agent-z cancel`</sub>"]
     return truncate_bytes(redact_text("\n".join(lines), values=secret_values), MAX_COMMENT)
+
+
+def _facts(view: StatusView) -> list[str]:
+    """The status comment's one-line summary: run, pull request, branch, rounds and cost, as far as known."""
+    facts = [f"run `{view.run_id}`"]
+    if view.pr_number:
+        facts.append(f"pull request #{view.pr_number}")
+    if view.branch:
+        facts.append(f"branch `{view.branch}`")
+    if view.review_rounds:
+        facts.append(f"review rounds: {view.review_rounds}")
+    if view.ci_rounds:
+        facts.append(f"fix rounds: {view.ci_rounds}")
+    if view.cost_usd or view.tokens:
+        facts.append(cost_text(view.cost_usd, view.tokens))
+    return facts
 
 
 def pr_body(

@@ -40,20 +40,13 @@ def _balanced_objects(text: str) -> list[str]:
     spans: list[str] = []
     depth = 0
     start = -1
-    in_string = False
-    escaped = False
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-            continue
+    index = 0
+    while index < len(text):
+        char = text[index]
         if char == '"' and depth > 0:
-            in_string = True
-        elif char == "{":
+            index = _string_end(text, index)
+            continue
+        if char == "{":
             if depth == 0:
                 start = index
             depth += 1
@@ -61,7 +54,17 @@ def _balanced_objects(text: str) -> list[str]:
             depth -= 1
             if depth == 0:
                 spans.append(text[start : index + 1])
+        index += 1
     return spans
+
+
+_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
+
+
+def _string_end(text: str, index: int) -> int:
+    """The index just past the JSON string that opens at ``text[index]``; the text's end if it never closes."""
+    match = _JSON_STRING.match(text, index)
+    return match.end() if match else len(text)
 
 
 def parse_output(model: type[M], text: str, structured: Any = None) -> M:

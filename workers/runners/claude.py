@@ -43,29 +43,10 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     system", ...) makes the result an error; a command that ran and failed (a failing test)
     does not.
     """
-    session_id: str | None = None
-    last_text = ""
-    result: dict[str, Any] | None = None
-    tools: dict[str, str] = {}
-    refusals: list[str] = []
+    stream = _Stream()
     for event in json_lines(stdout):
-        session_id = event.get("session_id") or session_id
-        if event.get("type") == "assistant":
-            blocks = _blocks(event)
-            texts = [str(block.get("text", "")) for block in blocks if block.get("type") == "text"]
-            if any(texts):
-                last_text = "".join(texts)
-            for block in blocks:
-                if block.get("type") == "tool_use":
-                    tools[str(block.get("id"))] = str(block.get("name") or "tool")
-        elif event.get("type") == "user":
-            for block in _blocks(event):
-                if block.get("type") == "tool_result" and block.get("is_error") is True:
-                    reason = refusal_reason(_result_text(block))
-                    if reason:
-                        refusals.append(f"{tools.get(str(block.get('tool_use_id')), 'a tool')} call refused: {reason}")
-        elif event.get("type") == "result":
-            result = event
+        stream.read(event)
+    session_id, last_text, result, refusals = stream.session_id, stream.last_text, stream.result, stream.refusals
     if result is None:
         reason = f" ({refusals[-1]})" if refusals else ""
         return RunnerResult(exit_code or 1, session_id, last_text, json=extract_json(last_text),
@@ -77,18 +58,7 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     usage = result.get("usage") or {}
     tokens = sum(int(usage.get(key) or 0) for key in ("input_tokens", "output_tokens",
                                                        "cache_creation_input_tokens", "cache_read_input_tokens"))
-    error: str | None = None
-    if result.get("is_error") or exit_code != 0:
-        subtype = result.get("subtype")
-        reason = f" ({subtype})" if subtype not in (None, "success") else ""
-        error = f"claude failed{reason}: {text or stderr_tail(stderr) or f'exit {exit_code}'}"
-    elif result.get("subtype") not in (None, "success"):
-        error = f"claude stopped: {result.get('subtype')}"
-    elif denials:
-        error = f"claude was refused permission for: {', '.join(denials)}"
-    elif refusals:
-        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
-        error = f"claude's {'; '.join(refusals[:3])}{more}"
+    error = _error(result, exit_code, text or stderr_tail(stderr) or f"exit {exit_code}", denials, refusals)
     return RunnerResult(
         exit_code=exit_code,
         session_id=str(result.get("session_id") or session_id or "") or None,
@@ -99,6 +69,58 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
         error=error,
         permission_denials=denials,
     )
+
+
+class _Stream:
+    """What the stream-json events said so far: session, last text, tools used, refusals, the result."""
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.last_text = ""
+        self.result: dict[str, Any] | None = None
+        self.tools: dict[str, str] = {}
+        self.refusals: list[str] = []
+
+    def read(self, event: dict[str, Any]) -> None:
+        self.session_id = event.get("session_id") or self.session_id
+        if event.get("type") == "assistant":
+            self._assistant(_blocks(event))
+        elif event.get("type") == "user":
+            self._tool_results(_blocks(event))
+        elif event.get("type") == "result":
+            self.result = event
+
+    def _assistant(self, blocks: list[dict[str, Any]]) -> None:
+        texts = [str(block.get("text", "")) for block in blocks if block.get("type") == "text"]
+        if any(texts):
+            self.last_text = "".join(texts)
+        for block in blocks:
+            if block.get("type") == "tool_use":
+                self.tools[str(block.get("id"))] = str(block.get("name") or "tool")
+
+    def _tool_results(self, blocks: list[dict[str, Any]]) -> None:
+        for block in blocks:
+            if block.get("type") == "tool_result" and block.get("is_error") is True:
+                reason = refusal_reason(_result_text(block))
+                if reason:
+                    tool = self.tools.get(str(block.get("tool_use_id")), "a tool")
+                    self.refusals.append(f"{tool} call refused: {reason}")
+
+
+def _error(result: dict[str, Any], exit_code: int, detail: str, denials: list[str], refusals: list[str]) -> str | None:
+    """Why the call failed (None when it did not): a failed result, a stop, refused permissions or tool calls."""
+    subtype = result.get("subtype")
+    if result.get("is_error") or exit_code != 0:
+        reason = f" ({subtype})" if subtype not in (None, "success") else ""
+        return f"claude failed{reason}: {detail}"
+    if subtype not in (None, "success"):
+        return f"claude stopped: {subtype}"
+    if denials:
+        return f"claude was refused permission for: {', '.join(denials)}"
+    if refusals:
+        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+        return f"claude's {'; '.join(refusals[:3])}{more}"
+    return None
 
 
 class ClaudeRunner(CliRunner):

@@ -109,53 +109,66 @@ def parse_stream(stdout: str, stderr: str, exit_code: int) -> RunnerResult:
     carrying the tool's own message, even when Codex exits 0. A failed file change that a
     later file change to the same paths made good is forgiven.
     """
-    thread_id: str | None = None
-    text = ""
-    tokens = 0
-    errors: list[str] = []
-    tool_failures: list[tuple[str, set[str]]] = []
-    failed = False
+    stream = _Stream()
     for event in json_lines(stdout):
-        kind = event.get("type")
-        if kind == "thread.started":
-            thread_id = event.get("thread_id") or thread_id
-        elif kind == "item.completed":
-            item = event.get("item") or {}
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
-                text = item["text"]
-            if item.get("type") == "file_change" and item.get("status") == "completed":
-                fixed = _changed_paths(item)
-                tool_failures = [(why, paths) for why, paths in tool_failures if not paths or not paths <= fixed]
-            reason = _item_failure(item)
-            if reason is not None:
-                paths = _changed_paths(item) if item.get("type") == "file_change" else set()
-                tool_failures.append((reason, paths))
-        elif kind == "turn.completed":
-            usage = event.get("usage") or {}
-            tokens += int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
-        elif kind == "turn.failed":
-            failed = True
-            message = (event.get("error") or {}).get("message")
-            if message:
-                errors.append(str(message))
-        elif kind == "error":
-            failed = True
-            if event.get("message"):
-                errors.append(str(event["message"]))
+        stream.read(event)
     error: str | None = None
+    failed = stream.failed
     if failed or exit_code != 0:
-        detail = errors[-1] if errors else stderr_tail(stderr)
+        detail = stream.errors[-1] if stream.errors else stderr_tail(stderr)
         error = f"codex failed (exit {exit_code}): {detail}".strip()
-    elif tool_failures:
+    elif stream.tool_failures:
         failed = True
-        reasons = [why for why, _ in tool_failures]
+        reasons = [why for why, _ in stream.tool_failures]
         more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
         logged = stderr_tail(stderr)  # Codex logs the tool's own error ("Failed to write file ...") there
         error = f"codex tool call failed: {'; '.join(reasons[:3])}{more}" + (f" [stderr: {logged}]" if logged else "")
-    return RunnerResult(exit_code=exit_code if not failed or exit_code else 1, session_id=thread_id, text=text,
-                        json=extract_json(text), tokens=tokens, error=error)
+    return RunnerResult(exit_code=exit_code if not failed or exit_code else 1, session_id=stream.thread_id,
+                        text=stream.text, json=extract_json(stream.text), tokens=stream.tokens, error=error)
+
+
+class _Stream:
+    """What the JSONL events said so far: thread, last message, tokens, errors and unrepaired tool failures."""
+
+    def __init__(self) -> None:
+        self.thread_id: str | None = None
+        self.text = ""
+        self.tokens = 0
+        self.errors: list[str] = []
+        self.tool_failures: list[tuple[str, set[str]]] = []
+        self.failed = False
+
+    def read(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "thread.started":
+            self.thread_id = event.get("thread_id") or self.thread_id
+        elif kind == "item.completed":
+            item = event.get("item") or {}
+            if isinstance(item, dict):
+                self._item(item)
+        elif kind == "turn.completed":
+            usage = event.get("usage") or {}
+            self.tokens += int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+        elif kind == "turn.failed":
+            self._fail((event.get("error") or {}).get("message"))
+        elif kind == "error":
+            self._fail(event.get("message"))
+
+    def _item(self, item: dict[str, Any]) -> None:
+        if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
+            self.text = item["text"]
+        if item.get("type") == "file_change" and item.get("status") == "completed":
+            fixed = _changed_paths(item)
+            self.tool_failures = [(why, paths) for why, paths in self.tool_failures if not paths or not paths <= fixed]
+        reason = _item_failure(item)
+        if reason is not None:
+            paths = _changed_paths(item) if item.get("type") == "file_change" else set()
+            self.tool_failures.append((reason, paths))
+
+    def _fail(self, message: object) -> None:
+        self.failed = True
+        if message:
+            self.errors.append(str(message))
 
 
 class CodexRunner(CliRunner):
