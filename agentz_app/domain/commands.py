@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentz_app.domain.markdown import prose_lines
@@ -209,37 +210,49 @@ def _enqueue(facts: CommandFacts, mode: str) -> CommandDecision:
 
 def _authorised(facts: CommandFacts) -> CommandDecision:
     """The decision for someone who may steer."""
-    name, user, live, ref = facts.command.name, facts.user, facts.live, facts.trigger_ref
+    name = facts.command.name
     if name in ("run", "plan") and facts.issue_state != "open":
         return _refused("This issue is closed; reopen it first.")
-    if name == "run":
-        if live is not None and live.status == Status.AWAITING_APPROVAL:
-            return _accepted(f"approved the plan of run {live.id}", live.id,
-                             Approve(live.id, f"plan approved by @{user}", ref))
-        return _enqueue(facts, "full")
-    if name == "plan":
-        return _enqueue(facts, "plan_only")
-    if name == "cancel":
-        if live is None:
-            return _refused("There is no active Agent-Z run on this issue to cancel.")
-        return _accepted(f"cancelled run {live.id}", live.id,
-                         Cancel(live.id, f"cancelled by @{user} with `/agent-z cancel`", ref))
-    if name == "retry":
-        if live is not None:
-            return _refused(f"Run `{live.id}` is still {live.status}; nothing to retry.", live.id)
-        last = facts.latest
-        if last is not None and last.status in RETRYABLE:
-            return _accepted(f"requeued run {last.id}", last.id, Retry(last.id, f"retried by @{user}", ref))
-        return _enqueue(facts, "full")
-    if name == "status":
-        shown = live or facts.latest
-        if shown is None:
-            return _accepted("Agent-Z has no run for this issue yet. Comment `/agent-z run` to start one.", None,
-                             reply=True)
-        return _accepted(status_text(shown), shown.id, reply=True)
-    if name == "fix":
-        return _fix(facts)
-    return _refused(unknown_text())
+    decide = _BY_NAME.get(name)
+    return decide(facts) if decide is not None else _refused(unknown_text())
+
+
+def _run(facts: CommandFacts) -> CommandDecision:
+    live = facts.live
+    if live is not None and live.status == Status.AWAITING_APPROVAL:
+        return _accepted(f"approved the plan of run {live.id}", live.id,
+                         Approve(live.id, f"plan approved by @{facts.user}", facts.trigger_ref))
+    return _enqueue(facts, "full")
+
+
+def _plan(facts: CommandFacts) -> CommandDecision:
+    return _enqueue(facts, "plan_only")
+
+
+def _cancel(facts: CommandFacts) -> CommandDecision:
+    live = facts.live
+    if live is None:
+        return _refused("There is no active Agent-Z run on this issue to cancel.")
+    return _accepted(f"cancelled run {live.id}", live.id,
+                     Cancel(live.id, f"cancelled by @{facts.user} with `/agent-z cancel`", facts.trigger_ref))
+
+
+def _retry(facts: CommandFacts) -> CommandDecision:
+    live, last = facts.live, facts.latest
+    if live is not None:
+        return _refused(f"Run `{live.id}` is still {live.status}; nothing to retry.", live.id)
+    if last is not None and last.status in RETRYABLE:
+        return _accepted(f"requeued run {last.id}", last.id, Retry(last.id, f"retried by @{facts.user}",
+                                                                   facts.trigger_ref))
+    return _enqueue(facts, "full")
+
+
+def _status(facts: CommandFacts) -> CommandDecision:
+    shown = facts.live or facts.latest
+    if shown is None:
+        return _accepted("Agent-Z has no run for this issue yet. Comment `/agent-z run` to start one.", None,
+                         reply=True)
+    return _accepted(status_text(shown), shown.id, reply=True)
 
 
 def _fix(facts: CommandFacts) -> CommandDecision:
@@ -251,6 +264,11 @@ def _fix(facts: CommandFacts) -> CommandDecision:
         return _refused(f"There is no Agent-Z pull request waiting for feedback here{detail}.",
                         run.id if run is not None else None)
     return _accepted(f"sent the feedback to run {run.id}", run.id, SendFeedback(run.id, facts.command.args))
+
+
+_BY_NAME: dict[str, Callable[[CommandFacts], CommandDecision]] = {
+    "run": _run, "plan": _plan, "cancel": _cancel, "retry": _retry, "status": _status, "fix": _fix,
+}
 
 
 def decide_command(facts: CommandFacts) -> CommandDecision:

@@ -7,7 +7,7 @@ and records every :class:`Verdict` on the issue row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -176,7 +176,16 @@ def check_trust(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -
 
 
 def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> Verdict:
-    """Run every gate on one issue; ``explicit`` means a maintainer asked for it."""
+    """Run every gate on one issue, in order, up to the first that fails; ``explicit`` means a maintainer asked."""
+    for gate in _GATES:
+        failed = gate(issue, ctx, explicit)
+        if failed is not None:
+            return failed
+    return Verdict(True, PASSED, "passed every gate")
+
+
+def _state_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
+    """An open issue, with no live run, no stopped last run, not a duplicate."""
     if issue.is_pull_request:
         return _fail(PULL_REQUEST, "pull requests are never candidates")
     if issue.state != "open":
@@ -189,6 +198,11 @@ def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> V
         return _fail(PREVIOUS_RUN, f"the last run ended {last}; comment /agent-z retry to run it again")
     if issue.state_reason == "duplicate" or issue.has_label(["duplicate"]):
         return _fail(DUPLICATE, "marked as a duplicate")
+    return None
+
+
+def _label_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
+    """Unassigned, no block or skip label, and eligible by label unless asked for."""
     if issue.assignees:
         return _fail(ASSIGNED, "assigned to " + ", ".join(issue.assignees))
     label = issue.has_label(ctx.block_labels)
@@ -200,19 +214,32 @@ def evaluate(issue: IssueView, ctx: GateContext, *, explicit: bool = False) -> V
     labelled = explicit or issue.has_label([ctx.trigger_label]) is not None
     if ctx.eligible_labels and not labelled and not issue.has_label(ctx.eligible_labels):
         return _fail(NOT_ELIGIBLE, "lacks any of the labels " + ", ".join(ctx.eligible_labels))
+    return None
+
+
+def _trust_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
     # A label counts as trust only when someone who may steer added it, so `explicit` is the caller's word.
-    untrusted = check_trust(issue, ctx, explicit=explicit)
-    if untrusted is not None:
-        return untrusted
+    return check_trust(issue, ctx, explicit=explicit)
+
+
+def _pull_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
     for pull in ctx.open_pulls:
         if pull.state == "open" and pull.references(issue.ref):
             return _fail(OPEN_PR, f"open pull request #{pull.number} references it")
-    blocked = check_dependencies(issue, ctx.dependency_states, ctx.dependency_errors)
-    if blocked is not None:
-        return blocked
-    if not ctx.snapshot_fresh:
-        return _fail(STALE, "GitHub state is unavailable; not enqueuing new work")
-    return Verdict(True, PASSED, "passed every gate")
+    return None
+
+
+def _dependency_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
+    return check_dependencies(issue, ctx.dependency_states, ctx.dependency_errors)
+
+
+def _freshness_gate(issue: IssueView, ctx: GateContext, explicit: bool) -> Verdict | None:
+    return None if ctx.snapshot_fresh else _fail(STALE, "GitHub state is unavailable; not enqueuing new work")
+
+
+_GATES: tuple[Callable[[IssueView, GateContext, bool], Verdict | None], ...] = (
+    _state_gate, _label_gate, _trust_gate, _pull_gate, _dependency_gate, _freshness_gate,
+)
 
 
 def evaluate_all(

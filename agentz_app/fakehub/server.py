@@ -48,45 +48,63 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     hub = request.app[HUB]
     hook = is_hook(request)
     if not hook:
-        hub.requests[request.method] += 1
-        if request.method in WRITE_METHODS and not request.path.endswith("/access_tokens"):
-            hub.writes += 1
-            hub.write_log.append(f"{request.method} {request.path}")
-        if hub.faults.config.latency_seconds:
-            await asyncio.sleep(hub.faults.config.latency_seconds)
-        fault = hub.faults.api_fault(request.path)
+        fault = await _count_and_delay(hub, request)
         if fault is not None:
             return fault_response(hub, fault)
-    try:
-        request[ACTOR] = authenticate(hub, request)
-        if not hook:
-            check_grant(hub, request)
-        response = await handler(request)
-    except ApiError as exc:
-        response = json_response(error_body(exc.status, exc.message, exc.errors), exc.status)
-        response.headers.update(exc.headers)
-    except NotFoundError:
-        response = json_response(error_body(404, "Not Found"), 404)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = json_response(error_body(exc.status, exc.reason), exc.status)
+    response = await _answer(hub, request, handler, hook=hook)
     if hook or not isinstance(response, web.Response):
         return response
     response.headers.update(rate_headers(hub))
     response.headers["X-GitHub-Request-Id"] = uuid.uuid4().hex[:20].upper()
     response.headers["X-GitHub-Api-Version-Selected"] = "2022-11-28"
-    if request.method == "GET" and response.status == 200 and response.body is not None:
-        assert isinstance(response.body, bytes)
-        tag = etag_for(response.body)
-        response.headers["ETag"] = tag
-        if etag_matches(request.headers.get("If-None-Match", ""), tag):
-            hub.not_modified += 1
-            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-            response = web.Response(status=304, headers=headers)
+    response = _with_etag(hub, request, response)
     if hub.observers:
         await observe(hub, request, response)
     return response
+
+
+async def _count_and_delay(hub: HubModel, request: web.Request) -> str | None:
+    """Count an API request, add the configured latency; the fault to inject, if any."""
+    hub.requests[request.method] += 1
+    if request.method in WRITE_METHODS and not request.path.endswith("/access_tokens"):
+        hub.writes += 1
+        hub.write_log.append(f"{request.method} {request.path}")
+    if hub.faults.config.latency_seconds:
+        await asyncio.sleep(hub.faults.config.latency_seconds)
+    return hub.faults.api_fault(request.path)
+
+
+async def _answer(hub: HubModel, request: web.Request, handler: Handler, *, hook: bool) -> web.StreamResponse:
+    """Authenticate, check the grant (API calls only) and run ``handler``; errors become GitHub's error bodies."""
+    try:
+        request[ACTOR] = authenticate(hub, request)
+        if not hook:
+            check_grant(hub, request)
+        return await handler(request)
+    except ApiError as exc:
+        response = json_response(error_body(exc.status, exc.message, exc.errors), exc.status)
+        response.headers.update(exc.headers)
+        return response
+    except NotFoundError:
+        return json_response(error_body(404, "Not Found"), 404)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response(error_body(exc.status, exc.reason), exc.status)
+
+
+def _with_etag(hub: HubModel, request: web.Request, response: web.Response) -> web.Response:
+    """Tag a GET's 200 answer with its ETag; a 304 without a body when the client already has it."""
+    if request.method != "GET" or response.status != 200 or response.body is None:
+        return response
+    assert isinstance(response.body, bytes)
+    tag = etag_for(response.body)
+    response.headers["ETag"] = tag
+    if not etag_matches(request.headers.get("If-None-Match", ""), tag):
+        return response
+    hub.not_modified += 1
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return web.Response(status=304, headers=headers)
 
 
 async def observe(hub: HubModel, request: web.Request, response: web.Response) -> None:

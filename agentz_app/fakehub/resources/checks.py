@@ -203,8 +203,16 @@ def _validate_check(body: Record, *, creating: bool) -> Record:
     for key in ("details_url", "external_id", "started_at", "completed_at"):
         if key in body:
             fields[key] = text_field(body[key], key)
-    status = body.get("status")
-    conclusion = body.get("conclusion")
+    fields.update(_validate_status(body.get("status"), body.get("conclusion")))
+    if "output" in body:
+        fields["output"] = _validate_output(body["output"])
+    if "actions" in body:
+        fields["actions"] = _validate_actions(body["actions"])
+    return fields
+
+
+def _validate_status(status: Any, conclusion: Any) -> Record:
+    """``status`` and ``conclusion`` as GitHub stores them: a conclusion completes the check and vice versa."""
     if status is not None and status not in CHECK_STATUSES:
         raise ApiError.validation("CheckRun", "status")
     if conclusion is not None:
@@ -213,14 +221,7 @@ def _validate_check(body: Record, *, creating: bool) -> Record:
         status = "completed"
     if status == "completed" and conclusion is None:
         raise ApiError(422, "Invalid request.\n\n\"conclusion\" wasn't supplied.")
-    if status is not None:
-        fields["status"] = status
-        fields["conclusion"] = conclusion
-    if "output" in body:
-        fields["output"] = _validate_output(body["output"])
-    if "actions" in body:
-        fields["actions"] = _validate_actions(body["actions"])
-    return fields
+    return {} if status is None else {"status": status, "conclusion": conclusion}
 
 
 def _validate_output(output: Any) -> Record:
@@ -229,6 +230,13 @@ def _validate_output(output: Any) -> Record:
     for key in ("title", "summary"):
         if not isinstance(output.get(key), str):
             raise ApiError(422, f"Invalid request.\n\n\"{key}\" wasn't supplied.")
+    _validate_texts(output)
+    annotations = _validate_annotations(output.get("annotations") or [])
+    return {"title": output["title"], "summary": output["summary"], "text": output.get("text"),
+            "annotations": annotations}
+
+
+def _validate_texts(output: Record) -> None:
     for key in ("summary", "text"):
         value = output.get(key)
         if value is not None and not isinstance(value, str):
@@ -237,7 +245,9 @@ def _validate_output(output: Any) -> Record:
             # GitHub counts UTF-8 bytes here, not characters.
             raise ApiError.validation("CheckRun", f"output.{key}", "custom",
                                       f"{key} exceeds a maximum bytesize of {SUMMARY_LIMIT}")
-    annotations = output.get("annotations") or []
+
+
+def _validate_annotations(annotations: Any) -> list[Record]:
     if not isinstance(annotations, list):
         raise ApiError(422, "Invalid request.\n\nannotations is not an array.")
     if len(annotations) > MAX_ANNOTATIONS:
@@ -249,8 +259,7 @@ def _validate_output(output: Any) -> Record:
                 or item.get("annotation_level") not in ("notice", "warning", "failure")
                 or not isinstance(item.get("message"), str)):
             raise ApiError.validation("CheckRun", "output.annotations")
-    return {"title": output["title"], "summary": output["summary"], "text": output.get("text"),
-            "annotations": annotations}
+    return annotations
 
 
 def _validate_actions(actions: Any) -> list[Record]:
