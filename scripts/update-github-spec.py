@@ -198,14 +198,7 @@ class Extractor:
         if not isinstance(node, dict):
             return node
         if "$ref" in node:
-            ref = node["$ref"]
-            if not ref.startswith("#/components/schemas/"):
-                return self.schema(self.lookup(ref))
-            name = f"{self.prefix}.{ref.rsplit('/', 1)[1]}"
-            if name not in self.definitions:
-                self.definitions[name] = {}
-                self.definitions[name] = self.schema(self.lookup(ref))
-            return {"$ref": f"#/definitions/{name}"}
+            return self._referenced(node["$ref"])
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key not in _KEEP_SCHEMA_KEYS or key == "nullable":
@@ -219,6 +212,16 @@ class Extractor:
         if node.get("nullable"):
             out = nullable(out)
         return out
+
+    def _referenced(self, ref: str) -> Any:
+        """A component schema becomes a definition (converted once); any other reference is inlined."""
+        if not ref.startswith("#/components/schemas/"):
+            return self.schema(self.lookup(ref))
+        name = f"{self.prefix}.{ref.rsplit('/', 1)[1]}"
+        if name not in self.definitions:
+            self.definitions[name] = {}
+            self.definitions[name] = self.schema(self.lookup(ref))
+        return {"$ref": f"#/definitions/{name}"}
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -281,58 +284,71 @@ def webhook_entry(extractor: Extractor, key: str) -> dict[str, Any]:
 def share_repeats(spec: dict[str, Any], *, min_size: int = 600) -> None:
     """Replace every large subschema that occurs more than once by one shared definition (in place)."""
     definitions = spec["definitions"]
-    counts: dict[str, int] = {}
-
-    def canonical(node: Any) -> str:
-        return json.dumps(node, sort_keys=True, separators=(",", ":"))
-
-    def kinds(node: dict[str, Any], kind: str) -> Iterator[tuple[str, Any, str]]:
-        """``(key, value, kind)`` of a node's children: ``schema``, ``responses`` (a map of schemas) or ``data``."""
-        for key, value in node.items():
-            if kind == "schema":
-                data = key in ("properties", "patternProperties", "enum", "const", "default", "required")
-                yield key, value, ("responses" if key in ("properties", "patternProperties") else
-                                   "data" if data else "schema")
-            elif kind == "responses":
-                yield key, value, "schema"
-            else:
-                yield key, value, ("schema" if key == "schema" else "responses" if key == "responses" else "data")
-
-    def count(node: Any, kind: str, top: bool) -> None:
-        if isinstance(node, dict):
-            text = canonical(node)
-            if kind == "schema" and not top and len(text) >= min_size:
-                counts[text] = counts.get(text, 0) + 1
-            for _, value, child in kinds(node, kind):
-                count(value, child, False)
-        elif isinstance(node, list):
-            for value in node:
-                count(value, kind, False)
-
-    def replace(node: Any, kind: str, top: bool) -> Any:
-        if isinstance(node, dict):
-            text = canonical(node)
-            if kind == "schema" and not top and counts.get(text, 0) > 1:
-                name = "shared." + hashlib.sha256(text.encode()).hexdigest()[:12]
-                if name not in definitions:
-                    definitions[name] = {}
-                    definitions[name] = replace(node, "schema", True)
-                return {"$ref": f"#/definitions/{name}"}
-            return {key: replace(value, child, False) for key, value, child in kinds(node, kind)}
-        if isinstance(node, list):
-            return [replace(value, kind, False) for value in node]
-        return node
-
+    sharer = _RepeatSharer(definitions, min_size)
     for root in definitions.values():
-        count(root, "schema", True)
+        sharer.count(root, "schema", True)
     for table in ("operations", "webhooks"):
         for root in spec[table].values():
-            count(root, "data", True)
+            sharer.count(root, "data", True)
     for name in list(definitions):
-        definitions[name] = replace(definitions[name], "schema", True)
+        definitions[name] = sharer.replace(definitions[name], "schema", True)
     for table in ("operations", "webhooks"):
-        spec[table] = {key: replace(value, "data", True) for key, value in spec[table].items()}
+        spec[table] = {key: sharer.replace(value, "data", True) for key, value in spec[table].items()}
     spec["definitions"] = dict(sorted(definitions.items()))
+
+
+def _canonical(node: Any) -> str:
+    return json.dumps(node, sort_keys=True, separators=(",", ":"))
+
+
+def _kinds(node: dict[str, Any], kind: str) -> Iterator[tuple[str, Any, str]]:
+    """``(key, value, kind)`` of a node's children: ``schema``, ``responses`` (a map of schemas) or ``data``."""
+    for key, value in node.items():
+        if kind == "schema":
+            data = key in ("properties", "patternProperties", "enum", "const", "default", "required")
+            yield key, value, ("responses" if key in ("properties", "patternProperties") else
+                               "data" if data else "schema")
+        elif kind == "responses":
+            yield key, value, "schema"
+        else:
+            yield key, value, ("schema" if key == "schema" else "responses" if key == "responses" else "data")
+
+
+class _RepeatSharer:
+    """Counts large subschemas, then replaces the repeated ones by references to shared definitions."""
+
+    def __init__(self, definitions: dict[str, Any], min_size: int) -> None:
+        self.definitions = definitions
+        self.min_size = min_size
+        self.counts: dict[str, int] = {}
+
+    def count(self, node: Any, kind: str, top: bool) -> None:
+        if isinstance(node, dict):
+            text = _canonical(node)
+            if kind == "schema" and not top and len(text) >= self.min_size:
+                self.counts[text] = self.counts.get(text, 0) + 1
+            for _, value, child in _kinds(node, kind):
+                self.count(value, child, False)
+        elif isinstance(node, list):
+            for value in node:
+                self.count(value, kind, False)
+
+    def replace(self, node: Any, kind: str, top: bool) -> Any:
+        if isinstance(node, dict):
+            text = _canonical(node)
+            if kind == "schema" and not top and self.counts.get(text, 0) > 1:
+                return self._shared(node, text)
+            return {key: self.replace(value, child, False) for key, value, child in _kinds(node, kind)}
+        if isinstance(node, list):
+            return [self.replace(value, kind, False) for value in node]
+        return node
+
+    def _shared(self, node: dict[str, Any], text: str) -> dict[str, str]:
+        name = "shared." + hashlib.sha256(text.encode()).hexdigest()[:12]
+        if name not in self.definitions:
+            self.definitions[name] = {}
+            self.definitions[name] = self.replace(node, "schema", True)
+        return {"$ref": f"#/definitions/{name}"}
 
 
 def build(rest: dict[str, Any], hooks: dict[str, Any]) -> dict[str, Any]:
