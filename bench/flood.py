@@ -113,8 +113,11 @@ async def _answer(reader: asyncio.StreamReader, started: float) -> tuple[int, fl
 
 
 async def raw_post(url: str, headers: dict[str, str], chunks: AsyncIterator[bytes], *,
-                   timeout: float) -> tuple[int, float]:
-    """POST ``chunks`` on a fresh connection, stopping once the server answers; ``(status, seconds to it)``."""
+                   read_timeout: float) -> tuple[int, float]:
+    """POST ``chunks`` on a fresh connection, stopping once the server answers; ``(status, seconds to it)``.
+
+    Once the body is sent (or the server stopped reading it), the answer is awaited ``read_timeout`` seconds.
+    """
     parts = urlsplit(url)
     started = time.monotonic()
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -129,7 +132,7 @@ async def raw_post(url: str, headers: dict[str, str], chunks: AsyncIterator[byte
     except (ConnectionError, OSError):
         pass
     try:
-        return await asyncio.wait_for(answer, timeout)
+        return await asyncio.wait_for(answer, read_timeout)
     except (TimeoutError, ConnectionError, OSError, ValueError):
         return 0, time.monotonic() - started
     finally:
@@ -168,15 +171,15 @@ async def attack(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(max(0.0, float(spec["start_at"]) - time.time()))
 
     def big() -> Any:
-        return raw_post(url, hostile_headers(BIG_BYTES), repeated(block, BIG_BYTES), timeout=timeout)
+        return raw_post(url, hostile_headers(BIG_BYTES), repeated(block, BIG_BYTES), read_timeout=timeout)
 
     def bombs() -> Any:
         headers = hostile_headers(len(bomb), **{"Content-Encoding": "gzip"})
-        return raw_post(url, headers, repeated(bomb, len(bomb)), timeout=timeout)
+        return raw_post(url, headers, repeated(bomb, len(bomb)), read_timeout=timeout)
 
     def slow() -> Any:
         chunks = trickle(SLOW_DECLARED_BYTES, float(spec["slow_interval"]))
-        return raw_post(url, hostile_headers(SLOW_DECLARED_BYTES), chunks, timeout=timeout)
+        return raw_post(url, hostile_headers(SLOW_DECLARED_BYTES), chunks, read_timeout=timeout)
 
     kinds: list[tuple[str, Callable[[], Any]]] = [
         *(("big", big) for _ in range(int(spec["big"]))),

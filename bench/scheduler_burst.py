@@ -126,10 +126,9 @@ def inbox_state(db: Any, repo: str) -> dict[str, Any]:
             "last_processed": float(last_processed or 0.0), "dirty": dirty, "ranked_at": ranked_at}
 
 
-async def wait_until(check: Callable[[], bool], what: str, services: Sequence[Any],
-                     timeout: float = WAIT_TIMEOUT) -> None:
-    """Poll ``check`` (in a thread) until true; raise with the services' logs on timeout or exit."""
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Callable[[], bool], what: str, services: Sequence[Any]) -> None:
+    """Poll ``check`` (in a thread) until true; raise with the services' logs after WAIT_TIMEOUT or on an exit."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
     while time.monotonic() < deadline:
         for service in services:
             if not service.alive():
