@@ -102,7 +102,7 @@ async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, 
 
 @router.register("check_run", action="rerequested")
 async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
-                                   settings: Settings, queue: RunQueue, **_: Any) -> None:
+                                   settings: Settings, queue: RunQueue, **_: object) -> None:
     """GitHub's "Re-run" on one of our check runs re-runs its stage; another App's re-run is only recorded."""
     parsed = CheckRunEvent.from_event(event)
     if not _own(parsed, settings):
@@ -120,7 +120,7 @@ async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *,
 
 @router.register("check_suite", action="rerequested")
 async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
-                                     settings: Settings, queue: RunQueue, **_: Any) -> None:
+                                     settings: Settings, queue: RunQueue, **_: object) -> None:
     """GitHub's "Re-run all checks" on our suite re-runs the runs whose head it is; another App's is only recorded."""
     parsed = CheckSuiteEvent.from_event(event)
     if not _own(parsed, settings):
@@ -230,7 +230,7 @@ async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings:
 @router.register("issue_comment", action="created")
 async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None, *, db: Database,
                                        settings: Settings, queue: RunQueue, clock: Clock = now,
-                                       **_: Any) -> None:
+                                       **_: object) -> None:
     """A comment mentioning the App in an Agent-Z pull request's conversation, by someone who may
     steer, is feedback for the developer (``/agent-z`` commands go through the command path)."""
     parsed = IssueCommentEvent.from_event(event)
@@ -263,7 +263,7 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None
 
 @router.register("pull_request_review", action="submitted")
 async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                              queue: RunQueue, **_: Any) -> None:
+                              queue: RunQueue, **_: object) -> None:
     """Changes requested on a run's PR by someone who may steer: wake the run for a worker to send it
     back with the review. Reviews and inline comments by anyone else are not used: the run notes them.
     """
@@ -302,7 +302,7 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
 
 @router.register("pull_request", action="closed")
 async def on_pull_closed(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                         **_: Any) -> None:
+                         **_: object) -> None:
     """A run's PR was merged or closed unmerged: wake the run for a worker to end it (merged or
     cancelled) and clean up."""
     parsed = PullRequestEvent.from_event(event)
@@ -324,7 +324,7 @@ def run_id_of_external(external_id: str) -> str | None:
 
 @router.register("check_run", action="requested_action")
 async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                              queue: RunQueue, **_: Any) -> None:
+                              queue: RunQueue, **_: object) -> None:
     """The Retry and Stop buttons on Agent-Z's check runs, obeyed only from someone who may steer.
 
     Stop cancels the run at once (its holder loses the lease) and wakes it for a worker to clean

@@ -36,6 +36,7 @@ from agentz_app.domain.commands import (
     decide_trigger_label,
     edit_skip_reason,
 )
+from agentz_app.errors import AgentZError
 from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent
 from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
@@ -151,6 +152,8 @@ def _edit_repeats_nothing(parsed: IssueCommentEvent, command: Command) -> str | 
 
 async def _send_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run,
                          text: str, author: Actor) -> Run:
+    if gh is None:
+        raise AgentZError("no GitHub client to read the pull request's review threads")
     return await request_conversation_fix(gh, db, settings, queue, run, text=text, author=author)
 
 
