@@ -53,7 +53,7 @@ def _add(session: Session, repositories: Sequence[InstallationRepository], insta
 
 @router.register("installation")
 async def on_installation(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                          **_: Any) -> None:
+                          **_: object) -> None:
     """Record an installation and its repositories; deactivate them when it goes away."""
     parsed = InstallationEvent.from_event(event)
     installation_id = parsed.installation.id
@@ -74,7 +74,7 @@ async def on_installation(event: sansio.Event, gh: GitHubAPI | None, *, db: Data
 
 @router.register("installation_repositories")
 async def on_installation_repositories(
-    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: Any
+    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: object
 ) -> None:
     """Follow repositories being added to or removed from an installation."""
     parsed = InstallationRepositoriesEvent.from_event(event)

@@ -8,8 +8,6 @@ never cause re-judging.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.orm import Session
@@ -97,7 +95,7 @@ def note_repository(session: Session, event: RepositoryEvent) -> str:
 
 @router.register("issues")
 async def on_issue(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                   **_: Any) -> None:
+                   **_: object) -> None:
     """Upsert (or forget) the issue; mark the repository dirty for changes that matter."""
     parsed = IssuesEvent.from_event(event)
     action, number = parsed.action, parsed.issue.number
@@ -113,7 +111,7 @@ async def on_issue(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, s
 
 @router.register("issue_comment")
 async def on_issue_comment(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                           **_: Any) -> None:
+                           **_: object) -> None:
     """Upsert the comment and its issue; dependency phrases mark the repository dirty."""
     parsed = IssueCommentEvent.from_event(event)
     action, comment, number = parsed.action, parsed.comment, parsed.issue.number
@@ -135,7 +133,7 @@ async def on_issue_comment(event: sansio.Event, gh: GitHubAPI | None, *, db: Dat
 
 @router.register("pull_request")
 async def on_pull_request(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                          **_: Any) -> None:
+                          **_: object) -> None:
     """Upsert the pull request; opening, closing and editing mark the repository dirty.
 
     When it links an issue, its author's permission is looked up for the reconciler.
@@ -155,7 +153,7 @@ async def on_pull_request(event: sansio.Event, gh: GitHubAPI | None, *, db: Data
 
 @router.register("pull_request_review")
 async def on_pull_request_review(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                                 **_: Any) -> None:
+                                 **_: object) -> None:
     """Upsert the pull request, keep the review as feedback and remember its verdict."""
     parsed = PullRequestReviewEvent.from_event(event)
     review, number = parsed.review, parsed.pull_request.number
@@ -175,7 +173,7 @@ async def on_pull_request_review(event: sansio.Event, gh: GitHubAPI | None, *, d
 
 @router.register("pull_request_review_comment")
 async def on_pull_request_review_comment(
-    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: Any
+    event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: object
 ) -> None:
     """Upsert the pull request and the inline review comment."""
     parsed = PullRequestReviewCommentEvent.from_event(event)

@@ -12,8 +12,6 @@ it commits.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
@@ -64,7 +62,7 @@ def scheduling_labels(settings: Settings) -> set[str]:
 @router.register("issues", action="labeled")
 async def issue_labeled(
     event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, queue: RunQueue,
-    clock: Clock = now, **_: Any,
+    clock: Clock = now, **_: object,
 ) -> None:
     """Record who added a scheduling label; enqueue the issue when someone who may steer adds the trigger label."""
     parsed = IssuesEvent.from_event(event)
@@ -124,7 +122,7 @@ def perform_label(queue: RunQueue, parsed: IssuesEvent, label: str, verdict: Lab
 
 @router.register("issues", action="unlabeled")
 async def issue_unlabeled(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
-                          **_: Any) -> None:
+                          **_: object) -> None:
     """A scheduling label was removed: whoever added it no longer vouches for the issue."""
     parsed = IssuesEvent.from_event(event)
     label = parsed.label.name if parsed.label is not None else ""
@@ -167,7 +165,7 @@ def _comments_url(parsed: IssueCommentEvent) -> str:
 @router.register("issue_comment", action="edited")
 async def comment_command(
     event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, queue: RunQueue,
-    clock: Clock = now, **_: Any,
+    clock: Clock = now, **_: object,
 ) -> None:
     """Carry out an ``/agent-z`` command, new or added by an edit, from someone who may steer.
 
