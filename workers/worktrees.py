@@ -31,11 +31,11 @@ import re
 import shutil
 import signal
 import tempfile
-import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import select
 
@@ -51,6 +51,7 @@ from workers.gitops import AUTHOR_EMAIL, AUTHOR_NAME, GitError, RemoteRetry, git
 BRANCH_PREFIX = "agent-z/"
 CHECKPOINT_PREFIX = "refs/agent-z/runs/"
 MAX_BRANCH_LENGTH = 60
+STOP_WAIT_SECONDS = 5.0  # how long a killed leftover process may take to exit
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -166,8 +167,8 @@ class Worktrees:
     async def locked(self, repo: str) -> AsyncIterator[None]:
         """Hold the repository's mirror lock (works across processes and tasks)."""
         lock_path = self.mirror_path(repo).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a+") as handle:
+        handle = await asyncio.to_thread(_open_lock_file, lock_path)
+        with handle:
             while True:
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -254,7 +255,7 @@ class Worktrees:
         return path
 
     async def _discard(self, path: Path) -> None:
-        if path.exists():
+        if await asyncio.to_thread(path.exists):
             await stop_processes_in(path)
             await asyncio.to_thread(shutil.rmtree, path, True)
 
@@ -277,8 +278,9 @@ class Worktrees:
         parent = run.head_sha or base
         staging = await self._staging(run.id, run.repo)
         seed_sha = await git_out("rev-parse", "--verify", f"{seed}^{{commit}}", cwd=self.mirror_path(run.repo))
+        work_tree = await asyncio.to_thread(path.resolve)
         with tempfile.TemporaryDirectory(dir=staging, prefix="index-") as scratch:
-            env = {"GIT_DIR": str(staging), "GIT_WORK_TREE": str(path.resolve()),
+            env = {"GIT_DIR": str(staging), "GIT_WORK_TREE": str(work_tree),
                    "GIT_INDEX_FILE": str(Path(scratch) / "index")}
             await git("read-tree", seed_sha, cwd=staging, env=env)
             await git("add", "--all", "--", ".", cwd=staging, env=env)
@@ -464,31 +466,48 @@ def processes_in(path: Path) -> list[int]:
     return found
 
 
-async def stop_processes_in(path: Path, *, timeout: float = 5.0) -> list[int]:
+async def stop_processes_in(path: Path) -> list[int]:
     """Kill what a dead attempt left running in its worktree (an orphaned agent still editing files).
 
     The caller holds the run's lease, so anything working there belongs to an attempt
-    that lost it.
+    that lost it. Waits up to STOP_WAIT_SECONDS for them to exit.
     """
     pids = processes_in(path)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline and any(_running(pid) for pid in pids):
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_WAIT_SECONDS):
+            await asyncio.gather(*(_exit_of(pid) for pid in pids))
     if pids:
         log.warning("stopped processes left in a worktree", path=str(path), pids=pids)
     return pids
 
 
-def _running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+async def _exit_of(pid: int) -> None:
+    """Wait until ``pid`` has exited (a zombie waiting to be reaped has): its pidfd becomes readable."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+def _open_lock_file(lock_path: Path) -> IO[str]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    return open(lock_path, "a+")
 
 
 async def _resolve(repo: Path, ref: str) -> str | None:
