@@ -13,6 +13,7 @@ model credential; their output goes to the run log.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ async def run_repo_command(
     """Run ``command`` with ``sh -c`` in the agent sandbox of ``workdir``; its output goes to the run log."""
     home = agent_home(settings.state_dir, settings.backend_for("developer"), workdir)
     env = agent_env(settings, {**(extra_env or {}), "HOME": str(home)})
-    spec = Confinement(workdir.resolve(), home, tuple(read_only), frozenset(), env)
+    spec = Confinement(await asyncio.to_thread(workdir.resolve), home, tuple(read_only), frozenset(), env)
     redact = Redactor.from_settings(settings)
     with run_log(settings, run_id, log_name) as sink:
         sink(f"$ {command}")

@@ -26,6 +26,7 @@ the agent process gets only its own provider's (``environment.provider_env``). W
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import os
 import shutil
@@ -189,7 +190,7 @@ class CliRunner(abc.ABC):
         options = {**self.settings.agent_variables(), **agent_variables_in(os.environ), **(env or {})}
         options.setdefault("PATH", os.environ.get("PATH", ""))
         binary = find_binary(self.binary, options)
-        call = Invocation(role, prompt, workdir.resolve(), session_id,
+        call = Invocation(role, prompt, await asyncio.to_thread(workdir.resolve), session_id,
                           agent_home(self.settings.state_dir, self.name, workdir), options, endpoint_from(options),
                           self.name)
         command = self.with_login(self.command(binary, call), call)

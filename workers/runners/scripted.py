@@ -38,6 +38,7 @@ real CLI, resuming a session this ``state_dir`` never saw fails.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -294,7 +295,7 @@ class ScriptedRunner:
         command = [python, "-I", "-c", _AGENT_SOURCE.read_text()]
         # No model behind a scripted agent, but it gets the same network rules as a real one.
         allow = endpoint_destinations({**os.environ, **(env or {})}, ())
-        spec = Confinement(workdir.resolve(), home, tuple(read_only), allow, child_env)
+        spec = Confinement(await asyncio.to_thread(workdir.resolve), home, tuple(read_only), allow, child_env)
         async with self.sandbox.confine(command, spec) as confined:
             proc = await run_process(confined.args, cwd=workdir, env=confined.env, timeout=timeout,
                                      stdin=json.dumps(payload), on_line=log)
