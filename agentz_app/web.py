@@ -28,7 +28,7 @@ from aiohttp import HttpVersion11, web
 
 from agentz_app.config import Settings
 from agentz_app.github.signatures import signature_matches
-from agentz_app.ingress.body import BodyTimeout, BodyTooLarge, InFlight, receive_body
+from agentz_app.ingress.body import BodyTooLarge, InFlight, receive_body
 from agentz_app.ingress.inbox import DeliveryWriter, InboxProcessor, InvalidDelivery, OpenGitHub, delivery_row
 from agentz_app.ingress.limits import (
     MAX_BODY_BYTES,
@@ -157,18 +157,18 @@ async def _verified_body(request: web.Request) -> bytes | web.Response:
     """The body once its signature checks out, or the answer to give instead."""
     limits = request.app[LIMITS_KEY]
     try:
-        received = await receive_body(
-            request.content,
-            request.app[SECRET_KEY],
-            timeout=limits.read_timeout,
-            max_bytes=limits.max_body_bytes,
-            memory_bytes=limits.memory_body_bytes,
-            spool_dir=request.app[SETTINGS_KEY].state_dir / SPOOL_DIR,
-            declared_length=request.content_length,
-            executor=request.app[RUNTIME_KEY].spool_executor,
-        )
-    except BodyTimeout as exc:
-        return _refuse(Refusal(408, str(exc)))
+        async with asyncio.timeout(limits.read_timeout):
+            received = await receive_body(
+                request.content,
+                request.app[SECRET_KEY],
+                max_bytes=limits.max_body_bytes,
+                memory_bytes=limits.memory_body_bytes,
+                spool_dir=request.app[SETTINGS_KEY].state_dir / SPOOL_DIR,
+                declared_length=request.content_length,
+                executor=request.app[RUNTIME_KEY].spool_executor,
+            )
+    except TimeoutError:
+        return _refuse(Refusal(408, f"body not received within {limits.read_timeout:g} s"))
     except BodyTooLarge as exc:
         return _refuse(Refusal(413, str(exc)))
     try:

@@ -24,10 +24,6 @@ class BodyTooLarge(Exception):
     """The body went past the size cap; the rest was not read."""
 
 
-class BodyTimeout(Exception):
-    """The whole body did not arrive within the read timeout."""
-
-
 class ChunkStream(Protocol):
     """The part of :class:`aiohttp.StreamReader` used here."""
 
@@ -108,15 +104,15 @@ async def receive_body(
     stream: ChunkStream,
     secret: bytes,
     *,
-    timeout: float,
     max_bytes: int,
     memory_bytes: int,
     spool_dir: Path,
     declared_length: int | None = None,
     executor: Executor | None = None,
 ) -> ReceivedBody:
-    """Read a body in full; raise :class:`BodyTimeout` or :class:`BodyTooLarge` instead of waiting or growing.
+    """Read a body in full; raise :class:`BodyTooLarge` instead of growing past ``max_bytes``.
 
+    The caller bounds the time with ``asyncio.timeout``: a cancelled read closes what it spooled.
     Chunks kept in memory are signed on the event loop; chunks bound for the spool file
     are signed and written on ``executor`` when one is given (hashing releases the GIL).
     """
@@ -126,17 +122,13 @@ async def receive_body(
     large = declared_length is not None and declared_length > memory_bytes
     body = ReceivedBody(spool_dir, 0 if large else memory_bytes, executor)
     try:
-        async with asyncio.timeout(timeout):
-            while chunk := await stream.readany():
-                if body.size + len(chunk) > max_bytes:
-                    raise BodyTooLarge(f"body is larger than {max_bytes} bytes")
-                if executor is None or body.fits_in_memory(len(chunk)):
-                    _sign_and_append(signer, body, chunk)
-                else:
-                    await loop.run_in_executor(executor, _sign_and_append, signer, body, chunk)
-    except TimeoutError:
-        body.close()
-        raise BodyTimeout(f"body not received within {timeout:g} s") from None
+        while chunk := await stream.readany():
+            if body.size + len(chunk) > max_bytes:
+                raise BodyTooLarge(f"body is larger than {max_bytes} bytes")
+            if executor is None or body.fits_in_memory(len(chunk)):
+                _sign_and_append(signer, body, chunk)
+            else:
+                await loop.run_in_executor(executor, _sign_and_append, signer, body, chunk)
     except BaseException:
         body.close()
         raise
