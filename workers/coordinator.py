@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
 from agentz_app.config import Settings
@@ -61,7 +62,7 @@ def content_digest(value: Any) -> str:
 class Coordinator:
     """The idempotent steps that turn a worktree into a reported pull request."""
 
-    def __init__(self, gh: Any, db: Database, settings: Settings, *, worktrees: Worktrees | None = None) -> None:
+    def __init__(self, gh: GitHubAPI, db: Database, settings: Settings, *, worktrees: Worktrees | None = None) -> None:
         self.gh = gh
         self.db = db
         self.settings = settings

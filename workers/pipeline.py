@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
 from agentz_app.config import Settings
@@ -123,7 +124,7 @@ class PipelineDeps:
 # Reading the issue ------------------------------------------------------------
 
 
-async def load_issue(deps: PipelineDeps, gh: Any, run: Run) -> IssueContext:
+async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContext:
     """The issue as the agents see it: snapshot first, GitHub when no snapshot is stored."""
     with deps.db.read() as session:
         snap = session.scalars(
@@ -207,7 +208,7 @@ class Handover:
 class Attempt:
     """A claimed run: fenced writes, cost guard and agent calls for one lease."""
 
-    def __init__(self, deps: PipelineDeps, run: Run, lease: Lease, gh: Any) -> None:
+    def __init__(self, deps: PipelineDeps, run: Run, lease: Lease, gh: GitHubAPI) -> None:
         self.deps = deps
         self.settings = deps.settings
         self.queue = deps.queue
@@ -895,7 +896,7 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
 # Terminal cleanup ---------------------------------------------------------------
 
 
-async def finish_run(deps: PipelineDeps, gh: Any, run: Run, *, review: Review | None = None) -> None:
+async def finish_run(deps: PipelineDeps, gh: GitHubAPI, run: Run, *, review: Review | None = None) -> None:
     """Cleanup for every terminal path: GitHub view, claims, worktree, checkpoint. Best effort, idempotent.
 
     The GitHub view (labels, status comment with the reason, check runs, review request)
@@ -938,7 +939,7 @@ def ci_verdict(deps: PipelineDeps, run: Run, *, at: float | None = None) -> Verd
     return decide_ci(checks, suites, now() if at is None else at, policy=policy)
 
 
-async def settle_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
+async def settle_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
     """Move a run waiting on CI to done or fixing_ci once the verdict on its head is decided.
 
     A decided verdict is confirmed against GitHub's own listing of the head's suites, check
@@ -995,7 +996,7 @@ async def settle_waiting(deps: PipelineDeps) -> list[Run]:
     return settled
 
 
-async def request_fix(deps: PipelineDeps, gh: Any, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:
+async def request_fix(deps: PipelineDeps, gh: GitHubAPI, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:
     """Send a submitted run back to a worker with feedback, or to a human after too many rounds."""
     if run.ci_round >= deps.settings.max_review_rounds:
         run = deps.queue.set_status(run.id, Status.NEEDS_HUMAN, reason=f"{reason} after {run.ci_round} fix rounds",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
 from agentz_app.config import SANDBOX_WARNING, Settings
@@ -245,7 +246,7 @@ async def run_planner(settings: Settings, *, deps: PipelineDeps, once: bool = Fa
 # One issue in the foreground --------------------------------------------------------
 
 
-async def poll_ci(deps: PipelineDeps, gh: Any, run: Run) -> Run:
+async def poll_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
     """Read the head SHA's check suites, check runs and statuses from GitHub (every page), store them,
     settle the run."""
     if not run.head_sha:

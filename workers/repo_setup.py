@@ -17,7 +17,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from gidgethub.abc import GitHubAPI
 
 from agentz_app.config import Settings
 from agentz_app.errors import AgentTimeout, AgentZError
@@ -65,7 +66,7 @@ async def read_config_file(mirror: Path, commit: str) -> tuple[str | None, bytes
     return blob, content.encode("utf-8", errors="surrogateescape"), []
 
 
-async def load_repo_config(worktrees: Worktrees, db: Database, repo: str, base: str, *, gh: Any) -> StoredConfig:
+async def load_repo_config(worktrees: Worktrees, db: Database, repo: str, base: str, *, gh: GitHubAPI) -> StoredConfig:
     """The configuration at the head of ``base`` in the run's (just fetched) mirror, stored for every role.
 
     A file whose object id is the stored one is not parsed again. A newly invalid file gets
@@ -93,7 +94,7 @@ async def load_repo_config(worktrees: Worktrees, db: Database, repo: str, base: 
     return stored_config(db, repo) or stored
 
 
-async def report_config(gh: Any, db: Database, stored: StoredConfig) -> None:
+async def report_config(gh: GitHubAPI, db: Database, stored: StoredConfig) -> None:
     """Post the ``Agent-Z / config`` check: failing for an invalid file, passing once it is fixed. Best effort."""
     if stored.valid and stored.reported_sha is None:
         return

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from gidgethub.abc import GitHubAPI
 
 from agentz_app.config import SANDBOX_WARNING, Settings
 from agentz_app.domain import states
@@ -154,7 +155,7 @@ class Reporter:
         """The reporter of a process's pipeline dependencies."""
         return cls(deps.settings, deps.db, deps.queue, deps.github)
 
-    async def report(self, run_id: str, *, gh: Any | None = None) -> bool:
+    async def report(self, run_id: str, *, gh: GitHubAPI | None = None) -> bool:
         """Show the run's current state on GitHub now; False when another reporter holds it or GitHub refused.
 
         Whoever holds it renders the state it reads; a change after that read keeps the
@@ -184,7 +185,7 @@ class Reporter:
                 shown += await self.report(run.id)
         return shown
 
-    async def project(self, gh: Any, run: Run) -> None:
+    async def project(self, gh: GitHubAPI, run: Run) -> None:
         """Acknowledge the trigger, edit the status comment, set labels, conclude checks, request a review."""
         coordinator = Coordinator(gh, self.db, self.settings)
         if run.trigger_ref:
@@ -209,7 +210,7 @@ class Reporter:
         await coordinator.change_labels(run.repo, run.issue_number, add=change.add, remove=change.remove)
         coordinator.remember_digest(run.id, _LABELS_KEY, wanted)
 
-    async def _request_review(self, gh: Any, coordinator: Coordinator, run: Run, login: str) -> None:
+    async def _request_review(self, gh: GitHubAPI, coordinator: Coordinator, run: Run, login: str) -> None:
         decision = await check_actor(gh, self.db, self.settings, run.repo, Actor.from_login(login))
         if decision.lookup_failed:
             return  # ask again at the next report

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import gidgethub.aiohttp
 import pytest
 
 from agentz_app.config import Settings
@@ -24,25 +25,16 @@ REPO = "acme/widgets"
 INVALID = "version: 1\nbackends:\n  reviewer: gpt-9\nsetup: install everything\n"
 
 
-class TokenGH:
-    """The two calls the config loader makes, over real HTTP with an installation token."""
+class TokenGH(gidgethub.aiohttp.GitHubAPI):
+    """gidgethub's own client over real HTTP with an installation token; counts the POSTs it makes."""
 
     def __init__(self, session: aiohttp.ClientSession, hub: FakeHub, token: str) -> None:
-        self.session, self.hub, self.token = session, hub, token
+        super().__init__(session, "agent-z-tests", oauth_token=token, base_url=hub.api_url)
         self.posts = 0
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"token {self.token}", "Accept": "application/vnd.github+json"}
-        async with self.session.request(method, self.hub.api_url + path, json=body, headers=headers) as response:
-            assert response.status < 300, await response.text()
-            return await response.json()
-
-    async def post(self, path: str, data: Any) -> Any:
+    async def post(self, url: str, url_vars: Mapping[str, Any] | None = None, *, data: Any, **kwargs: Any) -> Any:
         self.posts += 1
-        return await self._call("POST", path, data)
-
-    async def getitem(self, path: str) -> Any:
-        return await self._call("GET", path)
+        return await super().post(url, url_vars, data=data, **kwargs)
 
 
 @pytest.fixture
