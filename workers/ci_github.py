@@ -9,8 +9,9 @@ sequences, redacted of secrets, and reaches an agent only inside an untrusted bl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from gidgethub.abc import GitHubAPI
 from sqlalchemy import delete
 
 from agentz_app.domain.ci import CheckSignal, SuiteSignal, Verdict
@@ -29,10 +30,19 @@ MAX_FAILED_CHECKS = 8
 MAX_ANNOTATIONS = 50
 MAX_SUMMARY_CHARS = 4_000
 
+
+@runtime_checkable
+class LogDownloads(Protocol):
+    """A client that can read a job's log behind its redirect (our :class:`~agentz_app.github.client.GitHubClient`)."""
+
+    async def download_tail(self, url: str, *, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` bytes behind ``url``."""
+        ...
+
 log = get_logger("agentz.ci")
 
 
-async def list_ci(gh: Any, repo: str, sha: str) -> list[CIRecord]:
+async def list_ci(gh: GitHubAPI, repo: str, sha: str) -> list[CIRecord]:
     """Every check suite, check run (all attempts) and latest status per context of ``sha``, from GitHub."""
     records: list[CIRecord] = []
     async for suite in gh.getiter(f"/repos/{repo}/commits/{sha}/check-suites?per_page=100",
@@ -50,7 +60,7 @@ async def list_ci(gh: Any, repo: str, sha: str) -> list[CIRecord]:
     return records
 
 
-async def refresh_ci(gh: Any, db: Database, repo: str, sha: str, *, own_slug: str) -> int:
+async def refresh_ci(gh: GitHubAPI, db: Database, repo: str, sha: str, *, own_slug: str) -> int:
     """Store what GitHub lists for ``sha``; returns how many stored signals changed.
 
     Rows stored before check runs were keyed by id (their key is the name) are dropped,
@@ -71,13 +81,13 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def _actions_log(gh: Any, repo: str, check: CheckSignal) -> str:
+async def _actions_log(gh: LogDownloads, repo: str, check: CheckSignal) -> str:
     """The failing step's tail of a GitHub Actions job (a job's id is its check run's id)."""
     data = await gh.download_tail(f"/repos/{repo}/actions/jobs/{check.key}/logs", max_bytes=MAX_LOG_BYTES)
     return failing_step_tail(bytes(data).decode("utf-8", errors="replace"))
 
 
-async def _output_and_annotations(gh: Any, repo: str, check: CheckSignal) -> tuple[str, list[dict[str, Any]]]:
+async def _output_and_annotations(gh: GitHubAPI, repo: str, check: CheckSignal) -> tuple[str, list[dict[str, Any]]]:
     """Another App's check run output (title, summary, text) and its first annotations."""
     data = await gh.getitem(f"/repos/{repo}/check-runs/{check.key}")
     output = data.get("output") if isinstance(data, dict) else None
@@ -94,14 +104,16 @@ async def _output_and_annotations(gh: Any, repo: str, check: CheckSignal) -> tup
     return "\n".join(plain_lines(text)), notes
 
 
-async def describe_failure(gh: Any, repo: str, check: CheckSignal, *, secret_values: Sequence[str]) -> dict[str, Any]:
+async def describe_failure(gh: GitHubAPI, repo: str, check: CheckSignal, *,
+                           secret_values: Sequence[str]) -> dict[str, Any]:
     """What the fixer is told about one failed check; GitHub errors fall back to the stored summary."""
     item: dict[str, Any] = {"name": check.name, "conclusion": check.conclusion, "app": check.app_slug or "",
                             "summary": check.summary}
     try:
         if check.source == "check_run" and check.key.isdigit():
             if check.app_slug == ACTIONS_SLUG:
-                item["log"] = await _actions_log(gh, repo, check)
+                if isinstance(gh, LogDownloads):  # a client without downloads leaves the stored summary
+                    item["log"] = await _actions_log(gh, repo, check)
             else:
                 item["summary"], item["annotations"] = await _output_and_annotations(gh, repo, check)
     except GitHubError as exc:
@@ -116,7 +128,7 @@ async def describe_failure(gh: Any, repo: str, check: CheckSignal, *, secret_val
     return item
 
 
-async def ci_failure_feedback(gh: Any, repo: str, verdict: Verdict, *,
+async def ci_failure_feedback(gh: GitHubAPI, repo: str, verdict: Verdict, *,
                               secret_values: Sequence[str]) -> dict[str, Any]:
     """The feedback handed to the fixer for a failed CI round."""
     checks = [await describe_failure(gh, repo, check, secret_values=secret_values)

@@ -14,6 +14,7 @@ from agentz_app.domain.ci import CheckSignal, Verdict
 from agentz_app.github.app import GitHubApp
 from agentz_app.untrusted import TAG
 from tests.fakehub_fixtures import APP_ID, APP_SLUG, app_private_key, fakehub, webhook_sink  # noqa: F401
+from tests.fakes import GitHubDouble
 from workers.ci_github import ci_failure_feedback
 from workers.roles.prompts import feedback_prompt
 
@@ -62,10 +63,11 @@ async def test_a_job_log_is_fetched_from_the_storage_host_without_our_token_and_
     assert not any("ghs_" in value for value in headers.values())
 
 
-class LogsOnly:
+class LogsOnly(GitHubDouble):
     """A GitHub answering one job log."""
 
     def __init__(self, log: str) -> None:
+        super().__init__()
         self.log = log
 
     async def download_tail(self, url: str, *, max_bytes: int) -> bytes:
