@@ -69,7 +69,7 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-def _echo_json(value: Any) -> None:
+def _echo_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 

@@ -191,7 +191,7 @@ def render_form(action: str, manifest: Mapping[str, Any]) -> str:
     )
 
 
-def parse_conversion(payload: Any) -> AppCredentials:
+def parse_conversion(payload: object) -> AppCredentials:
     """Check GitHub's conversion answer and pick the fields Agent-Z needs."""
     if not isinstance(payload, dict):
         raise SetupError("GitHub's answer is not a JSON object")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 
-def github_time(value: Any) -> float:
+def github_time(value: object) -> float:
     """``2026-11-25T17:42:59Z`` as epoch seconds; 0.0 for anything missing or malformed."""
     if not isinstance(value, str) or not value:
         return 0.0

@@ -54,7 +54,7 @@ class CheckReport:
     notes: Sequence[dict[str, Any]] = ()
 
 
-def content_digest(value: Any) -> str:
+def content_digest(value: object) -> str:
     """A stable hash of rendered content."""
     return hashlib.sha256(repr(value).encode()).hexdigest()
 

@@ -88,7 +88,7 @@ class InstallationToken:
     expires_at: float
 
 
-def parse_token_response(data: Any, *, status: int = 201) -> InstallationToken:
+def parse_token_response(data: object, *, status: int = 201) -> InstallationToken:
     """Validate GitHub's answer to ``POST /app/installations/{id}/access_tokens``."""
     if not isinstance(data, Mapping):
         raise GitHubError(status, "installation token response is not a JSON object")

@@ -190,7 +190,7 @@ def decode_body(body: bytes) -> Any:
         return text
 
 
-def error_message(body: Any) -> str:
+def error_message(body: object) -> str:
     """A one-line reason from a GitHub error body, including field errors."""
     data = decode_body(body) if isinstance(body, bytes) else body
     message = ratelimit.response_message(data)
@@ -211,7 +211,8 @@ def _raise_for(status: int, headers: Mapping[str, str], body: bytes) -> NoReturn
     raise GitHubError(status, error_message(body), headers=headers, body=decode_body(body))
 
 
-def _rate_limit_error(status: int, hit: ratelimit.RateLimitHit, headers: Mapping[str, str], body: Any) -> GitHubError:
+def _rate_limit_error(status: int, hit: ratelimit.RateLimitHit, headers: Mapping[str, str],
+                      body: object) -> GitHubError:
     if hit.kind == "primary":
         return RateLimited(status, hit.until, headers=headers, body=body)
     return SecondaryRateLimited(status, hit.wait, headers=headers, body=body)

@@ -14,7 +14,7 @@ answers where they have the same shape (check runs, check suites, commit statuse
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 from gidgethub import sansio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -405,7 +405,7 @@ def _where(location: tuple[int | str, ...]) -> str:
     return ".".join(parts).replace(".[", "[") or "(root)"
 
 
-def parse_payload(model: type[_Model], event: str, payload: Any) -> _Model:
+def parse_payload(model: type[_Model], event: str, payload: object) -> _Model:
     """``payload`` as ``model``; raises BadPayload naming ``event`` and the first field that does not fit."""
     if not isinstance(payload, Mapping):
         raise BadPayload(event, "(root)", "is not an object")
@@ -418,7 +418,7 @@ def parse_payload(model: type[_Model], event: str, payload: Any) -> _Model:
         raise BadPayload(event, _where(location), problem) from None
 
 
-def parse_event(event: str, payload: Any) -> WebhookEvent:
+def parse_event(event: str, payload: object) -> WebhookEvent:
     """The typed event for a delivery of ``event``; BadPayload for an event Agent-Z does not read or a bad payload."""
     model = EVENT_MODELS.get(event)
     if model is None:

@@ -90,7 +90,7 @@ def resource_for_path(path: str) -> str:
     return "core"
 
 
-def response_message(body: Any) -> str:
+def response_message(body: object) -> str:
     """The ``message`` of a GitHub error body (bytes, str or decoded JSON), or ``""``."""
     data = body
     if isinstance(data, bytes | bytearray):
@@ -108,7 +108,7 @@ def response_message(body: Any) -> str:
     return ""
 
 
-def _mentions_secondary_limit(body: Any) -> bool:
+def _mentions_secondary_limit(body: object) -> bool:
     message = response_message(body).lower()
     return any(marker in message for marker in _SECONDARY_MARKERS)
 

@@ -89,7 +89,7 @@ def _header_value(value: str, limit: int) -> bool:
     return 0 < len(value) <= limit and value.isascii() and value.isprintable()
 
 
-def _storable(value: Any) -> TypeGuard[str]:
+def _storable(value: object) -> TypeGuard[str]:
     """True for a string the database can store (JSON may carry lone surrogates)."""
     if not isinstance(value, str):
         return False
@@ -100,7 +100,7 @@ def _storable(value: Any) -> TypeGuard[str]:
     return True
 
 
-def _is_id(value: Any) -> bool:
+def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 

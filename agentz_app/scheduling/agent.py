@@ -33,7 +33,7 @@ TITLE_LIMIT = 300
 LABELS_LIMIT = 300
 
 
-def validate_ranking(data: Any, candidates: Sequence[int]) -> Ranking:
+def validate_ranking(data: object, candidates: Sequence[int]) -> Ranking:
     """Parse and check the agent's JSON; raise InvalidAgentOutput with a precise message."""
     if isinstance(data, str):
         data = extract_json(data)

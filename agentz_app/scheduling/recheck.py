@@ -22,7 +22,7 @@ from agentz_app.domain.dependencies import IssueRef
 from agentz_app.domain.gates import PullView
 
 
-def _login(user: Any) -> str:
+def _login(user: object) -> str:
     return str(user.get("login", "")) if isinstance(user, dict) else ""
 
 

@@ -46,7 +46,7 @@ def linked_issues(body: str | None, repo: str) -> list[int]:
     return sorted({ref.number for ref in closing_references(body or "", repo) if ref.repo == repo})
 
 
-def _names(items: Any, key: str) -> list[str]:
+def _names(items: object, key: str) -> list[str]:
     """Names in GitHub's order, without repeats."""
     if not isinstance(items, list):
         return []
@@ -54,21 +54,21 @@ def _names(items: Any, key: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _login(user: Any) -> str:
+def _login(user: object) -> str:
     return str(user.get("login") or "") if isinstance(user, Mapping) else ""
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _association(obj: Mapping[str, Any]) -> str | None:
+def _association(obj: Mapping[str, object]) -> str | None:
     """GitHub's ``author_association`` (OWNER, MEMBER, … NONE), or None when absent or malformed."""
     value = obj.get("author_association")
     return value if isinstance(value, str) and _ASSOCIATION.fullmatch(value) else None
 
 
-def _assign(row: Any, values: Mapping[str, Any]) -> bool:
+def _assign(row: object, values: Mapping[str, object]) -> bool:
     changed = False
     for name, value in values.items():
         if getattr(row, name) != value:

@@ -67,7 +67,7 @@ def _string_end(text: str, index: int) -> int:
     return match.end() if match else len(text)
 
 
-def parse_output(model: type[M], text: str, structured: Any = None) -> M:
+def parse_output(model: type[M], text: str, structured: object = None) -> M:
     """Validate the agent's structured output (or JSON found in its text) as ``model``."""
     errors: list[str] = []
     sources: list[Any] = []

@@ -56,7 +56,7 @@ def _last_bare_json(text: str) -> Any:
     return found
 
 
-def json_fence(value: Any) -> str:
+def json_fence(value: object) -> str:
     """Render ``value`` as a fenced ```json block."""
     return "```json\n" + json.dumps(value, indent=2, sort_keys=False) + "\n```"
 

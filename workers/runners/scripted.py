@@ -136,7 +136,7 @@ class Step(BaseModel):
         return "\n\n".join(parts)
 
 
-def parse_steps(document: Any, *, source: str) -> list[Step]:
+def parse_steps(document: object, *, source: str) -> list[Step]:
     """Validate a loaded steps document (a list or ``{"steps": [...]}``)."""
     if isinstance(document, dict) and set(document) == {"steps"}:
         document = document["steps"]
