@@ -173,7 +173,8 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
         script=crash_script(trials, work_seconds=1.5 if two else 0.0), env=env, restart_policy=restarts,
     )
     async with Demo(options) as demo:
-        assert demo.hub is not None and demo.supervisor is not None
+        assert demo.hub is not None
+        assert demo.supervisor is not None
         hub = demo.hub
         names = [(demo.host, name) for name in demo.supervisor.names]
         if two:
@@ -211,7 +212,7 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
             if not await demo.wait_for(finished, timeout=_WAVE_TIMEOUT, interval=0.2):
                 runs = demo.runs()
                 lost += sum(1 for n in numbers if n not in runs or str(runs[n].status) not in FINAL)
-        await demo.settle(quiet=2.0, timeout=60.0)
+        await demo.settle(quiet=2.0)
         runs = demo.runs()
         audit = demo.audit()
         failed = sum(1 for run in runs.values() if str(run.status) in {"failed", "needs_human"})

@@ -71,6 +71,7 @@ class HostProbes:
 
 FINISHED = frozenset({"done", "merged"})
 STOPPED = frozenset({"failed", "needs_human", "cancelled"})
+SETTLE_SECONDS = 60.0  # how long settle() waits for the quiet period
 
 
 @dataclass(frozen=True)
@@ -392,11 +393,11 @@ class Demo:
             rows = session.scalars(select(Run).where(Run.repo == scenario.REPO).order_by(Run.created_at))
             return {run.issue_number: run for run in rows}
 
-    async def wait_delivered(self, timeout: float | None = None) -> bool:
-        """Wait until every deliverable issue has a green PR; False when one stops or time runs out."""
+    async def wait_delivered(self) -> bool:
+        """Wait until every deliverable issue has a green PR; False when one stops or the demo's time runs out."""
         seen: dict[int, str] = {}
         reported: set[int] = set()
-        deadline = (time.monotonic() + timeout) if timeout is not None else self.started + self.options.timeout
+        deadline = self.started + self.options.timeout
         deliverable = self.options.deliverable()
         while time.monotonic() < deadline:
             runs = self.runs()
@@ -452,7 +453,9 @@ class Demo:
             lines.append(line)
         return lines
 
-    async def wait_for(self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
+    async def wait_for(  # returns False at the deadline, as asyncio.wait(timeout=) returns
+        self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1
+    ) -> bool:
         """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -462,11 +465,12 @@ class Demo:
                 return False
             await asyncio.sleep(interval)
 
-    async def settle(self, *, quiet: float = 3.0, timeout: float = 60.0) -> bool:
+    async def settle(self, *, quiet: float = 3.0) -> bool:
         """Wait until for ``quiet`` seconds no CI ran, no webhook was pending, no run changed and
-        GitHub answered nothing but 304s (cleanup after ``done`` still writes labels and comments)."""
+        GitHub answered nothing but 304s (cleanup after ``done`` still writes labels and comments);
+        False after SETTLE_SECONDS."""
         assert self.hub is not None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + SETTLE_SECONDS
         last: Any = None
         since = time.monotonic()
         while time.monotonic() < deadline:
@@ -540,7 +544,8 @@ class Demo:
 
     def report(self, ok: bool) -> DemoReport:
         """The demo's summary from the database and the fake GitHub."""
-        assert self.hub is not None and self.db is not None
+        assert self.hub is not None
+        assert self.db is not None
         runs = self.runs()
         with self.db.read() as session:
             verdicts = {row.number: row.verdict for row in
