@@ -630,17 +630,53 @@ async def _develop(a: Attempt) -> Run:
     if run.branch != branch or run.base_branch != base:
         a.update(branch=branch, base_branch=base)
     await _configure(a, base)
-    if run.pr_number is None:
-        reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch,
-                                      force=bool(run.force))
-        if reason:
-            raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
-    conflicts = a.queue.claim_resources(a.lease, change_resources(run.repo, plan.files, plan.modules))
-    if conflicts:
-        a.run = a.queue.defer(a.lease, conflicts)
-        if a.deps.progress is not None:
-            a.deps.progress(a.run, "deferred")
+    await _recheck_before_development(a, branch)
+    if _deferred_on_claims(a, plan):
         return a.run
+    stage, path = await _open_working_copy(a, branch, base)
+    while True:
+        if stage == "developing":
+            if not await _developing(a, issue, plan, path, base):
+                return a.run
+            stage = "reviewing"
+        elif stage == "reviewing":
+            stage = await _review(a, issue, plan, path, base)
+        elif stage == "fixing":
+            await _fixing(a, issue, plan, path, base)
+            stage = "reviewing"
+        elif not await _local_test(a, path):
+            stage = "reviewing"
+        else:
+            if await _defer_on_conflicts(a, base, resume_at="rebasing"):
+                return a.run
+            return await _submit(a, issue, plan, base, first=True)
+
+
+async def _recheck_before_development(a: Attempt, branch: str) -> None:
+    """Before the first pull request, cancel a run whose issue no longer qualifies."""
+    run = a.run
+    if run.pr_number is not None:
+        return
+    reason = await a.deps.recheck(a.gh, a.settings, run.repo, run.issue_number, run_branch=branch,
+                                  force=bool(run.force))
+    if reason:
+        raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
+
+
+def _deferred_on_claims(a: Attempt, plan: Plan) -> bool:
+    """Claim the plan's files and modules; True when another run holds some and this one was deferred."""
+    conflicts = a.queue.claim_resources(a.lease, change_resources(a.run.repo, plan.files, plan.modules))
+    if not conflicts:
+        return False
+    a.run = a.queue.defer(a.lease, conflicts)
+    if a.deps.progress is not None:
+        a.deps.progress(a.run, "deferred")
+    return True
+
+
+async def _open_working_copy(a: Attempt, branch: str, base: str) -> tuple[str, Path]:
+    """Label the issue as running, resume (or rebase) the working copy and set it up; the stage to go on with."""
+    run = a.run
     skip = a.settings.skip_labels[:1]
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
     path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)
@@ -653,32 +689,26 @@ async def _develop(a: Attempt) -> Run:
         a.review = _last_review(a.queue, run.id)
         if a.review is None:
             stage = "reviewing"  # no stored review to fix or submit with: review again
+    return stage, path
 
-    while True:
-        if stage == "developing":
-            a.move(Status.DEVELOPING, stage="developing")
-            await a.developer(develop_prompt(issue, plan), path, context=Handover(base))
-            changed = (await a.capture(path)).changed_paths
-            if not changed:
-                raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
-            if await _defer_on_conflicts(a, base, resume_at="rebasing"):
-                return a.run
-            stage = "reviewing"
-        elif stage == "reviewing":
-            stage = await _review(a, issue, plan, path, base)
-        elif stage == "fixing":
-            assert a.review is not None
-            a.move(Status.FIXING, stage="fixing")
-            prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
-            await a.developer(prompt, path, context=Handover(base, issue, plan))
-            await a.capture(path)
-            stage = "reviewing"
-        elif not await _local_test(a, path):
-            stage = "reviewing"
-        else:
-            if await _defer_on_conflicts(a, base, resume_at="rebasing"):
-                return a.run
-            return await _submit(a, issue, plan, base, first=True)
+
+async def _developing(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> bool:
+    """The developer implements the plan; False when the run was deferred on conflicting changes."""
+    a.move(Status.DEVELOPING, stage="developing")
+    await a.developer(develop_prompt(issue, plan), path, context=Handover(base))
+    changed = (await a.capture(path)).changed_paths
+    if not changed:
+        raise StopRun(Status.NEEDS_HUMAN, "the developer made no changes")
+    return not await _defer_on_conflicts(a, base, resume_at="rebasing")
+
+
+async def _fixing(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> None:
+    """The developer fixes the review's blocking findings."""
+    assert a.review is not None
+    a.move(Status.FIXING, stage="fixing")
+    prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
+    await a.developer(prompt, path, context=Handover(base, issue, plan))
+    await a.capture(path)
 
 
 async def _configure(a: Attempt, base: str) -> None:
