@@ -159,65 +159,95 @@ async def run_role(settings: Settings, role: str, *, deps: PipelineDeps, once: b
         log.warning(SANDBOX_WARNING, role=role)
     Sandbox(settings).check()  # no bubblewrap: stop now with the fix, not at the first agent call
     statuses = states.CLAIMABLE_BY_PLANNER if role == "planner" else states.CLAIMABLE_BY_WORKER
-    outcomes: list[Outcome] = []
-    reporting: asyncio.Task[None] | None = None
-    waking: asyncio.Task[None] | None = None
+    background: list[asyncio.Future[None]] = []
     try:
         if not once:
             # Alongside the work: show every run's state on GitHub, this process's runs included.
-            reporting = asyncio.ensure_future(report_forever(Reporter.from_deps(deps), stop))
-        if role == "worker" and not once:
-            waking = asyncio.ensure_future(wake_forever(deps, owner, stop))
-        housekeeping = role == "worker" and not once
-        next_gc = next_settle = 0.0 if housekeeping else float("inf")
-        while not stop.is_set():
-            if not _claimable(database, statuses):
-                if once:
-                    break
-                if time.monotonic() >= next_gc:
-                    next_gc = time.monotonic() + GC_INTERVAL_SECONDS
-                    await _collect_worktrees(deps)
-                if time.monotonic() >= next_settle:
-                    next_settle = time.monotonic() + settle_interval(settings)
-                    await settle_waiting(deps)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
-                continue
-            work = asyncio.ensure_future(step(deps, role, owner))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not work.done():
-                work.cancel()  # hand the run back; the pipeline releases it for resumption
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-                break
-            try:
-                outcome = work.result()
-            except AgentZError as exc:
-                log.error("stage failed", role=role, error=str(exc))
-                if once:
-                    raise
-                await asyncio.sleep(IDLE_POLL_SECONDS)
-                continue
-            if outcome is not None:
-                outcomes.append(outcome)
-                log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
-            if once:
-                break
-        if reporting is not None or waking is not None:
+            background.append(asyncio.ensure_future(report_forever(Reporter.from_deps(deps), stop)))
+            if role == "worker":
+                background.append(asyncio.ensure_future(wake_forever(deps, owner, stop)))
+        chores = _Chores.for_role(deps, settings, enabled=role == "worker" and not once)
+        outcomes = await _work(deps, database, role, owner, statuses, stop, chores, once=once)
+        if background:
             stop.set()
-        for task in (reporting, waking):
-            if task is not None:
-                await task
+        for task in background:
+            await task
     finally:
-        for task in (reporting, waking):
-            if task is not None and not task.done():
+        for task in background:
+            if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         remove()
     return outcomes
+
+
+async def _work(deps: PipelineDeps, database: Database, role: str, owner: str, statuses: frozenset[str],
+                stop: asyncio.Event, chores: _Chores, *, once: bool) -> list[Outcome]:
+    """Claim and execute stages until ``stop`` (with ``once``, at most one); idle, do the chores."""
+    outcomes: list[Outcome] = []
+    while not stop.is_set():
+        if not _claimable(database, statuses):
+            if once:
+                break
+            await chores.run()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+            continue
+        try:
+            stopped, outcome = await _step_unless_stopped(deps, role, owner, stop)
+        except AgentZError as exc:
+            log.error("stage failed", role=role, error=str(exc))
+            if once:
+                raise
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+            continue
+        if stopped:
+            break
+        if outcome is not None:
+            outcomes.append(outcome)
+            log.info("stage finished", role=role, run_id=outcome.run_id, status=outcome.after)
+        if once:
+            break
+    return outcomes
+
+
+async def _step_unless_stopped(deps: PipelineDeps, role: str, owner: str,
+                               stop: asyncio.Event) -> tuple[bool, Outcome | None]:
+    """One claim and stage, unless ``stop`` comes first: ``(stopped, outcome)``; a stopped stage hands its run back."""
+    work = asyncio.ensure_future(step(deps, role, owner))
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not work.done():
+        work.cancel()  # hand the run back; the pipeline releases it for resumption
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return True, None
+    return False, work.result()
+
+
+@dataclass
+class _Chores:
+    """A worker's idle chores, each at its interval: collect stale worktrees, settle runs waiting on CI."""
+
+    deps: PipelineDeps
+    settings: Settings
+    next_gc: float
+    next_settle: float
+
+    @classmethod
+    def for_role(cls, deps: PipelineDeps, settings: Settings, *, enabled: bool) -> _Chores:
+        start = 0.0 if enabled else float("inf")
+        return cls(deps, settings, start, start)
+
+    async def run(self) -> None:
+        if time.monotonic() >= self.next_gc:
+            self.next_gc = time.monotonic() + GC_INTERVAL_SECONDS
+            await _collect_worktrees(self.deps)
+        if time.monotonic() >= self.next_settle:
+            self.next_settle = time.monotonic() + settle_interval(self.settings)
+            await settle_waiting(self.deps)
 
 
 def settle_interval(settings: Settings) -> float:
