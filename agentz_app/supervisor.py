@@ -265,7 +265,7 @@ class Supervisor:
         try:
             while not self._stopping.is_set():
                 if child.state == BROKEN:
-                    await self._wait_for(child.restart)
+                    await self._first_of(self._stopping, child.restart)
                     if self._stopping.is_set():
                         break
                     child.history.reset()
@@ -288,7 +288,9 @@ class Supervisor:
                 delay = self.policy.delay(child.history.recent(at))
                 child.restart_at = at + delay
                 await self._set_state(child, BACKOFF, detail=f"{child.detail}; restart in {delay:.0f}s")
-                await self._wait_for(child.restart, timeout=delay)
+                with contextlib.suppress(TimeoutError):  # the back-off ends early on a restart or a stop
+                    async with asyncio.timeout(delay):
+                        await self._first_of(self._stopping, child.restart)
                 child.restart_at = None
         finally:
             log.close()
@@ -362,11 +364,6 @@ class Supervisor:
         finally:
             for task in waits:
                 task.cancel()
-
-    async def _wait_for(self, event: asyncio.Event, timeout: float | None = None) -> None:
-        """Wait for ``event`` or a stop, at most ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_of(self._stopping, event), timeout)
 
     # Database records ----------------------------------------------------
 

@@ -25,7 +25,7 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +87,9 @@ def run_state(db: Any, repo: str, number: int) -> RunState:
     return RunState(str(run[1]), first.get("enqueued"), first.get("claimed"))
 
 
-async def wait_for(db: Any, number: int, done: Any, *, timeout: float, services: Sequence[Any]) -> RunState | None:
-    """Poll the run of issue ``number`` until ``done(state)``; None on timeout. Raises if a service died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def wait_for(db: Any, number: int, done: Any, *, services: Sequence[Any]) -> RunState:
+    """Poll the run of issue ``number`` until ``done(state)``. Raises if a service died."""
+    while True:
         for service in services:
             if not service.alive():
                 raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
@@ -98,7 +97,15 @@ async def wait_for(db: Any, number: int, done: Any, *, timeout: float, services:
         if done(state):
             return state
         await asyncio.sleep(_POLL)
-    return None
+
+
+async def within(seconds: float, waiting: Awaitable[RunState]) -> RunState | None:
+    """What ``waiting`` returns, or None when it takes longer than ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await waiting
+    except TimeoutError:
+        return None
 
 
 class Trigger:
@@ -187,8 +194,8 @@ async def measure(trials: int, workdir: Path, db_url: str) -> Figures:
                     await asyncio.sleep(rng.uniform(0.0, IDLE_POLL_SECONDS))
                     started = await trigger.comment(number, user)
                     timeout = WARMUP_TIMEOUT if index == 0 else CLAIM_TIMEOUT
-                    claimed = await wait_for(db, number, lambda s: s.claimed_at is not None, timeout=timeout,
-                                             services=services)
+                    claimed = await within(timeout, wait_for(db, number, lambda s: s.claimed_at is not None,
+                                                             services=services))
                     if claimed is None or claimed.claimed_at is None:
                         if index == 0:
                             raise RuntimeError(f"the warm-up trigger was not claimed:\n{receiver.log_tail()}\n"
@@ -199,8 +206,8 @@ async def measure(trials: int, workdir: Path, db_url: str) -> Figures:
                         latencies.append(claimed.claimed_at - started)
                         enqueued.append((claimed.enqueued_at or claimed.claimed_at) - started)
                     # One planner: let it finish this plan before the next trigger.
-                    await wait_for(db, number, lambda s: s.status != "planning", timeout=SETTLE_TIMEOUT,
-                                   services=services)
+                    await within(SETTLE_TIMEOUT, wait_for(db, number, lambda s: s.status != "planning",
+                                                          services=services))
         finally:
             await hub.stop()
     return {

@@ -604,6 +604,7 @@ class InboxProcessor:
     async def _defer_to_ingest(self) -> bool:
         if self.ingest_busy is not None:
             deadline = time.monotonic() + self.max_defer_seconds
+            # The receiver's thread reports a pause in arrivals, a time window: there is no event to wait on.
             while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():
                 await asyncio.sleep(ARRIVAL_QUIET_SECONDS / 2)
         return not self._stopping.is_set()
