@@ -184,7 +184,7 @@ async def check_actor(gh: GitHubAPI | None, db: Database, settings: Settings, re
         return decide(actor, None, policy)
     try:
         permission = await fetch_permission(gh, db, repo, actor.login, ttl=ttl, clock=clock)
-    except Exception as exc:  # fail closed: any error refuses, and nothing is remembered
+    except Exception as exc:  # noqa: BLE001 - fail closed: whatever the look-up raises refuses, and nothing is remembered
         log.warning("permission lookup failed", repo=repo, user=actor.login, error=f"{type(exc).__name__}: {exc}")
         return Decision(False, LOOKUP_FAILED)
     return decide(actor, permission, policy)

@@ -378,7 +378,7 @@ def run_reconciler(
     while not stopping.is_set():
         try:
             report = reconcile_once(database, settings, clock=clock)
-        except Exception as exc:  # keep the loop alive through database hiccups
+        except Exception as exc:  # noqa: BLE001 - the reconciler loop: a failed pass is logged and the next one runs
             log.error("reconcile pass failed", error=str(exc))
         else:
             if report.total:
@@ -387,7 +387,7 @@ def run_reconciler(
                 on_report(report)
         try:
             pruned = prune_if_due(database, settings, clock=clock)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the reconciler loop: a failed prune is logged and retried when next due
             log.error("prune failed", error=str(exc))
         else:
             if pruned is not None and on_prune is not None:

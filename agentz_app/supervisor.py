@@ -386,7 +386,7 @@ class Supervisor:
         }
         try:
             await asyncio.to_thread(_upsert_process, self.db, row)
-        except Exception as exc:  # the database may be briefly unavailable; keep supervising
+        except Exception as exc:  # noqa: BLE001 - the supervisor loop: children are supervised even while the database is away
             self._log.warning("cannot record process state", process=child.spec.name, error=str(exc))
 
     async def _housekeeping(self) -> None:
@@ -400,7 +400,7 @@ class Supervisor:
                 if self.clock() - last_beat >= self.heartbeat_interval:
                     last_beat = self.clock()
                     await asyncio.to_thread(_beat, self.db, self.host, self.names, last_beat)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the supervisor loop: children are supervised even while the database is away
                 self._log.warning("supervisor housekeeping failed", error=str(exc))
 
 

@@ -335,7 +335,7 @@ class Attempt:
                 last_tree = await self.checkpoint_progress(workdir, last_tree)
             except LeaseLost:
                 raise
-            except Exception as exc:  # never ends the call: the next interval or the final capture tries again
+            except Exception as exc:  # noqa: BLE001 - beside the agent call: a failed checkpoint is logged and the next interval tries again
                 log.warning("checkpoint during the agent call failed", run_id=self.run.id, error=str(exc))
 
     async def checkpoint_progress(self, path: Path, last_tree: str | None) -> str | None:

@@ -232,7 +232,7 @@ async def report_forever(reporter: Reporter, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await reporter.report_stale()
-        except Exception as exc:  # a database hiccup must not end the process's reporting
+        except Exception as exc:  # noqa: BLE001 - the reporting loop: a failed pass is logged and the next one runs
             log.error("reporting pass failed", error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

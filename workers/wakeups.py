@@ -163,7 +163,7 @@ async def wake_forever(deps: PipelineDeps, owner: str, stop: asyncio.Event, *,
             if has_due_wakeups(deps.db, at=now()):
                 while await act_on_wakeups(deps, owner) and not stop.is_set():
                     pass
-        except Exception as exc:  # a worker loop: any failure is logged, the next poll goes on
+        except Exception as exc:  # noqa: BLE001 - a worker loop: any failure is logged, the next poll goes on
             log.error("acting on wake-ups failed", error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_seconds)

@@ -453,8 +453,12 @@ class Demo:
             lines.append(line)
         return lines
 
-    async def wait_for(  # returns False at the deadline, as asyncio.wait(timeout=) returns
-        self, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout: float,  # noqa: ASYNC109 - a deadline that returns False, as asyncio.wait(timeout=) returns
+        interval: float = 0.1,
     ) -> bool:
         """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
         deadline = time.monotonic() + timeout

@@ -170,7 +170,7 @@ class CiRunner:
                 outcome = await run_ci(job, timeout=self.timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a detached CI task: any failure is reported as a failed check
+            except Exception as exc:  # noqa: BLE001 - a detached CI task: any failure is reported as a failed check
                 outcome = CiOutcome("failure", -1, f"CI could not run: {exc}")
             await self.on_finish(job, outcome)
 

@@ -532,7 +532,7 @@ class GitHubClient(gh_abc.GitHubAPI):
             return
         try:
             self._on_response(method, url, status, headers)
-        except Exception as exc:  # a caller's metrics hook: what it raises must not fail the request
+        except Exception as exc:  # noqa: BLE001 - a caller's metrics hook: what it raises must not fail the request
             self._log.warning("github.on_response_failed", error=type(exc).__name__)
 
 

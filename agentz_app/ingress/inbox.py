@@ -222,7 +222,7 @@ class DeliveryWriter:
             unique.setdefault(row["delivery_id"], row)
         try:
             stored = await asyncio.to_thread(insert_deliveries, self.db, list(unique.values()))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - group commit: whatever fails, the rows are retried one by one and every request is answered
             log.warning("delivery batch failed; retrying rows one by one", size=len(unique), error=describe_error(exc))
             await self._commit_one_by_one(batch, unique)
             return
@@ -234,7 +234,7 @@ class DeliveryWriter:
         for delivery_id, row in unique.items():
             try:
                 stored |= await asyncio.to_thread(insert_deliveries, self.db, [row])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one row that cannot be stored fails its own request, not the batch
                 failed[delivery_id] = exc
                 log.error("delivery not stored", delivery_id=delivery_id, error=describe_error(exc))
         self._resolve(batch, stored, failed)
@@ -594,7 +594,7 @@ class InboxProcessor:
                         router=router,
                         before_each=self._defer_to_ingest,
                     )
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the inbox loop: a failed pass is logged and the next one runs
                     log.error("inbox pass failed", error=describe_error(exc))
                 if claimed >= self.batch_size or self._stopping.is_set():
                     continue
@@ -605,7 +605,7 @@ class InboxProcessor:
         if self.ingest_busy is not None:
             deadline = time.monotonic() + self.max_defer_seconds
             # The receiver's thread reports a pause in arrivals, a time window: there is no event to wait on.
-            while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():
+            while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(ARRIVAL_QUIET_SECONDS / 2)
         return not self._stopping.is_set()
 

@@ -130,7 +130,7 @@ async def look_up(github: AppClients, db: Database, refs: Iterable[IssueRef], *,
             continue
         try:
             known = await fetch_state(github.client(installation), ref)
-        except Exception as exc:  # GitHub down or rate limited: ask again next pass
+        except GitHubError as exc:  # GitHub down or rate limited: ask again next pass
             log.warning("dependency look-up failed", dependency=str(ref), error=f"{type(exc).__name__}: {exc}")
             continue
         with db.begin() as session:
@@ -162,7 +162,7 @@ async def refresh_lookups(github: AppClients, db: Database, *, older_than: float
             continue
         try:
             known = await fetch_state(github.client(installation), ref)
-        except Exception as exc:
+        except GitHubError as exc:
             log.warning("dependency refresh failed", dependency=str(ref), error=f"{type(exc).__name__}: {exc}")
             continue
         with db.begin() as session:

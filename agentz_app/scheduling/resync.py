@@ -16,9 +16,11 @@ from typing import Any
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
+from agentz_app.errors import GitHubError
 from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.installations import discover_repositories
 from agentz_app.logs import get_logger
@@ -140,7 +142,7 @@ async def resync_all(github: GitHubApp, db: Database, settings: Settings, *,
     """
     try:
         await discover_repositories(github, db)
-    except Exception as exc:
+    except (GitHubError, SQLAlchemyError) as exc:
         log.warning("listing the App's installations failed", error=f"{type(exc).__name__}: {exc}")
     with db.read() as session:
         repos = [
@@ -154,17 +156,17 @@ async def resync_all(github: GitHubApp, db: Database, settings: Settings, *,
     for name, installation in repos:
         try:
             result = await resync_repo(github.client(installation), db, name)
-        except Exception as exc:
+        except (GitHubError, SQLAlchemyError) as exc:
             log.warning("resync of a repository failed", repo=name, error=f"{type(exc).__name__}: {exc}")
             continue
         changed += int(result.changed)
     try:
         await refresh_lookups(github, db, older_than=now() - settings.resync_interval_seconds)
-    except Exception as exc:
+    except (GitHubError, SQLAlchemyError) as exc:
         log.warning("refreshing dependency look-ups failed", error=f"{type(exc).__name__}: {exc}")
     since = redeliver_since if redeliver_since is not None else now() - 3 * settings.resync_interval_seconds
     try:
         await redeliver_failed(github.app_client(), since, db=db)
-    except Exception as exc:
+    except (GitHubError, SQLAlchemyError) as exc:
         log.warning("listing failed webhook deliveries failed", error=f"{type(exc).__name__}: {exc}")
     return changed

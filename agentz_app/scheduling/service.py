@@ -598,7 +598,7 @@ async def run_scheduler(
             last_resync = clock()
             try:
                 await resync()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the scheduler loop: a failed resync is logged, scheduling goes on
                 log.warning("resync failed", error=str(exc))
         if sleep is not None:
             await sleep(poll_seconds)

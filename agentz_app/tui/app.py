@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -168,7 +169,7 @@ class Dashboard(App[None]):
             self.processes = load_processes(self.db, at)
             self.tasks = load_tasks(self.db, at)
             self.query_one("#processes-pane").border_title = processes_title(load_dead_deliveries(self.db))
-        except Exception as exc:  # keep the dashboard up while the database is unreachable
+        except SQLAlchemyError as exc:  # keep the dashboard up while the database is unreachable
             self.show_hint(f"database unavailable: {exc.__class__.__name__}")
             return
         self.selected_process, self._process_index = _pick(

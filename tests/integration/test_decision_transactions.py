@@ -123,7 +123,8 @@ async def test_a_refusal_window_is_never_taken_without_its_reply_decision(db: Da
 
     await dispatch(event, gh, db, settings, queue)
     [reply] = gh.writes()
-    assert reply.url == COMMENTS_URL and "@mallory" in reply.data["body"]
+    assert reply.url == COMMENTS_URL
+    assert "@mallory" in reply.data["body"]
     [recorded] = command_events(db)
     assert (recorded.payload["accepted"], recorded.payload["replied"]) == (False, True)
     assert count(db, RefusalReply) == 1
