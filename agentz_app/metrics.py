@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import Counter as CounterMetric
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -100,7 +101,7 @@ def delivery_outcome(processed: bool, has_error: bool, dead: bool = False) -> st
 # GitHub request counting ---------------------------------------------------------
 
 
-def agent_call_families(payloads: Sequence[Any]) -> Iterator[Any]:
+def agent_call_families(payloads: Sequence[object]) -> Iterator[Metric]:
     """Agent calls, their cost and tokens by role, from the ``agent_call`` events' payloads."""
     count: Counter[str] = Counter()
     cost: defaultdict[str, float] = defaultdict(float)
@@ -203,13 +204,13 @@ class DatabaseCollector(Collector):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         yield from self._deliveries()
         yield from self._runs()
         yield from self._stages()
         yield from self._processes()
 
-    def _deliveries(self) -> Iterator[Any]:
+    def _deliveries(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("agentz_deliveries", "Webhook deliveries in the inbox by event and outcome.",
                                    labels=["event", "outcome"])
         facts = (Delivery.event, Delivery.processed_at.is_not(None), Delivery.error.is_not(None),
@@ -226,7 +227,7 @@ class DatabaseCollector(Collector):
                                 "Deliveries that failed MAX_DELIVERY_ATTEMPTS times and wait for an operator.",
                                 value=sum(count for (_, outcome), count in counts.items() if outcome == "dead"))
 
-    def _runs(self) -> Iterator[Any]:
+    def _runs(self) -> Iterator[Metric]:
         with self.db.read() as session:
             by_status = session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
             cost = session.scalar(select(func.coalesce(func.sum(Run.cost_usd), 0.0)))
@@ -249,7 +250,7 @@ class DatabaseCollector(Collector):
         yield CounterMetricFamily("agentz_lease_expiries", "Leases the reconciler found expired.",
                                   value=float(expiries or 0))
 
-    def _stages(self) -> Iterator[Any]:
+    def _stages(self) -> Iterator[Metric]:
         with self.db.read() as session:
             rows = session.execute(
                 select(Event.run_id, Event.to_status, Event.created_at)
@@ -262,7 +263,7 @@ class DatabaseCollector(Collector):
             family.add_metric([stage], histogram_buckets(values, STAGE_BUCKETS), sum(values))
         yield family
 
-    def _processes(self) -> Iterator[Any]:
+    def _processes(self) -> Iterator[Metric]:
         with self.db.read() as session:
             rows = session.execute(select(Process.state, func.count()).group_by(Process.state)).all()
         family = GaugeMetricFamily("agentz_processes", "Supervised processes by state.", labels=["state"])
@@ -312,7 +313,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def latency_middleware(metrics: Metrics, *, path: str = WEBHOOK_PATH) -> Any:
+def latency_middleware(metrics: Metrics, *, path: str = WEBHOOK_PATH) -> Middleware:
     """A middleware observing how long each request to ``path`` takes."""
 
     @web.middleware

@@ -48,7 +48,7 @@ MANIFEST_NAME = "app-manifest.yml"
 PUBLIC_GITHUB = "https://github.com"
 PUBLIC_API = "https://api.github.com"
 REACH_TIMEOUT = 10.0
-Step = Callable[[str], Any]
+Step = Callable[[str], object]
 
 
 class SetupError(AgentZError):
@@ -383,7 +383,7 @@ def create_setup_app(options: SetupOptions, done: asyncio.Future[SetupResult],
 async def run_setup(
     options: SetupOptions,
     *,
-    on_ready: Callable[[str], Any] = print,
+    on_ready: Callable[[str], object] = print,
     on_step: Step = _nothing,
 ) -> SetupResult:
     """Check GitHub answers, then serve the local page until GitHub's redirect has been handled.
