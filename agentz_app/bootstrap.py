@@ -76,7 +76,7 @@ def open_database(settings: Settings, *, run_migrations: bool = True, create: bo
     folder must exist unless it is STATE_DIR. An unreachable database raises DatabaseUnavailable.
     """
     check_sqlite_path(settings.database_url, create=create, creatable=settings.state_dir)
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         db.connect_or_raise()
         if run_migrations:

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = None
     github_app_slug: str = "agent-z"
     database_url: str = "sqlite:///.agent-z/agentz.db"
+    # SQLite in WAL mode: "normal" loses nothing committed when a process dies, only the newest
+    # transactions on an OS crash or power loss; "full" also survives those, at an fsync per commit.
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     github_api_url: str = "https://api.github.com"
     git_url_template: str = "https://github.com/{full_name}.git"
     project_dir: Path = Path(".")

@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSON, JSONB
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Insert, Update
@@ -365,8 +365,3 @@ def driver_sql(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
             converters[name] = convert
     return DriverStatement(compiled.string, dict(compiled.params), converters)
 
-
-def run_driver_sql(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> CursorResult[Any]:
-    """Execute ``statement``, compiled once by :func:`driver_sql`, with ``params``."""
-    compiled = driver_sql(statement, connection.dialect)
-    return connection.exec_driver_sql(compiled.sql, compiled.parameters(params))

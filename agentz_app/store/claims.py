@@ -128,9 +128,7 @@ class LeaseClaims(QueueCore):
                 rows = list(connection.execute(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params))
         else:
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
-            with self.single_statements.connect() as connection:
-                statement = claim_sql.pg_claim(**shape, single=len(wanted) == 1)
-                rows = list(claim_sql.run_driver_sql(connection, statement, params))
+            rows = self.single_statements.rows(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params)
         return [Claimed(run_id=row.id, repo=row.repo, issue_number=row.issue_number, from_status=row.from_status,
                         status=row.status, lease=Lease(row.id, row.attempt, owner)) for row in rows]
 

@@ -1,9 +1,11 @@
 """Engine creation and transactions for SQLite and PostgreSQL.
 
-SQLite runs in WAL mode with ``synchronous=FULL`` and a 15 s busy timeout, and every
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (``FULL`` on request) and a 15 s busy timeout, and every
 transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite begin-event
 recipe), so a transaction that reads then writes never dies on a lock upgrade.
 Read-only work can ask for a deferred ``BEGIN`` with :meth:`Database.read`.
+PostgreSQL connections are not pinged at checkout (a round trip each time): they are recycled
+after :data:`POOL_RECYCLE_SECONDS`, and a dropped one fails its unit of work once and is replaced.
 
 The engine never creates folders: :func:`check_sqlite_path` says whether a SQLite file may be
 created where the URL points, and :meth:`Database.connect_or_raise` turns an unreachable database
@@ -25,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from agentz_app.errors import ConfigError
 
 _DEFERRED = "agentz_deferred"
+POOL_RECYCLE_SECONDS = 1800
+SQLITE_SYNCHRONOUS = ("normal", "full")
 
 
 def normalise_url(url: str) -> str:
@@ -90,8 +94,13 @@ def connection_problem(exc: BaseException) -> str:
     return lines[0] if lines else cause.__class__.__name__
 
 
-def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine configured for durability (creates no file's folder)."""
+def create_db_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "normal") -> Engine:
+    """An engine configured for durability (creates no file's folder).
+
+    ``sqlite_synchronous`` (SQLite only, WAL mode): ``normal`` keeps every commit through a
+    process crash, ``full`` also through an OS crash or power loss (an fsync per commit)."""
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigError("SQLITE_SYNCHRONOUS", f"must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -101,7 +110,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             dbapi_connection.isolation_level = None  # let us emit BEGIN ourselves
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cursor.execute("PRAGMA busy_timeout=15000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -112,7 +121,8 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False,
+                         pool_recycle=POOL_RECYCLE_SECONDS)
 
 
 class Database:

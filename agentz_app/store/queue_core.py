@@ -22,6 +22,7 @@ from agentz_app.secrets import redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import Claim, Event, Run, now
 from agentz_app.store.resources import issue_resource
+from agentz_app.store.single_statements import SingleStatements
 
 # Columns only the queue itself may write.
 _PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at",
@@ -74,7 +75,7 @@ class QueueCore:
         self.clock = clock
         self.secret_values = tuple(secret_values)
         # Single statements that are their own transaction (PostgreSQL autocommit).
-        self.single_statements = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.single_statements = SingleStatements(db.engine)
 
     def _clean_error(self, error: str | None) -> str | None:
         return None if error is None else redact_text(error, values=self.secret_values)

@@ -124,10 +124,11 @@ class Transitions(QueueCore):
                     self._wake_in(connection, [moved.repo])
             return moved
         # One statement is its own transaction: no BEGIN and COMMIT round trips.
-        with self.single_statements.connect() as connection:
-            row = claim_sql.run_driver_sql(connection, claim_sql.pg_complete(columns, drop), params).first()
-            if row is None:
+        rows = self.single_statements.rows(claim_sql.pg_complete(columns, drop), params)
+        if not rows:
+            with self.db.engine.connect() as connection:
                 self._refuse(connection, lease, goal)
+        row = rows[0]
         moved = Moved(row.id, row.repo, row.issue_number, row.from_status, row.status,
                       freed=bool(row.freed) and goal != Status.DONE, deferred=bool(row.deferred))
         if moved.freed and moved.deferred:
@@ -237,8 +238,7 @@ class Transitions(QueueCore):
                 self._wake_in(connection, [m.repo for m in moved if m.freed and m.deferred])
         else:
             # One statement is its own transaction; nothing moves when any held run may not move.
-            with self.single_statements.connect() as connection:
-                rows = claim_sql.run_driver_sql(connection, claim_sql.pg_complete_many(columns, drop), params).all()
+            rows = self.single_statements.rows(claim_sql.pg_complete_many(columns, drop), params)
             held = {row.id for row in rows}
             illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
             if illegal is not None:

@@ -18,19 +18,29 @@ from tests.fakes import FakeClock
 
 
 @contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements the block sends (connection pings and BEGIN/COMMIT are not statements)."""
+def statements(queue: RunQueue) -> Iterator[list[str]]:
+    """The SQL statements the block sends, through SQLAlchemy or straight to the driver (connection
+    pings and BEGIN/COMMIT are not statements)."""
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if not statement.startswith("BEGIN"):
             sent.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", record)
+    direct = queue.single_statements
+    send = direct._send
+
+    def send_and_record(sql: str, values: dict[str, Any], **options: Any) -> list[Any]:
+        sent.append(sql)
+        return send(sql, values, **options)
+
+    event.listen(queue.db.engine, "before_cursor_execute", record)
+    direct._send = send_and_record  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+        event.remove(queue.db.engine, "before_cursor_execute", record)
+        del direct._send
 
 
 def _kinds(queue: RunQueue, run_id: str) -> list[str]:
@@ -39,7 +49,7 @@ def _kinds(queue: RunQueue, run_id: str) -> list[str]:
 
 def test_a_claim_is_one_statement_on_postgres_and_writes_its_event(queue: RunQueue) -> None:
     run, _ = queue.enqueue("o/r", 1)
-    with statements(queue.db) as sent:
+    with statements(queue) as sent:
         claimed = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert len(sent) == (2 if queue.db.is_sqlite else 1)
     [taken] = claimed
@@ -55,7 +65,7 @@ def test_a_claim_is_one_statement_on_postgres_and_writes_its_event(queue: RunQue
 def test_a_completion_is_one_statement_on_postgres_and_writes_its_event(queue: RunQueue) -> None:
     run, _ = queue.enqueue("o/r", 1)
     [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
-    with statements(queue.db) as sent:
+    with statements(queue) as sent:
         moved = queue.complete(taken.lease, Status.CANCELLED, event={"reason": "done here"})
     # SQLite: the event while the lease holds, the update, the claims given back, any deferred runs to wake.
     assert len(sent) == (4 if queue.db.is_sqlite else 1)

@@ -1,0 +1,89 @@
+"""The claim path's single statements on PostgreSQL, sent straight to the driver's connection.
+
+A claim or a fenced completion is one statement that is its own transaction (autocommit). It
+skips SQLAlchemy's execution layer: the statement is compiled once (:func:`claim_sql.driver_sql`),
+psycopg prepares it on the server after a few calls, and the pool only lends the driver
+connection.
+
+Connections are not pinged at checkout. A statement that fails because the server dropped its
+connection is sent once more on a new connection only when the failure is known to have come
+before the statement (its commit) left: the server had already spoken on the idle connection
+(its termination notice, or the end of the stream, was waiting to be read). Any other failure is
+raised as SQLAlchemy's :class:`DBAPIError` (``connection_invalidated`` on a disconnect): the
+statement may have committed.
+"""
+
+from __future__ import annotations
+
+import select
+from collections import namedtuple
+from functools import cache
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import ClauseElement
+
+from agentz_app.store.claim_sql import driver_sql
+
+
+@cache
+def _row_type(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names)  # type: ignore[misc]  # built once per result shape
+
+
+def _server_spoke(dbapi_connection: Any) -> bool:
+    """True when the idle connection has something to read: the server said goodbye (or closed it)."""
+    try:
+        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class SingleStatements:
+    """Run one autocommit statement at a time on a pooled driver connection; rows by column name."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def rows(self, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
+        """Execute ``statement`` as its own transaction with ``params``; its rows (attribute access)."""
+        compiled = driver_sql(statement, self.engine.dialect)
+        values = compiled.parameters(params)
+        try:
+            return self._send(compiled.sql, values)
+        except _DroppedBeforeSending:
+            return self._send(compiled.sql, values, retry=False)
+
+    def _send(self, sql: str, values: dict[str, Any], *, retry: bool = True) -> list[Any]:
+        dialect = self.engine.dialect
+        pooled: PoolProxiedConnection = self.engine.raw_connection()
+        connection: Any = pooled.driver_connection
+        cursor = None
+        try:
+            dropped = _server_spoke(connection)
+            connection.autocommit = True
+            cursor = connection.cursor()
+            cursor.execute(sql, values)
+            names = tuple(column[0] for column in cursor.description or ())
+            return [_row_type(names)(*row) for row in cursor.fetchall()] if names else []
+        except dialect.loaded_dbapi.Error as exc:
+            disconnected = dialect.is_disconnect(exc, pooled, cursor)
+            if disconnected:
+                pooled.invalidate(exc)
+                if retry and dropped:
+                    raise _DroppedBeforeSending from exc
+            raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=disconnected, dialect=dialect) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+            if pooled.is_valid:
+                connection.autocommit = False
+            pooled.close()
+
+
+class _DroppedBeforeSending(Exception):
+    """The connection was already closed by the server when the statement was sent."""

@@ -1,0 +1,94 @@
+"""Connections the PostgreSQL server dropped: the claim path is not pinged, yet a claim after a drop succeeds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, Status
+from agentz_app.store.db import Database
+from agentz_app.store.migrate import migrate
+from agentz_app.store.runs import RunQueue
+from agentz_app.store.single_statements import SingleStatements
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def one_connection(postgres_url: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database whose pool keeps one connection."""
+    database = Database.from_url(postgres_url, pool_size=1)
+    migrate(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def admin(postgres_url: str) -> Iterator[Database]:
+    database = Database.from_url(postgres_url)
+    yield database
+    database.dispose()
+
+
+def _pooled_backend(db: Database) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def _terminate(admin: Database, pid: int) -> None:
+    """End the server process ``pid`` and wait (up to 10 s) until it has exited."""
+    with admin.engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar_one()
+
+
+def test_the_claim_after_the_server_dropped_the_connection_succeeds(one_connection: Database, admin: Database) -> None:
+    queue = RunQueue(one_connection, clock=FakeClock())
+    first, _ = queue.enqueue("o/r", 1)
+    second, _ = queue.enqueue("o/r", 2)
+    [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    before = _pooled_backend(one_connection)
+    _terminate(admin, before)
+
+    [next_taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+
+    assert {taken.run_id, next_taken.run_id} == {first.id, second.id}
+    assert _pooled_backend(one_connection) != before
+    _terminate(admin, _pooled_backend(one_connection))
+    moved = queue.complete(next_taken.lease, Status.CANCELLED)
+    assert (moved.run_id, moved.status) == (next_taken.run_id, "cancelled")
+    assert [e.kind for e in queue.events(next_taken.run_id)].count("claimed") == 1
+
+
+def test_a_statement_the_server_dropped_while_running_is_not_sent_again(one_connection: Database,
+                                                                          admin: Database) -> None:
+    direct = SingleStatements(one_connection.engine)
+    pid = _pooled_backend(one_connection)
+    started = threading.Event()
+
+    def terminate_once_running() -> None:
+        deadline = time.monotonic() + 30
+        with admin.engine.connect() as connection:
+            while time.monotonic() < deadline:
+                state = connection.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"),
+                                           {"pid": pid}).scalar()
+                connection.commit()
+                if state == "active":
+                    break
+                started.wait(0.01)
+            else:
+                raise AssertionError("the statement never started")
+        _terminate(admin, pid)
+
+    killer = threading.Thread(target=terminate_once_running)
+    killer.start()
+    with pytest.raises(DBAPIError) as raised:
+        direct.rows(text("SELECT pg_sleep(30), pg_backend_pid() AS pid"), {})
+    killer.join()
+    assert raised.value.connection_invalidated
+    assert _pooled_backend(one_connection) != pid  # the dropped connection left the pool
