@@ -45,7 +45,8 @@ from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Delete, Insert, Update
+from sqlalchemy.sql.dml import Delete, Insert, ReturningDelete, Update
+from sqlalchemy.types import JSON as AnyJSON
 
 from agentz_app.domain.states import LEASED, Status
 from agentz_app.store.models import Claim, Event, Run
@@ -60,14 +61,19 @@ _EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "crea
 
 
 def _one_of(column: Any, name: str, *, pg: bool, single: bool = False) -> Any:
-    """``column`` is one of the list ``:name``: ``= ANY(array)`` on PostgreSQL (one parameter, nothing
-    to re-render per call), an expanding ``IN`` elsewhere. With ``single`` the list has one value
+    """``column`` is one of the list ``:name``: ``= ANY(array)`` on PostgreSQL, ``IN json_each(array)``
+    on SQLite (one parameter each, nothing to re-render per call). With ``single`` the list has one value
     and PostgreSQL compares with ``=`` (so an index can return rows in order)."""
     if pg and single:
         return column == bindparam(f"{name}_one", type_=String)
     if pg:
         return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(bindparam(name, expanding=True))
+    return column.in_(_json_values(name))
+
+
+def _json_values(name: str) -> Select[Any]:
+    """SQLite: the values of the list ``:name``, passed as one JSON array (so the statement compiles once)."""
+    return select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=AnyJSON)))
 
 
 def _candidates(*, by_id: bool, per_repo: bool, pg: bool, single: bool) -> Select[Any]:
@@ -87,7 +93,9 @@ def _candidates(*, by_id: bool, per_repo: bool, pg: bool, single: bool) -> Selec
 
 
 def _leased() -> Any:
-    return or_(RUNS.c.status.in_(sorted(LEASED)), RUNS.c.lease_owner.is_not(None))
+    """Leased runs; the statuses are written into the statement (constants, so it compiles once)."""
+    statuses: list[Any] = [literal_column(f"'{status.value}'") for status in sorted(LEASED)]
+    return or_(RUNS.c.status.in_(statuses), RUNS.c.lease_owner.is_not(None))
 
 
 def _busy_repos() -> Select[Any]:
@@ -180,7 +188,7 @@ def sqlite_claim_runs(*, retarget: bool) -> Update:
     """SQLite: lease the runs whose claim events were just written (``:ids``); returns the leased rows."""
     return (
         update(RUNS)
-        .where(RUNS.c.id.in_(bindparam("ids", expanding=True)), RUNS.c.lease_owner.is_(None))
+        .where(RUNS.c.id.in_(_json_values("ids")), RUNS.c.lease_owner.is_(None))
         .values(_lease_values(retarget=retarget))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, RUNS.c.attempt, RUNS.c.created_at)
     )
@@ -245,7 +253,7 @@ def sqlite_complete_event() -> Insert:
         select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, bindparam("goal", type_=String),
                bindparam("event_payload", type_=EVENTS.c.payload.type), bindparam("stamp", type_=Float))
         .where(_fenced_row(pg=False)),
-    )
+    ).returning(EVENTS.c.id)
 
 
 @cache
@@ -262,9 +270,9 @@ def sqlite_complete_run(columns: tuple[str, ...]) -> Update:
 
 
 @cache
-def sqlite_drop_claims(drop: str) -> Delete:
+def sqlite_drop_claims(drop: str) -> ReturningDelete[Any]:
     """SQLite: give back the claims a completion's goal no longer needs."""
-    return _dropping([bindparam("lease_run_id", type_=String)], drop)
+    return _dropping([bindparam("lease_run_id", type_=String)], drop).returning(CLAIMS.c.kind)
 
 
 @cache
@@ -338,19 +346,25 @@ def sqlite_drop_claims_of(drop: str) -> Delete:
 
 @dataclass(frozen=True)
 class DriverStatement:
-    """A statement compiled for one dialect: its SQL text, the values of its literal parameters
-    and the converters of parameters whose type needs one (JSON, for instance)."""
+    """A statement compiled for one dialect: its SQL text, the values of its literal parameters,
+    the converters of parameters whose type needs one (JSON, for instance), the parameter order
+    of positional drivers and the names of the result columns."""
 
     sql: str
     defaults: dict[str, Any]
     converters: dict[str, Callable[[Any], Any]]
+    positions: tuple[str, ...] | None = None
+    columns: tuple[str, ...] = ()
 
-    def parameters(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` converted for the driver, with the literal parameters added."""
+    def parameters(self, params: dict[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """``params`` converted for the driver, with the literal parameters added (in order for
+        drivers with positional parameters, such as SQLite's)."""
         converted = {**self.defaults, **params}
         for name, convert in self.converters.items():
             if name in params:
                 converted[name] = convert(params[name])
+        if self.positions is not None:
+            return tuple(converted[name] for name in self.positions)
         return converted
 
 
@@ -363,5 +377,7 @@ def driver_sql(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
         convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if convert is not None:
             converters[name] = convert
-    return DriverStatement(compiled.string, dict(compiled.params), converters)
+    positions = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup is not None else None
+    columns = tuple(column[0] for column in compiled._result_columns)
+    return DriverStatement(compiled.string, dict(compiled.params), converters, positions, columns)
 

@@ -13,6 +13,7 @@ from agentz_app.errors import IllegalTransition, LeaseLost, StoreError
 from agentz_app.store import claim_sql
 from agentz_app.store.models import Run
 from agentz_app.store.queue_core import Lease, QueueCore, check_fields
+from agentz_app.store.single_statements import driver_rows
 
 _PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
 
@@ -134,12 +135,12 @@ class LeaseClaims(QueueCore):
 
     @staticmethod
     def _take_sqlite(connection: Connection, params: dict[str, Any], shape: dict[str, bool]) -> list[Any]:
-        logged = connection.execute(claim_sql.sqlite_claim_events(**shape), params).all()
+        logged = driver_rows(connection, claim_sql.sqlite_claim_events(**shape), params)
         if not logged:
             return []
         moves = {row.run_id: row for row in logged}
-        leased = connection.execute(claim_sql.sqlite_claim_runs(retarget=shape["retarget"]),
-                                    {**params, "ids": list(moves)}).all()
+        leased = driver_rows(connection, claim_sql.sqlite_claim_runs(retarget=shape["retarget"]),
+                             {**params, "ids": list(moves)})
         if len(leased) != len(logged):
             raise StoreError("runs changed while being claimed")
         return [_ClaimRow(row.id, row.repo, row.issue_number, moves[row.id].from_status, moves[row.id].to_status,

@@ -20,7 +20,7 @@ from collections import namedtuple
 from functools import cache
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
@@ -42,6 +42,28 @@ def _server_spoke(dbapi_connection: Any) -> bool:
     return bool(readable)
 
 
+def _rows(cursor: Any, columns: tuple[str, ...]) -> list[Any]:
+    if not columns:
+        return []
+    row_type = _row_type(columns)
+    return [row_type(*row) for row in cursor.fetchall()]
+
+
+def driver_rows(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
+    """Execute ``statement``, compiled once, on the driver connection inside ``connection``'s transaction."""
+    dialect = connection.dialect
+    compiled = driver_sql(statement, dialect)
+    values = compiled.parameters(params)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(compiled.sql, values)
+        return _rows(cursor, compiled.columns)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(compiled.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
 class SingleStatements:
     """Run one autocommit statement at a time on a pooled driver connection; rows by column name."""
 
@@ -53,11 +75,11 @@ class SingleStatements:
         compiled = driver_sql(statement, self.engine.dialect)
         values = compiled.parameters(params)
         try:
-            return self._send(compiled.sql, values)
+            return self._send(compiled.sql, values, compiled.columns)
         except _DroppedBeforeSending:
-            return self._send(compiled.sql, values, retry=False)
+            return self._send(compiled.sql, values, compiled.columns, retry=False)
 
-    def _send(self, sql: str, values: dict[str, Any], *, retry: bool = True) -> list[Any]:
+    def _send(self, sql: str, values: Any, columns: tuple[str, ...], *, retry: bool = True) -> list[Any]:
         dialect = self.engine.dialect
         pooled: PoolProxiedConnection = self.engine.raw_connection()
         connection: Any = pooled.driver_connection
@@ -67,8 +89,7 @@ class SingleStatements:
             connection.autocommit = True
             cursor = connection.cursor()
             cursor.execute(sql, values)
-            names = tuple(column[0] for column in cursor.description or ())
-            return [_row_type(names)(*row) for row in cursor.fetchall()] if names else []
+            return _rows(cursor, columns)
         except dialect.loaded_dbapi.Error as exc:
             disconnected = dialect.is_disconnect(exc, pooled, cursor)
             if disconnected:

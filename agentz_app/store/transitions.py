@@ -16,6 +16,7 @@ from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
 from agentz_app.store import claim_sql
 from agentz_app.store.models import Event, Run
 from agentz_app.store.queue_core import ISSUE_ONLY, RETRIES, Lease, QueueCore, check_fields, resume_status
+from agentz_app.store.single_statements import driver_rows
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,14 @@ class Transitions(QueueCore):
     @staticmethod
     def _complete_sqlite(connection: Connection, params: dict[str, Any], columns: tuple[str, ...],
                          drop: str) -> Moved | None:
-        if not connection.execute(claim_sql.sqlite_complete_event(), params).rowcount:
+        if not driver_rows(connection, claim_sql.sqlite_complete_event(), params):
             return None
-        row = connection.execute(claim_sql.sqlite_complete_run(columns), params).one()
+        [row] = driver_rows(connection, claim_sql.sqlite_complete_run(columns), params)
         freed = False
         if drop != claim_sql.DROP_NONE:
-            dropped = connection.execute(claim_sql.sqlite_drop_claims(drop), params).rowcount
+            dropped = driver_rows(connection, claim_sql.sqlite_drop_claims(drop), params)
             freed = bool(dropped) and drop != claim_sql.DROP_ISSUE
-        deferred = freed and bool(connection.execute(claim_sql.has_deferred(), {"repo": row.repo}).scalar())
+        deferred = freed and bool(driver_rows(connection, claim_sql.has_deferred(), {"repo": row.repo})[0][0])
         return Moved(row.id, row.repo, row.issue_number, "", row.status, freed=freed, deferred=deferred)
 
     @staticmethod

@@ -19,8 +19,12 @@ from tests.fakes import FakeClock
 
 @contextmanager
 def statements(queue: RunQueue) -> Iterator[list[str]]:
-    """The SQL statements the block sends, through SQLAlchemy or straight to the driver (connection
-    pings and BEGIN/COMMIT are not statements)."""
+    """The SQL statements the block sends (BEGIN, COMMIT and pragmas are not statements): SQLite's own
+    trace of them; on PostgreSQL, those SQLAlchemy executes and those sent straight to the driver."""
+    if queue.db.is_sqlite:
+        with _sqlite_statements(queue.db) as sent:
+            yield sent
+        return
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -30,9 +34,9 @@ def statements(queue: RunQueue) -> Iterator[list[str]]:
     direct = queue.single_statements
     send = direct._send
 
-    def send_and_record(sql: str, values: dict[str, Any], **options: Any) -> list[Any]:
+    def send_and_record(sql: str, *args: Any, **options: Any) -> list[Any]:
         sent.append(sql)
-        return send(sql, values, **options)
+        return send(sql, *args, **options)
 
     event.listen(queue.db.engine, "before_cursor_execute", record)
     direct._send = send_and_record  # type: ignore[method-assign]
@@ -41,6 +45,28 @@ def statements(queue: RunQueue) -> Iterator[list[str]]:
     finally:
         event.remove(queue.db.engine, "before_cursor_execute", record)
         del direct._send
+
+
+@contextmanager
+def _sqlite_statements(db: Database) -> Iterator[list[str]]:
+    sent: list[str] = []
+    traced: list[Any] = []
+
+    def trace(statement: str) -> None:
+        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
+            sent.append(statement)
+
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_trace_callback(trace)
+        traced.append(dbapi_connection)
+
+    event.listen(db.engine, "checkout", on_checkout)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "checkout", on_checkout)
+        for dbapi_connection in traced:
+            dbapi_connection.set_trace_callback(None)
 
 
 def _kinds(queue: RunQueue, run_id: str) -> list[str]:
