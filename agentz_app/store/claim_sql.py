@@ -271,8 +271,11 @@ def sqlite_complete_run(columns: tuple[str, ...]) -> Update:
 
 @cache
 def sqlite_drop_claims(drop: str) -> ReturningDelete[Any]:
-    """SQLite: give back the claims a completion's goal no longer needs."""
-    return _dropping([bindparam("lease_run_id", type_=String)], drop).returning(CLAIMS.c.kind)
+    """SQLite: give back the claims a completion's goal no longer needs; each row dropped also says
+    whether the run's repository (``:repo``) has deferred runs (that the freed claims could wake)."""
+    deferred = exists().where(RUNS.c.repo == bindparam("repo", type_=String), RUNS.c.status == Status.DEFERRED.value)
+    return _dropping([bindparam("lease_run_id", type_=String)], drop).returning(CLAIMS.c.kind,
+                                                                                deferred.label("deferred"))
 
 
 @cache

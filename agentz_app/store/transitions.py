@@ -151,11 +151,11 @@ class Transitions(QueueCore):
         if not driver_rows(connection, claim_sql.sqlite_complete_event(), params):
             return None
         [row] = driver_rows(connection, claim_sql.sqlite_complete_run(columns), params)
-        freed = False
+        freed = deferred = False
         if drop != claim_sql.DROP_NONE:
-            dropped = driver_rows(connection, claim_sql.sqlite_drop_claims(drop), params)
+            dropped = driver_rows(connection, claim_sql.sqlite_drop_claims(drop), {**params, "repo": row.repo})
             freed = bool(dropped) and drop != claim_sql.DROP_ISSUE
-        deferred = freed and bool(driver_rows(connection, claim_sql.has_deferred(), {"repo": row.repo})[0][0])
+            deferred = freed and bool(dropped[0].deferred)
         return Moved(row.id, row.repo, row.issue_number, "", row.status, freed=freed, deferred=deferred)
 
     @staticmethod

@@ -19,6 +19,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_match_the_design() -> None:
     settings = Settings.load(None)
     assert settings.database_url == "sqlite:///.agent-z/agentz.db"
+    assert settings.sqlite_synchronous == "normal"
     assert settings.github_api_url == "https://api.github.com"
     assert settings.default_backend == "claude"
     assert settings.max_parallel_tasks == 2
@@ -53,6 +54,7 @@ def test_every_setting_is_documented_in_the_example() -> None:
         ("MAX_PARALLEL_TASKS", "0"),
         ("DEFAULT_BACKEND", "gpt"),
         ("DATABASE_URL", "mysql://x"),
+        ("SQLITE_SYNCHRONOUS", "off"),
         ("GITHUB_REPO", "not a repo"),
         ("GIT_URL_TEMPLATE", "https://example.invalid/repo.git"),
         ("MAX_COST_PER_RUN_USD", "-1"),
