@@ -1,7 +1,7 @@
 """Database size under retention: deliveries keep arriving, the daily prune keeps the file flat.
 
 ``python -m bench retention [--days 100] [--per-day 1000] [--payload-bytes 4000]`` simulates
-``--days`` days on a real SQLite file (WAL, ``synchronous=FULL``): every simulated day
+``--days`` days on a real SQLite file (WAL, ``synchronous=NORMAL``): every simulated day
 ``--per-day`` webhook deliveries arrive (group-committed like the receiver does) and are
 processed, one more stays pending for good, and a reconciler asks to prune four times a day
 (:func:`agentz_app.store.retention.prune_if_due` on a simulated clock, so only the first

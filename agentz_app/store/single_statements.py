@@ -1,9 +1,10 @@
-"""The claim path's single statements on PostgreSQL, sent straight to the driver's connection.
+"""The claim path's statements, sent straight to the driver's connection.
 
-A claim or a fenced completion is one statement that is its own transaction (autocommit). It
-skips SQLAlchemy's execution layer: the statement is compiled once (:func:`claim_sql.driver_sql`),
-psycopg prepares it on the server after a few calls, and the pool only lends the driver
-connection.
+On PostgreSQL a claim or a fenced completion is one statement that is its own transaction
+(autocommit, :class:`SingleStatements`); on SQLite they are a few statements in one transaction
+(:func:`driver_rows`). Either way they skip SQLAlchemy's execution layer: each statement is
+compiled once (:func:`claim_sql.driver_sql`), psycopg prepares it on the server after a few
+calls, the pool only lends the driver connection, and rows come back as named tuples.
 
 Connections are not pinged at checkout. A statement that fails because the server dropped its
 connection is sent once more on a new connection only when the failure is known to have come
@@ -35,11 +36,9 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 def _server_spoke(dbapi_connection: Any) -> bool:
     """True when the idle connection has something to read: the server said goodbye (or closed it)."""
-    try:
-        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _rows(cursor: Any, columns: tuple[str, ...]) -> list[Any]:
@@ -84,6 +83,7 @@ class SingleStatements:
         pooled: PoolProxiedConnection = self.engine.raw_connection()
         connection: Any = pooled.driver_connection
         cursor = None
+        dropped = True  # nothing has been sent until the connection is found open
         try:
             dropped = _server_spoke(connection)
             connection.autocommit = True
