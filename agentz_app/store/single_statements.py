@@ -16,7 +16,10 @@ statement may have committed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import threading
 from collections import namedtuple
 from functools import cache
 from typing import Any
@@ -64,10 +67,16 @@ def driver_rows(connection: Connection, statement: ClauseElement, params: dict[s
 
 
 class SingleStatements:
-    """Run one autocommit statement at a time on a pooled driver connection; rows by column name."""
+    """Run one autocommit statement at a time on a driver connection each thread keeps; rows by column name.
+
+    A thread takes its connection from the pool at its first statement and keeps it, detached
+    from the pool (so it never goes back in autocommit mode): no checkout, check-in or mode switch
+    per statement. It is closed when the server drops it and replaced in a forked child.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._kept = threading.local()
 
     def rows(self, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
         """Execute ``statement`` as its own transaction with ``params``; its rows (attribute access)."""
@@ -78,32 +87,41 @@ class SingleStatements:
         except _DroppedBeforeSending:
             return self._send(compiled.sql, values, compiled.columns, retry=False)
 
+    def _connection(self) -> Any:
+        """This thread's driver connection (taken from the pool and detached at first use)."""
+        kept = getattr(self._kept, "connection", None)
+        if kept is not None and self._kept.pid == os.getpid():
+            return kept
+        pooled: PoolProxiedConnection = self.engine.raw_connection()
+        connection: Any = pooled.driver_connection  # read before detaching, which forgets it
+        pooled.detach()
+        connection.autocommit = True
+        # The detached proxy is kept too: dropping it would close the connection.
+        self._kept.connection, self._kept.pid, self._kept.pooled = connection, os.getpid(), pooled
+        return connection
+
+    def _forget(self, connection: Any) -> None:
+        self._kept.connection = self._kept.pooled = None
+        with contextlib.suppress(self.engine.dialect.loaded_dbapi.Error):
+            connection.close()
+
     def _send(self, sql: str, values: Any, columns: tuple[str, ...], *, retry: bool = True) -> list[Any]:
         dialect = self.engine.dialect
-        pooled: PoolProxiedConnection = self.engine.raw_connection()
-        connection: Any = pooled.driver_connection
-        cursor = None
+        connection = self._connection()
         dropped = True  # nothing has been sent until the connection is found open
         try:
             dropped = _server_spoke(connection)
-            connection.autocommit = True
-            cursor = connection.cursor()
-            cursor.execute(sql, values)
-            return _rows(cursor, columns)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, values)
+                return _rows(cursor, columns)
         except dialect.loaded_dbapi.Error as exc:
-            disconnected = dialect.is_disconnect(exc, pooled, cursor)
+            disconnected = dialect.is_disconnect(exc, connection, None)
             if disconnected:
-                pooled.invalidate(exc)
+                self._forget(connection)
                 if retry and dropped:
                     raise _DroppedBeforeSending from exc
             raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=disconnected, dialect=dialect) from exc
-        finally:
-            if cursor is not None:
-                cursor.close()
-            if pooled.is_valid:
-                connection.autocommit = False
-            pooled.close()
 
 
 class _DroppedBeforeSending(Exception):

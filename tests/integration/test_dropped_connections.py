@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, Status
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def one_connection(postgres_url: str) -> Iterator[Database]:
-    """A migrated PostgreSQL database whose pool keeps one connection."""
+    """A migrated PostgreSQL database with a pool of one connection."""
     database = Database.from_url(postgres_url, pool_size=1)
     migrate(database)
     yield database
@@ -36,9 +36,10 @@ def admin(postgres_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def _pooled_backend(db: Database) -> int:
-    with db.engine.connect() as connection:
-        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+def _backend(direct: SingleStatements) -> int:
+    """The server process behind the calling thread's claim-path connection."""
+    [row] = direct.rows(select(func.pg_backend_pid().label("pid")), {})
+    return int(row.pid)
 
 
 def _terminate(admin: Database, pid: int) -> None:
@@ -52,14 +53,14 @@ def test_the_claim_after_the_server_dropped_the_connection_succeeds(one_connecti
     first, _ = queue.enqueue("o/r", 1)
     second, _ = queue.enqueue("o/r", 2)
     [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
-    before = _pooled_backend(one_connection)
+    before = _backend(queue.single_statements)
     _terminate(admin, before)
 
     [next_taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
 
     assert {taken.run_id, next_taken.run_id} == {first.id, second.id}
-    assert _pooled_backend(one_connection) != before
-    _terminate(admin, _pooled_backend(one_connection))
+    assert _backend(queue.single_statements) != before
+    _terminate(admin, _backend(queue.single_statements))
     moved = queue.complete(next_taken.lease, Status.CANCELLED)
     assert (moved.run_id, moved.status) == (next_taken.run_id, "cancelled")
     assert [e.kind for e in queue.events(next_taken.run_id)].count("claimed") == 1
@@ -68,7 +69,7 @@ def test_the_claim_after_the_server_dropped_the_connection_succeeds(one_connecti
 def test_a_statement_the_server_dropped_while_running_is_not_sent_again(one_connection: Database,
                                                                           admin: Database) -> None:
     direct = SingleStatements(one_connection.engine)
-    pid = _pooled_backend(one_connection)
+    pid = _backend(direct)
     started = threading.Event()
 
     def terminate_once_running() -> None:
@@ -91,4 +92,4 @@ def test_a_statement_the_server_dropped_while_running_is_not_sent_again(one_conn
         direct.rows(text("SELECT pg_sleep(30), pg_backend_pid() AS pid"), {})
     killer.join()
     assert raised.value.connection_invalidated
-    assert _pooled_backend(one_connection) != pid  # the dropped connection left the pool
+    assert _backend(direct) != pid  # the dropped connection was replaced
