@@ -17,13 +17,16 @@ statement may have committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
+import weakref
 from collections import namedtuple
 from functools import cache
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -71,12 +74,15 @@ class SingleStatements:
 
     A thread takes its connection from the pool at its first statement and keeps it, detached
     from the pool (so it never goes back in autocommit mode): no checkout, check-in or mode switch
-    per statement. It is closed when the server drops it and replaced in a forked child.
+    per statement. It is closed when the server drops it, when the engine is disposed or when
+    this object goes away, and replaced in a forked child (which never closes its parent's).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._kept = threading.local()
+        self._opened: list[tuple[int, Any]] = []  # (process id, connection) of every thread's connection
+        weakref.finalize(self, _close_all, self._opened)
 
     def rows(self, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
         """Execute ``statement`` as its own transaction with ``params``; its rows (attribute access)."""
@@ -98,10 +104,14 @@ class SingleStatements:
         connection.autocommit = True
         # The detached proxy is kept too: dropping it would close the connection.
         self._kept.connection, self._kept.pid, self._kept.pooled = connection, os.getpid(), pooled
+        if not self._opened:  # the first connection: close them all with the engine
+            event.listen(self.engine, "engine_disposed", functools.partial(_close_all, self._opened))
+        self._opened.append((os.getpid(), connection))
         return connection
 
     def _forget(self, connection: Any) -> None:
         self._kept.connection = self._kept.pooled = None
+        self._opened[:] = [(pid, kept) for pid, kept in self._opened if kept is not connection]
         with contextlib.suppress(self.engine.dialect.loaded_dbapi.Error):
             connection.close()
 
@@ -122,6 +132,16 @@ class SingleStatements:
                     raise _DroppedBeforeSending from exc
             raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error,
                                       connection_invalidated=disconnected, dialect=dialect) from exc
+
+
+def _close_all(opened: list[tuple[int, Any]], *_: Any) -> None:
+    """Close the connections this process opened (a forked child leaves its parent's alone)."""
+    mine = os.getpid()
+    for pid, connection in opened:
+        if pid == mine:
+            with contextlib.suppress(Exception):
+                connection.close()
+    opened.clear()
 
 
 class _DroppedBeforeSending(Exception):

@@ -1,4 +1,4 @@
-"""Connections the PostgreSQL server dropped: the claim path is not pinged, yet a claim after a drop succeeds."""
+"""The claim path's own PostgreSQL connections: not pinged, replaced when dropped, closed with the engine."""
 
 from __future__ import annotations
 
@@ -93,3 +93,20 @@ def test_a_statement_the_server_dropped_while_running_is_not_sent_again(one_conn
     killer.join()
     assert raised.value.connection_invalidated
     assert _backend(direct) != pid  # the dropped connection was replaced
+
+
+def test_disposing_the_database_closes_the_claim_path_connections(postgres_url: str, admin: Database) -> None:
+    db = Database.from_url(postgres_url)
+    migrate(db)
+    queue = RunQueue(db, clock=FakeClock())
+    queue.enqueue("o/r", 1)
+    queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    pid = _backend(queue.single_statements)
+    db.dispose()
+    deadline = time.monotonic() + 30
+    with admin.engine.connect() as connection:
+        while connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                 {"pid": pid}).scalar_one():
+            connection.commit()
+            assert time.monotonic() < deadline, "the claim path's connection is still open"
+            threading.Event().wait(0.01)
