@@ -22,8 +22,8 @@ def statements(queue: RunQueue) -> Iterator[list[str]]:
     """The SQL statements the block sends (BEGIN, COMMIT and pragmas are not statements): SQLite's own
     trace of them; on PostgreSQL, those SQLAlchemy executes and those sent straight to the driver."""
     if queue.db.is_sqlite:
-        with _sqlite_statements(queue.db) as sent:
-            yield sent
+        with _sqlite_statements(queue.db) as traced:
+            yield traced
         return
     sent: list[str] = []
 
