@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from agentz_app.config import Settings
-from agentz_app.store.db import Database
+from agentz_app.store.db import Database, refuse_sql_on_event_loop
 from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
 from agentz_app.store.migrate import migrate
 from workers.sandbox import bwrap_works
@@ -31,6 +31,17 @@ def pytest_report_header() -> str:
 needs_sandbox = pytest.mark.skipif(not SANDBOX_USABLE, reason="bubblewrap not usable here (apt-get install bubblewrap)")
 
 _db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_sql_on_event_loop() -> Iterator[Callable[[], None]]:
+    """Fail any SQL that runs on a thread running an event loop: async code calls the store via ``db.run``.
+
+    Yields the function that lifts the guard (a test that lifts it puts it back).
+    """
+    lift = refuse_sql_on_event_loop()
+    yield lift
+    lift()
 
 
 @pytest.fixture(scope="session")

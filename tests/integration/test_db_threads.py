@@ -1,0 +1,90 @@
+"""One database concurrency model: units of work run on database threads, never on an event loop's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import func, select, text
+from structlog.testing import capture_logs
+
+from agentz_app.store.db import Database, SqlOnEventLoop, refuse_sql_on_event_loop
+from agentz_app.store.migrate import migrate
+from agentz_app.store.models import Delivery
+
+
+def count_deliveries(db: Database) -> int:
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
+
+
+def add_delivery(db: Database, delivery_id: str) -> str:
+    with db.begin() as session:
+        session.add(Delivery(delivery_id=delivery_id, event="issues", payload="{}"))
+    return threading.current_thread().name
+
+
+async def test_sql_on_the_event_loop_thread_fails_naming_the_statement(db: Database) -> None:
+    refusal = r"SQL on the event loop's thread \((BEGIN|SELECT count)"
+    with pytest.raises(SqlOnEventLoop, match=refusal) as refused, db.read() as session:
+        session.scalar(select(func.count()).select_from(Delivery))
+    assert __file__ in refused.value.caller  # SQLite's BEGIN comes first; the caller says where
+
+
+async def test_a_refused_write_leaves_nothing_behind_and_the_database_usable(db: Database) -> None:
+    with pytest.raises(SqlOnEventLoop):
+        add_delivery(db, "on-the-loop")
+    assert await db.run(count_deliveries, db) == 0
+    await db.run(add_delivery, db, "off-the-loop")
+    assert await db.run(count_deliveries, db) == 1
+
+
+async def test_run_carries_out_the_unit_of_work_on_a_database_thread(db: Database) -> None:
+    thread_name = await db.run(add_delivery, db, "d-1")
+    assert thread_name.startswith("agentz-db")
+    assert thread_name != threading.current_thread().name
+    assert await db.run(count_deliveries, db) == 1
+
+
+async def test_concurrent_units_of_work_each_get_their_own_session(db: Database) -> None:
+    ids = [f"d-{index}" for index in range(40)]
+    await asyncio.gather(*(db.run(add_delivery, db, delivery_id) for delivery_id in ids))
+    assert await db.run(count_deliveries, db) == len(ids)
+
+
+async def test_run_passes_keyword_arguments_and_raises_the_function_error(db: Database) -> None:
+    def fail(*, reason: str) -> None:
+        raise ValueError(reason)
+
+    with pytest.raises(ValueError, match="bad input"):
+        await db.run(fail, reason="bad input")
+
+
+def test_sql_outside_any_event_loop_is_allowed(db: Database) -> None:
+    add_delivery(db, "plain-thread")
+    assert count_deliveries(db) == 1
+
+
+@pytest.fixture
+def unguarded_db(sqlite_url: str, no_sql_on_event_loop: Callable[[], None]) -> Iterator[Database]:
+    """A database with only the production behaviour: the test-wide guard is lifted, then put back."""
+    database = Database.from_url(sqlite_url)
+    migrate(database)
+    no_sql_on_event_loop()
+    try:
+        yield database
+    finally:
+        refuse_sql_on_event_loop()
+        database.dispose()
+
+
+async def test_production_engines_log_each_kind_of_statement_on_the_event_loop_once(unguarded_db: Database) -> None:
+    with capture_logs() as logs:
+        for _ in range(3):
+            with unguarded_db.read() as session:
+                session.execute(text("SELECT 1"))
+    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert [entry["statement"] for entry in warnings] == ["BEGIN", "SELECT 1"]
+    assert all(__file__ in entry["caller"] for entry in warnings)
