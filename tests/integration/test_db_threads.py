@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 from structlog.testing import capture_logs
 
-from agentz_app.store.db import Database, SqlOnEventLoop, refuse_sql_on_event_loop
-from agentz_app.store.migrate import migrate
+from agentz_app.store.db import Database, SqlOnEventLoop
 from agentz_app.store.models import Delivery
 
 
@@ -26,19 +26,37 @@ def add_delivery(db: Database, delivery_id: str) -> str:
     return threading.current_thread().name
 
 
-async def test_sql_on_the_event_loop_thread_fails_naming_the_statement(db: Database) -> None:
+def coroutine_defined_in(filename: str, source: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The coroutine function ``blocking`` of ``source``, as if it were written in ``filename``."""
+    namespace: dict[str, Any] = {"add_delivery": add_delivery, "count_deliveries": count_deliveries}
+    exec(compile(source, filename, "exec"), namespace)
+    function: Callable[..., Coroutine[Any, Any, Any]] = namespace["blocking"]
+    return function
+
+
+APP_FILE = "/srv/agentz_app/somewhere.py"
+
+
+async def test_sql_from_an_application_coroutine_fails_naming_the_statement_and_the_coroutine(db: Database) -> None:
+    blocking = coroutine_defined_in(APP_FILE, "async def blocking(db):\n    return count_deliveries(db)\n")
     refusal = r"SQL on the event loop's thread \((BEGIN|SELECT count)"
-    with pytest.raises(SqlOnEventLoop, match=refusal) as refused, db.read() as session:
-        session.scalar(select(func.count()).select_from(Delivery))
-    assert __file__ in refused.value.caller  # SQLite's BEGIN comes first; the caller says where
+    with pytest.raises(SqlOnEventLoop, match=refusal) as refused:
+        await blocking(db)
+    assert refused.value.coroutine == f"blocking ({APP_FILE}:2)"  # SQLite's BEGIN comes first: the coroutine says where
 
 
 async def test_a_refused_write_leaves_nothing_behind_and_the_database_usable(db: Database) -> None:
+    blocking = coroutine_defined_in(APP_FILE, "async def blocking(db):\n    add_delivery(db, 'on-the-loop')\n")
     with pytest.raises(SqlOnEventLoop):
-        add_delivery(db, "on-the-loop")
+        await blocking(db)
     assert await db.run(count_deliveries, db) == 0
     await db.run(add_delivery, db, "off-the-loop")
     assert await db.run(count_deliveries, db) == 1
+
+
+async def test_a_tests_own_coroutines_may_seed_and_inspect_the_database_directly(db: Database) -> None:
+    add_delivery(db, "seeded")
+    assert count_deliveries(db) == 1
 
 
 async def test_run_carries_out_the_unit_of_work_on_a_database_thread(db: Database) -> None:
@@ -67,24 +85,11 @@ def test_sql_outside_any_event_loop_is_allowed(db: Database) -> None:
     assert count_deliveries(db) == 1
 
 
-@pytest.fixture
-def unguarded_db(sqlite_url: str, no_sql_on_event_loop: Callable[[], None]) -> Iterator[Database]:
-    """A database with only the production behaviour: the test-wide guard is lifted, then put back."""
-    database = Database.from_url(sqlite_url)
-    migrate(database)
-    no_sql_on_event_loop()
-    try:
-        yield database
-    finally:
-        refuse_sql_on_event_loop()
-        database.dispose()
-
-
-async def test_production_engines_log_each_kind_of_statement_on_the_event_loop_once(unguarded_db: Database) -> None:
-    with capture_logs() as logs:
+async def test_engines_log_each_kind_of_statement_on_the_event_loop_once(sqlite_db: Database) -> None:
+    with capture_logs() as logs:  # a test's coroutine passes the guard, so only the engine's own warning shows
         for _ in range(3):
-            with unguarded_db.read() as session:
+            with sqlite_db.read() as session:
                 session.execute(text("SELECT 1"))
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert [entry["statement"] for entry in warnings] == ["BEGIN", "SELECT 1"]
-    assert all(__file__ in entry["caller"] for entry in warnings)
+    assert all(__file__ in entry["coroutine"] for entry in warnings)
