@@ -155,24 +155,29 @@ def _from_row(row: ActorPermission) -> Permission:
     return Permission(row.permission, row.role_name)
 
 
+def _fresh_permission(db: Database, repo: str, login: str, *, younger_than: float, clock: Clock) -> Permission | None:
+    with db.read() as session:
+        row = trust.stored_permission(session, repo, login)
+        return _from_row(row) if row is not None and clock() - row.checked_at < younger_than else None
+
+
 async def fetch_permission(gh: GitHubAPI | None, db: Database, repo: str, login: str, *,
                            ttl: float = PERMISSION_TTL_SECONDS, clock: Clock = now) -> Permission:
     """``login``'s permission on ``repo``: the stored answer when younger than ``ttl``, else GitHub's.
 
     Raises whatever the request raises; the caller decides (see :func:`check_actor`).
     """
-    with db.read() as session:
-        row = trust.stored_permission(session, repo, login)
-        if row is not None and clock() - row.checked_at < ttl:
-            return _from_row(row)
+    fresh = await db.run(_fresh_permission, db, repo, login, younger_than=ttl, clock=clock)
+    if fresh is not None:
+        return fresh
     if gh is None:
         raise LookupError("no GitHub client to ask")
     answer = await gh.getitem(permission_url(repo, login))
     if not isinstance(answer, Mapping):
         raise TypeError(f"unreadable permission answer for {login} on {repo}")
     permission = Permission.from_answer(answer)
-    trust.save_permission(db, repo, login, permission=permission.permission, role_name=permission.role_name,
-                          at=clock())
+    await db.run(trust.save_permission, db, repo, login, permission=permission.permission,
+                 role_name=permission.role_name, at=clock())
     return permission
 
 

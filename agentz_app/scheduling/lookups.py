@@ -119,13 +119,22 @@ def remember(session: Session, ref: IssueRef, known: Known, *, needed_by: str | 
     return changed
 
 
+def _installation_for(db: Database, repo: str, fallback: int | None) -> int | None:
+    with db.read() as session:
+        return installation_for(session, repo, fallback)
+
+
+def _remember(db: Database, ref: IssueRef, known: Known, *, needed_by: str) -> None:
+    with db.begin() as session:
+        remember(session, ref, known, needed_by=needed_by)
+
+
 async def look_up(github: AppClients, db: Database, refs: Iterable[IssueRef], *, needed_by: str,
                   installation_id: int | None) -> dict[IssueRef, Known]:
     """Fetch and store up to MAX_LOOKUPS_PER_PASS referenced issues; failures leave them unknown."""
     answers: dict[IssueRef, Known] = {}
     for ref in sorted(set(refs))[:MAX_LOOKUPS_PER_PASS]:
-        with db.read() as session:
-            installation = installation_for(session, ref.repo, installation_id)
+        installation = await db.run(_installation_for, db, ref.repo, installation_id)
         if installation is None:
             continue
         try:
@@ -133,10 +142,37 @@ async def look_up(github: AppClients, db: Database, refs: Iterable[IssueRef], *,
         except GitHubError as exc:  # GitHub down or rate limited: ask again next pass
             log.warning("dependency look-up failed", dependency=str(ref), error=f"{type(exc).__name__}: {exc}")
             continue
-        with db.begin() as session:
-            remember(session, ref, known, needed_by=needed_by)
+        await db.run(_remember, db, ref, known, needed_by=needed_by)
         answers[ref] = known
     return answers
+
+
+def _stale_lookups(db: Database, older_than: float) -> list[tuple[IssueRef, list[str]]]:
+    with db.read() as session:
+        return [
+            (IssueRef(row.repo, row.number), list(row.needed_by or []))
+            for row in session.scalars(
+                select(DependencyLookup).where(DependencyLookup.checked_at < older_than)
+                .order_by(DependencyLookup.checked_at).limit(MAX_REFRESHES_PER_RESYNC)
+            )
+        ]
+
+
+def _installation_for_dependents(db: Database, ref: IssueRef, needed_by: list[str]) -> int | None:
+    with db.read() as session:
+        fallback = next((session.scalar(select(Repository.installation_id).where(Repository.full_name == repo))
+                         for repo in needed_by), None)
+        return installation_for(session, ref.repo, fallback)
+
+
+def _remember_and_mark_dependents(db: Database, ref: IssueRef, known: Known, needed_by: list[str]) -> int:
+    """Store an answer; on a change mark every dependent repository dirty and return 1 (else 0)."""
+    with db.begin() as session:
+        if not remember(session, ref, known):
+            return 0
+        for repo in needed_by:
+            mark_dirty(session, repo, reason=f"dependency {ref} changed")
+        return 1
 
 
 async def refresh_lookups(github: AppClients, db: Database, *, older_than: float) -> int:
@@ -144,20 +180,10 @@ async def refresh_lookups(github: AppClients, db: Database, *, older_than: float
 
     Returns how many answers changed.
     """
-    with db.read() as session:
-        rows = [
-            (IssueRef(row.repo, row.number), list(row.needed_by or []))
-            for row in session.scalars(
-                select(DependencyLookup).where(DependencyLookup.checked_at < older_than)
-                .order_by(DependencyLookup.checked_at).limit(MAX_REFRESHES_PER_RESYNC)
-            )
-        ]
+    rows = await db.run(_stale_lookups, db, older_than)
     changed = 0
     for ref, needed_by in rows:
-        with db.read() as session:
-            fallback = next((session.scalar(select(Repository.installation_id).where(Repository.full_name == repo))
-                             for repo in needed_by), None)
-            installation = installation_for(session, ref.repo, fallback)
+        installation = await db.run(_installation_for_dependents, db, ref, needed_by)
         if installation is None:
             continue
         try:
@@ -165,9 +191,5 @@ async def refresh_lookups(github: AppClients, db: Database, *, older_than: float
         except GitHubError as exc:
             log.warning("dependency refresh failed", dependency=str(ref), error=f"{type(exc).__name__}: {exc}")
             continue
-        with db.begin() as session:
-            if remember(session, ref, known):
-                changed += 1
-                for repo in needed_by:
-                    mark_dirty(session, repo, reason=f"dependency {ref} changed")
+        changed += await db.run(_remember_and_mark_dependents, db, ref, known, needed_by)
     return changed

@@ -59,17 +59,12 @@ def _close_missing(session: Session, model: Any, repo: str, listed: set[int]) ->
     return closed
 
 
-async def resync_repo(gh: GitHubAPI, db: Database, repo: str) -> ResyncResult:
-    """List open issues and PRs, repair the snapshots, mark dirty on real changes."""
-    try:
-        issues = [item async for item in gh.getiter(f"/repos/{repo}/issues?state=open&per_page=100")]
-        pulls = [item async for item in gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100")]
-    except Exception as exc:
-        with db.begin() as session:
-            record_resync(session, repo, ok=False, error=f"{type(exc).__name__}: {exc}")
-        raise
-    issues = [item for item in issues if isinstance(item, dict) and "number" in item]
-    pulls = [item for item in pulls if isinstance(item, dict) and "number" in item]
+def _record_failed_resync(db: Database, repo: str, error: str) -> None:
+    with db.begin() as session:
+        record_resync(session, repo, ok=False, error=error)
+
+
+def _store_listing(db: Database, repo: str, issues: list[dict[str, Any]], pulls: list[dict[str, Any]]) -> ResyncResult:
     with db.begin() as session:
         issues_changed = sum(snapshots.upsert_issue(session, repo, item) for item in issues)
         pulls_changed = sum(snapshots.upsert_pull(session, repo, item) for item in pulls)
@@ -79,8 +74,22 @@ async def resync_repo(gh: GitHubAPI, db: Database, repo: str) -> ResyncResult:
         if result.changed:
             mark_dirty(session, repo, reason="resync")
         record_resync(session, repo, ok=True)
+    return result
+
+
+async def resync_repo(gh: GitHubAPI, db: Database, repo: str) -> ResyncResult:
+    """List open issues and PRs, repair the snapshots, mark dirty on real changes."""
+    try:
+        issues = [item async for item in gh.getiter(f"/repos/{repo}/issues?state=open&per_page=100")]
+        pulls = [item async for item in gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100")]
+    except Exception as exc:
+        await db.run(_record_failed_resync, db, repo, f"{type(exc).__name__}: {exc}")
+        raise
+    issues = [item for item in issues if isinstance(item, dict) and "number" in item]
+    pulls = [item for item in pulls if isinstance(item, dict) and "number" in item]
+    result = await db.run(_store_listing, db, repo, issues, pulls)
     if result.changed:
-        log.info("resync repaired snapshots", repo=repo, issues=issues_changed, pulls=pulls_changed,
+        log.info("resync repaired snapshots", repo=repo, issues=result.issues_changed, pulls=result.pulls_changed,
                  closed=result.closed)
     return result
 
@@ -117,18 +126,33 @@ async def deliveries_since(app_gh: GitHubAPI, since: float) -> list[dict[str, An
     return listed
 
 
+def _stored_deliveries(db: Database, guids: set[str]) -> set[str]:
+    with db.read() as session:
+        return set(session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(list(guids)))))
+
+
 async def redeliver_failed(app_gh: GitHubAPI, since: float, *, db: Database) -> list[int]:
     """Ask GitHub to redeliver failed deliveries our inbox never stored; returns their ids."""
     listed = await deliveries_since(app_gh, since)
     guids = {str(item.get("guid")) for item in listed if item.get("guid")}
-    with db.read() as session:
-        known = set(session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(list(guids)))))
+    known = await db.run(_stored_deliveries, db, guids)
     ids = failed_deliveries(listed, since=since, known=known)
     for delivery_id in ids:
         await app_gh.post(f"/app/hook/deliveries/{delivery_id}/attempts", data={})
     if ids:
         log.info("asked GitHub to redeliver failed webhooks", count=len(ids))
     return ids
+
+
+def _active_repositories(db: Database) -> list[tuple[str, int]]:
+    with db.read() as session:
+        return [
+            (name, installation)
+            for name, installation in session.execute(
+                select(Repository.full_name, Repository.installation_id).where(Repository.active.is_(True))
+            )
+            if installation is not None
+        ]
 
 
 async def resync_all(github: GitHubApp, db: Database, settings: Settings, *,
@@ -144,14 +168,7 @@ async def resync_all(github: GitHubApp, db: Database, settings: Settings, *,
         await discover_repositories(github, db)
     except (GitHubError, SQLAlchemyError) as exc:
         log.warning("listing the App's installations failed", error=f"{type(exc).__name__}: {exc}")
-    with db.read() as session:
-        repos = [
-            (name, installation)
-            for name, installation in session.execute(
-                select(Repository.full_name, Repository.installation_id).where(Repository.active.is_(True))
-            )
-            if installation is not None
-        ]
+    repos = await db.run(_active_repositories, db)
     changed = 0
     for name, installation in repos:
         try:

@@ -306,6 +306,15 @@ def _record_outcome_in(session: Session, repo: str, *, forgotten: Iterable[int],
 # The pass -------------------------------------------------------------------------
 
 
+def _load_states(db: Database, settings: Settings,
+                 repos: Iterable[str] | None) -> tuple[dict[IssueRef, str], list[RepoState]]:
+    """The live runs and the state of every repository to schedule (``repos``, or all), in one read."""
+    with db.read() as session:
+        live = live_runs(session)
+        names = sorted(set(repos)) if repos is not None else scheduled_repos(session)
+        return live, [load_repo_state(session, name, settings, live=live) for name in names]
+
+
 async def schedule_once(
     db: Database, settings: Settings, runner: Runner, *, force: bool = False, repos: Iterable[str] | None = None,
     github: AppClients | None = None, runner_for: RunnerFactory | None = None,
@@ -320,16 +329,14 @@ async def schedule_once(
     not pass and such dependencies stay unknown.
     """
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
-    with db.read() as session:
-        live = live_runs(session)
-        names = sorted(set(repos)) if repos is not None else scheduled_repos(session)
-        states = [load_repo_state(session, name, settings, live=live) for name in names]
+    live, states = await db.run(_load_states, db, settings, repos)
     capacity = Capacity.from_live((ref.repo for ref in live), max_parallel=settings.max_parallel_tasks,
                                   per_repo_limit=settings.per_repo_limit)
     reports: list[CandidateReport] = []
     host_backend = settings.backend_for("scheduler")
     for state in states:
-        repo_settings = settings_for(db, settings, state.repo)  # labels, parallelism, backends of .github/agent-z.yml
+        # labels, parallelism, backends of .github/agent-z.yml
+        repo_settings = await db.run(settings_for, db, settings, state.repo)
         backend = repo_settings.backend_for("scheduler")
         repo_runner = runner if backend == host_backend or runner_for is None else runner_for(backend)
         found, capacity = await _schedule_repo(db, repo_settings, repo_runner, queue, state,
@@ -381,8 +388,8 @@ async def _schedule_repo(
     admission = Admission(order, forced, capacity, reports)
     summary = PassSummary(at=now(), calls=calls, prompt_chars=chars, candidates=len(candidates),
                           assessed=len(plan.unassessed), admitted=0)
-    admitted, capacity = admit(queue, settings, state, admission, candidates, assessments, failure=failure,
-                               forgotten=plan.forgotten, summary=summary)
+    admitted, capacity = await db.run(admit, queue, settings, state, admission, candidates, assessments,
+                                      failure=failure, forgotten=plan.forgotten, summary=summary)
     if calls:
         log.info("scheduler assessed candidates", repo=repo, candidates=len(candidates),
                  assessed=len(plan.unassessed), calls=calls, admitted=admitted)
@@ -473,15 +480,16 @@ async def _assess(
         except (InvalidAgentOutput, RunnerError) as exc:
             calls += 2 if isinstance(exc, InvalidAgentOutput) else 1  # it is raised after the repair prompt
             raw = exc.raw if isinstance(exc, InvalidAgentOutput) else ""
-            queue.add_event(None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000], issues=numbers)
+            await db.run(queue.add_event, None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000],
+                         issues=numbers)
             log.warning("scheduler agent failed; its candidates stay unassessed", repo=repo, error=str(exc))
             return calls, chars, str(exc)
         calls += outcome.calls
         found = assessments_from(outcome.ranking, {number: fingerprints[number] for number in numbers})
-        _store_assessments(db, repo, found.values())
+        await db.run(_store_assessments, db, repo, found.values())
         assessments.update(found)
-        queue.add_event(
-            None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
+        await db.run(
+            queue.add_event, None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
             prompt_chars=len(batch.prompt), ranking=outcome.ranking.model_dump(),
         )
     return calls, chars, ""
@@ -570,25 +578,21 @@ async def run_scheduler(
     every repository (:func:`decide_wake`). ``clock`` and ``sleep`` are injectable for tests.
     """
     debounce = Debounce(settings.scheduler_debounce_seconds, settings.scheduler_max_delay_seconds)
-    with db.read() as session:
-        marker = terminal_marker(session)
+    _, marker = await db.run(_wake_signals, db)
     # Every repository is due at start-up and when a slot frees: (first, last) wake-up for "all".
     window: Window | None = (clock(), clock())
     last_resync: float | None = None
     while not stop.is_set():
         at = clock()
-        with db.read() as session:
-            marks = dirty_repos(session)
-            current = terminal_marker(session)
+        marks, current = await db.run(_wake_signals, db)
         wake = decide_wake(marks, window, slot_freed=current != marker, at=at, debounce=debounce)
         marker, window = current, wake.window
         if wake.due:
-            with db.begin() as session:
-                for repo in wake.repos:
-                    clear_dirty(session, repo, up_to=float(marks[repo].get("last", 0.0)))
+            await db.run(_clear_dirty, db, {repo: float(marks[repo].get("last", 0.0)) for repo in wake.repos})
             try:
+                schedulable = None if wake.whole else await db.run(_schedulable, db, wake.repos)
                 reports = await schedule_once(db, settings, runner, github=github, runner_for=runner_for,
-                                              repos=None if wake.whole else _schedulable(db, wake.repos))
+                                              repos=schedulable)
             except Exception as exc:  # keep the role alive; the next mark retries
                 log.error("scheduling pass failed", error=str(exc), exc_info=True)
             else:
@@ -604,6 +608,18 @@ async def run_scheduler(
             await sleep(poll_seconds)
         else:
             await _sleep_or_stop(stop, poll_seconds)
+
+
+def _wake_signals(db: Database) -> tuple[dict[str, dict[str, float | str]], tuple[int, float]]:
+    """The dirty marks and the finished-runs marker, in one read."""
+    with db.read() as session:
+        return dirty_repos(session), terminal_marker(session)
+
+
+def _clear_dirty(db: Database, up_to: dict[str, float]) -> None:
+    with db.begin() as session:
+        for repo, last in up_to.items():
+            clear_dirty(session, repo, up_to=last)
 
 
 def _schedulable(db: Database, repos: Iterable[str]) -> list[str]:
