@@ -214,7 +214,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """The database answers; 503 otherwise."""
-    if await asyncio.to_thread(request.app[DB_KEY].ping):
+    db = request.app[DB_KEY]
+    if await db.run(db.ping):
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "database unavailable"}, status=503)
 

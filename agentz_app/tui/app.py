@@ -10,11 +10,13 @@ finished run is left alone), ``r`` twice restarts the selected process, ``q`` tw
 A second press must come within 5 s.
 
 Selection is kept by run id and process (host and name), so rows may move or appear while
-the data refreshes (every ``refresh_seconds``, read transactions only).
+the data refreshes (every ``refresh_seconds``, read transactions only). Every read and write
+runs on a database thread (``Database.run``), so the screen never waits for the database.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 import webbrowser
 from collections.abc import Callable, Sequence
@@ -42,10 +44,8 @@ from agentz_app.tui.data import (
     TaskView,
     cancel_from_dashboard,
     confirm_hint,
-    load_dead_deliveries,
+    load_dashboard,
     load_detail,
-    load_processes,
-    load_tasks,
     process_style,
     processes_title,
     render_detail,
@@ -115,8 +115,9 @@ class Dashboard(App[None]):
         self.logs_dir = logs_dir
         self.web_base = web_base
         self.opener = opener
-        self._cancel_run = cancel_run or (lambda run_id: cancel_from_dashboard(db, run_id))
-        self._restart_process = restart_process or (lambda view: request_restart(db, view.name, host=view.host))
+        self._cancel_run = cancel_run or (lambda run_id: db.run(cancel_from_dashboard, db, run_id))
+        self._restart_process = restart_process or (
+            lambda view: db.run(request_restart, db, view.name, host=view.host))
         self._on_quit = on_quit
         self.clock = clock
         self.wall_clock = wall_clock
@@ -147,7 +148,7 @@ class Dashboard(App[None]):
         yield Static("", id="hint")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         processes = self.query_one("#processes", DataTable)
         processes.add_columns("name", "host", "state", "pid", "restarts", "timer")
         tasks = self.query_one("#tasks", DataTable)
@@ -157,18 +158,17 @@ class Dashboard(App[None]):
         self.query_one("#processes-pane").border_title = "Processes"
         self.query_one("#tasks-pane").border_title = "Tasks"
         self.query_one("#details-pane").border_title = "Selected task"
-        self.refresh_data()
+        await self.refresh_data()
         self.set_interval(self.refresh_seconds, self.refresh_data)
 
     # Data -------------------------------------------------------------------
 
-    def refresh_data(self) -> None:
+    async def refresh_data(self) -> None:
         """Re-read processes, tasks and the selected task's details from the database."""
         at = self.wall_clock()
         try:
-            self.processes = load_processes(self.db, at)
-            self.tasks = load_tasks(self.db, at)
-            self.query_one("#processes-pane").border_title = processes_title(load_dead_deliveries(self.db))
+            self.processes, self.tasks, dead = await self.db.run(load_dashboard, self.db, at)
+            self.query_one("#processes-pane").border_title = processes_title(dead)
         except SQLAlchemyError as exc:  # keep the dashboard up while the database is unreachable
             self.show_hint(f"database unavailable: {exc.__class__.__name__}")
             return
@@ -178,7 +178,7 @@ class Dashboard(App[None]):
             [t.run_id for t in self.tasks], self.selected_run, self._task_index)
         self._fill_processes()
         self._fill_tasks()
-        self._fill_details()
+        await self._fill_details()
         if self._hint_at is not None and self.clock() - self._hint_at > CONFIRM_WINDOW_SECONDS:
             self.show_hint("")
 
@@ -201,14 +201,15 @@ class Dashboard(App[None]):
         if self.tasks:
             table.move_cursor(row=self._task_index, animate=False)
 
-    def _fill_details(self) -> None:
+    async def _fill_details(self) -> None:
         pane = self.query_one("#details-pane")
         if self.active_pane == "processes":
             pane.border_title = "Selected process"
             text = render_process_detail(self.selected_process_view(), self.wall_clock())
         else:
             pane.border_title = "Selected task"
-            detail = load_detail(self.db, self.selected_run, self.logs_dir) if self.selected_run else None
+            run_id = self.selected_run
+            detail = await self.db.run(load_detail, self.db, run_id, self.logs_dir) if run_id else None
             text = render_detail(detail, expanded=self.expanded)
         self.query_one("#details", Static).update(Text(text))
 
@@ -229,31 +230,31 @@ class Dashboard(App[None]):
 
     # Actions ----------------------------------------------------------------
 
-    def action_next_pane(self) -> None:
+    async def action_next_pane(self) -> None:
         self.active_pane = PANES[(PANES.index(self.active_pane) + 1) % len(PANES)]
         for pane in PANES:
             self.query_one(f"#{pane}-pane").set_class(pane == self.active_pane, "active")
         if self.active_pane != "details":
-            self._fill_details()
+            await self._fill_details()
 
-    def action_move(self, step: int) -> None:
+    async def action_move(self, step: int) -> None:
         if self.active_pane == "processes" and self.processes:
             self._process_index = min(max(self._process_index + step, 0), len(self.processes) - 1)
             self.selected_process = self.processes[self._process_index].key
             self.query_one("#processes", DataTable).move_cursor(row=self._process_index, animate=False)
-            self._fill_details()
+            await self._fill_details()
         elif self.active_pane == "tasks" and self.tasks:
             self._task_index = min(max(self._task_index + step, 0), len(self.tasks) - 1)
             self.selected_run = self.tasks[self._task_index].run_id
             self.query_one("#tasks", DataTable).move_cursor(row=self._task_index, animate=False)
-            self._fill_details()
+            await self._fill_details()
         elif self.active_pane == "details":
             pane = self.query_one("#details-pane", VerticalScroll)
             pane.scroll_relative(y=step * 3, animate=False)
 
-    def action_toggle_expand(self) -> None:
+    async def action_toggle_expand(self) -> None:
         self.expanded = not self.expanded
-        self._fill_details()
+        await self._fill_details()
 
     def action_open_target(self) -> None:
         task = self.selected_task()
@@ -264,7 +265,7 @@ class Dashboard(App[None]):
         self.opener(url)
         self.show_hint(f"opened {url}")
 
-    def action_cancel_run(self) -> None:
+    async def action_cancel_run(self) -> None:
         run_id = self.selected_run
         if run_id is None:
             self.show_hint("no task selected")
@@ -277,14 +278,14 @@ class Dashboard(App[None]):
             self.show_hint(confirm_hint("c", "cancel run", run_id))
             return
         try:
-            self._cancel_run(run_id)
+            await _completed(self._cancel_run(run_id))
         except AgentZError as exc:
             self.show_hint(f"cannot cancel {run_id}: {exc}")
             return
         self.show_hint(f"cancelled run {run_id}")
-        self.refresh_data()
+        await self.refresh_data()
 
-    def action_restart_process(self) -> None:
+    async def action_restart_process(self) -> None:
         view = self.selected_process_view()
         if view is None:
             self.show_hint("no process selected")
@@ -293,7 +294,7 @@ class Dashboard(App[None]):
         if not self.confirm.press("r", view.key):
             self.show_hint(confirm_hint("r", "restart", what))
             return
-        self._restart_process(view)
+        await _completed(self._restart_process(view))
         self.show_hint(f"restart of {what} requested")
 
     def action_quit_twice(self) -> None:
@@ -305,16 +306,21 @@ class Dashboard(App[None]):
         self.exit()
 
 
+async def _completed(outcome: Any) -> Any:
+    """The outcome of a callback that may be a coroutine function or a plain one."""
+    return await outcome if inspect.isawaitable(outcome) else outcome
+
+
 def supervisor_dashboard(supervisor: Supervisor, db: Database, settings: Settings, *,
                          web_base: str | None = None) -> Dashboard:
     """The dashboard of ``agentz serve``: ``r r`` restarts this host's children in-process
     (others through their own supervisor), ``q q`` stops everything."""
 
-    def restart(view: ProcessView) -> None:
+    async def restart(view: ProcessView) -> None:
         if view.host == supervisor.host and view.name in supervisor.names:
-            supervisor.restart(view.name)
+            supervisor.restart(view.name)  # on the loop: the supervisor's events are not thread-safe
         else:
-            request_restart(db, view.name, host=view.host)
+            await db.run(request_restart, db, view.name, host=view.host)
 
     return Dashboard(
         db,

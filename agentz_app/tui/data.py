@@ -457,6 +457,11 @@ def load_tasks(db: Database, at: float, *, limit: int = 200) -> list[TaskView]:
     return [task_view(run, at, clocks.get(run.id)) for run in sort_runs(live + done)[:limit]]
 
 
+def load_dashboard(db: Database, at: float) -> tuple[list[ProcessView], list[TaskView], int]:
+    """The processes, the tasks and the number of dead deliveries, for one refresh."""
+    return load_processes(db, at), load_tasks(db, at), load_dead_deliveries(db)
+
+
 def load_detail(db: Database, run_id: str, logs_dir: Path, *, log_lines: int = 20) -> TaskDetail | None:
     """The Selected task pane's content, or None when the run is gone."""
     with db.read() as session:

@@ -75,7 +75,7 @@ async def test_the_processes_pane_title_counts_dead_deliveries(seeded: Database,
         with seeded.begin() as session:
             session.add_all([Delivery(delivery_id=f"d{i}", event="issues", payload="{}", attempts=8, error="boom",
                                       dead_at=900.0) for i in range(3)])
-        app.refresh_data()
+        await app.refresh_data()
         assert app.query_one("#processes-pane").border_title == (
             "Processes · 3 dead deliveries (agentz deliveries list --dead)")
 
@@ -136,7 +136,7 @@ async def test_selection_follows_the_run_when_rows_move(seeded: Database, tmp_pa
         assert app.selected_run == "bbbb2222"
         with seeded.begin() as session:
             session.add(Run(id="dddd4444", repo=REPO, issue_number=10, status="queued", created_at=900.0))
-        app.refresh_data()
+        await app.refresh_data()
         await pilot.pause()
         assert app.tasks[0].run_id == "dddd4444"
         assert app.selected_run == "bbbb2222"
@@ -190,7 +190,7 @@ async def test_enter_expands_the_details_with_the_run_log(seeded: Database, tmp_
         assert str(app.query_one("#details", Static).content) == collapsed
 
 
-def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_hosts(
+async def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_hosts(
     seeded: Database, tmp_path: Path
 ) -> None:
     from agentz_app.config import Settings
@@ -205,8 +205,8 @@ def test_the_serve_dashboard_restarts_local_children_in_process_and_asks_other_h
         session.add(Process(name="worker-1", role="worker", host="other", state="running"))
     views = {view.key: view for view in load_processes(seeded, 1000.0)}
 
-    dashboard._restart_process(views["h/worker-1"])
-    dashboard._restart_process(views["other/worker-1"])
+    await dashboard._restart_process(views["h/worker-1"])
+    await dashboard._restart_process(views["other/worker-1"])
 
     assert supervisor._children["worker-1"].restart.is_set()
     assert pending_restarts(seeded) == [("other", "worker-1")]
@@ -234,7 +234,7 @@ async def test_tasks_show_live_timers_for_an_agent_call_and_a_ci_wait(seeded: Da
         assert _task_cells(app, "bbbb2222")[4] == "CI 5m00s"
         assert _task_cells(app, "cccc3333")[4] == "-"
         now[0] = 1010.0
-        app.refresh_data()
+        await app.refresh_data()
         assert _task_cells(app, "aaaa1111")[4] == "developer 1m50s"
 
 
