@@ -136,7 +136,7 @@ class Coordinator:
 
     async def ensure_pull(self, run: Run, *, title: str, body: str) -> int:
         """Find the run's PR by head branch, or open it; never a second one."""
-        known = run.pr_number or self.effect(run.id, "pr")
+        known = run.pr_number or await self.db.run(self.effect, run.id, "pr")
         if known:
             return int(known)
         pull = await self.find_pull(run)
@@ -146,7 +146,7 @@ class Coordinator:
                 data={"title": title, "head": run.branch, "base": run.base_branch or "main", "body": body},
             )
         number = int(pull["number"])
-        self.record_effect(run.id, "pr", number)
+        await self.db.run(self.record_effect, run.id, "pr", number)
         return number
 
     # Check runs ----------------------------------------------------------
@@ -173,23 +173,23 @@ class Coordinator:
         )
         key = f"check:{report.stage}:{head_sha}"
         digest = content_digest((payload, list(report.notes)))
-        check_id = self.effect(run.id, key) or await self._find_check(
+        check_id = await self.db.run(self.effect, run.id, key) or await self._find_check(
             run, payload["name"], payload["external_id"], head_sha
         )
         # GitHub appends annotations on every request that carries them: send each one once.
         notes = {content_digest(note)[:16]: redact_annotation(note, secret_values=self.secret_values)
                  for note in report.notes}
-        sent = set((self.rendered_digest(run.id, f"{key}:annotations") or "").split())
+        sent = set((await self.db.run(self.rendered_digest, run.id, f"{key}:annotations") or "").split())
         if check_id is None:
             created = await self.gh.post(f"/repos/{run.repo}/check-runs", data=payload)
             check_id = int(created["id"])
-            self.record_effect(run.id, key, check_id)
+            await self.db.run(self.record_effect, run.id, key, check_id)
             sent = {content_digest(note)[:16] for note in list(report.notes)[:ANNOTATIONS_PER_REQUEST]}
             pending = [note for name, note in notes.items() if name not in sent]
-        elif self.rendered_digest(run.id, key) == digest:
+        elif await self.db.run(self.rendered_digest, run.id, key) == digest:
             return check_id
         else:
-            self.record_effect(run.id, key, check_id)
+            await self.db.run(self.record_effect, run.id, key, check_id)
             pending = [note for name, note in notes.items() if name not in sent]
             patch = {k: v for k, v in payload.items() if k not in ("name", "head_sha", "external_id")}
             patch["output"] = {k: v for k, v in payload["output"].items() if k != "annotations"}
@@ -201,8 +201,8 @@ class Coordinator:
             output = {"title": payload["output"]["title"], "summary": payload["output"]["summary"],
                       "annotations": batch}
             await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}", data={"output": output})
-        self.remember_digest(run.id, f"{key}:annotations", " ".join(notes))
-        self.remember_digest(run.id, key, digest)
+        await self.db.run(self.remember_digest, run.id, f"{key}:annotations", " ".join(notes))
+        await self.db.run(self.remember_digest, run.id, key, digest)
         return check_id
 
     def check_effects(self, run_id: str, head_sha: str) -> dict[str, int]:
@@ -220,12 +220,12 @@ class Coordinator:
             return 0
         marker = content_digest((_CONCLUDED, conclusion))
         changed = 0
-        for key, check_id in sorted(self.check_effects(run.id, run.head_sha).items()):
-            if self.rendered_digest(run.id, key) == marker:
+        for key, check_id in sorted((await self.db.run(self.check_effects, run.id, run.head_sha)).items()):
+            if await self.db.run(self.rendered_digest, run.id, key) == marker:
                 continue
             await self.gh.patch(f"/repos/{run.repo}/check-runs/{check_id}",
                                 data={"status": "completed", "conclusion": conclusion})
-            self.remember_digest(run.id, key, marker)
+            await self.db.run(self.remember_digest, run.id, key, marker)
             changed += 1
         return changed
 
@@ -234,7 +234,7 @@ class Coordinator:
     async def acknowledge(self, run: Run, trigger_ref: str) -> bool:
         """Put 👀 on what asked for the run (``issue`` or ``comment:<id>``) once; False for an unknown ref."""
         key = f"ack:{trigger_ref}"
-        if self.effect(run.id, key) is not None:
+        if await self.db.run(self.effect, run.id, key) is not None:
             return True
         kind, _, ident = trigger_ref.partition(":")
         if kind == "issue" and not ident:
@@ -249,23 +249,23 @@ class Coordinator:
             if exc.status_code not in (404, 410):
                 raise
             created = {"id": 0}  # the comment is gone: nothing left to acknowledge
-        self.record_effect(run.id, key, int((created or {}).get("id") or 0))
+        await self.db.run(self.record_effect, run.id, key, int((created or {}).get("id") or 0))
         return True
 
     async def request_review(self, run: Run, login: str) -> bool:
         """Ask ``login`` to review the run's pull request once; False when that person is its author."""
-        if not run.pr_number or self.effect(run.id, "review_request") is not None:
+        if not run.pr_number or await self.db.run(self.effect, run.id, "review_request") is not None:
             return False
         pull = await self.gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
         author = str(((pull or {}).get("user") or {}).get("login") or "")
         requested = {str(u.get("login") or "").lower() for u in (pull or {}).get("requested_reviewers") or []
                      if isinstance(u, dict)}
         if author.lower() == login.lower() or login.lower() in requested:
-            self.record_effect(run.id, "review_request", 0)
+            await self.db.run(self.record_effect, run.id, "review_request", 0)
             return False
         await self.gh.post(f"/repos/{run.repo}/pulls/{run.pr_number}/requested_reviewers",
                            data={"reviewers": [login]})
-        self.record_effect(run.id, "review_request", run.pr_number)
+        await self.db.run(self.record_effect, run.id, "review_request", run.pr_number)
         return True
 
     # Status comment ------------------------------------------------------
@@ -281,8 +281,9 @@ class Coordinator:
         """Create the run's status comment once, then edit it in place when its text changes."""
         body = render_status_comment(view, secret_values=self.secret_values)
         digest = content_digest(body)
-        comment_id = run.status_comment_id or self.effect(run.id, "status_comment") or await self._find_comment(run)
-        if comment_id is not None and self.rendered_digest(run.id, "status_comment") == digest:
+        comment_id = (run.status_comment_id or await self.db.run(self.effect, run.id, "status_comment")
+                      or await self._find_comment(run))
+        if comment_id is not None and await self.db.run(self.rendered_digest, run.id, "status_comment") == digest:
             return int(comment_id)
         if comment_id is not None:
             try:
@@ -294,8 +295,8 @@ class Coordinator:
         if comment_id is None:
             created = await self.gh.post(f"/repos/{run.repo}/issues/{run.issue_number}/comments", data={"body": body})
             comment_id = int(created["id"])
-        self.record_effect(run.id, "status_comment", int(comment_id))
-        self.remember_digest(run.id, "status_comment", digest)
+        await self.db.run(self.record_effect, run.id, "status_comment", int(comment_id))
+        await self.db.run(self.remember_digest, run.id, "status_comment", digest)
         return int(comment_id)
 
     # Labels --------------------------------------------------------------

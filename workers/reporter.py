@@ -161,26 +161,26 @@ class Reporter:
         Whoever holds it renders the state it reads; a change after that read keeps the
         run stale, so it is shown at the next pass.
         """
-        run = self.queue.claim_report(run_id, seconds=CLAIM_SECONDS)
+        run = await self.db.run(self.queue.claim_report, run_id, seconds=CLAIM_SECONDS)
         if run is None:
             return False
         try:
             await self.project(gh if gh is not None else await self.github(run), run)
         except (AgentZError, OSError) as exc:
             log.warning("GitHub view not updated; will retry", run_id=run.id, status=run.status, error=str(exc))
-            self.queue.finish_report(run.id, shown=None, retry_after=RETRY_SECONDS)
+            await self.db.run(self.queue.finish_report, run.id, shown=None, retry_after=RETRY_SECONDS)
             return False
         except BaseException:
-            self.queue.finish_report(run.id, shown=None)
+            await asyncio.shield(self.db.run(self.queue.finish_report, run.id, shown=None))
             raise
-        self.queue.finish_report(run.id, shown=run.updated_at)
+        await self.db.run(self.queue.finish_report, run.id, shown=run.updated_at)
         return True
 
     async def report_stale(self, *, limit: int = 20) -> int:
         """Report runs whose GitHub view is stale and whose last change is older than the coalescing window."""
         quiet_since = self.clock() - self.settings.github_report_coalesce_seconds
         shown = 0
-        for run in self.queue.stale_on_github(quiet_since=quiet_since, limit=limit):
+        for run in await self.db.run(self.queue.stale_on_github, quiet_since=quiet_since, limit=limit):
             with structlog_run(run.id):
                 shown += await self.report(run.id)
         return shown
@@ -190,7 +190,7 @@ class Reporter:
         coordinator = Coordinator(gh, self.db, self.settings)
         if run.trigger_ref:
             await coordinator.acknowledge(run, run.trigger_ref)
-        events = self.queue.events(run.id)
+        events = await self.db.run(self.queue.events, run.id)
         reason = ending_reason(events, run.status) if run.status in states.TERMINAL else None
         view = status_view(run, review_summary=review_summary(events), notes=run_notes(self.settings, events),
                            reason=reason)
@@ -199,16 +199,16 @@ class Reporter:
         if run.status == Status.CANCELLED:
             await coordinator.conclude_checks(run, "cancelled")
         reviewer = reviewer_for(run)
-        if reviewer is not None and coordinator.effect(run.id, "review_request") is None:
+        if reviewer is not None and await self.db.run(coordinator.effect, run.id, "review_request") is None:
             await self._request_review(gh, coordinator, run, reviewer)
 
     async def _labels(self, coordinator: Coordinator, run: Run) -> None:
         change = wanted_labels(run.status, self.settings.skip_labels)
         wanted = content_digest((change.add, change.remove))
-        if coordinator.rendered_digest(run.id, _LABELS_KEY) == wanted:
+        if await self.db.run(coordinator.rendered_digest, run.id, _LABELS_KEY) == wanted:
             return
         await coordinator.change_labels(run.repo, run.issue_number, add=change.add, remove=change.remove)
-        coordinator.remember_digest(run.id, _LABELS_KEY, wanted)
+        await self.db.run(coordinator.remember_digest, run.id, _LABELS_KEY, wanted)
 
     async def _request_review(self, gh: GitHubAPI, coordinator: Coordinator, run: Run, login: str) -> None:
         decision = await check_actor(gh, self.db, self.settings, run.repo, Actor.from_login(login))
@@ -216,7 +216,7 @@ class Reporter:
             return  # ask again at the next report
         if not decision.allowed:
             log.info("no review requested", run_id=run.id, user=login, reason=decision.reason)
-            coordinator.record_effect(run.id, "review_request", 0)
+            await self.db.run(coordinator.record_effect, run.id, "review_request", 0)
             return
         await coordinator.request_review(run, login)
 
