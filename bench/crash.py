@@ -220,8 +220,13 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
         figures: Figures = {"trials": trials, "seed": seed}
         if two:
             assert demo.db is not None
-            with demo.db.read() as session:
-                events = list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
+            db = demo.db
+
+            def progress_events() -> list[Event]:
+                with db.read() as session:
+                    return list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
+
+            events = await db.run(progress_events)
             figures["hosts"] = hosts
             figures["lost_commits"] = lost_commits(repo_path(hub.root, demo_scenario.REPO), list(runs.values()),
                                                    events)

@@ -93,7 +93,7 @@ async def wait_for(db: Any, number: int, done: Any, *, services: Sequence[Any]) 
         for service in services:
             if not service.alive():
                 raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
-        state = await asyncio.to_thread(run_state, db, REPO, number)
+        state: RunState = await db.run(run_state, db, REPO, number)
         if done(state):
             return state
         await asyncio.sleep(_POLL)
