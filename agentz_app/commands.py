@@ -313,25 +313,26 @@ async def handle_comment_command(
     """
     user = actor.login
     key = command_key(command)
-    if comment_id is not None and not trust.claim_command(
-        db, comment_id=comment_id, command_hash=key, repo=target.repo, issue_number=target.issue_number,
-        login=user, at=clock(),
+    if comment_id is not None and not await db.run(
+        trust.claim_command, db, comment_id=comment_id, command_hash=key, repo=target.repo,
+        issue_number=target.issue_number, login=user, at=clock(),
     ):
         repeated = decide_command(CommandFacts(command, user, PermissionFacts(False, "not checked"),
                                                first_time=False))
-        queue.add_event(None, "command", command=command.name, user=user, repo=target.repo,
-                        issue=target.issue_number, accepted=False, reason=repeated.message)
+        await db.run(queue.add_event, None, "command", command=command.name, user=user, repo=target.repo,
+                     issue=target.issue_number, accepted=False, reason=repeated.message)
         return CommandOutcome(False, repeated.message)
     try:
         if decision is None:
             decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
-        verdict = decide_command(command_facts(queue, db, target, command, user, permission_facts(decision)))
+        facts = await db.run(command_facts, queue, db, target, command, user, permission_facts(decision))
+        verdict = decide_command(facts)
         record = CommandRecord(command, decision.reason, clock(), comment_id)
         return await _carry_out(gh, db, settings, queue, target=target, actor=actor, verdict=verdict,
                                 record=record, send_feedback=send_feedback)
     except BaseException:
         if comment_id is not None:  # let a redelivery of this delivery try again
-            trust.release_command(db, comment_id=comment_id, command_hash=key)
+            await db.run(trust.release_command, db, comment_id=comment_id, command_hash=key)
         raise
 
 
@@ -346,7 +347,7 @@ async def _carry_out(
     for effect in verdict.effects:
         if isinstance(effect, SendFeedback):
             feedback = await _feedback(gh, db, settings, queue, effect, actor, send_feedback)
-    outcome = perform(queue, target, user, verdict, record=record, feedback=feedback)
+    outcome = await db.run(perform, queue, target, user, verdict, record=record, feedback=feedback)
     if outcome.replied and gh is not None:
         body = truncate_bytes(redact_text(outcome.message, values=configured_secret_values(settings)), MAX_COMMENT)
         await gh.post(target.comments_url, data={"body": body})
@@ -361,7 +362,8 @@ async def _feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queu
     try:
         if send_feedback is None:
             raise AgentZError("feedback cannot be sent from here")
-        moved = await send_feedback(gh, db, settings, queue, queue.get(effect.run_id), effect.text, actor)
+        run = await db.run(queue.get, effect.run_id)
+        moved = await send_feedback(gh, db, settings, queue, run, effect.text, actor)
     except AgentZError as exc:
         return CommandOutcome(False, f"Agent-Z could not do that: {exc}")
     return CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)

@@ -67,6 +67,10 @@ async def refresh_ci(gh: GitHubAPI, db: Database, repo: str, sha: str, *, own_sl
     since the listing holds every check run.
     """
     records = await list_ci(gh, repo, sha)
+    return await db.run(_store_ci, db, repo, sha, records, own_slug=own_slug)
+
+
+def _store_ci(db: Database, repo: str, sha: str, records: list[CIRecord], *, own_slug: str) -> int:
     changed = 0
     with db.begin() as session:
         session.execute(delete(CheckResult).where(

@@ -74,24 +74,25 @@ async def load_repo_config(worktrees: Worktrees, db: Database, repo: str, base: 
     """
     mirror = worktrees.mirror_path(repo)
     commit = await git_out("rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}", cwd=mirror)
-    stored = stored_config(db, repo)
+    stored = await db.run(stored_config, db, repo)
     listing = (await git("ls-tree", commit, "--", CONFIG_PATH, cwd=mirror)).stdout.split()
     blob_now = listing[2] if len(listing) >= 3 else None
     if stored is not None and stored.blob_sha == blob_now:
         if stored.commit_sha != commit:
-            stored = save_config(db, repo, commit_sha=commit, blob_sha=blob_now, config=stored.config,
-                                 problems=stored.problems)
+            stored = await db.run(save_config, db, repo, commit_sha=commit, blob_sha=blob_now,
+                                  config=stored.config, problems=stored.problems)
             await report_config(gh, db, stored)  # still invalid: fail the new head too
-        return stored_config(db, repo) or stored
+        return await db.run(stored_config, db, repo) or stored
     blob, content, problems = await read_config_file(mirror, commit)
     config, parse_problems = config_from(content)
     problems += parse_problems
-    stored = save_config(db, repo, commit_sha=commit, blob_sha=blob, config=config, problems=problems)
+    stored = await db.run(save_config, db, repo, commit_sha=commit, blob_sha=blob, config=config,
+                          problems=problems)
     if problems:
         log.warning("invalid repository configuration; using the host's settings", repo=repo, commit=commit,
                     problems=len(problems))
     await report_config(gh, db, stored)
-    return stored_config(db, repo) or stored
+    return await db.run(stored_config, db, repo) or stored
 
 
 async def report_config(gh: GitHubAPI, db: Database, stored: StoredConfig) -> None:
@@ -106,9 +107,9 @@ async def report_config(gh: GitHubAPI, db: Database, stored: StoredConfig) -> No
     except AgentZError as exc:
         log.warning("could not report the configuration check", repo=stored.repo, error=str(exc))
         return
-    save_config(db, stored.repo, commit_sha=stored.commit_sha, blob_sha=stored.blob_sha, config=stored.config,
-                problems=stored.problems, reported_sha=None if stored.valid else stored.commit_sha,
-                keep_reported=False)
+    await db.run(save_config, db, stored.repo, commit_sha=stored.commit_sha, blob_sha=stored.blob_sha,
+                 config=stored.config, problems=stored.problems,
+                 reported_sha=None if stored.valid else stored.commit_sha, keep_reported=False)
 
 
 # Setup and test commands ----------------------------------------------------------

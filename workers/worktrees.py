@@ -436,9 +436,7 @@ class Worktrees:
         staging_dir = self.root / "staging"
         staged = {p.name.removesuffix(".git") for p in staging_dir.iterdir()} if staging_dir.exists() else set()
         names = sorted(set(names) | {name for name in staged if _RUN_ID_RE.match(name)})
-        with db.read() as session:
-            rows = session.execute(select(Run.id, Run.status)).all()
-        live_runs = {row.id for row in rows if row.status not in states.TERMINAL}
+        live_runs = await db.run(_live_run_ids, db)
         for name in names:
             if name in live_runs:
                 continue
@@ -450,6 +448,12 @@ class Worktrees:
         if removed:
             log.info("worktrees collected", removed=removed)
         return removed
+
+
+def _live_run_ids(db: Database) -> set[str]:
+    with db.read() as session:
+        rows = session.execute(select(Run.id, Run.status)).all()
+    return {run_id for run_id, status in rows if status not in states.TERMINAL}
 
 
 def processes_in(path: Path) -> list[int]:
