@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import func, select, text
 from structlog.testing import capture_logs
 
@@ -85,6 +87,16 @@ def test_sql_outside_any_event_loop_is_allowed(db: Database) -> None:
     assert count_deliveries(db) == 1
 
 
+@pytest.fixture
+def every_log_level() -> Iterator[None]:
+    """Let warnings through whatever level an earlier test configured; restore its configuration after."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("every_log_level")
 async def test_engines_log_sql_on_the_event_loop_once_per_place(sqlite_db: Database) -> None:
     with capture_logs() as logs:  # a test's coroutine passes the guard, so only the engine's own warning shows
         for _ in range(3):
