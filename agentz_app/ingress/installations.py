@@ -58,18 +58,22 @@ async def on_installation(event: sansio.Event, gh: GitHubAPI | None, *, db: Data
     parsed = InstallationEvent.from_event(event)
     installation_id = parsed.installation.id
     installation, repositories = parsed.installation.model_dump(), parsed.repositories or ()
-    with db.begin() as session:
-        if parsed.action == "deleted":
-            store.upsert_installation(session, installation, suspended=False, deleted=True)
-            _add(session, repositories, installation_id)
-            store.set_installation_state(session, installation_id, suspended=False, deleted=True)
-        elif parsed.action == "suspend":
-            store.upsert_installation(session, installation, suspended=True)
-            store.set_installation_state(session, installation_id, suspended=True, deleted=False)
-        else:  # created, unsuspend, new_permissions_accepted
-            store.upsert_installation(session, installation, suspended=False)
-            _add(session, repositories, installation_id)
-            store.set_installation_state(session, installation_id, suspended=False, deleted=False)
+
+    def record() -> None:
+        with db.begin() as session:
+            if parsed.action == "deleted":
+                store.upsert_installation(session, installation, suspended=False, deleted=True)
+                _add(session, repositories, installation_id)
+                store.set_installation_state(session, installation_id, suspended=False, deleted=True)
+            elif parsed.action == "suspend":
+                store.upsert_installation(session, installation, suspended=True)
+                store.set_installation_state(session, installation_id, suspended=True, deleted=False)
+            else:  # created, unsuspend, new_permissions_accepted
+                store.upsert_installation(session, installation, suspended=False)
+                _add(session, repositories, installation_id)
+                store.set_installation_state(session, installation_id, suspended=False, deleted=False)
+
+    await db.run(record)
 
 
 @router.register("installation_repositories")
@@ -80,11 +84,16 @@ async def on_installation_repositories(
     parsed = InstallationRepositoriesEvent.from_event(event)
     installation_id = parsed.installation.id
     removed = parsed.repositories_removed
-    with db.begin() as session:
-        store.upsert_installation(session, parsed.installation.model_dump())
-        _add(session, parsed.repositories_added, installation_id)
-        _add(session, removed, installation_id)
-        store.set_repositories_active(session, [repo.id for repo in removed if repo.id is not None], active=False)
+
+    def record() -> None:
+        with db.begin() as session:
+            store.upsert_installation(session, parsed.installation.model_dump())
+            _add(session, parsed.repositories_added, installation_id)
+            _add(session, removed, installation_id)
+            store.set_repositories_active(session, [repo.id for repo in removed if repo.id is not None],
+                                          active=False)
+
+    await db.run(record)
 
 
 # Discovery without webhooks ----------------------------------------------------------
@@ -155,6 +164,17 @@ def forget_unlisted(session: Session, listed: set[int], result: Discovery) -> No
             result.deleted.append(row.id)
 
 
+def _store_installation(db: Database, installation: Mapping[str, Any],
+                        repositories: Sequence[Mapping[str, Any]] | None, result: Discovery) -> None:
+    with db.begin() as session:
+        reconcile_installation(session, installation, repositories, result)
+
+
+def _store_unlisted(db: Database, listed: set[int], result: Discovery) -> None:
+    with db.begin() as session:
+        forget_unlisted(session, listed, result)
+
+
 async def discover_repositories(github: Any, db: Database) -> Discovery:
     """Reconcile the stored installations and repositories with what GitHub lists for the App.
 
@@ -175,10 +195,8 @@ async def discover_repositories(github: Any, db: Database) -> Discovery:
                 log.warning("listing an installation's repositories failed", installation_id=installation["id"],
                             error=f"{type(exc).__name__}: {exc}")
                 result.failed.append(int(installation["id"]))
-        with db.begin() as session:
-            reconcile_installation(session, installation, repositories, result)
-    with db.begin() as session:
-        forget_unlisted(session, {int(item["id"]) for item in installations}, result)
+        await db.run(_store_installation, db, installation, repositories, result)
+    await db.run(_store_unlisted, db, {int(item["id"]) for item in installations}, result)
     if result.changed:
         log.info("installations reconciled with GitHub", added=result.added, removed=result.removed,
                  suspended=result.suspended, deleted=result.deleted)

@@ -99,14 +99,18 @@ async def on_issue(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, s
     """Upsert (or forget) the issue; mark the repository dirty for changes that matter."""
     parsed = IssuesEvent.from_event(event)
     action, number = parsed.action, parsed.issue.number
-    with db.begin() as session:
-        repo = note_repository(session, parsed)
-        if action in ("deleted", "transferred"):
-            changed = store.delete_issue(session, repo, number)
-        else:
-            changed = store.upsert_issue(session, repo, event.data["issue"])
-        if changed and action in ISSUE_ACTIONS_THAT_MATTER and not acted_by_app(parsed, settings):
-            mark_dirty(session, repo, reason=f"issues.{action} #{number}")
+
+    def record() -> None:
+        with db.begin() as session:
+            repo = note_repository(session, parsed)
+            if action in ("deleted", "transferred"):
+                changed = store.delete_issue(session, repo, number)
+            else:
+                changed = store.upsert_issue(session, repo, event.data["issue"])
+            if changed and action in ISSUE_ACTIONS_THAT_MATTER and not acted_by_app(parsed, settings):
+                mark_dirty(session, repo, reason=f"issues.{action} #{number}")
+
+    await db.run(record)
 
 
 @router.register("issue_comment")
@@ -115,20 +119,24 @@ async def on_issue_comment(event: sansio.Event, gh: GitHubAPI | None, *, db: Dat
     """Upsert the comment and its issue; dependency phrases mark the repository dirty."""
     parsed = IssueCommentEvent.from_event(event)
     action, comment, number = parsed.action, parsed.comment, parsed.issue.number
-    with db.begin() as session:
-        repo = note_repository(session, parsed)
-        store.upsert_issue(session, repo, event.data["issue"])
-        if action == "deleted":
-            changed = store.delete_comment(session, comment.id)
-        else:
-            changed = store.upsert_comment(
-                session, repo, number, event.data["comment"], kind="issue",
-                from_app=comment_from_app(comment, settings),
-            )
-        old_body = parsed.changes.previous_body if parsed.changes is not None else None
-        own = acted_by_app(parsed, settings) or comment_from_app(comment, settings)
-        if changed and not own and mentions_dependency(repo, comment.body, old_body):
-            mark_dirty(session, repo, reason=f"issue_comment.{action} #{number}")
+
+    def record() -> None:
+        with db.begin() as session:
+            repo = note_repository(session, parsed)
+            store.upsert_issue(session, repo, event.data["issue"])
+            if action == "deleted":
+                changed = store.delete_comment(session, comment.id)
+            else:
+                changed = store.upsert_comment(
+                    session, repo, number, event.data["comment"], kind="issue",
+                    from_app=comment_from_app(comment, settings),
+                )
+            old_body = parsed.changes.previous_body if parsed.changes is not None else None
+            own = acted_by_app(parsed, settings) or comment_from_app(comment, settings)
+            if changed and not own and mentions_dependency(repo, comment.body, old_body):
+                mark_dirty(session, repo, reason=f"issue_comment.{action} #{number}")
+
+    await db.run(record)
 
 
 @router.register("pull_request")
@@ -140,11 +148,16 @@ async def on_pull_request(event: sansio.Event, gh: GitHubAPI | None, *, db: Data
     """
     parsed = PullRequestEvent.from_event(event)
     action, pull = parsed.action, parsed.pull_request
-    with db.begin() as session:
-        repo = note_repository(session, parsed)
-        changed = store.upsert_pull(session, repo, event.data["pull_request"])
-        if changed and action in PULL_ACTIONS_THAT_MATTER and not acted_by_app(parsed, settings):
-            mark_dirty(session, repo, reason=f"pull_request.{action} #{pull.number}")
+
+    def record() -> str:
+        with db.begin() as session:
+            repo = note_repository(session, parsed)
+            changed = store.upsert_pull(session, repo, event.data["pull_request"])
+            if changed and action in PULL_ACTIONS_THAT_MATTER and not acted_by_app(parsed, settings):
+                mark_dirty(session, repo, reason=f"pull_request.{action} #{pull.number}")
+            return repo
+
+    repo = await db.run(record)
     if action in PULL_ACTIONS_THAT_LINK and gh is not None and store.linked_issues(pull.body, repo):
         # The reconciler adopts only pull requests whose author may steer; it never calls
         # GitHub, so the author's permission is resolved (and stored) here.
@@ -157,18 +170,22 @@ async def on_pull_request_review(event: sansio.Event, gh: GitHubAPI | None, *, d
     """Upsert the pull request, keep the review as feedback and remember its verdict."""
     parsed = PullRequestReviewEvent.from_event(event)
     review, number = parsed.review, parsed.pull_request.number
-    with db.begin() as session:
-        repo = note_repository(session, parsed)
-        store.upsert_pull(session, repo, event.data["pull_request"])
-        if review.id is not None:
-            store.upsert_comment(
-                session, repo, number, event.data["review"], kind="review",
-                from_app=written_by_app(review.user, None, settings),
-            )
-        if parsed.action == "dismissed":
-            store.record_review_state(session, repo, number, "dismissed")
-        elif review.state:
-            store.record_review_state(session, repo, number, review.state)
+
+    def record() -> None:
+        with db.begin() as session:
+            repo = note_repository(session, parsed)
+            store.upsert_pull(session, repo, event.data["pull_request"])
+            if review.id is not None:
+                store.upsert_comment(
+                    session, repo, number, event.data["review"], kind="review",
+                    from_app=written_by_app(review.user, None, settings),
+                )
+            if parsed.action == "dismissed":
+                store.record_review_state(session, repo, number, "dismissed")
+            elif review.state:
+                store.record_review_state(session, repo, number, review.state)
+
+    await db.run(record)
 
 
 @router.register("pull_request_review_comment")
@@ -178,13 +195,17 @@ async def on_pull_request_review_comment(
     """Upsert the pull request and the inline review comment."""
     parsed = PullRequestReviewCommentEvent.from_event(event)
     comment, number = parsed.comment, parsed.pull_request.number
-    with db.begin() as session:
-        repo = note_repository(session, parsed)
-        store.upsert_pull(session, repo, event.data["pull_request"])
-        if parsed.action == "deleted":
-            store.delete_comment(session, comment.id)
-        else:
-            store.upsert_comment(
-                session, repo, number, event.data["comment"], kind="review_comment",
-                from_app=written_by_app(comment.user, None, settings),
-            )
+
+    def record() -> None:
+        with db.begin() as session:
+            repo = note_repository(session, parsed)
+            store.upsert_pull(session, repo, event.data["pull_request"])
+            if parsed.action == "deleted":
+                store.delete_comment(session, comment.id)
+            else:
+                store.upsert_comment(
+                    session, repo, number, event.data["comment"], kind="review_comment",
+                    from_app=written_by_app(comment.user, None, settings),
+                )
+
+    await db.run(record)

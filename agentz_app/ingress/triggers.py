@@ -67,7 +67,7 @@ async def issue_labeled(
     """Record who added a scheduling label; enqueue the issue when someone who may steer adds the trigger label."""
     parsed = IssuesEvent.from_event(event)
     repo, issue = parsed.repo, parsed.issue
-    settings = settings_for(db, settings, repo)
+    settings = await db.run(settings_for, db, settings, repo)
     label = parsed.label.name if parsed.label is not None else ""
     if label.lower() not in scheduling_labels(settings) or _sender_is_us(parsed, settings):
         return
@@ -78,16 +78,17 @@ async def issue_labeled(
     closed = closed_to_labels(issue_state=issue.state or "", is_pull_request=issue.is_pull_request)
     if closed is not None:
         if is_trigger:
-            queue.add_event(None, "trigger_label", repo=repo, issue=number, user=sender, accepted=False,
-                            reason=closed)
+            await db.run(queue.add_event, None, "trigger_label", repo=repo, issue=number, user=sender,
+                         accepted=False, reason=closed)
         return
     decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
     updated_at = issue.updated_at or ""
-    answered = queue.requested_since(repo, number, updated_at) if is_trigger and decision.allowed else None
+    answers = is_trigger and decision.allowed
+    answered = await db.run(queue.requested_since, repo, number, updated_at) if answers else None
     verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
                                    answered=run_facts(answered))
-    run, created = perform_label(queue, parsed, label, verdict, sender=sender, trusted=decision.allowed,
-                                 at=clock(), is_trigger=is_trigger)
+    run, created = await db.run(perform_label, queue, parsed, label, verdict, sender=sender,
+                                trusted=decision.allowed, at=clock(), is_trigger=is_trigger)
     if not is_trigger:
         return
     if run is None:
@@ -127,7 +128,7 @@ async def issue_unlabeled(event: sansio.Event, gh: GitHubAPI | None, *, db: Data
     parsed = IssuesEvent.from_event(event)
     label = parsed.label.name if parsed.label is not None else ""
     if label.lower() in scheduling_labels(settings):
-        trust.forget_label(db, parsed.repo, parsed.issue.number, label)
+        await db.run(trust.forget_label, db, parsed.repo, parsed.issue.number, label)
 
 
 async def _pull_head_ref(gh: GitHubAPI | None, repo: str, number: int) -> str | None:
@@ -187,30 +188,32 @@ async def comment_command(
     if edited:
         skipped = _edit_repeats_nothing(parsed, command)
         if skipped is not None:
-            queue.add_event(None, "command", command=command.name, user=user, repo=repo, issue=number,
-                            accepted=False, reason=skipped)
+            await db.run(queue.add_event, None, "command", command=command.name, user=user, repo=repo,
+                         issue=number, accepted=False, reason=skipped)
             return
     title = issue.title or ""
     state = issue.state or "open"
     decision = None
     if issue.is_pull_request:
-        mapped = issue_for_pull(db, repo, number)
+        mapped = await db.run(issue_for_pull, db, repo, number)
         if mapped is None:
             decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
             if decision.allowed:
-                mapped = issue_for_pull(db, repo, number, head_ref=await _pull_head_ref(gh, repo, number) or "")
+                head_ref = await _pull_head_ref(gh, repo, number) or ""
+                mapped = await db.run(issue_for_pull, db, repo, number, head_ref=head_ref)
         if mapped is None:
             await _not_our_pull(gh, db, queue, parsed, command, actor, allowed=bool(decision and decision.allowed),
                                 clock=clock)
             return
         number = mapped
-        title, state = known_issue(db, repo, number)
+        title, state = await db.run(known_issue, db, repo, number)
     requested_at = (comment.updated_at if edited else comment.created_at) or ""
-    answered = queue.requested_since(repo, number, requested_at) if command.name in ("run", "plan") else None
+    answers = command.name in ("run", "plan")
+    answered = await db.run(queue.requested_since, repo, number, requested_at) if answers else None
     dropped = answered_request(command, run_facts(answered))
     if answered is not None and dropped is not None:
-        queue.add_event(answered.id, "command", command=command.name, user=user, repo=repo, issue=number,
-                        accepted=False, reason=dropped)
+        await db.run(queue.add_event, answered.id, "command", command=command.name, user=user, repo=repo,
+                     issue=number, accepted=False, reason=dropped)
         return
     target = CommandTarget(
         repo=repo,
@@ -230,7 +233,8 @@ async def comment_command(
 async def _not_our_pull(gh: GitHubAPI | None, db: Database, queue: RunQueue, parsed: IssueCommentEvent,
                         command: Command, actor: Actor, *, allowed: bool, clock: Clock) -> None:
     """A command on someone else's pull request: explain to a maintainer, once; stay silent to others."""
-    reply = _record_not_our_pull(queue, parsed, command, actor, may_reply=allowed and gh is not None, at=clock())
+    reply = await db.run(_record_not_our_pull, queue, parsed, command, actor, may_reply=allowed and gh is not None,
+                         at=clock())
     if reply and gh is not None:
         await gh.post(_comments_url(parsed), data={
             "body": f"@{actor.login} Agent-Z commands work on issues and on Agent-Z's own pull requests."
