@@ -175,17 +175,17 @@ def record_event(db: Database, settings: Settings, event: sansio.Event) -> list[
 async def on_check_run(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                        **_: Any) -> None:
     """Record the check run (and the suite it carries); a completed one wakes the runs on its head."""
-    record_event(db, settings, event)
+    await db.run(record_event, db, settings, event)
 
 
 @router.register("check_suite")
 async def on_check_suite(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings,
                          **_: Any) -> None:
     """Record the check suite's status and conclusion; a completed one wakes the runs on its head."""
-    record_event(db, settings, event)
+    await db.run(record_event, db, settings, event)
 
 
 @router.register("status")
 async def on_status(event: sansio.Event, gh: GitHubAPI | None, *, db: Database, settings: Settings, **_: Any) -> None:
     """Record a commit status; a final one wakes the runs on its head."""
-    record_event(db, settings, event)
+    await db.run(record_event, db, settings, event)
