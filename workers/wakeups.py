@@ -68,14 +68,15 @@ async def _pull_closed(deps: PipelineDeps, run: Run, payload: Mapping[str, Any])
         if run.status in (Status.MERGED, Status.CANCELLED) or not states.can_transition(run.status, target):
             return
         reason = "pull request merged" if merged else "pull request closed without merging"
-        run = deps.queue.set_status(run.id, target, reason=reason, actor="github", expected_attempt=run.attempt)
+        run = await deps.db.run(deps.queue.set_status, run.id, target, reason=reason, actor="github",
+                                expected_attempt=run.attempt)
     await finish_run(deps, gh, run)
 
 
 async def _feedback(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:
     feedback = payload.get("feedback")
     if run.status not in (Status.WAITING_CHECKS, Status.DONE) or not isinstance(feedback, Mapping):
-        deps.queue.add_event(run.id, "feedback_not_used", status=str(run.status))
+        await deps.db.run(deps.queue.add_event, run.id, "feedback_not_used", status=str(run.status))
         return
     await request_fix(deps, await deps.github(run), run, dict(feedback),
                       reason=str(payload.get("reason") or "changes requested"))
@@ -84,11 +85,12 @@ async def _feedback(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) ->
 async def _rerun(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:
     actor = str(payload.get("actor") or "github")
     if run.status in states.RETRYABLE:
-        deps.queue.resume(run.id, reason=str(payload.get("reason") or "re-run requested"), actor=actor)
+        await deps.db.run(deps.queue.resume, run.id, reason=str(payload.get("reason") or "re-run requested"),
+                          actor=actor)
     elif run.status == Status.WAITING_CHECKS:
         await settle_ci(deps, await deps.github(run), run)
     else:
-        deps.queue.add_event(run.id, "retry_ignored", status=str(run.status), actor=actor)
+        await deps.db.run(deps.queue.add_event, run.id, "retry_ignored", status=str(run.status), actor=actor)
 
 
 async def _finish(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
@@ -99,7 +101,7 @@ async def _finish(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
 async def _show_notes(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
     if run.status not in (Status.WAITING_CHECKS, Status.DONE):
         return  # a working run shows its notes at its next status update
-    view = status_view(run, review_summary=_last_review_summary(deps.queue, run.id))
+    view = status_view(run, review_summary=await deps.db.run(_last_review_summary, deps.queue, run.id))
     await Coordinator(await deps.github(run), deps.db, deps.settings).status_comment(run, view)
 
 
@@ -118,12 +120,12 @@ async def act(deps: PipelineDeps, wakeup: Wakeup) -> None:
     """Carry out one claimed wake-up and remove it; on a GitHub or store error, leave it for a retry."""
     action = ACTIONS.get(wakeup.reason)
     try:
-        run = deps.queue.get(wakeup.run_id)
+        run = await deps.db.run(deps.queue.get, wakeup.run_id)
     except NotFound:
         run = None
     if action is None or run is None:
         log.warning("wake-up dropped", run_id=wakeup.run_id, reason=wakeup.reason)
-        drop_wakeup(deps.db, wakeup)
+        await deps.db.run(drop_wakeup, deps.db, wakeup)
         return
     with structlog.contextvars.bound_contextvars(run_id=run.id):
         try:
@@ -133,20 +135,21 @@ async def act(deps: PipelineDeps, wakeup: Wakeup) -> None:
         except (AgentZError, OSError) as exc:
             if wakeup.attempts >= MAX_WAKE_ATTEMPTS:
                 log.error("wake-up dropped after repeated failures", reason=wakeup.reason, error=str(exc))
-                deps.queue.add_event(run.id, "wakeup_dropped", reason=wakeup.reason, error=str(exc)[:500])
-                drop_wakeup(deps.db, wakeup)
+                await deps.db.run(deps.queue.add_event, run.id, "wakeup_dropped", reason=wakeup.reason,
+                                  error=str(exc)[:500])
+                await deps.db.run(drop_wakeup, deps.db, wakeup)
             else:
                 log.warning("wake-up failed; will retry", reason=wakeup.reason, error=str(exc),
                             retry_in=retry_delay(wakeup.attempts))
-                retry_wakeup(deps.db, wakeup, at=now() + retry_delay(wakeup.attempts))
+                await deps.db.run(retry_wakeup, deps.db, wakeup, at=now() + retry_delay(wakeup.attempts))
             return
-        finish_wakeup(deps.db, wakeup)
+        await deps.db.run(finish_wakeup, deps.db, wakeup)
 
 
 async def act_on_wakeups(deps: PipelineDeps, owner: str, *, limit: int = 10,
                          clock: Callable[[], float] = now) -> int:
     """Claim up to ``limit`` due wake-ups for ``owner`` and act on each; returns how many were claimed."""
-    claimed = claim_wakeups(deps.db, owner, at=clock(), limit=limit)
+    claimed = await deps.db.run(claim_wakeups, deps.db, owner, at=clock(), limit=limit)
     for wakeup in claimed:
         await act(deps, wakeup)
     return len(claimed)
@@ -160,7 +163,7 @@ async def wake_forever(deps: PipelineDeps, owner: str, stop: asyncio.Event, *,
     """
     while not stop.is_set():
         try:
-            if has_due_wakeups(deps.db, at=now()):
+            if await deps.db.run(has_due_wakeups, deps.db, at=now()):
                 while await act_on_wakeups(deps, owner) and not stop.is_set():
                     pass
         except Exception as exc:  # noqa: BLE001 - a worker loop: any failure is logged, the next poll goes on
