@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,29 +28,45 @@ def add_delivery(db: Database, delivery_id: str) -> str:
     return threading.current_thread().name
 
 
-def coroutine_defined_in(filename: str, source: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """The coroutine function ``blocking`` of ``source``, as if it were written in ``filename``."""
-    namespace: dict[str, Any] = {"add_delivery": add_delivery, "count_deliveries": count_deliveries}
-    exec(compile(source, filename, "exec"), namespace)
-    function: Callable[..., Coroutine[Any, Any, Any]] = namespace["blocking"]
-    return function
-
-
 APP_FILE = "/srv/agentz_app/somewhere.py"
+APP_SOURCE = """
+def count_stored(db):
+    with db.read() as session:
+        return session.scalar(select(func.count()).select_from(Delivery))
+
+def store(db, delivery_id):
+    with db.begin() as session:
+        session.add(Delivery(delivery_id=delivery_id, event="issues", payload="{}"))
+
+async def read_on_the_loop(db):
+    return count_stored(db)
+
+async def write_on_the_loop(db):
+    store(db, "on-the-loop")
+
+async def harness(check):
+    return check()
+"""
+
+
+def application() -> dict[str, Any]:
+    """Functions as if Agent-Z defined them in APP_FILE (outside the test suite)."""
+    namespace: dict[str, Any] = {"select": select, "func": func, "Delivery": Delivery}
+    exec(compile(APP_SOURCE, APP_FILE, "exec"), namespace)
+    return namespace
 
 
 async def test_sql_from_an_application_coroutine_fails_naming_the_statement_and_the_coroutine(db: Database) -> None:
-    blocking = coroutine_defined_in(APP_FILE, "async def blocking(db):\n    return count_deliveries(db)\n")
     refusal = r"SQL on the event loop's thread \((BEGIN|SELECT count)"
     with pytest.raises(SqlOnEventLoop, match=refusal) as refused:
-        await blocking(db)
-    assert refused.value.coroutine == f"blocking ({APP_FILE}:2)"  # SQLite's BEGIN comes first: the coroutine says where
+        await application()["read_on_the_loop"](db)
+    # SQLite's BEGIN comes first: the coroutine says where.
+    assert refused.value.coroutine == f"read_on_the_loop ({APP_FILE}:11)"
 
 
 async def test_a_refused_write_leaves_nothing_behind_and_the_database_usable(db: Database) -> None:
-    blocking = coroutine_defined_in(APP_FILE, "async def blocking(db):\n    add_delivery(db, 'on-the-loop')\n")
     with pytest.raises(SqlOnEventLoop):
-        await blocking(db)
+        await application()["write_on_the_loop"](db)
     assert await db.run(count_deliveries, db) == 0
     await db.run(add_delivery, db, "off-the-loop")
     assert await db.run(count_deliveries, db) == 1
@@ -59,6 +75,11 @@ async def test_a_refused_write_leaves_nothing_behind_and_the_database_usable(db:
 async def test_a_tests_own_coroutines_may_seed_and_inspect_the_database_directly(db: Database) -> None:
     add_delivery(db, "seeded")
     assert count_deliveries(db) == 1
+
+
+async def test_a_tests_callback_run_by_an_application_coroutine_may_inspect_the_database(db: Database) -> None:
+    app = application()
+    assert await app["harness"](lambda: app["count_stored"](db)) == 0
 
 
 async def test_run_carries_out_the_unit_of_work_on_a_database_thread(db: Database) -> None:
