@@ -252,7 +252,8 @@ class Demo:
             await self.start()
             await self.seed()
             ok = await self.wait_delivered()
-            report = self.report(ok)
+            assert self.db is not None
+            report = self.report(ok, stored=await self.db.run(self.stored_outcomes))
         finally:
             await self.stop()
         return report
@@ -276,7 +277,7 @@ class Demo:
         await self._start_model()
         self.env = await self._start_hub()
         self.db = Database.from_url(self.env["DATABASE_URL"])
-        migrate(self.db)
+        await self.db.run(migrate, self.db)
         self._supervisor_task = self._start_roles(self.env)
         await self._wait_receiver(int(self.env["RECEIVER_PORT"]))
 
@@ -400,7 +401,7 @@ class Demo:
         deadline = self.started + self.options.timeout
         deliverable = self.options.deliverable()
         while time.monotonic() < deadline:
-            runs = self.runs()
+            runs = await self.db.run(self.runs) if self.db is not None else {}
             for number, run in sorted(runs.items()):
                 label = str(run.status) + (f" (PR #{run.pr_number})" if run.pr_number else "")
                 if seen.get(number) != label:
@@ -416,7 +417,7 @@ class Demo:
                 return False
             await asyncio.sleep(0.25)
         self.say(f"timed out after {time.monotonic() - self.started:.0f}s")
-        for line in self.stuck_reasons():
+        for line in self.stuck_reasons(await self.db.run(self.runs) if self.db is not None else {}):
             self.say(line)
         return False
 
@@ -434,9 +435,9 @@ class Demo:
                 reported.add(check["id"])
                 self.say(f"CI failed on {str(check['head_sha'])[:7]}: {ci_failure(check)}")
 
-    def stuck_reasons(self) -> list[str]:
+    def stuck_reasons(self, runs: dict[int, Run] | None = None) -> list[str]:
         """Why each deliverable issue is not done yet: its state, and the last failing CI step on its head."""
-        runs = self.runs()
+        runs = self.runs() if runs is None else runs
         failures = self.ci_failures()
         lines = []
         for number in self.options.deliverable():
@@ -480,7 +481,8 @@ class Demo:
         while time.monotonic() < deadline:
             busy = self.hub.ci.pending or self.hub.emitter.pending
             counters = self.hub.counters()
-            runs = [(n, str(r.status), r.attempt, r.updated_at) for n, r in sorted(self.runs().items())]
+            latest = await self.db.run(self.runs) if self.db is not None else {}
+            runs = [(n, str(r.status), r.attempt, r.updated_at) for n, r in sorted(latest.items())]
             state = (runs, counters["total"] - counters["not_modified"])
             if busy or state != last:
                 last, since = state, time.monotonic()
@@ -546,14 +548,19 @@ class Demo:
             seen[key] = seen.get(key, 0) + 1
         return Audit(pulls, comments, sorted(key for key, count in seen.items() if count > 1))
 
-    def report(self, ok: bool) -> DemoReport:
-        """The demo's summary from the database and the fake GitHub."""
-        assert self.hub is not None
+    def stored_outcomes(self) -> tuple[dict[int, Run], dict[int, str | None]]:
+        """The latest run and the scheduler's verdict per issue, from the database."""
         assert self.db is not None
         runs = self.runs()
         with self.db.read() as session:
             verdicts = {row.number: row.verdict for row in
                         session.scalars(select(IssueSnapshot).where(IssueSnapshot.repo == scenario.REPO))}
+        return runs, verdicts
+
+    def report(self, ok: bool, *, stored: tuple[dict[int, Run], dict[int, str | None]] | None = None) -> DemoReport:
+        """The demo's summary from the database (``stored``, else read now) and the fake GitHub."""
+        assert self.hub is not None and self.db is not None
+        runs, verdicts = self.stored_outcomes() if stored is None else stored
         check_runs = list(self.hub.state.data["check_runs"].values())
         outcomes = []
         for issue in self.options.seeded():
