@@ -124,9 +124,9 @@ class PipelineDeps:
 # Reading the issue ------------------------------------------------------------
 
 
-async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContext:
-    """The issue as the agents see it: snapshot first, GitHub when no snapshot is stored."""
-    with deps.db.read() as session:
+def _stored_issue(db: Database, run: Run) -> tuple[IssueSnapshot | None, list[AuthoredText], str | None]:
+    """The issue's snapshot, its comments (not the App's) and the repository's default branch, as stored."""
+    with db.read() as session:
         snap = session.scalars(
             select(IssueSnapshot).where(IssueSnapshot.repo == run.repo, IssueSnapshot.number == run.issue_number)
         ).first()
@@ -140,9 +140,14 @@ async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContex
                 .order_by(IssueComment.id)
             )
         ]
-        title, body = (snap.title, snap.body) if snap is not None else ("", "")
-        author, association = (snap.author, snap.author_association) if snap is not None else ("", None)
-        default_branch = repo_row.default_branch if repo_row is not None else None
+        return snap, comments, repo_row.default_branch if repo_row is not None else None
+
+
+async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContext:
+    """The issue as the agents see it: snapshot first, GitHub when no snapshot is stored."""
+    snap, comments, default_branch = await deps.db.run(_stored_issue, deps.db, run)
+    title, body = (snap.title, snap.body) if snap is not None else ("", "")
+    author, association = (snap.author, snap.author_association) if snap is not None else ("", None)
     if snap is None:
         data = await gh.getitem(f"/repos/{run.repo}/issues/{run.issue_number}")
         title, body = str(data.get("title") or ""), str(data.get("body") or "")
@@ -161,14 +166,15 @@ async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContex
 # Heartbeats -------------------------------------------------------------------
 
 
-async def with_heartbeat(queue: RunQueue, lease: Lease, interval: float, work: Coroutine[Any, Any, T]) -> T:
+async def with_heartbeat(db: Database, queue: RunQueue, lease: Lease, interval: float,
+                         work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` while renewing the lease; on LeaseLost cancel ``work`` and raise it."""
     task: asyncio.Task[T] = asyncio.ensure_future(work)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(queue.heartbeat, lease)
+            await db.run(queue.heartbeat, lease)
 
     beater = asyncio.ensure_future(beat())
     try:
@@ -215,24 +221,29 @@ class Attempt:
         self.run = run
         self.lease = lease
         self.gh = gh
+        self.db = deps.db
         self.coordinator = Coordinator(gh, deps.db, deps.settings, worktrees=deps.worktrees)
-        # The dearest single call so far (this run, any attempt) estimates the next one.
-        self.max_single_cost = max(
-            (float(e.payload.get("cost_usd", 0.0)) for e in deps.queue.events(run.id) if e.kind == "agent_call"),
-            default=0.0,
-        )
+        # The dearest single call so far (this run, any attempt) estimates the next one (see :meth:`open`).
+        self.max_single_cost = 0.0
         self.review: Review | None = None
         self.repo_config: RepoConfig | None = None
 
-    def move(self, target: Status, **kwargs: Any) -> Run:
-        self.run = self.queue.transition(self.lease, target, **kwargs)
+    @classmethod
+    async def open(cls, deps: PipelineDeps, run: Run, lease: Lease, gh: Any) -> Attempt:
+        """An attempt on a claimed run that knows the run's dearest agent call so far."""
+        attempt = cls(deps, run, lease, gh)
+        attempt.max_single_cost = await deps.db.run(_dearest_call, deps.queue, run.id)
+        return attempt
+
+    async def move(self, target: Status, **kwargs: Any) -> Run:
+        self.run = await self.db.run(self.queue.transition, self.lease, target, **kwargs)
         if self.deps.progress is not None:
             self.deps.progress(self.run, str(target))
         log.info("run moved", run_id=self.run.id, status=str(target), stage=kwargs.get("stage"))
         return self.run
 
-    def update(self, **fields: Any) -> Run:
-        self.run = self.queue.update(self.lease, **fields)
+    async def update(self, **fields: Any) -> Run:
+        self.run = await self.db.run(self.queue.update, self.lease, **fields)
         return self.run
 
     # Cost guard ----------------------------------------------------------
@@ -255,18 +266,18 @@ class Attempt:
                 f"(MAX_COST_PER_RUN_USD is ${limit:.2f}); raise the limit and `/agent-z retry` to go on",
             )
 
-    def start_call(self, role: str, prompt: str) -> None:
+    async def start_call(self, role: str, prompt: str) -> None:
         """Check the cost cap, then record that a ``role`` call starts (the dashboard times it)."""
         self.guard_cost(role, prompt)
-        self.queue.add_leased_event(self.lease, "agent_started", role=role)
+        await self.db.run(self.queue.add_leased_event, self.lease, "agent_started", role=role)
 
-    def account(self, result: RunnerResult, role: str) -> None:
+    async def account(self, result: RunnerResult, role: str) -> None:
         self.max_single_cost = max(self.max_single_cost, result.cost_usd)
         if result.cost_usd or result.tokens:
-            self.run = self.queue.add_cost(self.lease, result.cost_usd, result.tokens)
-        self.queue.add_event(self.run.id, "agent_call", role=role, cost_usd=result.cost_usd, tokens=result.tokens,
-                             duration=round(result.duration, 3), exit_code=result.exit_code,
-                             blocked=dict(result.network_blocked))
+            self.run = await self.db.run(self.queue.add_cost, self.lease, result.cost_usd, result.tokens)
+        await self.db.run(self.queue.add_event, self.run.id, "agent_call", role=role, cost_usd=result.cost_usd,
+                          tokens=result.tokens, duration=round(result.duration, 3), exit_code=result.exit_code,
+                          blocked=dict(result.network_blocked))
 
     # Agent calls ---------------------------------------------------------
 
@@ -283,14 +294,14 @@ class Attempt:
         While it runs, the working copy is checkpointed every CHECKPOINT_SECONDS when it
         changed (see :meth:`checkpoint_progress`), so a crash loses at most that much work.
         """
-        self.start_call(role, prompt)
+        await self.start_call(role, prompt)
         with run_log(self.settings, self.run.id, role) as sink:
             call = self.deps.runner(role, self.settings).run(
                 role, prompt, workdir, session_id=session_id, timeout=self.settings.agent_timeout_seconds,
                 env=self._env(), log=sink, read_only=self._read_only(),
             )
             result = await self._checkpointing(workdir, call)
-        self.account(result, role)
+        await self.account(result, role)
         if not result.ok:
             detail = result.error or f"exit {result.exit_code}"
             if result.permission_denials:
@@ -357,14 +368,14 @@ class Attempt:
             log.info("checkpoint skipped: the content policy refuses the tree", run_id=self.run.id,
                      paths=[v.path for v in refused[:10]])
             return last_tree
-        self.queue.heartbeat(self.lease)  # fenced: a lost lease stops here, before anything is pushed
+        await self.db.run(self.queue.heartbeat, self.lease)  # fenced: a lost lease stops here, before any push
         sha = await worktrees.checkpoint(self.run.id, self.run.repo, snapshot)
-        self.update(checkpoint_sha=sha)  # also records the ``checkpoint`` event the reconciler weighs
+        await self.update(checkpoint_sha=sha)  # also records the ``checkpoint`` event the reconciler weighs
         return snapshot.tree
 
     # Sessions --------------------------------------------------------------
 
-    def session_here(self, role: str) -> str | None:
+    async def session_here(self, role: str) -> str | None:
         """The role's stored session when this host's agent home holds it; None means start a fresh one.
 
         A session recorded by another host (or by an unknown one) is never passed to the CLI here.
@@ -373,47 +384,47 @@ class Attempt:
         session = self.run.reviewer_session_id if reviewer else self.run.session_id
         host = self.run.reviewer_session_host if reviewer else self.run.session_host
         if session and host != self.settings.host_id:
-            self.queue.add_event(self.run.id, "session_elsewhere", role=role, session_host=host,
-                                 host=self.settings.host_id)
+            await self.db.run(self.queue.add_event, self.run.id, "session_elsewhere", role=role, session_host=host,
+                              host=self.settings.host_id)
             return None
         return session
 
-    def keep_session(self, role: str, session: str | None) -> None:
+    async def keep_session(self, role: str, session: str | None) -> None:
         """Record the role's session and this host as the one holding it."""
         host = self.settings.host_id if session else None
         if role == "reviewer":
-            self.update(reviewer_session_id=session, reviewer_session_host=host)
+            await self.update(reviewer_session_id=session, reviewer_session_host=host)
         else:
-            self.update(session_id=session, session_host=host)
+            await self.update(session_id=session, session_host=host)
 
     async def developer(self, task: str, path: Path, *, context: Handover) -> RunnerResult:
         """A developer call: in the run's session when this host holds it, else in a fresh session
         whose prompt also carries the plan, the change so far and the open review findings."""
-        session = self.session_here("developer")
+        session = await self.session_here("developer")
         prompt = task
         if session is None:
             if self.run.session_id:  # the session left behind no longer knows the latest work
-                self.keep_session("developer", None)
+                await self.keep_session("developer", None)
             diff = ""
             if self.run.checkpoint_sha:
                 diff = await self.deps.worktrees.diff(self.run.repo, context.base, self.run.checkpoint_sha)
             prompt = handover_prompt(task, issue=context.issue, plan=context.plan, diff=diff,
                                      findings=context.findings, review_summary=context.review_summary)
         result = await self.agent("developer", prompt, path, session_id=session)
-        self.keep_session("developer", result.session_id or session)
+        await self.keep_session("developer", result.session_id or session)
         return result
 
     async def structured(
         self, model: type[Plan] | type[Review], role: str, prompt: str, workdir: Path, *, session_id: str | None
     ) -> tuple[Any, str, str | None, str | None]:
         """A structured call with one repair; returns (value, raw, error, session id)."""
-        self.start_call(role, prompt)
+        await self.start_call(role, prompt)
         accounted: list[RunnerResult] = []
 
-        def before_repair(first: RunnerResult) -> None:
-            self.account(first, role)
+        async def before_repair(first: RunnerResult) -> None:
+            await self.account(first, role)
             accounted.append(first)
-            self.start_call(role, prompt)
+            await self.start_call(role, prompt)
 
         with run_log(self.settings, self.run.id, role) as sink:
             value, results, raw, error = await run_structured(
@@ -423,7 +434,7 @@ class Attempt:
             )
         for result in results:
             if not any(result is seen for seen in accounted):
-                self.account(result, role)
+                await self.account(result, role)
         session = next((r.session_id for r in reversed(results) if r.session_id), session_id)
         return value, raw, error, session
 
@@ -447,19 +458,21 @@ class Attempt:
         snapshot = await self.deps.worktrees.snapshot(self.run, path)
         violations = self.violations(snapshot)
         if violations:
-            self.queue.add_event(self.run.id, "content_policy", fixed=False, violations=_as_dicts(violations))
-            session = self.session_here("developer")
+            await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=False,
+                              violations=_as_dicts(violations))
+            session = await self.session_here("developer")
             result = await self.agent("developer", policy_fix_prompt(violations), path, session_id=session)
-            self.keep_session("developer", result.session_id or session)
+            await self.keep_session("developer", result.session_id or session)
             snapshot = await self.deps.worktrees.snapshot(self.run, path)
             violations = self.violations(snapshot)
             if violations:
-                self.queue.add_event(self.run.id, "content_policy", fixed=False, violations=_as_dicts(violations))
+                await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=False,
+                                  violations=_as_dicts(violations))
                 await self.report_violations(violations)
                 listed = ", ".join(f"{v.path} ({v.rule})" for v in violations[:10])
                 raise StopRun(Status.NEEDS_HUMAN, f"the change breaks the content policy: {listed}")
-            self.queue.add_event(self.run.id, "content_policy", fixed=True, violations=[])
-        self.update(checkpoint_sha=await self.deps.worktrees.checkpoint(self.run.id, self.run.repo, snapshot))
+            await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=True, violations=[])
+        await self.update(checkpoint_sha=await self.deps.worktrees.checkpoint(self.run.id, self.run.repo, snapshot))
         return snapshot
 
     async def report_violations(self, violations: Sequence[Violation]) -> None:
@@ -480,6 +493,12 @@ def _as_dicts(violations: Sequence[Violation]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(v) for v in violations]
 
 
+def _dearest_call(queue: RunQueue, run_id: str) -> float:
+    """The cost of the run's dearest agent call so far (any attempt)."""
+    return max((float(e.payload.get("cost_usd", 0.0)) for e in queue.events(run_id) if e.kind == "agent_call"),
+               default=0.0)
+
+
 def run_notes(deps: PipelineDeps, run: Run) -> list[str]:
     """Notes for the status comment and the review check (see :func:`workers.reporter.run_notes`)."""
     return reporter_notes(deps.settings, deps.queue.events(run.id))
@@ -491,32 +510,32 @@ def run_notes(deps: PipelineDeps, run: Run) -> list[str]:
 async def plan_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
     """Planning stage of a run claimed into ``planning``: plan → ready / awaiting_approval."""
     gh = await deps.github(run)
-    attempt = Attempt(deps, run, lease, gh)
+    attempt = await Attempt.open(deps, run, lease, gh)
     return await _guarded(attempt, _plan(attempt), on_cancel=Status.QUEUED)
 
 
 async def _plan(a: Attempt) -> Run:
     issue = await load_issue(a.deps, a.gh, a.run)
     branch = a.run.branch or branch_name(a.run.issue_number, issue.title)
-    a.update(branch=branch, base_branch=issue.default_branch, title=issue.title or a.run.title)
+    await a.update(branch=branch, base_branch=issue.default_branch, title=issue.title or a.run.title)
     path = await a.deps.worktrees.resume(a.run.id, a.run.repo, branch, issue.default_branch)
-    a.update(worktree_path=str(path))
+    await a.update(worktree_path=str(path))
     await _configure(a, issue.default_branch)
     if a.deps.consult is not None:
         return await _plan_with_operator(a, a.deps.consult, issue, path)
     plan, raw, error, session = await a.structured(Plan, "task_lead", plan_prompt(issue), path, session_id=None)
     host = a.settings.host_id if session else None
     if plan is None:
-        a.update(plan_raw=raw, session_id=session, session_host=host)
+        await a.update(plan_raw=raw, session_id=session, session_host=host)
         raise StopRun(Status.FAILED, f"the Task Lead gave no valid plan: {error}", raw=raw[-4000:])
     assert isinstance(plan, Plan)
     if a.run.mode == "plan_only":
-        a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session, session_host=host,
-               stage="planned")
+        await a.move(Status.AWAITING_APPROVAL, plan=plan.model_dump(), plan_raw=raw, session_id=session,
+                     session_host=host, stage="planned")
         await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
         return a.run
-    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, session_host=host,
-                  stage="planned")
+    return await a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session, session_host=host,
+                        stage="planned")
 
 
 async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext, path: Path) -> Run:
@@ -524,23 +543,23 @@ async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext,
     impact, raw, error, session = await a.structured(Impact, "task_lead", impact_prompt(issue), path,
                                                      session_id=None)
     if impact is None:
-        a.update(plan_raw=raw, session_id=session, session_host=a.settings.host_id if session else None)
+        await a.update(plan_raw=raw, session_id=session, session_host=a.settings.host_id if session else None)
         raise StopRun(Status.FAILED, f"the Task Lead gave no valid impact analysis: {error}", raw=raw[-4000:])
     assert isinstance(impact, Impact)
-    a.update(session_id=session, session_host=a.settings.host_id if session else None)
-    a.queue.add_event(a.run.id, "impact", impact=impact.model_dump())
+    await a.update(session_id=session, session_host=a.settings.host_id if session else None)
+    await a.db.run(a.queue.add_event, a.run.id, "impact", impact=impact.model_dump())
     answers = (await consult(a.run, impact)).strip()
     plan = impact.as_plan()
     if answers:
-        a.queue.add_event(a.run.id, "operator_answers", chars=len(answers))
+        await a.db.run(a.queue.add_event, a.run.id, "operator_answers", chars=len(answers))
         revised, raw, error, session = await a.structured(Plan, "task_lead", revise_prompt(answers), path,
                                                           session_id=session)
         if revised is None:
             raise StopRun(Status.FAILED, f"the Task Lead gave no valid revised plan: {error}", raw=raw[-4000:])
         assert isinstance(revised, Plan)
         plan = revised
-    return a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session,
-                  session_host=a.settings.host_id if session else None, stage="planned")
+    return await a.move(Status.READY, plan=plan.model_dump(), plan_raw=raw, session_id=session,
+                        session_host=a.settings.host_id if session else None, stage="planned")
 
 
 # Worker -----------------------------------------------------------------------
@@ -549,7 +568,7 @@ async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext,
 async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
     """Development stages of a run claimed in ``ready`` or ``fixing_ci``."""
     gh = await deps.github(run)
-    attempt = Attempt(deps, run, lease, gh)
+    attempt = await Attempt.open(deps, run, lease, gh)
     fixing_ci = run.status == Status.FIXING_CI or run.stage in _CI_STAGES
     body = _fix_ci(attempt) if fixing_ci else _develop(attempt)
     run = await _guarded(attempt, body, on_cancel=Status.READY)
@@ -566,18 +585,14 @@ async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
 async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Status) -> Run:
     """Run a stage body under heartbeats; turn stops and failures into clean terminal states."""
     try:
-        return await with_heartbeat(a.queue, a.lease, a.settings.heartbeat_seconds, body)
+        return await with_heartbeat(a.deps.db, a.queue, a.lease, a.settings.heartbeat_seconds, body)
     except LeaseLost:
         log.warning("lease lost; stopping without further writes", run_id=a.run.id)
-        return a.queue.get(a.run.id)
+        return await a.db.run(a.queue.get, a.run.id)
     except asyncio.CancelledError:
-        # Shutting down: hand the run back so it resumes from its recorded stage.
+        # Shutting down: hand the run back so it resumes from its recorded stage (even if cancelled again).
         with contextlib.suppress(AgentZError):
-            status = Status(a.queue.get(a.run.id).status)
-            if status != Status.FIXING_CI and status in states.LEASED and states.can_transition(status, on_cancel):
-                a.queue.transition(a.lease, on_cancel, release=True, event={"reason": "worker stopping"})
-            else:
-                a.queue.release(a.lease)
+            await asyncio.shield(a.db.run(_hand_back, a.queue, a.lease, on_cancel))
         raise
     except StopRun as stop:
         return await _stop(a, stop.status, stop.reason, **stop.event)
@@ -588,29 +603,43 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
         return await _infra_failure(a, exc, on_cancel)
 
 
+def _hand_back(queue: RunQueue, lease: Lease, on_cancel: Status) -> None:
+    """Give a run back when its worker stops: to ``on_cancel`` when it may move there, else just release it."""
+    status = Status(queue.get(lease.run_id).status)
+    if status != Status.FIXING_CI and status in states.LEASED and states.can_transition(status, on_cancel):
+        queue.transition(lease, on_cancel, release=True, event={"reason": "worker stopping"})
+    else:
+        queue.release(lease)
+
+
+def _give_back(queue: RunQueue, lease: Lease, *, infra_attempts: int, error: str) -> Run:
+    """Count an infrastructure failure on a run that stays where it is, and release it."""
+    queue.update(lease, infra_attempts=infra_attempts, error=error)
+    queue.release(lease)
+    return queue.get(lease.run_id)
+
+
 async def _infra_failure(a: Attempt, exc: Exception, retry_status: Status) -> Run:
     try:
-        run = a.queue.get(a.run.id)
+        run = await a.db.run(a.queue.get, a.run.id)
         attempts = run.infra_attempts + 1
         movable = run.status != Status.FIXING_CI and states.can_transition(run.status, retry_status)
         if attempts < a.settings.max_infra_attempts and movable:
-            return a.queue.transition(a.lease, retry_status, error=str(exc)[:2000], infra_attempts=attempts,
-                                      release=True, event={"reason": "infrastructure failure"})
+            return await a.db.run(a.queue.transition, a.lease, retry_status, error=str(exc)[:2000],
+                                  infra_attempts=attempts, release=True, event={"reason": "infrastructure failure"})
         if run.status in (retry_status, Status.FIXING_CI) and attempts < a.settings.max_infra_attempts:
             # Still in ready: no transition needed, just give the run back.
-            a.queue.update(a.lease, infra_attempts=attempts, error=str(exc)[:2000])
-            a.queue.release(a.lease)
-            return a.queue.get(a.run.id)
+            return await a.db.run(_give_back, a.queue, a.lease, infra_attempts=attempts, error=str(exc)[:2000])
         return await _stop(a, Status.FAILED, f"infrastructure failure: {exc}")
     except LeaseLost:
-        return a.queue.get(a.run.id)
+        return await a.db.run(a.queue.get, a.run.id)
 
 
 async def _stop(a: Attempt, status: Status, reason: str, **event: Any) -> Run:
     try:
-        a.move(status, error=reason[:4000], release=True, event={"reason": reason[:500], **event})
+        await a.move(status, error=reason[:4000], release=True, event={"reason": reason[:500], **event})
     except LeaseLost:
-        return a.queue.get(a.run.id)
+        return await a.db.run(a.queue.get, a.run.id)
     await finish_run(a.deps, a.gh, a.run, review=a.review)
     return a.run
 
@@ -628,10 +657,10 @@ async def _develop(a: Attempt) -> Run:
     branch = run.branch or branch_name(run.issue_number, issue.title)
     base = run.base_branch or issue.default_branch
     if run.branch != branch or run.base_branch != base:
-        a.update(branch=branch, base_branch=base)
+        await a.update(branch=branch, base_branch=base)
     await _configure(a, base)
     await _recheck_before_development(a, branch)
-    if _deferred_on_claims(a, plan):
+    if await _deferred_on_claims(a, plan):
         return a.run
     stage, path = await _open_working_copy(a, branch, base)
     while True:
@@ -663,12 +692,13 @@ async def _recheck_before_development(a: Attempt, branch: str) -> None:
         raise StopRun(Status.CANCELLED, f"cancelled before development: {reason}")
 
 
-def _deferred_on_claims(a: Attempt, plan: Plan) -> bool:
+async def _deferred_on_claims(a: Attempt, plan: Plan) -> bool:
     """Claim the plan's files and modules; True when another run holds some and this one was deferred."""
-    conflicts = a.queue.claim_resources(a.lease, change_resources(a.run.repo, plan.files, plan.modules))
+    resources = change_resources(a.run.repo, plan.files, plan.modules)
+    conflicts = await a.db.run(a.queue.claim_resources, a.lease, resources)
     if not conflicts:
         return False
-    a.run = a.queue.defer(a.lease, conflicts)
+    a.run = await a.db.run(a.queue.defer, a.lease, conflicts)
     if a.deps.progress is not None:
         a.deps.progress(a.run, "deferred")
     return True
@@ -680,13 +710,13 @@ async def _open_working_copy(a: Attempt, branch: str, base: str) -> tuple[str, P
     skip = a.settings.skip_labels[:1]
     await a.coordinator.change_labels(run.repo, run.issue_number, add=[*skip, LABEL_RUNNING], remove=[LABEL_QUEUED])
     path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=run.checkpoint_sha)
-    a.update(worktree_path=str(path))
+    await a.update(worktree_path=str(path))
     stage = run.stage if run.stage in _RESUMABLE_STAGES else "developing"
     if run.stage == "rebasing":
         stage, path = await _rebase(a, branch, base, path)
     await _setup(a, path)
     if stage in ("fixing", "submitting"):
-        a.review = _last_review(a.queue, run.id)
+        a.review = await a.db.run(_last_review, a.queue, run.id)
         if a.review is None:
             stage = "reviewing"  # no stored review to fix or submit with: review again
     return stage, path
@@ -694,7 +724,7 @@ async def _open_working_copy(a: Attempt, branch: str, base: str) -> tuple[str, P
 
 async def _developing(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> bool:
     """The developer implements the plan; False when the run was deferred on conflicting changes."""
-    a.move(Status.DEVELOPING, stage="developing")
+    await a.move(Status.DEVELOPING, stage="developing")
     await a.developer(develop_prompt(issue, plan), path, context=Handover(base))
     changed = (await a.capture(path)).changed_paths
     if not changed:
@@ -705,7 +735,7 @@ async def _developing(a: Attempt, issue: IssueContext, plan: Plan, path: Path, b
 async def _fixing(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> None:
     """The developer fixes the review's blocking findings."""
     assert a.review is not None
-    a.move(Status.FIXING, stage="fixing")
+    await a.move(Status.FIXING, stage="fixing")
     prompt = fix_review_prompt(a.review.blocking_findings, summary=a.review.summary)
     await a.developer(prompt, path, context=Handover(base, issue, plan))
     await a.capture(path)
@@ -722,7 +752,7 @@ async def _configure(a: Attempt, base: str) -> None:
         stored = await load_repo_config(a.deps.worktrees, a.deps.db, a.run.repo, base, gh=a.gh)
     except (GitError, OSError, ValueError) as exc:  # no mirror here yet: what another role stored
         log.info("repository configuration read from the store", run_id=a.run.id, reason=str(exc))
-        stored = stored_config(a.deps.db, a.run.repo)
+        stored = await a.db.run(stored_config, a.db, a.run.repo)
     if stored is None:
         return
     a.repo_config = stored.config
@@ -735,7 +765,7 @@ async def _setup(a: Attempt, path: Path) -> None:
         return
     failed = await run_setup(a.settings, a.repo_config.setup, path, run_id=a.run.id, read_only=a._read_only(),
                              extra_env=a.deps.extra_agent_env)
-    a.queue.add_event(a.run.id, "setup", passed=failed is None, commands=len(a.repo_config.setup))
+    await a.db.run(a.queue.add_event, a.run.id, "setup", passed=failed is None, commands=len(a.repo_config.setup))
     if failed is not None:
         raise StopRun(Status.NEEDS_HUMAN, failure_reason("setup", failed))
 
@@ -750,15 +780,16 @@ async def _local_test(a: Attempt, path: Path) -> bool:
         return True
     outcome = await run_repo_command(a.settings, command, path, run_id=a.run.id, log_name="test",
                                      read_only=a._read_only(), extra_env=a.deps.extra_agent_env)
-    failures = sum(1 for e in a.queue.events(a.run.id) if e.kind == "local_test" and not e.payload.get("passed"))
-    a.queue.add_event(a.run.id, "local_test", passed=outcome.passed, exit_code=outcome.exit_code)
+    events = await a.db.run(a.queue.events, a.run.id)
+    failures = sum(1 for e in events if e.kind == "local_test" and not e.payload.get("passed"))
+    await a.db.run(a.queue.add_event, a.run.id, "local_test", passed=outcome.passed, exit_code=outcome.exit_code)
     if outcome.passed:
         return True
     if failures + 1 >= a.settings.max_review_rounds:
         raise StopRun(Status.NEEDS_HUMAN, f"after {failures + 1} rounds, " + failure_reason("test", outcome))
     for target in (Status.FIXING, Status.DEVELOPING):
         if states.can_transition(Status(a.run.status), target):
-            a.move(target, stage="fixing")
+            await a.move(target, stage="fixing")
             break
     context = Handover(a.run.base_branch or "main", plan=_plan_of(a.run))
     await a.developer(local_test_prompt(outcome), path, context=context)
@@ -774,10 +805,11 @@ async def _defer_on_conflicts(a: Attempt, base: str, *, resume_at: str) -> bool:
     changed = await a.deps.worktrees.changed_files(a.run.repo, base, a.run.checkpoint_sha)
     if not changed:
         return False
-    conflicts = a.queue.claim_resources(a.lease, change_resources(a.run.repo, changed))
+    conflicts = await a.db.run(a.queue.claim_resources, a.lease, change_resources(a.run.repo, changed))
     if not conflicts:
         return False
-    a.run = a.queue.defer(a.lease, conflicts, reason="the change touches files another run holds", stage=resume_at)
+    a.run = await a.db.run(a.queue.defer, a.lease, conflicts, reason="the change touches files another run holds",
+                           stage=resume_at)
     if a.deps.progress is not None:
         a.deps.progress(a.run, "deferred")
     return True
@@ -794,17 +826,17 @@ async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, 
         rebased = await a.deps.worktrees.rebase_checkpoint(run.id, run.repo, base, run.checkpoint_sha)
     if rebased is not None:
         moved = rebased != run.checkpoint_sha
-        a.queue.add_event(run.id, "rebased", onto=base, checkpoint=rebased, moved=moved)
+        await a.db.run(a.queue.add_event, run.id, "rebased", onto=base, checkpoint=rebased, moved=moved)
         if moved:
             # The pushed head is on the old base: the next commit replaces it (a forced push
             # to the run's own branch, same pull request).
-            a.update(checkpoint_sha=rebased, head_sha=None)
+            await a.update(checkpoint_sha=rebased, head_sha=None)
             path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=rebased)
-        a.review = _last_review(a.queue, run.id)
+        a.review = await a.db.run(_last_review, a.queue, run.id)
         return ("submitting" if a.review is not None and a.review.approved else "reviewing"), path
-    a.queue.add_event(run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
+    await a.db.run(a.queue.add_event, run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
     await a.deps.worktrees.delete_checkpoint(run.id, run.repo)
-    a.update(checkpoint_sha=None, head_sha=None)
+    await a.update(checkpoint_sha=None, head_sha=None)
     return "developing", await a.deps.worktrees.create(run.id, run.repo, branch, base)
 
 
@@ -820,20 +852,21 @@ def _last_review(queue: RunQueue, run_id: str) -> Review | None:
 
 async def _review(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base: str) -> str:
     round_ = a.run.review_round + 1
-    a.move(Status.REVIEWING, stage="reviewing", review_round=round_)
+    await a.move(Status.REVIEWING, stage="reviewing", review_round=round_)
     if not a.run.checkpoint_sha:
         raise StopRun(Status.FAILED, "nothing to review: the run has no checkpoint")
     changed = await a.deps.worktrees.changed_files(a.run.repo, base, a.run.checkpoint_sha)
     diff = await a.deps.worktrees.diff(a.run.repo, base, a.run.checkpoint_sha)
     prompt = review_prompt(issue, plan, changed_files=changed, diff=diff, round_=round_)
     review, raw, error, session = await a.structured(Review, "reviewer", prompt, path,
-                                                     session_id=a.session_here("reviewer"))
-    a.keep_session("reviewer", session)
+                                                     session_id=await a.session_here("reviewer"))
+    await a.keep_session("reviewer", session)
     if review is None:
         raise StopRun(Status.FAILED, f"the Reviewer gave no valid review: {error}", raw=raw[-4000:])
     assert isinstance(review, Review)
     a.review = review
-    a.queue.add_event(a.run.id, "review", round=round_, approved=review.approved, review=review.model_dump())
+    await a.db.run(a.queue.add_event, a.run.id, "review", round=round_, approved=review.approved,
+                   review=review.model_dump())
     if review.approved:
         return "submitting"
     if round_ >= a.settings.max_review_rounds:
@@ -849,7 +882,7 @@ async def _fix_ci(a: Attempt) -> Run:
     if not run.branch:
         raise StopRun(Status.FAILED, "the run has no branch to fix")
     path = await a.deps.worktrees.resume(run.id, run.repo, run.branch, base, checkpoint=run.checkpoint_sha)
-    a.update(worktree_path=str(path))
+    await a.update(worktree_path=str(path))
     await _configure(a, base)
     await _setup(a, path)
     if run.stage == "ci_rebasing":
@@ -859,25 +892,25 @@ async def _fix_ci(a: Attempt) -> Run:
         if rebased is None:
             raise StopRun(Status.NEEDS_HUMAN, "the fix conflicts with the base branch after another run's merge")
         if rebased != run.checkpoint_sha:
-            a.update(checkpoint_sha=rebased, head_sha=None)
-        a.update(stage="ci_submitting")
+            await a.update(checkpoint_sha=rebased, head_sha=None)
+        await a.update(stage="ci_submitting")
     elif run.stage != "ci_submitting":
         feedback = dict(run.feedback or {})
-        a.update(stage="ci_fixing")
+        await a.update(stage="ci_fixing")
         await a.developer(feedback_prompt(feedback), path, context=Handover(base, issue, plan))
         await a.capture(path)
         while not await _local_test(a, path):
             pass
-        a.update(stage="ci_submitting")
+        await a.update(stage="ci_submitting")
     if await _defer_on_conflicts(a, base, resume_at="ci_rebasing"):
         return a.run
-    a.review = _last_review(a.queue, run.id)
+    a.review = await a.db.run(_last_review, a.queue, run.id)
     return await _submit(a, issue, plan, base, first=False)
 
 
 async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, first: bool) -> Run:
     """Commit, push, PR, check runs and status comment; then wait for CI without a lease."""
-    a.move(Status.SUBMITTING, stage="submitting" if first else "ci_submitting")
+    await a.move(Status.SUBMITTING, stage="submitting" if first else "ci_submitting")
     run = a.run
     if run.head_sha is None:
         message = commit_message(run.issue_number, issue.title or run.title, plan.summary,
@@ -898,16 +931,17 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
     )
     # Point the checkpoint at what was pushed, so a resume elsewhere continues from this head.
     await a.deps.worktrees.point_checkpoint(run.id, run.repo, head)
-    a.update(pr_number=pr, head_sha=head, checkpoint_sha=head)
+    await a.update(pr_number=pr, head_sha=head, checkpoint_sha=head)
     reports: list[CheckReport] = []
     if first:
         conclusion, title, summary = plan_check(plan)
         reports.append(CheckReport("plan", "completed", conclusion, title, summary))
         if a.review is not None:
-            cost_md = cost_markdown(call_costs(a.queue.events(run.id)), limit_usd=a.settings.max_cost_per_run_usd)
+            events = await a.db.run(a.queue.events, run.id)
+            cost_md = cost_markdown(call_costs(events), limit_usd=a.settings.max_cost_per_run_usd)
             conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed,
                                                       cost_md=cost_md)
-            notes = run_notes(a.deps, a.run)
+            notes = reporter_notes(a.settings, events)
             if notes:
                 summary += "\n\n**Sandbox**\n" + "\n".join(f"- {note}" for note in notes)
             reports.append(CheckReport("review", "completed", conclusion, title, summary,
@@ -918,7 +952,7 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
     for report in reports:
         await a.coordinator.report_check(a.run, report, head_sha=head)
     # Releases the lease: :func:`work_run` settles CI afterwards, outside the heartbeat.
-    a.move(Status.WAITING_CHECKS, stage="submitted", release=True)
+    await a.move(Status.WAITING_CHECKS, stage="submitted", release=True)
     await Reporter.from_deps(a.deps).report(a.run.id, gh=a.gh)
     return a.run
 
@@ -948,7 +982,7 @@ async def finish_run(deps: PipelineDeps, gh: GitHubAPI, run: Run, *, review: Rev
     holds_claims = run.status == Status.DONE and deps.settings.claims_until_merged  # until merged or closed
     if run.status in states.TERMINAL and not holds_claims:
         with contextlib.suppress(AgentZError):
-            deps.queue.release_resources(run.id, keep_issue=False)
+            await deps.db.run(deps.queue.release_resources, run.id, keep_issue=False)
 
 
 # CI results ---------------------------------------------------------------------
@@ -980,24 +1014,33 @@ async def settle_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
     """
     if run.status not in (Status.WAITING_CHECKS, Status.DONE) or not run.head_sha:
         return run
-    verdict = ci_verdict(deps, run)
+    verdict = await deps.db.run(ci_verdict, deps, run)
     if not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
         return run
     await refresh_ci(gh, deps.db, run.repo, run.head_sha, own_slug=deps.settings.github_app_slug)
-    verdict = ci_verdict(deps, run)
+    verdict = await deps.db.run(ci_verdict, deps, run)
     if not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
         return run
     try:
         if verdict.outcome == "success":
-            run = deps.queue.set_status(run.id, Status.DONE, reason=verdict.reason, actor="ci",
-                                        expected_attempt=run.attempt, stage=None)
-            await finish_run(deps, gh, run, review=_last_review(deps.queue, run.id))
+            run = await deps.db.run(deps.queue.set_status, run.id, Status.DONE, reason=verdict.reason, actor="ci",
+                                    expected_attempt=run.attempt, stage=None)
+            await finish_run(deps, gh, run, review=await deps.db.run(_last_review, deps.queue, run.id))
             return run
         feedback = await ci_failure_feedback(gh, run.repo, verdict,
                                              secret_values=configured_secret_values(deps.settings))
         return await request_fix(deps, gh, run, feedback, reason=verdict.reason)
     except LeaseLost:
-        return deps.queue.get(run.id)
+        return await deps.db.run(deps.queue.get, run.id)
+
+
+def _unsettled(deps: PipelineDeps, recent: float) -> tuple[list[Run], list[Run]]:
+    """Runs waiting on CI, and done runs whose head's CI changed since ``recent``."""
+    with deps.db.read() as session:
+        changed = heads_changed_since(session, recent)
+    done = [run for run in deps.queue.list_runs(statuses=[Status.DONE], limit=1000)
+            if (run.repo, run.head_sha) in changed]
+    return deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000), done
 
 
 async def settle_waiting(deps: PipelineDeps) -> list[Run]:
@@ -1011,12 +1054,9 @@ async def settle_waiting(deps: PipelineDeps) -> list[Run]:
     settled = []
     # A done run is reopened by a failure on its head; only heads with recent CI changes can have one.
     recent = now() - 3 * deps.settings.ci_quiet_seconds - SETTLE_LOOKBACK_SECONDS
-    with deps.db.read() as session:
-        changed = heads_changed_since(session, recent)
-    done = [run for run in deps.queue.list_runs(statuses=[Status.DONE], limit=1000)
-            if (run.repo, run.head_sha) in changed]
-    for run in [*deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000), *done]:
-        verdict = ci_verdict(deps, run) if run.head_sha else None
+    waiting, done = await deps.db.run(_unsettled, deps, recent)
+    for run in [*waiting, *done]:
+        verdict = await deps.db.run(ci_verdict, deps, run) if run.head_sha else None
         if verdict is None or not verdict.decided or (run.status == Status.DONE and verdict.outcome != "failure"):
             continue
         try:
@@ -1029,11 +1069,13 @@ async def settle_waiting(deps: PipelineDeps) -> list[Run]:
 async def request_fix(deps: PipelineDeps, gh: GitHubAPI, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:
     """Send a submitted run back to a worker with feedback, or to a human after too many rounds."""
     if run.ci_round >= deps.settings.max_review_rounds:
-        run = deps.queue.set_status(run.id, Status.NEEDS_HUMAN, reason=f"{reason} after {run.ci_round} fix rounds",
-                                    actor="ci", expected_attempt=run.attempt, feedback=feedback,
-                                    error=f"{reason} after {run.ci_round} fix rounds")
+        run = await deps.db.run(deps.queue.set_status, run.id, Status.NEEDS_HUMAN,
+                                reason=f"{reason} after {run.ci_round} fix rounds", actor="ci",
+                                expected_attempt=run.attempt, feedback=feedback,
+                                error=f"{reason} after {run.ci_round} fix rounds")
         await finish_run(deps, gh, run)
         return run
-    run = deps.queue.set_status(run.id, Status.FIXING_CI, reason=reason, actor="ci", expected_attempt=run.attempt,
-                                feedback=feedback, ci_round=run.ci_round + 1, stage="ci_fixing")
+    run = await deps.db.run(deps.queue.set_status, run.id, Status.FIXING_CI, reason=reason, actor="ci",
+                            expected_attempt=run.attempt, feedback=feedback, ci_round=run.ci_round + 1,
+                            stage="ci_fixing")
     return run

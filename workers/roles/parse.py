@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,7 +104,7 @@ async def run_structured(
     session_id: str | None = None,
     env: Mapping[str, str] | None = None,
     log: LogSink | None = None,
-    before_repair: Callable[[RunnerResult], None] | None = None,
+    before_repair: Callable[[RunnerResult], Awaitable[None]] | None = None,
     read_only: Sequence[Path] = (),
 ) -> tuple[M | None, list[RunnerResult], str, str | None]:
     """Ask for ``model``; on invalid output send one repair prompt in the same session.
@@ -124,7 +124,7 @@ async def run_structured(
     except InvalidAgentOutput as exc:
         problem = str(exc)
     if before_repair is not None:
-        before_repair(first)
+        await before_repair(first)
     repair = await runner.run(
         role, repair_prompt(model.__name__, problem, model.model_json_schema()), workdir,
         session_id=first.session_id or session_id, timeout=timeout, env=env, log=log, read_only=read_only,
