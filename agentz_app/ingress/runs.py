@@ -91,13 +91,18 @@ async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, 
     decision = await check_actor(gh, db, settings, runs[0].repo, sender)
     if not decision.allowed:
         for run in runs:
-            queue.add_event(run.id, "check_run_action_refused", action=action, actor=actor, reason=decision.reason)
+            await db.run(queue.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
+                         reason=decision.reason)
             log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
         return
+    await db.run(_wake_for_rerun, db, [run.id for run in runs], actor=actor, reason=reason)
+
+
+def _wake_for_rerun(db: Database, run_ids: list[str], *, actor: str, reason: str) -> None:
     with db.begin() as session:
         at = now()
-        for run in runs:
-            record_wakeup(session, run.id, reason="rerun", payload={"actor": actor, "reason": reason}, at=at)
+        for run_id in run_ids:
+            record_wakeup(session, run_id, reason="rerun", payload={"actor": actor, "reason": reason}, at=at)
 
 
 @router.register("check_run", action="rerequested")
@@ -111,7 +116,7 @@ async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *,
     if run_id is None:
         return
     try:
-        run = queue.get(run_id)
+        run = await db.run(queue.get, run_id)
     except NotFound:
         return
     await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
@@ -125,7 +130,7 @@ async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, 
     parsed = CheckSuiteEvent.from_event(event)
     if not _own(parsed, settings):
         return
-    runs = queue.runs_waiting_on_sha(parsed.repo, parsed.check_suite.head_sha, statuses=list(Status))
+    runs = await db.run(queue.runs_waiting_on_sha, parsed.repo, parsed.check_suite.head_sha, statuses=list(Status))
     await _rerun_stages(gh, db, settings, queue, runs, Actor.of(parsed.sender),
                         reason="re-run requested on Agent-Z's checks")
 
@@ -213,7 +218,7 @@ async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings:
         raise IllegalTransition(run.id, run.status, Status.FIXING_CI)
     comments, dropped = await review_threads(_client(gh), db, settings, run.repo, run.pr_number, trusted=author)
     for outsider, refusal in dropped.items():
-        note_ignored_feedback(db, queue, run, actor=outsider, decision=refusal, kind="review_comment")
+        await db.run(note_ignored_feedback, db, queue, run, actor=outsider, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": text,
@@ -222,7 +227,7 @@ async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings:
         "comments": comments,
         "source": "conversation",
     }
-    wake_run(db, run.id, reason="feedback", key=_feedback_key(text, author),
+    await db.run(wake_run, db, run.id, reason="feedback", key=_feedback_key(text, author),
              payload={"feedback": feedback, "reason": f"fix requested by @{author.login}"})
     return run
 
@@ -241,17 +246,17 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None
     if parse_command(body) is not None or not mentions_app(body, settings.github_app_slug):
         return
     repo = parsed.repo
-    run = run_for_pull(db, repo, parsed.issue.number)
+    run = await db.run(run_for_pull, db, repo, parsed.issue.number)
     if run is None or run.status not in _TAKES_FEEDBACK:
         return
     author = Actor.of(comment.user)
     decision = await check_actor(gh, db, settings, repo, author, clock=clock)
     if not decision.allowed:
-        note_ignored_feedback(db, queue, run, actor=author, decision=decision, kind="comment")
+        await db.run(note_ignored_feedback, db, queue, run, actor=author, decision=decision, kind="comment")
         return
-    if not trust.claim_command(
-        db, comment_id=comment.id, command_hash="mention", repo=repo, issue_number=run.issue_number,
-        login=author.login, at=clock(),
+    if not await db.run(
+        trust.claim_command, db, comment_id=comment.id, command_hash="mention", repo=repo,
+        issue_number=run.issue_number, login=author.login, at=clock(),
     ):
         return  # a redelivery: this comment was already used
     try:
@@ -272,20 +277,20 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     if (review.state or "").lower() != "changes_requested":
         return
     repo, number = parsed.repo, parsed.pull_request.number
-    run = run_for_pull(db, repo, number)
+    run = await db.run(run_for_pull, db, repo, number)
     if run is None or run.status not in _TAKES_FEEDBACK:
         return
     reviewer = Actor.of(review.user)
     decision = await check_actor(gh, db, settings, repo, reviewer)
     if not decision.allowed:
-        note_ignored_feedback(db, queue, run, actor=reviewer, decision=decision, kind="review")
+        await db.run(note_ignored_feedback, db, queue, run, actor=reviewer, decision=decision, kind="review")
         return
     comments: list[dict[str, Any]] = []
     if review.id:
         comments, dropped = await review_threads(_client(gh), db, settings, repo, number, review_id=review.id,
                                                  trusted=reviewer)
         for author, refusal in dropped.items():
-            note_ignored_feedback(db, queue, run, actor=author, decision=refusal, kind="review_comment")
+            await db.run(note_ignored_feedback, db, queue, run, actor=author, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": review.body or "",
@@ -293,7 +298,7 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
         "reviewer_association": review.author_association,
         "comments": comments,
     }
-    wake_run(db, run.id, reason="feedback", key=f"review:{review.id or 'unknown'}",
+    await db.run(wake_run, db, run.id, reason="feedback", key=f"review:{review.id or 'unknown'}",
              payload={"feedback": feedback, "reason": "changes requested"})
 
 
@@ -306,12 +311,12 @@ async def on_pull_closed(event: sansio.Event, gh: GitHubAPI | None, *, db: Datab
     """A run's PR was merged or closed unmerged: wake the run for a worker to end it (merged or
     cancelled) and clean up."""
     parsed = PullRequestEvent.from_event(event)
-    run = run_for_pull(db, parsed.repo, parsed.pull_request.number)
+    run = await db.run(run_for_pull, db, parsed.repo, parsed.pull_request.number)
     if run is None or run.status in (Status.MERGED, Status.CANCELLED):
         return
     merged = bool(parsed.pull_request.merged)
     if states.can_transition(run.status, Status.MERGED if merged else Status.CANCELLED):
-        wake_run(db, run.id, reason="pull_closed", payload={"merged": merged})
+        await db.run(wake_run, db, run.id, reason="pull_closed", payload={"merged": merged})
 
 
 def run_id_of_external(external_id: str) -> str | None:
@@ -336,7 +341,7 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     if run_id is None or identifier not in ("retry", "stop"):
         return
     try:
-        run = queue.get(run_id)
+        run = await db.run(queue.get, run_id)
     except NotFound:
         return
     if identifier == "retry":
@@ -347,15 +352,16 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     actor = sender.login or "github"
     decision = await check_actor(gh, db, settings, run.repo, sender)
     if not decision.allowed:
-        queue.add_event(run_id, "check_run_action_refused", action=identifier, actor=actor, reason=decision.reason)
+        await db.run(queue.add_event, run_id, "check_run_action_refused", action=identifier, actor=actor,
+                     reason=decision.reason)
         log.info("check run action refused", run_id=run_id, action=identifier, user=actor, reason=decision.reason)
         return
     if run.status in states.TERMINAL and run.status not in (Status.DONE, Status.CANCELLED):
         return
     if run.status != Status.CANCELLED:
         try:
-            queue.cancel(run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
+            await db.run(queue.cancel, run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
         except (LeaseLost, IllegalTransition) as exc:
             log.info("check run action ignored", run_id=run_id, action=identifier, reason=str(exc))
             return
-    wake_run(db, run_id, reason="finish")  # again on a redelivery: the cleanup may not have happened
+    await db.run(wake_run, db, run_id, reason="finish")  # again on a redelivery: the cleanup may not have happened
