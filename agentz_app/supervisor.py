@@ -385,7 +385,7 @@ class Supervisor:
             "recent_crashes": child.history.recent(self.clock()),
         }
         try:
-            await asyncio.to_thread(_upsert_process, self.db, row)
+            await self.db.run(_upsert_process, self.db, row)
         except Exception as exc:  # noqa: BLE001 - the supervisor loop: children are supervised even while the database is away
             self._log.warning("cannot record process state", process=child.spec.name, error=str(exc))
 
@@ -394,12 +394,12 @@ class Supervisor:
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                for name in await asyncio.to_thread(take_restart_requests, self.db, self.host, self.names):
+                for name in await self.db.run(take_restart_requests, self.db, self.host, self.names):
                     self._log.info("restart requested", process=name)
                     self.restart(name)
                 if self.clock() - last_beat >= self.heartbeat_interval:
                     last_beat = self.clock()
-                    await asyncio.to_thread(_beat, self.db, self.host, self.names, last_beat)
+                    await self.db.run(_beat, self.db, self.host, self.names, last_beat)
             except Exception as exc:  # noqa: BLE001 - the supervisor loop: children are supervised even while the database is away
                 self._log.warning("supervisor housekeeping failed", error=str(exc))
 
