@@ -10,7 +10,8 @@ impact analysis, and watches the run to its pull request.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 
@@ -35,9 +36,13 @@ async def refresh_repository(github: GitHubApp, db: Database, repo: str) -> None
     installation_id = await github.installation_for_repo(repo)
     gh = github.client(installation_id)
     repository = await gh.getitem(f"/repos/{repo}")
+    await db.run(_store_repository, db, repository, installation_id)
+    await resync_repo(gh, db, repo)
+
+
+def _store_repository(db: Database, repository: Mapping[str, Any], installation_id: int) -> None:
     with db.begin() as session:
         snapshots.upsert_repository(session, repository, installation_id=installation_id)
-    await resync_repo(gh, db, repo)
 
 
 def _next_queued(db: Database, repo: str, skip: set[str]) -> Run | None:
@@ -67,7 +72,7 @@ async def run_loop(deps: PipelineDeps, github: GitHubApp, runner_for: RunnerFact
         for report in await schedule_once(db, settings, scheduler, force=force, repos=[repo], github=github,
                                           runner_for=runner_for):
             echo(describe(report))
-        run = _next_queued(db, repo, {done.id for done in finished})
+        run = await db.run(_next_queued, db, repo, {done.id for done in finished})
         if run is None:
             echo("no eligible issue left")
             break
@@ -79,10 +84,10 @@ async def run_loop(deps: PipelineDeps, github: GitHubApp, runner_for: RunnerFact
 async def load_candidates(github: GitHubApp, db: Database, settings: Settings) -> list[Candidate]:
     """The candidates of ``GITHUB_REPO``: from the snapshots, or read from GitHub when none are stored."""
     repo = _interactive_repo(settings)
-    found = stored_candidates(db, repo)
+    found = await db.run(stored_candidates, db, repo)
     if not found:
         await refresh_repository(github, db, repo)
-        found = stored_candidates(db, repo)
+        found = await db.run(stored_candidates, db, repo)
     return found
 
 

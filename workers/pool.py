@@ -79,7 +79,7 @@ def build_deps(settings: Settings, db: Database, app: GitHubApp, *, progress: Pr
     """
 
     async def installation(repo: str, known: int | None = None) -> int:
-        found = known or _installation_of(db, repo)
+        found = known or await db.run(_installation_of, db, repo)
         return found if found else await app.installation_for_repo(repo)
 
     async def github(run: Run) -> Any:
@@ -115,7 +115,8 @@ async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None 
     else:
         raise ValueError(f"unknown role {role!r}")
     limit = deps.settings.per_repo_limit if role == "worker" and run_id is None else None
-    claimed = deps.queue.claim(owner, statuses=statuses, target=target, per_repo_limit=limit, run_id=run_id)
+    claimed = await deps.db.run(deps.queue.claim, owner, statuses=statuses, target=target, per_repo_limit=limit,
+                                run_id=run_id)
     if claimed is None:
         return None
     run, lease = claimed
@@ -187,7 +188,7 @@ async def _work(deps: PipelineDeps, database: Database, role: str, owner: str, s
     """Claim and execute stages until ``stop`` (with ``once``, at most one); idle, do the chores."""
     outcomes: list[Outcome] = []
     while not stop.is_set():
-        if not _claimable(database, statuses):
+        if not await database.run(_claimable, database, statuses):
             if once:
                 break
             await chores.run()
@@ -286,7 +287,7 @@ async def poll_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
         pull = await gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
         if pull.get("state") == "closed":
             target = Status.MERGED if pull.get("merged") else Status.CANCELLED
-            run = deps.queue.set_status(run.id, target, reason="pull request closed", actor="cli")
+            run = await deps.db.run(deps.queue.set_status, run.id, target, reason="pull request closed", actor="cli")
             await finish_run(deps, gh, run)
             return run
     return await settle_ci(deps, gh, run)
@@ -302,8 +303,9 @@ async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Cal
     """
     database = db or deps.db
     owner = current_owner("issue", host=settings.host_id)
-    run, created = deps.queue.enqueue(
-        repo, number, installation_id=_installation_of(database, repo), force=True, requested_by="cli",
+    installation_id = await database.run(_installation_of, database, repo)
+    run, created = await database.run(
+        deps.queue.enqueue, repo, number, installation_id=installation_id, force=True, requested_by="cli",
         reason="delivered from the command line",
     )
     echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
@@ -321,7 +323,7 @@ async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[
     """Step one run through its stages in this process until it ends or waits for a person."""
     last = ""
     while True:
-        run = active.queue.get(run.id)
+        run = await active.db.run(active.queue.get, run.id)
         if str(run.status) != last:
             last = str(run.status)
             echo(f"{run.id}: {last}" + (f" ({run.error})" if run.error else ""))
@@ -337,7 +339,7 @@ async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[
                 await poll_ci(active, await active.github(run), run)
             except GitHubError as exc:
                 echo(f"  could not read checks: {exc}")
-            if active.queue.get(run.id).status == Status.WAITING_CHECKS:
+            if (await active.db.run(active.queue.get, run.id)).status == Status.WAITING_CHECKS:
                 await asyncio.sleep(ci_poll_seconds)
         else:
             await asyncio.sleep(IDLE_POLL_SECONDS)  # deferred, or leased by another process
