@@ -138,7 +138,7 @@ async def open_services(settings: Settings, db: Database, *, clock: Clock = time
 
 
 def github_opener(settings: Settings, db: Database) -> OpenGitHub:
-    """For a role whose GitHub work runs on its own loop (the receiver's inbox): opens its services there."""
+    """For the receiver's inbox: opens the process's services when processing starts, on the receiver's loop."""
 
     @asynccontextmanager
     async def open_github() -> AsyncIterator[GitHubApp | None]:
@@ -162,7 +162,7 @@ def run_receiver(settings: Settings, *, host: str | None = None, port: int | Non
 
 async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """The scheduler role: event-driven passes plus periodic resync when GitHub is configured."""
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
             github = services.configured_github
@@ -183,7 +183,7 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
 
 async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
     """One scheduling pass with the configured backend."""
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
             return await scheduling.schedule_once(db, settings, services.runner("scheduler"), force=force,
@@ -203,7 +203,7 @@ def run_reconciler(settings: Settings) -> None:
 
 async def run_role(settings: Settings, role: str, *, once: bool = False) -> list[pool.Outcome]:
     """The planner or worker role (``once``: at most one claim)."""
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
             return await pool.run_role(settings, role, deps=services.pipeline(), once=once)
@@ -217,7 +217,7 @@ def _stage_echo(echo: Echo) -> Progress:
 
 async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Echo) -> Run:
     """Deliver one issue in the foreground, echoing each stage."""
-    db = open_database(settings)
+    db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
             deps = services.pipeline(progress=_stage_echo(echo))

@@ -250,18 +250,18 @@ def create_app(settings: Settings, db: Database, *, process_inbox: bool = True,
             writer.on_stored = processor.wake
         writer.start()
         # One thread signs and writes spooled bodies, so large bodies never stall the loop
-        # and never queue in front of the group commit on the default executor.
+        # (the group commit and the inbox's handlers run on the database's own threads).
         spool_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentz-spool")
         runtime.writer, runtime.processor, runtime.spool_executor = writer, processor, spool_executor
         if processor is not None:
-            await asyncio.to_thread(processor.start)
+            processor.start()
         try:
             yield
         finally:
             runtime.writer = None
             await writer.stop()
             if processor is not None:
-                await asyncio.to_thread(processor.stop)
+                await processor.stop()
             runtime.processor = None
             runtime.spool_executor = None
             await asyncio.to_thread(spool_executor.shutdown)
@@ -283,8 +283,8 @@ def run_receiver(settings: Settings, db: Database, *, open_github: OpenGitHub, h
                  port: int | None = None) -> None:
     """Serve the receiver (with inbox processing) until interrupted; the caller owns ``db``."""
     limit_malloc_arenas()
-    # Two threads are enough for the group-commit writer and the rare large body; every
-    # extra thread costs memory (its stack and a malloc arena) for nothing.
+    # Two threads are enough for parsing the rare large body (database work has threads of
+    # its own); every extra thread costs memory (its stack and a malloc arena) for nothing.
     loop = asyncio.new_event_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentz-receiver"))
     app = create_app(settings, db, open_github=open_github)

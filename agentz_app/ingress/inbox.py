@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import inspect
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -166,7 +165,7 @@ class DeliveryWriter:
 
     @property
     def busy(self) -> bool:
-        """True while deliveries arrive or wait for a commit (readable from any thread)."""
+        """True while deliveries arrive or wait for a commit."""
         return (self._committing or not self._queue.empty()
                 or time.monotonic() - self._last_arrival < ARRIVAL_QUIET_SECONDS)
 
@@ -221,7 +220,7 @@ class DeliveryWriter:
         for row, _ in batch:
             unique.setdefault(row["delivery_id"], row)
         try:
-            stored = await asyncio.to_thread(insert_deliveries, self.db, list(unique.values()))
+            stored = await self.db.run(insert_deliveries, self.db, list(unique.values()))
         except Exception as exc:  # noqa: BLE001 - group commit: whatever fails, the rows are retried one by one and every request is answered
             log.warning("delivery batch failed; retrying rows one by one", size=len(unique), error=describe_error(exc))
             await self._commit_one_by_one(batch, unique)
@@ -233,7 +232,7 @@ class DeliveryWriter:
         failed: dict[str, Exception] = {}
         for delivery_id, row in unique.items():
             try:
-                stored |= await asyncio.to_thread(insert_deliveries, self.db, [row])
+                stored |= await self.db.run(insert_deliveries, self.db, [row])
             except Exception as exc:  # noqa: BLE001 - one row that cannot be stored fails its own request, not the batch
                 failed[delivery_id] = exc
                 log.error("delivery not stored", delivery_id=delivery_id, error=describe_error(exc))
@@ -461,7 +460,7 @@ async def process_pending(
     """
     if router is None:
         router = build_router()
-    batch = await asyncio.to_thread(claim_pending, db, limit=limit, claim_seconds=claim_seconds)
+    batch = await db.run(claim_pending, db, limit=limit, claim_seconds=claim_seconds)
     if not batch:
         return 0
     queue = RunQueue(db, lease_seconds=settings.lease_seconds)
@@ -491,8 +490,8 @@ async def process_pending(
             else:
                 done.append(pending.id)
                 log.debug("delivery processed", action=data.get("action") if isinstance(data, dict) else None)
-    await asyncio.to_thread(finish_deliveries, db, done=done, failed=failed, released=released,
-                            max_attempts=settings.max_delivery_attempts)
+    await db.run(finish_deliveries, db, done=done, failed=failed, released=released,
+                 max_attempts=settings.max_delivery_attempts)
     return len(batch)
 
 
@@ -506,14 +505,14 @@ async def _without_github() -> AsyncIterator[None]:
 
 
 class InboxProcessor:
-    """Processes the inbox on its own thread and event loop, so handlers' database
-    work never stalls the receiver's request loop.
+    """Processes the inbox in a task on the receiver's own loop: handlers run their database
+    work on database threads (:meth:`Database.run`), so it never stalls request handling.
 
-    ``open_github`` (from the composition root) opens, on the processor's own loop, the
-    process's one GitHub App and its HTTP session; it yields None when the App is not
-    configured, and handlers then get no client.
+    ``open_github`` (from the composition root) opens the process's one GitHub App and its
+    HTTP session; it yields None when the App is not configured, and handlers then get no
+    client.
 
-    :meth:`wake` may be called from any thread; otherwise the processor polls every
+    :meth:`wake` asks for a pass now; otherwise the processor polls every
     ``poll_seconds`` and when the earliest retry falls due. While ``ingest_busy()``
     says deliveries are arriving, claiming a batch and each delivery wait (at most
     ``max_defer_seconds``), so a burst is acknowledged first and processed right after.
@@ -539,48 +538,38 @@ class InboxProcessor:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.router = router
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._stopping = threading.Event()
-        self._ready = threading.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
-        """Start the processing thread and wait until its loop runs."""
-        if self._thread is not None:
+        """Start processing in a task on the running loop."""
+        if self._task is not None:
             return
-        self._stopping.clear()
-        self._ready.clear()
-        self._thread = threading.Thread(target=self._main, name="agentz-inbox", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=10)
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="agentz-inbox")
 
     def wake(self) -> None:
-        """Ask for a processing pass now (thread-safe)."""
-        loop, wakeup = self._loop, self._wakeup
-        if loop is not None and wakeup is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(wakeup.set)
+        """Ask for a processing pass now."""
+        self._wakeup.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the current pass and stop the thread."""
-        if self._thread is None:
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        """Finish the current delivery, release the rest of the batch and stop (cancelled after ``grace_seconds``)."""
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._stopping.set()
+        self._stopping = True
         self.wake()
-        self._thread.join(timeout)
-        self._thread = None
-
-    def _main(self) -> None:
-        asyncio.run(self._run())
+        try:
+            async with asyncio.timeout(grace_seconds):  # cancels the task when it does not end in time
+                await task
+        except TimeoutError:
+            log.warning("inbox processing did not stop in time; cancelled", grace_seconds=grace_seconds)
 
     async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
-        self._ready.set()
         router = self.router or build_router()
         async with self.open_github() as github:
-            while not self._stopping.is_set():
+            while not self._stopping:
                 self._wakeup.clear()
                 claimed = 0
                 if not await self._defer_to_ingest():  # claim nothing while a burst is being stored
@@ -596,24 +585,22 @@ class InboxProcessor:
                     )
                 except Exception as exc:  # noqa: BLE001 - the inbox loop: a failed pass is logged and the next one runs
                     log.error("inbox pass failed", error=describe_error(exc))
-                if claimed >= self.batch_size or self._stopping.is_set():
+                if claimed >= self.batch_size or self._stopping:
                     continue
                 await self._sleep()
-        self._loop = None
 
     async def _defer_to_ingest(self) -> bool:
         if self.ingest_busy is not None:
             deadline = time.monotonic() + self.max_defer_seconds
-            # The receiver's thread reports a pause in arrivals, a time window: there is no event to wait on.
-            while self.ingest_busy() and time.monotonic() < deadline and not self._stopping.is_set():  # noqa: ASYNC110
+            # The writer reports a pause in arrivals, a time window: there is no event to wait on.
+            while self.ingest_busy() and time.monotonic() < deadline and not self._stopping:  # noqa: ASYNC110
                 await asyncio.sleep(ARRIVAL_QUIET_SECONDS / 2)
-        return not self._stopping.is_set()
+        return not self._stopping
 
     async def _sleep(self) -> None:
-        assert self._wakeup is not None
         timeout = self.poll_seconds
         with contextlib.suppress(Exception):
-            due = await asyncio.to_thread(next_due_at, self.db)
+            due = await self.db.run(next_due_at, self.db)
             if due is not None:
                 timeout = min(timeout, max(0.05, due - now()))
         with contextlib.suppress(TimeoutError):

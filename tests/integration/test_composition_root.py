@@ -86,7 +86,7 @@ async def test_the_scheduler_role_builds_one_session_and_one_app(built: Built, a
     assert (built.sessions, len(built.apps)) == (1, 1)
 
 
-def test_the_receivers_inbox_builds_one_session_and_one_app_on_its_own_loop(
+async def test_the_receivers_inbox_builds_one_session_and_one_app(
     built: Built, app_settings: Settings, sqlite_db: Database
 ) -> None:
     handed: list[Any] = []
@@ -109,7 +109,7 @@ def test_the_receivers_inbox_builds_one_session_and_one_app_on_its_own_loop(
 
     processor = InboxProcessor(sqlite_db, app_settings, poll_seconds=60, open_github=recording_opener)
     processor.start()
-    processor.stop()
+    await processor.stop()
     assert (built.sessions, len(built.apps)) == (1, 1)
     assert handed == built.apps  # the handlers' clients come from that one App
 

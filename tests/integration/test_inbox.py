@@ -28,7 +28,7 @@ from agentz_app.ingress.inbox import (
 )
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
-from tests.waiting import wait_for_sync
+from tests.waiting import wait_for
 
 
 def row(delivery_id: str, event: str = "issues", data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -194,17 +194,17 @@ def test_concurrent_claimers_never_share_a_delivery(db: Database) -> None:
     assert len(set(ids)) == 60
 
 
-def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Settings) -> None:
+async def test_background_processor_wakes_on_new_deliveries(db: Database, settings: Settings) -> None:
     recorder = Recorder()
     processor = InboxProcessor(db, settings, poll_seconds=60, router=recorder.router)
     processor.start()
     try:
         insert_deliveries(db, [row("woken")])
         processor.wake()
-        wait_for_sync(lambda: deliveries(db)["woken"].processed_at is not None, timeout=10,
-                      what="the woken delivery processed")
+        await wait_for(lambda: deliveries(db)["woken"].processed_at is not None, timeout=10,
+                       what="the woken delivery processed")
     finally:
-        processor.stop()
+        await processor.stop()
     assert deliveries(db)["woken"].processed_at is not None
     assert [call[0] for call in recorder.calls] == ["woken"]
 
@@ -230,7 +230,7 @@ async def test_stopping_mid_batch_makes_the_untouched_deliveries_due_again(db: D
     assert [call[0] for call in recorder.calls] == ["first", "second", "third"]
 
 
-def test_background_processor_lets_busy_ingestion_go_first(db: Database, settings: Settings) -> None:
+async def test_background_processor_lets_busy_ingestion_go_first(db: Database, settings: Settings) -> None:
     recorder = Recorder()
     busy = threading.Event()
     busy.set()
@@ -247,13 +247,13 @@ def test_background_processor_lets_busy_ingestion_go_first(db: Database, setting
     try:
         insert_deliveries(db, [row("burst")])
         processor.wake()
-        wait_for_sync(lambda: asked.count(True) >= 3, timeout=10, what="the processor to defer three times")
+        await wait_for(lambda: asked.count(True) >= 3, timeout=10, what="the processor to defer three times")
         assert recorder.calls == []  # still deferring to the burst
         busy.clear()
-        wait_for_sync(lambda: deliveries(db)["burst"].processed_at is not None, timeout=10,
-                      what="the burst delivery processed")
+        await wait_for(lambda: deliveries(db)["burst"].processed_at is not None, timeout=10,
+                       what="the burst delivery processed")
     finally:
-        processor.stop()
+        await processor.stop()
     assert [call[0] for call in recorder.calls] == ["burst"]
 
 
