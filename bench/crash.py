@@ -151,14 +151,21 @@ async def measure(trials: int, *, seed: int, wave: int, window: float, hosts: in
         return await _measure(trials, seed=seed, wave=wave, window=window, hosts=hosts, database=database)
 
 
-async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: int,
-                   database: dict[str, str]) -> Figures:
+def _progress_events(db: Any) -> list[Any]:
+    """The checkpoint and transition events of every run."""
     from sqlalchemy import select
 
+    from agentz_app.store.models import Event
+
+    with db.read() as session:
+        return list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
+
+
+async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: int,
+                   database: dict[str, str]) -> Figures:
     from agentz_app.demo import scenario as demo_scenario
     from agentz_app.demo.runner import Demo, DemoOptions
     from agentz_app.fakehub.gitrepos import repo_path
-    from agentz_app.store.models import Event
     from agentz_app.supervisor import RestartPolicy
 
     rng = random.Random(seed)
@@ -181,6 +188,8 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
             second = demo.add_host(HOSTS[1], SECOND_HOST_ROLES, restart_policy=restarts)
             names += [(HOSTS[1], name) for name in second.names]
         await demo.seed()
+        assert demo.db is not None
+        store = demo.db
         opened = 0
         lost = 0
 
@@ -204,29 +213,22 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
                 opened += 1
             killers = [asyncio.create_task(kill_later(rng.uniform(0, window), rng.choice(names))) for _ in numbers]
 
-            def finished(numbers: list[int] = numbers) -> bool:
-                runs = demo.runs()
+            async def finished(numbers: list[int] = numbers) -> bool:
+                runs = await store.run(demo.runs)
                 return all(n in runs and str(runs[n].status) in FINAL for n in numbers)
 
             await asyncio.gather(*killers)
             if not await demo.wait_for(finished, timeout=_WAVE_TIMEOUT, interval=0.2):
-                runs = demo.runs()
+                runs = await store.run(demo.runs)
                 lost += sum(1 for n in numbers if n not in runs or str(runs[n].status) not in FINAL)
         await demo.settle(quiet=2.0)
-        runs = demo.runs()
+        runs = await store.run(demo.runs)
         audit = demo.audit()
         failed = sum(1 for run in runs.values() if str(run.status) in {"failed", "needs_human"})
-        double_claims = count_double_claims(load_events(demo.env["DATABASE_URL"]))
+        double_claims = count_double_claims(await asyncio.to_thread(load_events, demo.env["DATABASE_URL"]))
         figures: Figures = {"trials": trials, "seed": seed}
         if two:
-            assert demo.db is not None
-            db = demo.db
-
-            def progress_events() -> list[Event]:
-                with db.read() as session:
-                    return list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
-
-            events = await db.run(progress_events)
+            events = await store.run(_progress_events, store)
             figures["hosts"] = hosts
             figures["lost_commits"] = lost_commits(repo_path(hub.root, demo_scenario.REPO), list(runs.values()),
                                                    events)

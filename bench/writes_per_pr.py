@@ -75,8 +75,9 @@ async def cancelled_run_figures(demo: Demo) -> Figures:
     ack_s = time.monotonic() - started
     hub.comments.create(scenario.REPO, number, "/agent-z cancel", user=scenario.MAINTAINER)
 
-    def cancelled() -> bool:
-        run = demo.runs().get(number)
+    async def cancelled() -> bool:
+        assert demo.db is not None
+        run = (await demo.db.run(demo.runs)).get(number)
         bodies = [str(c["body"]) for c in hub.comments.find(scenario.REPO, number)]
         return run is not None and run.status == "cancelled" and any("🚫 Cancelled" in b for b in bodies)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -456,15 +457,17 @@ class Demo:
 
     async def wait_for(
         self,
-        predicate: Callable[[], bool],
+        predicate: Callable[[], bool | Awaitable[bool]],
         *,
         timeout: float,  # noqa: ASYNC109 - a deadline that returns False, as asyncio.wait(timeout=) returns
         interval: float = 0.1,
     ) -> bool:
-        """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+        """Poll ``predicate`` (a coroutine function when it reads the database) until it holds (True)
+        or ``timeout`` seconds pass (False)."""
         deadline = time.monotonic() + timeout
         while True:
-            if predicate():
+            held = predicate()
+            if await held if inspect.isawaitable(held) else held:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -559,7 +562,7 @@ class Demo:
 
     def report(self, ok: bool, *, stored: tuple[dict[int, Run], dict[int, str | None]] | None = None) -> DemoReport:
         """The demo's summary from the database (``stored``, else read now) and the fake GitHub."""
-        assert self.hub is not None and self.db is not None
+        assert self.hub is not None
         runs, verdicts = self.stored_outcomes() if stored is None else stored
         check_runs = list(self.hub.state.data["check_runs"].values())
         outcomes = []
