@@ -209,6 +209,26 @@ async def test_background_processor_wakes_on_new_deliveries(db: Database, settin
     assert [call[0] for call in recorder.calls] == ["woken"]
 
 
+async def test_the_processor_runs_handlers_on_the_receivers_own_loop(db: Database, settings: Settings) -> None:
+    seen: list[tuple[asyncio.AbstractEventLoop, threading.Thread]] = []
+    router = routing.Router()
+
+    async def handle(event: sansio.Event, gh: Any, **_: Any) -> None:
+        seen.append((asyncio.get_running_loop(), threading.current_thread()))
+
+    router.add(handle, "issues")
+    processor = InboxProcessor(db, settings, poll_seconds=60, router=router)
+    processor.start()
+    try:
+        await db.run(insert_deliveries, db, [row("here")])
+        processor.wake()
+        await wait_for(lambda: seen, timeout=10, what="the delivery handled")
+    finally:
+        await processor.stop()
+    assert seen == [(asyncio.get_running_loop(), threading.current_thread())]
+    assert not [thread for thread in threading.enumerate() if thread.name == "agentz-inbox"]
+
+
 async def test_stopping_mid_batch_makes_the_untouched_deliveries_due_again(db: Database, settings: Settings) -> None:
     recorder = Recorder()
     insert_deliveries(db, [row("first"), row("second"), row("third")])
