@@ -127,5 +127,6 @@ async def test_engines_log_sql_on_the_event_loop_once_per_place(sqlite_db: Datab
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert [entry["statement"] for entry in warnings] == ["BEGIN", "BEGIN"]  # SQLite's BEGIN comes first
     first, second = (entry["coroutine"] for entry in warnings)
-    assert first.startswith("test_engines_log_sql_on_the_event_loop_once_per_place") and __file__ in first
+    assert first.startswith("test_engines_log_sql_on_the_event_loop_once_per_place")
+    assert __file__ in first
     assert second != first
