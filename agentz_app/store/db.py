@@ -48,6 +48,7 @@ _MAX_OVERFLOW = 10
 POOL_RECYCLE_SECONDS = 1800
 SQLITE_SYNCHRONOUS = ("normal", "full")
 _MAX_REPORTED = 100
+_DEFAULT_THREADS = 4
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 P = ParamSpec("P")
@@ -237,8 +238,9 @@ class Database:
     """An engine plus session factory; the unit of work for every repository.
 
     Async code runs each unit of work with :meth:`run`, on threads of its own (as many as the
-    engine has connections), so database work neither blocks the event loop nor queues behind
-    other threaded work (git, file copies).
+    pool keeps connections, so each thread's kept claim connection stays within that count), so
+    database work neither blocks the event loop nor queues behind other threaded work (git, file
+    copies).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -266,10 +268,7 @@ class Database:
 
     def _thread_count(self) -> int:
         size = getattr(self.engine.pool, "size", None)
-        overflow = getattr(self.engine.pool, "_max_overflow", 0)
-        if not callable(size):
-            return 4
-        return max(1, int(size()) + max(0, int(overflow)))
+        return max(1, int(size())) if callable(size) else _DEFAULT_THREADS
 
     @contextmanager
     def begin(self) -> Iterator[Session]:
