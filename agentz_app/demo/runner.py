@@ -169,28 +169,11 @@ def demo_env(workspace: Path, *, api_url: str, git_url_template: str, receiver_p
 
 
 def demo_script(options: DemoOptions) -> list[dict[str, Any]]:
-    """The scripted agent's steps: given ones, or the scenario's with rankings for issue subsets; plus a delay."""
-    if options.script is not None:
-        steps = [dict(step) for step in options.script]
-    else:
-        steps = scenario.ScriptBuilder().build()
-        catch_all = next(i for i, step in enumerate(steps) if step["role"] == "scheduler" and "regex" not in step)
-        if options.issues is not None:
-            steps[catch_all:catch_all] = _rankings_without_tracking_issue(steps[catch_all])
+    """The scripted agent's steps: given ones or the scenario's; plus a delay."""
+    given = options.script
+    steps = [dict(step) for step in given] if given is not None else scenario.ScriptBuilder().build()
     if options.agent_sleep > 0:
         steps = [{**step, "sleep": options.agent_sleep} for step in steps]
-    return steps
-
-
-def _rankings_without_tracking_issue(catch_all: dict[str, Any]) -> list[dict[str, Any]]:
-    # The scenario's rankings expect the tracking issue #6 among the candidates; a subset lacks it.
-    ranked = {int(entry["number"]): entry for entry in catch_all["json"]["ranking"]}
-    steps = []
-    for numbers in ((1, 2), (1,), (2,)):
-        present = "".join(f"(?=[\\s\\S]*^### #{n}:)" for n in numbers)
-        absent = "".join(f"(?![\\s\\S]*^### #{n}:)" for n in (*ranked, 6) if n not in numbers)
-        steps.append({"role": "scheduler", "regex": f"(?m)\\A{present}{absent}",
-                      "json": {"ranking": [ranked[n] for n in numbers]}})
     return steps
 
 

@@ -133,14 +133,17 @@ class ScriptBuilder:
             1: {"number": 1, "score": 90, "reason": "a failing test on the default branch"},
             2: {"number": 2, "score": 70, "reason": "small, well specified feature"},
         }
+        # Each pass lists only new or changed candidates, so #6 (rejected once) may be absent.
         for numbers in ((1, 2), (1,), (2,), ()):
             pattern = "".join(f"(?=[\\s\\S]*^### #{n}:)" for n in numbers)
             absent = "".join(f"(?![\\s\\S]*^### #{n}:)" for n in (1, 2) if n not in numbers)
-            self.steps.append({
-                "role": "scheduler",
-                "regex": f"(?m)\\A{pattern}{absent}(?=[\\s\\S]*^### #6:)",
-                "json": {"ranking": [ranked[n] for n in numbers], "rejected": [reject_six]},
-            })
+            for six_listed in (True, False):
+                six = "(?=[\\s\\S]*^### #6:)" if six_listed else "(?![\\s\\S]*^### #6:)"
+                self.steps.append({
+                    "role": "scheduler",
+                    "regex": f"(?m)\\A{pattern}{absent}{six}",
+                    "json": {"ranking": [ranked[n] for n in numbers], "rejected": [reject_six] if six_listed else []},
+                })
         self.steps.append({"role": "scheduler", "json": {"ranking": [ranked[n] for n in (1, 2)]}})
 
     def _issue_one(self) -> None:
