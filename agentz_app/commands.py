@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from agentz_app.config import Settings
 from agentz_app.domain.commands import (
-    COMMANDS,
     Approve,
     Cancel,
     Command,
@@ -40,9 +39,6 @@ from agentz_app.domain.commands import (
     already_working,
     command_key,
     decide_command,
-    parse_command,
-    refusal_text,
-    same_command,
 )
 from agentz_app.domain.markdown import prose_lines
 from agentz_app.domain.states import Status
@@ -64,11 +60,6 @@ from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
 from agentz_app.store.runs import RunQueue
-
-__all__ = [
-    "COMMANDS", "Command", "CommandOutcome", "CommandRecord", "CommandTarget", "command_key", "execute",
-    "handle_comment_command", "parse_command", "refusal_text", "same_command",
-]
 
 log = get_logger(__name__)
 

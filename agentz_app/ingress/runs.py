@@ -21,9 +21,10 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
 
-from agentz_app.commands import ignores_comment, mentions_app, parse_command
+from agentz_app.commands import ignores_comment, mentions_app
 from agentz_app.config import Settings
 from agentz_app.domain import states
+from agentz_app.domain.commands import parse_command
 from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.github.events import (

@@ -16,23 +16,23 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from agentz_app.commands import (
-    Command,
     CommandTarget,
     handle_comment_command,
     ignores_comment,
     issue_for_pull,
     known_issue,
-    parse_command,
     permission_facts,
     run_facts,
 )
 from agentz_app.config import Settings
 from agentz_app.domain.commands import (
+    Command,
     LabelDecision,
     answered_request,
     closed_to_labels,
     decide_trigger_label,
     edit_skip_reason,
+    parse_command,
 )
 from agentz_app.errors import AgentZError
 from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent

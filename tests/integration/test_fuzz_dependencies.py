@@ -15,7 +15,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentz_app.commands import COMMANDS, parse_command
+from agentz_app.domain.commands import COMMANDS, parse_command
 from agentz_app.domain.dependencies import (
     MAX_ISSUE_NUMBER,
     IssueRef,
@@ -139,7 +139,7 @@ def test_a_command_only_in_code_quotes_or_html_is_never_parsed(name: str, wrap: 
 def test_hostile_markdown_is_parsed_in_linear_time() -> None:
     # Inputs that make naive Markdown or regex parsers quadratic, at twice GitHub's body limit.
     script = (
-        "from agentz_app.commands import parse_command\n"
+        "from agentz_app.domain.commands import parse_command\n"
         "from agentz_app.domain.dependencies import parse_dependencies, closing_references\n"
         "n = 131072\n"
         "texts = ['*a' * (n // 2), '[' * n, '![' * (n // 2), '<!--' * (n // 4), 'a <details> ' * (n // 12),\n"

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from gidgethub import sansio
 
 from agentz_app.cli import cli
-from agentz_app.commands import Command, CommandTarget, execute
+from agentz_app.commands import CommandTarget, execute
 from agentz_app.domain import states
+from agentz_app.domain.commands import Command
 from agentz_app.domain.states import Status
 from agentz_app.ingress.routers import build_router
 from agentz_app.reconciler import reconcile_once

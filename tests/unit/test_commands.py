@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from agentz_app.commands import Command, can_write, ignores_comment, mentions_app, parse_command, refusal_text
+from agentz_app.commands import can_write, ignores_comment, mentions_app
 from agentz_app.config import Settings
+from agentz_app.domain.commands import Command, parse_command, refusal_text
 from agentz_app.github.events import Comment
 
 

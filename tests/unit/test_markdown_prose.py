@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentz_app.commands import Command, parse_command
+from agentz_app.domain.commands import Command, parse_command
 from agentz_app.domain.dependencies import IssueRef, parse_dependencies
 from agentz_app.domain.markdown import CODE_MARK, prose_lines
 
