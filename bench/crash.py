@@ -37,10 +37,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchOptions, Figures, count_double_claims, load_events, postgres_available, postgres_server
 from bench.loop import quiet_logs
+
+if TYPE_CHECKING:
+    from agentz_app.demo.runner import Demo
 
 FINAL = frozenset({"done", "merged", "failed", "needs_human", "cancelled"})
 TRIGGER_LABEL = "agent-z"
@@ -161,6 +164,11 @@ def _progress_events(db: Any) -> list[Any]:
         return list(session.scalars(select(Event).where(Event.kind.in_(("checkpoint", "transition")))))
 
 
+async def _running(demo: Demo, name: str, host: str) -> bool:
+    """True while supervised child ``name`` of ``host`` runs (read on a thread)."""
+    return await asyncio.to_thread(demo.pid_of, name, host=host) is not None
+
+
 async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: int,
                    database: dict[str, str]) -> Figures:
     from agentz_app.demo import scenario as demo_scenario
@@ -197,8 +205,7 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
             host, name = target
             await asyncio.sleep(delay)
             # A role still restarting from an earlier kill has no pid yet: wait for it.
-            running = await demo.wait_for(lambda: demo.pid_of(name, host=host) is not None, timeout=10.0,
-                                          interval=0.05)
+            running = await demo.wait_for(lambda: _running(demo, name, host), timeout=10.0, interval=0.05)
             if running and demo.kill(name, host=host) is not None:
                 kills[f"{host}/{name}" if two else name] += 1
 

@@ -193,7 +193,8 @@ async def _measure_quick() -> dict[str, Figures]:
     async with Demo(options) as demo:
         timer = CiTimer(demo)
         await deliver(demo)
-        figures = {"writes-per-pr": write_figures(demo), "overhead": overhead_figures(run_times(demo, timer))}
+        written, times = await asyncio.to_thread(lambda: (write_figures(demo), run_times(demo, timer)))
+        figures = {"writes-per-pr": written, "overhead": overhead_figures(times)}
         figures["writes-per-pr"].update(await cancelled_run_figures(demo))
         figures["idle"] = await idle_figures(demo, window=QUICK_IDLE_WINDOW, resync=QUICK_RESYNC_SECONDS)
     return figures

@@ -137,7 +137,7 @@ async def measure_shape(url: str, state_dir: Path, repos: int, issues: int) -> l
     from agentz_app.config import Settings
     from agentz_app.store.db import Database
 
-    names = fill_store(url, repos, issues)
+    names = await asyncio.to_thread(fill_store, url, repos, issues)
     settings = Settings.load(None, database_url=url, state_dir=state_dir, default_backend="scripted",
                              scheduler_trust="anyone", max_parallel_tasks=2, log_level="warning")
     limit = settings.scheduler_prompt_chars
@@ -147,7 +147,7 @@ async def measure_shape(url: str, state_dir: Path, repos: int, issues: int) -> l
         cold, cold_wall = await timed_pass(db, settings, runner)
         idle, idle_wall = await timed_pass(db, settings, runner)
         changed = names[len(names) // 2]
-        change_one_issue(url, changed, issues // 2 + 1)
+        await asyncio.to_thread(change_one_issue, url, changed, issues // 2 + 1)
         one, one_wall = await timed_pass(db, settings, runner, [changed])
     finally:
         db.dispose()
