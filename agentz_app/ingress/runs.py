@@ -64,11 +64,6 @@ def _client(gh: GitHubAPI | None) -> GitHubAPI:
     return gh
 
 
-def _own(event: CheckRunEvent | CheckSuiteEvent, settings: Settings) -> bool:
-    """True when the delivery's check run or suite is Agent-Z's own."""
-    return own_check(event, settings)
-
-
 # Waking runs --------------------------------------------------------------------
 
 
@@ -111,7 +106,7 @@ async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *,
                                    settings: Settings, queue: RunQueue, **_: object) -> None:
     """GitHub's "Re-run" on one of our check runs re-runs its stage; another App's re-run is only recorded."""
     parsed = CheckRunEvent.from_event(event)
-    if not _own(parsed, settings):
+    if not own_check(parsed, settings):
         return  # the checks router recorded the reset; the new attempt's webhooks settle the run
     run_id = run_id_of_external(parsed.check_run.external_id or "")
     if run_id is None:
@@ -129,7 +124,7 @@ async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, 
                                      settings: Settings, queue: RunQueue, **_: object) -> None:
     """GitHub's "Re-run all checks" on our suite re-runs the runs whose head it is; another App's is only recorded."""
     parsed = CheckSuiteEvent.from_event(event)
-    if not _own(parsed, settings):
+    if not own_check(parsed, settings):
         return
     runs = await db.run(queue.runs_waiting_on_sha, parsed.repo, parsed.check_suite.head_sha, statuses=list(Status))
     await _rerun_stages(gh, db, settings, queue, runs, Actor.of(parsed.sender),

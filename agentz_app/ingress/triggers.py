@@ -34,7 +34,6 @@ from agentz_app.domain.commands import (
     edit_skip_reason,
     parse_command,
 )
-from agentz_app.errors import AgentZError
 from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent
 from agentz_app.ingress.runs import request_conversation_fix
 from agentz_app.logs import get_logger
@@ -151,8 +150,6 @@ def _edit_repeats_nothing(parsed: IssueCommentEvent, command: Command) -> str | 
 
 async def _send_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run,
                          text: str, author: Actor) -> Run:
-    if gh is None:
-        raise AgentZError("no GitHub client to read the pull request's review threads")
     return await request_conversation_fix(gh, db, settings, queue, run, text=text, author=author)
 
 

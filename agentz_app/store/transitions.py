@@ -51,6 +51,19 @@ def _drop_for(goal: Status) -> str:
     return claim_sql.DROP_NONE
 
 
+def _move_effects(goal: Status, stamp: float, *, error: str | None, release: bool = False) -> dict[str, Any]:
+    """What a fenced move to ``goal`` writes besides the status: the error, the dropped lease
+    (on ``release`` or a status that holds none) and the finishing time of a terminal status."""
+    values: dict[str, Any] = {}
+    if error is not None:
+        values["error"] = error
+    if release or goal not in LEASED:
+        values.update(lease_owner=None, lease_expires_at=None)
+    if goal in TERMINAL:
+        values["finished_at"] = stamp
+    return values
+
+
 class Transitions(QueueCore):
     """Move runs between statuses; every change appends its event in the same transaction."""
 
@@ -100,12 +113,7 @@ class Transitions(QueueCore):
         values: dict[str, Any] = {"status": goal.value, "updated_at": stamp, **fields}
         if stage is not None:
             values["stage"] = stage
-        if error is not None:
-            values["error"] = error
-        if release or goal not in LEASED:
-            values.update(lease_owner=None, lease_expires_at=None)
-        if goal in TERMINAL:
-            values["finished_at"] = stamp
+        values.update(_move_effects(goal, stamp, error=error, release=release))
         payload = {key: value for key, value in
                    {"actor": lease.owner, "attempt": lease.attempt, "stage": stage, "error": error, **(event or {})}
                    .items() if value is not None}
@@ -215,13 +223,8 @@ class Transitions(QueueCore):
         if not leases:
             return [], []
         stamp = self.clock()
-        values: dict[str, Any] = {"status": goal.value, "updated_at": stamp}
-        if error is not None:
-            values["error"] = error
-        if goal not in LEASED:
-            values.update(lease_owner=None, lease_expires_at=None)
-        if goal in TERMINAL:
-            values["finished_at"] = stamp
+        values: dict[str, Any] = {"status": goal.value, "updated_at": stamp,
+                                  **_move_effects(goal, stamp, error=error)}
         extra = {key: value for key, value in {"error": error, **(event or {})}.items() if value is not None}
         columns = tuple(sorted(values))
         drop = _drop_for(goal)
