@@ -51,6 +51,15 @@ def agent_started(queue: RunQueue, run_id: str, role: str) -> bool:
     return any(e.kind == "agent_started" and e.payload.get("role") == role for e in queue.events(run_id))
 
 
+def scripted_calls(state_dir: Path, role: str) -> int:
+    """How many ``role`` calls the scripted backend counted, over every working copy.
+
+    The run records ``agent_started`` just before the runner counts the call, so a test
+    whose steps pick by ``nth`` must wait for this count before interrupting the call."""
+    return sum(int(json.loads(path.read_text()).get(role, 0))
+               for path in (state_dir / "scripted" / "workdirs").glob("*.json"))
+
+
 class Harness:
     def __init__(self, tmp_path: Path, agent_steps: list[dict[str, Any]], **overrides: Any) -> None:
         make_origin(tmp_path / "remote")
@@ -249,7 +258,8 @@ async def test_a_worker_stopped_mid_develop_resumes_without_a_second_pr(tmp_path
     claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
+    await wait_for(lambda: scripted_calls(h.settings.state_dir, "developer") == 1, timeout=20,
+                   what="the first developer call")
     assert h.queue.get(run_id).status == "developing"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
