@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
@@ -218,12 +218,56 @@ def _apply(session: Session, queue: RunQueue, target: CommandTarget, user: str,
     return None
 
 
+class GatheredFeedback(Protocol):
+    """Feedback for ``/agent-z fix`` read from GitHub, recorded inside the decision's transaction."""
+
+    def record_in(self, session: Session, queue: RunQueue) -> None:
+        """Record the feedback (its notes and the run's wake-up) inside the caller's transaction."""
+
+
+@dataclass(frozen=True)
+class PreparedFeedback:
+    """A :class:`SendFeedback` effect made ready before the transaction: its outcome, and what to
+    record (None when it was refused)."""
+
+    outcome: CommandOutcome
+    gathered: GatheredFeedback | None = None
+
+
 def _perform_in(session: Session, queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision,
-                outcome: CommandOutcome) -> CommandOutcome:
+                outcome: CommandOutcome, gathered: GatheredFeedback | None) -> CommandOutcome:
     for effect in decision.effects:
         if not isinstance(effect, SendFeedback):
             outcome = _apply(session, queue, target, user, effect) or outcome
+        elif gathered is not None:
+            gathered.record_in(session, queue)
     return outcome
+
+
+def _repeated(command: Command, user: str) -> CommandDecision:
+    return decide_command(CommandFacts(command, user, PermissionFacts(False, "not checked"), first_time=False))
+
+
+def _record_repeat_in(session: Session, queue: RunQueue, target: CommandTarget, user: str,
+                      command: Command) -> CommandOutcome:
+    """Record that a comment's command was already handled; nothing else happens."""
+    repeated = _repeated(command, user)
+    queue.add_event_in(session, None, "command", command=command.name, user=user, repo=target.repo,
+                       issue=target.issue_number, accepted=False, reason=repeated.message)
+    return CommandOutcome(False, repeated.message)
+
+
+def _record_repeat(queue: RunQueue, target: CommandTarget, user: str, command: Command) -> CommandOutcome:
+    with queue.db.begin() as session:
+        return _record_repeat_in(session, queue, target, user, command)
+
+
+def _claim_in(session: Session, target: CommandTarget, user: str, record: CommandRecord) -> bool:
+    """Claim the comment's command for this decision; False when another delivery already handled it."""
+    if record.comment_id is None:
+        return True
+    return trust.claim_command_in(session, comment_id=record.comment_id, command_hash=command_key(record.command),
+                                  repo=target.repo, issue_number=target.issue_number, login=user, at=record.at)
 
 
 def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision,
@@ -244,21 +288,27 @@ def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: s
 
 
 def perform(queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision, *,
-            record: CommandRecord | None = None, feedback: CommandOutcome | None = None) -> CommandOutcome:
+            record: CommandRecord | None = None, feedback: PreparedFeedback | None = None) -> CommandOutcome:
     """Carry out a decision's database effects in one transaction; the outcome to record and report.
 
-    With ``record``, the same transaction also claims the refusal window of a throttled
-    refusal, gives back the comment's command claim when the decision releases it, and
-    appends the ``command`` event; an effect the store refuses (:class:`AgentZError`) then
-    changes nothing and is recorded as the outcome, and ``outcome.replied`` says whether to
-    reply. ``feedback`` is the outcome of a :class:`SendFeedback` effect carried out before
-    (it reads GitHub, so it cannot run inside the transaction). Nothing is written to GitHub here.
+    With ``record``, the same transaction first claims the comment's command (when another
+    delivery already claimed it, only that is recorded and nothing else happens), then also
+    claims the refusal window of a throttled refusal, gives back the claim when the decision
+    releases it, and appends the ``command`` event; an effect the store refuses
+    (:class:`AgentZError`) then changes nothing and is recorded as the outcome, and
+    ``outcome.replied`` says whether to reply. ``feedback`` is a :class:`SendFeedback` effect
+    made ready before (reading GitHub cannot happen inside the transaction); what it gathered
+    is recorded here. Nothing is written to GitHub here.
     """
-    outcome = feedback or CommandOutcome(decision.accepted, decision.message, decision.run_id)
+    outcome = feedback.outcome if feedback is not None else CommandOutcome(decision.accepted, decision.message,
+                                                                           decision.run_id)
+    gathered = feedback.gathered if feedback is not None else None
     with queue.db.begin() as session:
+        if record is not None and not _claim_in(session, target, user, record):
+            return _record_repeat_in(session, queue, target, user, record.command)
         try:
             with session.begin_nested():
-                outcome = _perform_in(session, queue, target, user, decision, outcome)
+                outcome = _perform_in(session, queue, target, user, decision, outcome, gathered)
         except AgentZError as exc:
             if record is None:
                 raise
@@ -279,7 +329,7 @@ def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Comma
     return perform(queue, target, user, decide_command(facts))
 
 
-FeedbackSender = Callable[[GitHubAPI | None, Database, Settings, RunQueue, Run, str, Actor], Awaitable[Run]]
+FeedbackGatherer = Callable[[GitHubAPI | None, Database, Settings, Run, str, Actor], Awaitable[GatheredFeedback]]
 
 
 async def handle_comment_command(
@@ -294,50 +344,39 @@ async def handle_comment_command(
     comment_id: int | None = None,
     decision: Decision | None = None,
     clock: Clock = now,
-    send_feedback: FeedbackSender | None = None,
+    gather_feedback: FeedbackGatherer | None = None,
 ) -> CommandOutcome:
     """Handle a command once per comment and command: decide (:func:`decide_command`), then carry it out.
 
-    The decision's database changes, its refusal window and the command event commit in one
-    transaction (:func:`perform`); the reply goes to GitHub after that.
-    ``send_feedback`` carries out ``/agent-z fix`` (without it, ``fix`` is refused).
+    What the decision needs from GitHub is read first, with no database write; the comment's
+    claim, the decision's database changes, its refusal window and the command event then
+    commit in one transaction (:func:`perform`), and the reply goes to GitHub after that.
+    ``gather_feedback`` reads what ``/agent-z fix`` sends (without it, ``fix`` is refused).
     """
     user = actor.login
-    key = command_key(command)
-    if comment_id is not None and not await db.run(
-        trust.claim_command, db, comment_id=comment_id, command_hash=key, repo=target.repo,
-        issue_number=target.issue_number, login=user, at=clock(),
-    ):
-        repeated = decide_command(CommandFacts(command, user, PermissionFacts(False, "not checked"),
-                                               first_time=False))
-        await db.run(queue.add_event, None, "command", command=command.name, user=user, repo=target.repo,
-                     issue=target.issue_number, accepted=False, reason=repeated.message)
-        return CommandOutcome(False, repeated.message)
-    try:
-        if decision is None:
-            decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
-        facts = await db.run(command_facts, queue, db, target, command, user, permission_facts(decision))
-        verdict = decide_command(facts)
-        record = CommandRecord(command, decision.reason, clock(), comment_id)
-        return await _carry_out(gh, db, settings, queue, target=target, actor=actor, verdict=verdict,
-                                record=record, send_feedback=send_feedback)
-    except BaseException:
-        if comment_id is not None:  # let a redelivery of this delivery try again
-            await db.run(trust.release_command, db, comment_id=comment_id, command_hash=key)
-        raise
+    if comment_id is not None and await db.run(trust.command_claimed, db, comment_id=comment_id,
+                                               command_hash=command_key(command)):
+        return await db.run(_record_repeat, queue, target, user, command)
+    if decision is None:
+        decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
+    facts = await db.run(command_facts, queue, db, target, command, user, permission_facts(decision))
+    verdict = decide_command(facts)
+    record = CommandRecord(command, decision.reason, clock(), comment_id)
+    return await _carry_out(gh, db, settings, queue, target=target, actor=actor, verdict=verdict,
+                            record=record, gather_feedback=gather_feedback)
 
 
 async def _carry_out(
     gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, *, target: CommandTarget,
-    actor: Actor, verdict: CommandDecision, record: CommandRecord, send_feedback: FeedbackSender | None,
+    actor: Actor, verdict: CommandDecision, record: CommandRecord, gather_feedback: FeedbackGatherer | None,
 ) -> CommandOutcome:
-    """Send feedback (it needs GitHub), then the decision's database effects and its record in one
-    transaction, then the reply once that transaction committed."""
+    """Gather the feedback to send (it needs GitHub), then the decision's database effects and its
+    record in one transaction, then the reply once that transaction committed."""
     user = actor.login
     feedback = None
     for effect in verdict.effects:
         if isinstance(effect, SendFeedback):
-            feedback = await _feedback(gh, db, settings, queue, effect, actor, send_feedback)
+            feedback = await _prepare_feedback(gh, db, settings, queue, effect, actor, gather_feedback)
     outcome = await db.run(perform, queue, target, user, verdict, record=record, feedback=feedback)
     if outcome.replied and gh is not None:
         body = truncate_bytes(redact_text(outcome.message, values=configured_secret_values(settings)), MAX_COMMENT)
@@ -347,14 +386,16 @@ async def _carry_out(
     return outcome
 
 
-async def _feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, effect: SendFeedback,
-                    actor: Actor, send_feedback: FeedbackSender | None) -> CommandOutcome:
-    """Carry out a :class:`SendFeedback` effect; a refusal by the store becomes the outcome."""
+async def _prepare_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue,
+                            effect: SendFeedback, actor: Actor,
+                            gather_feedback: FeedbackGatherer | None) -> PreparedFeedback:
+    """Read what a :class:`SendFeedback` effect sends, writing nothing; a refusal becomes the outcome."""
     try:
-        if send_feedback is None:
+        if gather_feedback is None:
             raise AgentZError("feedback cannot be sent from here")
         run = await db.run(queue.get, effect.run_id)
-        moved = await send_feedback(gh, db, settings, queue, run, effect.text, actor)
+        gathered = await gather_feedback(gh, db, settings, run, effect.text, actor)
     except AgentZError as exc:
-        return CommandOutcome(False, f"Agent-Z could not do that: {exc}")
-    return CommandOutcome(True, f"sent the feedback to run {moved.id} ({moved.status})", moved.id)
+        return PreparedFeedback(CommandOutcome(False, f"Agent-Z could not do that: {exc}"))
+    return PreparedFeedback(CommandOutcome(True, f"sent the feedback to run {run.id} ({run.status})", run.id),
+                            gathered)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agentz_app.commands import ignores_comment, mentions_app
 from agentz_app.config import Settings
@@ -43,7 +45,6 @@ from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
-from agentz_app.store.trust import add_run_note
 from agentz_app.store.wakeups import record_wakeup
 
 router = routing.Router()
@@ -52,6 +53,7 @@ log = get_logger(__name__)
 _EXTERNAL_PREFIX = "agent-z:"
 # Runs that take feedback from their pull request.
 _TAKES_FEEDBACK = (Status.WAITING_CHECKS, Status.DONE)
+MENTION = "mention"  # the command claim of a comment that mentions the App
 
 
 # Reading payloads -------------------------------------------------------------------
@@ -67,11 +69,17 @@ def _client(gh: GitHubAPI | None) -> GitHubAPI:
 # Waking runs --------------------------------------------------------------------
 
 
+def wake_run_in(session: Session, run_id: str, *, reason: str, key: str | None = None,
+                payload: Mapping[str, Any] | None = None) -> None:
+    """:func:`wake_run` inside the caller's transaction."""
+    record_wakeup(session, run_id, reason=reason, key=key, payload=payload, at=now())
+
+
 def wake_run(db: Database, run_id: str, *, reason: str, key: str | None = None,
              payload: Mapping[str, Any] | None = None) -> None:
     """Record one wake-up of ``run_id`` in its own transaction."""
     with db.begin() as session:
-        record_wakeup(session, run_id, reason=reason, key=key, payload=payload, at=now())
+        wake_run_in(session, run_id, reason=reason, key=key, payload=payload)
 
 
 # Re-runs ------------------------------------------------------------------------
@@ -142,15 +150,57 @@ def run_for_pull(db: Database, repo: str, number: int) -> Run | None:
         ).first()
 
 
+@dataclass(frozen=True)
+class IgnoredFeedback:
+    """Feedback not used: whose, the permission rule's answer about them, and its kind
+    (``comment``, ``review`` or ``review_comment``)."""
+
+    actor: Actor
+    decision: Decision
+    kind: str
+
+
+@dataclass(frozen=True)
+class PullFeedback:
+    """Feedback for a run's pull request, read from GitHub and not yet recorded: the wake-up that
+    sends it to the developer and the feedback dropped on the way."""
+
+    run_id: str
+    key: str  # the wake-up's key: the same feedback delivered twice wakes the run once
+    payload: Mapping[str, Any]
+    ignored: tuple[IgnoredFeedback, ...] = ()
+
+    def record_in(self, session: Session, queue: RunQueue) -> None:
+        """Note the dropped feedback and wake the run, inside the caller's transaction."""
+        for item in self.ignored:
+            note_ignored_feedback_in(session, queue, self.run_id, item)
+        wake_run_in(session, self.run_id, reason="feedback", key=self.key, payload=self.payload)
+
+
+def note_ignored_feedback_in(session: Session, queue: RunQueue, run_id: str, ignored: IgnoredFeedback) -> None:
+    """Record feedback that was not used, and wake the run to show it once per person on its status
+    comment, inside the caller's transaction."""
+    actor, decision = ignored.actor, ignored.decision
+    queue.add_event_in(session, run_id, "feedback_ignored", source=ignored.kind, user=actor.login,
+                       reason=decision.reason)
+    log.info("feedback ignored", run_id=run_id, kind=ignored.kind, user=actor.login, reason=decision.reason)
+    why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
+    noted = trust.add_run_note_in(session, run_id, f"Ignored feedback from @{actor.login} ({why}).")
+    if noted is not None and noted.status in _TAKES_FEEDBACK:
+        wake_run_in(session, run_id, reason="notes")  # a working run shows the note at its next status update
+
+
 def note_ignored_feedback(db: Database, queue: RunQueue, run: Run, *, actor: Actor, decision: Decision,
                           kind: str) -> None:
-    """Record feedback that was not used, and wake the run to show it once per person on its status comment."""
-    queue.add_event(run.id, "feedback_ignored", source=kind, user=actor.login, reason=decision.reason)
-    log.info("feedback ignored", run_id=run.id, kind=kind, user=actor.login, reason=decision.reason)
-    why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
-    noted = add_run_note(db, run.id, f"Ignored feedback from @{actor.login} ({why}).")
-    if noted is not None and noted.status in _TAKES_FEEDBACK:
-        wake_run(db, run.id, reason="notes")  # a working run shows the note at its next status update
+    """Record feedback that was not used, in one transaction (see :func:`note_ignored_feedback_in`)."""
+    with db.begin() as session:
+        note_ignored_feedback_in(session, queue, run.id, IgnoredFeedback(actor, decision, kind))
+
+
+def record_feedback(db: Database, queue: RunQueue, feedback: PullFeedback) -> None:
+    """Record gathered feedback (notes and the wake-up) in one transaction."""
+    with db.begin() as session:
+        feedback.record_in(session, queue)
 
 
 async def _review_comments(gh: GitHubAPI, url: str) -> list[ReviewComment]:
@@ -200,21 +250,24 @@ async def review_threads(gh: GitHubAPI, db: Database, settings: Settings, repo: 
     return kept, dropped
 
 
+def _dropped_comments(dropped: Mapping[Actor, Decision]) -> tuple[IgnoredFeedback, ...]:
+    return tuple(IgnoredFeedback(actor, decision, "review_comment") for actor, decision in dropped.items())
+
+
 def _feedback_key(text: str, author: Actor) -> str:
     digest = hashlib.sha256(f"{author.login.lower()}\n{text}".encode()).hexdigest()[:24]
     return f"conversation:{digest}"
 
 
-async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run, *,
-                                   text: str, author: Actor, association: str | None = None) -> Run:
+async def gather_conversation_fix(gh: GitHubAPI | None, db: Database, settings: Settings, run: Run, *, text: str,
+                                  author: Actor, association: str | None = None) -> PullFeedback:
     """Feedback from the PR conversation (``/agent-z fix`` or a mention of the App) by someone who
-    may steer (checked by the caller): wake the run for a worker to send it back to the developer
-    with the text and every review thread, on the same branch and pull request."""
+    may steer (checked by the caller), read from GitHub and not yet recorded: the wake-up for a
+    worker to send it back to the developer with the text and every review thread, on the same
+    branch and pull request, and the outsiders' review comments it leaves out."""
     if run.pr_number is None or run.status not in _TAKES_FEEDBACK:
         raise IllegalTransition(run.id, run.status, Status.FIXING_CI)
     comments, dropped = await review_threads(_client(gh), db, settings, run.repo, run.pr_number, trusted=author)
-    for outsider, refusal in dropped.items():
-        await db.run(note_ignored_feedback, db, queue, run, actor=outsider, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": text,
@@ -223,9 +276,20 @@ async def request_conversation_fix(gh: GitHubAPI | None, db: Database, settings:
         "comments": comments,
         "source": "conversation",
     }
-    await db.run(wake_run, db, run.id, reason="feedback", key=_feedback_key(text, author),
-             payload={"feedback": feedback, "reason": f"fix requested by @{author.login}"})
-    return run
+    return PullFeedback(run.id, _feedback_key(text, author),
+                        {"feedback": feedback, "reason": f"fix requested by @{author.login}"},
+                        _dropped_comments(dropped))
+
+
+def _record_mention(db: Database, queue: RunQueue, feedback: PullFeedback, *, comment_id: int, repo: str,
+                    issue_number: int, login: str, at: float) -> bool:
+    """Claim the comment and record its feedback, in one transaction; False when it was already used."""
+    with db.begin() as session:
+        if not trust.claim_command_in(session, comment_id=comment_id, command_hash=MENTION, repo=repo,
+                                      issue_number=issue_number, login=login, at=at):
+            return False
+        feedback.record_in(session, queue)
+    return True
 
 
 @router.register("issue_comment", action="created")
@@ -233,7 +297,11 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None
                                        settings: Settings, queue: RunQueue, clock: Clock = now,
                                        **_: object) -> None:
     """A comment mentioning the App in an Agent-Z pull request's conversation, by someone who may
-    steer, is feedback for the developer (``/agent-z`` commands go through the command path)."""
+    steer, is feedback for the developer (``/agent-z`` commands go through the command path).
+
+    What it needs from GitHub is read first; the comment's claim, the notes and the wake-up
+    then commit in one transaction.
+    """
     parsed = IssueCommentEvent.from_event(event)
     comment = parsed.comment
     body = comment.body or ""
@@ -250,16 +318,16 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None
     if not decision.allowed:
         await db.run(note_ignored_feedback, db, queue, run, actor=author, decision=decision, kind="comment")
         return
-    if not await db.run(
-        trust.claim_command, db, comment_id=comment.id, command_hash="mention", repo=repo,
-        issue_number=run.issue_number, login=author.login, at=clock(),
-    ):
+    if await db.run(trust.command_claimed, db, comment_id=comment.id, command_hash=MENTION):
         return  # a redelivery: this comment was already used
     try:
-        await request_conversation_fix(gh, db, settings, queue, run, text=body, author=author,
-                                       association=comment.author_association)
+        feedback = await gather_conversation_fix(gh, db, settings, run, text=body, author=author,
+                                                 association=comment.author_association)
     except (LeaseLost, IllegalTransition) as exc:
         log.info("comment feedback ignored", run_id=run.id, reason=str(exc))
+        return
+    await db.run(_record_mention, db, queue, feedback, comment_id=comment.id, repo=repo,
+                 issue_number=run.issue_number, login=author.login, at=clock())
 
 
 @router.register("pull_request_review", action="submitted")
@@ -267,6 +335,9 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
                               queue: RunQueue, **_: object) -> None:
     """Changes requested on a run's PR by someone who may steer: wake the run for a worker to send it
     back with the review. Reviews and inline comments by anyone else are not used: the run notes them.
+
+    The review threads are read from GitHub first; the notes and the wake-up then commit in one
+    transaction.
     """
     parsed = PullRequestReviewEvent.from_event(event)
     review = parsed.review
@@ -282,11 +353,10 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
         await db.run(note_ignored_feedback, db, queue, run, actor=reviewer, decision=decision, kind="review")
         return
     comments: list[dict[str, Any]] = []
+    dropped: dict[Actor, Decision] = {}
     if review.id:
         comments, dropped = await review_threads(_client(gh), db, settings, repo, number, review_id=review.id,
                                                  trusted=reviewer)
-        for author, refusal in dropped.items():
-            await db.run(note_ignored_feedback, db, queue, run, actor=author, decision=refusal, kind="review_comment")
     feedback = {
         "kind": "review",
         "review_body": review.body or "",
@@ -294,8 +364,10 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
         "reviewer_association": review.author_association,
         "comments": comments,
     }
-    await db.run(wake_run, db, run.id, reason="feedback", key=f"review:{review.id or 'unknown'}",
-             payload={"feedback": feedback, "reason": "changes requested"})
+    await db.run(record_feedback, db, queue, PullFeedback(
+        run.id, f"review:{review.id or 'unknown'}", {"feedback": feedback, "reason": "changes requested"},
+        _dropped_comments(dropped),
+    ))
 
 
 # Pull request closed, check-run buttons ---------------------------------------------

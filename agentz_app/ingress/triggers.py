@@ -35,7 +35,7 @@ from agentz_app.domain.commands import (
     parse_command,
 )
 from agentz_app.github.events import BadPayload, IssueCommentEvent, IssuesEvent, WebhookEvent
-from agentz_app.ingress.runs import request_conversation_fix
+from agentz_app.ingress.runs import PullFeedback, gather_conversation_fix
 from agentz_app.logs import get_logger
 from agentz_app.permissions import Actor, Clock, check_actor
 from agentz_app.repo_config import settings_for
@@ -148,9 +148,9 @@ def _edit_repeats_nothing(parsed: IssueCommentEvent, command: Command) -> str | 
     )
 
 
-async def _send_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, run: Run,
-                         text: str, author: Actor) -> Run:
-    return await request_conversation_fix(gh, db, settings, queue, run, text=text, author=author)
+async def _gather_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, run: Run, text: str,
+                           author: Actor) -> PullFeedback:
+    return await gather_conversation_fix(gh, db, settings, run, text=text, author=author)
 
 
 def _comments_url(parsed: IssueCommentEvent) -> str:
@@ -224,7 +224,7 @@ async def comment_command(
     )
     await handle_comment_command(gh, db, settings, queue, target=target, command=command, actor=actor,
                                  comment_id=comment.id, decision=decision, clock=clock,
-                                 send_feedback=_send_feedback)
+                                 gather_feedback=_gather_feedback)
 
 
 async def _not_our_pull(gh: GitHubAPI | None, db: Database, queue: RunQueue, parsed: IssueCommentEvent,

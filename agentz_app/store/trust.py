@@ -80,6 +80,12 @@ def claim_command(db: Database, *, comment_id: int, command_hash: str, repo: str
                                 issue_number=issue_number, login=login, at=at)
 
 
+def command_claimed(db: Database, *, comment_id: int, command_hash: str) -> bool:
+    """True when a comment's command was already handled (a read: the claim itself is :func:`claim_command_in`)."""
+    with db.read() as session:
+        return session.get(CommandExecution, (comment_id, command_hash)) is not None
+
+
 def release_command_in(session: Session, *, comment_id: int, command_hash: str) -> None:
     """:func:`release_command` inside the caller's transaction."""
     session.execute(
@@ -170,19 +176,24 @@ def trusted_labels(session: Session, repo: str) -> dict[int, tuple[str, ...]]:
 # Run notes ----------------------------------------------------------------------------
 
 
+def add_run_note_in(session: Session, run_id: str, note: str, *, limit: int = MAX_RUN_NOTES) -> Run | None:
+    """:func:`add_run_note` inside the caller's transaction."""
+    run = session.get(Run, run_id, with_for_update=True)
+    if run is None:
+        return None
+    notes = list(run.notes or [])
+    if note in notes or len(notes) >= limit:
+        return None
+    run.notes = [*notes, note]
+    session.flush()
+    session.refresh(run)
+    return run
+
+
 def add_run_note(db: Database, run_id: str, note: str, *, limit: int = MAX_RUN_NOTES) -> Run | None:
     """Append ``note`` to a run's status-comment notes; the run when it changed, None otherwise.
 
     A note already present, or a run already holding ``limit`` notes, changes nothing.
     """
     with db.begin() as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None:
-            return None
-        notes = list(run.notes or [])
-        if note in notes or len(notes) >= limit:
-            return None
-        run.notes = [*notes, note]
-        session.flush()
-        session.refresh(run)
-        return run
+        return add_run_note_in(session, run_id, note, limit=limit)
