@@ -336,7 +336,7 @@ def enqueue(ctx: click.Context, number: int, repo: str | None, force: bool, plan
     if not target:
         raise click.UsageError("no repository given: pass --repo owner/name or set GITHUB_REPO")
     with _run_queue(ctx, create=True) as queue:
-        run, created = queue.enqueue(
+        run, created = queue.intake.enqueue(
             target, number, force=force, mode="plan_only" if plan_only else "full", requested_by="cli",
             reason="enqueued from the command line",
         )
@@ -367,7 +367,7 @@ def runs_list(ctx: click.Context, statuses: tuple[str, ...], limit: int, as_json
     if unknown:
         raise click.BadParameter(f"unknown status {', '.join(unknown)}", param_hint="--status")
     with _run_queue(ctx) as queue:
-        found = queue.list_runs(statuses=statuses or None, limit=limit)
+        found = queue.reads.list_runs(statuses=statuses or None, limit=limit)
     secrets = configured_secret_values(_settings(ctx))
     if as_json:
         _echo_json([run_record(run, secret_values=secrets) for run in found])
@@ -386,9 +386,9 @@ def runs_inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
     from agentz_app.store.models import now
 
     with _run_queue(ctx) as queue:
-        run = queue.find(run_id)
-        events = queue.events(run.id)
-        claims = queue.claims_of(run.id)
+        run = queue.reads.find(run_id)
+        events = queue.reads.events(run.id)
+        claims = queue.reads.claims_of(run.id)
     secrets = configured_secret_values(_settings(ctx))
     if as_json:
         _echo_json({"run": run_record(run, secret_values=secrets), "claims": claims,
@@ -403,7 +403,7 @@ def runs_inspect(ctx: click.Context, run_id: str, as_json: bool) -> None:
 def runs_resume(ctx: click.Context, run_id: str) -> None:
     """Requeue a failed, needs_human or cancelled run, or make a deferred or stuck run claimable."""
     with _run_queue(ctx) as queue:
-        run = queue.resume(queue.find(run_id).id, reason="resumed from the command line", actor="cli")
+        run = queue.moves.resume(queue.reads.find(run_id).id, reason="resumed from the command line", actor="cli")
     click.echo(f"run {run.id} is {run.status}")
 
 
@@ -419,7 +419,7 @@ def runs_cancel(ctx: click.Context, run_id: str, reason: str) -> None:
     ``agentz serve`` runs).
     """
     with _run_queue(ctx) as queue:
-        run = queue.cancel(queue.find(run_id).id, reason=reason, actor="cli")
+        run = queue.moves.cancel(queue.reads.find(run_id).id, reason=reason, actor="cli")
     click.echo(f"run {run.id} is {run.status}")
 
 

@@ -185,7 +185,7 @@ def permission_facts(decision: Decision) -> PermissionFacts:
 def command_facts(queue: RunQueue, db: Database, target: CommandTarget, command: Command, user: str,
                   permission: PermissionFacts) -> CommandFacts:
     """Read the issue's live and newest runs for :func:`decide_command`."""
-    live = queue.live_run_for_issue(target.repo, target.issue_number)
+    live = queue.reads.live_run_for_issue(target.repo, target.issue_number)
     reads_latest = command.name in ("retry", "status", "fix")
     latest = latest_run(db, target.repo, target.issue_number) if reads_latest else None
     return CommandFacts(command, user, permission, issue_state=target.state, live=run_facts(live),
@@ -200,7 +200,7 @@ def _apply(session: Session, queue: RunQueue, target: CommandTarget, user: str,
            effect: Effect) -> CommandOutcome | None:
     """Carry out one database effect; an outcome when the result differs from the decision's."""
     if isinstance(effect, Enqueue):
-        run, created = queue.enqueue_in(
+        run, created = queue.intake.enqueue_in(
             session, target.repo, target.issue_number, installation_id=target.installation_id, title=target.title,
             mode=effect.mode, requested_by=user, reason=effect.reason, issue_updated_at=target.requested_at,
             trigger_ref=effect.trigger_ref,
@@ -209,12 +209,12 @@ def _apply(session: Session, queue: RunQueue, target: CommandTarget, user: str,
             return CommandOutcome(True, f"queued run {run.id}", run.id)
         return CommandOutcome(False, already_working(RunFacts(run.id, str(run.status))), run.id)
     if isinstance(effect, Approve):
-        queue.set_status_in(session, effect.run_id, Status.READY, reason=effect.reason, actor=user,
-                            **_ack(effect.trigger_ref))
+        queue.moves.set_status_in(session, effect.run_id, Status.READY, reason=effect.reason, actor=user,
+                                  **_ack(effect.trigger_ref))
     elif isinstance(effect, Cancel):
-        queue.cancel_in(session, effect.run_id, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
+        queue.moves.cancel_in(session, effect.run_id, reason=effect.reason, actor=user, **_ack(effect.trigger_ref))
     elif isinstance(effect, Retry):
-        queue.resume_in(session, effect.run_id, reason=effect.reason, actor=user, trigger_ref=effect.trigger_ref)
+        queue.moves.resume_in(session, effect.run_id, reason=effect.reason, actor=user, trigger_ref=effect.trigger_ref)
     return None
 
 
@@ -252,8 +252,8 @@ def _record_repeat_in(session: Session, queue: RunQueue, target: CommandTarget, 
                       command: Command) -> CommandOutcome:
     """Record that a comment's command was already handled; nothing else happens."""
     repeated = _repeated(command, user)
-    queue.add_event_in(session, None, "command", command=command.name, user=user, repo=target.repo,
-                       issue=target.issue_number, accepted=False, reason=repeated.message)
+    queue.moves.add_event_in(session, None, "command", command=command.name, user=user, repo=target.repo,
+                             issue=target.issue_number, accepted=False, reason=repeated.message)
     return CommandOutcome(False, repeated.message)
 
 
@@ -281,9 +281,9 @@ def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: s
         reply = False
     if decision.release and record.comment_id is not None:  # refused for now; a redelivery may ask again
         trust.release_command_in(session, comment_id=record.comment_id, command_hash=command_key(record.command))
-    queue.add_event_in(session, outcome.run_id, "command", command=record.command.name, user=user,
-                       repo=target.repo, issue=target.issue_number, accepted=outcome.accepted,
-                       reason=outcome.message, permission=record.permission, replied=reply)
+    queue.moves.add_event_in(session, outcome.run_id, "command", command=record.command.name, user=user,
+                             repo=target.repo, issue=target.issue_number, accepted=outcome.accepted,
+                             reason=outcome.message, permission=record.permission, replied=reply)
     return replace(outcome, replied=reply)
 
 
@@ -393,7 +393,7 @@ async def _prepare_feedback(gh: GitHubAPI | None, db: Database, settings: Settin
     try:
         if gather_feedback is None:
             raise AgentZError("feedback cannot be sent from here")
-        run = await db.run(queue.get, effect.run_id)
+        run = await db.run(queue.reads.get, effect.run_id)
         gathered = await gather_feedback(gh, db, settings, run, effect.text, actor)
     except AgentZError as exc:
         return PreparedFeedback(CommandOutcome(False, f"Agent-Z could not do that: {exc}"))

@@ -206,7 +206,7 @@ class _Pass:
         """Runs whose pull request was merged become ``merged``."""
         for run, pull in _runs_with_merged_pulls(self.db):
             try:
-                self.queue.set_status(
+                self.queue.moves.set_status(
                     run.id, Status.MERGED, reason=f"pull request #{pull.number} merged", actor="reconciler",
                     guard=self._unchanged(run), pr_number=pull.number,
                 )
@@ -219,7 +219,7 @@ class _Pass:
 
         Only pull requests whose author may steer count; anyone else's are left alone.
         """
-        runs = [r for r in self.queue.list_runs(statuses=LIVE, limit=100_000) if r.pr_number is None]
+        runs = [r for r in self.queue.reads.list_runs(statuses=LIVE, limit=100_000) if r.pr_number is None]
         if not runs:
             return
         with self.db.read() as session:
@@ -238,12 +238,12 @@ class _Pass:
             reason = f"pull request #{pull.number} by {pull.author or 'someone else'} links the issue"
             try:
                 if self.settings.foreign_pr_policy == "adopt":
-                    self.queue.adopt_pr(run.id, pull.number, head_sha=pull.head_sha or None,
-                                        branch=pull.head_ref or None, reason=reason)
+                    self.queue.moves.adopt_pr(run.id, pull.number, head_sha=pull.head_sha or None,
+                                              branch=pull.head_ref or None, reason=reason)
                     self.report.adopted.append(run.id)
                 else:
-                    self.queue.set_status(run.id, Status.CANCELLED, reason=reason, actor="reconciler",
-                                          guard=self._unchanged(run))
+                    self.queue.moves.set_status(run.id, Status.CANCELLED, reason=reason, actor="reconciler",
+                                                guard=self._unchanged(run))
                     self.report.cancelled.append(run.id)
             except (LeaseLost, IllegalTransition):
                 continue
@@ -266,14 +266,14 @@ class _Pass:
         with self.db.read() as session:
             beats = {str(host): float(beat) for host, beat in session.execute(
                 select(Process.host, func.max(Process.heartbeat_at)).group_by(Process.host)).all()}
-        dead = find_dead_hosts(self.queue.leased(), beats, at=moment, stale_after=self.settings.lease_seconds,
+        dead = find_dead_hosts(self.queue.reads.leased(), beats, at=moment, stale_after=self.settings.lease_seconds,
                                own_host=self.settings.host_id)
         runs_of: dict[str, str] = {}
         for host, runs in dead.items():
             with self.db.begin() as session:
                 session.execute(update(Process).where(Process.host == host).values(state=HOST_DEAD))
-            self.queue.add_event(None, "host_dead", host=host, runs=sorted(r.id for r in runs),
-                                 last_heartbeat=beats.get(host), actor="reconciler", by=self.settings.host_id)
+            self.queue.moves.add_event(None, "host_dead", host=host, runs=sorted(r.id for r in runs),
+                                       last_heartbeat=beats.get(host), actor="reconciler", by=self.settings.host_id)
             self.log.warning("host declared dead", host=host, runs=len(runs))
             self.report.dead_hosts.append(host)
             runs_of.update({run.id: host for run in runs})
@@ -283,9 +283,9 @@ class _Pass:
         """Recover runs whose lease expired, whose owner died on this host or whose host is dead."""
         moment = self.clock()
         on_dead_host = dead_hosts or {}
-        expired = {r.id: r for r in self.queue.expired(moment)}
+        expired = {r.id: r for r in self.queue.reads.expired(moment)}
         dead = {
-            r.id: r for r in self.queue.leased()
+            r.id: r for r in self.queue.reads.leased()
             if r.id not in expired and r.lease_owner is not None
             and (r.id in on_dead_host or self.is_dead(r.lease_owner))
         }
@@ -303,16 +303,16 @@ class _Pass:
                 self._finish_merged_submission(run, pull)
                 continue
             recovery = plan_recovery(run, cause=cause, max_infra_attempts=self.settings.max_infra_attempts,
-                                     pull=pull, progress_saved=self.queue.progress_is_saved(run.id))
+                                     pull=pull, progress_saved=self.queue.reads.progress_is_saved(run.id))
             self._apply(run, recovery)
 
     def _apply(self, run: Run, recovery: Recovery) -> None:
         guard = self._unchanged(run)
         try:
             if recovery.target is None:
-                self.queue.revoke_lease(run.id, reason=recovery.reason, guard=guard, **recovery.fields)
+                self.queue.leases.revoke_lease(run.id, reason=recovery.reason, guard=guard, **recovery.fields)
             else:
-                self.queue.set_status(
+                self.queue.moves.set_status(
                     run.id, recovery.target, reason=recovery.reason, actor="reconciler", guard=guard,
                     event={"checkpoint_sha": run.checkpoint_sha, "stage": recovery.fields.get("stage")},
                     **recovery.fields,
@@ -325,17 +325,17 @@ class _Pass:
     def _finish_merged_submission(self, run: Run, pull: PullSnapshot) -> None:
         reason = f"pull request #{pull.number} merged while submitting"
         try:
-            done = self.queue.set_status(run.id, Status.DONE, reason=reason, actor="reconciler",
-                                         guard=self._unchanged(run))
-            self.queue.set_status(run.id, Status.MERGED, reason=reason, actor="reconciler",
-                                  expected_attempt=done.attempt)
+            done = self.queue.moves.set_status(run.id, Status.DONE, reason=reason, actor="reconciler",
+                                               guard=self._unchanged(run))
+            self.queue.moves.set_status(run.id, Status.MERGED, reason=reason, actor="reconciler",
+                                        expected_attempt=done.attempt)
         except (LeaseLost, IllegalTransition):
             return
         self.report.merged.append(run.id)
 
     def wake_deferred(self) -> None:
         """Deferred runs whose conflicting claims are free become claimable."""
-        self.report.undeferred.extend(self.queue.wake_deferred())
+        self.report.undeferred.extend(self.queue.resources.wake_deferred())
 
 
 def reconcile_once(

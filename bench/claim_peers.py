@@ -82,15 +82,15 @@ def _agentz_worker(url: str, name: str, batch: int) -> Callable[[], int]:
     def drain() -> int:
         done = 0
         while True:
-            claimed = queue.take(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)
+            claimed = queue.leases.take(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)
             if not claimed:
                 return done
             if batch == 1:
-                queue.complete(claimed[0].lease, Status.CANCELLED, event={"reason": "benchmark complete"})
+                queue.moves.complete(claimed[0].lease, Status.CANCELLED, event={"reason": "benchmark complete"})
                 done += 1
             else:
-                moved, _ = queue.complete_many([c.lease for c in claimed], Status.CANCELLED,
-                                               event={"reason": "benchmark complete"})
+                moved, _ = queue.moves.complete_many([c.lease for c in claimed], Status.CANCELLED,
+                                                     event={"reason": "benchmark complete"})
                 done += len(moved)
 
     return drain
@@ -173,7 +173,7 @@ def _setup(contender: Contender, url: str, jobs: int) -> None:
 
         db = Database.from_url(url)
         try:
-            RunQueue(db).enqueue_many(REPO, range(1, jobs + 1), reason="benchmark")
+            RunQueue(db).intake.enqueue_many(REPO, range(1, jobs + 1), reason="benchmark")
         finally:
             db.dispose()
         return

@@ -41,15 +41,15 @@ def claim_worker(url: str, name: str, batch: int, ready: Any, go: Any, results: 
     go.wait(_START_TIMEOUT)
     try:
         while True:
-            claimed = queue.take(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)
+            claimed = queue.leases.take(name, statuses=(Status.QUEUED,), target=Status.PLANNING, limit=batch)
             if not claimed:
                 break
             if batch == 1:
-                queue.complete(claimed[0].lease, Status.CANCELLED, event={"reason": "benchmark complete"})
+                queue.moves.complete(claimed[0].lease, Status.CANCELLED, event={"reason": "benchmark complete"})
                 done += 1
                 continue
-            moved, _ = queue.complete_many([c.lease for c in claimed], Status.CANCELLED,
-                                           event={"reason": "benchmark complete"})
+            moved, _ = queue.moves.complete_many([c.lease for c in claimed], Status.CANCELLED,
+                                                 event={"reason": "benchmark complete"})
             done += len(moved)
     finally:
         results.put((name, done))
@@ -70,7 +70,7 @@ def measure(url: str, *, workers: int, jobs: int, batch: int | Sequence[int] = 1
 
     db = Database.from_url(url)
     try:
-        RunQueue(db).enqueue_many(REPO, range(1, jobs + 1), reason="benchmark")
+        RunQueue(db).intake.enqueue_many(REPO, range(1, jobs + 1), reason="benchmark")
     finally:
         db.dispose()
     ctx = multiprocessing.get_context("spawn")

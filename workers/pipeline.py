@@ -174,7 +174,7 @@ async def with_heartbeat(db: Database, queue: RunQueue, lease: Lease, interval: 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval)
-            await db.run(queue.heartbeat, lease)
+            await db.run(queue.leases.heartbeat, lease)
 
     beater = asyncio.ensure_future(beat())
     try:
@@ -236,14 +236,14 @@ class Attempt:
         return attempt
 
     async def move(self, target: Status, **kwargs: Any) -> Run:
-        self.run = await self.db.run(self.queue.transition, self.lease, target, **kwargs)
+        self.run = await self.db.run(self.queue.moves.transition, self.lease, target, **kwargs)
         if self.deps.progress is not None:
             self.deps.progress(self.run, str(target))
         log.info("run moved", run_id=self.run.id, status=str(target), stage=kwargs.get("stage"))
         return self.run
 
     async def update(self, **fields: Any) -> Run:
-        self.run = await self.db.run(self.queue.update, self.lease, **fields)
+        self.run = await self.db.run(self.queue.moves.update, self.lease, **fields)
         return self.run
 
     # Cost guard ----------------------------------------------------------
@@ -269,13 +269,13 @@ class Attempt:
     async def start_call(self, role: str, prompt: str) -> None:
         """Check the cost cap, then record that a ``role`` call starts (the dashboard times it)."""
         self.guard_cost(role, prompt)
-        await self.db.run(self.queue.add_leased_event, self.lease, "agent_started", role=role)
+        await self.db.run(self.queue.moves.add_leased_event, self.lease, "agent_started", role=role)
 
     async def account(self, result: RunnerResult, role: str) -> None:
         self.max_single_cost = max(self.max_single_cost, result.cost_usd)
         if result.cost_usd or result.tokens:
-            self.run = await self.db.run(self.queue.add_cost, self.lease, result.cost_usd, result.tokens)
-        await self.db.run(self.queue.add_event, self.run.id, "agent_call", role=role, cost_usd=result.cost_usd,
+            self.run = await self.db.run(self.queue.moves.add_cost, self.lease, result.cost_usd, result.tokens)
+        await self.db.run(self.queue.moves.add_event, self.run.id, "agent_call", role=role, cost_usd=result.cost_usd,
                           tokens=result.tokens, duration=round(result.duration, 3), exit_code=result.exit_code,
                           blocked=dict(result.network_blocked))
 
@@ -368,7 +368,7 @@ class Attempt:
             log.info("checkpoint skipped: the content policy refuses the tree", run_id=self.run.id,
                      paths=[v.path for v in refused[:10]])
             return last_tree
-        await self.db.run(self.queue.heartbeat, self.lease)  # fenced: a lost lease stops here, before any push
+        await self.db.run(self.queue.leases.heartbeat, self.lease)  # fenced: a lost lease stops here, before any push
         sha = await worktrees.checkpoint(self.run.id, self.run.repo, snapshot)
         await self.update(checkpoint_sha=sha)  # also records the ``checkpoint`` event the reconciler weighs
         return snapshot.tree
@@ -384,8 +384,8 @@ class Attempt:
         session = self.run.reviewer_session_id if reviewer else self.run.session_id
         host = self.run.reviewer_session_host if reviewer else self.run.session_host
         if session and host != self.settings.host_id:
-            await self.db.run(self.queue.add_event, self.run.id, "session_elsewhere", role=role, session_host=host,
-                              host=self.settings.host_id)
+            await self.db.run(self.queue.moves.add_event, self.run.id, "session_elsewhere", role=role,
+                              session_host=host, host=self.settings.host_id)
             return None
         return session
 
@@ -458,7 +458,7 @@ class Attempt:
         snapshot = await self.deps.worktrees.snapshot(self.run, path)
         violations = self.violations(snapshot)
         if violations:
-            await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=False,
+            await self.db.run(self.queue.moves.add_event, self.run.id, "content_policy", fixed=False,
                               violations=_as_dicts(violations))
             session = await self.session_here("developer")
             result = await self.agent("developer", policy_fix_prompt(violations), path, session_id=session)
@@ -466,12 +466,12 @@ class Attempt:
             snapshot = await self.deps.worktrees.snapshot(self.run, path)
             violations = self.violations(snapshot)
             if violations:
-                await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=False,
+                await self.db.run(self.queue.moves.add_event, self.run.id, "content_policy", fixed=False,
                                   violations=_as_dicts(violations))
                 await self.report_violations(violations)
                 listed = ", ".join(f"{v.path} ({v.rule})" for v in violations[:10])
                 raise StopRun(Status.NEEDS_HUMAN, f"the change breaks the content policy: {listed}")
-            await self.db.run(self.queue.add_event, self.run.id, "content_policy", fixed=True, violations=[])
+            await self.db.run(self.queue.moves.add_event, self.run.id, "content_policy", fixed=True, violations=[])
         await self.update(checkpoint_sha=await self.deps.worktrees.checkpoint(self.run.id, self.run.repo, snapshot))
         return snapshot
 
@@ -495,13 +495,13 @@ def _as_dicts(violations: Sequence[Violation]) -> list[dict[str, Any]]:
 
 def _dearest_call(queue: RunQueue, run_id: str) -> float:
     """The cost of the run's dearest agent call so far (any attempt)."""
-    return max((float(e.payload.get("cost_usd", 0.0)) for e in queue.events(run_id) if e.kind == "agent_call"),
+    return max((float(e.payload.get("cost_usd", 0.0)) for e in queue.reads.events(run_id) if e.kind == "agent_call"),
                default=0.0)
 
 
 def run_notes(deps: PipelineDeps, run: Run) -> list[str]:
     """Notes for the status comment and the review check (see :func:`workers.reporter.run_notes`)."""
-    return reporter_notes(deps.settings, deps.queue.events(run.id))
+    return reporter_notes(deps.settings, deps.queue.reads.events(run.id))
 
 
 # Planner ----------------------------------------------------------------------
@@ -547,11 +547,11 @@ async def _plan_with_operator(a: Attempt, consult: Consult, issue: IssueContext,
         raise StopRun(Status.FAILED, f"the Task Lead gave no valid impact analysis: {error}", raw=raw[-4000:])
     assert isinstance(impact, Impact)
     await a.update(session_id=session, session_host=a.settings.host_id if session else None)
-    await a.db.run(a.queue.add_event, a.run.id, "impact", impact=impact.model_dump())
+    await a.db.run(a.queue.moves.add_event, a.run.id, "impact", impact=impact.model_dump())
     answers = (await consult(a.run, impact)).strip()
     plan = impact.as_plan()
     if answers:
-        await a.db.run(a.queue.add_event, a.run.id, "operator_answers", chars=len(answers))
+        await a.db.run(a.queue.moves.add_event, a.run.id, "operator_answers", chars=len(answers))
         revised, raw, error, session = await a.structured(Plan, "task_lead", revise_prompt(answers), path,
                                                           session_id=session)
         if revised is None:
@@ -588,7 +588,7 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
         return await with_heartbeat(a.deps.db, a.queue, a.lease, a.settings.heartbeat_seconds, body)
     except LeaseLost:
         log.warning("lease lost; stopping without further writes", run_id=a.run.id)
-        return await a.db.run(a.queue.get, a.run.id)
+        return await a.db.run(a.queue.reads.get, a.run.id)
     except asyncio.CancelledError:
         # Shutting down: hand the run back so it resumes from its recorded stage (even if cancelled again).
         with contextlib.suppress(AgentZError):
@@ -605,41 +605,41 @@ async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Sta
 
 def _hand_back(queue: RunQueue, lease: Lease, on_cancel: Status) -> None:
     """Give a run back when its worker stops: to ``on_cancel`` when it may move there, else just release it."""
-    status = Status(queue.get(lease.run_id).status)
+    status = Status(queue.reads.get(lease.run_id).status)
     if status != Status.FIXING_CI and status in states.LEASED and states.can_transition(status, on_cancel):
-        queue.transition(lease, on_cancel, release=True, event={"reason": "worker stopping"})
+        queue.moves.transition(lease, on_cancel, release=True, event={"reason": "worker stopping"})
     else:
-        queue.release(lease)
+        queue.leases.release(lease)
 
 
 def _give_back(queue: RunQueue, lease: Lease, *, infra_attempts: int, error: str) -> Run:
     """Count an infrastructure failure on a run that stays where it is, and release it."""
-    queue.update(lease, infra_attempts=infra_attempts, error=error)
-    queue.release(lease)
-    return queue.get(lease.run_id)
+    queue.moves.update(lease, infra_attempts=infra_attempts, error=error)
+    queue.leases.release(lease)
+    return queue.reads.get(lease.run_id)
 
 
 async def _infra_failure(a: Attempt, exc: Exception, retry_status: Status) -> Run:
     try:
-        run = await a.db.run(a.queue.get, a.run.id)
+        run = await a.db.run(a.queue.reads.get, a.run.id)
         attempts = run.infra_attempts + 1
         movable = run.status != Status.FIXING_CI and states.can_transition(run.status, retry_status)
         if attempts < a.settings.max_infra_attempts and movable:
-            return await a.db.run(a.queue.transition, a.lease, retry_status, error=str(exc)[:2000],
+            return await a.db.run(a.queue.moves.transition, a.lease, retry_status, error=str(exc)[:2000],
                                   infra_attempts=attempts, release=True, event={"reason": "infrastructure failure"})
         if run.status in (retry_status, Status.FIXING_CI) and attempts < a.settings.max_infra_attempts:
             # Still in ready: no transition needed, just give the run back.
             return await a.db.run(_give_back, a.queue, a.lease, infra_attempts=attempts, error=str(exc)[:2000])
         return await _stop(a, Status.FAILED, f"infrastructure failure: {exc}")
     except LeaseLost:
-        return await a.db.run(a.queue.get, a.run.id)
+        return await a.db.run(a.queue.reads.get, a.run.id)
 
 
 async def _stop(a: Attempt, status: Status, reason: str, **event: Any) -> Run:
     try:
         await a.move(status, error=reason[:4000], release=True, event={"reason": reason[:500], **event})
     except LeaseLost:
-        return await a.db.run(a.queue.get, a.run.id)
+        return await a.db.run(a.queue.reads.get, a.run.id)
     await finish_run(a.deps, a.gh, a.run, review=a.review)
     return a.run
 
@@ -695,10 +695,10 @@ async def _recheck_before_development(a: Attempt, branch: str) -> None:
 async def _deferred_on_claims(a: Attempt, plan: Plan) -> bool:
     """Claim the plan's files and modules; True when another run holds some and this one was deferred."""
     resources = change_resources(a.run.repo, plan.files, plan.modules)
-    conflicts = await a.db.run(a.queue.claim_resources, a.lease, resources)
+    conflicts = await a.db.run(a.queue.resources.claim_resources, a.lease, resources)
     if not conflicts:
         return False
-    a.run = await a.db.run(a.queue.defer, a.lease, conflicts)
+    a.run = await a.db.run(a.queue.moves.defer, a.lease, conflicts)
     if a.deps.progress is not None:
         a.deps.progress(a.run, "deferred")
     return True
@@ -765,7 +765,7 @@ async def _setup(a: Attempt, path: Path) -> None:
         return
     failed = await run_setup(a.settings, a.repo_config.setup, path, run_id=a.run.id, read_only=a._read_only(),
                              extra_env=a.deps.extra_agent_env)
-    await a.db.run(a.queue.add_event, a.run.id, "setup", passed=failed is None, commands=len(a.repo_config.setup))
+    await a.db.run(a.queue.moves.add_event, a.run.id, "setup", passed=failed is None, commands=len(a.repo_config.setup))
     if failed is not None:
         raise StopRun(Status.NEEDS_HUMAN, failure_reason("setup", failed))
 
@@ -780,9 +780,9 @@ async def _local_test(a: Attempt, path: Path) -> bool:
         return True
     outcome = await run_repo_command(a.settings, command, path, run_id=a.run.id, log_name="test",
                                      read_only=a._read_only(), extra_env=a.deps.extra_agent_env)
-    events = await a.db.run(a.queue.events, a.run.id)
+    events = await a.db.run(a.queue.reads.events, a.run.id)
     failures = sum(1 for e in events if e.kind == "local_test" and not e.payload.get("passed"))
-    await a.db.run(a.queue.add_event, a.run.id, "local_test", passed=outcome.passed, exit_code=outcome.exit_code)
+    await a.db.run(a.queue.moves.add_event, a.run.id, "local_test", passed=outcome.passed, exit_code=outcome.exit_code)
     if outcome.passed:
         return True
     if failures + 1 >= a.settings.max_review_rounds:
@@ -805,10 +805,10 @@ async def _defer_on_conflicts(a: Attempt, base: str, *, resume_at: str) -> bool:
     changed = await a.deps.worktrees.changed_files(a.run.repo, base, a.run.checkpoint_sha)
     if not changed:
         return False
-    conflicts = await a.db.run(a.queue.claim_resources, a.lease, change_resources(a.run.repo, changed))
+    conflicts = await a.db.run(a.queue.resources.claim_resources, a.lease, change_resources(a.run.repo, changed))
     if not conflicts:
         return False
-    a.run = await a.db.run(a.queue.defer, a.lease, conflicts, reason="the change touches files another run holds",
+    a.run = await a.db.run(a.queue.moves.defer, a.lease, conflicts, reason="the change touches files another run holds",
                            stage=resume_at)
     if a.deps.progress is not None:
         a.deps.progress(a.run, "deferred")
@@ -826,7 +826,7 @@ async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, 
         rebased = await a.deps.worktrees.rebase_checkpoint(run.id, run.repo, base, run.checkpoint_sha)
     if rebased is not None:
         moved = rebased != run.checkpoint_sha
-        await a.db.run(a.queue.add_event, run.id, "rebased", onto=base, checkpoint=rebased, moved=moved)
+        await a.db.run(a.queue.moves.add_event, run.id, "rebased", onto=base, checkpoint=rebased, moved=moved)
         if moved:
             # The pushed head is on the old base: the next commit replaces it (a forced push
             # to the run's own branch, same pull request).
@@ -834,14 +834,14 @@ async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, 
             path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=rebased)
         a.review = await a.db.run(_last_review, a.queue, run.id)
         return ("submitting" if a.review is not None and a.review.approved else "reviewing"), path
-    await a.db.run(a.queue.add_event, run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
+    await a.db.run(a.queue.moves.add_event, run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
     await a.deps.worktrees.delete_checkpoint(run.id, run.repo)
     await a.update(checkpoint_sha=None, head_sha=None)
     return "developing", await a.deps.worktrees.create(run.id, run.repo, branch, base)
 
 
 def _last_review(queue: RunQueue, run_id: str) -> Review | None:
-    for event in reversed(queue.events(run_id)):
+    for event in reversed(queue.reads.events(run_id)):
         if event.kind == "review" and isinstance(event.payload.get("review"), dict):
             try:
                 return Review.model_validate(event.payload["review"])
@@ -865,7 +865,7 @@ async def _review(a: Attempt, issue: IssueContext, plan: Plan, path: Path, base:
         raise StopRun(Status.FAILED, f"the Reviewer gave no valid review: {error}", raw=raw[-4000:])
     assert isinstance(review, Review)
     a.review = review
-    await a.db.run(a.queue.add_event, a.run.id, "review", round=round_, approved=review.approved,
+    await a.db.run(a.queue.moves.add_event, a.run.id, "review", round=round_, approved=review.approved,
                    review=review.model_dump())
     if review.approved:
         return "submitting"
@@ -937,7 +937,7 @@ async def _submit(a: Attempt, issue: IssueContext, plan: Plan, base: str, *, fir
         conclusion, title, summary = plan_check(plan)
         reports.append(CheckReport("plan", "completed", conclusion, title, summary))
         if a.review is not None:
-            events = await a.db.run(a.queue.events, run.id)
+            events = await a.db.run(a.queue.reads.events, run.id)
             cost_md = cost_markdown(call_costs(events), limit_usd=a.settings.max_cost_per_run_usd)
             conclusion, title, summary = review_check(a.review, rounds=a.run.review_round, changed_files=changed,
                                                       cost_md=cost_md)
@@ -982,7 +982,7 @@ async def finish_run(deps: PipelineDeps, gh: GitHubAPI, run: Run, *, review: Rev
     holds_claims = run.status == Status.DONE and deps.settings.claims_until_merged  # until merged or closed
     if run.status in states.TERMINAL and not holds_claims:
         with contextlib.suppress(AgentZError):
-            await deps.db.run(deps.queue.release_resources, run.id, keep_issue=False)
+            await deps.db.run(deps.queue.resources.release_resources, run.id, keep_issue=False)
 
 
 # CI results ---------------------------------------------------------------------
@@ -1023,7 +1023,7 @@ async def settle_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
         return run
     try:
         if verdict.outcome == "success":
-            run = await deps.db.run(deps.queue.set_status, run.id, Status.DONE, reason=verdict.reason, actor="ci",
+            run = await deps.db.run(deps.queue.moves.set_status, run.id, Status.DONE, reason=verdict.reason, actor="ci",
                                     expected_attempt=run.attempt, stage=None)
             await finish_run(deps, gh, run, review=await deps.db.run(_last_review, deps.queue, run.id))
             return run
@@ -1031,16 +1031,16 @@ async def settle_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
                                              secret_values=configured_secret_values(deps.settings))
         return await request_fix(deps, gh, run, feedback, reason=verdict.reason)
     except LeaseLost:
-        return await deps.db.run(deps.queue.get, run.id)
+        return await deps.db.run(deps.queue.reads.get, run.id)
 
 
 def _unsettled(deps: PipelineDeps, recent: float) -> tuple[list[Run], list[Run]]:
     """Runs waiting on CI, and done runs whose head's CI changed since ``recent``."""
     with deps.db.read() as session:
         changed = heads_changed_since(session, recent)
-    done = [run for run in deps.queue.list_runs(statuses=[Status.DONE], limit=1000)
+    done = [run for run in deps.queue.reads.list_runs(statuses=[Status.DONE], limit=1000)
             if (run.repo, run.head_sha) in changed]
-    return deps.queue.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000), done
+    return deps.queue.reads.list_runs(statuses=[Status.WAITING_CHECKS], limit=1000), done
 
 
 async def settle_waiting(deps: PipelineDeps) -> list[Run]:
@@ -1069,13 +1069,13 @@ async def settle_waiting(deps: PipelineDeps) -> list[Run]:
 async def request_fix(deps: PipelineDeps, gh: GitHubAPI, run: Run, feedback: dict[str, Any], *, reason: str) -> Run:
     """Send a submitted run back to a worker with feedback, or to a human after too many rounds."""
     if run.ci_round >= deps.settings.max_review_rounds:
-        run = await deps.db.run(deps.queue.set_status, run.id, Status.NEEDS_HUMAN,
+        run = await deps.db.run(deps.queue.moves.set_status, run.id, Status.NEEDS_HUMAN,
                                 reason=f"{reason} after {run.ci_round} fix rounds", actor="ci",
                                 expected_attempt=run.attempt, feedback=feedback,
                                 error=f"{reason} after {run.ci_round} fix rounds")
         await finish_run(deps, gh, run)
         return run
-    run = await deps.db.run(deps.queue.set_status, run.id, Status.FIXING_CI, reason=reason, actor="ci",
+    run = await deps.db.run(deps.queue.moves.set_status, run.id, Status.FIXING_CI, reason=reason, actor="ci",
                             expected_attempt=run.attempt, feedback=feedback, ci_round=run.ci_round + 1,
                             stage="ci_fixing")
     return run

@@ -115,7 +115,7 @@ async def step(deps: PipelineDeps, role: str, owner: str, *, run_id: str | None 
     else:
         raise ValueError(f"unknown role {role!r}")
     limit = deps.settings.per_repo_limit if role == "worker" and run_id is None else None
-    claimed = await deps.db.run(deps.queue.claim, owner, statuses=statuses, target=target, per_repo_limit=limit,
+    claimed = await deps.db.run(deps.queue.leases.claim, owner, statuses=statuses, target=target, per_repo_limit=limit,
                                 run_id=run_id)
     if claimed is None:
         return None
@@ -287,7 +287,8 @@ async def poll_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
         pull = await gh.getitem(f"/repos/{run.repo}/pulls/{run.pr_number}")
         if pull.get("state") == "closed":
             target = Status.MERGED if pull.get("merged") else Status.CANCELLED
-            run = await deps.db.run(deps.queue.set_status, run.id, target, reason="pull request closed", actor="cli")
+            run = await deps.db.run(deps.queue.moves.set_status, run.id, target, reason="pull request closed",
+                                    actor="cli")
             await finish_run(deps, gh, run)
             return run
     return await settle_ci(deps, gh, run)
@@ -305,7 +306,7 @@ async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Cal
     owner = current_owner("issue", host=settings.host_id)
     installation_id = await database.run(_installation_of, database, repo)
     run, created = await database.run(
-        deps.queue.enqueue, repo, number, installation_id=installation_id, force=True, requested_by="cli",
+        deps.queue.intake.enqueue, repo, number, installation_id=installation_id, force=True, requested_by="cli",
         reason="delivered from the command line",
     )
     echo(f"run {run.id} for {repo}#{number} {'created' if created else 'already ' + str(run.status)}")
@@ -323,7 +324,7 @@ async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[
     """Step one run through its stages in this process until it ends or waits for a person."""
     last = ""
     while True:
-        run = await active.db.run(active.queue.get, run.id)
+        run = await active.db.run(active.queue.reads.get, run.id)
         if str(run.status) != last:
             last = str(run.status)
             echo(f"{run.id}: {last}" + (f" ({run.error})" if run.error else ""))
@@ -339,7 +340,7 @@ async def _drive(active: PipelineDeps, run: Run, owner: str, *, echo: Callable[[
                 await poll_ci(active, await active.github(run), run)
             except GitHubError as exc:
                 echo(f"  could not read checks: {exc}")
-            if (await active.db.run(active.queue.get, run.id)).status == Status.WAITING_CHECKS:
+            if (await active.db.run(active.queue.reads.get, run.id)).status == Status.WAITING_CHECKS:
                 await asyncio.sleep(ci_poll_seconds)
         else:
             await asyncio.sleep(IDLE_POLL_SECONDS)  # deferred, or leased by another process

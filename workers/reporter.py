@@ -161,26 +161,26 @@ class Reporter:
         Whoever holds it renders the state it reads; a change after that read keeps the
         run stale, so it is shown at the next pass.
         """
-        run = await self.db.run(self.queue.claim_report, run_id, seconds=CLAIM_SECONDS)
+        run = await self.db.run(self.queue.reports.claim_report, run_id, seconds=CLAIM_SECONDS)
         if run is None:
             return False
         try:
             await self.project(gh if gh is not None else await self.github(run), run)
         except (AgentZError, OSError) as exc:
             log.warning("GitHub view not updated; will retry", run_id=run.id, status=run.status, error=str(exc))
-            await self.db.run(self.queue.finish_report, run.id, shown=None, retry_after=RETRY_SECONDS)
+            await self.db.run(self.queue.reports.finish_report, run.id, shown=None, retry_after=RETRY_SECONDS)
             return False
         except BaseException:
-            await asyncio.shield(self.db.run(self.queue.finish_report, run.id, shown=None))
+            await asyncio.shield(self.db.run(self.queue.reports.finish_report, run.id, shown=None))
             raise
-        await self.db.run(self.queue.finish_report, run.id, shown=run.updated_at)
+        await self.db.run(self.queue.reports.finish_report, run.id, shown=run.updated_at)
         return True
 
     async def report_stale(self, *, limit: int = 20) -> int:
         """Report runs whose GitHub view is stale and whose last change is older than the coalescing window."""
         quiet_since = self.clock() - self.settings.github_report_coalesce_seconds
         shown = 0
-        for run in await self.db.run(self.queue.stale_on_github, quiet_since=quiet_since, limit=limit):
+        for run in await self.db.run(self.queue.reads.stale_on_github, quiet_since=quiet_since, limit=limit):
             with structlog_run(run.id):
                 shown += await self.report(run.id)
         return shown
@@ -190,7 +190,7 @@ class Reporter:
         coordinator = Coordinator(gh, self.db, self.settings)
         if run.trigger_ref:
             await coordinator.acknowledge(run, run.trigger_ref)
-        events = await self.db.run(self.queue.events, run.id)
+        events = await self.db.run(self.queue.reads.events, run.id)
         reason = ending_reason(events, run.status) if run.status in states.TERMINAL else None
         view = status_view(run, review_summary=review_summary(events), notes=run_notes(self.settings, events),
                            reason=reason)

@@ -48,7 +48,7 @@ def retry_delay(attempts: int) -> float:
 
 
 def _last_review_summary(queue: RunQueue, run_id: str) -> str | None:
-    for event in reversed(queue.events(run_id)):
+    for event in reversed(queue.reads.events(run_id)):
         review = event.payload.get("review") if event.kind == "review" else None
         if isinstance(review, Mapping) and isinstance(review.get("summary"), str):
             return str(review["summary"])
@@ -68,7 +68,7 @@ async def _pull_closed(deps: PipelineDeps, run: Run, payload: Mapping[str, Any])
         if run.status in (Status.MERGED, Status.CANCELLED) or not states.can_transition(run.status, target):
             return
         reason = "pull request merged" if merged else "pull request closed without merging"
-        run = await deps.db.run(deps.queue.set_status, run.id, target, reason=reason, actor="github",
+        run = await deps.db.run(deps.queue.moves.set_status, run.id, target, reason=reason, actor="github",
                                 expected_attempt=run.attempt)
     await finish_run(deps, gh, run)
 
@@ -76,7 +76,7 @@ async def _pull_closed(deps: PipelineDeps, run: Run, payload: Mapping[str, Any])
 async def _feedback(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:
     feedback = payload.get("feedback")
     if run.status not in (Status.WAITING_CHECKS, Status.DONE) or not isinstance(feedback, Mapping):
-        await deps.db.run(deps.queue.add_event, run.id, "feedback_not_used", status=str(run.status))
+        await deps.db.run(deps.queue.moves.add_event, run.id, "feedback_not_used", status=str(run.status))
         return
     await request_fix(deps, await deps.github(run), run, dict(feedback),
                       reason=str(payload.get("reason") or "changes requested"))
@@ -85,12 +85,12 @@ async def _feedback(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) ->
 async def _rerun(deps: PipelineDeps, run: Run, payload: Mapping[str, Any]) -> None:
     actor = str(payload.get("actor") or "github")
     if run.status in states.RETRYABLE:
-        await deps.db.run(deps.queue.resume, run.id, reason=str(payload.get("reason") or "re-run requested"),
+        await deps.db.run(deps.queue.moves.resume, run.id, reason=str(payload.get("reason") or "re-run requested"),
                           actor=actor)
     elif run.status == Status.WAITING_CHECKS:
         await settle_ci(deps, await deps.github(run), run)
     else:
-        await deps.db.run(deps.queue.add_event, run.id, "retry_ignored", status=str(run.status), actor=actor)
+        await deps.db.run(deps.queue.moves.add_event, run.id, "retry_ignored", status=str(run.status), actor=actor)
 
 
 async def _finish(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
@@ -120,7 +120,7 @@ async def act(deps: PipelineDeps, wakeup: Wakeup) -> None:
     """Carry out one claimed wake-up and remove it; on a GitHub or store error, leave it for a retry."""
     action = ACTIONS.get(wakeup.reason)
     try:
-        run = await deps.db.run(deps.queue.get, wakeup.run_id)
+        run = await deps.db.run(deps.queue.reads.get, wakeup.run_id)
     except NotFound:
         run = None
     if action is None or run is None:
@@ -135,7 +135,7 @@ async def act(deps: PipelineDeps, wakeup: Wakeup) -> None:
         except (AgentZError, OSError) as exc:
             if wakeup.attempts >= MAX_WAKE_ATTEMPTS:
                 log.error("wake-up dropped after repeated failures", reason=wakeup.reason, error=str(exc))
-                await deps.db.run(deps.queue.add_event, run.id, "wakeup_dropped", reason=wakeup.reason,
+                await deps.db.run(deps.queue.moves.add_event, run.id, "wakeup_dropped", reason=wakeup.reason,
                                   error=str(exc)[:500])
                 await deps.db.run(drop_wakeup, deps.db, wakeup)
             else:

@@ -95,7 +95,7 @@ async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, 
     decision = await check_actor(gh, db, settings, runs[0].repo, sender)
     if not decision.allowed:
         for run in runs:
-            await db.run(queue.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
+            await db.run(queue.moves.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
                          reason=decision.reason)
             log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
         return
@@ -120,7 +120,7 @@ async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *,
     if run_id is None:
         return
     try:
-        run = await db.run(queue.get, run_id)
+        run = await db.run(queue.reads.get, run_id)
     except NotFound:
         return
     await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
@@ -134,7 +134,8 @@ async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, 
     parsed = CheckSuiteEvent.from_event(event)
     if not own_check(parsed, settings):
         return
-    runs = await db.run(queue.runs_waiting_on_sha, parsed.repo, parsed.check_suite.head_sha, statuses=list(Status))
+    runs = await db.run(queue.reads.runs_waiting_on_sha, parsed.repo, parsed.check_suite.head_sha,
+                        statuses=list(Status))
     await _rerun_stages(gh, db, settings, queue, runs, Actor.of(parsed.sender),
                         reason="re-run requested on Agent-Z's checks")
 
@@ -181,8 +182,8 @@ def note_ignored_feedback_in(session: Session, queue: RunQueue, run_id: str, ign
     """Record feedback that was not used, and wake the run to show it once per person on its status
     comment, inside the caller's transaction."""
     actor, decision = ignored.actor, ignored.decision
-    queue.add_event_in(session, run_id, "feedback_ignored", source=ignored.kind, user=actor.login,
-                       reason=decision.reason)
+    queue.moves.add_event_in(session, run_id, "feedback_ignored", source=ignored.kind, user=actor.login,
+                             reason=decision.reason)
     log.info("feedback ignored", run_id=run_id, kind=ignored.kind, user=actor.login, reason=decision.reason)
     why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
     noted = trust.add_run_note_in(session, run_id, f"Ignored feedback from @{actor.login} ({why}).")
@@ -409,7 +410,7 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     if run_id is None or identifier not in ("retry", "stop"):
         return
     try:
-        run = await db.run(queue.get, run_id)
+        run = await db.run(queue.reads.get, run_id)
     except NotFound:
         return
     if identifier == "retry":
@@ -420,7 +421,7 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     actor = sender.login or "github"
     decision = await check_actor(gh, db, settings, run.repo, sender)
     if not decision.allowed:
-        await db.run(queue.add_event, run_id, "check_run_action_refused", action=identifier, actor=actor,
+        await db.run(queue.moves.add_event, run_id, "check_run_action_refused", action=identifier, actor=actor,
                      reason=decision.reason)
         log.info("check run action refused", run_id=run_id, action=identifier, user=actor, reason=decision.reason)
         return
@@ -428,7 +429,7 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
         return
     if run.status != Status.CANCELLED:
         try:
-            await db.run(queue.cancel, run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
+            await db.run(queue.moves.cancel, run_id, reason=f"stopped from a check run by @{actor}", actor=actor)
         except (LeaseLost, IllegalTransition) as exc:
             log.info("check run action ignored", run_id=run_id, action=identifier, reason=str(exc))
             return

@@ -77,13 +77,13 @@ async def issue_labeled(
     closed = closed_to_labels(issue_state=issue.state or "", is_pull_request=issue.is_pull_request)
     if closed is not None:
         if is_trigger:
-            await db.run(queue.add_event, None, "trigger_label", repo=repo, issue=number, user=sender,
+            await db.run(queue.moves.add_event, None, "trigger_label", repo=repo, issue=number, user=sender,
                          accepted=False, reason=closed)
         return
     decision = await check_actor(gh, db, settings, repo, actor, clock=clock)
     updated_at = issue.updated_at or ""
     answers = is_trigger and decision.allowed
-    answered = await db.run(queue.requested_since, repo, number, updated_at) if answers else None
+    answered = await db.run(queue.reads.requested_since, repo, number, updated_at) if answers else None
     verdict = decide_trigger_label(label=label, sender=sender, permission=permission_facts(decision),
                                    answered=run_facts(answered))
     run, created = await db.run(perform_label, queue, parsed, label, verdict, sender=sender,
@@ -106,17 +106,17 @@ def perform_label(queue: RunQueue, parsed: IssuesEvent, label: str, verdict: Lab
         if not is_trigger:
             return None, False
         if verdict.enqueue is None:
-            queue.add_event_in(session, verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender,
-                               accepted=False, reason=verdict.refusal)
+            queue.moves.add_event_in(session, verdict.run_id, "trigger_label", repo=repo, issue=number, user=sender,
+                                     accepted=False, reason=verdict.refusal)
             return None, False
-        run, created = queue.enqueue_in(
+        run, created = queue.intake.enqueue_in(
             session, repo, number, installation_id=parsed.installation_id, title=parsed.issue.title or "",
             mode=verdict.enqueue.mode, requested_by=sender or None, reason=verdict.enqueue.reason,
             issue_updated_at=parsed.issue.updated_at or "", trigger_ref=verdict.enqueue.trigger_ref,
         )
         if not created:
-            queue.add_event_in(session, run.id, "trigger_label", repo=repo, issue=number, user=sender,
-                               accepted=False, reason=f"run already {run.status}")
+            queue.moves.add_event_in(session, run.id, "trigger_label", repo=repo, issue=number, user=sender,
+                                     accepted=False, reason=f"run already {run.status}")
         return run, created
 
 
@@ -185,7 +185,7 @@ async def comment_command(
     if edited:
         skipped = _edit_repeats_nothing(parsed, command)
         if skipped is not None:
-            await db.run(queue.add_event, None, "command", command=command.name, user=user, repo=repo,
+            await db.run(queue.moves.add_event, None, "command", command=command.name, user=user, repo=repo,
                          issue=number, accepted=False, reason=skipped)
             return
     title = issue.title or ""
@@ -206,10 +206,10 @@ async def comment_command(
         title, state = await db.run(known_issue, db, repo, number)
     requested_at = (comment.updated_at if edited else comment.created_at) or ""
     answers = command.name in ("run", "plan")
-    answered = await db.run(queue.requested_since, repo, number, requested_at) if answers else None
+    answered = await db.run(queue.reads.requested_since, repo, number, requested_at) if answers else None
     dropped = answered_request(command, run_facts(answered))
     if answered is not None and dropped is not None:
-        await db.run(queue.add_event, answered.id, "command", command=command.name, user=user, repo=repo,
+        await db.run(queue.moves.add_event, answered.id, "command", command=command.name, user=user, repo=repo,
                      issue=number, accepted=False, reason=dropped)
         return
     target = CommandTarget(
@@ -247,7 +247,7 @@ def _record_not_our_pull(queue: RunQueue, parsed: IssueCommentEvent, command: Co
             session, comment_id=parsed.comment.id, command_hash="not-our-pull", repo=repo, issue_number=number,
             login=actor.login, at=at,
         )
-        queue.add_event_in(session, None, "command", command=command.name, user=actor.login, repo=repo,
-                           issue=number, accepted=False, reason="pull request is not one of Agent-Z's",
-                           replied=reply)
+        queue.moves.add_event_in(session, None, "command", command=command.name, user=actor.login, repo=repo,
+                                 issue=number, accepted=False, reason="pull request is not one of Agent-Z's",
+                                 replied=reply)
     return reply

@@ -437,7 +437,7 @@ def _admit_in(session: Session, settings: Settings, queue: RunQueue, state: Repo
             reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "ranked",
                                                     f"{refusal}; {item.reason}", rank=rank, score=item.score)
             continue
-        run, created = queue.enqueue_in(
+        run, created = queue.intake.enqueue_in(
             session, repo, issue.number, installation_id=state.installation_id, title=issue.title,
             force=issue.number in admission.forced, requested_by="scheduler",
             reason=f"ranked #{rank} (score {item.score}): {item.reason}", issue_updated_at=issue.updated_at,
@@ -480,7 +480,7 @@ async def _assess(
         except (InvalidAgentOutput, RunnerError) as exc:
             calls += 2 if isinstance(exc, InvalidAgentOutput) else 1  # it is raised after the repair prompt
             raw = exc.raw if isinstance(exc, InvalidAgentOutput) else ""
-            await db.run(queue.add_event, None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000],
+            await db.run(queue.moves.add_event, None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000],
                          issues=numbers)
             log.warning("scheduler agent failed; its candidates stay unassessed", repo=repo, error=str(exc))
             return calls, chars, str(exc)
@@ -489,7 +489,7 @@ async def _assess(
         await db.run(_store_assessments, db, repo, found.values())
         assessments.update(found)
         await db.run(
-            queue.add_event, None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
+            queue.moves.add_event, None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
             prompt_chars=len(batch.prompt), ranking=outcome.ranking.model_dump(),
         )
     return calls, chars, ""

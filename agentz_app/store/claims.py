@@ -11,9 +11,10 @@ from sqlalchemy import Connection, select, update
 from agentz_app.domain.states import Status, can_transition
 from agentz_app.errors import IllegalTransition, LeaseLost, StoreError
 from agentz_app.store import claim_sql
-from agentz_app.store.models import Run
-from agentz_app.store.queue_core import Lease, QueueCore, check_fields
-from agentz_app.store.single_statements import driver_rows
+from agentz_app.store.db import Database
+from agentz_app.store.models import Run, now
+from agentz_app.store.queue_core import Clock, Lease, check_fields, locked, record_event, write_fenced
+from agentz_app.store.single_statements import SingleStatements, driver_rows
 
 _PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
 
@@ -39,8 +40,25 @@ class _ClaimRow(NamedTuple):
     attempt: int
 
 
-class LeaseClaims(QueueCore):
+class LeaseClaims:
     """Who holds which run: claims set a lease and bump the fencing token."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float = 60.0,
+        clock: Clock = now,
+        single_statements: SingleStatements | None = None,
+    ) -> None:
+        """``single_statements`` sends the PostgreSQL claim (its own connection per thread unless shared)."""
+        if lease_seconds <= 0:
+            raise StoreError("lease_seconds must be positive")
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        # Single statements that are their own transaction (PostgreSQL autocommit).
+        self.single_statements = single_statements if single_statements is not None else SingleStatements(db.engine)
 
     def claim(
         self,
@@ -151,17 +169,17 @@ class LeaseClaims(QueueCore):
         stamp = self.clock()
         expires = stamp + self.lease_seconds
         with self.db.begin() as session:
-            self._write(session, lease, {"lease_expires_at": expires, "heartbeat_at": stamp})
+            write_fenced(session, lease, {"lease_expires_at": expires, "heartbeat_at": stamp})
         return expires
 
     def release(self, lease: Lease) -> None:
         """Drop the lease without a status change (fenced)."""
         with self.db.begin() as session:
-            run = self._write(
+            run = write_fenced(
                 session, lease, {"lease_owner": None, "lease_expires_at": None, "updated_at": self.clock()}
             )
-            self._event(session, run.id, "released", from_status=run.status, to_status=run.status,
-                        owner=lease.owner, attempt=lease.attempt)
+            record_event(session, self.clock(), run.id, "released", from_status=run.status,
+                         to_status=run.status, owner=lease.owner, attempt=lease.attempt)
 
     def revoke_lease(
         self,
@@ -175,7 +193,7 @@ class LeaseClaims(QueueCore):
         """Take the lease away without a status change; bumps ``attempt`` to fence the holder."""
         check_fields(fields)
         with self.db.begin() as session:
-            run = self._locked(session, run_id)
+            run = locked(session, run_id)
             if guard is not None and not guard(run):
                 raise LeaseLost(run_id, run.attempt)
             session.execute(
@@ -184,7 +202,8 @@ class LeaseClaims(QueueCore):
                         **fields)
                 .execution_options(synchronize_session=False)
             )
-            self._event(session, run.id, "lease_revoked", from_status=run.status, to_status=run.status,
-                        actor=actor, reason=reason, attempt=run.attempt + 1, previous_owner=run.lease_owner)
+            record_event(session, self.clock(), run.id, "lease_revoked", from_status=run.status,
+                         to_status=run.status, actor=actor, reason=reason, attempt=run.attempt + 1,
+                         previous_owner=run.lease_owner)
             session.flush()
-            return self._locked(session, run.id)
+            return locked(session, run.id)

@@ -12,16 +12,21 @@ from sqlalchemy.orm import Session
 
 from agentz_app.domain.states import LIVE, Status
 from agentz_app.errors import StoreError
-from agentz_app.store.models import Claim, Event, Run
-from agentz_app.store.queue_core import RETRIES, QueueCore, new_run_id
+from agentz_app.store.db import Database
+from agentz_app.store.models import Claim, Event, Run, now
+from agentz_app.store.queue_core import RETRIES, Clock, new_run_id, record_event, take_issue_claim
 from agentz_app.store.resources import issue_resource
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 MODES = frozenset({"full", "plan_only"})
 
 
-class Enqueueing(QueueCore):
+class Intake:
     """Create queued runs holding their issue claims."""
+
+    def __init__(self, db: Database, *, clock: Clock = now) -> None:
+        self.db = db
+        self.clock = clock
 
     def _enqueue_in(
         self,
@@ -55,10 +60,10 @@ class Enqueueing(QueueCore):
         )
         session.add(run)
         session.flush()
-        self._take_issue_claim(session, run)
+        take_issue_claim(session, run, clock=self.clock)
         seen = {"issue_updated_at": issue_updated_at} if issue_updated_at else {}
-        self._event(
-            session, run.id, "enqueued", to_status=Status.QUEUED,
+        record_event(
+            session, self.clock(), run.id, "enqueued", to_status=Status.QUEUED,
             requested_by=requested_by, reason=reason, mode=mode, force=force, **seen,
         )
         session.flush()
@@ -122,7 +127,7 @@ class Enqueueing(QueueCore):
         Idempotent: if a live run already holds the issue, that run is returned with
         ``created=False`` and nothing changes. ``issue_updated_at`` (GitHub's time of
         the issue state that asked for the run) is kept in the ``enqueued`` event, so a
-        request delivered late can be told from a new one (:meth:`requested_since`).
+        request delivered late can be told from a new one (:meth:`.RunReads.requested_since`).
         ``trigger_ref`` names what GitHub acknowledges (``issue`` or ``comment:<id>``).
         """
         with self.db.begin() as session:

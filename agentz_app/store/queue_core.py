@@ -1,9 +1,12 @@
-"""What every part of the run queue shares: the database, the clock, leases and the locked-row helpers.
+"""What every part of the run queue shares: leases and the session-level helpers of one transaction.
 
 Every write made by a lease holder is conditioned on ``(run id, attempt, owner)``: the
 attempt number is a fencing token, so a zombie's late write changes nothing and
 raises :class:`LeaseLost`. Every status change is one transaction that also
 appends an :class:`Event` row.
+
+The parts of the queue do not share state: each is built from the database and the clock,
+and what two of them need inside a transaction is a function of the session here.
 """
 
 from __future__ import annotations
@@ -19,10 +22,8 @@ from sqlalchemy.orm import Session
 from agentz_app.domain.states import LIVE, TERMINAL, Status
 from agentz_app.errors import LeaseLost, NotFound, StoreError
 from agentz_app.secrets import redact_text
-from agentz_app.store.db import Database
-from agentz_app.store.models import Claim, Event, Run, now
+from agentz_app.store.models import Claim, Event, Run
 from agentz_app.store.resources import issue_resource
-from agentz_app.store.single_statements import SingleStatements
 
 # Columns only the queue itself may write.
 _PROTECTED = frozenset({"id", "status", "attempt", "lease_owner", "lease_expires_at", "heartbeat_at", "created_at",
@@ -61,164 +62,141 @@ def check_fields(fields: Mapping[str, Any]) -> None:
         raise StoreError(f"cannot write run fields: {', '.join(sorted(unknown))}")
 
 
-class QueueCore:
-    """The queue's configuration and the helpers its parts share inside one transaction."""
+def clean_error(error: str | None, secret_values: Sequence[str]) -> str | None:
+    """``error`` with ``secret_values`` (and every secret recognised by shape) redacted."""
+    return None if error is None else redact_text(error, values=secret_values)
 
-    def __init__(
-        self, db: Database, *, lease_seconds: float = 60.0, clock: Clock = now, secret_values: Sequence[str] = ()
-    ) -> None:
-        """``secret_values`` (with every secret recognised by shape) are redacted from stored errors."""
-        if lease_seconds <= 0:
-            raise StoreError("lease_seconds must be positive")
-        self.db = db
-        self.lease_seconds = lease_seconds
-        self.clock = clock
-        self.secret_values = tuple(secret_values)
-        # Single statements that are their own transaction (PostgreSQL autocommit).
-        self.single_statements = SingleStatements(db.engine)
 
-    def _clean_error(self, error: str | None) -> str | None:
-        return None if error is None else redact_text(error, values=self.secret_values)
-
-    def _event(
-        self,
-        session: Session,
-        run_id: str | None,
-        kind: str,
-        *,
-        from_status: str | None = None,
-        to_status: str | None = None,
-        **payload: Any,
-    ) -> None:
-        session.add(
-            Event(
-                run_id=run_id,
-                kind=kind,
-                from_status=from_status,
-                to_status=to_status,
-                payload={k: v for k, v in payload.items() if v is not None},
-                created_at=self.clock(),
-            )
+def record_event(
+    session: Session,
+    stamp: float,
+    run_id: str | None,
+    kind: str,
+    /,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    **payload: Any,
+) -> None:
+    """Append an event row created at ``stamp``; payload entries that are None are left out."""
+    session.add(
+        Event(
+            run_id=run_id,
+            kind=kind,
+            from_status=from_status,
+            to_status=to_status,
+            payload={k: v for k, v in payload.items() if v is not None},
+            created_at=stamp,
         )
+    )
 
-    @staticmethod
-    def _locked(session: Session, run_id: str) -> Run:
-        run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
-        if run is None:
-            raise NotFound(f"run {run_id} not found")
-        return run
 
-    def _fenced(self, session: Session, lease: Lease) -> Run:
-        """Lock the run and check that ``lease`` is still the current one."""
-        run = session.get(Run, lease.run_id, with_for_update=True, populate_existing=True)
-        if run is None or run.attempt != lease.attempt or run.lease_owner != lease.owner:
-            raise LeaseLost(lease.run_id, lease.attempt)
-        return run
+def locked(session: Session, run_id: str) -> Run:
+    """Lock and load the run, or raise :class:`NotFound`."""
+    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
 
-    def _write(self, session: Session, lease: Lease, values: dict[str, Any]) -> Run:
-        """``UPDATE runs ... WHERE id AND attempt AND owner``; LeaseLost when no row matched."""
-        statement = (
-            update(Run)
-            .where(Run.id == lease.run_id, Run.attempt == lease.attempt, Run.lease_owner == lease.owner)
-            .values(**values)
-            .returning(Run)
-        )
-        run = session.scalars(statement, execution_options={"populate_existing": True}).first()
-        if run is None:
-            raise LeaseLost(lease.run_id, lease.attempt)
-        return run
 
-    def _drop_claims(self, session: Session, run: Run, *, keep_issue: bool) -> bool:
-        statement = delete(Claim).where(Claim.run_id == run.id)
-        if keep_issue:
-            statement = statement.where(Claim.kind != "issue")
-        return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+def fenced(session: Session, lease: Lease) -> Run:
+    """Lock the run and check that ``lease`` is still the current one."""
+    run = session.get(Run, lease.run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.attempt != lease.attempt or run.lease_owner != lease.owner:
+        raise LeaseLost(lease.run_id, lease.attempt)
+    return run
 
-    def _drop_claims_for(self, session: Session, run: Run, goal: Status) -> bool:
-        """Give back what ``goal`` no longer needs: a ``done`` run's PR is still open, so it
-        keeps its file and module claims until it is merged or closed; other terminal
-        statuses drop everything; queued and deferred keep only the issue claim."""
-        if goal == Status.DONE:
-            session.execute(delete(Claim).where(Claim.run_id == run.id, Claim.kind == "issue"))
-            return False
-        if goal in TERMINAL:
-            return self._drop_claims(session, run, keep_issue=False)
-        if goal in ISSUE_ONLY:
-            return self._drop_claims(session, run, keep_issue=True)
+
+def write_fenced(session: Session, lease: Lease, values: dict[str, Any]) -> Run:
+    """``UPDATE runs ... WHERE id AND attempt AND owner``; LeaseLost when no row matched."""
+    statement = (
+        update(Run)
+        .where(Run.id == lease.run_id, Run.attempt == lease.attempt, Run.lease_owner == lease.owner)
+        .values(**values)
+        .returning(Run)
+    )
+    run = session.scalars(statement, execution_options={"populate_existing": True}).first()
+    if run is None:
+        raise LeaseLost(lease.run_id, lease.attempt)
+    return run
+
+
+def drop_claims(session: Session, run: Run, *, keep_issue: bool) -> bool:
+    """Delete the run's claims (all but the issue claim with ``keep_issue``); whether any went."""
+    statement = delete(Claim).where(Claim.run_id == run.id)
+    if keep_issue:
+        statement = statement.where(Claim.kind != "issue")
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def drop_claims_for(session: Session, run: Run, goal: Status) -> bool:
+    """Give back what ``goal`` no longer needs: a ``done`` run's PR is still open, so it
+    keeps its file and module claims until it is merged or closed; other terminal
+    statuses drop everything; queued and deferred keep only the issue claim."""
+    if goal == Status.DONE:
+        session.execute(delete(Claim).where(Claim.run_id == run.id, Claim.kind == "issue"))
         return False
+    if goal in TERMINAL:
+        return drop_claims(session, run, keep_issue=False)
+    if goal in ISSUE_ONLY:
+        return drop_claims(session, run, keep_issue=True)
+    return False
 
-    def _take_issue_claim(self, session: Session, run: Run) -> None:
-        resource = issue_resource(run.repo, run.issue_number)
-        holder = session.get(Claim, resource)
-        if holder is not None and holder.run_id != run.id:
-            other = session.get(Run, holder.run_id)
-            if other is not None and other.status in LIVE:
-                raise StoreError(f"issue {run.repo}#{run.issue_number} already has live run {other.id}")
-            session.delete(holder)
-            session.flush()
-        if holder is None or holder.run_id != run.id:
-            session.add(Claim(resource=resource, run_id=run.id, kind="issue", claimed_at=self.clock()))
-            session.flush()
 
-    def _wake_deferred(self, session: Session, repo: str) -> list[str]:
-        """Move deferred runs of ``repo`` whose conflicting claims are free back to claimable."""
-        deferred = session.scalars(
-            select(Run)
-            .where(Run.repo == repo, Run.status == Status.DEFERRED)
-            .order_by(Run.created_at)
-            .with_for_update(skip_locked=True)
-        ).all()
-        woken: list[str] = []
-        for run in deferred:
-            conflicts = self._last_conflicts(session, run.id)
-            if conflicts:
-                held = session.scalars(
-                    select(Claim.resource).where(Claim.resource.in_(conflicts), Claim.run_id != run.id).limit(1)
-                ).first()
-                if held is not None:
-                    continue
-            target = resume_status(run)
-            session.execute(
-                update(Run)
-                .where(Run.id == run.id)
-                .values(status=target, attempt=Run.attempt + 1, updated_at=self.clock())
-                .execution_options(synchronize_session=False)
-            )
-            self._event(
-                session, run.id, "transition", from_status=Status.DEFERRED, to_status=target,
-                actor="queue", reason="conflicting claims released",
-            )
-            woken.append(run.id)
-        return woken
+def take_issue_claim(session: Session, run: Run, *, clock: Clock) -> None:
+    """Give the run its issue's claim; StoreError when another live run holds it (a dead holder loses it)."""
+    resource = issue_resource(run.repo, run.issue_number)
+    holder = session.get(Claim, resource)
+    if holder is not None and holder.run_id != run.id:
+        other = session.get(Run, holder.run_id)
+        if other is not None and other.status in LIVE:
+            raise StoreError(f"issue {run.repo}#{run.issue_number} already has live run {other.id}")
+        session.delete(holder)
+        session.flush()
+    if holder is None or holder.run_id != run.id:
+        session.add(Claim(resource=resource, run_id=run.id, kind="issue", claimed_at=clock()))
+        session.flush()
 
-    def wake_deferred(self, repo: str | None = None) -> list[str]:
-        """Make deferred runs claimable again where their conflicting claims are free."""
-        with self.db.begin() as session:
-            repos = [repo] if repo is not None else list(
-                session.scalars(select(Run.repo).where(Run.status == Status.DEFERRED).distinct()).all()
-            )
-            woken: list[str] = []
-            for name in repos:
-                woken += self._wake_deferred(session, name)
-            return woken
 
-    @staticmethod
-    def _last_conflicts(session: Session, run_id: str) -> list[str]:
-        event = session.scalars(
-            select(Event)
-            .where(Event.run_id == run_id, Event.kind == "claims_conflict")
-            .order_by(Event.id.desc())
-            .limit(1)
-        ).first()
-        if event is None:
-            return []
-        return [str(r) for r in event.payload.get("resources", [])]
+def wake_deferred_in(session: Session, repo: str, *, clock: Clock) -> list[str]:
+    """Move deferred runs of ``repo`` whose conflicting claims are free back to claimable."""
+    deferred = session.scalars(
+        select(Run)
+        .where(Run.repo == repo, Run.status == Status.DEFERRED)
+        .order_by(Run.created_at)
+        .with_for_update(skip_locked=True)
+    ).all()
+    woken: list[str] = []
+    for run in deferred:
+        conflicts = _last_conflicts(session, run.id)
+        if conflicts:
+            held = session.scalars(
+                select(Claim.resource).where(Claim.resource.in_(conflicts), Claim.run_id != run.id).limit(1)
+            ).first()
+            if held is not None:
+                continue
+        target = resume_status(run)
+        session.execute(
+            update(Run)
+            .where(Run.id == run.id)
+            .values(status=target, attempt=Run.attempt + 1, updated_at=clock())
+            .execution_options(synchronize_session=False)
+        )
+        record_event(
+            session, clock(), run.id, "transition", from_status=Status.DEFERRED, to_status=target,
+            actor="queue", reason="conflicting claims released",
+        )
+        woken.append(run.id)
+    return woken
 
-    def add_event_in(self, session: Session, run_id: str | None, kind: str, **payload: Any) -> None:
-        """:meth:`add_event` inside the caller's transaction."""
-        self._event(session, run_id, kind, **payload)
 
-    def add_event(self, run_id: str | None, kind: str, **payload: Any) -> None:
-        """Append a free-form event (notable facts that are not status changes)."""
-        with self.db.begin() as session:
-            self.add_event_in(session, run_id, kind, **payload)
+def _last_conflicts(session: Session, run_id: str) -> list[str]:
+    event = session.scalars(
+        select(Event)
+        .where(Event.run_id == run_id, Event.kind == "claims_conflict")
+        .order_by(Event.id.desc())
+        .limit(1)
+    ).first()
+    if event is None:
+        return []
+    return [str(r) for r in event.payload.get("resources", [])]

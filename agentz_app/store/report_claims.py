@@ -6,12 +6,17 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
-from agentz_app.store.models import Run
-from agentz_app.store.queue_core import QueueCore
+from agentz_app.store.db import Database
+from agentz_app.store.models import Run, now
+from agentz_app.store.queue_core import Clock
 
 
-class ReportClaims(QueueCore):
+class ReportClaims:
     """Take and give back the reporter claim; record what GitHub now shows."""
+
+    def __init__(self, db: Database, *, clock: Clock = now) -> None:
+        self.db = db
+        self.clock = clock
 
     def claim_report(self, run_id: str, *, seconds: float) -> Run | None:
         """Take the run's reporter claim for ``seconds``; the run as it is now, or None when someone holds it."""

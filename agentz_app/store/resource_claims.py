@@ -8,14 +8,29 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from agentz_app.domain.states import Status
 from agentz_app.errors import StoreError
-from agentz_app.store.models import Claim, Run
-from agentz_app.store.queue_core import RETRIES, Lease, QueueCore
+from agentz_app.store.db import Database
+from agentz_app.store.models import Claim, Run, now
+from agentz_app.store.queue_core import (
+    RETRIES,
+    Clock,
+    Lease,
+    drop_claims,
+    fenced,
+    locked,
+    record_event,
+    wake_deferred_in,
+)
 from agentz_app.store.resources import repository_resource, resource_kind
 
 
-class ResourceClaims(QueueCore):
+class ResourceClaims:
     """All-or-nothing resource claims with overlap checks."""
+
+    def __init__(self, db: Database, *, clock: Clock = now) -> None:
+        self.db = db
+        self.clock = clock
 
     def claim_resources(self, lease: Lease, resources: Iterable[str]) -> list[str]:
         """Take file/module claims all-or-nothing; returns the conflicting resources
@@ -29,14 +44,14 @@ class ResourceClaims(QueueCore):
         for _ in range(RETRIES):
             try:
                 with self.db.begin() as session:
-                    run = self._fenced(session, lease)
+                    run = fenced(session, lease)
                     rows = session.execute(select(Claim.resource, Claim.run_id).where(Claim.resource.in_(wanted)))
                     held = {resource: holder for resource, holder in rows}
                     conflicts = [r for r in wanted if held.get(r, run.id) != run.id]
                     conflicts += self._overlaps(session, run, wanted)
                     if conflicts:
-                        self._event(session, run.id, "claims_conflict", from_status=run.status,
-                                    to_status=run.status, resources=conflicts, attempt=lease.attempt)
+                        record_event(session, self.clock(), run.id, "claims_conflict", from_status=run.status,
+                                     to_status=run.status, resources=conflicts, attempt=lease.attempt)
                         return conflicts
                     stamp = self.clock()
                     session.add_all(
@@ -69,8 +84,19 @@ class ResourceClaims(QueueCore):
         """Give back a run's file/module claims (and the issue claim unless ``keep_issue``),
         then wake deferred runs of the same repository whose conflicts are now free."""
         with self.db.begin() as session:
-            run = self._locked(session, run_id)
-            if self._drop_claims(session, run, keep_issue=keep_issue):
-                self._event(session, run.id, "resources_released", from_status=run.status,
-                            to_status=run.status, keep_issue=keep_issue)
-            self._wake_deferred(session, run.repo)
+            run = locked(session, run_id)
+            if drop_claims(session, run, keep_issue=keep_issue):
+                record_event(session, self.clock(), run.id, "resources_released", from_status=run.status,
+                             to_status=run.status, keep_issue=keep_issue)
+            wake_deferred_in(session, run.repo, clock=self.clock)
+
+    def wake_deferred(self, repo: str | None = None) -> list[str]:
+        """Make deferred runs claimable again where their conflicting claims are free."""
+        with self.db.begin() as session:
+            repos = [repo] if repo is not None else list(
+                session.scalars(select(Run.repo).where(Run.status == Status.DEFERRED).distinct()).all()
+            )
+            woken: list[str] = []
+            for name in repos:
+                woken += wake_deferred_in(session, name, clock=self.clock)
+            return woken

@@ -10,8 +10,9 @@ from sqlalchemy import and_, or_, select
 
 from agentz_app.domain.states import CLAIMABLE_BY_WORKER, LEASED, LIVE, TERMINAL, Status
 from agentz_app.errors import NotFound
-from agentz_app.store.models import Claim, Event, Run
-from agentz_app.store.queue_core import QueueCore
+from agentz_app.store.db import Database
+from agentz_app.store.models import Claim, Event, Run, now
+from agentz_app.store.queue_core import Clock
 from agentz_app.timestamps import github_time
 
 # Statuses whose runs a CI or review webhook may wake by head SHA.
@@ -26,8 +27,12 @@ def _is_progress(kind: str, to_status: str | None, payload: Mapping[str, Any] | 
     return kind in ("transition", "claimed") and to_status in _CODE_STAGES
 
 
-class RunReads(QueueCore):
+class RunReads:
     """Read-only queries (deferred ``BEGIN``: they never take SQLite's write lock)."""
+
+    def __init__(self, db: Database, *, clock: Clock = now) -> None:
+        self.db = db
+        self.clock = clock
 
     def get(self, run_id: str) -> Run:
         """The run, or :class:`NotFound`."""

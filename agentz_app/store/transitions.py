@@ -14,9 +14,25 @@ from sqlalchemy.orm import Session
 from agentz_app.domain.states import LEASED, LIVE, RETRYABLE, TERMINAL, Status, can_transition
 from agentz_app.errors import IllegalTransition, LeaseLost, NotFound, StoreError
 from agentz_app.store import claim_sql
-from agentz_app.store.models import Event, Run
-from agentz_app.store.queue_core import ISSUE_ONLY, RETRIES, Lease, QueueCore, check_fields, resume_status
-from agentz_app.store.single_statements import driver_rows
+from agentz_app.store.db import Database
+from agentz_app.store.models import Event, Run, now
+from agentz_app.store.queue_core import (
+    ISSUE_ONLY,
+    RETRIES,
+    Clock,
+    Lease,
+    check_fields,
+    clean_error,
+    drop_claims,
+    drop_claims_for,
+    locked,
+    record_event,
+    resume_status,
+    take_issue_claim,
+    wake_deferred_in,
+    write_fenced,
+)
+from agentz_app.store.single_statements import SingleStatements, driver_rows
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ def _movable(goal: Status) -> list[str]:
 
 
 def _drop_for(goal: Status) -> str:
-    """Which claims moving to ``goal`` gives back (see :meth:`QueueCore._drop_claims_for`)."""
+    """Which claims moving to ``goal`` gives back (see :func:`.queue_core.drop_claims_for`)."""
     if goal == Status.DONE:
         return claim_sql.DROP_ISSUE
     if goal in TERMINAL:
@@ -64,8 +80,32 @@ def _move_effects(goal: Status, stamp: float, *, error: str | None, release: boo
     return values
 
 
-class Transitions(QueueCore):
+class Transitions:
     """Move runs between statuses; every change appends its event in the same transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock = now,
+        secret_values: Sequence[str] = (),
+        single_statements: SingleStatements | None = None,
+    ) -> None:
+        """``secret_values`` (with every secret recognised by shape) are redacted from stored errors;
+        ``single_statements`` sends the PostgreSQL completions (its own connection per thread unless shared)."""
+        self.db = db
+        self.clock = clock
+        self.secret_values = tuple(secret_values)
+        # Single statements that are their own transaction (PostgreSQL autocommit).
+        self.single_statements = single_statements if single_statements is not None else SingleStatements(db.engine)
+
+    def _clean_error(self, error: str | None) -> str | None:
+        return clean_error(error, self.secret_values)
+
+    def _wake(self, repo: str) -> None:
+        """Wake the deferred runs of ``repo`` in a transaction of their own."""
+        with self.db.begin() as session:
+            wake_deferred_in(session, repo, clock=self.clock)
 
     def transition(
         self,
@@ -143,14 +183,14 @@ class Transitions(QueueCore):
         if moved.freed and moved.deferred:
             # Rare (the repository has deferred runs): wake them right after; the
             # reconciler's sweep covers a crash in between.
-            self.wake_deferred(moved.repo)
+            self._wake(moved.repo)
         return moved
 
     def _wake_in(self, connection: Connection, repos: Iterable[str]) -> None:
         """Wake deferred runs of ``repos`` inside the transaction of ``connection``."""
         with Session(bind=connection) as session:
             for repo in sorted(set(repos)):
-                self._wake_deferred(session, repo)
+                wake_deferred_in(session, repo, clock=self.clock)
             session.flush()
 
     @staticmethod
@@ -252,7 +292,7 @@ class Transitions(QueueCore):
                      for row in rows]
             waiting = {m.repo for m in moved if m.freed and m.deferred}
             for repo in sorted(waiting):
-                self.wake_deferred(repo)
+                self._wake(repo)
         moved.sort(key=lambda m: order[m.run_id])
         return moved, [lease for lease in leases if lease.run_id not in held]
 
@@ -304,9 +344,9 @@ class Transitions(QueueCore):
         """
         check_fields(fields)
         with self.db.begin() as session:
-            run = self._write(session, lease, {**fields, "updated_at": self.clock()})
+            run = write_fenced(session, lease, {**fields, "updated_at": self.clock()})
             if fields.get("checkpoint_sha"):
-                self._event(session, run.id, "checkpoint", from_status=run.status, to_status=run.status,
+                record_event(session, self.clock(), run.id, "checkpoint", from_status=run.status, to_status=run.status,
                             sha=fields["checkpoint_sha"], attempt=lease.attempt)
             return run
 
@@ -315,7 +355,7 @@ class Transitions(QueueCore):
         if cost_usd < 0 or tokens < 0:
             raise StoreError("cost and tokens must not be negative")
         with self.db.begin() as session:
-            return self._write(
+            return write_fenced(
                 session, lease,
                 {"cost_usd": Run.cost_usd + cost_usd, "tokens": Run.tokens + tokens, "updated_at": self.clock()},
             )
@@ -323,8 +363,8 @@ class Transitions(QueueCore):
     def add_leased_event(self, lease: Lease, kind: str, **payload: Any) -> None:
         """Append an event while ``lease`` still holds the run (fenced: LeaseLost otherwise); the run is unchanged."""
         with self.db.begin() as session:
-            self._write(session, lease, {"lease_owner": Run.lease_owner})
-            self._event(session, lease.run_id, kind, **payload)
+            write_fenced(session, lease, {"lease_owner": Run.lease_owner})
+            record_event(session, self.clock(), lease.run_id, kind, **payload)
 
     def _move_in(
         self,
@@ -348,18 +388,18 @@ class Transitions(QueueCore):
             values["finished_at"] = stamp
         elif current in TERMINAL:
             values["finished_at"] = None
-            self._take_issue_claim(session, run)
+            take_issue_claim(session, run, clock=self.clock)
         session.execute(
             update(Run).where(Run.id == run.id, Run.attempt == run.attempt).values(**values)
             .execution_options(synchronize_session=False)
         )
-        freed = self._drop_claims_for(session, run, goal)
-        self._event(session, run.id, kind, from_status=current, to_status=goal, actor=actor, reason=reason,
-                    attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
+        freed = drop_claims_for(session, run, goal)
+        record_event(session, self.clock(), run.id, kind, from_status=current, to_status=goal, actor=actor,
+                     reason=reason, attempt=run.attempt + 1, previous_owner=run.lease_owner, **dict(event or {}))
         if freed:
-            self._wake_deferred(session, run.repo)
+            wake_deferred_in(session, run.repo, clock=self.clock)
         session.flush()
-        return self._locked(session, run.id)
+        return locked(session, run.id)
 
     def set_status_in(
         self,
@@ -381,7 +421,7 @@ class Transitions(QueueCore):
         for _ in range(RETRIES):
             try:
                 with session.begin_nested():
-                    run = self._locked(session, run_id)
+                    run = locked(session, run_id)
                     if expected_attempt is not None and run.attempt != expected_attempt:
                         raise LeaseLost(run_id, expected_attempt)
                     if guard is not None and not guard(run):
@@ -430,7 +470,7 @@ class Transitions(QueueCore):
     def resume_in(self, session: Session, run_id: str, *, reason: str = "resumed by operator",
                   actor: str = "operator", trigger_ref: str | None = None) -> Run:
         """:meth:`resume` inside the caller's transaction."""
-        run = self._locked(session, run_id)
+        run = locked(session, run_id)
         status = Status(run.status)
         if trigger_ref is not None:
             run.trigger_ref = trigger_ref
@@ -470,9 +510,18 @@ class Transitions(QueueCore):
         moves to ``waiting_checks``; its lease is revoked and file/module claims freed.
         """
         with self.db.begin() as session:
-            run = self._locked(session, run_id)
+            run = locked(session, run_id)
             if run.status not in LIVE or run.pr_number is not None:
                 raise IllegalTransition(run_id, run.status, Status.WAITING_CHECKS)
-            self._drop_claims(session, run, keep_issue=True)
+            drop_claims(session, run, keep_issue=True)
             return self._move_in(session, run, Status.WAITING_CHECKS, reason=reason, actor=actor,
                                        kind="adopted", pr_number=pr_number, head_sha=head_sha, branch=branch)
+
+    def add_event_in(self, session: Session, run_id: str | None, kind: str, **payload: Any) -> None:
+        """:meth:`add_event` inside the caller's transaction."""
+        record_event(session, self.clock(), run_id, kind, **payload)
+
+    def add_event(self, run_id: str | None, kind: str, **payload: Any) -> None:
+        """Append a free-form event (notable facts that are not status changes)."""
+        with self.db.begin() as session:
+            self.add_event_in(session, run_id, kind, **payload)

@@ -525,7 +525,7 @@ def cancel_from_dashboard(db: Database, run_id: str) -> Run:
     A run that already ended is left as it is (:class:`RunFinished`).
     """
     queue = RunQueue(db)
-    run = queue.get(run_id)
+    run = queue.reads.get(run_id)
     if run.status in TERMINAL:
         raise RunFinished(f"run {run_id} already finished ({run.status}); nothing to cancel")
-    return queue.cancel(run_id, reason="cancelled from the dashboard", actor="operator")
+    return queue.moves.cancel(run_id, reason="cancelled from the dashboard", actor="operator")

@@ -73,7 +73,7 @@ class CI:
             session.add(Run(id=run_id, repo=REPO, issue_number=number, title="x", status="waiting_checks", attempt=1,
                             head_sha=sha, branch=branch, base_branch="main", installation_id=installation,
                             plan={"summary": "s", "steps": ["a"], "risk": "low"}))
-        return self.queue.get(run_id)
+        return self.queue.reads.get(run_id)
 
     async def until(self, run_id: str, done: Callable[[Run], bool]) -> Run:
         """Work the inbox, act on wake-ups and settle waiting runs (as the receiver and workers do) until ``done``."""
@@ -81,21 +81,21 @@ class CI:
             await process_pending(self.db, self.settings, github=self.github)
             await act_on_wakeups(self.deps, "worker-1")
             await settle_waiting(self.deps)
-            run = self.queue.get(run_id)
+            run = self.queue.reads.get(run_id)
             return run if done(run) else None
 
         try:
             return await wait_for(settled, timeout=90.0, what=f"run {run_id} to settle", interval=0.05)
         except AssertionError as exc:
-            events = [e.kind for e in self.queue.events(run_id)]
-            raise AssertionError(f"{exc}; run still {self.queue.get(run_id).status}: {events}") from None
+            events = [e.kind for e in self.queue.reads.events(run_id)]
+            raise AssertionError(f"{exc}; run still {self.queue.reads.get(run_id).status}: {events}") from None
 
     def check_runs(self, name: str) -> list[dict[str, Any]]:
         return sorted((r for r in self.hub.state.data["check_runs"].values() if r["name"] == name),
                       key=lambda r: r["id"])
 
     def statuses_seen(self, run_id: str) -> list[str]:
-        return [str(e.to_status) for e in self.queue.events(run_id) if e.to_status]
+        return [str(e.to_status) for e in self.queue.reads.events(run_id) if e.to_status]
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ async def test_a_later_success_of_a_same_named_job_does_not_hide_a_failure_and_t
     ci.waiting_run("r1", sha, "feature")
 
     await ci.until("r1", lambda _: any(r["conclusion"] == "failure" for r in ci.check_runs("test")))
-    assert ci.queue.get("r1").status == "waiting_checks"  # the other "test" is still running
+    assert ci.queue.reads.get("r1").status == "waiting_checks"  # the other "test" is still running
     ci.open("lint")
     run = await ci.until("r1", lambda r: r.status != "waiting_checks")
 
@@ -199,7 +199,7 @@ async def test_statuses_only_ci_decides_the_run(ci: CI) -> None:
     ci.waiting_run("r3", sha, "feature")
     await ci.until("r3", lambda _: any(s["context"] == "jenkins/build" and s["state"] == "success"
                                        for s in ci.hub.state.data["statuses"]))
-    assert ci.queue.get("r3").status == "waiting_checks"  # jenkins/test is pending
+    assert ci.queue.reads.get("r3").status == "waiting_checks"  # jenkins/test is pending
     ci.open("test")
     run = await ci.until("r3", lambda r: r.status != "waiting_checks")
 
@@ -243,4 +243,4 @@ async def test_the_grace_period_stops_applying_once_the_repository_has_had_ci(ci
         stale.updated_at -= ci.settings.ci_grace_seconds + 60
     await process_pending(ci.db, ci.settings, github=ci.github)
     assert await settle_waiting(ci.deps) == []
-    assert ci.queue.get("r6").status == "waiting_checks"
+    assert ci.queue.reads.get("r6").status == "waiting_checks"

@@ -106,11 +106,11 @@ async def test_fork_pr_success_without_pull_requests_is_matched_by_head_sha(
     waiting_run(db)
     stored(db, "lint", "completed", "success", gh=gh)
     await dispatch(check_run_event("tests", "success", gh=gh), gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "done"
     assert gh.labels[7] == ["agent-z"]
     assert len(gh.comments) == 1
-    assert queue.claims_of("run1") == []
+    assert queue.reads.claims_of("run1") == []
 
 
 async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
@@ -119,11 +119,11 @@ async def test_failure_waits_for_the_other_checks_then_asks_for_a_fix(
     waiting_run(db)
     stored(db, "lint", "in_progress", None, check_id=2, gh=gh)
     await dispatch(check_run_event("tests", "failure", check_id=1, gh=gh), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
     gh.checks[2].update(status="completed", conclusion="success")
     await dispatch(check_run_event("lint", "success", check_id=2, gh=gh), gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "fixing_ci"
     assert run.ci_round == 1
     assert run.lease_owner is None
@@ -136,9 +136,9 @@ async def test_a_failure_on_the_head_of_a_done_run_reopens_it(
 ) -> None:
     waiting_run(db, status="done")
     await dispatch(check_run_event("late", "success", check_id=3, gh=gh), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "done"
+    assert queue.reads.get("run1").status == "done"
     await dispatch(check_run_event("tests", "failure", check_id=4, gh=gh), gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "fixing_ci"
     assert run.feedback is not None
     assert [c["name"] for c in run.feedback["checks"]] == ["tests"]
@@ -152,7 +152,7 @@ async def test_our_own_check_runs_never_settle_a_run(
     await dispatch(event("check_suite", {"action": "completed", "check_suite": {
         "id": 9, "head_sha": SHA, "status": "completed", "conclusion": "success", "app": {"slug": "agent-z"}}}),
         gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
     assert not gh.writes()
 
 
@@ -182,8 +182,8 @@ async def test_a_pr_without_any_ci_is_done_after_the_grace_period(
     backdate(db, ci_settings.ci_grace_seconds + 1)
     [run] = await settle_waiting(deps)
     assert run.status == "done"
-    assert queue.get("run1").status == "done"
-    done = next(e for e in queue.events("run1") if e.to_status == "done")
+    assert queue.reads.get("run1").status == "done"
+    done = next(e for e in queue.reads.events("run1") if e.to_status == "done")
     assert done.payload["reason"] == "no CI result within 600 s"
     assert gh.labels[7] == ["agent-z"]
     assert len(gh.comments) == 1  # cleaned up like any finished run
@@ -199,7 +199,7 @@ async def test_the_grace_period_does_not_apply_once_the_repository_has_had_ci(
     waiting_run(db)
     backdate(db, ci_settings.ci_grace_seconds * 10)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
     assert not gh.calls
 
 
@@ -210,7 +210,7 @@ async def test_an_overdue_pr_with_ci_still_running_keeps_waiting(
     stored(db, "tests", "in_progress", None)
     backdate(db, ci_settings.ci_grace_seconds + 1)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
     assert not gh.writes()
 
 
@@ -221,7 +221,7 @@ async def test_a_zero_grace_waits_for_ci_forever(
     backdate(db, 10 * 365 * 86400)
     forever = ci_settings.model_copy(update={"ci_grace_seconds": 0.0})
     assert await settle_waiting(sweep_deps(gh, db, forever, queue)) == []
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
 
 async def test_commit_status_failure_after_too_many_rounds_needs_a_human(
@@ -230,7 +230,7 @@ async def test_commit_status_failure_after_too_many_rounds_needs_a_human(
     waiting_run(db, ci_round=2)
     await dispatch(event("status", {"sha": SHA, "context": "ci/jenkins", "state": "error", "description": "boom"}),
                    gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "needs_human"
     assert "agent-z:needs-human" in gh.labels[7]
     assert "agent-z:running" not in gh.labels[7]
@@ -248,7 +248,7 @@ async def test_changes_requested_review_brings_inline_comments_as_feedback(
                                                             "body": "Please rename", "user": {"login": "carol"},
                                                             "author_association": "MEMBER"}}),
                    gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "fixing_ci"
     assert run.feedback == {"kind": "review", "review_body": "Please rename", "reviewer": "carol",
                             "reviewer_association": "MEMBER",
@@ -263,7 +263,7 @@ async def test_approving_review_changes_nothing(
     await dispatch(event("pull_request_review", {"action": "submitted", "pull_request": {"number": 12},
                                                  "review": {"id": 56, "state": "approved", "body": "not LGTM"}}),
                    gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
 
 @pytest.mark.parametrize(("merged", "expected"), [(True, "merged"), (False, "cancelled")])
@@ -273,7 +273,7 @@ async def test_closing_the_pr_ends_the_run(
     waiting_run(db)
     await dispatch(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": merged}}),
                    gh, db, ci_settings, queue)
-    assert queue.get("run1").status == expected
+    assert queue.reads.get("run1").status == expected
     assert gh.labels[7] == ["agent-z"]
 
 
@@ -287,9 +287,9 @@ async def test_stop_and_retry_buttons(db: Database, queue: RunQueue, gh: MemoryG
                                                  "external_id": "agent-z:run1:review", "app": {"slug": "agent-z"}}})
 
     await dispatch(action("stop"), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "cancelled"
+    assert queue.reads.get("run1").status == "cancelled"
     await dispatch(action("retry"), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "queued"
+    assert queue.reads.get("run1").status == "queued"
 
 
 def test_external_ids_name_the_run() -> None:
@@ -319,7 +319,7 @@ async def test_re_running_our_own_check_re_runs_the_stage_for_someone_who_may_st
     waiting_run(db, status="needs_human")
     gh.roles["maria"] = "maintain"
     await dispatch(rerequested("maria"), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "queued"
+    assert queue.reads.get("run1").status == "queued"
 
 
 async def test_re_running_our_own_check_is_refused_to_someone_who_may_not_steer(
@@ -327,8 +327,8 @@ async def test_re_running_our_own_check_is_refused_to_someone_who_may_not_steer(
 ) -> None:
     waiting_run(db, status="needs_human")
     await dispatch(rerequested("mallory"), gh, db, ci_settings, queue)  # read permission only
-    assert queue.get("run1").status == "needs_human"
-    refused = [e for e in queue.events("run1") if e.kind == "check_run_action_refused"]
+    assert queue.reads.get("run1").status == "needs_human"
+    refused = [e for e in queue.reads.events("run1") if e.kind == "check_run_action_refused"]
     assert refused
     assert refused[0].payload["actor"] == "mallory"
 
@@ -339,7 +339,7 @@ async def test_another_apps_check_named_like_ours_cannot_re_run_our_stage(
     waiting_run(db, status="needs_human")
     gh.roles["maria"] = "maintain"
     await dispatch(rerequested("maria", slug="evil-app"), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "needs_human"
+    assert queue.reads.get("run1").status == "needs_human"
 
 
 async def test_re_running_all_of_our_checks_re_runs_the_runs_on_that_head(
@@ -350,7 +350,7 @@ async def test_re_running_all_of_our_checks_re_runs_the_runs_on_that_head(
     await dispatch(event("check_suite", {"action": "rerequested", "sender": {"login": "maria"}, "check_suite": {
         "id": 5, "head_sha": SHA, "status": "queued", "conclusion": None, "app": {"slug": "agent-z"}}}),
         gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "queued"
+    assert queue.reads.get("run1").status == "queued"
 
 
 async def test_a_suite_another_app_reopens_makes_a_waiting_run_wait_again(
@@ -367,7 +367,7 @@ async def test_a_suite_another_app_reopens_makes_a_waiting_run_wait_again(
         "latest_check_runs_count": 1, "updated_at": "2026-01-01T00:00:05Z"}})
     await deliver(reopened, gh, db, ci_settings, queue)
     assert await settle_waiting(sweep_deps(gh, db, ci_settings, queue)) == []
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
 
 async def test_a_late_failure_on_a_done_run_is_acted_on_once_its_quiet_window_ends(
@@ -376,7 +376,7 @@ async def test_a_late_failure_on_a_done_run_is_acted_on_once_its_quiet_window_en
     quiet = ci_settings.model_copy(update={"ci_quiet_seconds": 30.0})
     waiting_run(db, status="done")
     await dispatch(check_run_event("tests", "failure", check_id=4, gh=gh), gh, db, quiet, queue)
-    assert queue.get("run1").status == "done"  # within the quiet window: nothing decided yet
+    assert queue.reads.get("run1").status == "done"  # within the quiet window: nothing decided yet
     deps = sweep_deps(gh, db, quiet, queue)
     assert await settle_waiting(deps) == []
     with db.begin() as session:
@@ -409,7 +409,7 @@ async def test_a_review_brings_its_whole_threads_with_the_replies_of_people_who_
                                                  "review": {"id": 55, "state": "CHANGES_REQUESTED", "body": "",
                                                             "user": {"login": "carol"}}}),
                    gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "fixing_ci"
     comments = (run.feedback or {})["comments"]
     assert [(c["author"], c["body"], c.get("reply_to")) for c in comments] == [
@@ -429,7 +429,7 @@ async def test_a_comment_mentioning_the_app_in_its_pull_request_is_feedback_with
                "comment": {"id": 77, "body": "@agent-z please also update the README", "user": {"login": "carol"},
                            "author_association": "MEMBER"}}
     await dispatch(event("issue_comment", mention), gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert run.status == "fixing_ci"
     assert run.ci_round == 1
     feedback = run.feedback or {}
@@ -443,7 +443,7 @@ async def test_a_comment_mentioning_the_app_in_its_pull_request_is_feedback_with
         assert row is not None
         row.status = "waiting_checks"
     await dispatch(event("issue_comment", mention), gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
 
 @pytest.mark.parametrize("body", [
@@ -460,7 +460,7 @@ async def test_comments_that_do_not_mention_the_app_in_prose_change_nothing(
     await dispatch(event("issue_comment", {"action": "created", "issue": {"number": 12, "pull_request": {"url": "u"}},
                                            "comment": {"id": 78, "body": body, "user": {"login": "carol"}}}),
                    gh, db, ci_settings, queue)
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
 
 # Handlers record and wake; workers act -------------------------------------------------
@@ -491,13 +491,13 @@ async def test_a_webhook_alone_only_records_and_wakes_then_a_worker_acts(
     gh.roles["carol"] = "write"
     stored(db, "lint", "completed", "success", gh=gh)
     await deliver(build(gh), gh, db, ci_settings, queue)
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert (run.status, run.attempt, run.feedback) == ("waiting_checks", 3, None)
     assert not gh.writes()
     assert [w.reason for w in pending_wakeups(db, "run1")] == [reason]
 
     assert await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1") == 1
-    assert queue.get("run1").status == after
+    assert queue.reads.get("run1").status == after
     assert pending_wakeups(db) == []
 
 
@@ -513,7 +513,7 @@ async def test_ci_results_on_one_head_wake_each_run_once_until_a_worker_acts(
     [wakeup] = pending_wakeups(db)
     assert (wakeup.run_id, wakeup.reason, wakeup.generation) == ("run1", "ci", 4)
     assert await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1") == 1
-    assert [e.to_status for e in queue.events("run1") if e.to_status] == ["done"]
+    assert [e.to_status for e in queue.reads.events("run1") if e.to_status] == ["done"]
 
 
 async def test_cancelled_and_terminal_runs_are_not_woken_by_ci(
@@ -524,7 +524,7 @@ async def test_cancelled_and_terminal_runs_are_not_woken_by_ci(
     await deliver(event("pull_request", {"action": "closed", "pull_request": {"number": 12, "merged": True}}),
                   gh, db, ci_settings, queue)
     assert pending_wakeups(db) == []
-    assert queue.get("run1").status == "cancelled"
+    assert queue.reads.get("run1").status == "cancelled"
 
 
 async def test_an_outsiders_review_wakes_no_feedback(
@@ -534,7 +534,7 @@ async def test_an_outsiders_review_wakes_no_feedback(
     await deliver(review_event("mallory"), gh, db, ci_settings, queue)
     assert [w.reason for w in pending_wakeups(db)] == ["notes"]  # only the note that it was ignored
     await act_on_wakeups(sweep_deps(gh, db, ci_settings, queue), "worker-1")
-    run = queue.get("run1")
+    run = queue.reads.get("run1")
     assert (run.status, run.feedback) == ("waiting_checks", None)
     assert run.notes == ["Ignored feedback from @mallory (no write access)."]
 
@@ -563,7 +563,7 @@ async def test_two_workers_racing_on_one_wake_act_once(
     deps = sweep_deps(gh, db, ci_settings, queue)
     counts = await asyncio.gather(act_on_wakeups(deps, "worker-a"), act_on_wakeups(deps, "worker-b"))
     assert sorted(counts) == [0, 1]
-    assert [e.to_status for e in queue.events("run1") if e.to_status] == ["done"]
+    assert [e.to_status for e in queue.reads.events("run1") if e.to_status] == ["done"]
     assert len(gh.comments) == 1
     assert pending_wakeups(db) == []
 
@@ -578,11 +578,11 @@ async def test_a_worker_killed_while_acting_leaves_the_wake_to_be_retried(
     [held] = claim_wakeups(db, "worker-dead", at=at)  # ... and the process dies before it acts
     deps = sweep_deps(gh, db, ci_settings, queue)
     assert await act_on_wakeups(deps, "worker-2", clock=lambda: at + 1) == 0  # still leased
-    assert queue.get("run1").status == "waiting_checks"
+    assert queue.reads.get("run1").status == "waiting_checks"
 
     later = at + WAKE_LEASE_SECONDS + 1
     assert await act_on_wakeups(deps, "worker-2", clock=lambda: later) == 1
-    assert queue.get("run1").status == "done"
+    assert queue.reads.get("run1").status == "done"
     assert pending_wakeups(db) == []
     assert not finish_wakeup(db, held)  # the dead worker's lease is fenced out
 

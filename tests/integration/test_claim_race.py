@@ -31,7 +31,7 @@ def _claim_at_once(db: Database, claimers: int) -> list[str]:
 
     def claim(owner: str) -> None:
         start.wait()
-        taken = RunQueue(db).claim(owner, statuses=CLAIMABLE_BY_PLANNER, per_repo_limit=1)
+        taken = RunQueue(db).leases.claim(owner, statuses=CLAIMABLE_BY_PLANNER, per_repo_limit=1)
         if taken is not None:
             claimed.append(taken[0].repo)
 
@@ -50,5 +50,5 @@ def test_simultaneous_claimers_never_exceed_the_per_repo_limit(db: Database) -> 
     for round_ in range(3):
         repo = f"o/busy{round_}"
         for number in range(1, 9):
-            queue.enqueue(repo, number)
+            queue.intake.enqueue(repo, number)
         assert _claim_at_once(db, 8) == [repo]

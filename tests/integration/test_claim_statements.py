@@ -31,7 +31,7 @@ def statements(queue: RunQueue) -> Iterator[list[str]]:
         if not statement.startswith("BEGIN"):
             sent.append(statement)
 
-    direct = queue.single_statements
+    direct = queue.leases.single_statements
     send = direct._send
 
     def send_and_record(sql: str, *args: Any, **options: Any) -> list[Any]:
@@ -70,117 +70,117 @@ def _sqlite_statements(db: Database) -> Iterator[list[str]]:
 
 
 def _kinds(queue: RunQueue, run_id: str) -> list[str]:
-    return [e.kind for e in queue.events(run_id)]
+    return [e.kind for e in queue.reads.events(run_id)]
 
 
 def test_a_claim_is_one_statement_on_postgres_and_writes_its_event(queue: RunQueue) -> None:
-    run, _ = queue.enqueue("o/r", 1)
+    run, _ = queue.intake.enqueue("o/r", 1)
     with statements(queue) as sent:
-        claimed = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+        claimed = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert len(sent) == (2 if queue.db.is_sqlite else 1)
     [taken] = claimed
     assert (taken.run_id, taken.from_status, taken.status, taken.lease.attempt) == (run.id, "queued", "planning", 1)
-    last = queue.events(run.id)[-1]
+    last = queue.reads.events(run.id)[-1]
     assert (last.kind, last.from_status, last.to_status) == ("claimed", "queued", "planning")
     assert last.payload == {"owner": "w1", "attempt": 1, "expires_at": pytest.approx(1_000_060.0)}
-    after = queue.get(run.id)
+    after = queue.reads.get(run.id)
     assert (after.status, after.lease_owner, after.attempt) == ("planning", "w1", 1)
     assert after.lease_expires_at == 1_000_060.0
 
 
 def test_a_completion_is_one_statement_on_postgres_and_writes_its_event(queue: RunQueue) -> None:
-    run, _ = queue.enqueue("o/r", 1)
-    [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    run, _ = queue.intake.enqueue("o/r", 1)
+    [taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     with statements(queue) as sent:
-        moved = queue.complete(taken.lease, Status.CANCELLED, event={"reason": "done here"})
+        moved = queue.moves.complete(taken.lease, Status.CANCELLED, event={"reason": "done here"})
     # SQLite: the event while the lease holds, the update, the claims given back (with any deferred runs to wake).
     assert len(sent) == (3 if queue.db.is_sqlite else 1)
     assert (moved.run_id, moved.status) == (run.id, "cancelled")
-    last = queue.events(run.id)[-1]
+    last = queue.reads.events(run.id)[-1]
     assert (last.kind, last.from_status, last.to_status) == ("transition", "planning", "cancelled")
     assert last.payload == {"actor": "w1", "attempt": 1, "reason": "done here"}
-    after = queue.get(run.id)
+    after = queue.reads.get(run.id)
     assert (after.status, after.lease_owner, after.finished_at) == ("cancelled", None, 1_000_000.0)
-    assert queue.claims_of(run.id) == []  # a terminal status gives every claim back
+    assert queue.reads.claims_of(run.id) == []  # a terminal status gives every claim back
 
 
 def test_a_stale_lease_never_completes(queue: RunQueue, clock: FakeClock) -> None:
-    run, _ = queue.enqueue("o/r", 1)
-    [stale] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    run, _ = queue.intake.enqueue("o/r", 1)
+    [stale] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     clock.now += 120
-    queue.revoke_lease(run.id, reason="lease expired")
-    [current] = queue.take("w2", statuses=(Status.PLANNING,), run_id=run.id)
+    queue.leases.revoke_lease(run.id, reason="lease expired")
+    [current] = queue.leases.take("w2", statuses=(Status.PLANNING,), run_id=run.id)
     before = _kinds(queue, run.id)
     with pytest.raises(LeaseLost):
-        queue.complete(stale.lease, Status.FAILED, error="zombie")
-    moved, lost = queue.complete_many([stale.lease], Status.FAILED)
+        queue.moves.complete(stale.lease, Status.FAILED, error="zombie")
+    moved, lost = queue.moves.complete_many([stale.lease], Status.FAILED)
     assert (moved, lost) == ([], [stale.lease])
-    after = queue.get(run.id)
+    after = queue.reads.get(run.id)
     assert (after.status, after.lease_owner, after.attempt, after.error) == ("planning", "w2", 3, None)
     assert _kinds(queue, run.id) == before  # the zombie wrote no event
     assert current.lease.attempt == 3
 
 
 def test_an_illegal_completion_names_the_status_and_changes_nothing(queue: RunQueue) -> None:
-    run, _ = queue.enqueue("o/r", 1)
-    [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    run, _ = queue.intake.enqueue("o/r", 1)
+    [taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     before = _kinds(queue, run.id)
     with pytest.raises(IllegalTransition, match="planning"):
-        queue.complete(taken.lease, Status.DONE)
+        queue.moves.complete(taken.lease, Status.DONE)
     with pytest.raises(IllegalTransition, match="planning"):
-        queue.complete_many([taken.lease], Status.DONE)
-    assert (queue.get(run.id).status, _kinds(queue, run.id)) == ("planning", before)
+        queue.moves.complete_many([taken.lease], Status.DONE)
+    assert (queue.reads.get(run.id).status, _kinds(queue, run.id)) == ("planning", before)
 
 
 def test_a_claim_targets_one_run_and_skips_leased_ones(queue: RunQueue) -> None:
-    first, _ = queue.enqueue("o/r", 1)
-    second, _ = queue.enqueue("o/r", 2)
-    [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id)
+    first, _ = queue.intake.enqueue("o/r", 1)
+    second, _ = queue.intake.enqueue("o/r", 2)
+    [taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id)
     assert taken.run_id == second.id
-    assert queue.take("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id) == []
-    assert [c.run_id for c in queue.take("w2", statuses=CLAIMABLE_BY_PLANNER, limit=5)] == [first.id]
+    assert queue.leases.take("w2", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, run_id=second.id) == []
+    assert [c.run_id for c in queue.leases.take("w2", statuses=CLAIMABLE_BY_PLANNER, limit=5)] == [first.id]
 
 
 def test_a_batch_claim_returns_oldest_first_with_one_lease_and_event_each(queue: RunQueue, clock: FakeClock) -> None:
     ids = []
     for number in range(1, 4):
         clock.now += 1
-        ids.append(queue.enqueue("o/r", number)[0].id)
-    claimed = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, limit=2)
+        ids.append(queue.intake.enqueue("o/r", number)[0].id)
+    claimed = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING, limit=2)
     assert [c.run_id for c in claimed] == ids[:2]
     assert {c.lease.attempt for c in claimed} == {1}
-    moved, lost = queue.complete_many([c.lease for c in claimed], Status.QUEUED, event={"reason": "again"})
+    moved, lost = queue.moves.complete_many([c.lease for c in claimed], Status.QUEUED, event={"reason": "again"})
     assert ([m.run_id for m in moved], lost) == (ids[:2], [])
     for run_id in ids[:2]:
-        last = queue.events(run_id)[-1]
+        last = queue.reads.events(run_id)[-1]
         assert (last.kind, last.from_status, last.to_status) == ("transition", "planning", "queued")
         assert last.payload == {"actor": "w1", "attempt": 1, "reason": "again"}
 
 
 def test_a_completion_that_frees_claims_wakes_the_deferred_run(queue: RunQueue) -> None:
-    holder, _ = queue.enqueue("o/r", 1)
-    waiter, _ = queue.enqueue("o/r", 2)
-    [held] = queue.take("w1", statuses=(Status.QUEUED,), run_id=holder.id)
-    assert queue.claim_resources(held.lease, [file_resource("o/r", "a.py")]) == []
-    [waiting] = queue.take("w2", statuses=(Status.QUEUED,), run_id=waiter.id)
-    conflicts = queue.claim_resources(waiting.lease, [file_resource("o/r", "a.py")])
-    queue.defer(waiting.lease, conflicts)
-    assert queue.get(waiter.id).status == "deferred"
-    queue.complete(held.lease, Status.CANCELLED)
-    assert queue.get(waiter.id).status == "queued"
+    holder, _ = queue.intake.enqueue("o/r", 1)
+    waiter, _ = queue.intake.enqueue("o/r", 2)
+    [held] = queue.leases.take("w1", statuses=(Status.QUEUED,), run_id=holder.id)
+    assert queue.resources.claim_resources(held.lease, [file_resource("o/r", "a.py")]) == []
+    [waiting] = queue.leases.take("w2", statuses=(Status.QUEUED,), run_id=waiter.id)
+    conflicts = queue.resources.claim_resources(waiting.lease, [file_resource("o/r", "a.py")])
+    queue.moves.defer(waiting.lease, conflicts)
+    assert queue.reads.get(waiter.id).status == "deferred"
+    queue.moves.complete(held.lease, Status.CANCELLED)
+    assert queue.reads.get(waiter.id).status == "queued"
 
 
 def test_batch_claimers_never_exceed_the_per_repo_limit(db: Database) -> None:
     queue = RunQueue(db)
     for repo in ("o/a", "o/b", "o/c"):
         for number in range(1, 7):
-            queue.enqueue(repo, number)
+            queue.intake.enqueue(repo, number)
     start = threading.Barrier(6)
     taken: list[str] = []
 
     def claim(owner: str) -> None:
         start.wait()
-        for claimed in RunQueue(db).take(owner, statuses=CLAIMABLE_BY_PLANNER, limit=4, per_repo_limit=2):
+        for claimed in RunQueue(db).leases.take(owner, statuses=CLAIMABLE_BY_PLANNER, limit=4, per_repo_limit=2):
             taken.append(claimed.repo)
 
     threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(6)]
@@ -189,5 +189,5 @@ def test_batch_claimers_never_exceed_the_per_repo_limit(db: Database) -> None:
     for thread in threads:
         thread.join()
     assert sorted(taken) == ["o/a", "o/a", "o/b", "o/b", "o/c", "o/c"]
-    leased = [run.repo for run in queue.list_runs() if run.lease_owner is not None or run.status in LEASED]
+    leased = [run.repo for run in queue.reads.list_runs() if run.lease_owner is not None or run.status in LEASED]
     assert sorted(leased) == sorted(taken)

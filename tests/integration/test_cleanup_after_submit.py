@@ -57,5 +57,5 @@ async def test_cleanup_after_ci_that_passed_before_submit_outlives_the_released_
     assert slow.labels[7] == ["agent-z"]
     assert "Done" in next(iter(slow.comments.values()))["body"]
     # The issue is free; the change's files stay claimed until the PR is merged or closed.
-    assert all(not claim.startswith("issue:") for claim in h.queue.claims_of(run_id))
-    assert f"file:{REPO}:src/app.py" in h.queue.claims_of(run_id)
+    assert all(not claim.startswith("issue:") for claim in h.queue.reads.claims_of(run_id))
+    assert f"file:{REPO}:src/app.py" in h.queue.reads.claims_of(run_id)

@@ -113,7 +113,7 @@ def test_run_queue_spellings_enqueue_list_inspect_cancel_and_resume(env: dict[st
     assert enqueued.exit_code == 0, enqueued.output
     db = Database.from_url(env["DATABASE_URL"])
     try:
-        [run] = RunQueue(db).list_runs()
+        [run] = RunQueue(db).reads.list_runs()
         assert run.force is True
         listed = invoke(env, "--list-runs")
         inspected = invoke(env, "--inspect", run.id)

@@ -44,14 +44,14 @@ def test_enqueue_creates_one_run_per_live_issue(env: dict[str, str], queue: RunQ
     assert "enqueued run" in first.output
     assert again.exit_code == 0
     assert "already queued" in again.output
-    [run] = queue.list_runs()
+    [run] = queue.reads.list_runs()
     assert (run.repo, run.issue_number, run.mode, run.requested_by) == ("octo/demo", 5, "full", "cli")
 
 
 def test_enqueue_uses_github_repo_and_plan_only(env: dict[str, str], queue: RunQueue) -> None:
     result = invoke({**env, "GITHUB_REPO": "octo/other"}, "--enqueue", "9", "--plan-only", "--force")
     assert result.exit_code == 0, result.output
-    [run] = queue.list_runs()
+    [run] = queue.reads.list_runs()
     assert (run.repo, run.mode, run.force) == ("octo/other", "plan_only", True)
 
 
@@ -70,7 +70,7 @@ def test_enqueue_rejects_a_malformed_repository(env: dict[str, str]) -> None:
 def test_runs_list_shows_a_table_and_json(env: dict[str, str], queue: RunQueue) -> None:
     invoke(env, "enqueue", "1", "--repo", "octo/demo")
     invoke(env, "enqueue", "2", "--repo", "octo/demo")
-    claimed = queue.claim("host:1:1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    claimed = queue.leases.claim("host:1:1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
     table = invoke(env, "runs", "list")
     assert table.exit_code == 0, table.output
@@ -90,10 +90,10 @@ def test_runs_list_rejects_unknown_status(env: dict[str, str]) -> None:
 
 def test_inspect_shows_state_and_timeline(env: dict[str, str], queue: RunQueue) -> None:
     invoke(env, "enqueue", "3", "--repo", "octo/demo")
-    [run] = queue.list_runs()
-    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    [run] = queue.reads.list_runs()
+    claimed = queue.leases.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
-    queue.transition(claimed[1], Status.READY, plan={"summary": "Rename the flag", "steps": ["edit cli.py"]})
+    queue.moves.transition(claimed[1], Status.READY, plan={"summary": "Rename the flag", "steps": ["edit cli.py"]})
     text = invoke(env, "runs", "inspect", run.id[:8])
     assert text.exit_code == 0, text.output
     assert "status: ready" in text.output
@@ -115,17 +115,17 @@ def test_inspect_of_an_unknown_run_fails_cleanly(env: dict[str, str]) -> None:
 
 def test_cancel_then_resume(env: dict[str, str], queue: RunQueue) -> None:
     invoke(env, "enqueue", "4", "--repo", "octo/demo")
-    [run] = queue.list_runs()
-    claimed = queue.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    [run] = queue.reads.list_runs()
+    claimed = queue.leases.claim("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
     cancelled = invoke(env, "runs", "cancel", run.id)
     assert cancelled.exit_code == 0
     assert "cancelled" in cancelled.output
-    assert queue.claims_of(run.id) == []
+    assert queue.reads.claims_of(run.id) == []
     resumed = invoke(env, "--resume", run.id)
     assert resumed.exit_code == 0
     assert "queued" in resumed.output
-    assert queue.claims_of(run.id) == ["issue:octo/demo#4"]
+    assert queue.reads.claims_of(run.id) == ["issue:octo/demo#4"]
     refused = invoke(env, "runs", "resume", run.id)
     assert refused.exit_code == 1
     assert "only failed" in refused.output

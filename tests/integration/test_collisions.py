@@ -35,7 +35,7 @@ def two_issues(tmp_path: Path, agent_steps: list[dict[str, Any]]) -> tuple[Harne
     h = Harness(tmp_path, agent_steps)
     h.gh.add_issue(8, "Make it smaller", "The app is big.", labels=["agent-z", "agent-z:queued"])
     first = h.enqueue()
-    second, _ = h.queue.enqueue(REPO, 8, installation_id=1, title="Make it smaller")
+    second, _ = h.queue.intake.enqueue(REPO, 8, installation_id=1, title="Make it smaller")
     return h, first, second.id
 
 
@@ -45,13 +45,13 @@ async def plan_both(h: Harness) -> None:
 
 
 async def work_in_parallel(h: Harness) -> list[Run]:
-    leases = [h.queue.claim(f"worker-{i}", statuses=states.CLAIMABLE_BY_WORKER) for i in (1, 2)]
+    leases = [h.queue.leases.claim(f"worker-{i}", statuses=states.CLAIMABLE_BY_WORKER) for i in (1, 2)]
     return list(await asyncio.gather(*(work_run(h.deps, *claimed) for claimed in leases if claimed is not None)))
 
 
 async def green(h: Harness, run_id: str) -> str:
     """CI passes and the run is done; returns its head."""
-    run = h.queue.get(run_id)
+    run = h.queue.reads.get(run_id)
     assert run.status == "waiting_checks"
     assert run.head_sha is not None
     h.ci(run.head_sha, "success")
@@ -61,8 +61,8 @@ async def green(h: Harness, run_id: str) -> str:
 
 async def merge(h: Harness, run_id: str) -> None:
     """A maintainer merges the run's PR (a fast-forward of ``trunk``)."""
-    sh("git", "update-ref", "refs/heads/trunk", h.queue.get(run_id).head_sha or "", cwd=h.origin)
-    merged = h.queue.set_status(run_id, "merged", reason="pull request merged", actor="github")
+    sh("git", "update-ref", "refs/heads/trunk", h.queue.reads.get(run_id).head_sha or "", cwd=h.origin)
+    merged = h.queue.moves.set_status(run_id, "merged", reason="pull request merged", actor="github")
     await finish_run(h.deps, h.gh, merged)
 
 
@@ -85,9 +85,9 @@ async def one_waits_then_both_are_green(h: Harness, first: str, second: str) -> 
 
     # Green CI is not enough: the waiting run goes on only once the other's PR is merged or closed.
     winner_head = await green(h, winner)
-    assert h.queue.get(loser).status == "deferred"
+    assert h.queue.reads.get(loser).status == "deferred"
     await merge(h, winner)
-    assert h.queue.get(loser).status == "ready"
+    assert h.queue.reads.get(loser).status == "ready"
 
     resumed = await h.work()
     assert resumed.id == loser
@@ -96,7 +96,7 @@ async def one_waits_then_both_are_green(h: Harness, first: str, second: str) -> 
     # Built on the merged change: the second PR merges without conflicts.
     assert is_ancestor(h, winner_head, resumed.head_sha)
     await green_and_merged(h, loser)
-    assert {run.pr_number for run in (h.queue.get(first), h.queue.get(second))} == set(h.gh.pulls)
+    assert {run.pr_number for run in (h.queue.reads.get(first), h.queue.reads.get(second))} == set(h.gh.pulls)
     assert len(h.gh.pulls) == 2
 
 
@@ -141,7 +141,7 @@ async def test_a_change_outside_its_plan_waits_for_the_holder_then_is_rebased_no
     assert deferred.stage == "rebasing"
     assert deferred.pr_number is None
     assert len(h.gh.pulls) == 1  # nothing was submitted
-    conflict = [e for e in h.queue.events(second) if e.kind == "claims_conflict"][-1]
+    conflict = [e for e in h.queue.reads.events(second) if e.kind == "claims_conflict"][-1]
     assert f"module:{REPO}:src" in conflict.payload["resources"]
 
     merged_head = await green_and_merged(h, first)
@@ -152,9 +152,9 @@ async def test_a_change_outside_its_plan_waits_for_the_holder_then_is_rebased_no
     assert is_ancestor(h, merged_head, resumed.head_sha)
     assert sh("git", "show", f"{resumed.head_sha}:src/app.py", cwd=h.origin) == "print('fast')"
     assert sh("git", "show", f"{resumed.head_sha}:src/size.py", cwd=h.origin) == "SIZE = 1"
-    calls = [e.payload["role"] for e in h.queue.events(second) if e.kind == "agent_call"]
+    calls = [e.payload["role"] for e in h.queue.reads.events(second) if e.kind == "agent_call"]
     assert calls.count("developer") == 1  # rebased in the mirror, not developed again
-    assert [e.payload["moved"] for e in h.queue.events(second) if e.kind == "rebased"] == [True]
+    assert [e.payload["moved"] for e in h.queue.reads.events(second) if e.kind == "rebased"] == [True]
 
 
 async def test_a_change_that_conflicts_after_the_merge_is_developed_again_on_the_new_base(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ async def test_a_change_that_conflicts_after_the_merge_is_developed_again_on_the
     assert resumed.head_sha is not None
     assert is_ancestor(h, merged_head, resumed.head_sha)
     assert sh("git", "show", f"{resumed.head_sha}:src/app.py", cwd=h.origin) == "print('fast and small')"
-    calls = [e.payload["role"] for e in h.queue.events(second) if e.kind == "agent_call"]
+    calls = [e.payload["role"] for e in h.queue.reads.events(second) if e.kind == "agent_call"]
     assert calls.count("developer") == 2
 
 
@@ -188,7 +188,7 @@ async def test_a_plan_without_files_or_modules_claims_the_whole_repository(tmp_p
     h, first, second = two_issues(tmp_path, agent_steps)
     await plan_both(h)
     assert (await h.work()).status == "waiting_checks"
-    assert f"module:{REPO}:*" in h.queue.claims_of(first)
+    assert f"module:{REPO}:*" in h.queue.reads.claims_of(first)
     blocked = await h.work()
     assert blocked.id == second
     assert blocked.status == "deferred"
@@ -207,5 +207,5 @@ async def test_with_claims_released_at_done_the_waiting_run_goes_on_when_the_oth
     winner = first if results[first] == "waiting_checks" else second
     loser = second if winner == first else first
     await green(h, winner)
-    assert h.queue.claims_of(winner) == []
-    assert h.queue.get(loser).status == "ready"
+    assert h.queue.reads.claims_of(winner) == []
+    assert h.queue.reads.get(loser).status == "ready"

@@ -95,17 +95,17 @@ async def test_a_long_developer_call_is_checkpointed_while_it_runs(tmp_path: Pat
     ], checkpoint_seconds=0.1)
     run_id = h.enqueue()
     await h.plan()
-    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     taken = count_snapshots(h.deps.worktrees, monkeypatch)
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until("a checkpoint", lambda: h.queue.get(run_id).checkpoint_sha is not None)
-    during = h.queue.get(run_id)
+    await until("a checkpoint", lambda: h.queue.reads.get(run_id).checkpoint_sha is not None)
+    during = h.queue.reads.get(run_id)
     assert during.status == "developing"  # the agent is still working
     assert sh("git", "rev-parse", checkpoint_ref(run_id), cwd=h.origin) == during.checkpoint_sha
     assert sh("git", "show", f"{during.checkpoint_sha}:src/app.py", cwd=h.origin) == "print('fast')"
     await more_snapshots(taken, 3)  # the tree did not change since: no second checkpoint
-    assert [e.payload["sha"] for e in h.queue.events(run_id) if e.kind == "checkpoint"] == [during.checkpoint_sha]
+    assert [e.payload["sha"] for e in h.queue.reads.events(run_id) if e.kind == "checkpoint"] == [during.checkpoint_sha]
     await interrupt(task)
 
 
@@ -119,14 +119,14 @@ async def test_a_tree_the_content_policy_refuses_is_never_checkpointed_mid_call(
     ], checkpoint_seconds=0.1)
     run_id = h.enqueue()
     await h.plan()
-    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     taken = count_snapshots(h.deps.worktrees, monkeypatch)
     task = asyncio.create_task(work_run(h.deps, *claimed))
     await until("the developer call", lambda: agent_started(h.queue, run_id, "developer"))
     await more_snapshots(taken, 5)  # the agent wrote the file at once; every interval since saw it
-    assert h.queue.get(run_id).checkpoint_sha is None
-    assert [e for e in h.queue.events(run_id) if e.kind == "checkpoint"] == []
+    assert h.queue.reads.get(run_id).checkpoint_sha is None
+    assert [e for e in h.queue.reads.events(run_id) if e.kind == "checkpoint"] == []
     assert sh("git", "ls-remote", "origin", cwd=h.origin).count("refs/agent-z/") == 0
     await interrupt(task)
 
@@ -140,14 +140,14 @@ async def test_a_run_interrupted_while_fixing_goes_back_to_fixing_with_the_store
     ])
     run_id = h.enqueue()
     await h.plan()
-    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until("the fixing call", lambda: h.queue.get(run_id).status == "fixing"
+    await until("the fixing call", lambda: h.queue.reads.get(run_id).status == "fixing"
                 and sum(e.kind == "agent_started" and e.payload.get("role") == "developer"
-                        for e in h.queue.events(run_id)) == 2)
+                        for e in h.queue.reads.events(run_id)) == 2)
     await interrupt(task)
-    assert (h.queue.get(run_id).status, h.queue.get(run_id).stage) == ("ready", "fixing")
+    assert (h.queue.reads.get(run_id).status, h.queue.reads.get(run_id).stage) == ("ready", "fixing")
 
     test_file = {"path": "tests/test_app.py", "content": "def test(): pass\n"}
     set_steps(h.deps, {"role": "developer", "match": FIX, "write": [test_file]}, {"role": "reviewer", "json": APPROVE})
@@ -155,10 +155,10 @@ async def test_a_run_interrupted_while_fixing_goes_back_to_fixing_with_the_store
 
     assert run.status == "waiting_checks"
     assert run.review_round == 2
-    resumed = [(e.from_status, e.to_status) for e in h.queue.events(run_id) if e.kind == "transition"]
+    resumed = [(e.from_status, e.to_status) for e in h.queue.reads.events(run_id) if e.kind == "transition"]
     after_interrupt = resumed[resumed.index(("fixing", "ready")) + 1:]
     assert after_interrupt[0] == ("ready", "fixing")  # no review round in between
-    assert [e.payload["round"] for e in h.queue.events(run_id) if e.kind == "review"] == [1, 2]
+    assert [e.payload["round"] for e in h.queue.reads.events(run_id) if e.kind == "review"] == [1, 2]
 
 
 async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a_fresh_session(
@@ -176,7 +176,7 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
                          "write": [{"path": "tests/test_app.py", "content": "def test(): pass\n"}]},
                         {"role": "reviewer", "json": APPROVE})
     run_id = h.enqueue()
-    claimed = h.queue.claim("planner-b", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
+    claimed = h.queue.leases.claim("planner-b", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
     assert claimed is not None
     planned = await plan_run(host_b, *claimed)
     assert planned.session_host == "host-b"
@@ -184,17 +184,17 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     stale_copy = host_b.worktrees.worktree_path(run_id)
     assert stale_copy.exists()
 
-    claimed = h.queue.claim("worker-a", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-a", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
-    await until("a checkpoint", lambda: h.queue.get(run_id).checkpoint_sha is not None)
+    await until("a checkpoint", lambda: h.queue.reads.get(run_id).checkpoint_sha is not None)
     await interrupt(task)
-    stopped = h.queue.get(run_id)
+    stopped = h.queue.reads.get(run_id)
     # Host A could not use host B's planning session and started its own, which died with it.
     assert (stopped.status, stopped.stage, stopped.session_id, stopped.session_host) == (
         "ready", "developing", None, None)
 
-    claimed = h.queue.claim("worker-b", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-b", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     run = await work_run(host_b, *claimed)
 
@@ -204,7 +204,7 @@ async def test_another_host_resumes_from_the_checkpoint_over_its_stale_copy_in_a
     assert sh("git", "show", f"{run.head_sha}:tests/test_app.py", cwd=h.origin) == "def test(): pass"
     assert len(h.gh.pulls) == 1
     assert (run.session_host, run.reviewer_session_host) == ("host-b", "host-b")
-    elsewhere = [e.payload for e in h.queue.events(run_id) if e.kind == "session_elsewhere"]
+    elsewhere = [e.payload for e in h.queue.reads.events(run_id) if e.kind == "session_elsewhere"]
     assert elsewhere == [{"role": "developer", "session_host": "host-b", "host": "host-a"}]
     [(session, prompt)] = [(session, prompt) for role, session, prompt in runner_b.calls if role == "developer"]
     assert session is None  # host A's session id is never named to host B's CLI

@@ -17,13 +17,13 @@ HOST_B = "host-b"
 
 def _developing(queue: RunQueue, clock: FakeClock, number: int, owner: str) -> Lease:
     clock.now += 1
-    queue.enqueue("o/r", number)
-    claimed = queue.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    queue.intake.enqueue("o/r", number)
+    claimed = queue.leases.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
-    queue.transition(claimed[1], Status.READY, plan={"steps": ["a"]})
-    claimed = queue.claim(owner, statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
+    queue.moves.transition(claimed[1], Status.READY, plan={"steps": ["a"]})
+    claimed = queue.leases.claim(owner, statuses=CLAIMABLE_BY_WORKER, target=Status.DEVELOPING)
     assert claimed is not None
-    queue.update(claimed[1], stage="developing", checkpoint_sha=f"c0ffee{number}")  # progress saved: resumable
+    queue.moves.update(claimed[1], stage="developing", checkpoint_sha=f"c0ffee{number}")  # progress saved: resumable
     return claimed[1]
 
 
@@ -61,7 +61,7 @@ def test_a_host_whose_leases_expired_and_heartbeats_went_stale_is_declared_dead(
     assert event.payload["runs"] == sorted([first.run_id, second.run_id])
     assert event.payload["by"] == settings.host_id
     assert _process_states(queue.db, HOST_B) == ["dead", "dead"]
-    recovered = [e for e in queue.events(first.run_id) if e.to_status == "ready" and e.payload.get("actor")
+    recovered = [e for e in queue.reads.events(first.run_id) if e.to_status == "ready" and e.payload.get("actor")
                  == "reconciler"]
     assert f"host {HOST_B}" in recovered[-1].payload["reason"]
 
@@ -94,7 +94,7 @@ def test_a_host_with_one_lease_still_current_is_not_declared_dead(
     assert report.dead_hosts == []
     assert _host_events(queue.db) == []
     assert report.resumed == [stale.run_id]
-    assert queue.get(live.run_id).lease_owner == live.owner
+    assert queue.reads.get(live.run_id).lease_owner == live.owner
 
 
 def test_the_reconcilers_own_host_is_never_declared_dead(

@@ -22,8 +22,7 @@ from agentz_app.scheduling.service import schedule_once
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import CommandExecution, Event, IssueSnapshot, LabelActor, RefusalReply, Run
-from agentz_app.store.queue_core import QueueCore
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import Intake, RunQueue, Transitions
 from agentz_app.store.wakeups import pending_wakeups
 from tests.fakes import FakeGH, FakeRunner
 from tests.integration.test_scheduler import add_issue, verdicts
@@ -51,7 +50,7 @@ def fail_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, *,
     monkeypatch.setattr(owner, name, failing)
 
 
-def is_command_event(_queue: object, _session: object, _run_id: object, kind: str, **_: Any) -> bool:
+def is_command_event(_moves: object, _session: object, _run_id: object, kind: str, **_: Any) -> bool:
     return kind == "command"
 
 
@@ -66,7 +65,7 @@ def command_events(db: Database) -> list[Event]:
 
 
 def live_runs(queue: RunQueue) -> list[tuple[int, str]]:
-    return sorted((run.issue_number, run.id) for run in queue.list_runs(statuses=LIVE))
+    return sorted((run.issue_number, run.id) for run in queue.reads.list_runs(statuses=LIVE))
 
 
 @pytest.fixture
@@ -76,7 +75,7 @@ def queue(db: Database) -> RunQueue:
 
 async def test_a_run_is_never_enqueued_without_its_command_event(db: Database, settings: Settings, queue: RunQueue,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    fail_once(monkeypatch, Transitions, "add_event_in", when=is_command_event)
     event = comment_event("/agent-z run")
     with pytest.raises(StoreFault):
         await dispatch(event, make_gh(alice="write"), db, settings, queue)
@@ -100,23 +99,23 @@ async def test_a_run_is_never_enqueued_without_its_command_event(db: Database, s
 async def test_a_cancel_is_never_carried_out_without_its_command_event(db: Database, settings: Settings,
                                                                        queue: RunQueue,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    run, _ = queue.enqueue(REPO, 7, reason="test")
-    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    run, _ = queue.intake.enqueue(REPO, 7, reason="test")
+    fail_once(monkeypatch, Transitions, "add_event_in", when=is_command_event)
     event = comment_event("/agent-z cancel")
     with pytest.raises(StoreFault):
         await dispatch(event, make_gh(alice="write"), db, settings, queue)
-    assert queue.get(run.id).status == "queued"
+    assert queue.reads.get(run.id).status == "queued"
     assert count(db, Event, Event.run_id == run.id, Event.kind == "transition") == 0
 
     await dispatch(event, make_gh(alice="write"), db, settings, queue)
-    assert queue.get(run.id).status == "cancelled"
+    assert queue.reads.get(run.id).status == "cancelled"
     assert [(e.run_id, e.payload["accepted"]) for e in command_events(db)] == [(run.id, True)]
 
 
 async def test_a_refusal_window_is_never_taken_without_its_reply_decision(db: Database, settings: Settings,
                                                                           queue: RunQueue,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_once(monkeypatch, QueueCore, "add_event_in", when=is_command_event)
+    fail_once(monkeypatch, Transitions, "add_event_in", when=is_command_event)
     event = comment_event("/agent-z run", "mallory")
     gh = make_gh(mallory="read")
     with pytest.raises(StoreFault):
@@ -152,7 +151,7 @@ async def test_a_failed_refusal_window_leaves_no_command_event(db: Database, set
 async def test_a_trigger_label_is_recorded_with_its_run_or_not_at_all(db: Database, settings: Settings,
                                                                        queue: RunQueue,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_once(monkeypatch, RunQueue, "enqueue_in")
+    fail_once(monkeypatch, Intake, "enqueue_in")
     event = label_event(settings.trigger_label)
     with pytest.raises(StoreFault):
         await dispatch(event, make_gh(alice="write"), db, settings, queue)
@@ -168,7 +167,7 @@ async def test_a_trigger_label_is_recorded_with_its_run_or_not_at_all(db: Databa
 async def test_a_refused_trigger_label_is_recorded_with_its_refusal_or_not_at_all(
     db: Database, settings: Settings, queue: RunQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fail_once(monkeypatch, QueueCore, "add_event_in")
+    fail_once(monkeypatch, Transitions, "add_event_in")
     event = label_event(settings.trigger_label, "mallory")
     with pytest.raises(StoreFault):
         await dispatch(event, make_gh(mallory="read"), db, settings, queue)
@@ -189,7 +188,7 @@ async def test_a_scheduler_batch_is_admitted_whole_or_not_at_all(db: Database, c
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     for number in (1, 2, 3):
         add_issue(db, number)
-    fail_once(monkeypatch, RunQueue, "enqueue_in", skip=1)  # the second enqueue of the batch fails
+    fail_once(monkeypatch, Intake, "enqueue_in", skip=1)  # the second enqueue of the batch fails
     runner = FakeRunner()
     with pytest.raises(StoreFault):
         await schedule_once(db, cfg, runner)
@@ -234,7 +233,7 @@ def pull_run(db: Database) -> Run:
         session.add(Run(id="run1", repo=REPO, issue_number=7, title="Add a flag", status=Status.WAITING_CHECKS,
                         attempt=1, pr_number=PULL, head_sha="c" * 40, branch="agent-z/issue-7-add-a-flag",
                         installation_id=5))
-    return RunQueue(db).get("run1")
+    return RunQueue(db).reads.get("run1")
 
 
 def pull_gh() -> FakeGH:
@@ -268,7 +267,7 @@ def feedback_events(db: Database) -> list[Event]:
 
 
 def is_kind(kind: str) -> Callable[..., bool]:
-    def matches(_queue: object, _session: object, _run_id: object, event_kind: str, **_: Any) -> bool:
+    def matches(_moves: object, _session: object, _run_id: object, event_kind: str, **_: Any) -> bool:
         return event_kind == kind
     return matches
 
@@ -282,11 +281,11 @@ def is_wakeup(reason: str) -> Callable[..., bool]:
 # Each write of the decision, by where it is made and which call it is.
 FEEDBACK_WRITES: dict[str, tuple[object, str, Callable[..., bool]]] = {
     "command claim": (trust, "claim_command_in", lambda *_, **__: True),
-    "ignored-feedback event": (QueueCore, "add_event_in", is_kind("feedback_ignored")),
+    "ignored-feedback event": (Transitions, "add_event_in", is_kind("feedback_ignored")),
     "note": (trust, "add_run_note_in", lambda *_, **__: True),
     "notes wake-up": (runs_ingress, "record_wakeup", is_wakeup("notes")),
     "feedback wake-up": (runs_ingress, "record_wakeup", is_wakeup("feedback")),
-    "command event": (QueueCore, "add_event_in", is_command_event),
+    "command event": (Transitions, "add_event_in", is_command_event),
 }
 
 
@@ -294,21 +293,21 @@ def nothing_of_the_feedback_is_left(db: Database, queue: RunQueue) -> None:
     assert count(db, CommandExecution) == 0
     assert feedback_events(db) == []
     assert command_events(db) == []
-    assert queue.get("run1").notes in (None, [])
+    assert queue.reads.get("run1").notes in (None, [])
     assert pending_wakeups(db) == []
 
 
 def the_feedback_was_recorded_once(db: Database, queue: RunQueue, *, body: str) -> None:
     assert [(e.run_id, e.payload["user"], e.payload["source"]) for e in feedback_events(db)] == [
         ("run1", "mallory", "review_comment")]
-    assert queue.get("run1").notes == [OUTSIDER_NOTE]
+    assert queue.reads.get("run1").notes == [OUTSIDER_NOTE]
     wakeups = {w.reason: w for w in pending_wakeups(db, "run1")}
     assert sorted(wakeups) == ["feedback", "notes"]
     assert all(w.generation == 1 for w in wakeups.values())
     feedback = wakeups["feedback"].payload["feedback"]
     assert feedback["review_body"] == body
     assert [(c["author"], c["body"]) for c in feedback["comments"]] == [("alice", "rename this")]
-    assert queue.get("run1").status == Status.WAITING_CHECKS  # only woken: a worker acts on it
+    assert queue.reads.get("run1").status == Status.WAITING_CHECKS  # only woken: a worker acts on it
 
 
 @pytest.mark.parametrize("write", list(FEEDBACK_WRITES))
@@ -394,7 +393,7 @@ async def test_a_fix_command_claimed_meanwhile_by_another_delivery_records_nothi
     await dispatch(event, gh, db, settings, queue)
     assert pending_wakeups(db) == []
     assert feedback_events(db) == []
-    assert queue.get("run1").notes in (None, [])
+    assert queue.reads.get("run1").notes in (None, [])
     [recorded] = command_events(db)
     assert (recorded.payload["accepted"], recorded.payload["reason"]) == (False, ALREADY_HANDLED)
     assert gh.writes() == []
@@ -411,4 +410,4 @@ async def test_a_mention_claimed_meanwhile_by_another_delivery_records_nothing_m
     await runs_ingress.router.dispatch(event, pull_gh(), db=db, settings=app_settings, queue=queue)
     assert pending_wakeups(db) == []
     assert feedback_events(db) == []
-    assert queue.get("run1").notes in (None, [])
+    assert queue.reads.get("run1").notes in (None, [])

@@ -145,5 +145,5 @@ def test_issue_without_app_credentials_queues_nothing(tmp_path: Path, bin_dir: P
     assert result.exit_code == 1
     assert "GITHUB_APP_ID is not set" in result.output
     assert "nothing was queued" in result.output
-    assert RunQueue(db).list_runs() == []
+    assert RunQueue(db).reads.list_runs() == []
     db.dispose()

@@ -50,20 +50,20 @@ def _terminate(admin: Database, pid: int) -> None:
 
 def test_the_claim_after_the_server_dropped_the_connection_succeeds(one_connection: Database, admin: Database) -> None:
     queue = RunQueue(one_connection, clock=FakeClock())
-    first, _ = queue.enqueue("o/r", 1)
-    second, _ = queue.enqueue("o/r", 2)
-    [taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
-    before = _backend(queue.single_statements)
+    first, _ = queue.intake.enqueue("o/r", 1)
+    second, _ = queue.intake.enqueue("o/r", 2)
+    [taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    before = _backend(queue.leases.single_statements)
     _terminate(admin, before)
 
-    [next_taken] = queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    [next_taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
 
     assert {taken.run_id, next_taken.run_id} == {first.id, second.id}
-    assert _backend(queue.single_statements) != before
-    _terminate(admin, _backend(queue.single_statements))
-    moved = queue.complete(next_taken.lease, Status.CANCELLED)
+    assert _backend(queue.leases.single_statements) != before
+    _terminate(admin, _backend(queue.leases.single_statements))
+    moved = queue.moves.complete(next_taken.lease, Status.CANCELLED)
     assert (moved.run_id, moved.status) == (next_taken.run_id, "cancelled")
-    assert [e.kind for e in queue.events(next_taken.run_id)].count("claimed") == 1
+    assert [e.kind for e in queue.reads.events(next_taken.run_id)].count("claimed") == 1
 
 
 def test_a_statement_the_server_dropped_while_running_is_not_sent_again(one_connection: Database,
@@ -99,9 +99,9 @@ def test_disposing_the_database_closes_the_claim_path_connections(postgres_url: 
     db = Database.from_url(postgres_url)
     migrate(db)
     queue = RunQueue(db, clock=FakeClock())
-    queue.enqueue("o/r", 1)
-    queue.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
-    pid = _backend(queue.single_statements)
+    queue.intake.enqueue("o/r", 1)
+    queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    pid = _backend(queue.leases.single_statements)
     db.dispose()
     deadline = time.monotonic() + 30
     with admin.engine.connect() as connection:

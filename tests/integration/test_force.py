@@ -49,7 +49,7 @@ def test_a_forced_run_still_stops_for_a_closed_pull_request_or_assigned_issue(fi
 async def developed_despite_block_label(tmp_path: Path, *, force: bool) -> str:
     h = Harness(tmp_path, HAPPY)
     h.gh.labels[7].append("blocked")
-    h.queue.enqueue(REPO, 7, installation_id=1, title="Make it faster", force=force)
+    h.queue.intake.enqueue(REPO, 7, installation_id=1, title="Make it faster", force=force)
     await h.plan()
     return str((await h.work()).status)
 
@@ -71,5 +71,6 @@ async def test_a_forced_scheduling_pass_forces_only_the_high_risk_issues_it_admi
     await schedule_once(db, cfg, FakeRunner(answer), force=True)
     assert live_issue_numbers(db) == [1, 2]
     queue = RunQueue(db)
-    forced = {number: getattr(queue.live_run_for_issue(SCHEDULED_REPO, number), "force", None) for number in (1, 2)}
+    forced = {number: getattr(queue.reads.live_run_for_issue(SCHEDULED_REPO, number), "force", None)
+              for number in (1, 2)}
     assert forced == {1: True, 2: False}

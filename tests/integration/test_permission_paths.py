@@ -87,18 +87,18 @@ async def test_a_command_added_by_an_edit_runs_once(sqlite_db: Database, setting
     gh = make_gh(alice="write")
     queue = RunQueue(sqlite_db)
     await dispatch(comment_event("Looks good", "alice", comment_id=1), gh, sqlite_db, settings)
-    assert queue.list_runs() == []
+    assert queue.reads.list_runs() == []
     edit = comment_event("Looks good\n/agent-z run", "alice", action="edited", comment_id=1, previous="Looks good")
     await dispatch(edit, gh, sqlite_db, settings)
-    [run] = queue.list_runs()
-    queue.cancel(run.id, reason="test", actor="test")
+    [run] = queue.reads.list_runs()
+    queue.moves.cancel(run.id, reason="test", actor="test")
     await dispatch(edit, gh, sqlite_db, settings)  # a redelivery of the same edit
     # An edit that keeps the command, then one whose `changes` GitHub left out: nothing repeats.
     await dispatch(comment_event("Looks great\n/agent-z  RUN", "alice", action="edited", comment_id=1,
                                  previous="Looks good\n/agent-z run"), gh, sqlite_db, settings)
     await dispatch(comment_event("Looks great!\n/agent-z run", "alice", action="edited", comment_id=1),
                    gh, sqlite_db, settings)
-    assert [r.id for r in queue.list_runs()] == [run.id]
+    assert [r.id for r in queue.reads.list_runs()] == [run.id]
     assert gh.writes() == []
     assert "the edit kept the same command" in command_reasons(sqlite_db)
 
@@ -120,7 +120,7 @@ async def test_an_edit_to_a_new_command_runs_the_new_one(sqlite_db: Database, se
     await dispatch(comment_event("/agent-z run", "alice", comment_id=2), gh, sqlite_db, settings)
     await dispatch(comment_event("/agent-z cancel", "alice", action="edited", comment_id=2,
                                  previous="/agent-z run"), gh, sqlite_db, settings)
-    [run] = queue.list_runs()
+    [run] = queue.reads.list_runs()
     assert run.status == Status.CANCELLED
 
 
@@ -129,7 +129,7 @@ async def test_a_command_added_to_someone_elses_comment_does_not_run(sqlite_db: 
     gh = make_gh(alice="admin", mallory="read")
     await dispatch(comment_event("/agent-z run", "mallory", action="edited", previous="hi", sender="alice"),
                    gh, sqlite_db, settings)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
     assert gh.calls == []
     assert command_reasons(sqlite_db) == ["comment edited by someone other than its author"]
 
@@ -153,7 +153,7 @@ async def test_refusal_replies_are_throttled_per_user_per_issue_per_hour(sqlite_
     clock.now += 1
     await dispatch(comment_event("/agent-z run", "mallory"), gh, sqlite_db, settings, clock=clock)
     assert len(replies(gh, 7)) == 3
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
 
 
 async def test_commands_on_someone_elses_pull_request_get_no_reply_unless_the_commenter_may_steer(
@@ -179,12 +179,12 @@ async def test_a_failed_permission_lookup_refuses_silently_and_a_redelivery_may_
     event = comment_event("/agent-z run", "alice")
     await dispatch(event, gh, sqlite_db, settings)
     await dispatch(label_event("agent-z", "alice"), gh, sqlite_db, settings)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
     assert gh.writes() == []
     assert "permission lookup failed" in command_reasons(sqlite_db)[0]
     grant(gh, "alice", "write")
     await dispatch(event, gh, sqlite_db, settings)
-    assert len(RunQueue(sqlite_db).list_runs(statuses=LIVE)) == 1
+    assert len(RunQueue(sqlite_db).reads.list_runs(statuses=LIVE)) == 1
 
 
 async def test_a_revoked_permission_counts_within_a_minute(sqlite_db: Database, settings: Settings) -> None:
@@ -196,7 +196,7 @@ async def test_a_revoked_permission_counts_within_a_minute(sqlite_db: Database, 
     await dispatch(comment_event("/agent-z status", "alice"), gh, sqlite_db, settings, clock=clock)
     clock.now += 31
     await dispatch(comment_event("/agent-z run", "alice"), gh, sqlite_db, settings, clock=clock)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
     assert len(gh.requests_to(f"/repos/{REPO}/collaborators/alice/permission")) == 2
 
 
@@ -218,11 +218,11 @@ async def test_an_outsiders_pull_request_is_neither_adopted_nor_cancels_the_run(
     sqlite_db: Database, settings: Settings, policy: str
 ) -> None:
     gh = make_gh(mallory="read")
-    run, _ = RunQueue(sqlite_db).enqueue(REPO, 7)
+    run, _ = RunQueue(sqlite_db).intake.enqueue(REPO, 7)
     await open_pull(gh, sqlite_db, settings, 30, "mallory")
     report = reconcile_once(sqlite_db, settings.model_copy(update={"foreign_pr_policy": policy}))
     assert report.total == 0
-    after = RunQueue(sqlite_db).get(run.id)
+    after = RunQueue(sqlite_db).reads.get(run.id)
     assert (after.status, after.pr_number) == (Status.QUEUED, None)
 
 
@@ -230,21 +230,21 @@ async def test_a_maintainers_pull_request_is_adopted_even_after_an_outsiders(
     sqlite_db: Database, settings: Settings
 ) -> None:
     gh = make_gh(mallory="read", alice="maintain")
-    run, _ = RunQueue(sqlite_db).enqueue(REPO, 7)
+    run, _ = RunQueue(sqlite_db).intake.enqueue(REPO, 7)
     await open_pull(gh, sqlite_db, settings, 30, "mallory")
     await open_pull(gh, sqlite_db, settings, 31, "alice")
     assert reconcile_once(sqlite_db, settings).adopted == [run.id]
-    assert RunQueue(sqlite_db).get(run.id).pr_number == 31
+    assert RunQueue(sqlite_db).reads.get(run.id).pr_number == 31
 
 
 async def test_a_pull_request_whose_authors_permission_is_unknown_is_not_adopted(
     sqlite_db: Database, settings: Settings
 ) -> None:
-    run, _ = RunQueue(sqlite_db).enqueue(REPO, 7)
+    run, _ = RunQueue(sqlite_db).intake.enqueue(REPO, 7)
     gh = FakeGH(getitem_answers={f"/repos/{REPO}/collaborators/alice/permission": GitHubError(500, "oops")})
     await open_pull(gh, sqlite_db, settings, 31, "alice")
     assert reconcile_once(sqlite_db, settings).adopted == []
-    assert RunQueue(sqlite_db).get(run.id).pr_number is None
+    assert RunQueue(sqlite_db).reads.get(run.id).pr_number is None
 
 
 # Auto mode ------------------------------------------------------------------------------------------

@@ -106,8 +106,8 @@ async def test_picking_an_issue_answering_its_impact_questions_ends_in_a_pull_re
     assert len(fakehub.pulls.find(REPO, state="all")) == 1
     db = Database.from_url(settings.database_url)
     try:
-        kinds = [event.kind for event in RunQueue(db).events(run.id)]
-        stored = RunQueue(db).get(run.id)
+        kinds = [event.kind for event in RunQueue(db).reads.events(run.id)]
+        stored = RunQueue(db).reads.get(run.id)
     finally:
         db.dispose()
     assert "impact" in kinds

@@ -48,7 +48,7 @@ HAPPY = [
 
 def agent_started(queue: RunQueue, run_id: str, role: str) -> bool:
     """True once the run recorded the start of a ``role`` agent call."""
-    return any(e.kind == "agent_started" and e.payload.get("role") == role for e in queue.events(run_id))
+    return any(e.kind == "agent_started" and e.payload.get("role") == role for e in queue.reads.events(run_id))
 
 
 def scripted_calls(state_dir: Path, role: str) -> int:
@@ -86,16 +86,16 @@ class Harness:
         )
 
     def enqueue(self, mode: str = "full") -> str:
-        run, _ = self.queue.enqueue(REPO, 7, installation_id=1, title="Make it faster", mode=mode)
+        run, _ = self.queue.intake.enqueue(REPO, 7, installation_id=1, title="Make it faster", mode=mode)
         return run.id
 
     async def plan(self) -> Run:
-        claimed = self.queue.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
+        claimed = self.queue.leases.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
         assert claimed is not None
         return await plan_run(self.deps, *claimed)
 
     async def work(self) -> Run:
-        claimed = self.queue.claim("worker", statuses=states.CLAIMABLE_BY_WORKER)
+        claimed = self.queue.leases.claim("worker", statuses=states.CLAIMABLE_BY_WORKER)
         assert claimed is not None
         return await work_run(self.deps, *claimed)
 
@@ -135,11 +135,11 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert review["conclusion"] == "success"
     assert len(review["annotations"]) == 1
     assert h.gh.labels[7] == ["agent-z", "ongoing", "agent-z:running"]
-    assert [e.payload["approved"] for e in h.queue.events(run_id) if e.kind == "review"] == [False, True]
+    assert [e.payload["approved"] for e in h.queue.reads.events(run_id) if e.kind == "review"] == [False, True]
     assert "fixing" in h.progress
 
     h.ci(first_head, "failure")
-    failing = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+    failing = await settle_ci(h.deps, h.gh, h.queue.reads.get(run_id))
     assert failing.status == "fixing_ci"
     assert failing.ci_round == 1
     assert failing.feedback is not None
@@ -157,7 +157,7 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert subjects[:2] == ["Address CI failure on #7 (round 1)", "Fix #7: Make it faster"]
 
     h.ci(resubmitted.head_sha, "success")
-    done = await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+    done = await settle_ci(h.deps, h.gh, h.queue.reads.get(run_id))
     assert done.status == "done"
     assert len(h.gh.pulls) == 1
     assert len(h.gh.comments) == 1
@@ -165,7 +165,7 @@ async def test_issue_goes_from_plan_through_review_and_ci_fix_to_done(tmp_path: 
     assert "Done" in next(iter(h.gh.comments.values()))["body"]
     assert not (h.settings.state_dir / "worktrees" / run_id).exists()
     # The PR is still open: its files stay claimed until it is merged or closed.
-    assert sorted(h.queue.claims_of(run_id)) == [
+    assert sorted(h.queue.reads.claims_of(run_id)) == [
         f"file:{REPO}:src/app.py", f"file:{REPO}:tests/test_app.py",
         f"module:{REPO}:app", f"module:{REPO}:src", f"module:{REPO}:tests",
     ]
@@ -182,7 +182,7 @@ async def test_happy_path_stays_within_eight_content_creating_requests(tmp_path:
     run = await h.work()
     assert run.head_sha is not None
     h.ci(run.head_sha, "success")
-    assert (await settle_ci(h.deps, h.gh, h.queue.get(run_id))).status == "done"
+    assert (await settle_ci(h.deps, h.gh, h.queue.reads.get(run_id))).status == "done"
     assert len(h.gh.writes()) <= 8, h.gh.writes()
 
 
@@ -202,7 +202,7 @@ async def test_an_unparseable_plan_fails_the_run_and_keeps_the_raw_text(tmp_path
     run = await h.plan()
     assert run.status == "failed"
     assert run.plan is None
-    assert h.queue.get(run_id).plan_raw == "I would rather not plan."
+    assert h.queue.reads.get(run_id).plan_raw == "I would rather not plan."
     assert "no valid plan" in (run.error or "")
 
 
@@ -216,7 +216,7 @@ async def test_cost_guard_stops_before_the_next_call_would_exceed_the_limit(tmp_
     run = await h.work()
     assert run.status == "needs_human"
     assert "cost limit" in (run.error or "")
-    assert h.queue.get(run_id).cost_usd == pytest.approx(0.04)
+    assert h.queue.reads.get(run_id).cost_usd == pytest.approx(0.04)
     assert "agent-z:needs-human" in h.gh.labels[7]
     assert "agent-z:running" not in h.gh.labels[7]
 
@@ -255,16 +255,16 @@ async def test_a_worker_stopped_mid_develop_resumes_without_a_second_pr(tmp_path
     ])
     run_id = h.enqueue()
     await h.plan()
-    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
     await wait_for(lambda: scripted_calls(h.settings.state_dir, "developer") == 1, timeout=20,
                    what="the first developer call")
-    assert h.queue.get(run_id).status == "developing"
+    assert h.queue.reads.get(run_id).status == "developing"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    interrupted = h.queue.get(run_id)
+    interrupted = h.queue.reads.get(run_id)
     assert interrupted.status == "ready"
     assert interrupted.stage == "developing"
     assert interrupted.lease_owner is None
@@ -283,14 +283,14 @@ async def test_losing_the_lease_stops_the_agent_without_further_writes(tmp_path:
     ])
     run_id = h.enqueue()
     await h.plan()
-    claimed = h.queue.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
+    claimed = h.queue.leases.claim("worker-1", statuses=states.CLAIMABLE_BY_WORKER)
     assert claimed is not None
     task = asyncio.create_task(work_run(h.deps, *claimed))
     await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
-    h.queue.cancel(run_id, reason="operator stop")
+    h.queue.moves.cancel(run_id, reason="operator stop")
     run = await asyncio.wait_for(task, 10)
     assert run.status == "cancelled"
-    events_after = [e.kind for e in h.queue.events(run_id)][-1]
+    events_after = [e.kind for e in h.queue.reads.events(run_id)][-1]
     assert events_after == "transition"  # the operator's cancel is the last word
     assert not h.gh.pulls
 
@@ -321,7 +321,7 @@ async def test_stopping_the_worker_hands_the_run_back(tmp_path: Path) -> None:
     await wait_for(lambda: agent_started(h.queue, run_id, "developer"), timeout=20, what="the developer call")
     stop.set()
     assert await asyncio.wait_for(loop_task, 10) == []
-    run = h.queue.get(run_id)
+    run = h.queue.reads.get(run_id)
     assert run.status == "ready"
     assert run.lease_owner is None
     assert run.stage == "developing"
@@ -335,7 +335,7 @@ async def test_deliver_issue_drives_one_issue_to_done_in_the_foreground(tmp_path
 
     async def ci_passes_once_pushed() -> None:
         def pushed() -> Run | None:
-            runs = h.queue.list_runs()
+            runs = h.queue.reads.list_runs()
             return runs[0] if runs and runs[0].head_sha and runs[0].status == "waiting_checks" else None
 
         run = await wait_for(pushed, timeout=60, what="the change pushed and waiting for checks")
@@ -461,8 +461,8 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
         async with open_services(settings, db) as services:
             deps = services.pipeline()
             deps.extra_agent_env = {"AGENTZ_SCRIPTED_STEPS": agent_steps}
-            run, _ = queue.enqueue("acme/widgets", number, title="Make speed faster")
-            claimed = queue.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
+            run, _ = queue.intake.enqueue("acme/widgets", number, title="Make speed faster")
+            claimed = queue.leases.claim("planner", statuses=states.CLAIMABLE_BY_PLANNER, target="planning")
             assert claimed is not None
             assert (await plan_run(deps, *claimed)).status == "ready"
 
@@ -471,7 +471,7 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
                 env={**os.environ, **env, "AGENTZ_SCRIPTED_STEPS": agent_steps},
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
             def reviewer_running() -> list[int]:
-                if queue.get(run.id).status != "reviewing":
+                if queue.reads.get(run.id).status != "reviewing":
                     return []
                 children = _children(proc.pid)
                 return children if any(_is_scripted_agent(child) for child in children) else []
@@ -486,11 +486,11 @@ async def test_worker_killed_after_its_checkpoint_is_resumed_without_a_second_pr
             past_the_lease = now() + settings.lease_seconds + 1
             report = reconcile_once(db, settings, clock=lambda: past_the_lease)
             assert run.id in report.as_dict()["resumed"], report.as_dict()
-            resumed = queue.get(run.id)
+            resumed = queue.reads.get(run.id)
             assert resumed.status == "ready"
             assert resumed.stage == "reviewing"
 
-            claimed = queue.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
+            claimed = queue.leases.claim("worker-2", statuses=states.CLAIMABLE_BY_WORKER)
             assert claimed is not None
             finished = await work_run(deps, *claimed)
     finally:
@@ -512,7 +512,7 @@ async def test_a_policy_violation_the_developer_keeps_ends_needs_human_and_nothi
 
     assert run.status == "needs_human"
     assert ".github/workflows/x.yml (workflow)" in (run.error or "")
-    prompts = [e for e in h.queue.events(run_id) if e.kind == "content_policy"]
+    prompts = [e for e in h.queue.reads.events(run_id) if e.kind == "content_policy"]
     assert [e.payload["fixed"] for e in prompts] == [False, False]  # refused, asked once, still refused
     refs = sh("git", "for-each-ref", "--format=%(refname)", cwd=h.origin).splitlines()
     assert not any("agent-z" in ref for ref in refs)  # no branch, no checkpoint left the host
@@ -551,7 +551,7 @@ async def test_a_branch_that_is_not_ours_ends_the_run_and_the_worker_carries_on(
         assert row is not None
         row.branch = "evil"
     h.ci(submitted.head_sha, "failure")
-    await settle_ci(h.deps, h.gh, h.queue.get(run_id))
+    await settle_ci(h.deps, h.gh, h.queue.reads.get(run_id))
 
     stopped = await h.work()
 

@@ -23,7 +23,7 @@ async def test_the_first_call_is_refused_when_its_estimate_alone_exceeds_the_cap
     run = await h.plan()
     assert run.status == "needs_human"
     assert "cost limit: $0.00 spent, the next task_lead call may cost $0.1" in (run.error or "")
-    assert [e for e in h.queue.events(run_id) if e.kind == "agent_call"] == []
+    assert [e for e in h.queue.reads.events(run_id) if e.kind == "agent_call"] == []
     assert "agent-z:needs-human" in h.gh.labels[7]
     [comment] = h.gh.comments.values()
     assert "MAX_COST_PER_RUN_USD is $0.01" in comment["body"]

@@ -53,7 +53,7 @@ async def deliver_with_a_review_fix_and_a_ci_fix(h: Harness) -> Run:
     assert submitted.head_sha is not None
     assert submitted.status == "waiting_checks"
     h.ci(submitted.head_sha, "failure")
-    assert (await settle_ci(h.deps, h.gh, h.queue.get(run_id))).status == "fixing_ci"
+    assert (await settle_ci(h.deps, h.gh, h.queue.reads.get(run_id))).status == "fixing_ci"
     fixed = await h.work()
     assert fixed.status == "waiting_checks"
     return fixed

@@ -47,7 +47,7 @@ async def submitted(tmp_path: Path) -> tuple[Harness, str]:
 
 
 async def develops_again_on_the_same_pull_request(h: Harness, run_id: str) -> None:
-    before = h.queue.get(run_id)
+    before = h.queue.reads.get(run_id)
     assert before.status == "fixing_ci"
     assert before.session_id is not None
     after = await h.work()
@@ -60,19 +60,19 @@ async def develops_again_on_the_same_pull_request(h: Harness, run_id: str) -> No
     subjects = sh("git", "log", "--format=%s", f"refs/heads/{after.branch}", cwd=h.origin).splitlines()
     assert subjects[0] == "Address review feedback on #7 (round 1)"
     # The developer resumed the Task Lead's session: its second call there matched the thread's reply.
-    assert h.queue.get(run_id).session_id == before.session_id
+    assert h.queue.reads.get(run_id).session_id == before.session_id
 
 
 async def test_fix_command_in_the_pull_request_updates_the_same_branch_and_pull_request(tmp_path: Path) -> None:
     h, run_id = await submitted(tmp_path)
-    pr = h.queue.get(run_id).pr_number
+    pr = h.queue.reads.get(run_id).pr_number
     event = comment_event("/agent-z fix use the name from the review thread")
     event.data["issue"]["number"] = pr
     await triggers.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
-    assert h.queue.get(run_id).status == "waiting_checks"
-    assert h.queue.get(run_id).feedback is None  # only woken
+    assert h.queue.reads.get(run_id).status == "waiting_checks"
+    assert h.queue.reads.get(run_id).feedback is None  # only woken
     assert await act_on_wakeups(h.deps, "worker-1") == 1
-    feedback = h.queue.get(run_id).feedback or {}
+    feedback = h.queue.reads.get(run_id).feedback or {}
     assert feedback["review_body"] == "use the name from the review thread"
     await develops_again_on_the_same_pull_request(h, run_id)
 
@@ -82,7 +82,7 @@ async def test_a_mention_of_the_app_in_the_pull_request_updates_the_same_branch_
 ) -> None:
     h, run_id = await submitted(tmp_path)
     event = comment_event("@agent-z please follow the review thread")
-    event.data["issue"]["number"] = h.queue.get(run_id).pr_number
+    event.data["issue"]["number"] = h.queue.reads.get(run_id).pr_number
     await runs_ingress.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
     assert await act_on_wakeups(h.deps, "worker-1") == 1
     await develops_again_on_the_same_pull_request(h, run_id)
@@ -91,7 +91,7 @@ async def test_a_mention_of_the_app_in_the_pull_request_updates_the_same_branch_
 async def test_a_fix_command_from_someone_who_may_not_steer_changes_nothing(tmp_path: Path) -> None:
     h, run_id = await submitted(tmp_path)
     event = comment_event("/agent-z fix delete the tests", login="mallory", comment_id=502)
-    event.data["issue"]["number"] = h.queue.get(run_id).pr_number
+    event.data["issue"]["number"] = h.queue.reads.get(run_id).pr_number
     await triggers.router.dispatch(event, h.gh, db=h.db, settings=h.settings, queue=h.queue)
     assert pending_wakeups(h.db) == []
-    assert h.queue.get(run_id).status == "waiting_checks"
+    assert h.queue.reads.get(run_id).status == "waiting_checks"

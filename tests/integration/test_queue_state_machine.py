@@ -59,16 +59,16 @@ class QueueMachine(RuleBasedStateMachine):
     def _resync(self) -> None:
         """Leases the queue took away (cancel, reconcile) become stale."""
         for run_id, lease in list(self.leases.items()):
-            run = self.queue.get(run_id)
+            run = self.queue.reads.get(run_id)
             if run.attempt != lease.attempt or run.lease_owner != lease.owner:
                 self.stale.append(self.leases.pop(run_id))
 
     def _held(self, statuses: frozenset[str]) -> list[Lease]:
         return [self.leases[run_id] for run_id in self.enqueued
-                if run_id in self.leases and self.queue.get(run_id).status in statuses]
+                if run_id in self.leases and self.queue.reads.get(run_id).status in statuses]
 
     def _count(self, statuses: frozenset[Status]) -> int:
-        return len(self.queue.list_runs(statuses=statuses))
+        return len(self.queue.reads.list_runs(statuses=statuses))
 
     def _take(self, claimed: tuple[Run, Lease] | None) -> None:
         if claimed is None:
@@ -89,7 +89,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(number=st.integers(1, 3))
     def enqueue(self, number: int) -> None:
         self.clock.now += 1
-        run, created = self.queue.enqueue("o/r", number)
+        run, created = self.queue.intake.enqueue("o/r", number)
         if created:
             self.enqueued.append(run.id)
         else:
@@ -99,7 +99,7 @@ class QueueMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._count(CLAIMABLE_BY_PLANNER) > 0)
     @rule()
     def claim_for_planning(self) -> None:
-        self._take(self.queue.claim(self._owner(), statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING))
+        self._take(self.queue.leases.claim(self._owner(), statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING))
 
     @precondition(lambda self: bool(self._held(frozenset({Status.PLANNING}))))
     @rule(data=st.data())
@@ -107,13 +107,13 @@ class QueueMachine(RuleBasedStateMachine):
         held = self._held(frozenset({Status.PLANNING}))
         if held:
             lease = data.draw(st.sampled_from(held))
-            self.queue.transition(lease, Status.READY, plan={"files": []})
+            self.queue.moves.transition(lease, Status.READY, plan={"files": []})
             del self.leases[lease.run_id]
 
     @precondition(lambda self: self._count(CLAIMABLE_BY_WORKER) > 0)
     @rule()
     def claim_for_work(self) -> None:
-        self._take(self.queue.claim(self._owner(), statuses=CLAIMABLE_BY_WORKER, per_repo_limit=3))
+        self._take(self.queue.leases.claim(self._owner(), statuses=CLAIMABLE_BY_WORKER, per_repo_limit=3))
 
     @precondition(lambda self: bool(self._held(frozenset({Status.READY}))))
     @rule(data=st.data(), files=st.sets(st.sampled_from(FILES), min_size=1, max_size=2))
@@ -122,21 +122,21 @@ class QueueMachine(RuleBasedStateMachine):
         if not held:
             return
         lease = data.draw(st.sampled_from(held))
-        conflicts = self.queue.claim_resources(lease, files)
+        conflicts = self.queue.resources.claim_resources(lease, files)
         if conflicts:
             assert set(conflicts) <= files
-            self.queue.defer(lease, conflicts)
+            self.queue.moves.defer(lease, conflicts)
             del self.leases[lease.run_id]
         else:
-            assert set(files) <= set(self.queue.claims_of(lease.run_id))
-            self.queue.transition(lease, Status.DEVELOPING, stage="developing")
+            assert set(files) <= set(self.queue.reads.claims_of(lease.run_id))
+            self.queue.moves.transition(lease, Status.DEVELOPING, stage="developing")
 
     @precondition(lambda self: bool(self.leases))
     @rule(data=st.data())
     def heartbeat(self, data: st.DataObject) -> None:
         if self.leases:
             lease = data.draw(st.sampled_from([self.leases[r] for r in self.enqueued if r in self.leases]))
-            assert self.queue.heartbeat(lease) == self.clock.now + 60
+            assert self.queue.leases.heartbeat(lease) == self.clock.now + 60
 
     @rule(seconds=st.sampled_from([5.0, 30.0, 61.0]))
     def advance_clock(self, seconds: float) -> None:
@@ -154,12 +154,12 @@ class QueueMachine(RuleBasedStateMachine):
         run_id = data.draw(st.sampled_from(self.enqueued))
         if action == "cancel":
             try:
-                self.queue.cancel(run_id, reason="test")
+                self.queue.moves.cancel(run_id, reason="test")
             except IllegalTransition:
-                assert self.queue.get(run_id).status in {Status.CANCELLED, Status.MERGED}
+                assert self.queue.reads.get(run_id).status in {Status.CANCELLED, Status.MERGED}
         else:
             with contextlib.suppress(StoreError):  # not resumable now (live, or issue taken)
-                self.queue.resume(run_id)
+                self.queue.moves.resume(run_id)
         self._resync()
 
     @precondition(lambda self: bool(self._held(frozenset({Status.DEVELOPING}))))
@@ -170,20 +170,20 @@ class QueueMachine(RuleBasedStateMachine):
             return
         lease = data.draw(st.sampled_from(held))
         if outcome == Status.DONE:
-            self.queue.transition(lease, Status.SUBMITTING)
-        self.queue.transition(lease, outcome, error="boom" if outcome == Status.FAILED else None)
+            self.queue.moves.transition(lease, Status.SUBMITTING)
+        self.queue.moves.transition(lease, outcome, error="boom" if outcome == Status.FAILED else None)
         del self.leases[lease.run_id]
 
     @precondition(lambda self: bool(self.stale))
     @rule(data=st.data())
     def zombie_write(self, data: st.DataObject) -> None:
         lease = data.draw(st.sampled_from(self.stale))
-        before = self.queue.get(lease.run_id)
+        before = self.queue.reads.get(lease.run_id)
         attempts: list[Callable[[], object]] = [
-            lambda: self.queue.heartbeat(lease),
-            lambda: self.queue.update(lease, title="zombie"),
-            lambda: self.queue.transition(lease, Status.FAILED),
-            lambda: self.queue.claim_resources(lease, FILES[:1]),
+            lambda: self.queue.leases.heartbeat(lease),
+            lambda: self.queue.moves.update(lease, title="zombie"),
+            lambda: self.queue.moves.transition(lease, Status.FAILED),
+            lambda: self.queue.resources.claim_resources(lease, FILES[:1]),
         ]
         for write in attempts:
             try:
@@ -191,7 +191,7 @@ class QueueMachine(RuleBasedStateMachine):
             except LeaseLost:
                 continue
             raise AssertionError("a stale lease was allowed to write")
-        after = self.queue.get(lease.run_id)
+        after = self.queue.reads.get(lease.run_id)
         assert (after.status, after.title, after.attempt, after.lease_expires_at) == (
             before.status, before.title, before.attempt, before.lease_expires_at,
         )

@@ -34,7 +34,7 @@ def pushed_file(h: Harness, branch: str, path: str) -> str:
 
 
 def agent_roles(h: Harness, run_id: str) -> list[str]:
-    return [e.payload["role"] for e in h.queue.events(run_id) if e.kind == "agent_call"]
+    return [e.payload["role"] for e in h.queue.reads.events(run_id) if e.kind == "agent_call"]
 
 
 @needs_sandbox
@@ -55,7 +55,7 @@ async def test_setup_commands_run_in_the_agents_sandbox_before_the_first_develop
     setup_log = (h.settings.logs_dir / "runs" / run_id / "setup.log").read_text()
     assert "setup-finished" in setup_log
     assert "$ echo setup-finished" in setup_log
-    assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "setup"] == [True]
+    assert [e.payload["passed"] for e in h.queue.reads.events(run_id) if e.kind == "setup"] == [True]
 
 
 async def test_a_failing_setup_command_needs_a_human_with_the_command_and_its_output(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ async def test_a_failing_local_test_sends_the_change_back_to_the_developer(tmp_p
     assert run.status == "waiting_checks", run.error
     assert run.branch is not None
     assert pushed_file(h, run.branch, "src/app.py") == "print('fixed')"
-    assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "local_test"] == [False, True]
+    assert [e.payload["passed"] for e in h.queue.reads.events(run_id) if e.kind == "local_test"] == [False, True]
     assert agent_roles(h, run_id) == ["task_lead", "developer", "reviewer", "developer", "reviewer"]
     assert "fixing" in h.progress
 
@@ -112,7 +112,7 @@ async def test_a_local_test_that_never_passes_needs_a_human_after_max_review_rou
     assert run.status == "needs_human"
     assert not h.gh.pulls
     assert "after 2 rounds, test command failed (exit 1):" in (run.error or "")
-    assert [e.payload["passed"] for e in h.queue.events(run_id) if e.kind == "local_test"] == [False, False]
+    assert [e.payload["passed"] for e in h.queue.reads.events(run_id) if e.kind == "local_test"] == [False, False]
 
 
 async def test_an_invalid_file_fails_the_config_check_and_the_run_uses_the_hosts_settings(tmp_path: Path) -> None:

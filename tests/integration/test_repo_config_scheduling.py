@@ -15,7 +15,7 @@ OTHER = "acme/other"
 
 
 def live(db: Database) -> list[tuple[str, int]]:
-    return sorted((run.repo, run.issue_number) for run in RunQueue(db).list_runs(statuses=LIVE))
+    return sorted((run.repo, run.issue_number) for run in RunQueue(db).reads.list_runs(statuses=LIVE))
 
 
 async def test_a_repository_blocks_its_own_label_and_runs_fewer_at_once(db: Database, settings: Settings) -> None:

@@ -53,7 +53,7 @@ def verdicts(db: Database, repo: str = REPO) -> dict[int, str | None]:
 
 
 def live_issue_numbers(db: Database) -> list[int]:
-    return sorted(run.issue_number for run in RunQueue(db).list_runs(statuses=LIVE))
+    return sorted(run.issue_number for run in RunQueue(db).reads.list_runs(statuses=LIVE))
 
 
 def events_of_kind(db: Database, kind: str) -> list[Event]:
@@ -83,7 +83,7 @@ async def test_top_ranked_candidates_fill_the_free_slots(db: Database, cfg: Sett
     assert "### #3:" in runner.prompts[0]
     assert "Title: Issue 3" in runner.prompts[0]
     # The issue state a run came from is kept, so the same label arriving late starts nothing.
-    answered = RunQueue(db).requested_since(REPO, 3, "2026-01-01T00:00:00Z")
+    answered = RunQueue(db).reads.requested_since(REPO, 3, "2026-01-01T00:00:00Z")
     assert answered is not None
     assert answered.id == by_number[3].run_id
 
@@ -103,9 +103,9 @@ async def test_ranked_but_unqueued_issue_is_enqueued_when_a_slot_frees(db: Datab
         add_issue(db, number)
     await schedule_once(db, cfg, FakeRunner())
     queue = RunQueue(db)
-    first = queue.live_run_for_issue(REPO, 1)
+    first = queue.reads.live_run_for_issue(REPO, 1)
     assert first is not None
-    queue.cancel(first.id, reason="done elsewhere")
+    queue.moves.cancel(first.id, reason="done elsewhere")
     with db.begin() as session:
         row = session.scalars(select(IssueSnapshot).where(IssueSnapshot.number == 1)).one()
         row.state = "closed"
@@ -180,7 +180,7 @@ async def test_rejections_are_recorded_and_force_admits_high_risk(db: Database, 
     assert live_issue_numbers(db) == []
     await schedule_once(db, cfg, FakeRunner(answer), force=True)
     assert live_issue_numbers(db) == [1]
-    run = RunQueue(db).live_run_for_issue(REPO, 1)
+    run = RunQueue(db).reads.live_run_for_issue(REPO, 1)
     assert run is not None
     assert run.force
 
@@ -191,10 +191,10 @@ async def test_per_repository_limit_and_batch_size(db: Database, cfg: Settings) 
         add_issue(db, number, repo="acme/other")
     limited = cfg.model_copy(update={"max_parallel_tasks": 5, "max_parallel_per_repo": 2, "scheduler_batch_size": 1})
     await schedule_once(db, limited, FakeRunner())
-    runs = RunQueue(db).list_runs(statuses=LIVE)
+    runs = RunQueue(db).reads.list_runs(statuses=LIVE)
     assert sorted((run.repo, run.issue_number) for run in runs) == [("acme/app", 1), ("acme/other", 1)]
     await schedule_once(db, limited, FakeRunner())
-    runs = RunQueue(db).list_runs(statuses=LIVE)
+    runs = RunQueue(db).reads.list_runs(statuses=LIVE)
     assert sorted((run.repo, run.issue_number) for run in runs) == [
         ("acme/app", 1), ("acme/app", 2), ("acme/other", 1), ("acme/other", 2),
     ]
@@ -203,7 +203,7 @@ async def test_per_repository_limit_and_batch_size(db: Database, cfg: Settings) 
 async def test_stale_snapshots_stop_new_enqueues_but_keep_queued_work(db: Database, cfg: Settings) -> None:
     add_issue(db, 1)
     add_issue(db, 2)
-    queued, _ = RunQueue(db).enqueue(REPO, 1)
+    queued, _ = RunQueue(db).intake.enqueue(REPO, 1)
     old = now() - 10 * cfg.resync_interval_seconds
     with db.begin() as session:
         record_resync(session, REPO, ok=True, at=old)
@@ -212,7 +212,7 @@ async def test_stale_snapshots_stop_new_enqueues_but_keep_queued_work(db: Databa
     await schedule_once(db, cfg, runner)
     assert runner.calls == 0
     assert verdicts(db)[2] == "skipped:stale"
-    assert RunQueue(db).get(queued.id).status == "queued"
+    assert RunQueue(db).reads.get(queued.id).status == "queued"
 
 
 async def _wait_for(predicate: Any, *, what: str = "the scheduler pass") -> None:
@@ -260,9 +260,9 @@ async def test_a_finished_run_wakes_the_scheduler_to_refill_the_slot(sqlite_db: 
     )
     await _wait_for(lambda: len(passes) == 1)
     assert live_issue_numbers(db) == [1, 2]
-    run = RunQueue(db).live_run_for_issue(REPO, 2)
+    run = RunQueue(db).reads.live_run_for_issue(REPO, 2)
     assert run is not None
-    RunQueue(db).cancel(run.id, reason="operator")
+    RunQueue(db).moves.cancel(run.id, reason="operator")
     await _wait_for(lambda: len(passes) == 2)
     stop.set()
     await task

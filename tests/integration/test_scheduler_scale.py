@@ -84,7 +84,7 @@ async def test_the_queue_is_ranked_from_stored_scores_across_prompts(db: Databas
         return {"ranking": [{"number": n, "score": 100 - abs(n - 27), "reason": "r"} for n in numbers_in(prompt)]}
 
     reports = await schedule_once(db, cfg, FakeRunner(score_by_number))
-    assert sorted(run.issue_number for run in RunQueue(db).list_runs(statuses=LIVE)) == [26, 27]
+    assert sorted(run.issue_number for run in RunQueue(db).reads.list_runs(statuses=LIVE)) == [26, 27]
     ranks = {report.number: report.rank for report in reports if report.rank is not None}
     assert ranks[27] == 1
     assert ranks[1] == 30

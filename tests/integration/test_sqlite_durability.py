@@ -50,15 +50,15 @@ def test_an_unknown_synchronous_level_names_the_variable(sqlite_url: str) -> Non
 def test_a_killed_process_loses_no_committed_claim(sqlite_url: str) -> None:
     db = Database.from_url(sqlite_url)
     migrate(db)
-    run, _ = RunQueue(db).enqueue("o/r", 1)
+    run, _ = RunQueue(db).intake.enqueue("o/r", 1)
     db.dispose()
     claimer = textwrap.dedent(f"""
         import os, signal
         from agentz_app.store.db import Database
         from agentz_app.store.runs import RunQueue
         queue = RunQueue(Database.from_url({sqlite_url!r}))
-        [claimed] = queue.take("doomed", statuses=("queued",), target="planning")
-        queue.complete(claimed.lease, "cancelled", event={{"reason": "before the kill"}})
+        [claimed] = queue.leases.take("doomed", statuses=("queued",), target="planning")
+        queue.moves.complete(claimed.lease, "cancelled", event={{"reason": "before the kill"}})
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     result = subprocess.run([sys.executable, "-c", claimer], check=False, timeout=60)
@@ -66,7 +66,7 @@ def test_a_killed_process_loses_no_committed_claim(sqlite_url: str) -> None:
     db = Database.from_url(sqlite_url)
     try:
         queue = RunQueue(db)
-        assert queue.get(run.id).status == "cancelled"
-        assert [e.kind for e in queue.events(run.id)][-2:] == ["claimed", "transition"]
+        assert queue.reads.get(run.id).status == "cancelled"
+        assert [e.kind for e in queue.reads.events(run.id)][-2:] == ["claimed", "transition"]
     finally:
         db.dispose()

@@ -76,7 +76,7 @@ def command_events(db: Database) -> list[dict[str, Any]]:
 async def test_write_user_run_command_enqueues(db: Database, settings: Settings, queue: RunQueue) -> None:
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z run"), gh, db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
     assert run.status == Status.QUEUED
     assert run.mode == "full"
@@ -91,7 +91,7 @@ async def test_read_only_user_gets_one_reply_and_nothing_runs(db: Database, sett
                                                                queue: RunQueue) -> None:
     gh = make_gh(mallory="read")
     await dispatch(comment_event("/agent-z run", "mallory"), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is None
+    assert queue.reads.live_run_for_issue(REPO, 7) is None
     [reply] = gh.writes()
     assert reply.method == "POST"
     assert reply.url == COMMENTS_URL
@@ -104,7 +104,7 @@ async def test_read_only_user_gets_one_reply_and_nothing_runs(db: Database, sett
 async def test_triage_role_cannot_command(db: Database, settings: Settings, queue: RunQueue) -> None:
     gh = make_gh(tina="triage")
     await dispatch(comment_event("/agent-z plan", "tina"), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is None
+    assert queue.reads.live_run_for_issue(REPO, 7) is None
     assert len(gh.writes("POST")) == 1
 
 
@@ -116,7 +116,7 @@ async def test_own_app_and_bot_comments_are_ignored(db: Database, settings: Sett
                                                     user: str, user_type: str, via_app: int | None) -> None:
     gh = make_gh(alice="admin")
     await dispatch(comment_event("/agent-z run", user, user_type=user_type, via_app=via_app), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is None
+    assert queue.reads.live_run_for_issue(REPO, 7) is None
     assert gh.calls == []
     assert command_events(db) == []
 
@@ -131,30 +131,30 @@ async def test_permission_is_cached_briefly(db: Database, settings: Settings, qu
 async def test_plan_then_run_approves_the_plan(db: Database, settings: Settings, queue: RunQueue) -> None:
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z plan"), gh, db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
     assert run.mode == "plan_only"
-    queue.set_status(run.id, Status.PLANNING, reason="planner")
-    queue.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
+    queue.moves.set_status(run.id, Status.PLANNING, reason="planner")
+    queue.moves.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
     await dispatch(comment_event("/agent-z run"), gh, db, settings, queue)
-    assert queue.get(run.id).status == Status.READY
-    assert len(queue.list_runs()) == 1
+    assert queue.reads.get(run.id).status == Status.READY
+    assert len(queue.reads.list_runs()) == 1
 
 
 async def test_cancel_retry_and_status(db: Database, settings: Settings, queue: RunQueue) -> None:
     gh = make_gh(alice="admin")
     await dispatch(comment_event("/agent-z run"), gh, db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
     await dispatch(comment_event("/agent-z cancel"), gh, db, settings, queue)
-    assert queue.get(run.id).status == Status.CANCELLED
+    assert queue.reads.get(run.id).status == Status.CANCELLED
     await dispatch(comment_event("/agent-z status"), gh, db, settings, queue)
     assert "**cancelled**" in gh.writes("POST")[-1].data["body"]
     await dispatch(comment_event("/agent-z retry"), gh, db, settings, queue)
-    assert queue.get(run.id).status == Status.QUEUED
+    assert queue.reads.get(run.id).status == Status.QUEUED
     await dispatch(comment_event("/agent-z retry"), gh, db, settings, queue)
     assert "still queued" in gh.writes("POST")[-1].data["body"]
-    assert len(queue.list_runs()) == 1
+    assert len(queue.reads.list_runs()) == 1
     assert [e["command"] for e in command_events(db)] == ["run", "cancel", "status", "retry", "retry"]
 
 
@@ -168,7 +168,7 @@ async def test_cancel_without_a_run_explains(db: Database, settings: Settings, q
 async def test_run_on_a_closed_issue_is_refused(db: Database, settings: Settings, queue: RunQueue) -> None:
     gh = make_gh(alice="admin")
     await dispatch(comment_event("/agent-z run", state="closed"), gh, db, settings, queue)
-    assert queue.list_runs() == []
+    assert queue.reads.list_runs() == []
     assert "closed" in gh.writes()[0].data["body"]
 
 
@@ -178,8 +178,8 @@ async def test_comment_on_our_pull_request_maps_to_its_issue(db: Database, setti
         session.add(PullSnapshot(repo=REPO, number=40, state="open", head_ref="agent-z/issue-7-add-a-flag"))
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z run", number=40, pull=True), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is not None
-    assert queue.live_run_for_issue(REPO, 40) is None
+    assert queue.reads.live_run_for_issue(REPO, 7) is not None
+    assert queue.reads.live_run_for_issue(REPO, 40) is None
 
 
 async def test_comment_on_someone_elses_pull_request_is_refused(db: Database, settings: Settings,
@@ -187,13 +187,13 @@ async def test_comment_on_someone_elses_pull_request_is_refused(db: Database, se
     gh = make_gh(alice="write")
     gh.getitem_answers[f"/repos/{REPO}/pulls/41"] = {"number": 41, "head": {"ref": "alice/feature"}}
     await dispatch(comment_event("/agent-z run", number=41, pull=True), gh, db, settings, queue)
-    assert queue.list_runs() == []
+    assert queue.reads.list_runs() == []
     assert "own pull requests" in gh.writes()[0].data["body"]
 
 
 async def test_trigger_label_enqueues(db: Database, settings: Settings, queue: RunQueue) -> None:
     await dispatch(label_event("agent-z"), make_gh(alice="write"), db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
     assert run.requested_by == "alice"
 
@@ -205,14 +205,14 @@ async def test_trigger_label_enqueues(db: Database, settings: Settings, queue: R
 async def test_label_events_that_do_not_trigger(db: Database, settings: Settings, queue: RunQueue,
                                                 label: str, sender: str, state: str) -> None:
     await dispatch(label_event(label, sender, state=state), None, db, settings, queue)
-    assert queue.list_runs(statuses=LIVE) == []
+    assert queue.reads.list_runs(statuses=LIVE) == []
 
 
 def _finish(queue: RunQueue) -> str:
     """End the issue's live run; returns its id."""
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
-    queue.cancel(run.id, reason="finished", actor="test")
+    queue.moves.cancel(run.id, reason="finished", actor="test")
     return run.id
 
 
@@ -220,20 +220,20 @@ async def test_a_label_already_answered_by_a_run_starts_nothing_when_its_webhook
     db: Database, settings: Settings, queue: RunQueue
 ) -> None:
     # The resync saw the labelled issue (updated 10:00:05) and the scheduler ran it to the end...
-    queue.enqueue(REPO, 7, requested_by="scheduler", issue_updated_at="2026-11-25T10:00:05Z")
+    queue.intake.enqueue(REPO, 7, requested_by="scheduler", issue_updated_at="2026-11-25T10:00:05Z")
     first = _finish(queue)
     # ...before the labeled webhook itself (10:00:03) was delivered.
     gh = make_gh(alice="write")
     await dispatch(label_event("agent-z", at="2026-11-25T10:00:03Z"), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is None
-    assert [e.payload["reason"] for e in queue.events(first) if e.kind == "trigger_label"] == [
+    assert queue.reads.live_run_for_issue(REPO, 7) is None
+    assert [e.payload["reason"] for e in queue.reads.events(first) if e.kind == "trigger_label"] == [
         "already answered by this run"]
 
     # Labelling it again afterwards is a new request.
     await dispatch(label_event("agent-z", at="2026-11-25T10:05:00Z"), gh, db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
-    assert queue.events(run.id)[0].payload["issue_updated_at"] == "2026-11-25T10:05:00Z"
+    assert queue.reads.events(run.id)[0].payload["issue_updated_at"] == "2026-11-25T10:05:00Z"
 
 
 async def test_a_run_command_processed_twice_starts_one_run_and_the_repeat_is_silent(
@@ -245,11 +245,11 @@ async def test_a_run_command_processed_twice_starts_one_run_and_the_repeat_is_si
     _finish(queue)
 
     await dispatch(event, gh, db, settings, queue)  # after a crash, or a late redelivery
-    assert queue.live_run_for_issue(REPO, 7) is None
+    assert queue.reads.live_run_for_issue(REPO, 7) is None
     assert gh.writes() == []
     assert command_events(db)[-1]["reason"] == "already answered by this run"
     await dispatch(comment_event("/agent-z run", at="2026-11-25T11:00:00Z"), gh, db, settings, queue)
-    assert queue.live_run_for_issue(REPO, 7) is not None
+    assert queue.reads.live_run_for_issue(REPO, 7) is not None
 
 
 async def test_run_in_the_same_second_as_plan_still_approves_the_plan(
@@ -257,12 +257,12 @@ async def test_run_in_the_same_second_as_plan_still_approves_the_plan(
 ) -> None:
     gh = make_gh(alice="write")
     await dispatch(comment_event("/agent-z plan", at="2026-11-25T10:00:00Z"), gh, db, settings, queue)
-    run = queue.live_run_for_issue(REPO, 7)
+    run = queue.reads.live_run_for_issue(REPO, 7)
     assert run is not None
-    queue.set_status(run.id, Status.PLANNING, reason="planner")
-    queue.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
+    queue.moves.set_status(run.id, Status.PLANNING, reason="planner")
+    queue.moves.set_status(run.id, Status.AWAITING_APPROVAL, reason="plan posted")
     await dispatch(comment_event("/agent-z run", at="2026-11-25T10:00:00Z"), gh, db, settings, queue)
-    assert queue.get(run.id).status == Status.READY
+    assert queue.reads.get(run.id).status == Status.READY
 
 
 class RecordingGH(FakeGH):
@@ -300,4 +300,4 @@ async def test_a_run_enqueued_between_decision_and_effect_is_reported_not_duplic
     assert first.run_id is not None
     assert (again.accepted, again.run_id) == (False, first.run_id)
     assert "already working" in again.message
-    assert [run.id for run in queue.list_runs() if run.status in LIVE] == [first.run_id]
+    assert [run.id for run in queue.reads.list_runs() if run.status in LIVE] == [first.run_id]

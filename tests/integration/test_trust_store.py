@@ -52,7 +52,7 @@ def test_label_adders_are_recorded_and_forgotten(db: Database) -> None:
 
 
 def test_run_notes_are_added_once_and_capped(db: Database) -> None:
-    run, _ = RunQueue(db).enqueue(REPO, 7)
+    run, _ = RunQueue(db).intake.enqueue(REPO, 7)
     assert run.notes == []
     noted = trust.add_run_note(db, run.id, "Ignored feedback from @a (no write access).")
     assert noted is not None
@@ -60,5 +60,5 @@ def test_run_notes_are_added_once_and_capped(db: Database) -> None:
     assert trust.add_run_note(db, run.id, "Ignored feedback from @a (no write access).") is None
     for index in range(10):
         trust.add_run_note(db, run.id, f"note {index}")
-    assert len(RunQueue(db).get(run.id).notes) == trust.MAX_RUN_NOTES
+    assert len(RunQueue(db).reads.get(run.id).notes) == trust.MAX_RUN_NOTES
     assert trust.add_run_note(db, "missing", "x") is None

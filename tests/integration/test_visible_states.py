@@ -74,8 +74,8 @@ def reactor(h: Harness) -> ReactingGH:
 
 async def waiting(h: Harness, *, requested_by: str = "alice", comment_id: int | None = 900) -> Run:
     """A run with an open PR and our check runs, waiting for CI."""
-    h.queue.enqueue(REPO, 7, installation_id=1, title="Make it faster", requested_by=requested_by,
-                    trigger_ref=f"comment:{comment_id}" if comment_id else None)
+    h.queue.intake.enqueue(REPO, 7, installation_id=1, title="Make it faster", requested_by=requested_by,
+                           trigger_ref=f"comment:{comment_id}" if comment_id else None)
     await h.plan()
     submitted = await h.work()
     assert submitted.status == Status.WAITING_CHECKS
@@ -126,7 +126,7 @@ async def test_a_command_gets_eyes_and_a_queued_status_comment_from_the_next_rep
 
 async def test_a_trigger_label_puts_eyes_on_the_issue(tmp_path: Path) -> None:
     h = harness(tmp_path)
-    h.queue.enqueue(REPO, 7, requested_by="alice", trigger_ref="issue")
+    h.queue.intake.enqueue(REPO, 7, requested_by="alice", trigger_ref="issue")
     await reporter(h).report_stale()
     assert reactor(h).reactions == [("7", "eyes")]
 
@@ -136,11 +136,11 @@ async def test_a_trigger_label_puts_eyes_on_the_issue(tmp_path: Path) -> None:
 
 async def test_quick_transitions_cost_one_edit_after_the_quiet_window(tmp_path: Path) -> None:
     h = harness(tmp_path, github_report_coalesce_seconds=5)
-    run, _ = h.queue.enqueue(REPO, 7)
+    run, _ = h.queue.intake.enqueue(REPO, 7)
     await reporter(h).report_stale()  # never shown: created at once
     assert len(h.gh.writes("POST")) == 1
     for target in (Status.PLANNING, Status.QUEUED, Status.PLANNING, Status.READY):
-        h.queue.set_status(run.id, target, reason="moving", actor="test")
+        h.queue.moves.set_status(run.id, target, reason="moving", actor="test")
     assert await reporter(h).report_stale() == 0  # still changing: wait for quiet
     later = reporter(h, clock=lambda: time.time() + 6)
     assert await later.report_stale() == 1
@@ -189,7 +189,7 @@ async def test_cancelling_by_any_path_leaves_github_consistent(tmp_path: Path, c
     run = await waiting(h)
     assert LABEL_RUNNING in h.gh.labels[7]
     await cancel(h, run)
-    assert h.queue.get(run.id).status == Status.CANCELLED
+    assert h.queue.reads.get(run.id).status == Status.CANCELLED
     await reporter(h).report_stale()
     assert h.gh.labels[7] == ["agent-z"]
     body = status_body(h)
@@ -213,18 +213,18 @@ async def test_cancelling_by_any_path_leaves_github_consistent(tmp_path: Path, c
 async def test_reconciler_outcomes_appear_on_github(tmp_path: Path, infra_attempts: int, status: Status,
                                                     label: list[str]) -> None:
     h = harness(tmp_path, max_infra_attempts=3)
-    run, _ = h.queue.enqueue(REPO, 7)
+    run, _ = h.queue.intake.enqueue(REPO, 7)
     with h.db.begin() as session:
         session.get(Run, run.id).status = Status.READY  # type: ignore[union-attr]
         session.add(PullSnapshot(repo=REPO, number=99, state="closed", merged=False, head_ref="elsewhere"))
-    claimed = h.queue.claim("worker-x", statuses=[Status.READY], run_id=run.id)
+    claimed = h.queue.leases.claim("worker-x", statuses=[Status.READY], run_id=run.id)
     assert claimed is not None
-    h.queue.update(claimed[1], infra_attempts=infra_attempts, pr_number=99)
-    h.queue.transition(claimed[1], Status.SUBMITTING)  # its PR was closed: nothing to resume
+    h.queue.moves.update(claimed[1], infra_attempts=infra_attempts, pr_number=99)
+    h.queue.moves.transition(claimed[1], Status.SUBMITTING)  # its PR was closed: nothing to resume
     report = reconcile_once(h.db, h.settings, clock=lambda: time.time() + 3600)
     assert run.id in report.needs_human + report.failed
     await reporter(h).report_stale()
-    assert h.queue.get(run.id).status == status
+    assert h.queue.reads.get(run.id).status == status
     assert h.gh.labels[7] == ["agent-z", *label]
     body = status_body(h)
     assert ("Needs a human" if status == Status.NEEDS_HUMAN else "Failed") in body
@@ -239,7 +239,7 @@ async def test_a_green_pull_request_asks_the_person_who_triggered_for_a_review(t
     run = await waiting(h)
     assert run.head_sha is not None
     h.ci(run.head_sha, "success")
-    assert (await settle_ci(h.deps, h.gh, h.queue.get(run.id))).status == Status.DONE
+    assert (await settle_ci(h.deps, h.gh, h.queue.reads.get(run.id))).status == Status.DONE
     assert reactor(h).reviewers == {run.pr_number: ["alice"]}
     await reporter(h).report_stale()
     assert reactor(h).reviewers == {run.pr_number: ["alice"]}  # asked once
@@ -254,5 +254,5 @@ async def test_no_review_request_for_someone_who_is_not_a_collaborator_or_not_a_
     run = await waiting(h, requested_by=requester, comment_id=None)
     assert run.head_sha is not None
     h.ci(run.head_sha, "success")
-    assert (await settle_ci(h.deps, h.gh, h.queue.get(run.id))).status == Status.DONE
+    assert (await settle_ci(h.deps, h.gh, h.queue.reads.get(run.id))).status == Status.DONE
     assert reactor(h).reviewers == {}

@@ -63,7 +63,7 @@ async def test_signed_run_comment_becomes_a_queued_run(
     github.client(5).getitem_answers[f"/repos/{REPO}/collaborators/alice/permission"] = {
         "permission": "write", "role_name": "write"}
     assert await process_pending(db, settings, github=github, router=build_router()) == 1
-    run = RunQueue(db).live_run_for_issue(REPO, 7)
+    run = RunQueue(db).reads.live_run_for_issue(REPO, 7)
     assert run is not None
     assert run.status == "queued"
     assert run.requested_by == "alice"
@@ -79,7 +79,7 @@ async def test_read_only_comment_through_the_receiver_queues_nothing(
     github.client(5).getitem_answers[f"/repos/{REPO}/collaborators/eve/permission"] = {
         "permission": "read", "role_name": "read"}
     await process_pending(db, settings, github=github, router=build_router())
-    assert RunQueue(db).list_runs() == []
+    assert RunQueue(db).reads.list_runs() == []
     [reply] = github.client(5).writes("POST")
     assert reply.url.endswith("/issues/7/comments")
 
@@ -97,5 +97,5 @@ async def test_trigger_label_through_the_running_inbox_becomes_a_queued_run(
     }
     assert await post_delivery(client, settings, "issues", payload) == 202
     queue = RunQueue(sqlite_db)
-    run = await wait_for(lambda: queue.live_run_for_issue(REPO, 9), timeout=10, what="a run queued for issue 9")
+    run = await wait_for(lambda: queue.reads.live_run_for_issue(REPO, 9), timeout=10, what="a run queued for issue 9")
     assert run.status == "queued"

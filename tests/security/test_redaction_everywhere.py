@@ -134,20 +134,20 @@ def queue(settings: Settings, values: tuple[str, ...]) -> Iterator[RunQueue]:
 
 
 def _failed_run(queue: RunQueue, number: int, error: str) -> str:
-    run, _ = queue.enqueue("o/r", number, title="t")
-    claimed = queue.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    run, _ = queue.intake.enqueue("o/r", number, title="t")
+    claimed = queue.leases.claim("planner", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
     assert claimed is not None
-    queue.transition(claimed[1], Status.FAILED, error=error)
+    queue.moves.transition(claimed[1], Status.FAILED, error=error)
     return run.id
 
 
 @pytest.mark.parametrize(("kind", "text", "forbidden"), SECRETS, ids=IDS)
 def test_stored_run_errors_and_their_events(kind: str, text: str, forbidden: list[str], queue: RunQueue) -> None:
     run_id = _failed_run(queue, 100 + IDS.index(kind), text)
-    run = queue.get(run_id)
+    run = queue.reads.get(run_id)
     assert run.error
     assert "[redacted]" in run.error
-    _assert_clean(run.error + json.dumps([event.payload for event in queue.events(run_id)]), forbidden)
+    _assert_clean(run.error + json.dumps([event.payload for event in queue.reads.events(run_id)]), forbidden)
 
 
 @pytest.mark.parametrize(("kind", "text", "forbidden"), SECRETS, ids=IDS)
@@ -157,8 +157,8 @@ def test_runs_inspect_views(kind: str, text: str, forbidden: list[str], settings
     try:
         raw = RunQueue(db)  # an error stored before redaction existed, or by another writer
         run_id = _failed_run(raw, 200 + IDS.index(kind), text)
-        raw.add_event(run_id, "note", detail=text)
-        run, events = raw.get(run_id), raw.events(run_id)
+        raw.moves.add_event(run_id, "note", detail=text)
+        run, events = raw.reads.get(run_id), raw.reads.events(run_id)
     finally:
         db.dispose()
     views: list[Callable[[], object]] = [

@@ -151,7 +151,7 @@ async def test_secrets_never_appear_in_logs(
 
         with db.read() as session_:
             errors = [row.error for row in session_.scalars(select(Delivery)) if row.error]
-        run = RunQueue(db).live_run_for_issue(REPO, 7)
+        run = RunQueue(db).reads.live_run_for_issue(REPO, 7)
     finally:
         db.dispose()
 

@@ -88,7 +88,7 @@ async def test_commands_from_bots_or_our_own_app_enqueue_nothing(
     github = admin_everywhere()
     await deliver(aiohttp_client, sqlite_db, settings, "issue_comment",
                   comment("/agent-z run", login, user_type, via_app), github)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
     assert github.client(5).calls == []  # not even a permission lookup or a reply
 
 
@@ -100,7 +100,7 @@ async def test_edited_comment_that_gains_a_command_from_a_read_only_user_enqueue
         "permission": "read", "role_name": "read"}
     await deliver(aiohttp_client, sqlite_db, settings, "issue_comment",
                   comment("/agent-z run", "mallory", action="edited"), github)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
 
 
 async def test_trigger_label_added_by_our_own_app_enqueues_nothing(
@@ -109,7 +109,7 @@ async def test_trigger_label_added_by_our_own_app_enqueues_nothing(
     github = admin_everywhere()
     await deliver(aiohttp_client, sqlite_db, settings, "issues",
                   labeled(settings.trigger_label, f"{settings.github_app_slug}[bot]", "Bot"), github)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
 
 
 async def test_read_only_and_triage_users_enqueue_nothing_and_get_one_reply(
@@ -121,7 +121,7 @@ async def test_read_only_and_triage_users_enqueue_nothing_and_get_one_reply(
     answers[f"/repos/{REPO}/collaborators/nobody/permission"] = {"permission": "none", "role_name": None}
     for login in ("eve", "nobody"):
         await deliver(aiohttp_client, sqlite_db, settings, "issue_comment", comment("/agent-z run", login), github)
-    assert RunQueue(sqlite_db).list_runs() == []
+    assert RunQueue(sqlite_db).reads.list_runs() == []
     replies = github.client(5).writes("POST")
     assert [reply.url.endswith("/issues/7/comments") for reply in replies] == [True, True]
 
@@ -137,6 +137,6 @@ async def test_the_same_deliveries_from_a_maintainer_do_start_a_run(
     else:
         await deliver(aiohttp_client, sqlite_db, settings, "issues",
                       labeled(settings.trigger_label, "alice", "User"), github)
-    run = RunQueue(sqlite_db).live_run_for_issue(REPO, 7)
+    run = RunQueue(sqlite_db).reads.live_run_for_issue(REPO, 7)
     assert run is not None
     assert run.requested_by == "alice"
