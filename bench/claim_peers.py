@@ -4,8 +4,8 @@
 invocation and interleaved round by round, on one ephemeral PostgreSQL server:
 
 - ``agentz`` batch 1: one transaction per claim and one per fenced completion (the claim
-  path of :meth:`RunQueue.take` and :meth:`RunQueue.complete`), and batch 32
-  (:meth:`RunQueue.complete_many`);
+  path of ``queue.leases.take`` and ``queue.moves.complete``), and batch 32
+  (``queue.moves.complete_many``);
 - ``plain``: a minimal loop in raw psycopg, ``SELECT … FOR UPDATE SKIP LOCKED LIMIT 1`` and
   an ``UPDATE`` in one transaction, then a completion fenced by owner and attempt in another;
 - ``pgqueuer`` batch 1 and batch 32: its ``dequeue`` and ``log_jobs`` (the ``bench`` extra);

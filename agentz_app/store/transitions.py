@@ -331,7 +331,7 @@ class Transitions:
 
     def defer(self, lease: Lease, conflicts: Collection[str], *, reason: str = "claims conflict",
               stage: str | None = None) -> Run:
-        """Move a claimed run to ``deferred`` after ``claim_resources`` reported conflicts;
+        """Move a claimed run to ``deferred`` after :meth:`.ResourceClaims.claim_resources` reported conflicts;
         ``stage`` says where it continues once woken."""
         return self.transition(lease, Status.DEFERRED, release=True, stage=stage,
                                event={"reason": reason, "conflicts": sorted(conflicts)})
