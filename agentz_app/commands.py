@@ -59,7 +59,7 @@ from agentz_app.secrets import configured_secret_values, redact_text
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueSnapshot, PullSnapshot, Run, now
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import RunQueue, RunReads, Transitions
 
 log = get_logger(__name__)
 
@@ -182,10 +182,10 @@ def permission_facts(decision: Decision) -> PermissionFacts:
     return PermissionFacts(decision.allowed, decision.reason, held, decision.lookup_failed)
 
 
-def command_facts(queue: RunQueue, db: Database, target: CommandTarget, command: Command, user: str,
+def command_facts(reads: RunReads, db: Database, target: CommandTarget, command: Command, user: str,
                   permission: PermissionFacts) -> CommandFacts:
     """Read the issue's live and newest runs for :func:`decide_command`."""
-    live = queue.reads.live_run_for_issue(target.repo, target.issue_number)
+    live = reads.live_run_for_issue(target.repo, target.issue_number)
     reads_latest = command.name in ("retry", "status", "fix")
     latest = latest_run(db, target.repo, target.issue_number) if reads_latest else None
     return CommandFacts(command, user, permission, issue_state=target.state, live=run_facts(live),
@@ -248,18 +248,18 @@ def _repeated(command: Command, user: str) -> CommandDecision:
     return decide_command(CommandFacts(command, user, PermissionFacts(False, "not checked"), first_time=False))
 
 
-def _record_repeat_in(session: Session, queue: RunQueue, target: CommandTarget, user: str,
+def _record_repeat_in(session: Session, moves: Transitions, target: CommandTarget, user: str,
                       command: Command) -> CommandOutcome:
     """Record that a comment's command was already handled; nothing else happens."""
     repeated = _repeated(command, user)
-    queue.moves.add_event_in(session, None, "command", command=command.name, user=user, repo=target.repo,
-                             issue=target.issue_number, accepted=False, reason=repeated.message)
+    moves.add_event_in(session, None, "command", command=command.name, user=user, repo=target.repo,
+                       issue=target.issue_number, accepted=False, reason=repeated.message)
     return CommandOutcome(False, repeated.message)
 
 
 def _record_repeat(queue: RunQueue, target: CommandTarget, user: str, command: Command) -> CommandOutcome:
     with queue.db.begin() as session:
-        return _record_repeat_in(session, queue, target, user, command)
+        return _record_repeat_in(session, queue.moves, target, user, command)
 
 
 def _claim_in(session: Session, target: CommandTarget, user: str, record: CommandRecord) -> bool:
@@ -270,7 +270,7 @@ def _claim_in(session: Session, target: CommandTarget, user: str, record: Comman
                                   repo=target.repo, issue_number=target.issue_number, login=user, at=record.at)
 
 
-def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: str, decision: CommandDecision,
+def _record_in(session: Session, moves: Transitions, target: CommandTarget, user: str, decision: CommandDecision,
                outcome: CommandOutcome, record: CommandRecord) -> CommandOutcome:
     """Claim the refusal window of a throttled refusal, give back a released claim, append the ``command`` event."""
     reply = decision.reply or not outcome.accepted
@@ -281,9 +281,9 @@ def _record_in(session: Session, queue: RunQueue, target: CommandTarget, user: s
         reply = False
     if decision.release and record.comment_id is not None:  # refused for now; a redelivery may ask again
         trust.release_command_in(session, comment_id=record.comment_id, command_hash=command_key(record.command))
-    queue.moves.add_event_in(session, outcome.run_id, "command", command=record.command.name, user=user,
-                             repo=target.repo, issue=target.issue_number, accepted=outcome.accepted,
-                             reason=outcome.message, permission=record.permission, replied=reply)
+    moves.add_event_in(session, outcome.run_id, "command", command=record.command.name, user=user,
+                       repo=target.repo, issue=target.issue_number, accepted=outcome.accepted,
+                       reason=outcome.message, permission=record.permission, replied=reply)
     return replace(outcome, replied=reply)
 
 
@@ -305,7 +305,7 @@ def perform(queue: RunQueue, target: CommandTarget, user: str, decision: Command
     gathered = feedback.gathered if feedback is not None else None
     with queue.db.begin() as session:
         if record is not None and not _claim_in(session, target, user, record):
-            return _record_repeat_in(session, queue, target, user, record.command)
+            return _record_repeat_in(session, queue.moves, target, user, record.command)
         try:
             with session.begin_nested():
                 outcome = _perform_in(session, queue, target, user, decision, outcome, gathered)
@@ -314,7 +314,7 @@ def perform(queue: RunQueue, target: CommandTarget, user: str, decision: Command
                 raise
             outcome = CommandOutcome(False, f"Agent-Z could not do that: {exc}")
         if record is not None:
-            outcome = _record_in(session, queue, target, user, decision, outcome, record)
+            outcome = _record_in(session, queue.moves, target, user, decision, outcome, record)
     return outcome
 
 
@@ -325,7 +325,7 @@ def execute(queue: RunQueue, db: Database, target: CommandTarget, command: Comma
     comment, labels, check runs) follows from its new state (:mod:`workers.reporter`).
     ``fix`` needs GitHub and goes through :func:`handle_comment_command`.
     """
-    facts = command_facts(queue, db, target, command, user, PermissionFacts(True, "trusted caller"))
+    facts = command_facts(queue.reads, db, target, command, user, PermissionFacts(True, "trusted caller"))
     return perform(queue, target, user, decide_command(facts))
 
 
@@ -359,7 +359,7 @@ async def handle_comment_command(
         return await db.run(_record_repeat, queue, target, user, command)
     if decision is None:
         decision = await check_actor(gh, db, settings, target.repo, actor, clock=clock)
-    facts = await db.run(command_facts, queue, db, target, command, user, permission_facts(decision))
+    facts = await db.run(command_facts, queue.reads, db, target, command, user, permission_facts(decision))
     verdict = decide_command(facts)
     record = CommandRecord(command, decision.reason, clock(), comment_id)
     return await _carry_out(gh, db, settings, queue, target=target, actor=actor, verdict=verdict,
@@ -376,7 +376,7 @@ async def _carry_out(
     feedback = None
     for effect in verdict.effects:
         if isinstance(effect, SendFeedback):
-            feedback = await _prepare_feedback(gh, db, settings, queue, effect, actor, gather_feedback)
+            feedback = await _prepare_feedback(gh, db, settings, queue.reads, effect, actor, gather_feedback)
     outcome = await db.run(perform, queue, target, user, verdict, record=record, feedback=feedback)
     if outcome.replied and gh is not None:
         body = truncate_bytes(redact_text(outcome.message, values=configured_secret_values(settings)), MAX_COMMENT)
@@ -386,14 +386,14 @@ async def _carry_out(
     return outcome
 
 
-async def _prepare_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue,
+async def _prepare_feedback(gh: GitHubAPI | None, db: Database, settings: Settings, reads: RunReads,
                             effect: SendFeedback, actor: Actor,
                             gather_feedback: FeedbackGatherer | None) -> PreparedFeedback:
     """Read what a :class:`SendFeedback` effect sends, writing nothing; a refusal becomes the outcome."""
     try:
         if gather_feedback is None:
             raise AgentZError("feedback cannot be sent from here")
-        run = await db.run(queue.reads.get, effect.run_id)
+        run = await db.run(reads.get, effect.run_id)
         gathered = await gather_feedback(gh, db, settings, run, effect.text, actor)
     except AgentZError as exc:
         return PreparedFeedback(CommandOutcome(False, f"Agent-Z could not do that: {exc}"))

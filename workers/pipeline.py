@@ -42,7 +42,7 @@ from agentz_app.secrets import configured_secret_values
 from agentz_app.store.ci import ci_signals, heads_changed_since, repo_has_ci
 from agentz_app.store.db import Database
 from agentz_app.store.models import IssueComment, IssueSnapshot, Repository, Run, now
-from agentz_app.store.runs import Lease, RunQueue, change_resources
+from agentz_app.store.runs import Lease, LeaseClaims, RunQueue, RunReads, change_resources
 from workers.ci_github import ci_failure_feedback, refresh_ci
 from workers.content_policy import (
     Change,
@@ -166,7 +166,7 @@ async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContex
 # Heartbeats -------------------------------------------------------------------
 
 
-async def with_heartbeat(db: Database, queue: RunQueue, lease: Lease, interval: float,
+async def with_heartbeat(db: Database, leases: LeaseClaims, lease: Lease, interval: float,
                          work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` while renewing the lease; on LeaseLost cancel ``work`` and raise it."""
     task: asyncio.Task[T] = asyncio.ensure_future(work)
@@ -174,7 +174,7 @@ async def with_heartbeat(db: Database, queue: RunQueue, lease: Lease, interval: 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval)
-            await db.run(queue.leases.heartbeat, lease)
+            await db.run(leases.heartbeat, lease)
 
     beater = asyncio.ensure_future(beat())
     try:
@@ -232,7 +232,7 @@ class Attempt:
     async def open(cls, deps: PipelineDeps, run: Run, lease: Lease, gh: Any) -> Attempt:
         """An attempt on a claimed run that knows the run's dearest agent call so far."""
         attempt = cls(deps, run, lease, gh)
-        attempt.max_single_cost = await deps.db.run(_dearest_call, deps.queue, run.id)
+        attempt.max_single_cost = await deps.db.run(_dearest_call, deps.queue.reads, run.id)
         return attempt
 
     async def move(self, target: Status, **kwargs: Any) -> Run:
@@ -493,9 +493,9 @@ def _as_dicts(violations: Sequence[Violation]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(v) for v in violations]
 
 
-def _dearest_call(queue: RunQueue, run_id: str) -> float:
+def _dearest_call(reads: RunReads, run_id: str) -> float:
     """The cost of the run's dearest agent call so far (any attempt)."""
-    return max((float(e.payload.get("cost_usd", 0.0)) for e in queue.reads.events(run_id) if e.kind == "agent_call"),
+    return max((float(e.payload.get("cost_usd", 0.0)) for e in reads.events(run_id) if e.kind == "agent_call"),
                default=0.0)
 
 
@@ -585,7 +585,7 @@ async def work_run(deps: PipelineDeps, run: Run, lease: Lease) -> Run:
 async def _guarded(a: Attempt, body: Coroutine[Any, Any, Run], *, on_cancel: Status) -> Run:
     """Run a stage body under heartbeats; turn stops and failures into clean terminal states."""
     try:
-        return await with_heartbeat(a.deps.db, a.queue, a.lease, a.settings.heartbeat_seconds, body)
+        return await with_heartbeat(a.deps.db, a.queue.leases, a.lease, a.settings.heartbeat_seconds, body)
     except LeaseLost:
         log.warning("lease lost; stopping without further writes", run_id=a.run.id)
         return await a.db.run(a.queue.reads.get, a.run.id)
@@ -716,7 +716,7 @@ async def _open_working_copy(a: Attempt, branch: str, base: str) -> tuple[str, P
         stage, path = await _rebase(a, branch, base, path)
     await _setup(a, path)
     if stage in ("fixing", "submitting"):
-        a.review = await a.db.run(_last_review, a.queue, run.id)
+        a.review = await a.db.run(_last_review, a.queue.reads, run.id)
         if a.review is None:
             stage = "reviewing"  # no stored review to fix or submit with: review again
     return stage, path
@@ -832,7 +832,7 @@ async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, 
             # to the run's own branch, same pull request).
             await a.update(checkpoint_sha=rebased, head_sha=None)
             path = await a.deps.worktrees.resume(run.id, run.repo, branch, base, checkpoint=rebased)
-        a.review = await a.db.run(_last_review, a.queue, run.id)
+        a.review = await a.db.run(_last_review, a.queue.reads, run.id)
         return ("submitting" if a.review is not None and a.review.approved else "reviewing"), path
     await a.db.run(a.queue.moves.add_event, run.id, "rebased", onto=base, checkpoint=None, moved=False, conflict=True)
     await a.deps.worktrees.delete_checkpoint(run.id, run.repo)
@@ -840,8 +840,8 @@ async def _rebase(a: Attempt, branch: str, base: str, path: Path) -> tuple[str, 
     return "developing", await a.deps.worktrees.create(run.id, run.repo, branch, base)
 
 
-def _last_review(queue: RunQueue, run_id: str) -> Review | None:
-    for event in reversed(queue.reads.events(run_id)):
+def _last_review(reads: RunReads, run_id: str) -> Review | None:
+    for event in reversed(reads.events(run_id)):
         if event.kind == "review" and isinstance(event.payload.get("review"), dict):
             try:
                 return Review.model_validate(event.payload["review"])
@@ -904,7 +904,7 @@ async def _fix_ci(a: Attempt) -> Run:
         await a.update(stage="ci_submitting")
     if await _defer_on_conflicts(a, base, resume_at="ci_rebasing"):
         return a.run
-    a.review = await a.db.run(_last_review, a.queue, run.id)
+    a.review = await a.db.run(_last_review, a.queue.reads, run.id)
     return await _submit(a, issue, plan, base, first=False)
 
 
@@ -1025,7 +1025,7 @@ async def settle_ci(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> Run:
         if verdict.outcome == "success":
             run = await deps.db.run(deps.queue.moves.set_status, run.id, Status.DONE, reason=verdict.reason, actor="ci",
                                     expected_attempt=run.attempt, stage=None)
-            await finish_run(deps, gh, run, review=await deps.db.run(_last_review, deps.queue, run.id))
+            await finish_run(deps, gh, run, review=await deps.db.run(_last_review, deps.queue.reads, run.id))
             return run
         feedback = await ci_failure_feedback(gh, run.repo, verdict,
                                              secret_values=configured_secret_values(deps.settings))

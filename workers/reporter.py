@@ -33,7 +33,7 @@ from agentz_app.logs import get_logger
 from agentz_app.permissions import Actor, check_actor
 from agentz_app.store.db import Database
 from agentz_app.store.models import Event, Run, now
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import ReportClaims, RunQueue, RunReads
 from workers.coordinator import LABEL_NEEDS_HUMAN, LABEL_QUEUED, LABEL_RUNNING, Coordinator, content_digest, status_view
 
 CLAIM_SECONDS = 120.0  # a reporter that dies holding a run frees it after this long
@@ -142,18 +142,19 @@ class ReporterDeps(Protocol):
 class Reporter:
     """Brings the GitHub view of runs in line with the database."""
 
-    def __init__(self, settings: Settings, db: Database, queue: RunQueue, github: GitHubFor, *,
-                 clock: Callable[[], float] = now) -> None:
+    def __init__(self, settings: Settings, db: Database, reads: RunReads, reports: ReportClaims, github: GitHubFor,
+                 *, clock: Callable[[], float] = now) -> None:
         self.settings = settings
         self.db = db
-        self.queue = queue
+        self.reads = reads
+        self.reports = reports
         self.github = github
         self.clock = clock
 
     @classmethod
     def from_deps(cls, deps: ReporterDeps) -> Reporter:
         """The reporter of a process's pipeline dependencies."""
-        return cls(deps.settings, deps.db, deps.queue, deps.github)
+        return cls(deps.settings, deps.db, deps.queue.reads, deps.queue.reports, deps.github)
 
     async def report(self, run_id: str, *, gh: GitHubAPI | None = None) -> bool:
         """Show the run's current state on GitHub now; False when another reporter holds it or GitHub refused.
@@ -161,26 +162,26 @@ class Reporter:
         Whoever holds it renders the state it reads; a change after that read keeps the
         run stale, so it is shown at the next pass.
         """
-        run = await self.db.run(self.queue.reports.claim_report, run_id, seconds=CLAIM_SECONDS)
+        run = await self.db.run(self.reports.claim_report, run_id, seconds=CLAIM_SECONDS)
         if run is None:
             return False
         try:
             await self.project(gh if gh is not None else await self.github(run), run)
         except (AgentZError, OSError) as exc:
             log.warning("GitHub view not updated; will retry", run_id=run.id, status=run.status, error=str(exc))
-            await self.db.run(self.queue.reports.finish_report, run.id, shown=None, retry_after=RETRY_SECONDS)
+            await self.db.run(self.reports.finish_report, run.id, shown=None, retry_after=RETRY_SECONDS)
             return False
         except BaseException:
-            await asyncio.shield(self.db.run(self.queue.reports.finish_report, run.id, shown=None))
+            await asyncio.shield(self.db.run(self.reports.finish_report, run.id, shown=None))
             raise
-        await self.db.run(self.queue.reports.finish_report, run.id, shown=run.updated_at)
+        await self.db.run(self.reports.finish_report, run.id, shown=run.updated_at)
         return True
 
     async def report_stale(self, *, limit: int = 20) -> int:
         """Report runs whose GitHub view is stale and whose last change is older than the coalescing window."""
         quiet_since = self.clock() - self.settings.github_report_coalesce_seconds
         shown = 0
-        for run in await self.db.run(self.queue.reads.stale_on_github, quiet_since=quiet_since, limit=limit):
+        for run in await self.db.run(self.reads.stale_on_github, quiet_since=quiet_since, limit=limit):
             with structlog_run(run.id):
                 shown += await self.report(run.id)
         return shown
@@ -190,7 +191,7 @@ class Reporter:
         coordinator = Coordinator(gh, self.db, self.settings)
         if run.trigger_ref:
             await coordinator.acknowledge(run, run.trigger_ref)
-        events = await self.db.run(self.queue.reads.events, run.id)
+        events = await self.db.run(self.reads.events, run.id)
         reason = ending_reason(events, run.status) if run.status in states.TERMINAL else None
         view = status_view(run, review_summary=review_summary(events), notes=run_notes(self.settings, events),
                            reason=reason)

@@ -23,7 +23,7 @@ from agentz_app.domain.states import Status
 from agentz_app.errors import AgentZError, IllegalTransition, LeaseLost, NotFound
 from agentz_app.logs import get_logger
 from agentz_app.store.models import Run, now
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import RunReads
 from agentz_app.store.wakeups import (
     Wakeup,
     claim_wakeups,
@@ -47,8 +47,8 @@ def retry_delay(attempts: int) -> float:
     return min(MAX_RETRY_SECONDS, 2.0 ** attempts)
 
 
-def _last_review_summary(queue: RunQueue, run_id: str) -> str | None:
-    for event in reversed(queue.reads.events(run_id)):
+def _last_review_summary(reads: RunReads, run_id: str) -> str | None:
+    for event in reversed(reads.events(run_id)):
         review = event.payload.get("review") if event.kind == "review" else None
         if isinstance(review, Mapping) and isinstance(review.get("summary"), str):
             return str(review["summary"])
@@ -101,7 +101,7 @@ async def _finish(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
 async def _show_notes(deps: PipelineDeps, run: Run, _: Mapping[str, Any]) -> None:
     if run.status not in (Status.WAITING_CHECKS, Status.DONE):
         return  # a working run shows its notes at its next status update
-    view = status_view(run, review_summary=await deps.db.run(_last_review_summary, deps.queue, run.id))
+    view = status_view(run, review_summary=await deps.db.run(_last_review_summary, deps.queue.reads, run.id))
     await Coordinator(await deps.github(run), deps.db, deps.settings).status_comment(run, view)
 
 

@@ -44,7 +44,7 @@ from agentz_app.permissions import LOOKUP_FAILED, Actor, Clock, Decision, check_
 from agentz_app.store import trust
 from agentz_app.store.db import Database
 from agentz_app.store.models import Run, now
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import RunQueue, Transitions
 from agentz_app.store.wakeups import record_wakeup
 
 router = routing.Router()
@@ -85,7 +85,7 @@ def wake_run(db: Database, run_id: str, *, reason: str, key: str | None = None,
 # Re-runs ------------------------------------------------------------------------
 
 
-async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, queue: RunQueue, runs: list[Run],
+async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, moves: Transitions, runs: list[Run],
                         sender: Actor, *, reason: str, action: str = "rerun") -> None:
     """GitHub's "Re-run" (or the Retry button) on our checks: for people who may steer, wake the
     runs for a worker to re-run their stage (the Retry button's semantics); refusals are recorded."""
@@ -95,7 +95,7 @@ async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, 
     decision = await check_actor(gh, db, settings, runs[0].repo, sender)
     if not decision.allowed:
         for run in runs:
-            await db.run(queue.moves.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
+            await db.run(moves.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
                          reason=decision.reason)
             log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
         return
@@ -123,7 +123,7 @@ async def on_check_run_rerequested(event: sansio.Event, gh: GitHubAPI | None, *,
         run = await db.run(queue.reads.get, run_id)
     except NotFound:
         return
-    await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
+    await _rerun_stages(gh, db, settings, queue.moves, [run], Actor.of(parsed.sender),
                         reason=f"re-run requested on {parsed.check_run.name or 'a check run'}")
 
 
@@ -136,7 +136,7 @@ async def on_check_suite_rerequested(event: sansio.Event, gh: GitHubAPI | None, 
         return
     runs = await db.run(queue.reads.runs_waiting_on_sha, parsed.repo, parsed.check_suite.head_sha,
                         statuses=list(Status))
-    await _rerun_stages(gh, db, settings, queue, runs, Actor.of(parsed.sender),
+    await _rerun_stages(gh, db, settings, queue.moves, runs, Actor.of(parsed.sender),
                         reason="re-run requested on Agent-Z's checks")
 
 
@@ -174,16 +174,16 @@ class PullFeedback:
     def record_in(self, session: Session, queue: RunQueue) -> None:
         """Note the dropped feedback and wake the run, inside the caller's transaction."""
         for item in self.ignored:
-            note_ignored_feedback_in(session, queue, self.run_id, item)
+            note_ignored_feedback_in(session, queue.moves, self.run_id, item)
         wake_run_in(session, self.run_id, reason="feedback", key=self.key, payload=self.payload)
 
 
-def note_ignored_feedback_in(session: Session, queue: RunQueue, run_id: str, ignored: IgnoredFeedback) -> None:
+def note_ignored_feedback_in(session: Session, moves: Transitions, run_id: str, ignored: IgnoredFeedback) -> None:
     """Record feedback that was not used, and wake the run to show it once per person on its status
     comment, inside the caller's transaction."""
     actor, decision = ignored.actor, ignored.decision
-    queue.moves.add_event_in(session, run_id, "feedback_ignored", source=ignored.kind, user=actor.login,
-                             reason=decision.reason)
+    moves.add_event_in(session, run_id, "feedback_ignored", source=ignored.kind, user=actor.login,
+                       reason=decision.reason)
     log.info("feedback ignored", run_id=run_id, kind=ignored.kind, user=actor.login, reason=decision.reason)
     why = {LOOKUP_FAILED: "permission could not be verified"}.get(decision.reason, decision.reason)
     noted = trust.add_run_note_in(session, run_id, f"Ignored feedback from @{actor.login} ({why}).")
@@ -191,11 +191,11 @@ def note_ignored_feedback_in(session: Session, queue: RunQueue, run_id: str, ign
         wake_run_in(session, run_id, reason="notes")  # a working run shows the note at its next status update
 
 
-def note_ignored_feedback(db: Database, queue: RunQueue, run: Run, *, actor: Actor, decision: Decision,
+def note_ignored_feedback(db: Database, moves: Transitions, run: Run, *, actor: Actor, decision: Decision,
                           kind: str) -> None:
     """Record feedback that was not used, in one transaction (see :func:`note_ignored_feedback_in`)."""
     with db.begin() as session:
-        note_ignored_feedback_in(session, queue, run.id, IgnoredFeedback(actor, decision, kind))
+        note_ignored_feedback_in(session, moves, run.id, IgnoredFeedback(actor, decision, kind))
 
 
 def record_feedback(db: Database, queue: RunQueue, feedback: PullFeedback) -> None:
@@ -317,7 +317,7 @@ async def on_pull_conversation_comment(event: sansio.Event, gh: GitHubAPI | None
     author = Actor.of(comment.user)
     decision = await check_actor(gh, db, settings, repo, author, clock=clock)
     if not decision.allowed:
-        await db.run(note_ignored_feedback, db, queue, run, actor=author, decision=decision, kind="comment")
+        await db.run(note_ignored_feedback, db, queue.moves, run, actor=author, decision=decision, kind="comment")
         return
     if await db.run(trust.command_claimed, db, comment_id=comment.id, command_hash=MENTION):
         return  # a redelivery: this comment was already used
@@ -351,7 +351,7 @@ async def on_review_submitted(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     reviewer = Actor.of(review.user)
     decision = await check_actor(gh, db, settings, repo, reviewer)
     if not decision.allowed:
-        await db.run(note_ignored_feedback, db, queue, run, actor=reviewer, decision=decision, kind="review")
+        await db.run(note_ignored_feedback, db, queue.moves, run, actor=reviewer, decision=decision, kind="review")
         return
     comments: list[dict[str, Any]] = []
     dropped: dict[Actor, Decision] = {}
@@ -414,7 +414,7 @@ async def on_requested_action(event: sansio.Event, gh: GitHubAPI | None, *, db: 
     except NotFound:
         return
     if identifier == "retry":
-        await _rerun_stages(gh, db, settings, queue, [run], Actor.of(parsed.sender),
+        await _rerun_stages(gh, db, settings, queue.moves, [run], Actor.of(parsed.sender),
                             reason="retry requested from a check run", action="retry")
         return
     sender = Actor.of(parsed.sender)

@@ -73,7 +73,7 @@ from agentz_app.store.models import (
     Run,
     now,
 )
-from agentz_app.store.runs import RunQueue
+from agentz_app.store.runs import Intake, RunQueue, Transitions
 from agentz_app.store.scheduler_state import PassSummary, clear_dirty, dirty_repos, record_pass, resync_state
 
 log = get_logger(__name__)
@@ -380,7 +380,7 @@ async def _schedule_repo(
                     for issue in candidates}
     plan = plan_assessment(candidates, fingerprints, state.assessments, (issue.number for issue in state.issues))
     assessments = dict(plan.current)
-    calls, chars, failure = await _assess(db, settings, runner, queue, repo, plan.unassessed, fingerprints,
+    calls, chars, failure = await _assess(db, settings, runner, queue.moves, repo, plan.unassessed, fingerprints,
                                           assessments)
     by_number = {issue.number: issue for issue in candidates}
     order = [item for item in admission_order(assessments.values(), force=force) if item.number in by_number]
@@ -414,7 +414,7 @@ def admit(queue: RunQueue, settings: Settings, state: RepoState, admission: Admi
     Adds each candidate's report to ``admission.reports``; returns (runs admitted, capacity left).
     """
     with queue.db.begin() as session:
-        admitted, capacity = _admit_in(session, settings, queue, state, admission)
+        admitted, capacity = _admit_in(session, settings, queue.intake, state, admission)
         reports = admission.reports
         for issue in candidates:
             if issue.number not in reports:
@@ -424,7 +424,7 @@ def admit(queue: RunQueue, settings: Settings, state: RepoState, admission: Admi
     return admitted, capacity
 
 
-def _admit_in(session: Session, settings: Settings, queue: RunQueue, state: RepoState,
+def _admit_in(session: Session, settings: Settings, intake: Intake, state: RepoState,
               admission: Admission) -> tuple[int, Capacity]:
     """Enqueue ranked candidates while admission allows, adding each one's report; returns (admitted, capacity left)."""
     repo, capacity, reports = state.repo, admission.capacity, admission.reports
@@ -437,7 +437,7 @@ def _admit_in(session: Session, settings: Settings, queue: RunQueue, state: Repo
             reports[issue.number] = CandidateReport(repo, issue.number, issue.title, "ranked",
                                                     f"{refusal}; {item.reason}", rank=rank, score=item.score)
             continue
-        run, created = queue.intake.enqueue_in(
+        run, created = intake.enqueue_in(
             session, repo, issue.number, installation_id=state.installation_id, title=issue.title,
             force=issue.number in admission.forced, requested_by="scheduler",
             reason=f"ranked #{rank} (score {item.score}): {item.reason}", issue_updated_at=issue.updated_at,
@@ -454,7 +454,7 @@ async def _assess(
     db: Database,
     settings: Settings,
     runner: Runner,
-    queue: RunQueue,
+    moves: Transitions,
     repo: str,
     unassessed: Sequence[IssueView],
     fingerprints: dict[int, str],
@@ -480,7 +480,7 @@ async def _assess(
         except (InvalidAgentOutput, RunnerError) as exc:
             calls += 2 if isinstance(exc, InvalidAgentOutput) else 1  # it is raised after the repair prompt
             raw = exc.raw if isinstance(exc, InvalidAgentOutput) else ""
-            await db.run(queue.moves.add_event, None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000],
+            await db.run(moves.add_event, None, "scheduler_failed", repo=repo, error=str(exc), raw=raw[:60000],
                          issues=numbers)
             log.warning("scheduler agent failed; its candidates stay unassessed", repo=repo, error=str(exc))
             return calls, chars, str(exc)
@@ -489,7 +489,7 @@ async def _assess(
         await db.run(_store_assessments, db, repo, found.values())
         assessments.update(found)
         await db.run(
-            queue.moves.add_event, None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
+            moves.add_event, None, "scheduler_ranked", repo=repo, calls=outcome.calls, cost_usd=outcome.cost_usd,
             prompt_chars=len(batch.prompt), ranking=outcome.ranking.model_dump(),
         )
     return calls, chars, ""

@@ -88,7 +88,7 @@ def status_body(h: Harness) -> str:
 
 
 def reporter(h: Harness, *, clock: Any = time.time) -> Reporter:
-    return Reporter(h.settings, h.db, h.queue, h.deps.github, clock=clock)
+    return Reporter(h.settings, h.db, h.queue.reads, h.queue.reports, h.deps.github, clock=clock)
 
 
 # Pure decisions ------------------------------------------------------------------
