@@ -346,8 +346,8 @@ class Transitions:
         with self.db.begin() as session:
             run = write_fenced(session, lease, {**fields, "updated_at": self.clock()})
             if fields.get("checkpoint_sha"):
-                record_event(session, self.clock(), run.id, "checkpoint", from_status=run.status, to_status=run.status,
-                            sha=fields["checkpoint_sha"], attempt=lease.attempt)
+                record_event(session, self.clock(), run.id, "checkpoint", from_status=run.status,
+                             to_status=run.status, sha=fields["checkpoint_sha"], attempt=lease.attempt)
             return run
 
     def add_cost(self, lease: Lease, cost_usd: float, tokens: int) -> Run:
