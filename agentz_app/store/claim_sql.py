@@ -4,7 +4,9 @@ Each builder is memoised on its arguments (dialect name and statement shape), so
 worker builds a statement once and SQLAlchemy's compiled cache finds it on every later
 call. Values travel as bound parameters; no ORM object is built.
 
-On PostgreSQL a claim is one statement: the candidate rows are locked with
+Run statuses are written into the statements as constants (only :class:`Status` values, never
+caller text): the driver has fewer values to send and the planner sees which statuses a
+statement reads. On PostgreSQL a claim is one statement: the candidate rows are locked with
 ``FOR UPDATE SKIP LOCKED`` in a CTE, updated, and their ``claimed`` events inserted by a
 data-modifying CTE. A completion likewise locks the fenced row (id, attempt, owner and a
 status that may move to the goal), updates it, drops the claims the goal gives back and
@@ -16,7 +18,7 @@ it describes (``INSERT … SELECT … RETURNING``) and the runs updated by the n
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,8 +29,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    all_,
-    any_,
     bindparam,
     cast,
     delete,
@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     tuple_,
@@ -48,8 +49,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Insert, ReturningDelete, Update
 from sqlalchemy.types import JSON as AnyJSON
 
-from agentz_app.domain.states import LEASED, Status
-from agentz_app.store.models import Claim, Event, Run
+from agentz_app.domain.states import LEASED, Status, can_transition
+from agentz_app.store.models import CLAIM_ORDER_STATUSES, Claim, Event, Run
 
 RUNS = typing.cast(Table, Run.__table__)
 EVENTS = typing.cast(Table, Event.__table__)
@@ -60,15 +61,21 @@ DROP_ALL, DROP_NON_ISSUE, DROP_ISSUE, DROP_NONE = "all", "non_issue", "issue", "
 _EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "created_at")
 
 
-def _one_of(column: Any, name: str, *, pg: bool, single: bool = False) -> Any:
-    """``column`` is one of the list ``:name``: ``= ANY(array)`` on PostgreSQL, ``IN json_each(array)``
-    on SQLite (one parameter each, nothing to re-render per call). With ``single`` the list has one value
-    and PostgreSQL compares with ``=`` (so an index can return rows in order)."""
-    if pg and single:
-        return column == bindparam(f"{name}_one", type_=String)
-    if pg:
-        return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(_json_values(name))
+def status_literal(value: str) -> Any:
+    """A run status written into a statement; anything but a :class:`Status` value is refused."""
+    return literal_column(f"'{Status(value).value}'")
+
+
+def _status_in(column: Any, statuses: tuple[str, ...]) -> Any:
+    """``column`` is one of ``statuses`` (with one status an ``=``, so an index returns rows in order)."""
+    if len(statuses) == 1:
+        return column == status_literal(statuses[0])
+    return column.in_([status_literal(status) for status in statuses])
+
+
+def movable_to(goal: str) -> tuple[str, ...]:
+    """The statuses that may move to ``goal`` (a completion's fencing condition)."""
+    return tuple(status.value for status in Status if can_transition(status, Status(goal)))
 
 
 def _json_values(name: str) -> Select[Any]:
@@ -76,15 +83,17 @@ def _json_values(name: str) -> Select[Any]:
     return select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=AnyJSON)))
 
 
-def _candidates(*, by_id: bool, per_repo: bool, pg: bool, single: bool) -> Select[Any]:
-    """Unleased runs in ``:statuses``, oldest first, locked with SKIP LOCKED; at most ``:limit``."""
+def _candidates(statuses: tuple[str, ...], *, by_id: bool, per_repo: bool) -> Select[Any]:
+    """Unleased runs in ``statuses``, oldest first, locked with SKIP LOCKED; at most ``:limit``."""
     statement = (
         select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
-        .where(_one_of(RUNS.c.status, "statuses", pg=pg, single=single), RUNS.c.lease_owner.is_(None))
+        .where(_status_in(RUNS.c.status, statuses), RUNS.c.lease_owner.is_(None))
         .order_by(RUNS.c.created_at, RUNS.c.id)
         .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
+    if set(statuses) <= set(CLAIM_ORDER_STATUSES):  # the claim-order index's own term, so it applies
+        statement = statement.where(RUNS.c.status.in_([status_literal(s) for s in CLAIM_ORDER_STATUSES]))
     if by_id:
         statement = statement.where(RUNS.c.id == bindparam("lease_run_id", type_=String))
     if per_repo:
@@ -94,8 +103,7 @@ def _candidates(*, by_id: bool, per_repo: bool, pg: bool, single: bool) -> Selec
 
 def _leased() -> Any:
     """Leased runs; the statuses are written into the statement (constants, so it compiles once)."""
-    statuses: list[Any] = [literal_column(f"'{status.value}'") for status in sorted(LEASED)]
-    return or_(RUNS.c.status.in_(statuses), RUNS.c.lease_owner.is_not(None))
+    return or_(_status_in(RUNS.c.status, tuple(sorted(LEASED))), RUNS.c.lease_owner.is_not(None))
 
 
 def _busy_repos() -> Select[Any]:
@@ -103,10 +111,10 @@ def _busy_repos() -> Select[Any]:
             .having(func.count() >= bindparam("per_repo_limit", type_=Integer)))
 
 
-def _chosen(*, by_id: bool, per_repo: bool, pg: bool, single: bool = False) -> Any:
+def _chosen(statuses: tuple[str, ...], *, by_id: bool, per_repo: bool) -> Any:
     """The runs a claim takes: the candidates, and with a per-repository limit only as many of
     each repository as its leased runs leave room for (counting the ones this claim takes)."""
-    picked = _candidates(by_id=by_id, per_repo=per_repo, pg=pg, single=single).cte("picked")
+    picked = _candidates(statuses, by_id=by_id, per_repo=per_repo).cte("picked")
     if not per_repo:
         return picked
     ranked = select(
@@ -123,10 +131,10 @@ def _chosen(*, by_id: bool, per_repo: bool, pg: bool, single: bool = False) -> A
     )
 
 
-def _lease_values(*, retarget: bool) -> dict[str, Any]:
+def _lease_values(target: str | None) -> dict[str, Any]:
     return {
-        "status": bindparam("target", type_=String) if retarget else RUNS.c.status,
-        "attempt": RUNS.c.attempt + 1,
+        "status": RUNS.c.status if target is None else status_literal(target),
+        "attempt": RUNS.c.attempt + literal_column("1"),
         "lease_owner": bindparam("owner", type_=String),
         "lease_expires_at": bindparam("expires", type_=Float),
         "heartbeat_at": bindparam("stamp", type_=Float),
@@ -135,13 +143,14 @@ def _lease_values(*, retarget: bool) -> dict[str, Any]:
 
 
 @cache
-def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool, single: bool) -> Select[Any]:
-    """PostgreSQL: lock, lease and log up to ``:limit`` runs in one statement; returns the claimed rows."""
-    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=True, single=single)
+def pg_claim(statuses: tuple[str, ...], target: str | None, *, by_id: bool, per_repo: bool) -> Select[Any]:
+    """PostgreSQL: lock, lease (moving them to ``target``) and log up to ``:limit`` runs in ``statuses``
+    in one statement; returns the claimed rows."""
+    chosen = _chosen(statuses, by_id=by_id, per_repo=per_repo)
     claimed = (
         update(RUNS)
         .where(RUNS.c.id == chosen.c.id)  # locked unleased by the CTE: nobody can lease them meanwhile
-        .values(_lease_values(retarget=retarget))
+        .values(_lease_values(target))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, chosen.c.status.label("from_status"),
                    RUNS.c.status, RUNS.c.attempt, RUNS.c.created_at)
         .cte("claimed")
@@ -165,17 +174,17 @@ def pg_claim(*, retarget: bool, by_id: bool, per_repo: bool, single: bool) -> Se
 
 
 @cache
-def sqlite_claim_events(*, retarget: bool, by_id: bool, per_repo: bool) -> Insert:
+def sqlite_claim_events(statuses: tuple[str, ...], target: str | None, *, by_id: bool, per_repo: bool) -> Insert:
     """SQLite: insert the ``claimed`` events of the runs a claim takes; returns (run id, from, to)."""
-    chosen = _chosen(by_id=by_id, per_repo=per_repo, pg=False)
+    chosen = _chosen(statuses, by_id=by_id, per_repo=per_repo)
     source = select(RUNS.c.id, RUNS.c.status, RUNS.c.attempt).where(RUNS.c.id.in_(select(chosen.c.id)))
     rows = source.subquery("taken")
     payload = func.json_object(
         literal_column("'owner'"), bindparam("owner", type_=String),
-        literal_column("'attempt'"), rows.c.attempt + 1,
+        literal_column("'attempt'"), rows.c.attempt + literal_column("1"),
         literal_column("'expires_at'"), bindparam("expires", type_=Float),
     )
-    to_status = bindparam("target", type_=String) if retarget else rows.c.status
+    to_status = rows.c.status if target is None else status_literal(target)
     return insert(EVENTS).from_select(
         _EVENT_COLUMNS,
         select(rows.c.id, literal_column("'claimed'"), rows.c.status, to_status, payload,
@@ -184,50 +193,68 @@ def sqlite_claim_events(*, retarget: bool, by_id: bool, per_repo: bool) -> Inser
 
 
 @cache
-def sqlite_claim_runs(*, retarget: bool) -> Update:
+def sqlite_claim_runs(target: str | None) -> Update:
     """SQLite: lease the runs whose claim events were just written (``:ids``); returns the leased rows."""
     return (
         update(RUNS)
         .where(RUNS.c.id.in_(_json_values("ids")), RUNS.c.lease_owner.is_(None))
-        .values(_lease_values(retarget=retarget))
+        .values(_lease_values(target))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, RUNS.c.attempt, RUNS.c.created_at)
     )
 
 
-def _fenced_row(*, pg: bool) -> Any:
-    """The row a lease holds, in a status that may move to the goal."""
+def _fenced_row(goal: str) -> Any:
+    """The row a lease holds, in a status that may move to ``goal``."""
     return (
         (RUNS.c.id == bindparam("lease_run_id", type_=String))
         & (RUNS.c.attempt == bindparam("lease_attempt", type_=Integer))
         & (RUNS.c.lease_owner == bindparam("owner", type_=String))
-        & _one_of(RUNS.c.status, "movable", pg=pg)
+        & _status_in(RUNS.c.status, movable_to(goal))
     )
 
 
-def _completion_values(columns: tuple[str, ...]) -> dict[str, Any]:
-    return {name: bindparam(f"v_{name}", type_=RUNS.c[name].type) for name in columns}
+# Columns a completion writes as constants: the goal, and a dropped lease (a completion only ever clears it).
+_IN_STATEMENT = frozenset({"status", "lease_owner", "lease_expires_at"})
+
+
+def _completion_values(columns: tuple[str, ...], goal: str) -> dict[str, Any]:
+    """The new values of a completion: constants for the columns of ``_IN_STATEMENT``, the parameter
+    ``:v_<name>`` for every other column."""
+    constants = {"status": status_literal(goal), "lease_owner": null(), "lease_expires_at": null()}
+    return {name: constants[name] if name in _IN_STATEMENT else bindparam(f"v_{name}", type_=RUNS.c[name].type)
+            for name in columns}
+
+
+def completion_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of a completion's new ``values`` (the statement holds the constants)."""
+    return {f"v_{name}": value for name, value in values.items() if name not in _IN_STATEMENT}
+
+
+def _has_deferred(repo: Any) -> Any:
+    """Whether ``repo`` has deferred runs (that freed claims could wake)."""
+    return exists().where(RUNS.c.repo == repo, RUNS.c.status == status_literal(Status.DEFERRED))
 
 
 def _dropping(run_ids: Any, drop: str) -> Delete:
     statement = delete(CLAIMS).where(CLAIMS.c.run_id.in_(run_ids))
     if drop == DROP_ISSUE:
-        return statement.where(CLAIMS.c.kind == "issue")
+        return statement.where(CLAIMS.c.kind == literal_column("'issue'"))
     if drop == DROP_NON_ISSUE:
-        return statement.where(CLAIMS.c.kind != "issue")
+        return statement.where(CLAIMS.c.kind != literal_column("'issue'"))
     return statement
 
 
 @cache
-def pg_complete(columns: tuple[str, ...], drop: str) -> Select[Any]:
-    """PostgreSQL: a fenced status change, its claim release and its event in one statement.
+def pg_complete(columns: tuple[str, ...], drop: str, goal: str) -> Select[Any]:
+    """PostgreSQL: a fenced move to ``goal``, its claim release and its event in one statement.
 
     Returns one row (id, repo, issue number, from status, status, claims dropped, whether the
     repository has deferred runs) or none when the lease is lost or the move is illegal."""
-    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row(pg=True)).with_for_update().cte("old")
+    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row(goal)).with_for_update().cte("old")
     moved = (
         update(RUNS)
         .where(RUNS.c.id == old.c.id)
-        .values(_completion_values(columns))
+        .values(_completion_values(columns, goal))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, old.c.status.label("from_status"), RUNS.c.status)
         .cte("moved")
     )
@@ -236,7 +263,7 @@ def pg_complete(columns: tuple[str, ...], drop: str) -> Select[Any]:
         select(moved.c.id, literal_column("'transition'"), moved.c.from_status, moved.c.status,
                bindparam("event_payload", type_=EVENTS.c.payload.type), cast(bindparam("stamp", type_=Float), Float)),
     ).cte("logged")
-    deferred = exists().where(RUNS.c.repo == moved.c.repo, RUNS.c.status == Status.DEFERRED.value)
+    deferred = _has_deferred(moved.c.repo)
     freed: Any = literal_column("0")
     statement = select(moved.c.id, moved.c.repo, moved.c.issue_number, moved.c.from_status, moved.c.status)
     if drop != DROP_NONE:
@@ -246,25 +273,25 @@ def pg_complete(columns: tuple[str, ...], drop: str) -> Select[Any]:
 
 
 @cache
-def sqlite_complete_event() -> Insert:
-    """SQLite: the ``transition`` event of a fenced change, inserted only while the lease holds."""
+def sqlite_complete_event(goal: str) -> Insert:
+    """SQLite: the ``transition`` event of a fenced move to ``goal``, inserted only while the lease holds."""
     return insert(EVENTS).from_select(
         _EVENT_COLUMNS,
-        select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, bindparam("goal", type_=String),
+        select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, status_literal(goal),
                bindparam("event_payload", type_=EVENTS.c.payload.type), bindparam("stamp", type_=Float))
-        .where(_fenced_row(pg=False)),
+        .where(_fenced_row(goal)),
     ).returning(EVENTS.c.id)
 
 
 @cache
-def sqlite_complete_run(columns: tuple[str, ...]) -> Update:
+def sqlite_complete_run(columns: tuple[str, ...], goal: str) -> Update:
     """SQLite: the fenced update itself; returns (id, repo, issue number, status)."""
     return (
         update(RUNS)
         .where(RUNS.c.id == bindparam("lease_run_id", type_=String),
                RUNS.c.attempt == bindparam("lease_attempt", type_=Integer),
                RUNS.c.lease_owner == bindparam("owner", type_=String))
-        .values(_completion_values(columns))
+        .values(_completion_values(columns, goal))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, RUNS.c.status)
     )
 
@@ -273,7 +300,7 @@ def sqlite_complete_run(columns: tuple[str, ...]) -> Update:
 def sqlite_drop_claims(drop: str) -> ReturningDelete[Any]:
     """SQLite: give back the claims a completion's goal no longer needs; each row dropped also says
     whether the run's repository (``:repo``) has deferred runs (that the freed claims could wake)."""
-    deferred = exists().where(RUNS.c.repo == bindparam("repo", type_=String), RUNS.c.status == Status.DEFERRED.value)
+    deferred = _has_deferred(bindparam("repo", type_=String))
     return _dropping([bindparam("lease_run_id", type_=String)], drop).returning(CLAIMS.c.kind,
                                                                                 deferred.label("deferred"))
 
@@ -281,8 +308,7 @@ def sqlite_drop_claims(drop: str) -> ReturningDelete[Any]:
 @cache
 def has_deferred() -> Select[Any]:
     """Whether ``:repo`` has deferred runs (that freed claims could wake)."""
-    return select(exists().where(RUNS.c.repo == bindparam("repo", type_=String),
-                                 RUNS.c.status == Status.DEFERRED.value))
+    return select(_has_deferred(bindparam("repo", type_=String)))
 
 
 @cache
@@ -292,14 +318,14 @@ def advisory_lock() -> Any:
 
 
 @cache
-def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
+def pg_complete_many(columns: tuple[str, ...], drop: str, goal: str) -> Select[Any]:
     """PostgreSQL: fenced changes of several leases in one statement.
 
     The leases come as three arrays: ``:lease_ids``, ``:lease_attempts`` and ``:lease_owners``.
 
     Returns one row per held run (id, status before, whether it moved) plus the claims dropped
     and whether its repository has deferred runs. Nothing moves when any held run may not
-    move to the goal (``:movable``)."""
+    move to ``goal``."""
     held = (
         select(RUNS.c.id, RUNS.c.repo, RUNS.c.status, RUNS.c.attempt, RUNS.c.lease_owner)
         .where(tuple_(RUNS.c.id, RUNS.c.attempt, RUNS.c.lease_owner).in_(select(
@@ -311,11 +337,11 @@ def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
         .with_for_update()
         .cte("held")
     )
-    illegal = exists().where(held.c.status != all_(bindparam("movable", type_=ARRAY(String))))
+    illegal = exists().where(held.c.status.not_in([status_literal(s) for s in movable_to(goal)]))
     moved = (
         update(RUNS)
         .where(RUNS.c.id == held.c.id, ~illegal)
-        .values(_completion_values(columns))
+        .values(_completion_values(columns, goal))
         .returning(RUNS.c.id, RUNS.c.repo, held.c.status.label("from_status"), held.c.attempt, held.c.lease_owner,
                    RUNS.c.status)
         .cte("moved")
@@ -332,7 +358,7 @@ def pg_complete_many(columns: tuple[str, ...], drop: str) -> Select[Any]:
     if drop != DROP_NONE:
         dropped = _dropping(select(moved.c.id), drop).returning(CLAIMS.c.kind).cte("dropped")
         freed = select(func.count()).select_from(dropped).scalar_subquery()
-    waiting = exists().where(RUNS.c.repo == held.c.repo, RUNS.c.status == Status.DEFERRED.value)
+    waiting = _has_deferred(held.c.repo)
     return (
         select(held.c.id, held.c.repo, held.c.status, moved.c.status.label("moved_to"), freed.label("freed"),
                waiting.label("deferred"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
@@ -17,6 +18,19 @@ from agentz_app.store.queue_core import Clock, Lease, check_fields, locked, reco
 from agentz_app.store.single_statements import SingleStatements, driver_rows
 
 _PER_REPO_CLAIM_LOCK = 72787266  # pg advisory lock held by claims that honour a per-repository limit
+
+
+@cache
+def _claimable(statuses: tuple[str, ...], target: str | None) -> tuple[str, ...]:
+    """The statuses of ``statuses`` a claim may take: with a ``target``, those that may move to it."""
+    wanted = tuple(Status(status).value for status in statuses)
+    if target is not None:
+        wanted = tuple(s for s in wanted if s == target or can_transition(Status(s), Status(target)))
+        if not wanted:
+            raise IllegalTransition("*", ",".join(sorted(map(str, statuses))), target)
+    if not wanted:
+        raise StoreError("a claim needs at least one status")
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -123,41 +137,39 @@ class LeaseClaims:
             raise StoreError("a claim needs a non-empty owner")
         if limit < 1:
             raise StoreError("a claim batch needs a positive limit")
-        wanted = [Status(s) for s in statuses]
-        if target is not None:
-            wanted = [s for s in wanted if s == target or can_transition(s, target)]
-            if not wanted:
-                raise IllegalTransition("*", ",".join(sorted(map(str, statuses))), target)
+        wanted = _claimable(tuple(statuses), target)
+        goal = None if target is None else Status(target).value
         stamp = self.clock()
-        params: dict[str, Any] = {
-            "statuses": [s.value for s in wanted], "limit": limit, "owner": owner, "stamp": stamp,
-            "expires": stamp + self.lease_seconds, "target": None if target is None else Status(target).value,
-            "lease_run_id": run_id, "per_repo_limit": per_repo_limit, "statuses_one": wanted[0].value,
-        }
-        shape = {"retarget": target is not None, "by_id": run_id is not None, "per_repo": per_repo_limit is not None}
+        params: dict[str, Any] = {"limit": limit, "owner": owner, "stamp": stamp, "expires": stamp + self.lease_seconds}
+        if run_id is not None:
+            params["lease_run_id"] = run_id
+        if per_repo_limit is not None:
+            params["per_repo_limit"] = per_repo_limit
+        shape = {"by_id": run_id is not None, "per_repo": per_repo_limit is not None}
         if self.db.is_sqlite:
             with self.db.engine.begin() as connection:
-                rows = self._take_sqlite(connection, params, shape)
+                rows = self._take_sqlite(connection, params, wanted, goal, shape)
         elif per_repo_limit is not None:
             with self.db.engine.begin() as connection:
                 # Count and claim under one lock: with SKIP LOCKED alone, two workers could each
                 # see a repository below its limit and both take a run of it. (SQLite's
                 # BEGIN IMMEDIATE already serialises claims.)
                 connection.execute(claim_sql.advisory_lock(), {"key": _PER_REPO_CLAIM_LOCK})
-                rows = list(connection.execute(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params))
+                rows = list(connection.execute(claim_sql.pg_claim(wanted, goal, **shape), params))
         else:
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
-            rows = self.single_statements.rows(claim_sql.pg_claim(**shape, single=len(wanted) == 1), params)
+            rows = self.single_statements.rows(claim_sql.pg_claim(wanted, goal, **shape), params)
         return [Claimed(run_id=row.id, repo=row.repo, issue_number=row.issue_number, from_status=row.from_status,
                         status=row.status, lease=Lease(row.id, row.attempt, owner)) for row in rows]
 
     @staticmethod
-    def _take_sqlite(connection: Connection, params: dict[str, Any], shape: dict[str, bool]) -> list[Any]:
-        logged = driver_rows(connection, claim_sql.sqlite_claim_events(**shape), params)
+    def _take_sqlite(connection: Connection, params: dict[str, Any], statuses: tuple[str, ...], target: str | None,
+                     shape: dict[str, bool]) -> list[Any]:
+        logged = driver_rows(connection, claim_sql.sqlite_claim_events(statuses, target, **shape), params)
         if not logged:
             return []
         moves = {row.run_id: row for row in logged}
-        leased = driver_rows(connection, claim_sql.sqlite_claim_runs(retarget=shape["retarget"]),
+        leased = driver_rows(connection, claim_sql.sqlite_claim_runs(target),
                              {**params, "ids": list(moves)})
         if len(leased) != len(logged):
             raise StoreError("runs changed while being claimed")

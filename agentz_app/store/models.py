@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from agentz_app.domain.states import LIVE
+
 
 def now() -> float:
     """Current time as epoch seconds; the single clock every table uses."""
@@ -170,6 +172,14 @@ class RepositoryCI(Base):
     first_seen_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+# The runs the claim-order index holds: live and unleased, so it stays as small as the backlog.
+# A claim statement repeats the status term word for word, so SQLite (which matches a partial
+# index's terms literally) and PostgreSQL both use the index.
+CLAIM_ORDER_STATUSES = tuple(sorted(LIVE))
+CLAIM_ORDER_WHERE = "lease_owner IS NULL AND status IN ({})".format(
+    ", ".join(f"'{status.value}'" for status in CLAIM_ORDER_STATUSES))
+
+
 class Run(Base):
     """One attempt to deliver one issue as a reviewed pull request."""
 
@@ -177,9 +187,9 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status", "status"),
         Index("ix_runs_issue", "repo", "issue_number"),
-        # Claim order over the runs nobody holds (see the claim statements in claim_sql).
+        # Claim order over the live runs nobody holds (see the claim statements in claim_sql).
         Index("ix_runs_claim_order", "status", "created_at", "id",
-              postgresql_where=text("lease_owner IS NULL"), sqlite_where=text("lease_owner IS NULL")),
+              postgresql_where=text(CLAIM_ORDER_WHERE), sqlite_where=text(CLAIM_ORDER_WHERE)),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

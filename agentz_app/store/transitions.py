@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, insert, select, update
@@ -48,12 +47,6 @@ class Moved:
     status: str
     freed: bool
     deferred: bool
-
-
-@cache
-def _movable(goal: Status) -> list[str]:
-    """The statuses that may move to ``goal`` (a completion's fencing condition)."""
-    return [status.value for status in Status if can_transition(status, goal)]
 
 
 def _drop_for(goal: Status) -> str:
@@ -160,20 +153,19 @@ class Transitions:
         columns = tuple(sorted(values))
         drop = _drop_for(goal)
         params: dict[str, Any] = {
-            "lease_run_id": lease.run_id, "lease_attempt": lease.attempt, "owner": lease.owner, "goal": goal.value,
-            "movable": _movable(goal), "event_payload": payload, "stamp": stamp,
-            **{f"v_{name}": value for name, value in values.items()},
+            "lease_run_id": lease.run_id, "lease_attempt": lease.attempt, "owner": lease.owner,
+            "event_payload": payload, "stamp": stamp, **claim_sql.completion_params(values),
         }
         if self.db.is_sqlite:
             with self.db.engine.begin() as connection:
-                moved = self._complete_sqlite(connection, params, columns, drop)
+                moved = self._complete_sqlite(connection, params, columns, drop, goal)
                 if moved is None:
                     self._refuse(connection, lease, goal)
                 if moved.freed and moved.deferred:
                     self._wake_in(connection, [moved.repo])
             return moved
         # One statement is its own transaction: no BEGIN and COMMIT round trips.
-        rows = self.single_statements.rows(claim_sql.pg_complete(columns, drop), params)
+        rows = self.single_statements.rows(claim_sql.pg_complete(columns, drop, goal.value), params)
         if not rows:
             with self.db.engine.connect() as connection:
                 self._refuse(connection, lease, goal)
@@ -195,10 +187,10 @@ class Transitions:
 
     @staticmethod
     def _complete_sqlite(connection: Connection, params: dict[str, Any], columns: tuple[str, ...],
-                         drop: str) -> Moved | None:
-        if not driver_rows(connection, claim_sql.sqlite_complete_event(), params):
+                         drop: str, goal: Status) -> Moved | None:
+        if not driver_rows(connection, claim_sql.sqlite_complete_event(goal.value), params):
             return None
-        [row] = driver_rows(connection, claim_sql.sqlite_complete_run(columns), params)
+        [row] = driver_rows(connection, claim_sql.sqlite_complete_run(columns, goal.value), params)
         freed = deferred = False
         if drop != claim_sql.DROP_NONE:
             dropped = driver_rows(connection, claim_sql.sqlite_drop_claims(drop), {**params, "repo": row.repo})
@@ -272,17 +264,16 @@ class Transitions:
             "leases": [(lease.run_id, lease.attempt, lease.owner) for lease in leases],
             "lease_ids": [lease.run_id for lease in leases], "lease_attempts": [lease.attempt for lease in leases],
             "lease_owners": [lease.owner for lease in leases],
-            "movable": _movable(goal), "event_payload": extra, "stamp": stamp,
-            **{f"v_{name}": value for name, value in values.items()},
+            "event_payload": extra, "stamp": stamp, **claim_sql.completion_params(values),
         }
         order = {lease.run_id: index for index, lease in enumerate(leases)}
         if self.db.is_sqlite:
             with self.db.engine.begin() as connection:
-                moved, held = self._complete_many_sqlite(connection, params, columns, drop, goal)
+                moved, held = self._complete_many_sqlite(connection, params, values, drop, goal)
                 self._wake_in(connection, [m.repo for m in moved if m.freed and m.deferred])
         else:
             # One statement is its own transaction; nothing moves when any held run may not move.
-            rows = self.single_statements.rows(claim_sql.pg_complete_many(columns, drop), params)
+            rows = self.single_statements.rows(claim_sql.pg_complete_many(columns, drop, goal.value), params)
             held = {row.id for row in rows}
             illegal = next((row for row in rows if not can_transition(row.status, goal)), None)
             if illegal is not None:
@@ -297,7 +288,7 @@ class Transitions:
         return moved, [lease for lease in leases if lease.run_id not in held]
 
     @staticmethod
-    def _complete_many_sqlite(connection: Connection, params: dict[str, Any], columns: tuple[str, ...],
+    def _complete_many_sqlite(connection: Connection, params: dict[str, Any], values: dict[str, Any],
                               drop: str, goal: Status) -> tuple[list[Moved], set[str]]:
         fenced = {(run_id, attempt, owner) for run_id, attempt, owner in params["leases"]}
         rows = connection.execute(
@@ -311,8 +302,7 @@ class Transitions:
         if not held:
             return [], set()
         ids = [row.id for row in held]
-        connection.execute(update(Run).where(Run.id.in_(ids)).values(
-            {name: params[f"v_{name}"] for name in columns}))
+        connection.execute(update(Run).where(Run.id.in_(ids)).values(values))
         freed = False
         if drop != claim_sql.DROP_NONE:
             dropping = claim_sql.sqlite_drop_claims_of(drop)

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, LEASED, Status
+from agentz_app.domain.states import CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER, LEASED, LIVE, Status
 from agentz_app.errors import IllegalTransition, LeaseLost
+from agentz_app.store import claim_sql
 from agentz_app.store.db import Database
+from agentz_app.store.models import CLAIM_ORDER_WHERE
 from agentz_app.store.runs import RunQueue, file_resource
 from tests.fakes import FakeClock
 
@@ -191,3 +193,41 @@ def test_batch_claimers_never_exceed_the_per_repo_limit(db: Database) -> None:
     assert sorted(taken) == ["o/a", "o/a", "o/b", "o/b", "o/c", "o/c"]
     leased = [run.repo for run in queue.reads.list_runs() if run.lease_owner is not None or run.status in LEASED]
     assert sorted(leased) == sorted(taken)
+
+
+@pytest.mark.parametrize("statuses", [CLAIMABLE_BY_PLANNER, CLAIMABLE_BY_WORKER], ids=["planner", "worker"])
+def test_claims_read_the_claim_order_index(db: Database, statuses: frozenset[Status]) -> None:
+    """The index holds only live unleased runs; the planner's and the workers' claims can use it."""
+    wanted = tuple(sorted(statuses))
+    if db.is_sqlite and len(wanted) > 1:
+        pytest.skip("SQLite's planner sorts a claim over several statuses itself (the index gives one status's order)")
+    if db.is_sqlite:
+        compiled = claim_sql.driver_sql(claim_sql.sqlite_claim_events(wanted, None, by_id=False, per_repo=False),
+                                        db.engine.dialect)
+        values = compiled.parameters({"limit": 1, "owner": "w", "stamp": 1.0, "expires": 2.0})
+        with db.engine.connect() as connection:
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled.sql}", values))  # type: ignore[arg-type]
+    else:
+        compiled = claim_sql.driver_sql(claim_sql.pg_claim(wanted, None, by_id=False, per_repo=False),
+                                        db.engine.dialect)
+        values = compiled.parameters({"limit": 1, "owner": "w", "stamp": 1.0, "expires": 2.0})
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("SET enable_seqscan = off")  # the question is whether the index applies
+            plan = " ".join(row[0] for row in connection.exec_driver_sql(
+                f"EXPLAIN {compiled.sql}", values))  # type: ignore[arg-type]
+    assert "ix_runs_claim_order" in plan
+
+
+def test_the_claim_order_index_is_the_one_the_models_describe(db: Database) -> None:
+    """The migration wrote the predicate the claim statements repeat (the live statuses, unleased)."""
+    with db.engine.connect() as connection:
+        if db.is_sqlite:
+            [definition] = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_runs_claim_order'").scalars()
+            assert definition.endswith(f"WHERE {CLAIM_ORDER_WHERE}")
+        else:
+            [definition] = connection.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_runs_claim_order'").scalars()
+            for status in Status:
+                assert (f"'{status.value}'" in definition) == (status in LIVE)
