@@ -14,7 +14,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bench.common import BenchOptions, Figures, Scenario, failed_checks, format_json, format_line
+from bench.common import (
+    BenchOptions,
+    Figures,
+    Scenario,
+    SharedPostgres,
+    failed_checks,
+    format_json,
+    format_line,
+    postgres_available,
+)
 
 SCENARIOS: dict[str, str] = {
     "claims": "bench.claims:scenario",
@@ -34,6 +43,9 @@ SCENARIOS: dict[str, str] = {
 
 # Run only when named: their figures already appear in another scenario's lines.
 EXPLICIT_ONLY: frozenset[str] = frozenset({"rss"})
+
+# Scenarios measuring on PostgreSQL: one server, started in the background, serves them all.
+USES_POSTGRES: frozenset[str] = frozenset({"claims", "ingest"})
 
 
 def load_scenario(name: str) -> Scenario:
@@ -78,17 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    options = BenchOptions(quick=args.quick, extra=tuple(extra))
     names = args.scenarios or [name for name in SCENARIOS if name not in EXPLICIT_ONLY]
+    postgres = SharedPostgres()
+    if USES_POSTGRES.intersection(names) and postgres_available():
+        postgres.start()
+    options = BenchOptions(quick=args.quick, extra=tuple(extra), postgres=postgres)
     results: list[tuple[str, Figures]] = []
-    if args.json:
-        results = run(names, options)
-        print(format_json(results))
-    else:
-        for name in names:
-            for _, figures in run([name], options):
-                results.append((name, figures))
-                print(format_line(name, figures), flush=True)
+    try:
+        if args.json:
+            results = run(names, options)
+            print(format_json(results))
+        else:
+            for name in names:
+                for _, figures in run([name], options):
+                    results.append((name, figures))
+                    print(format_line(name, figures), flush=True)
+    finally:
+        postgres.close()
     failures = failed_checks(results) if args.check else []
     for failure in failures:
         print(f"check failed: {failure}", file=sys.stderr)
