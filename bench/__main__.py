@@ -22,7 +22,6 @@ from bench.common import (
     failed_checks,
     format_json,
     format_line,
-    postgres_available,
 )
 
 SCENARIOS: dict[str, str] = {
@@ -43,9 +42,6 @@ SCENARIOS: dict[str, str] = {
 
 # Run only when named: their figures already appear in another scenario's lines.
 EXPLICIT_ONLY: frozenset[str] = frozenset({"rss"})
-
-# Scenarios measuring on PostgreSQL: one server, started in the background, serves them all.
-USES_POSTGRES: frozenset[str] = frozenset({"claims", "ingest"})
 
 
 def load_scenario(name: str) -> Scenario:
@@ -91,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     names = args.scenarios or [name for name in SCENARIOS if name not in EXPLICIT_ONLY]
-    postgres = SharedPostgres()
-    if USES_POSTGRES.intersection(names) and postgres_available():
-        postgres.start()
+    postgres = SharedPostgres()  # started by the first scenario that needs it, reused by the later ones
     options = BenchOptions(quick=args.quick, extra=tuple(extra), postgres=postgres)
     results: list[tuple[str, Figures]] = []
     try:

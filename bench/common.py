@@ -125,8 +125,9 @@ def _own_postgres_server() -> Iterator[Callable[[str], str]]:
 class SharedPostgres:
     """One ephemeral PostgreSQL server for a whole ``python -m bench`` invocation.
 
-    :meth:`start` begins starting it on a thread (so it overlaps other work); the first
-    :meth:`create` waits for it. :meth:`close` stops it.
+    The first scenario that needs it starts it: :meth:`start` begins on a thread (so it
+    overlaps the scenario's own start-up), :meth:`wait` or the first :meth:`create` waits
+    for it. Later scenarios reuse it; :meth:`close` stops it.
     """
 
     def __init__(self) -> None:
