@@ -120,7 +120,7 @@ async def test_pending_delivery_is_dispatched_once_with_its_dependencies(db: Dat
     assert (delivery_id, gh) == ("a", None)
     assert deps["db"] is db
     assert deps["settings"] is settings
-    assert deps["queue"].lease_seconds == settings.lease_seconds
+    assert deps["queue"].leases.lease_seconds == settings.lease_seconds
     assert deps["log"]["delivery_id"] == "a"
     stored = deliveries(db)["a"]
     assert stored.processed_at is not None
