@@ -12,8 +12,8 @@ building their own. This module and :mod:`agentz_app.cli` are the only parts of
 Every role process imports this module, and the receiver runs on what it imports at the
 top: the web server, the inbox's handlers, the store and the GitHub client. Everything else
 is imported by the role function that runs it: the workers' pipeline and the runner registry,
-the scheduler, the reconciler, the supervisor, the Textual screens and the demo's fake
-GitHub (together about 15 MB the receiver would otherwise carry for nothing).
+the scheduler, the reconciler and the supervisor (about 4 MB the receiver would otherwise
+carry), the Textual screens and the demo's fake GitHub (about 10 MB).
 """
 
 from __future__ import annotations
