@@ -9,8 +9,11 @@ App's installation token provider. Handlers and services receive these instead o
 building their own. This module and :mod:`agentz_app.cli` are the only parts of
 ``agentz_app`` that import ``workers``.
 
-Every role process imports this module, so the Textual screens and the demo's fake
-GitHub are imported only by the functions that need them (about 10 MB per process).
+Every role process imports this module, and the receiver runs on what it imports at the
+top: the web server, the inbox's handlers, the store and the GitHub client. Everything else
+is imported by the role function that runs it: the workers' pipeline and the runner registry,
+the scheduler, the reconciler and the supervisor (about 4 MB the receiver would otherwise
+carry), the Textual screens and the demo's fake GitHub (about 10 MB).
 """
 
 from __future__ import annotations
@@ -25,34 +28,27 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from agentz_app import reconciler as reconciler_service
-from agentz_app import supervisor as supervisor_service
 from agentz_app import web
 from agentz_app.config import Settings
 from agentz_app.domain.runner import Runner
-from agentz_app.domain.scheduling import CandidateReport
 from agentz_app.errors import ConfigError
 from agentz_app.github.app import GitHubApp
 from agentz_app.ingress.inbox import OpenGitHub
 from agentz_app.logs import configure_logging, get_logger
 from agentz_app.metrics import process_github_metrics
-from agentz_app.scheduling import service as scheduling
-from agentz_app.scheduling.resync import resync_all
 from agentz_app.secrets import configured_secret_values
 from agentz_app.store.db import Database, check_sqlite_path
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
-from agentz_app.tui.candidates import Candidate
-from agentz_app.tui.data import web_base_for
-from workers import foreground, pool
-from workers.pipeline import Consult, PipelineDeps, Progress
-from workers.runners.cli import find_binary
-from workers.runners.registry import get_runner
-from workers.sandbox import bwrap_works
 
 if TYPE_CHECKING:
     from agentz_app.demo.runner import HostProbes
+    from agentz_app.domain.scheduling import CandidateReport
+    from agentz_app.supervisor import Supervisor
+    from agentz_app.tui.candidates import Candidate
     from agentz_app.tui.pick import IssuePicker
+    from workers.pipeline import Consult, PipelineDeps, Progress
+    from workers.pool import Outcome
 
 Clock = Callable[[], float]
 Echo = Callable[[str], None]
@@ -123,12 +119,21 @@ class Services:
 
     def pipeline(self, *, progress: Progress | None = None) -> PipelineDeps:
         """The pipeline's dependencies over this process's App (its Worktrees get the App's tokens)."""
+        from workers import pool
+
         return pool.build_deps(self.settings, self.db, self.github, progress=progress, clock=self.clock)
+
+
+def registered_runner(backend: str, settings: Settings) -> Runner:
+    """The runner registry's runner for ``backend`` (imported on first use: the receiver runs no agent)."""
+    from workers.runners.registry import get_runner
+
+    return get_runner(backend, settings)
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, db: Database, *, clock: Clock = time.time,
-                        runners: RunnerFactory = get_runner) -> AsyncIterator[Services]:
+                        runners: RunnerFactory = registered_runner) -> AsyncIterator[Services]:
     """Open this process's one HTTP session and GitHub App over ``db``; close the session on exit.
 
     Every GitHub response is counted in the process's metrics (``/metrics``)."""
@@ -162,6 +167,9 @@ def run_receiver(settings: Settings, *, host: str | None = None, port: int | Non
 
 async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """The scheduler role: event-driven passes plus periodic resync when GitHub is configured."""
+    from agentz_app.scheduling import service as scheduling
+    from agentz_app.scheduling.resync import resync_all
+
     db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
@@ -183,6 +191,8 @@ async def run_scheduler(settings: Settings, *, stop: asyncio.Event | None = None
 
 async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[CandidateReport]:
     """One scheduling pass with the configured backend."""
+    from agentz_app.scheduling import service as scheduling
+
     db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
@@ -194,15 +204,19 @@ async def run_schedule_once(settings: Settings, *, force: bool = False) -> list[
 
 def run_reconciler(settings: Settings) -> None:
     """The reconciler role (database work only: no GitHub client)."""
+    from agentz_app.reconciler import run_reconciler as reconcile_forever
+
     db = open_database(settings)
     try:
-        reconciler_service.run_reconciler(settings, db=db)
+        reconcile_forever(settings, db=db)
     finally:
         db.dispose()
 
 
-async def run_role(settings: Settings, role: str, *, once: bool = False) -> list[pool.Outcome]:
+async def run_role(settings: Settings, role: str, *, once: bool = False) -> list[Outcome]:
     """The planner or worker role (``once``: at most one claim)."""
+    from workers import pool
+
     db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
@@ -217,6 +231,8 @@ def _stage_echo(echo: Echo) -> Progress:
 
 async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Echo) -> Run:
     """Deliver one issue in the foreground, echoing each stage."""
+    from workers import pool
+
     db = await asyncio.to_thread(open_database, settings)  # connects and migrates
     try:
         async with open_services(settings, db) as services:
@@ -228,6 +244,8 @@ async def deliver_issue(settings: Settings, repo: str, number: int, *, echo: Ech
 
 async def run_loop(settings: Settings, db: Database, count: int, *, force: bool, echo: Echo) -> list[Run]:
     """``agentz loop``: schedule and deliver up to ``count`` issues of ``GITHUB_REPO`` in the foreground."""
+    from workers import foreground
+
     async with open_services(settings, db) as services:
         return await foreground.run_loop(services.pipeline(progress=_stage_echo(echo)), services.github,
                                          services.runner_for, count, force=force, echo=echo)
@@ -235,7 +253,9 @@ async def run_loop(settings: Settings, db: Database, count: int, *, force: bool,
 
 def picker_for(services: Services, *, ci_poll_seconds: float = 5.0) -> IssuePicker:
     """The interactive picker over ``GITHUB_REPO`` with this process's GitHub App and agent backends."""
+    from agentz_app.tui.data import web_base_for
     from agentz_app.tui.pick import IssuePicker  # Textual: only a terminal session needs it
+    from workers import foreground
 
     settings = services.settings
     repo = settings.github_repo
@@ -268,10 +288,10 @@ def run_picker(settings: Settings, db: Database) -> Run | None:
 def run_serve(settings: Settings, db: Database, *, workers: int | None = None, tui: bool = False,
               env_file: str | None = None, web_base: str | None = None) -> None:
     """``agentz serve``: supervise every role; with ``tui`` the dashboard runs in-process."""
+    from agentz_app import supervisor as supervisor_service
     from agentz_app.tui.app import supervisor_dashboard  # Textual: only a terminal session needs it
 
-
-    def dashboard(supervisor: supervisor_service.Supervisor) -> Any:
+    def dashboard(supervisor: Supervisor) -> Any:
         return supervisor_dashboard(supervisor, db, settings, web_base=web_base)
 
     supervisor_service.run_serve(settings, db, workers=workers, dashboard=dashboard if tui else None,
@@ -281,5 +301,7 @@ def run_serve(settings: Settings, db: Database, *, workers: int | None = None, t
 def host_probes() -> HostProbes:
     """The demo's checks of this host: the agent CLI is installed, bubblewrap works."""
     from agentz_app.demo.runner import HostProbes  # with the fake GitHub and model: only the demo needs them
+    from workers.runners.cli import find_binary
+    from workers.sandbox import bwrap_works
 
     return HostProbes(find_cli=find_binary, sandbox_works=bwrap_works)

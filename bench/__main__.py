@@ -14,7 +14,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bench.common import BenchOptions, Figures, Scenario, failed_checks, format_json, format_line
+from bench.common import (
+    BenchOptions,
+    Figures,
+    Scenario,
+    SharedPostgres,
+    failed_checks,
+    format_json,
+    format_line,
+)
 
 SCENARIOS: dict[str, str] = {
     "claims": "bench.claims:scenario",
@@ -78,17 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    options = BenchOptions(quick=args.quick, extra=tuple(extra))
     names = args.scenarios or [name for name in SCENARIOS if name not in EXPLICIT_ONLY]
+    postgres = SharedPostgres()  # started by the first scenario that needs it, reused by the later ones
+    options = BenchOptions(quick=args.quick, extra=tuple(extra), postgres=postgres)
     results: list[tuple[str, Figures]] = []
-    if args.json:
-        results = run(names, options)
-        print(format_json(results))
-    else:
-        for name in names:
-            for _, figures in run([name], options):
-                results.append((name, figures))
-                print(format_line(name, figures), flush=True)
+    try:
+        if args.json:
+            results = run(names, options)
+            print(format_json(results))
+        else:
+            for name in names:
+                for _, figures in run([name], options):
+                    results.append((name, figures))
+                    print(format_line(name, figures), flush=True)
+    finally:
+        postgres.close()
     failures = failed_checks(results) if args.check else []
     for failure in failures:
         print(f"check failed: {failure}", file=sys.stderr)

@@ -146,7 +146,7 @@ def scenario(options: BenchOptions) -> list[Figures]:
     counts = [args.workers] if options.quick else list(dict.fromkeys([args.workers, 2]))
     lines: list[Figures] = []
     with ExitStack() as stack:
-        create_pg = stack.enter_context(postgres_server()) if "postgres" in dbs else None
+        create_pg = stack.enter_context(postgres_server(options.postgres)) if "postgres" in dbs else None
         for db_name in dbs:
             for index, workers in enumerate(counts):
                 if db_name == "sqlite":

@@ -6,7 +6,8 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ Figures = dict[str, Any]
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What every scenario receives: the quick flag and the arguments it may parse itself."""
+    """What every scenario receives: the quick flag, the arguments it may parse itself and the
+    invocation's shared PostgreSQL server (None: a scenario starts its own)."""
 
     quick: bool = False
     extra: Sequence[str] = field(default_factory=tuple)
+    postgres: SharedPostgres | None = None
 
 
 # A scenario returns one dict of figures, or several (one printed line each).
@@ -92,22 +95,80 @@ def sqlite_database() -> Iterator[str]:
         yield url
 
 
+_TEMPLATE = "bench_template"
+
+
 @contextmanager
-def postgres_server() -> Iterator[Callable[[str], str]]:
-    """An ephemeral PostgreSQL server; yields a function creating a migrated database by name."""
+def _own_postgres_server() -> Iterator[Callable[[str], str]]:
+    """Start an ephemeral PostgreSQL server with one migrated template database; stop it on exit."""
+    import psycopg
+
     from agentz_app.store.db import Database
     from agentz_app.store.ephemeral_pg import EphemeralPostgres
     from agentz_app.store.migrate import migrate
 
     with EphemeralPostgres() as server:
+        db = Database.from_url(server.create_database(_TEMPLATE))
+        migrate(db)
+        db.dispose()
 
         def create(name: str) -> str:
-            url = server.create_database(name)
-            db = Database.from_url(url)
-            migrate(db)
-            db.dispose()
-            return url
+            # A copy of the migrated template: no migration run per database.
+            with psycopg.connect(server.url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
+            return f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
 
+        yield create
+
+
+class SharedPostgres:
+    """One ephemeral PostgreSQL server for a whole ``python -m bench`` invocation.
+
+    The first scenario that needs it starts it: :meth:`start` begins on a thread (so it
+    overlaps the scenario's own start-up), :meth:`wait` or the first :meth:`create` waits
+    for it. Later scenarios reuse it; :meth:`close` stops it.
+    """
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-postgres")
+        self._server: Future[Callable[[str], str]] | None = None
+
+    def start(self) -> None:
+        """Start the server in the background (once)."""
+        if self._server is None:
+            self._server = self._pool.submit(self._stack.enter_context, _own_postgres_server())
+
+    def wait(self) -> None:
+        """Block until the server runs (raising what starting it raised)."""
+        self.start()
+        assert self._server is not None
+        self._server.result(timeout=180)
+
+    def create(self, name: str) -> str:
+        """A fresh migrated database on the shared server; returns its URL."""
+        self.wait()
+        assert self._server is not None
+        return self._server.result()(name)
+
+    def close(self) -> None:
+        """Stop the server (after it finished starting)."""
+        if self._server is not None:
+            self._server.exception()
+        self._pool.shutdown()
+        self._stack.close()
+
+
+@contextmanager
+def postgres_server(shared: SharedPostgres | None = None) -> Iterator[Callable[[str], str]]:
+    """An ephemeral PostgreSQL server (``shared``'s, or one of its own stopped on exit); yields a
+    function creating a migrated database by name."""
+    if shared is not None:
+        shared.wait()  # started before the scenario: it waits here as for a server of its own
+        yield shared.create
+        return
+    with _own_postgres_server() as create:
         yield create
 
 

@@ -39,7 +39,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import BenchOptions, Figures, count_double_claims, load_events, postgres_available, postgres_server
+from bench.common import (
+    BenchOptions,
+    Figures,
+    SharedPostgres,
+    count_double_claims,
+    load_events,
+    postgres_available,
+    postgres_server,
+)
 from bench.loop import quiet_logs
 
 if TYPE_CHECKING:
@@ -120,12 +128,12 @@ def parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def _shared_database(hosts: int) -> Iterator[dict[str, str]]:
+def _shared_database(hosts: int, shared: SharedPostgres | None) -> Iterator[dict[str, str]]:
     """Settings naming the database two hosts share: PostgreSQL when installed (one host: the demo's SQLite)."""
     if hosts == 1 or not postgres_available():
         yield {}
         return
-    with postgres_server() as create:
+    with postgres_server(shared) as create:
         yield {"DATABASE_URL": create("crash")}
 
 
@@ -148,9 +156,10 @@ def _has_file(repo: Path, sha: str, path: str) -> bool:
     return found.returncode == 0
 
 
-async def measure(trials: int, *, seed: int, wave: int, window: float, hosts: int = 1) -> Figures:
+async def measure(trials: int, *, seed: int, wave: int, window: float, hosts: int = 1,
+                  postgres: SharedPostgres | None = None) -> Figures:
     """Run the trials in waves against one supervised service (or two hosts) and audit the result."""
-    with _shared_database(hosts) as database:
+    with _shared_database(hosts, postgres) as database:
         return await _measure(trials, seed=seed, wave=wave, window=window, hosts=hosts, database=database)
 
 
@@ -253,6 +262,7 @@ def scenario(options: BenchOptions) -> Figures:
     args = parse(options.extra, options.quick)
     quiet_logs()
     started = time.monotonic()
-    figures = asyncio.run(measure(args.trials, seed=args.seed, wave=args.wave, window=args.window, hosts=args.hosts))
+    figures = asyncio.run(measure(args.trials, seed=args.seed, wave=args.wave, window=args.window, hosts=args.hosts,
+                                  postgres=options.postgres))
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures

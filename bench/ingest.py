@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchOptions, Figures, percentile
+from bench.common import BenchOptions, Figures, SharedPostgres, percentile
 from bench.services import Service
 
 SECRET = "bench-webhook-secret"
@@ -322,13 +322,22 @@ def _parse(extra: Sequence[str], quick: bool) -> argparse.Namespace:
     return args
 
 
-def _postgres_in_background(stack: ExitStack) -> Future[Callable[[str], str]]:
-    """Start the ephemeral PostgreSQL server on a thread; the stack stops it."""
+def _postgres_in_background(stack: ExitStack, shared: SharedPostgres | None) -> Callable[[], Callable[[str], str]]:
+    """Start PostgreSQL on a thread: the invocation's shared server, or one of its own that the
+    stack stops. Returns the wait for it, which gives the function creating a database."""
+    if shared is not None:
+        shared.start()
+
+        def shared_server() -> Callable[[str], str]:
+            shared.wait()
+            return shared.create
+
+        return shared_server
     from bench.common import postgres_server
 
     manager = postgres_server()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-postgres")
-    future = pool.submit(manager.__enter__)
+    future: Future[Callable[[str], str]] = pool.submit(manager.__enter__)
     pool.shutdown(wait=False)
 
     def close() -> None:
@@ -336,10 +345,10 @@ def _postgres_in_background(stack: ExitStack) -> Future[Callable[[str], str]]:
             manager.__exit__(None, None, None)
 
     stack.callback(close)
-    return future
+    return lambda: future.result(timeout=120)
 
 
-def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
+def _run(args: argparse.Namespace, dbs: Sequence[str], shared: SharedPostgres | None = None) -> list[Figures]:
     from bench.common import postgres_available, sqlite_database
     from bench.services import stop_all, wait_http
 
@@ -350,7 +359,7 @@ def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
             tempfile.TemporaryDirectory(prefix="agentz-bench-ingest-", ignore_cleanup_errors=True)))
         # Every server and database starts up front; each load then runs with the
         # others idle, and each server is stopped right after its load.
-        postgres = _postgres_in_background(stack) if "postgres" in dbs and postgres_available() else None
+        postgres = _postgres_in_background(stack, shared) if "postgres" in dbs and postgres_available() else None
         sqlite_url = stack.enter_context(sqlite_database()) if "sqlite" in dbs else None
         targets: list[Target] = []
         stack.callback(lambda: stop_all([target.service for target in targets]))
@@ -360,7 +369,7 @@ def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
         if sqlite_url is not None:
             targets.append(launch_receiver_on("sqlite", sqlite_url, workdir))
         if postgres is not None:
-            targets.append(launch_receiver_on("postgres", postgres.result(timeout=120)("ingest"), workdir))
+            targets.append(launch_receiver_on("postgres", postgres()("ingest"), workdir))
         for target in targets:
             wait_http(f"{target.base}/readyz", target.service)
         noop_target, receivers = targets[0], {target.name: target for target in targets[1:]}
@@ -381,12 +390,12 @@ def _run(args: argparse.Namespace, dbs: Sequence[str]) -> list[Figures]:
 def scenario(options: BenchOptions) -> list[Figures]:
     """Ingest rate, latency, RSS and correctness on SQLite and PostgreSQL, against a no-op server."""
     args = _parse(options.extra, options.quick)
-    return _run(args, args.db or ["sqlite", "postgres"])
+    return _run(args, args.db or ["sqlite", "postgres"], options.postgres)
 
 
 def rss_scenario(options: BenchOptions) -> list[Figures]:
     """The SQLite ingest measurement alone (its ``rss_mb`` is the receiver's peak RSS under load)."""
-    return _run(_parse(options.extra, options.quick), ["sqlite"])
+    return _run(_parse(options.extra, options.quick), ["sqlite"], options.postgres)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

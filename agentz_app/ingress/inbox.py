@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import time
@@ -27,6 +28,7 @@ import structlog
 from gidgethub import routing, sansio
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from agentz_app.config import Settings
 from agentz_app.errors import NotFound, StoreError
@@ -35,6 +37,7 @@ from agentz_app.logs import get_logger, redact_text
 from agentz_app.store.db import Database
 from agentz_app.store.models import Delivery, now
 from agentz_app.store.runs import RunQueue
+from agentz_app.store.single_statements import driver_rows
 
 MAX_BATCH = 500
 ARRIVAL_QUIET_SECONDS = 0.05  # the inbox processor waits for a pause this long in arriving deliveries
@@ -126,19 +129,36 @@ def describe_error(exc: BaseException) -> str:
 # Storing --------------------------------------------------------------------------
 
 
-def insert_deliveries(db: Database, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert rows in one transaction, ignoring known delivery ids; returns the ids stored."""
-    if not rows:
-        return set()
-    dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
-    # Rows go as parameters of one cached statement (not a multi-row VALUES compiled per batch size).
-    statement = (
+@functools.cache
+def _insert_delivery(*, pg: bool) -> Insert:
+    """``INSERT`` one delivery unless its id is known, ``RETURNING`` the id it stored (built once)."""
+    dialect_insert = postgresql.insert if pg else sqlite.insert
+    return (
         dialect_insert(Delivery)
         .on_conflict_do_nothing(index_elements=["delivery_id"])
         .returning(Delivery.delivery_id)
     )
+
+
+def insert_deliveries(db: Database, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert rows in one transaction, ignoring known delivery ids; returns the ids stored.
+
+    On SQLite each row goes through the same single-row statement on the driver connection:
+    a multi-row ``VALUES`` (SQLAlchemy's batched ``executemany`` with ``RETURNING``) is a new
+    statement for every batch size, and each connection's statement cache would keep up to
+    128 of them, about 1 MB each for batches of a few hundred 10 KB deliveries. PostgreSQL
+    prepares statements on the server, so there the batch goes as one ``executemany``.
+    """
+    if not rows:
+        return set()
+    statement = _insert_delivery(pg=not db.is_sqlite)
     with db.engine.begin() as connection:  # Core, not the ORM: this is the receiver's hot path
-        return set(connection.execute(statement, [dict(row) for row in rows]).scalars())
+        if not db.is_sqlite:
+            return set(connection.execute(statement, [dict(row) for row in rows]).scalars())
+        stored: set[str] = set()
+        for row in rows:
+            stored.update(returned.delivery_id for returned in driver_rows(connection, statement, dict(row)))
+        return stored
 
 
 _Pending = tuple[dict[str, Any], "asyncio.Future[bool]"]
