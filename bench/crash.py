@@ -215,7 +215,7 @@ async def _measure(trials: int, *, seed: int, wave: int, window: float, hosts: i
             await asyncio.sleep(delay)
             # A role still restarting from an earlier kill has no pid yet: wait for it.
             running = await demo.wait_for(lambda: _running(demo, name, host), timeout=10.0, interval=0.05)
-            if running and demo.kill(name, host=host) is not None:
+            if running and await asyncio.to_thread(demo.kill, name, host=host) is not None:
                 kills[f"{host}/{name}" if two else name] += 1
 
         while opened < trials:
