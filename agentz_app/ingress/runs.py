@@ -94,12 +94,19 @@ async def _rerun_stages(gh: GitHubAPI | None, db: Database, settings: Settings, 
     actor = sender.login or "github"
     decision = await check_actor(gh, db, settings, runs[0].repo, sender)
     if not decision.allowed:
-        for run in runs:
-            await db.run(moves.add_event, run.id, "check_run_action_refused", action=action, actor=actor,
-                         reason=decision.reason)
-            log.info("re-run refused", run_id=run.id, user=actor, reason=decision.reason)
+        await db.run(_refuse_rerun, db, moves, [run.id for run in runs], action=action, actor=actor,
+                     reason=decision.reason)
         return
     await db.run(_wake_for_rerun, db, [run.id for run in runs], actor=actor, reason=reason)
+
+
+def _refuse_rerun(db: Database, moves: Transitions, run_ids: list[str], *, action: str, actor: str,
+                  reason: str) -> None:
+    with db.begin() as session:
+        for run_id in run_ids:
+            moves.add_event_in(session, run_id, "check_run_action_refused", action=action, actor=actor, reason=reason)
+    for run_id in run_ids:
+        log.info("re-run refused", run_id=run_id, user=actor, reason=reason)
 
 
 def _wake_for_rerun(db: Database, run_ids: list[str], *, actor: str, reason: str) -> None:
