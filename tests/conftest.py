@@ -50,7 +50,7 @@ def no_sql_on_event_loop() -> Iterator[None]:
 def pg_server() -> Iterator[EphemeralPostgres]:
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    server = EphemeralPostgres().start()
+    server = EphemeralPostgres(durable=False).start()
     yield server
     server.stop()
 
