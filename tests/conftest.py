@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agentz_app.config import Settings
 from agentz_app.store.db import Database, refuse_sql_on_event_loop, sqlite_path
 from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
 from agentz_app.store.migrate import migrate
+from tests.db_templates import copy_migrated_sqlite, migrate_url
 from workers.sandbox import bwrap_works
 
 # Agents run in the bubblewrap sandbox (the default) wherever the host allows it. Elsewhere the
@@ -65,39 +65,20 @@ def postgres_url(pg_server: EphemeralPostgres) -> str:
     return pg_server.create_database(f"t{next(_db_counter)}")
 
 
-def _migrate_url(url: str) -> None:
-    database = Database.from_url(url)
-    try:
-        migrate(database)
-    finally:
-        database.dispose()
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated once per test process; :func:`migrated_sqlite_url` copies it."""
-    path = tmp_path_factory.mktemp("template") / "agentz.db"
-    _migrate_url(f"sqlite:///{path}")
-    assert not path.with_name(path.name + "-wal").exists(), "the template must be checkpointed before copying"
-    return path
-
-
 @pytest.fixture(scope="session")
 def migrated_postgres_template(pg_server: EphemeralPostgres) -> str:
     """A PostgreSQL database migrated once per test process; :func:`migrated_postgres_url` clones it."""
     name = "agentz_migrated_template"
-    _migrate_url(pg_server.create_database(name))
+    migrate_url(pg_server.create_database(name))
     return name
 
 
 @pytest.fixture
-def migrated_sqlite_url(sqlite_url: str, migrated_sqlite_file: Path) -> str:
+def migrated_sqlite_url(sqlite_url: str) -> str:
     """The ``sqlite_url`` file, created as a copy of a migrated one (the same as migrating it, faster)."""
     path = sqlite_path(sqlite_url)
     assert path is not None
-    assert not path.exists(), f"{path} is not a fresh database"
-    shutil.copyfile(migrated_sqlite_file, path)
-    return sqlite_url
+    return copy_migrated_sqlite(path)
 
 
 @pytest.fixture
