@@ -91,10 +91,15 @@ class EphemeralPostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
-    def stop(self) -> None:
+    def stop(self, *, wait_for_removal: bool = True) -> None:
+        """Stop the server and remove its folder; ``wait_for_removal=False`` leaves that to a detached ``rm``."""
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
+        if wait_for_removal:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            subprocess.Popen(["rm", "-rf", "--", str(self.root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
 
     def __enter__(self) -> EphemeralPostgres:
         return self.start()

@@ -9,9 +9,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import make_url
 
 from agentz_app.store.db import Database, normalise_url
-from agentz_app.store.ephemeral_pg import EphemeralPostgres
+from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
 from agentz_app.store.migrate import HEAD_REVISION, current_revision
 from agentz_app.store.models import Base
+from tests.waiting import wait_for_sync
 
 
 def test_the_db_fixture_is_at_the_head_revision_with_exactly_the_models_schema(db: Database) -> None:
@@ -31,3 +32,16 @@ def test_the_test_postgres_server_skips_flushes(pg_server: EphemeralPostgres) ->
     with psycopg.connect(pg_server.url) as conn:
         settings = {name: conn.execute(f"SHOW {name}").fetchone() for name in ("fsync", "synchronous_commit")}
     assert settings == {"fsync": ("off",), "synchronous_commit": ("off",)}
+
+
+@pytest.mark.postgres
+def test_a_benchmark_postgres_server_flushes_and_its_folder_goes_once_stopped_without_waiting() -> None:
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    server = EphemeralPostgres().start()
+    try:
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SHOW fsync").fetchone() == ("on",)
+    finally:
+        server.stop(wait_for_removal=False)
+    wait_for_sync(lambda: not server.root.exists(), timeout=60, what=f"{server.root} removed")
