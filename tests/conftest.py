@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from agentz_app.config import Settings
-from agentz_app.store.db import Database, refuse_sql_on_event_loop
+from agentz_app.store.db import Database, refuse_sql_on_event_loop, sqlite_path
 from agentz_app.store.ephemeral_pg import EphemeralPostgres, find_pg_bin
 from agentz_app.store.migrate import migrate
+from tests.db_templates import copy_migrated_sqlite, migrate_url
 from workers.sandbox import bwrap_works
 
 # Agents run in the bubblewrap sandbox (the default) wherever the host allows it. Elsewhere the
@@ -48,9 +50,9 @@ def no_sql_on_event_loop() -> Iterator[None]:
 def pg_server() -> Iterator[EphemeralPostgres]:
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    server = EphemeralPostgres().start()
+    server = EphemeralPostgres(durable=False).start()
     yield server
-    server.stop()
+    server.stop(wait_for_removal=False)  # the run need not wait while a detached rm deletes every test database
 
 
 @pytest.fixture
@@ -63,17 +65,46 @@ def postgres_url(pg_server: EphemeralPostgres) -> str:
     return pg_server.create_database(f"t{next(_db_counter)}")
 
 
+@pytest.fixture(scope="session")
+def migrated_postgres_template(pg_server: EphemeralPostgres) -> str:
+    """A PostgreSQL database migrated once per test process; :func:`migrated_postgres_url` clones it."""
+    name = "agentz_migrated_template"
+    migrate_url(pg_server.create_database(name))
+    return name
+
+
+@pytest.fixture
+def migrated_sqlite_url(sqlite_url: str) -> str:
+    """The ``sqlite_url`` file, created as a copy of a migrated one (the same as migrating it, faster)."""
+    path = sqlite_path(sqlite_url)
+    assert path is not None
+    return copy_migrated_sqlite(path)
+
+
+@pytest.fixture
+def migrated_postgres_url(pg_server: EphemeralPostgres, migrated_postgres_template: str) -> str:
+    """A fresh PostgreSQL database created from a migrated template (the same as migrating it, faster)."""
+    name = f"t{next(_db_counter)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_postgres_template}"')
+    return f"postgresql://postgres@127.0.0.1:{pg_server.port}/{name}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest) -> str:
-    """A fresh, empty database URL: a SQLite file, then a PostgreSQL database."""
-    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(name)
+    """A fresh database URL: a SQLite file, then a PostgreSQL database.
+
+    Empty, unless the test also uses ``db`` (directly or through another fixture): then it is that
+    database's URL, already migrated.
+    """
+    prefix = "migrated_" if "db" in request.fixturenames else ""
+    url: str = request.getfixturevalue(f"{prefix}{request.param}_url")
     return url
 
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
-    """A migrated database on SQLite and on PostgreSQL."""
+    """A migrated database on SQLite and on PostgreSQL (at ``db_url``)."""
     database = Database.from_url(db_url)
     migrate(database)
     yield database
@@ -81,8 +112,9 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[Database]:
-    database = Database.from_url(sqlite_url)
+def sqlite_db(migrated_sqlite_url: str) -> Iterator[Database]:
+    """A migrated SQLite database at ``sqlite_url``."""
+    database = Database.from_url(migrated_sqlite_url)
     migrate(database)
     yield database
     database.dispose()

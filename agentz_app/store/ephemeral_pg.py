@@ -40,13 +40,18 @@ def _free_port() -> int:
 
 
 class EphemeralPostgres:
-    """A private PostgreSQL server for the life of a test session or benchmark."""
+    """A private PostgreSQL server for the life of a test session or benchmark.
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    ``durable=False`` turns off fsync and synchronous commit: for tests, whose data need not outlive
+    a crash of the machine; benchmarks keep the default so their figures include the flushes.
+    """
+
+    def __init__(self, bin_dir: Path | None = None, *, durable: bool = True) -> None:
         found = bin_dir or find_pg_bin()
         if found is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
         self.bin_dir = found
+        self.durable = durable
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="agentz-pg-"))
         self.data = self.root / "data"
@@ -68,9 +73,10 @@ class EphemeralPostgres:
     def start(self) -> EphemeralPostgres:
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "--no-sync", "-E", "UTF8")
+        flush = "on" if self.durable else "off"
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200"
-            " -c fsync=on -c synchronous_commit=on -c shared_buffers=128MB"
+            f" -c fsync={flush} -c synchronous_commit={flush} -c shared_buffers=128MB"
         )
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-t", "60",
                   "-l", str(self.root / "log"), "start")
@@ -85,10 +91,15 @@ class EphemeralPostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
-    def stop(self) -> None:
+    def stop(self, *, wait_for_removal: bool = True) -> None:
+        """Stop the server and remove its folder; ``wait_for_removal=False`` leaves that to a detached ``rm``."""
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
+        if wait_for_removal:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            subprocess.Popen(["rm", "-rf", "--", str(self.root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
 
     def __enter__(self) -> EphemeralPostgres:
         return self.start()

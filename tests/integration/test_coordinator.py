@@ -19,6 +19,7 @@ from agentz_app.reporting.comments import StatusView, status_marker
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run
+from tests.db_templates import copy_migrated_sqlite
 from tests.fakes import GitHubDouble
 from workers.coordinator import CheckReport, Coordinator
 from workers.worktrees import Worktrees, branch_name
@@ -267,7 +268,7 @@ def origin(tmp_path: Path) -> Path:
 @pytest.fixture
 def co_settings(tmp_path: Path, origin: Path) -> Settings:
     return Settings.load(
-        None, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", state_dir=tmp_path / "state",
+        None, database_url=copy_migrated_sqlite(tmp_path / "db.sqlite"), state_dir=tmp_path / "state",
         git_url_template=f"file://{tmp_path / 'remote'}/{{full_name}}.git", default_backend="scripted",
         github_app_slug="agent-z",
     )

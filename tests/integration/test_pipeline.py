@@ -18,6 +18,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
 from agentz_app.store.models import Run, now
 from agentz_app.store.runs import RunQueue
+from tests.db_templates import copy_migrated_sqlite
 from tests.integration.test_coordinator import REPO, MemoryGH, make_origin, sh
 from tests.waiting import wait_for
 from workers.pipeline import PipelineDeps, plan_run, settle_ci, work_run
@@ -64,7 +65,7 @@ class Harness:
     def __init__(self, tmp_path: Path, agent_steps: list[dict[str, Any]], **overrides: Any) -> None:
         make_origin(tmp_path / "remote")
         self.settings = Settings.load(
-            None, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", state_dir=tmp_path / "state",
+            None, database_url=copy_migrated_sqlite(tmp_path / "db.sqlite"), state_dir=tmp_path / "state",
             git_url_template=f"file://{tmp_path / 'remote'}/{{full_name}}.git", default_backend="scripted",
             heartbeat_seconds=0.2, lease_seconds=5, ci_quiet_seconds=0, **overrides,
         )

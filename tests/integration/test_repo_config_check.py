@@ -15,6 +15,7 @@ from agentz_app.fakehub import FakeHub
 from agentz_app.repo_config import stored_config
 from agentz_app.store.db import Database
 from agentz_app.store.migrate import migrate
+from tests.db_templates import copy_migrated_sqlite
 from tests.fakehub_fixtures import app_private_key, clone, fakehub, installation_token, run_git, webhook_sink
 from workers.repo_setup import load_repo_config
 from workers.worktrees import Worktrees
@@ -46,8 +47,9 @@ async def gh(fakehub: FakeHub, app_private_key: str) -> AsyncIterator[TokenGH]:
 
 @pytest.fixture
 def parts(tmp_path: Path, fakehub: FakeHub) -> tuple[Worktrees, Database]:
-    settings = Settings.load(None, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", state_dir=tmp_path / "state",
-                             git_url_template=fakehub.git_url_template, default_backend="scripted")
+    settings = Settings.load(None, database_url=copy_migrated_sqlite(tmp_path / "db.sqlite"),
+                             state_dir=tmp_path / "state", git_url_template=fakehub.git_url_template,
+                             default_backend="scripted")
     db = Database.from_url(settings.database_url)
     migrate(db)
     return Worktrees(settings), db
