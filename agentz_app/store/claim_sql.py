@@ -252,11 +252,16 @@ def pg_complete(columns: tuple[str, ...], drop: str, goal: str) -> Select[Any]:
     """PostgreSQL: a fenced move to ``goal``, its claim release and its event in one statement.
 
     Returns one row (id, repo, issue number, from status, status, claims dropped, whether the
-    repository has deferred runs) or none when the lease is lost or the move is illegal."""
-    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row(goal)).with_for_update().cte("old")
+    repository has deferred runs) or none when the lease is lost or the move is illegal.
+
+    The fence is part of the update's own condition, which PostgreSQL checks again on the newest
+    version of the row it locks, so no separate row lock is taken. The status it moves from is read
+    as the statement began: only the lease holder changes a status without taking the lease away
+    (every other change bumps ``attempt``), so while the fence holds that status is current."""
+    old = select(RUNS.c.id, RUNS.c.status).where(_fenced_row(goal)).cte("old")
     moved = (
         update(RUNS)
-        .where(RUNS.c.id == old.c.id)
+        .where(RUNS.c.id == old.c.id, _fenced_row(goal))
         .values(_completion_values(columns, goal))
         .returning(RUNS.c.id, RUNS.c.repo, RUNS.c.issue_number, old.c.status.label("from_status"), RUNS.c.status)
         .cte("moved")

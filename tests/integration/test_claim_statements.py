@@ -17,6 +17,7 @@ from agentz_app.store.db import Database
 from agentz_app.store.models import CLAIM_ORDER_WHERE
 from agentz_app.store.runs import RunQueue, file_resource
 from tests.fakes import FakeClock
+from tests.waiting import wait_for_sync
 
 
 @contextmanager
@@ -231,3 +232,39 @@ def test_the_claim_order_index_is_the_one_the_models_describe(db: Database) -> N
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_runs_claim_order'").scalars()
             for status in Status:
                 assert (f"'{status.value}'" in definition) == (status in LIVE)
+
+
+@pytest.mark.postgres
+def test_a_completion_waiting_on_a_revocation_finds_its_lease_lost(migrated_postgres_url: str) -> None:
+    """The fence is checked again on the row the completion waits for: a revocation that commits
+    while the completion waits on its row lock wins, and the completion changes nothing."""
+    postgres_db = Database.from_url(migrated_postgres_url)
+    queue = RunQueue(postgres_db)
+    run, _ = queue.intake.enqueue("o/r", 1)
+    [taken] = queue.leases.take("w1", statuses=CLAIMABLE_BY_PLANNER, target=Status.PLANNING)
+    outcome: list[BaseException | None] = []
+
+    def complete() -> None:
+        try:
+            queue.moves.complete(taken.lease, Status.FAILED, error="late")
+            outcome.append(None)
+        except LeaseLost as exc:
+            outcome.append(exc)
+
+    with postgres_db.engine.connect() as revoker:
+        revoker.exec_driver_sql("UPDATE runs SET attempt = attempt + 1, lease_owner = NULL WHERE id = %(id)s",
+                                {"id": run.id})  # holds the row lock until the commit below
+        completer = threading.Thread(target=complete)
+        completer.start()
+        with postgres_db.engine.connect() as watcher:
+            wait_for_sync(lambda: watcher.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").scalar() == 1,
+                timeout=30, what="the completion waiting on the row lock")
+        revoker.commit()
+    completer.join(timeout=30)
+    [lost] = outcome
+    assert isinstance(lost, LeaseLost)
+    after = queue.reads.get(run.id)
+    assert (after.status, after.attempt, after.error) == ("planning", 2, None)
+    assert _kinds(queue, run.id)[-1] == "claimed"
+    postgres_db.dispose()
