@@ -30,6 +30,12 @@ def pytest_report_header() -> str:
     return "agent sandbox: UNAVAILABLE (apt-get install bubblewrap); agents run unsandboxed, sandbox tests skip"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow end-to-end tests first (in collection order otherwise): with several test
+    processes, the long ones then overlap the short ones instead of finishing alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 needs_sandbox = pytest.mark.skipif(not SANDBOX_USABLE, reason="bubblewrap not usable here (apt-get install bubblewrap)")
 
 _db_counter = itertools.count()

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,6 +137,7 @@ def test_a_command_only_in_code_quotes_or_html_is_never_parsed(name: str, wrap: 
     assert parse_command(f"{hidden}\n\n{after}") is None
 
 
+@pytest.mark.slow
 def test_hostile_markdown_is_parsed_in_linear_time() -> None:
     # Inputs that make naive Markdown or regex parsers quadratic, at twice GitHub's body limit.
     script = (

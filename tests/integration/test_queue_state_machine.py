@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import ClassVar
 
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -264,5 +265,6 @@ MACHINE_SETTINGS = hypothesis_settings(
 )
 
 
+@pytest.mark.slow
 def test_queue_keeps_its_invariants_under_random_operations(db: Database, settings: Settings) -> None:
     run_state_machine_as_test(queue_machine(db, settings), settings=MACHINE_SETTINGS)
