@@ -31,10 +31,14 @@ def options(tmp_path: Path) -> DemoOptions:
                        env={"SCHEDULER_ELIGIBLE_LABELS": "agent-z:never"})
 
 
-def status_comment(demo: Demo, number: int) -> str:
+def status_comments(demo: Demo, number: int) -> list[str]:
     assert demo.hub is not None
-    [body] = [str(c["body"]) for c in demo.hub.comments.find(scenario.REPO, number)
-              if "<!-- agent-z:status" in str(c["body"])]
+    return [str(c["body"]) for c in demo.hub.comments.find(scenario.REPO, number)
+            if "<!-- agent-z:status" in str(c["body"])]
+
+
+def status_comment(demo: Demo, number: int) -> str:
+    [body] = status_comments(demo, number)
     return body
 
 
@@ -97,7 +101,9 @@ async def test_a_run_cancelled_from_the_command_line_is_shown_cancelled(tmp_path
         assert result.exit_code == 0, result.output
 
         def shown() -> bool:
-            return "🚫 Cancelled" in status_comment(demo, 1) and not labels(demo, 1) & WORK_LABELS
+            # The status comment may not exist yet: the labels can be shown before it.
+            shown_now = status_comments(demo, 1)
+            return any("🚫 Cancelled" in body for body in shown_now) and not labels(demo, 1) & WORK_LABELS
 
         assert await demo.wait_for(shown, timeout=ACK_TIMEOUT)
         assert "cancelled from the command line" in status_comment(demo, 1)
