@@ -168,24 +168,35 @@ async def load_issue(deps: PipelineDeps, gh: GitHubAPI, run: Run) -> IssueContex
 
 async def with_heartbeat(db: Database, leases: LeaseClaims, lease: Lease, interval: float,
                          work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` while renewing the lease; on LeaseLost cancel ``work`` and raise it."""
+    """Run ``work`` while renewing the lease; on LeaseLost cancel ``work`` and raise it.
+
+    A lease ``work`` gave back itself (a move to a status that holds none, or a release) is
+    not lost: the renewals stop and ``work`` finishes what follows, such as reporting the move.
+    """
     task: asyncio.Task[T] = asyncio.ensure_future(work)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval)
-            await db.run(leases.heartbeat, lease)
+            try:
+                await db.run(leases.heartbeat, lease)
+            except LeaseLost:
+                if await db.run(leases.given_back, lease):
+                    return
+                raise
 
     beater = asyncio.ensure_future(beat())
     try:
         done, _ = await asyncio.wait({task, beater}, return_when=asyncio.FIRST_COMPLETED)
+        if beater in done and beater.exception() is None:  # given back: no more renewals
+            await asyncio.wait({task})
     except asyncio.CancelledError:
         task.cancel()
         beater.cancel()
         with contextlib.suppress(BaseException):
             await task
         raise
-    if beater in done:
+    if beater in done and beater.exception() is not None:
         task.cancel()
         with contextlib.suppress(BaseException):
             await task

@@ -184,6 +184,13 @@ class LeaseClaims:
             write_fenced(session, lease, {"lease_expires_at": expires, "heartbeat_at": stamp})
         return expires
 
+    def given_back(self, lease: Lease) -> bool:
+        """Whether the holder of ``lease`` gave the run back itself: nobody holds it and nobody
+        fenced it since (every takeover or revocation bumps ``attempt``)."""
+        with self.db.read() as session:
+            row = session.execute(select(Run.attempt, Run.lease_owner).where(Run.id == lease.run_id)).first()
+        return row is not None and row.attempt == lease.attempt and row.lease_owner is None
+
     def release(self, lease: Lease) -> None:
         """Drop the lease without a status change (fenced)."""
         with self.db.begin() as session:
