@@ -2,15 +2,15 @@
 
 Each builder is memoised on its arguments (dialect name and statement shape), so a
 worker builds a statement once and SQLAlchemy's compiled cache finds it on every later
-call. Values travel as bound parameters; no ORM object is built.
+call. Values travel as bound parameters, except run statuses, which are written into the
+statements as constants (only :class:`Status` values, never caller text): the driver has fewer
+values to send and the planner sees which statuses a statement reads. No ORM object is built.
 
-Run statuses are written into the statements as constants (only :class:`Status` values, never
-caller text): the driver has fewer values to send and the planner sees which statuses a
-statement reads. On PostgreSQL a claim is one statement: the candidate rows are locked with
+On PostgreSQL a claim is one statement: the candidate rows are locked with
 ``FOR UPDATE SKIP LOCKED`` in a CTE, updated, and their ``claimed`` events inserted by a
-data-modifying CTE. A completion likewise locks the fenced row (id, attempt, owner and a
-status that may move to the goal), updates it, drops the claims the goal gives back and
-inserts its ``transition`` event in one statement. SQLite has no data-modifying CTEs, but
+data-modifying CTE. A completion likewise updates the fenced row (id, attempt, owner and a
+status that may move to the goal, checked in the update's own condition), drops the claims the
+goal gives back and inserts its ``transition`` event in one statement. SQLite has no data-modifying CTEs, but
 ``BEGIN IMMEDIATE`` already serialises writers: there the event is inserted from the rows
 it describes (``INSERT … SELECT … RETURNING``) and the runs updated by the next statement.
 """
@@ -61,7 +61,7 @@ DROP_ALL, DROP_NON_ISSUE, DROP_ISSUE, DROP_NONE = "all", "non_issue", "issue", "
 _EVENT_COLUMNS = ("run_id", "kind", "from_status", "to_status", "payload", "created_at")
 
 
-def status_literal(value: str) -> Any:
+def _status_literal(value: str) -> Any:
     """A run status written into a statement; anything but a :class:`Status` value is refused."""
     return literal_column(f"'{Status(value).value}'")
 
@@ -69,11 +69,11 @@ def status_literal(value: str) -> Any:
 def _status_in(column: Any, statuses: tuple[str, ...]) -> Any:
     """``column`` is one of ``statuses`` (with one status an ``=``, so an index returns rows in order)."""
     if len(statuses) == 1:
-        return column == status_literal(statuses[0])
-    return column.in_([status_literal(status) for status in statuses])
+        return column == _status_literal(statuses[0])
+    return column.in_([_status_literal(status) for status in statuses])
 
 
-def movable_to(goal: str) -> tuple[str, ...]:
+def _movable_to(goal: str) -> tuple[str, ...]:
     """The statuses that may move to ``goal`` (a completion's fencing condition)."""
     return tuple(status.value for status in Status if can_transition(status, Status(goal)))
 
@@ -96,7 +96,7 @@ def _candidates(statuses: tuple[str, ...], *, by_id: bool, per_repo: bool, pg: b
         .with_for_update(skip_locked=True)
     )
     if not pg and set(statuses) <= set(CLAIM_ORDER_STATUSES):
-        statement = statement.where(RUNS.c.status.in_([status_literal(s) for s in CLAIM_ORDER_STATUSES]))
+        statement = statement.where(RUNS.c.status.in_([_status_literal(s) for s in CLAIM_ORDER_STATUSES]))
     if by_id:
         statement = statement.where(RUNS.c.id == bindparam("lease_run_id", type_=String))
     if per_repo:
@@ -136,7 +136,7 @@ def _chosen(statuses: tuple[str, ...], *, by_id: bool, per_repo: bool, pg: bool)
 
 def _lease_values(target: str | None) -> dict[str, Any]:
     return {
-        "status": RUNS.c.status if target is None else status_literal(target),
+        "status": RUNS.c.status if target is None else _status_literal(target),
         "attempt": RUNS.c.attempt + literal_column("1"),
         "lease_owner": bindparam("owner", type_=String),
         "lease_expires_at": bindparam("expires", type_=Float),
@@ -187,7 +187,7 @@ def sqlite_claim_events(statuses: tuple[str, ...], target: str | None, *, by_id:
         literal_column("'attempt'"), rows.c.attempt + literal_column("1"),
         literal_column("'expires_at'"), bindparam("expires", type_=Float),
     )
-    to_status = rows.c.status if target is None else status_literal(target)
+    to_status = rows.c.status if target is None else _status_literal(target)
     return insert(EVENTS).from_select(
         _EVENT_COLUMNS,
         select(rows.c.id, literal_column("'claimed'"), rows.c.status, to_status, payload,
@@ -212,7 +212,7 @@ def _fenced_row(goal: str) -> Any:
         (RUNS.c.id == bindparam("lease_run_id", type_=String))
         & (RUNS.c.attempt == bindparam("lease_attempt", type_=Integer))
         & (RUNS.c.lease_owner == bindparam("owner", type_=String))
-        & _status_in(RUNS.c.status, movable_to(goal))
+        & _status_in(RUNS.c.status, _movable_to(goal))
     )
 
 
@@ -223,7 +223,7 @@ _IN_STATEMENT = frozenset({"status", "lease_owner", "lease_expires_at"})
 def _completion_values(columns: tuple[str, ...], goal: str) -> dict[str, Any]:
     """The new values of a completion: constants for the columns of ``_IN_STATEMENT``, the parameter
     ``:v_<name>`` for every other column."""
-    constants = {"status": status_literal(goal), "lease_owner": null(), "lease_expires_at": null()}
+    constants = {"status": _status_literal(goal), "lease_owner": null(), "lease_expires_at": null()}
     return {name: constants[name] if name in _IN_STATEMENT else bindparam(f"v_{name}", type_=RUNS.c[name].type)
             for name in columns}
 
@@ -235,7 +235,7 @@ def completion_params(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _has_deferred(repo: Any) -> Any:
     """Whether ``repo`` has deferred runs (that freed claims could wake)."""
-    return exists().where(RUNS.c.repo == repo, RUNS.c.status == status_literal(Status.DEFERRED))
+    return exists().where(RUNS.c.repo == repo, RUNS.c.status == _status_literal(Status.DEFERRED))
 
 
 def _dropping(run_ids: Any, drop: str) -> Delete:
@@ -285,7 +285,7 @@ def sqlite_complete_event(goal: str) -> Insert:
     """SQLite: the ``transition`` event of a fenced move to ``goal``, inserted only while the lease holds."""
     return insert(EVENTS).from_select(
         _EVENT_COLUMNS,
-        select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, status_literal(goal),
+        select(RUNS.c.id, literal_column("'transition'"), RUNS.c.status, _status_literal(goal),
                bindparam("event_payload", type_=EVENTS.c.payload.type), bindparam("stamp", type_=Float))
         .where(_fenced_row(goal)),
     ).returning(EVENTS.c.id)
@@ -345,7 +345,7 @@ def pg_complete_many(columns: tuple[str, ...], drop: str, goal: str) -> Select[A
         .with_for_update()
         .cte("held")
     )
-    illegal = exists().where(held.c.status.not_in([status_literal(s) for s in movable_to(goal)]))
+    illegal = exists().where(held.c.status.not_in([_status_literal(s) for s in _movable_to(goal)]))
     moved = (
         update(RUNS)
         .where(RUNS.c.id == held.c.id, ~illegal)
