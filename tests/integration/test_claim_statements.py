@@ -257,9 +257,14 @@ def test_a_completion_waiting_on_a_revocation_finds_its_lease_lost(migrated_post
         completer = threading.Thread(target=complete)
         completer.start()
         with postgres_db.engine.connect() as watcher:
-            wait_for_sync(lambda: watcher.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").scalar() == 1,
-                timeout=30, what="the completion waiting on the row lock")
+
+            def waiting_on_the_row() -> bool:
+                # pg_stat_activity is read once per transaction: each look is a transaction of its own.
+                with watcher.begin():
+                    return watcher.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").scalar() == 1
+
+            wait_for_sync(waiting_on_the_row, timeout=30, what="the completion waiting on the row lock")
         revoker.commit()
     completer.join(timeout=30)
     [lost] = outcome
@@ -268,3 +273,11 @@ def test_a_completion_waiting_on_a_revocation_finds_its_lease_lost(migrated_post
     assert (after.status, after.attempt, after.error) == ("planning", 2, None)
     assert _kinds(queue, run.id)[-1] == "claimed"
     postgres_db.dispose()
+
+
+def test_only_run_statuses_are_written_into_the_statements() -> None:
+    """Statuses become SQL text; anything but a run status is refused before it gets there."""
+    with pytest.raises(ValueError, match="not a valid Status"):
+        claim_sql.pg_claim(("queued') OR ('1' = '1",), None, by_id=False, per_repo=False)
+    with pytest.raises(ValueError, match="not a valid Status"):
+        claim_sql.pg_complete(("status",), claim_sql.DROP_NONE, "done'; DROP TABLE runs; --")
